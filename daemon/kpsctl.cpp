@@ -1,0 +1,3 @@
+#include "ctl.hpp"
+
+int main(int argc, char** argv) { return kpsd::run_kpsctl(argc, argv); }

@@ -1,0 +1,47 @@
+// kpsd: the daemon. Parses its command line and configuration, then runs (lib/daemon.cpp).
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "config.hpp"
+#include "daemon.hpp"
+#include "logging.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "kpsd: unbinds SSH key pairs from Huawei Cloud servers in bulk through the KPS v3 API.\n"
+      "Jobs arrive over the control socket (kpsctl) or as rows in the jobs table; every attempt\n"
+      "and task is kept in SQLite. Logs go to stderr."};
+  app.set_version_flag("--version", "kpsd " KPSD_VERSION);
+  std::string config_path = "/etc/kpsd/kpsd.conf";
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "configuration file (INI)")
+      ->capture_default_str();
+  app.add_flag("--check-config", check_only, "parse the configuration, report, and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kpsd::exit_usage;
+  }
+
+  kpsd::Config config;
+  try {
+    config = kpsd::load_config(config_path);
+  } catch (const kpsd::ConfigError& e) {
+    std::cerr << "kpsd: " << e.what() << "\n";
+    return kpsd::exit_config;
+  }
+  if (check_only) {
+    std::cout << config_path << ": ok\n";
+    return 0;
+  }
+  kpsd::setup_logging(config.log.level);
+  try {
+    return kpsd::run_daemon(config);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return kpsd::exit_software;
+  }
+}

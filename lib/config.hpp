@@ -1,0 +1,80 @@
+#pragma once
+// kpsd's configuration: one struct with typed fields, parsed once from the INI file of
+// design.md. Every field says its default and what 0 means where 0 is allowed.
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace kpsd {
+
+using std::chrono::milliseconds;
+
+// A parsed http:// or https:// base URL.
+struct Endpoint {
+  std::string scheme;  // "http" or "https"
+  std::string host;
+  std::uint16_t port = 0;
+  std::string text;  // as written, for messages
+};
+
+struct KpsConfig {
+  Endpoint endpoint;                            // required
+  std::string project_id;                       // required, 32 hex characters
+  std::string ca_file;                          // empty = system trust store (https only)
+  milliseconds request_timeout{15000};          // deadline of each connect/write/read; > 0
+  bool poll_tasks = true;                       // false: a delivered 202 is final (succeeded)
+  milliseconds poll_initial_delay{10000};       // first task poll after delivery; 0 = at once
+  milliseconds poll_interval{20000};            // between task polls; > 0
+  milliseconds poll_timeout{1800000};           // task still pending after this = failed; > 0
+};
+
+enum class AuthMethod { token };
+
+struct AuthConfig {
+  AuthMethod method = AuthMethod::token;
+  std::string token_file = "/run/credentials/kpsd.service/kps-token";
+};
+
+struct QueueConfig {
+  std::string database = "/var/lib/kpsd/jobs.db";
+  unsigned concurrency = 64;                    // calls in flight at once; >= 1
+  double rate_per_second = 10;                  // calls started per second; 0 = unlimited
+  unsigned max_attempts = 8;                    // delivery attempts before failed; >= 1
+  milliseconds backoff_initial{1000};           // first retry delay (before jitter); > 0
+  milliseconds backoff_max{300000};             // cap on any retry delay; >= backoff_initial
+};
+
+struct ControlConfig {
+  std::string socket = "/run/kpsd/kpsd.sock";
+  unsigned socket_mode = 0660;                  // octal; never world-accessible
+};
+
+struct LogConfig {
+  std::string level = "info";                   // trace debug info warn error critical off
+};
+
+struct Config {
+  KpsConfig kps;
+  AuthConfig auth;
+  QueueConfig queue;
+  ControlConfig control;
+  LogConfig log;
+};
+
+// A start-up failure: the message is one line, `file:line: key: what is wrong`.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses INI text; `file_name` only appears in messages. Throws ConfigError.
+Config parse_config(std::string_view text, std::string_view file_name);
+// Reads and parses a file. Throws ConfigError (also when the file cannot be read).
+Config load_config(const std::string& path);
+
+// Parses "http[s]://host[:port]" with no path. Returns an error message, or empty on success.
+std::string parse_endpoint(std::string_view text, Endpoint& out);
+
+}  // namespace kpsd

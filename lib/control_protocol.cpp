@@ -1,0 +1,195 @@
+#include "control_protocol.hpp"
+
+#include <boost/json.hpp>
+
+namespace kpsd {
+
+namespace json = boost::json;
+
+namespace {
+
+struct Invalid {
+  std::string message;
+};
+
+std::int64_t integer_field(const json::object& o, std::string_view key, std::int64_t min,
+                           std::int64_t max, std::string_view where) {
+  const json::value& v = o.at(key);
+  std::int64_t n = 0;
+  if (v.is_int64()) {
+    n = v.as_int64();
+  } else if (v.is_uint64() && v.as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    n = static_cast<std::int64_t>(v.as_uint64());
+  } else {
+    throw Invalid{std::string(where) + std::string(key) + " must be an integer"};
+  }
+  if (n < min || n > max) {
+    throw Invalid{std::string(where) + std::string(key) + " must be between " +
+                  std::to_string(min) + " and " + std::to_string(max)};
+  }
+  return n;
+}
+
+std::string string_field(const json::object& o, std::string_view key, std::string_view where) {
+  const json::value& v = o.at(key);
+  if (!v.is_string()) throw Invalid{std::string(where) + std::string(key) + " must be a string"};
+  return std::string(v.as_string());
+}
+
+void reject_unknown(const json::object& o, std::initializer_list<std::string_view> known,
+                    std::string_view where) {
+  for (const auto& kv : o) {
+    bool ok = false;
+    for (auto k : known) ok = ok || kv.key() == k;
+    if (!ok) throw Invalid{"unknown field " + std::string(where) + std::string(kv.key())};
+  }
+}
+
+NewJob parse_job(const json::value& v, std::size_t index) {
+  std::string where = "jobs[" + std::to_string(index) + "].";
+  if (!v.is_object()) throw Invalid{"jobs[" + std::to_string(index) + "] must be an object"};
+  const json::object& o = v.as_object();
+  reject_unknown(o, {"server_id", "port", "auth"}, where);
+  if (!o.contains("server_id")) throw Invalid{where + "server_id is missing"};
+  NewJob job;
+  job.server_id = string_field(o, "server_id", where);
+  if (auto problem = validate_server_id(job.server_id); !problem.empty()) {
+    throw Invalid{where + problem};
+  }
+  if (o.contains("port")) job.port = integer_field(o, "port", 1, 65535, where);
+  if (o.contains("auth")) {
+    const json::value& a = o.at("auth");
+    std::string aw = where + "auth.";
+    if (!a.is_object()) throw Invalid{where + "auth must be an object"};
+    const json::object& ao = a.as_object();
+    reject_unknown(ao, {"type", "key"}, aw);
+    if (!ao.contains("type")) throw Invalid{aw + "type is missing"};
+    if (!ao.contains("key")) throw Invalid{aw + "key is missing"};
+    std::string type = string_field(ao, "type", aw);
+    if (type != "password" && type != "keypair") {
+      throw Invalid{aw + "type must be \"password\" or \"keypair\""};
+    }
+    if (!ao.at("key").is_string()) throw Invalid{aw + "key must be a string"};
+    const json::string& key = ao.at("key").as_string();
+    if (key.empty()) throw Invalid{aw + "key is empty"};
+    if (key.size() > max_auth_key_bytes) throw Invalid{aw + "key is longer than 64 KiB"};
+    job.auth = JobAuth{type, Secret(std::string(key))};
+  }
+  return job;
+}
+
+}  // namespace
+
+std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error) {
+  boost::system::error_code ec;
+  json::value v = json::parse(line, ec);
+  if (ec) {
+    error = "request is not valid JSON: " + ec.message();
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    error = "request must be a JSON object";
+    return std::nullopt;
+  }
+  const json::object& o = v.as_object();
+  try {
+    if (!o.contains("op")) throw Invalid{"op is missing"};
+    std::string op = string_field(o, "op", "");
+    if (op == "enqueue") {
+      reject_unknown(o, {"op", "jobs"}, "");
+      if (!o.contains("jobs")) throw Invalid{"jobs is missing"};
+      if (!o.at("jobs").is_array()) throw Invalid{"jobs must be an array"};
+      const json::array& arr = o.at("jobs").as_array();
+      if (arr.empty()) throw Invalid{"jobs is empty"};
+      if (arr.size() > max_jobs_per_enqueue) {
+        throw Invalid{"jobs holds more than " + std::to_string(max_jobs_per_enqueue) +
+                      " entries; send them in chunks"};
+      }
+      EnqueueRequest r;
+      r.jobs.reserve(arr.size());
+      for (std::size_t i = 0; i < arr.size(); ++i) r.jobs.push_back(parse_job(arr[i], i));
+      return r;
+    }
+    if (op == "list") {
+      reject_unknown(o, {"op", "state", "server_id", "limit", "after_id"}, "");
+      ListRequest r;
+      if (o.contains("state")) {
+        std::string s = string_field(o, "state", "");
+        auto state = parse_job_state(s);
+        if (!state) throw Invalid{"state \"" + s + "\" is not a job state"};
+        r.query.state = state;
+      }
+      if (o.contains("server_id")) r.query.server_id = string_field(o, "server_id", "");
+      if (o.contains("limit")) r.query.limit = integer_field(o, "limit", 1, 10000, "");
+      if (o.contains("after_id")) r.query.after_id = integer_field(o, "after_id", 0, INT64_MAX, "");
+      return r;
+    }
+    if (op == "show") {
+      reject_unknown(o, {"op", "id"}, "");
+      if (!o.contains("id")) throw Invalid{"id is missing"};
+      return ShowRequest{integer_field(o, "id", 1, INT64_MAX, "")};
+    }
+    if (op == "stats") {
+      reject_unknown(o, {"op"}, "");
+      return StatsRequest{};
+    }
+    throw Invalid{"unknown op \"" + op + "\""};
+  } catch (const Invalid& e) {
+    error = e.message;
+    return std::nullopt;
+  }
+}
+
+namespace {
+template <class T>
+void put(json::object& o, std::string_view key, const std::optional<T>& v) {
+  if (v) {
+    o[key] = *v;
+  } else {
+    o[key] = nullptr;
+  }
+}
+}  // namespace
+
+json::object job_to_json(const Job& j) {
+  json::object o;
+  o["id"] = j.id;
+  o["server_id"] = j.server_id;
+  o["state"] = to_string(j.state);
+  o["attempts"] = j.attempts;
+  o["next_attempt_at"] = j.next_attempt_at;
+  put(o, "task_id", j.task_id);
+  put(o, "delivery_status", j.delivery_status);
+  put(o, "task_status", j.task_status);
+  put(o, "error_code", j.error_code);
+  put(o, "error_msg", j.error_msg);
+  o["created_at"] = j.created_at;
+  o["updated_at"] = j.updated_at;
+  put(o, "port", j.port);
+  put(o, "auth_type", j.auth_type);  // the type only; the key is never sent back
+  return o;
+}
+
+json::object attempt_to_json(const Attempt& a) {
+  json::object o;
+  o["n"] = a.n;
+  o["started_at"] = a.started_at;
+  put(o, "finished_at", a.finished_at);
+  put(o, "http_status", a.http_status);
+  put(o, "task_id", a.task_id);
+  put(o, "delivery_status", a.delivery_status);
+  put(o, "error_code", a.error_code);
+  put(o, "error_msg", a.error_msg);
+  put(o, "request_id", a.request_id);
+  put(o, "latency_ms", a.latency_ms);
+  return o;
+}
+
+std::string error_reply(std::string_view message) {
+  json::object o;
+  o["ok"] = false;
+  o["error"] = message;
+  return json::serialize(o) + "\n";
+}
+
+}  // namespace kpsd

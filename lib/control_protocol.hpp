@@ -1,0 +1,43 @@
+#pragma once
+// The control protocol's requests and replies as values: parsing and validation of one request
+// line, and the JSON shapes of jobs and attempts. No I/O; the ControlServer does that.
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "job.hpp"
+#include "job_store.hpp"
+
+namespace kpsd {
+
+inline constexpr std::size_t max_request_line = 1024 * 1024;  // bytes, newline excluded
+inline constexpr std::size_t max_jobs_per_enqueue = 10000;
+inline constexpr std::size_t max_auth_key_bytes = 64 * 1024;
+
+struct EnqueueRequest {
+  std::vector<NewJob> jobs;
+};
+struct ListRequest {
+  ListQuery query;
+};
+struct ShowRequest {
+  std::int64_t id = 0;
+};
+struct StatsRequest {};
+
+using ControlRequest = std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest>;
+
+// Parses one request line. On failure returns nullopt and sets `error` to a message naming the
+// offending field (never its value when the field is a secret).
+std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error);
+
+boost::json::object job_to_json(const Job& job);
+boost::json::object attempt_to_json(const Attempt& attempt);
+std::string error_reply(std::string_view message);  // {"ok":false,"error":...} + '\n'
+
+}  // namespace kpsd

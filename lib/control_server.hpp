@@ -1,0 +1,31 @@
+#pragma once
+// The control socket: a unix stream socket speaking NDJSON (one request, one reply per line).
+// Each client gets its own coroutine; a slow or silent client only holds its own connection.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+
+#include "config.hpp"
+
+namespace kpsd {
+
+class DbWorker;
+class Scheduler;
+
+class ControlServer {
+ public:
+  // Binds and listens now (start-up errors throw std::runtime_error naming the path).
+  ControlServer(boost::asio::any_io_executor executor, const ControlConfig& config, DbWorker& db,
+                Scheduler& scheduler);
+  ~ControlServer();  // removes the socket file
+
+  boost::asio::awaitable<void> run();  // accept loop; returns after stop()
+  void stop();                         // closes the listener and every client connection
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace kpsd

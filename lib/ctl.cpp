@@ -1,0 +1,570 @@
+#include "ctl.hpp"
+
+#include <boost/json.hpp>
+
+#include <CLI/CLI.hpp>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "control_protocol.hpp"
+#include "daemon.hpp"
+#include "job.hpp"
+
+namespace kpsd {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr int exit_failed = 1;
+constexpr int exit_cli_usage = 2;
+constexpr std::size_t enqueue_chunk = 1000;
+
+struct Unreachable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One blocking connection to the control socket; one request line, one reply line.
+class ControlClient {
+ public:
+  explicit ControlClient(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw Unreachable(std::string("socket: ") + std::strerror(errno));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(addr.sun_path)) throw Unreachable("socket path too long: " + path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      int err = errno;
+      ::close(fd_);
+      fd_ = -1;
+      throw Unreachable("cannot reach kpsd at " + path + ": " + std::strerror(err) +
+                        " (is kpsd running? set --socket or KPSD_SOCKET)");
+    }
+    timeval tv{60, 0};  // a reply that takes a minute means the daemon is stuck
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  ~ControlClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ControlClient(const ControlClient&) = delete;
+  ControlClient& operator=(const ControlClient&) = delete;
+
+  json::object request(const json::object& req) {
+    std::string line = json::serialize(req) + "\n";
+    std::size_t off = 0;
+    while (off < line.size()) {
+      ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw Unreachable("lost connection to kpsd at " + path_);
+      off += static_cast<std::size_t>(n);
+    }
+    std::string reply;
+    for (;;) {
+      if (auto nl = pending_.find('\n'); nl != std::string::npos) {
+        reply = pending_.substr(0, nl);
+        pending_.erase(0, nl + 1);
+        break;
+      }
+      char buf[65536];
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw Unreachable("kpsd at " + path_ + " closed the connection or did not answer");
+      pending_.append(buf, static_cast<std::size_t>(n));
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(reply, ec);
+    if (ec || !v.is_object()) throw Unreachable("kpsd sent a reply that is not JSON");
+    return std::move(v.as_object());
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::string pending_;
+};
+
+struct Options {
+  std::string socket;
+  bool json_output = false;
+};
+
+std::string format_time(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string text_of(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v || v->is_null()) return "";
+  if (v->is_string()) return std::string(v->as_string());
+  return json::serialize(*v);
+}
+
+std::int64_t int_of(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (v && v->is_int64()) return v->as_int64();
+  if (v && v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+  return 0;
+}
+
+// Sends a request; a refused request prints the daemon's reason and yields nullopt.
+std::optional<json::object> ask(ControlClient& c, const json::object& req) {
+  json::object reply = c.request(req);
+  auto* ok = reply.if_contains("ok");
+  if (!ok || !ok->is_bool() || !ok->as_bool()) {
+    std::cerr << "kpsctl: kpsd refused the request: " << text_of(reply, "error") << "\n";
+    return std::nullopt;
+  }
+  return reply;
+}
+
+void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n"; }
+
+// Reads a file (or stdin for "-"), one server id or one NDJSON object per line.
+// Calls `sink` with each chunk of jobs; returns false (message printed) on a bad line.
+bool read_job_file(const std::string& file, const std::function<bool(std::vector<NewJob>&)>& sink,
+                   const std::function<bool(const std::string&, NewJob&, const std::string&)>& auth_of) {
+  std::ifstream f;
+  std::istream* in = &std::cin;
+  if (file != "-") {
+    f.open(file);
+    if (!f) {
+      std::cerr << "kpsctl: cannot read " << file << ": " << std::strerror(errno) << "\n";
+      return false;
+    }
+    in = &f;
+  }
+  std::vector<NewJob> chunk;
+  std::string line;
+  std::size_t line_no = 0;
+  while (std::getline(*in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::string_view t = line;
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (t.empty() || t.front() == '#') continue;
+    NewJob job;
+    std::string error;
+    if (t.front() == '{') {
+      boost::system::error_code ec;
+      json::value v = json::parse(t, ec);
+      if (ec || !v.is_object()) {
+        error = "not a JSON object";
+      } else {
+        const json::object& o = v.as_object();
+        for (const auto& kv : o) {
+          if (kv.key() != "server_id" && kv.key() != "port" && kv.key() != "auth") {
+            error = "unknown field " + std::string(kv.key());
+          }
+        }
+        if (error.empty()) {
+          if (auto* s = o.if_contains("server_id"); s && s->is_string()) {
+            job.server_id = std::string(s->as_string());
+          } else {
+            error = "server_id missing or not a string";
+          }
+        }
+        if (error.empty()) {
+          if (auto* p = o.if_contains("port")) {
+            if (p->is_int64() && p->as_int64() >= 1 && p->as_int64() <= 65535) {
+              job.port = p->as_int64();
+            } else {
+              error = "port must be an integer from 1 to 65535";
+            }
+          }
+        }
+        if (error.empty()) {
+          if (auto* a = o.if_contains("auth")) {
+            const json::object* ao = a->if_object();
+            const json::value* type = ao ? ao->if_contains("type") : nullptr;
+            const json::value* key_file = ao ? ao->if_contains("key_file") : nullptr;
+            if (!type || !type->is_string() || !key_file || !key_file->is_string()) {
+              error = "auth must be {\"type\": \"password\"|\"keypair\", \"key_file\": PATH}";
+            } else if (!auth_of(std::string(type->as_string()), job,
+                                std::string(key_file->as_string())) ) {
+              error = "auth: see above";
+            }
+          }
+        }
+      }
+    } else {
+      job.server_id = std::string(t);
+    }
+    if (error.empty()) error = validate_server_id(job.server_id);
+    if (!error.empty()) {
+      std::cerr << "kpsctl: " << file << ":" << line_no << ": " << error << "\n";
+      return false;
+    }
+    chunk.push_back(std::move(job));
+    if (chunk.size() >= enqueue_chunk) {
+      if (!sink(chunk)) return false;
+      chunk.clear();
+    }
+  }
+  if (!chunk.empty() && !sink(chunk)) return false;
+  return true;
+}
+
+json::object job_request(const NewJob& j) {
+  json::object o{{"server_id", j.server_id}};
+  if (j.port) o["port"] = *j.port;
+  if (j.auth) o["auth"] = json::object{{"type", j.auth->type}, {"key", j.auth->key.reveal()}};
+  return o;
+}
+
+// Reads a password or private key file for the replace form. A password file's trailing
+// newline is not part of the password; a private key is sent as it is.
+std::optional<Secret> read_key_file(const std::string& type, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::cerr << "kpsctl: cannot read key file " << path << ": " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string key = buf.str();
+  if (type == "password") {
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  }
+  if (key.empty()) {
+    std::cerr << "kpsctl: key file " << path << " is empty\n";
+    return std::nullopt;
+  }
+  return Secret(std::move(key));
+}
+
+int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const std::string& file,
+                const std::string& auth_type, const std::string& key_file, int port) {
+  if (ids.empty() == file.empty()) {
+    std::cerr << "kpsctl enqueue: give server ids or --file FILE (not both)\n";
+    return exit_cli_usage;
+  }
+  if (!auth_type.empty() && key_file.empty()) {
+    std::cerr << "kpsctl enqueue: --auth-type needs --key-file\n";
+    return exit_cli_usage;
+  }
+  std::optional<JobAuth> common_auth;
+  if (!auth_type.empty()) {
+    auto key = read_key_file(auth_type, key_file);
+    if (!key) return exit_failed;
+    common_auth = JobAuth{auth_type, std::move(*key)};
+  }
+  ControlClient client(opt.socket);
+  json::array all;
+  std::size_t total = 0, existing = 0;
+  bool refused = false;
+  auto sink = [&](std::vector<NewJob>& chunk) {
+    json::array jobs;
+    for (NewJob& j : chunk) {
+      if (port > 0 && !j.port) j.port = port;
+      if (common_auth && !j.auth) j.auth = common_auth;
+      jobs.push_back(job_request(j));
+    }
+    auto reply = ask(client, {{"op", "enqueue"}, {"jobs", std::move(jobs)}});
+    if (!reply) {
+      refused = true;
+      return false;
+    }
+    const json::array& res = reply->at("jobs").as_array();
+    for (std::size_t i = 0; i < res.size() && i < chunk.size(); ++i) {
+      const json::object& r = res[i].as_object();
+      bool dup = r.at("existing").as_bool();
+      ++total;
+      existing += dup ? 1 : 0;
+      if (opt.json_output) {
+        all.push_back(json::object{{"id", r.at("id")}, {"server_id", chunk[i].server_id},
+                                   {"existing", dup}});
+      } else {
+        std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
+                  << (dup ? "\talready queued" : "\tqueued") << "\n";
+      }
+    }
+    return true;
+  };
+  bool ok;
+  if (!file.empty()) {
+    ok = read_job_file(file, sink, [](const std::string& type, NewJob& job, const std::string& path) {
+      if (type != "password" && type != "keypair") {
+        std::cerr << "kpsctl: auth type must be password or keypair\n";
+        return false;
+      }
+      auto key = read_key_file(type, path);
+      if (!key) return false;
+      job.auth = JobAuth{type, std::move(*key)};
+      return true;
+    });
+  } else {
+    std::vector<NewJob> jobs;
+    for (const auto& id : ids) {
+      if (auto problem = validate_server_id(id); !problem.empty()) {
+        std::cerr << "kpsctl enqueue: `" << id << "`: " << problem << "\n";
+        return exit_cli_usage;
+      }
+      jobs.push_back(NewJob{id, std::nullopt, std::nullopt});
+      if (jobs.size() >= enqueue_chunk) {
+        if (!sink(jobs)) break;
+        jobs.clear();
+      }
+    }
+    ok = !refused && (jobs.empty() || sink(jobs));
+  }
+  if (opt.json_output) {
+    print_json(json::object{{"ok", ok}, {"jobs", std::move(all)}, {"total", total},
+                            {"existing", existing}});
+  } else if (total > 1) {
+    std::cout << "enqueued " << total << " jobs (" << total - existing << " new, " << existing
+              << " already queued)\n";
+  }
+  return ok ? exit_ok : exit_failed;
+}
+
+void print_job_table(const json::array& jobs) {
+  std::printf("%-8s %-10s %-4s %-38s %-16s %s\n", "ID", "STATE", "TRY", "SERVER", "TASK_STATUS",
+              "ERROR");
+  for (const auto& v : jobs) {
+    const json::object& j = v.as_object();
+    std::string err = text_of(j, "error_code");
+    std::string msg = text_of(j, "error_msg");
+    if (!msg.empty()) err += (err.empty() ? "" : " ") + msg;
+    std::printf("%-8lld %-10s %-4lld %-38s %-16s %s\n",
+                static_cast<long long>(int_of(j, "id")), text_of(j, "state").c_str(),
+                static_cast<long long>(int_of(j, "attempts")), text_of(j, "server_id").c_str(),
+                text_of(j, "task_status").c_str(), err.c_str());
+  }
+}
+
+int cmd_list(const Options& opt, const std::string& state, const std::string& server, int limit,
+             std::int64_t after) {
+  ControlClient client(opt.socket);
+  json::object req{{"op", "list"}, {"limit", limit}, {"after_id", after}};
+  if (!state.empty()) req["state"] = state;
+  if (!server.empty()) req["server_id"] = server;
+  auto reply = ask(client, req);
+  if (!reply) return exit_failed;
+  if (opt.json_output) {
+    print_json(*reply);
+  } else {
+    print_job_table(reply->at("jobs").as_array());
+    if (reply->contains("next_after_id")) {
+      std::cout << "(more: --after " << int_of(*reply, "next_after_id") << ")\n";
+    }
+  }
+  return exit_ok;
+}
+
+int cmd_show(const Options& opt, std::int64_t id) {
+  ControlClient client(opt.socket);
+  auto reply = ask(client, {{"op", "show"}, {"id", id}});
+  if (!reply) return exit_failed;
+  if (opt.json_output) {
+    print_json(*reply);
+    return exit_ok;
+  }
+  const json::object& j = reply->at("job").as_object();
+  auto row = [](const char* k, const std::string& v) {
+    std::printf("%-16s %s\n", k, v.empty() ? "-" : v.c_str());
+  };
+  row("id", text_of(j, "id"));
+  row("server_id", text_of(j, "server_id"));
+  row("state", text_of(j, "state"));
+  row("attempts", text_of(j, "attempts"));
+  row("task_id", text_of(j, "task_id"));
+  row("delivery_status", text_of(j, "delivery_status"));
+  row("task_status", text_of(j, "task_status"));
+  row("error_code", text_of(j, "error_code"));
+  row("error_msg", text_of(j, "error_msg"));
+  row("port", text_of(j, "port"));
+  std::string auth = text_of(j, "auth_type");
+  row("auth", auth.empty() ? "none (reset form)" : auth + " (redacted)");
+  row("created_at", format_time(int_of(j, "created_at")));
+  row("updated_at", format_time(int_of(j, "updated_at")));
+  const json::array& attempts = reply->at("attempts").as_array();
+  std::printf("\nattempts:\n%-3s %-20s %-6s %-8s %-38s %s\n", "N", "STARTED", "HTTP", "LATENCY",
+              "REQUEST_ID", "RESULT");
+  for (const auto& v : attempts) {
+    const json::object& a = v.as_object();
+    std::string result = text_of(a, "delivery_status");
+    if (!text_of(a, "task_id").empty()) result += " task " + text_of(a, "task_id");
+    std::string err = text_of(a, "error_code") + " " + text_of(a, "error_msg");
+    if (err != " ") result += (result.empty() ? "" : "; ") + err;
+    std::string latency = text_of(a, "latency_ms");
+    std::printf("%-3s %-20s %-6s %-8s %-38s %s\n", text_of(a, "n").c_str(),
+                format_time(int_of(a, "started_at")).c_str(), text_of(a, "http_status").c_str(),
+                latency.empty() ? "-" : (latency + "ms").c_str(), text_of(a, "request_id").c_str(),
+                result.c_str());
+  }
+  return exit_ok;
+}
+
+int cmd_stats(const Options& opt) {
+  ControlClient client(opt.socket);
+  auto reply = ask(client, {{"op", "stats"}});
+  if (!reply) return exit_failed;
+  if (opt.json_output) {
+    print_json(*reply);
+    return exit_ok;
+  }
+  const json::object& states = reply->at("states").as_object();
+  for (JobState s : all_job_states) {
+    std::printf("%-10s %lld\n", std::string(to_string(s)).c_str(),
+                static_cast<long long>(int_of(states, to_string(s))));
+  }
+  std::printf("%-10s %lld\n", "total", static_cast<long long>(int_of(*reply, "total")));
+  std::printf("in flight  %lld\n", static_cast<long long>(int_of(*reply, "in_flight")));
+  double rate = reply->at("rate_per_second").to_number<double>();
+  if (rate > 0) {
+    std::printf("rate       %g/s\n", rate);
+  } else {
+    std::printf("rate       unlimited\n");
+  }
+  return exit_ok;
+}
+
+int cmd_wait(const Options& opt, const std::vector<std::int64_t>& ids, double timeout_s) {
+  ControlClient client(opt.socket);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000));
+  for (;;) {
+    bool done = true, all_succeeded = true;
+    json::object summary;
+    if (ids.empty()) {
+      auto reply = ask(client, {{"op", "stats"}});
+      if (!reply) return exit_failed;
+      const json::object& st = reply->at("states").as_object();
+      for (JobState s : all_job_states) {
+        std::int64_t n = int_of(st, to_string(s));
+        if (!is_terminal(s) && n > 0) done = false;
+        if ((s == JobState::failed || s == JobState::cancelled) && n > 0) all_succeeded = false;
+      }
+      summary = st;
+    } else {
+      json::array jobs;
+      for (std::int64_t id : ids) {
+        auto reply = ask(client, {{"op", "show"}, {"id", id}});
+        if (!reply) return exit_failed;
+        const json::object& j = reply->at("job").as_object();
+        auto state = parse_job_state(text_of(j, "state"));
+        if (!state || !is_terminal(*state)) done = false;
+        if (state != JobState::succeeded) all_succeeded = false;
+        jobs.push_back(j);
+      }
+      summary["jobs"] = std::move(jobs);
+    }
+    if (done) {
+      if (opt.json_output) {
+        summary["ok"] = true;
+        summary["all_succeeded"] = all_succeeded;
+        print_json(summary);
+      } else if (ids.empty()) {
+        for (const auto& kv : summary) {
+          std::printf("%-10s %lld\n", std::string(kv.key()).c_str(),
+                      static_cast<long long>(kv.value().to_number<std::int64_t>()));
+        }
+      } else {
+        print_job_table(summary.at("jobs").as_array());
+      }
+      return all_succeeded ? exit_ok : exit_failed;
+    }
+    if (timeout_s > 0 && std::chrono::steady_clock::now() >= deadline) {
+      std::cerr << "kpsctl wait: timed out with jobs still running\n";
+      return exit_failed;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace
+
+int run_kpsctl(int argc, char** argv) {
+  CLI::App app{"kpsctl: control a running kpsd (enqueue key-pair unbinds, inspect jobs)"};
+  app.set_version_flag("--version", "kpsctl 0.1.0");
+  Options opt;
+  const char* env_socket = std::getenv("KPSD_SOCKET");
+  opt.socket = env_socket && *env_socket ? env_socket : "/run/kpsd/kpsd.sock";
+  app.add_option("--socket", opt.socket, "kpsd's control socket (default: $KPSD_SOCKET, then /run/kpsd/kpsd.sock)");
+  app.add_flag("--json", opt.json_output, "print one JSON document instead of a table");
+  app.require_subcommand(1);
+  app.fallthrough();  // `kpsctl list --json` works as well as `kpsctl --json list`
+
+  std::vector<std::string> ids;
+  std::string file, auth_type, key_file;
+  int port = 0;
+  auto* enqueue = app.add_subcommand("enqueue", "queue unbinds: server ids as arguments, or --file");
+  enqueue->add_option("server_ids", ids, "server ids");
+  enqueue->add_option("--file", file,
+                      "one server id per line, or NDJSON objects {\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin");
+  enqueue->add_option("--auth-type", auth_type, "replace form: password or keypair")
+      ->check(CLI::IsMember({"password", "keypair"}));
+  enqueue->add_option("--key-file", key_file, "file holding the password or private key");
+  enqueue->add_option("--port", port, "SSH port sent with the request")->check(CLI::Range(1, 65535));
+
+  std::string state, server;
+  int limit = 100;
+  std::int64_t after = 0;
+  auto* list = app.add_subcommand("list", "list jobs, oldest first");
+  list->add_option("--state", state, "only jobs in this state")
+      ->check(CLI::IsMember({"queued", "running", "retrying", "delivered", "succeeded", "failed",
+                             "cancelled"}));
+  list->add_option("--server", server, "only jobs of this server id");
+  list->add_option("--limit", limit, "at most this many (default 100)")->check(CLI::Range(1, 10000));
+  list->add_option("--after", after, "page: only job ids greater than this");
+
+  std::int64_t show_id = 0;
+  auto* show = app.add_subcommand("show", "one job with all its attempts");
+  show->add_option("job_id", show_id, "job id")->required();
+
+  app.add_subcommand("stats", "jobs per state, calls in flight, current rate");
+
+  std::vector<std::int64_t> wait_ids;
+  double timeout_s = 0;
+  auto* wait = app.add_subcommand(
+      "wait", "block until the given jobs (or all jobs) are terminal; exit 0 if all succeeded");
+  wait->add_option("job_ids", wait_ids, "job ids (default: every job)");
+  wait->add_option("--timeout", timeout_s, "give up after this many seconds (exit 1); 0 = never");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? exit_ok : exit_cli_usage;
+  }
+
+  try {
+    if (*enqueue) return cmd_enqueue(opt, ids, file, auth_type, key_file, port);
+    if (*list) return cmd_list(opt, state, server, limit, after);
+    if (*show) {
+      if (show_id <= 0) {
+        std::cerr << "kpsctl show: job id must be a positive number\n";
+        return exit_cli_usage;
+      }
+      return cmd_show(opt, show_id);
+    }
+    if (app.got_subcommand("stats")) return cmd_stats(opt);
+    if (*wait) return cmd_wait(opt, wait_ids, timeout_s);
+  } catch (const Unreachable& e) {
+    std::cerr << "kpsctl: " << e.what() << "\n";
+    return exit_unavailable;
+  } catch (const std::exception& e) {
+    std::cerr << "kpsctl: unexpected reply from kpsd: " << e.what() << "\n";
+    return exit_failed;
+  }
+  return exit_cli_usage;
+}
+
+}  // namespace kpsd

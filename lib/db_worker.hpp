@@ -1,0 +1,84 @@
+#pragma once
+// The DB thread: owns the JobStore and runs every store call on its own thread, so SQLite
+// (fsync on commit, busy waits) never blocks the network thread. Coroutines on the network
+// thread `co_await db.call(...)` and resume on their own executor with the result.
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <memory>
+#include <thread>
+#include <type_traits>
+
+#include "job_store.hpp"
+
+namespace kpsd {
+
+class DbWorker {
+ public:
+  explicit DbWorker(std::unique_ptr<JobStore> store);
+  ~DbWorker();  // finishes queued calls, then joins
+  DbWorker(const DbWorker&) = delete;
+  DbWorker& operator=(const DbWorker&) = delete;
+
+  // Runs `f(store)` on the DB thread and completes on the awaiting coroutine's executor.
+  // Exceptions thrown by `f` rethrow in the caller. Written with async_initiate rather than as
+  // a coroutine: GCC 12 destroys some temporaries of a co_await expression twice, and a
+  // coroutine here would put the caller's lambda in exactly such a temporary.
+  template <class F>
+  auto call(F f) {
+    using R = std::invoke_result_t<F&, JobStore&>;
+    if constexpr (std::is_void_v<R>) {
+      return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>,
+                                         void(std::exception_ptr)>(
+          [this](auto handler, F fn) {
+            start<true>(std::move(handler), [fn = std::move(fn)](JobStore& s) mutable {
+              fn(s);
+              return 0;
+            });
+          },
+          boost::asio::use_awaitable, std::move(f));
+    } else {
+      return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>,
+                                         void(std::exception_ptr, R)>(
+          [this](auto handler, F fn) { start<false>(std::move(handler), std::move(fn)); },
+          boost::asio::use_awaitable, std::move(f));
+    }
+  }
+
+  // For start-up and tests, before the network thread runs: direct access on the caller's thread.
+  JobStore& store_for_startup() { return *store_; }
+
+ private:
+  template <bool void_result, class Handler, class Fn>
+  void start(Handler handler, Fn fn) {
+    auto work = boost::asio::make_work_guard(handler);
+    boost::asio::post(context_, [this, fn = std::move(fn), handler = std::move(handler),
+                                 work = std::move(work)]() mutable {
+      std::exception_ptr error;
+      std::invoke_result_t<Fn&, JobStore&> result{};
+      try {
+        result = fn(*store_);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      auto executor = work.get_executor();
+      boost::asio::post(executor, [handler = std::move(handler), error,
+                                   result = std::move(result)]() mutable {
+        if constexpr (void_result) {
+          std::move(handler)(error);
+        } else {
+          std::move(handler)(error, std::move(result));
+        }
+      });
+    });
+  }
+
+  std::unique_ptr<JobStore> store_;
+  boost::asio::io_context context_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+}  // namespace kpsd

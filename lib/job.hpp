@@ -1,0 +1,60 @@
+#pragma once
+// What a job is: its states (design.md's state machine) and the records the store keeps.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "secret.hpp"
+
+namespace kpsd {
+
+enum class JobState { queued, running, retrying, delivered, succeeded, failed, cancelled };
+
+std::string_view to_string(JobState state) noexcept;
+std::optional<JobState> parse_job_state(std::string_view text) noexcept;
+inline bool is_terminal(JobState s) noexcept {
+  return s == JobState::succeeded || s == JobState::failed || s == JobState::cancelled;
+}
+inline constexpr JobState all_job_states[] = {JobState::queued,    JobState::running,
+                                              JobState::retrying,  JobState::delivered,
+                                              JobState::succeeded, JobState::failed,
+                                              JobState::cancelled};
+
+// Replace form of the unbind call: the password or private key to log in with afterwards.
+struct JobAuth {
+  std::string type;  // "password" or "keypair"
+  Secret key;
+};
+
+struct NewJob {
+  std::string server_id;
+  std::optional<std::int64_t> port;
+  std::optional<JobAuth> auth;
+};
+
+// Checks a server id as the daemon accepts it; returns what is wrong, or empty.
+std::string validate_server_id(std::string_view id);
+
+struct Job {
+  std::int64_t id = 0;
+  std::string server_id;
+  JobState state = JobState::queued;
+  std::int64_t attempts = 0;
+  std::int64_t next_attempt_at = 0;
+  std::optional<std::string> task_id, delivery_status, task_status, error_code, error_msg;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+  std::optional<std::int64_t> port;
+  std::optional<std::string> auth_type;
+};
+
+struct Attempt {
+  std::int64_t job_id = 0;
+  std::int64_t n = 0;
+  std::int64_t started_at = 0;
+  std::optional<std::int64_t> finished_at, http_status, latency_ms;
+  std::optional<std::string> task_id, delivery_status, error_code, error_msg, request_id;
+};
+
+}  // namespace kpsd

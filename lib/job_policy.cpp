@@ -1,0 +1,96 @@
+#include "job_policy.hpp"
+
+namespace kpsd {
+
+namespace {
+
+// Throttling without Retry-After: the gateway counts per user over minutes, so come back on a
+// scale of tens of seconds (10–30 s), not the short first retry delay.
+std::chrono::milliseconds throttle_delay(const AttemptOutcome& o, double u) {
+  if (o.retry_after) return *o.retry_after;
+  return std::chrono::milliseconds(10000 + static_cast<std::int64_t>(20000 * u));
+}
+
+}  // namespace
+
+Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
+                           const RetrySettings& s, std::int64_t now, double u) {
+  Decision d;
+  switch (o.verdict) {
+    case Verdict::delivered:
+      d.next = s.poll_tasks ? JobState::delivered : JobState::succeeded;
+      d.next_attempt_at = now + s.poll_initial_delay.count();
+      return d;
+    case Verdict::permanent:
+      d.next = JobState::failed;
+      return d;
+    case Verdict::throttled:
+      d.counts_attempt = false;
+      d.next = JobState::retrying;
+      d.next_attempt_at = now + throttle_delay(o, u).count();
+      return d;
+    case Verdict::retryable:
+    case Verdict::reauthenticate: {
+      std::int64_t used = attempts_used + 1;
+      if (used >= static_cast<std::int64_t>(s.max_attempts)) {
+        d.next = JobState::failed;
+        d.error_msg = "gave up after " + std::to_string(used) + " attempts: " + o.error_msg;
+        return d;
+      }
+      d.next = JobState::retrying;
+      d.next_attempt_at =
+          now + s.backoff.delay(static_cast<int>(used), u, o.retry_after).count();
+      return d;
+    }
+  }
+  return d;
+}
+
+PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
+                               std::int64_t delivered_at, const RetrySettings& s,
+                               std::int64_t now, double u) {
+  PollDecision d;
+  auto retry_delivery = [&](std::string code, std::string msg) {
+    // The task failed, so the delivery it belongs to failed: retry the disassociate if attempts
+    // remain (the delivery already counted its attempt).
+    d.error_code = std::move(code);
+    if (attempts_used >= static_cast<std::int64_t>(s.max_attempts)) {
+      d.next = JobState::failed;
+      d.error_msg = "gave up after " + std::to_string(attempts_used) + " attempts: " + msg;
+    } else {
+      d.next = JobState::retrying;
+      d.next_attempt_at = now + s.backoff.delay(static_cast<int>(attempts_used), u).count();
+      d.error_msg = std::move(msg);
+    }
+  };
+
+  if (p.kind == PollOutcome::Kind::answered) {
+    switch (task_phase(p.task_status)) {
+      case TaskPhase::succeeded:
+        d.next = JobState::succeeded;
+        d.error_code = "";
+        d.error_msg = "";
+        return d;
+      case TaskPhase::failed:
+        retry_delivery(p.error_code, p.error_msg.empty() ? "task ended " + p.task_status
+                                                          : p.error_msg);
+        return d;
+      case TaskPhase::pending:
+        break;
+    }
+  } else if (p.kind == PollOutcome::Kind::rejected) {
+    retry_delivery(p.error_code, "task lookup rejected: " + p.error_msg);
+    return d;
+  }
+  if (now - delivered_at >= s.poll_timeout.count()) {
+    d.next = JobState::failed;
+    d.error_msg = "task still pending after " + std::to_string(s.poll_timeout.count() / 1000) +
+                  " s (it may yet finish: kpsctl retry re-checks)";
+    return d;
+  }
+  d.next = JobState::delivered;
+  d.next_attempt_at = now + s.poll_interval.count();
+  return d;
+}
+
+}  // namespace kpsd

@@ -1,0 +1,54 @@
+#pragma once
+// Where a job goes after a call or a poll: design.md's state machine as plain functions of the
+// outcome, the job's history, the settings and the time (all passed in; no I/O, no clock).
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "backoff.hpp"
+#include "job.hpp"
+#include "kps_api.hpp"
+
+namespace kpsd {
+
+struct RetrySettings {
+  unsigned max_attempts = 8;
+  Backoff backoff{std::chrono::milliseconds(1000), std::chrono::milliseconds(300000)};
+  bool poll_tasks = true;
+  std::chrono::milliseconds poll_initial_delay{10000};
+  std::chrono::milliseconds poll_interval{20000};
+  std::chrono::milliseconds poll_timeout{1800000};
+};
+
+struct Decision {
+  JobState next = JobState::failed;
+  std::int64_t next_attempt_at = 0;  // ms; for delivered: when to poll
+  bool counts_attempt = true;
+  std::string error_msg;  // replaces the outcome's message when set (e.g. "attempts exhausted")
+};
+
+// After a disassociate call. `attempts_used` is the count before this call; `uniform01` is the
+// jitter draw.
+Decision decide_after_call(const AttemptOutcome& outcome, std::int64_t attempts_used,
+                           const RetrySettings& settings, std::int64_t now_ms, double uniform01);
+
+// A task poll's result, as the scheduler saw it.
+struct PollOutcome {
+  enum class Kind { answered, no_answer, rejected };
+  Kind kind = Kind::no_answer;  // no_answer: transport error, 5xx, 429, bad body → ask again
+  std::string task_status;      // when answered
+  std::string error_code, error_msg;
+};
+
+struct PollDecision {
+  JobState next = JobState::delivered;
+  std::int64_t next_attempt_at = 0;
+  std::optional<std::string> error_code, error_msg;
+};
+
+PollDecision decide_after_poll(const PollOutcome& poll, std::int64_t attempts_used,
+                               std::int64_t delivered_at, const RetrySettings& settings,
+                               std::int64_t now_ms, double uniform01);
+
+}  // namespace kpsd

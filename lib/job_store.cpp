@@ -1,0 +1,349 @@
+#include "job_store.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "migrations.hpp"
+#include "sqlite.hpp"
+
+namespace kpsd {
+
+namespace {
+
+constexpr const char* job_columns =
+    "id, server_id, state, attempts, next_attempt_at, task_id, delivery_status, task_status, "
+    "error_code, error_msg, created_at, updated_at, port, auth_type";
+
+Job read_job(const sql::Statement& s) {
+  Job j;
+  j.id = s.column_int(0);
+  j.server_id = s.column_text(1);
+  // The CHECK constraint keeps state valid; fall back rather than crash if it was dropped.
+  j.state = parse_job_state(s.column_text(2)).value_or(JobState::failed);
+  j.attempts = s.column_int(3);
+  j.next_attempt_at = s.column_int(4);
+  j.task_id = s.column_optional_text(5);
+  j.delivery_status = s.column_optional_text(6);
+  j.task_status = s.column_optional_text(7);
+  j.error_code = s.column_optional_text(8);
+  j.error_msg = s.column_optional_text(9);
+  j.created_at = s.column_int(10);
+  j.updated_at = s.column_int(11);
+  j.port = s.column_optional_int(12);
+  j.auth_type = s.column_optional_text(13);
+  return j;
+}
+
+std::optional<std::string> non_empty(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+// SQLite creates the -wal and -shm files with the database file's mode, so creating the
+// database 0600 up front keeps all three private (job secrets live in it).
+void create_private_file(const std::string& path) {
+  if (path == ":memory:" || path.empty()) return;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    throw std::runtime_error("cannot open database " + path + ": " + std::strerror(errno));
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+struct JobStore::Statements {
+  explicit Statements(sql::Database& db)
+      : find_active_by_server(db,
+                              "SELECT id FROM jobs WHERE server_id = ?1 AND state IN "
+                              "('queued','running','retrying','delivered') LIMIT 1"),
+        insert_job(db,
+                   "INSERT INTO jobs (server_id, state, next_attempt_at, created_at, updated_at, "
+                   "port, auth_type) VALUES (?1, 'queued', ?2, ?2, ?2, ?3, ?4)"),
+        insert_secret(db, "INSERT INTO job_secrets (job_id, key) VALUES (?1, ?2)"),
+        promote_retries(db,
+                        "UPDATE jobs SET state = 'queued', updated_at = ?1 "
+                        "WHERE state = 'retrying' AND next_attempt_at <= ?1"),
+        select_due(db,
+                   "SELECT j.id, j.server_id, j.port, j.auth_type, j.attempts, s.key "
+                   "FROM jobs j LEFT JOIN job_secrets s ON s.job_id = j.id "
+                   "WHERE j.state = 'queued' AND j.next_attempt_at <= ?1 "
+                   "ORDER BY j.next_attempt_at, j.id LIMIT ?2"),
+        mark_running(db, "UPDATE jobs SET state = 'running', updated_at = ?2 WHERE id = ?1"),
+        open_attempt(db,
+                     "INSERT INTO attempts (job_id, n, started_at) VALUES (?1, "
+                     "(SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2) "
+                     "RETURNING n"),
+        close_attempt(db,
+                      "UPDATE attempts SET finished_at = ?3, http_status = ?4, task_id = ?5, "
+                      "delivery_status = ?6, error_code = ?7, error_msg = ?8, request_id = ?9, "
+                      "latency_ms = ?10 WHERE job_id = ?1 AND n = ?2"),
+        update_after_attempt(
+            db,
+            "UPDATE jobs SET state = ?2, attempts = attempts + ?3, next_attempt_at = ?4, "
+            "task_id = ?5, delivery_status = ?6, task_status = NULL, error_code = ?7, "
+            "error_msg = ?8, updated_at = ?9, delivered_at = CASE WHEN ?2 = 'delivered' "
+            "THEN ?9 ELSE delivered_at END WHERE id = ?1 AND state = 'running'"),
+        delete_secret(db, "DELETE FROM job_secrets WHERE job_id = ?1"),
+        select_polls(db,
+                     "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at) FROM jobs "
+                     "WHERE state = 'delivered' AND next_attempt_at <= ?1 "
+                     "ORDER BY next_attempt_at, id LIMIT ?2"),
+        lease_poll(db, "UPDATE jobs SET next_attempt_at = ?2 WHERE id = ?1"),
+        update_after_poll(db,
+                          "UPDATE jobs SET state = ?2, next_attempt_at = ?3, "
+                          "task_status = coalesce(?4, task_status), "
+                          "error_code = coalesce(?5, error_code), "
+                          "error_msg = coalesce(?6, error_msg), updated_at = ?7 "
+                          "WHERE id = ?1 AND state = 'delivered'"),
+        min_due(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = ?1"),
+        requeue_running(db,
+                        "UPDATE jobs SET state = 'queued', updated_at = ?1, next_attempt_at = ?1 "
+                        "WHERE state = 'running'"),
+        close_lost_attempts(db,
+                            "UPDATE attempts SET finished_at = ?1, "
+                            "error_msg = 'outcome lost: daemon stopped' "
+                            "WHERE finished_at IS NULL"),
+        find_job(db, std::string("SELECT ") + job_columns + " FROM jobs WHERE id = ?1"),
+        list_jobs(db, std::string("SELECT ") + job_columns +
+                          " FROM jobs WHERE id > ?1 AND (?2 IS NULL OR state = ?2) "
+                          "AND (?3 IS NULL OR server_id = ?3) ORDER BY id LIMIT ?4"),
+        list_attempts(db,
+                      "SELECT job_id, n, started_at, finished_at, http_status, task_id, "
+                      "delivery_status, error_code, error_msg, request_id, latency_ms "
+                      "FROM attempts WHERE job_id = ?1 ORDER BY n"),
+        count_states(db, "SELECT state, count(*) FROM jobs GROUP BY state") {}
+
+  sql::Statement find_active_by_server, insert_job, insert_secret, promote_retries, select_due,
+      mark_running, open_attempt, close_attempt, update_after_attempt, delete_secret,
+      select_polls, lease_poll, update_after_poll, min_due, requeue_running,
+      close_lost_attempts, find_job, list_jobs, list_attempts, count_states;
+};
+
+JobStore::JobStore(const std::string& path) {
+  create_private_file(path);
+  db_ = std::make_unique<sql::Database>(path);
+  // WAL: readers (sqlite3 by hand, later kpsctl) never block the writer. synchronous=FULL: a
+  // committed transition survives power loss, not only a crash of kpsd.
+  db_->exec("PRAGMA busy_timeout = 5000");
+  db_->exec("PRAGMA journal_mode = WAL");
+  db_->exec("PRAGMA synchronous = FULL");
+  db_->exec("PRAGMA foreign_keys = ON");
+  // Debian's SQLite already defaults to it; say it so the guarantee does not depend on the build.
+  db_->exec("PRAGMA secure_delete = ON");
+  schema_version_ = apply_migrations(*db_, embedded_migrations());
+  st_ = std::make_unique<Statements>(*db_);
+  data_version_ = db_->pragma_int("data_version");
+}
+
+JobStore::~JobStore() = default;
+
+int JobStore::recover_after_restart(std::int64_t now) {
+  sql::Transaction tx(*db_);
+  st_->close_lost_attempts.bind(1, now).run();
+  st_->requeue_running.bind(1, now).run();
+  int requeued = db_->changes();
+  tx.commit();
+  return requeued;
+}
+
+std::vector<EnqueueResult> JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now) {
+  std::vector<EnqueueResult> results;
+  results.reserve(jobs.size());
+  sql::Transaction tx(*db_);
+  for (const NewJob& job : jobs) {
+    auto& find = st_->find_active_by_server;
+    find.bind(1, std::string_view(job.server_id));
+    if (find.step()) {
+      results.push_back({find.column_int(0), true});
+      find.reset();
+      continue;
+    }
+    find.reset();
+    st_->insert_job.bind(1, std::string_view(job.server_id))
+        .bind(2, now)
+        .bind(3, job.port)
+        .bind(4, job.auth ? std::optional<std::string>(job.auth->type) : std::nullopt)
+        .run();
+    std::int64_t id = db_->last_insert_rowid();
+    if (job.auth) st_->insert_secret.bind(1, id).bind_blob(2, job.auth->key.reveal()).run();
+    results.push_back({id, false});
+  }
+  tx.commit();
+  return results;
+}
+
+std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit) {
+  std::vector<DeliveryWork> work;
+  sql::Transaction tx(*db_);
+  st_->promote_retries.bind(1, now).run();
+  if (limit > 0) {
+    auto& sel = st_->select_due;
+    sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
+    while (sel.step()) {
+      DeliveryWork w;
+      w.job_id = sel.column_int(0);
+      w.server_id = sel.column_text(1);
+      w.port = sel.column_optional_int(2);
+      auto auth_type = sel.column_optional_text(3);
+      w.attempts_used = sel.column_int(4);
+      if (auth_type && !sel.column_is_null(5)) w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
+      work.push_back(std::move(w));
+    }
+    sel.reset();
+    for (DeliveryWork& w : work) {
+      st_->mark_running.bind(1, w.job_id).bind(2, now).run();
+      auto& open = st_->open_attempt;
+      open.bind(1, w.job_id).bind(2, now);
+      if (!open.step()) throw std::logic_error("INSERT ... RETURNING gave no row");
+      w.attempt_n = open.column_int(0);
+      open.reset();
+    }
+  }
+  tx.commit();
+  return work;
+}
+
+void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
+  sql::Transaction tx(*db_);
+  for (const AttemptFinish& f : finished) {
+    st_->close_attempt.bind(1, f.job_id)
+        .bind(2, f.attempt_n)
+        .bind(3, f.finished_at)
+        .bind(4, f.http_status)
+        .bind(5, non_empty(f.task_id))
+        .bind(6, non_empty(f.delivery_status))
+        .bind(7, non_empty(f.error_code))
+        .bind(8, non_empty(f.error_msg))
+        .bind(9, non_empty(f.request_id))
+        .bind(10, f.latency_ms)
+        .run();
+    st_->update_after_attempt.bind(1, f.job_id)
+        .bind(2, to_string(f.next_state))
+        .bind(3, std::int64_t{f.counts_attempt ? 1 : 0})
+        .bind(4, f.next_attempt_at)
+        .bind(5, non_empty(f.task_id))
+        .bind(6, non_empty(f.delivery_status))
+        .bind(7, non_empty(f.error_code))
+        .bind(8, non_empty(f.error_msg))
+        .bind(9, f.finished_at)
+        .run();
+    if (is_terminal(f.next_state)) st_->delete_secret.bind(1, f.job_id).run();
+  }
+  tx.commit();
+}
+
+std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t lease_until,
+                                               std::size_t limit) {
+  std::vector<PollWork> work;
+  if (limit == 0) return work;
+  sql::Transaction tx(*db_);
+  auto& sel = st_->select_polls;
+  sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
+  while (sel.step()) {
+    work.push_back({sel.column_int(0), sel.column_int(1), sel.column_text(2), sel.column_int(3)});
+  }
+  sel.reset();
+  for (const PollWork& w : work) st_->lease_poll.bind(1, w.job_id).bind(2, lease_until).run();
+  tx.commit();
+  return work;
+}
+
+void JobStore::finish_polls(std::span<const PollFinish> finished) {
+  sql::Transaction tx(*db_);
+  for (const PollFinish& f : finished) {
+    st_->update_after_poll.bind(1, f.job_id)
+        .bind(2, to_string(f.next_state))
+        .bind(3, f.next_attempt_at)
+        .bind(4, f.task_status)
+        .bind(5, f.error_code)
+        .bind(6, f.error_msg)
+        .bind(7, f.at)
+        .run();
+    if (is_terminal(f.next_state)) st_->delete_secret.bind(1, f.job_id).run();
+  }
+  tx.commit();
+}
+
+std::optional<std::int64_t> JobStore::next_due_at() {
+  std::optional<std::int64_t> earliest;
+  for (const char* state : {"queued", "retrying", "delivered"}) {
+    auto& s = st_->min_due;
+    s.bind(1, std::string_view(state));
+    if (s.step() && !s.column_is_null(0)) {
+      std::int64_t v = s.column_int(0);
+      if (!earliest || v < *earliest) earliest = v;
+    }
+    s.reset();
+  }
+  return earliest;
+}
+
+bool JobStore::changed_by_others() {
+  std::int64_t v = db_->pragma_int("data_version");
+  bool changed = v != data_version_;
+  data_version_ = v;
+  return changed;
+}
+
+std::vector<Job> JobStore::list(const ListQuery& q) {
+  std::vector<Job> jobs;
+  auto& s = st_->list_jobs;
+  s.bind(1, q.after_id)
+      .bind(2, q.state ? std::optional<std::string>(std::string(to_string(*q.state)))
+                       : std::nullopt)
+      .bind(3, q.server_id)
+      .bind(4, q.limit);
+  while (s.step()) jobs.push_back(read_job(s));
+  s.reset();
+  return jobs;
+}
+
+std::optional<Job> JobStore::find(std::int64_t id) {
+  auto& s = st_->find_job;
+  s.bind(1, id);
+  std::optional<Job> job;
+  if (s.step()) job = read_job(s);
+  s.reset();
+  return job;
+}
+
+std::vector<Attempt> JobStore::attempts_of(std::int64_t job_id) {
+  std::vector<Attempt> out;
+  auto& s = st_->list_attempts;
+  s.bind(1, job_id);
+  while (s.step()) {
+    Attempt a;
+    a.job_id = s.column_int(0);
+    a.n = s.column_int(1);
+    a.started_at = s.column_int(2);
+    a.finished_at = s.column_optional_int(3);
+    a.http_status = s.column_optional_int(4);
+    a.task_id = s.column_optional_text(5);
+    a.delivery_status = s.column_optional_text(6);
+    a.error_code = s.column_optional_text(7);
+    a.error_msg = s.column_optional_text(8);
+    a.request_id = s.column_optional_text(9);
+    a.latency_ms = s.column_optional_int(10);
+    out.push_back(std::move(a));
+  }
+  s.reset();
+  return out;
+}
+
+std::map<JobState, std::int64_t> JobStore::count_by_state() {
+  std::map<JobState, std::int64_t> counts;
+  for (JobState s : all_job_states) counts[s] = 0;
+  auto& s = st_->count_states;
+  while (s.step()) {
+    if (auto state = parse_job_state(s.column_text(0))) counts[*state] = s.column_int(1);
+  }
+  s.reset();
+  return counts;
+}
+
+}  // namespace kpsd

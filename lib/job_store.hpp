@@ -1,0 +1,119 @@
+#pragma once
+// The SQLite job store: every state change of every job goes through here, each in a
+// transaction committed before the caller acts on it. Used from one thread (the DB thread).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "job.hpp"
+
+namespace kpsd {
+
+namespace sql {
+class Database;
+class Statement;
+}  // namespace sql
+
+struct EnqueueResult {
+  std::int64_t id = 0;
+  bool existing = false;  // the server already had a non-terminal job: this is its id
+};
+
+// A job claimed for a disassociate call (now `running`, its attempt row open).
+struct DeliveryWork {
+  std::int64_t job_id = 0;
+  std::int64_t attempt_n = 0;      // the attempt row's n
+  std::int64_t attempts_used = 0;  // jobs.attempts before this call
+  std::string server_id;
+  std::optional<std::int64_t> port;
+  std::optional<JobAuth> auth;
+};
+
+// A delivered job whose task is due for a poll (leased until the poll ends).
+struct PollWork {
+  std::int64_t job_id = 0;
+  std::int64_t attempts_used = 0;
+  std::string task_id;
+  std::int64_t delivered_at = 0;
+};
+
+// How a disassociate call ended, and where the job goes next (decided by job_policy).
+struct AttemptFinish {
+  std::int64_t job_id = 0;
+  std::int64_t attempt_n = 0;
+  std::int64_t finished_at = 0;
+  std::int64_t latency_ms = 0;
+  std::optional<std::int64_t> http_status;
+  std::string request_id, task_id, delivery_status, error_code, error_msg;
+  bool counts_attempt = true;
+  JobState next_state = JobState::failed;
+  std::int64_t next_attempt_at = 0;
+};
+
+// How a task poll ended, and where the job goes next.
+struct PollFinish {
+  std::int64_t job_id = 0;
+  std::int64_t at = 0;
+  std::optional<std::string> task_status;  // nullopt: unchanged (the poll got no answer)
+  JobState next_state = JobState::delivered;
+  std::int64_t next_attempt_at = 0;
+  std::optional<std::string> error_code, error_msg;  // set when the job leaves `delivered`
+};
+
+struct ListQuery {
+  std::optional<JobState> state;
+  std::optional<std::string> server_id;
+  std::int64_t limit = 100;
+  std::int64_t after_id = 0;  // paging: ids greater than this
+};
+
+class JobStore {
+ public:
+  // Opens (creating 0600 if needed) and migrates. Throws sql::Error / std::runtime_error.
+  explicit JobStore(const std::string& path);
+  ~JobStore();
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  int schema_version() const noexcept { return schema_version_; }
+
+  // Start-up: jobs left `running` go back to `queued`; their open attempt rows are closed as
+  // "outcome lost". Returns how many jobs were requeued.
+  int recover_after_restart(std::int64_t now);
+
+  std::vector<EnqueueResult> enqueue(std::span<const NewJob> jobs, std::int64_t now);
+
+  // retrying → queued for due jobs, then claims up to `limit` due queued jobs: each becomes
+  // `running` with an open attempt row, all in one transaction.
+  std::vector<DeliveryWork> claim_for_delivery(std::int64_t now, std::size_t limit);
+  void finish_attempts(std::span<const AttemptFinish> finished);
+
+  // Claims up to `limit` delivered jobs due for a task poll; moves their next_attempt_at to
+  // `lease_until` so a poll in flight is not started twice (and resumes after a crash).
+  std::vector<PollWork> claim_for_poll(std::int64_t now, std::int64_t lease_until,
+                                       std::size_t limit);
+  void finish_polls(std::span<const PollFinish> finished);
+
+  // Earliest next_attempt_at over queued, retrying and delivered jobs.
+  std::optional<std::int64_t> next_due_at();
+  // True when another connection (kpsctl is not one; sqlite3 is) committed since the last call.
+  bool changed_by_others();
+
+  std::vector<Job> list(const ListQuery& q);
+  std::optional<Job> find(std::int64_t id);
+  std::vector<Attempt> attempts_of(std::int64_t job_id);
+  std::map<JobState, std::int64_t> count_by_state();
+
+ private:
+  struct Statements;
+  std::unique_ptr<sql::Database> db_;
+  std::unique_ptr<Statements> st_;
+  int schema_version_ = 0;
+  std::int64_t data_version_ = 0;
+};
+
+}  // namespace kpsd

@@ -1,0 +1,193 @@
+#include "kps_api.hpp"
+
+#include <boost/json.hpp>
+
+#include <ctime>
+
+namespace kpsd {
+namespace json = boost::json;
+
+namespace {
+
+std::string string_field(const json::object& o, std::string_view key) {
+  if (auto* v = o.if_contains(key); v && v->is_string()) return std::string(v->as_string());
+  return {};
+}
+
+std::optional<json::object> parse_object(std::string_view body, std::string& why) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) {
+    why = body.empty() ? "empty response body" : "response body is not JSON";
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    why = "response body is not a JSON object";
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
+
+// A short, printable excerpt of a server's message for error_msg (no control characters).
+std::string excerpt(std::string_view s, std::size_t max = 200) {
+  std::string out;
+  for (char c : s.substr(0, max)) out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+}  // namespace
+
+std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,
+                                   const JobAuth* auth) {
+  json::object server;
+  server["id"] = server_id;
+  if (port) server["port"] = *port;
+  if (auth) {
+    json::object a;
+    a["type"] = auth->type;
+    a["key"] = auth->key.reveal();
+    server["auth"] = std::move(a);
+  }
+  json::object root;
+  root["server"] = std::move(server);
+  return json::serialize(root);
+}
+
+std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why) {
+  auto o = parse_object(body, why);
+  if (!o) return std::nullopt;
+  AcceptedBody a;
+  a.task_id = string_field(*o, "task_id");
+  a.status = string_field(*o, "status");
+  a.error_code = string_field(*o, "error_code");
+  a.error_msg = string_field(*o, "error_msg");
+  if (a.task_id.empty() && a.status != "FAILED") {
+    why = "202 response without a task_id";
+    return std::nullopt;
+  }
+  return a;
+}
+
+ApiErrorBody parse_error_body(std::string_view body) {
+  std::string why;
+  ApiErrorBody e;
+  auto o = parse_object(body, why);
+  if (!o) return e;
+  e.code = string_field(*o, "error_code");
+  e.message = string_field(*o, "error_msg");
+  if (e.code.empty()) e.code = string_field(*o, "code");
+  if (e.message.empty()) e.message = string_field(*o, "message");
+  return e;
+}
+
+std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why) {
+  auto o = parse_object(body, why);
+  if (!o) return std::nullopt;
+  TaskBody t;
+  t.task_id = string_field(*o, "task_id");
+  t.server_id = string_field(*o, "server_id");
+  t.task_status = string_field(*o, "task_status");
+  if (t.task_status.empty()) {
+    why = "task response without task_status";
+    return std::nullopt;
+  }
+  return t;
+}
+
+TaskPhase task_phase(std::string_view s) noexcept {
+  if (s.starts_with("SUCCESS_")) return TaskPhase::succeeded;
+  if (s.starts_with("FAILED_")) return TaskPhase::failed;
+  return TaskPhase::pending;
+}
+
+std::optional<std::chrono::milliseconds> parse_retry_after(
+    std::string_view value, std::chrono::system_clock::time_point now) {
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+  if (value.empty()) return std::nullopt;
+  bool digits = true;
+  for (char c : value) digits = digits && c >= '0' && c <= '9';
+  if (digits) {
+    if (value.size() > 9) return std::chrono::hours(24 * 365);  // absurd: treat as "very long"
+    return std::chrono::seconds(std::stoll(std::string(value)));
+  }
+  // HTTP-date, IMF-fixdate form: "Sun, 06 Nov 1994 08:49:37 GMT".
+  std::tm tm{};
+  std::string text(value);
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!end || *end != '\0') return std::nullopt;
+  auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+  if (at <= now) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
+}
+
+std::string_view to_string(Verdict v) noexcept {
+  switch (v) {
+    case Verdict::delivered: return "delivered";
+    case Verdict::retryable: return "retryable";
+    case Verdict::permanent: return "permanent";
+    case Verdict::throttled: return "throttled";
+    case Verdict::reauthenticate: return "reauthenticate";
+  }
+  return "unknown";
+}
+
+AttemptOutcome classify_disassociate(const HttpResult& r, std::chrono::system_clock::time_point now) {
+  AttemptOutcome out;
+  if (r.transport != HttpResult::Transport::ok) {
+    out.verdict = Verdict::retryable;
+    switch (r.transport) {
+      case HttpResult::Transport::connect_failed: out.error_msg = "connect failed: "; break;
+      case HttpResult::Transport::timed_out: out.error_msg = "timed out: "; break;
+      default: out.error_msg = "connection error: "; break;
+    }
+    out.error_msg += r.transport_detail;
+    return out;
+  }
+  out.http_status = r.status;
+  out.request_id = r.request_id;
+  out.retry_after = parse_retry_after(r.retry_after, now);
+
+  if (r.status == 202) {
+    std::string why;
+    auto body = parse_accepted_body(r.body, why);
+    if (!body) {
+      out.verdict = Verdict::retryable;
+      out.error_msg = why;
+      return out;
+    }
+    out.task_id = body->task_id;
+    out.delivery_status = body->status;
+    out.error_code = body->error_code;
+    out.error_msg = body->error_msg;
+    if (body->status == "FAILED") {
+      out.verdict = Verdict::retryable;
+      if (out.error_msg.empty()) out.error_msg = "task delivery failed (202 with status FAILED)";
+    } else {
+      out.verdict = Verdict::delivered;
+    }
+    return out;
+  }
+
+  ApiErrorBody err = parse_error_body(r.body);
+  out.error_code = err.code;
+  out.error_msg = err.message.empty() ? "HTTP " + std::to_string(r.status) : excerpt(err.message);
+  if (r.status == 429) {
+    out.verdict = Verdict::throttled;
+  } else if (r.status == 401) {
+    out.verdict = Verdict::reauthenticate;
+  } else if (r.status >= 500) {
+    out.verdict = Verdict::retryable;
+  } else if (r.status >= 400) {
+    out.verdict = Verdict::permanent;
+  } else {
+    // 2xx other than 202, 1xx, 3xx: not what the API promises; the call may or may not have
+    // taken effect, so retrying is the safe side (the unbind is idempotent on the server).
+    out.verdict = Verdict::retryable;
+    out.error_msg = "unexpected HTTP " + std::to_string(r.status);
+  }
+  return out;
+}
+
+}  // namespace kpsd

@@ -1,0 +1,82 @@
+#pragma once
+// The KPS v3 wire format, without I/O: request bodies, response parsing, the task-status rule,
+// and the one classifier that turns a call's result into what the scheduler does next.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "job.hpp"
+
+namespace kpsd {
+
+// What came back from one HTTP exchange. `transport` is set when no complete response arrived.
+struct HttpResult {
+  enum class Transport { ok, connect_failed, timed_out, io_error };
+  Transport transport = Transport::ok;
+  std::string transport_detail;  // e.g. "Connection refused"; never holds request data
+  unsigned status = 0;
+  std::string body;
+  std::string request_id;   // X-Request-Id
+  std::string retry_after;  // Retry-After, raw
+  std::chrono::milliseconds latency{0};
+};
+
+// Body of POST /v3/{project_id}/keypairs/disassociate. The auth key is written into the body
+// (that is the API); the body is never logged.
+std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,
+                                   const JobAuth* auth);
+
+// 202 body: {"task_id", "status"?, "error_code"?, "error_msg"?}.
+struct AcceptedBody {
+  std::string task_id;
+  std::string status;  // SUCCESS, FAILED, or empty when absent (= delivered)
+  std::string error_code, error_msg;
+};
+// Returns nullopt and sets `why` when the body is not JSON or has no string task_id.
+std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why);
+
+// Error body: error_code/error_msg, falling back to code/message (as the vendor SDKs read it).
+struct ApiErrorBody {
+  std::string code, message;
+};
+ApiErrorBody parse_error_body(std::string_view body);
+
+// GET /v3/{project_id}/tasks/{task_id} → {"server_id", "task_id", "task_status"}.
+struct TaskBody {
+  std::string task_id, server_id, task_status;
+};
+std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why);
+
+enum class TaskPhase { pending, succeeded, failed };
+// SUCCESS_* = succeeded, FAILED_* = failed, anything else = still pending.
+TaskPhase task_phase(std::string_view task_status) noexcept;
+
+// Retry-After as delta-seconds or an HTTP-date; nullopt when absent or unreadable.
+std::optional<std::chrono::milliseconds> parse_retry_after(
+    std::string_view value, std::chrono::system_clock::time_point now);
+
+enum class Verdict {
+  delivered,       // 202 with a task id and no FAILED status
+  retryable,       // try again after backoff; uses up an attempt
+  permanent,       // the request itself is wrong: fail the job now
+  throttled,       // 429: wait, slow down, try again; does not use up an attempt
+  reauthenticate,  // 401: refresh credentials once, then retry
+};
+std::string_view to_string(Verdict v) noexcept;
+
+struct AttemptOutcome {
+  Verdict verdict = Verdict::retryable;
+  std::optional<std::int64_t> http_status;  // nullopt: no response arrived
+  std::string request_id;
+  std::string task_id, delivery_status;
+  std::string error_code, error_msg;  // from KPS, or kpsd's own reason
+  std::optional<std::chrono::milliseconds> retry_after;
+};
+
+// The one place that maps a disassociate call's result to an outcome.
+AttemptOutcome classify_disassociate(const HttpResult& result,
+                                     std::chrono::system_clock::time_point now);
+
+}  // namespace kpsd

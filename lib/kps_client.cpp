@@ -1,0 +1,201 @@
+#include "kps_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+namespace kpsd {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+constexpr std::size_t max_response_body = 1024 * 1024;  // KPS answers are a few hundred bytes
+
+// One keep-alive connection. TLS will wrap `stream` in an ssl_stream here; the exchange code
+// below only needs async_write/async_read on it.
+struct Connection {
+  explicit Connection(net::any_io_executor ex) : stream(ex) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+};
+
+HttpResult::Transport transport_kind(const boost::system::error_code& ec) {
+  if (ec == beast::error::timeout) return HttpResult::Transport::timed_out;
+  return HttpResult::Transport::io_error;
+}
+
+HttpResult failure(HttpResult::Transport kind, std::string detail) {
+  HttpResult r;
+  r.transport = kind;
+  r.transport_detail = std::move(detail);
+  return r;
+}
+
+// A reused connection that the server had already closed fails on the first write or with EOF
+// before any response byte; that is not a failed call, so it is retried once on a new one.
+bool stale_connection_error(const boost::system::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe;
+}
+
+}  // namespace
+
+std::string percent_encode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+struct KpsClient::Impl {
+  Impl(net::any_io_executor ex, const KpsConfig& cfg, TokenSource& tok)
+      : executor(ex), config(cfg), tokens(tok), resolver(ex) {
+    host_header = config.endpoint.host;
+    bool default_port = (config.endpoint.scheme == "http" && config.endpoint.port == 80) ||
+                        (config.endpoint.scheme == "https" && config.endpoint.port == 443);
+    if (!default_port) host_header += ":" + std::to_string(config.endpoint.port);
+    base_path = "/v3/" + config.project_id;
+  }
+
+  net::awaitable<std::pair<std::unique_ptr<Connection>, HttpResult>> connect() {
+    auto conn = std::make_unique<Connection>(executor);
+    const std::string port = std::to_string(config.endpoint.port);
+    auto [rec, endpoints] = co_await resolver.async_resolve(config.endpoint.host, port, use_tuple);
+    if (rec) {
+      co_return std::pair{nullptr, failure(HttpResult::Transport::connect_failed,
+                                           "cannot resolve " + config.endpoint.host + ": " +
+                                               rec.message())};
+    }
+    conn->stream.expires_after(config.request_timeout);
+    auto [cec, ep] = co_await conn->stream.async_connect(endpoints, use_tuple);
+    if (cec) {
+      auto kind = cec == beast::error::timeout ? HttpResult::Transport::timed_out
+                                               : HttpResult::Transport::connect_failed;
+      co_return std::pair{nullptr, failure(kind, "connect to " + config.endpoint.host + ":" +
+                                                     std::to_string(config.endpoint.port) +
+                                                     ": " + cec.message())};
+    }
+    conn->stream.socket().set_option(tcp::no_delay(true));
+    co_return std::pair{std::move(conn), HttpResult{}};
+  }
+
+  net::awaitable<HttpResult> exchange(http::verb method, std::string target, std::string body) {
+    auto started = std::chrono::steady_clock::now();
+    std::string token_error;
+    auto token = tokens.current(token_error);
+    if (!token) co_return failure(HttpResult::Transport::connect_failed, token_error);
+
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, host_header);
+    req.set(http::field::user_agent, "kpsd/0.1");
+    req.set(http::field::accept, "application/json");
+    req.set("X-Auth-Token", token->reveal());
+    if (method == http::verb::post) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = std::move(body);
+    }
+    req.keep_alive(true);
+    req.prepare_payload();
+
+    for (int round = 0; round < 2; ++round) {
+      std::unique_ptr<Connection> conn;
+      bool reused = false;
+      if (!idle.empty()) {
+        conn = std::move(idle.back());
+        idle.pop_back();
+        reused = true;
+      } else {
+        auto [fresh, err] = co_await connect();
+        if (!fresh) {
+          err.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - started);
+          co_return err;
+        }
+        conn = std::move(fresh);
+      }
+
+      conn->stream.expires_after(config.request_timeout);
+      auto [wec, written] = co_await http::async_write(conn->stream, req, use_tuple);
+      if (wec) {
+        if (reused && round == 0 && stale_connection_error(wec)) continue;
+        co_return failure(transport_kind(wec), "write: " + wec.message());
+      }
+
+      http::response_parser<http::string_body> parser;
+      parser.body_limit(max_response_body);
+      conn->stream.expires_after(config.request_timeout);
+      auto [rec, read] = co_await http::async_read(conn->stream, conn->buffer, parser, use_tuple);
+      if (rec) {
+        if (reused && round == 0 && !parser.got_some() && stale_connection_error(rec)) continue;
+        HttpResult r = failure(transport_kind(rec), "read: " + rec.message());
+        r.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - started);
+        co_return r;
+      }
+
+      auto& res = parser.get();
+      HttpResult r;
+      r.status = res.result_int();
+      r.body = std::move(res.body());
+      if (auto it = res.find("X-Request-Id"); it != res.end()) r.request_id = std::string(it->value());
+      if (auto it = res.find(http::field::retry_after); it != res.end()) {
+        r.retry_after = std::string(it->value());
+      }
+      r.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - started);
+      if (res.keep_alive()) {
+        conn->stream.expires_never();
+        idle.push_back(std::move(conn));
+      }
+      co_return r;
+    }
+    co_return failure(HttpResult::Transport::io_error, "connection closed twice");
+  }
+
+  net::any_io_executor executor;
+  KpsConfig config;
+  TokenSource& tokens;
+  tcp::resolver resolver;
+  std::string host_header;
+  std::string base_path;
+  std::vector<std::unique_ptr<Connection>> idle;
+};
+
+KpsClient::KpsClient(net::any_io_executor executor, const KpsConfig& config, TokenSource& tokens)
+    : impl_(std::make_unique<Impl>(executor, config, tokens)) {}
+
+KpsClient::~KpsClient() = default;
+
+net::awaitable<HttpResult> KpsClient::disassociate(std::string body) {
+  return impl_->exchange(http::verb::post, impl_->base_path + "/keypairs/disassociate",
+                         std::move(body));
+}
+
+net::awaitable<HttpResult> KpsClient::get_task(std::string task_id) {
+  return impl_->exchange(http::verb::get, impl_->base_path + "/tasks/" + percent_encode(task_id),
+                         {});
+}
+
+void KpsClient::close_idle() { impl_->idle.clear(); }
+
+}  // namespace kpsd

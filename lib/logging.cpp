@@ -1,0 +1,29 @@
+#include "logging.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace kpsd {
+
+void setup_logging(const std::string& level) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (::isatty(STDERR_FILENO)) {
+    logger = spdlog::stderr_color_mt("kpsd");
+  } else {
+    logger = spdlog::stderr_logger_mt("kpsd");
+  }
+  if (std::getenv("JOURNAL_STREAM")) {
+    logger->set_pattern("%l: %v");
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::trace);  // stderr: every line out at once, none lost on a kill
+  spdlog::set_default_logger(logger);
+}
+
+}  // namespace kpsd

@@ -1,0 +1,42 @@
+#pragma once
+// The scheduler: takes due jobs from the store, runs at most `concurrency` calls at once under
+// the rate limit, follows delivered tasks, and writes each outcome back (group-committed).
+// Lives on the network thread; every store call goes through the DbWorker.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+
+#include "config.hpp"
+
+namespace kpsd {
+
+class DbWorker;
+class KpsClient;
+class TokenSource;
+
+class Scheduler {
+ public:
+  Scheduler(boost::asio::any_io_executor executor, const Config& config, DbWorker& db,
+            KpsClient& client, TokenSource& tokens);
+  ~Scheduler();
+
+  // Runs until stop() and until every call in flight has ended and been recorded.
+  boost::asio::awaitable<void> run();
+  void wake();  // new work may be due (enqueue, retry ...)
+  void stop();  // stop starting calls; in-flight ones finish and are recorded
+
+  struct Stats {
+    std::int64_t in_flight = 0;
+    double rate_per_second = 0;  // 0 = unlimited
+    bool stopping = false;
+  };
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace kpsd

@@ -1,0 +1,30 @@
+#pragma once
+// The IAM token kpsd sends as X-Auth-Token, read from a file (systemd's LoadCredential= puts it
+// under $CREDENTIALS_DIRECTORY). The file is re-read when it changes, so a token can be rotated
+// without a restart.
+#include <ctime>
+#include <optional>
+#include <string>
+
+#include "secret.hpp"
+
+namespace kpsd {
+
+class TokenSource {
+ public:
+  explicit TokenSource(std::string path) : path_(std::move(path)) {}
+
+  // The current token, or nullopt with `error` saying why (the message never holds the token).
+  std::optional<Secret> current(std::string& error);
+  // Forces a re-read on the next call (after a 401).
+  void invalidate() noexcept { mtime_ = {}; }
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+  Secret token_;
+  timespec mtime_{};
+  off_t size_ = -1;
+};
+
+}  // namespace kpsd

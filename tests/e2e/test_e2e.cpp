@@ -1,0 +1,314 @@
+// End to end: the built kpsd and kpsctl against the fake KPS on 127.0.0.1.
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fake_kps.hpp"
+#include "process.hpp"
+#include "sqlite.hpp"
+#include "temp_dir.hpp"
+
+using namespace kpsd;
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+namespace {
+
+const std::string project = "0123456789abcdef0123456789abcdef";
+const std::string token = "e2e-token-0123";
+
+// One kpsd with its own folder (config, token, database, socket, log) and a fake KPS.
+class Rig {
+ public:
+  explicit Rig(std::chrono::milliseconds task_duration = 0ms, std::string extra_config = "")
+      : fake_(fake::Options{project, token, task_duration}) {
+    dir_.write("token", token + "\n");
+    config_path_ = dir_.write("kpsd.conf", config_text() + extra_config);
+  }
+  ~Rig() {
+    if (daemon_ && daemon_->running()) {
+      daemon_->signal(SIGTERM);
+      daemon_->wait(20s);
+    }
+  }
+
+  std::string config_text() const {
+    return "[kps]\nendpoint = http://127.0.0.1:" + std::to_string(fake_.port()) +
+           "\nproject_id = " + project +
+           "\nrequest_timeout_ms = 2000\npoll_initial_delay_ms = 20\npoll_interval_ms = 20\n"
+           "poll_timeout_ms = 20000\n"
+           "[auth]\ntoken_file = " + dir_.file("token") +
+           "\n[queue]\ndatabase = " + db_path() +
+           "\nconcurrency = 32\nrate_per_second = 0\nmax_attempts = 5\n"
+           "backoff_initial_ms = 20\nbackoff_max_ms = 200\n"
+           "[control]\nsocket = " + socket_path() + "\n[log]\nlevel = info\n";
+  }
+
+  void start() {
+    daemon_ = std::make_unique<test::Process>(
+        std::vector<std::string>{KPSD_BIN, "--config", config_path_}, dir_.file("kpsd.out"),
+        log_path());
+    // Ready when the control socket answers.
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      REQUIRE_MESSAGE(daemon_->running(), "kpsd exited early:\n" << log());
+      if (ctl({"stats"}).exit_code == 0) return;
+      std::this_thread::sleep_for(20ms);
+    }
+    FAIL("kpsd did not become ready:\n" << log());
+  }
+
+  int stop() {
+    daemon_->signal(SIGTERM);
+    auto code = daemon_->wait(30s);
+    REQUIRE_MESSAGE(code.has_value(), "kpsd did not stop on SIGTERM");
+    return *code;
+  }
+
+  test::CommandResult ctl(std::vector<std::string> args, const std::string& stdin_file = "/dev/null") {
+    std::vector<std::string> argv{KPSCTL_BIN, "--socket", socket_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run_command(argv, dir_.path().string(), 180s, stdin_file);
+  }
+
+  json::object ctl_json(std::vector<std::string> args) {
+    args.insert(args.begin(), "--json");
+    auto r = ctl(args);
+    REQUIRE_MESSAGE(r.exit_code != 69, r.err);
+    return json::parse(r.out).as_object();
+  }
+
+  std::string log() const { return test::slurp(log_path()); }
+  std::string db_path() const { return dir_.file("jobs.db"); }
+  std::string socket_path() const { return dir_.file("kpsd.sock"); }
+  std::string log_path() const { return dir_.file("kpsd.log"); }
+  const test::TempDir& dir() const { return dir_; }
+  fake::FakeKps& fake() { return fake_; }
+  const std::string& config_path() const { return config_path_; }
+
+ private:
+  test::TempDir dir_;
+  fake::FakeKps fake_;
+  std::string config_path_;
+  std::unique_ptr<test::Process> daemon_;
+};
+
+struct JobRow {
+  std::string server_id, state, task_id, task_status, error_code, error_msg;
+  std::int64_t attempts = 0, attempt_rows = 0;
+};
+
+// Reads the jobs table the way an operator would: straight from the file.
+std::map<std::string, JobRow> read_jobs(const std::string& db_path) {
+  sql::Database db(db_path, sql::Database::Mode::read_only);
+  sql::Statement s(db,
+                   "SELECT server_id, state, coalesce(task_id,''), coalesce(task_status,''), "
+                   "coalesce(error_code,''), coalesce(error_msg,''), attempts, "
+                   "(SELECT count(*) FROM attempts a WHERE a.job_id = jobs.id) FROM jobs");
+  std::map<std::string, JobRow> rows;
+  while (s.step()) {
+    JobRow r{s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3),
+             s.column_text(4), s.column_text(5), s.column_int(6), s.column_int(7)};
+    rows[r.server_id] = r;
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("1,000 jobs from kpsctl enqueue --file all succeed, each server called exactly once") {
+  Rig rig(30ms);
+  rig.start();
+  std::string ids;
+  for (int i = 0; i < 1000; ++i) ids += "srv-" + std::to_string(i) + "\n";
+  std::string file = rig.dir().write("servers.txt", ids);
+  auto enq = rig.ctl({"enqueue", "--file", file});
+  REQUIRE_MESSAGE(enq.exit_code == 0, enq.err);
+  CHECK(enq.out.find("enqueued 1000 jobs (1000 new, 0 already queued)") != std::string::npos);
+
+  auto wait = rig.ctl({"wait", "--timeout", "150"});
+  CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
+
+  auto rows = read_jobs(rig.db_path());
+  REQUIRE(rows.size() == 1000);
+  int succeeded = 0;
+  for (const auto& [id, row] : rows) {
+    bool ok = row.state == "succeeded" && !row.task_id.empty() &&
+              row.task_status == "SUCCESS_UNBIND" && row.attempts == 1 && row.attempt_rows == 1 &&
+              rig.fake().calls_for(id) == 1;
+    if (!ok) {
+      MESSAGE(id << ": " << row.state << " task " << row.task_id << " " << row.task_status
+                 << " calls " << rig.fake().calls_for(id));
+    }
+    succeeded += ok;
+  }
+  CHECK(succeeded == 1000);
+  CHECK(rig.fake().disassociate_calls() == 1000);
+  CHECK(rig.fake().violations().empty());
+  CHECK(rig.stop() == 0);
+}
+
+TEST_CASE("a 400 ends failed with its error_code; a 202+FAILED is retried and then succeeds") {
+  Rig rig;
+  rig.fake().set_behavior("srv-gone", fake::Behavior{0, 400, -1, "KPS.4016", 0ms});
+  rig.fake().set_behavior("srv-flaky", fake::Behavior{2, 0, 0, "", 0ms});
+  rig.start();
+  auto enq = rig.ctl({"--json", "enqueue", "srv-gone", "srv-flaky", "srv-fine"});
+  REQUIRE_MESSAGE(enq.exit_code == 0, enq.err);
+  auto jobs = json::parse(enq.out).at("jobs").as_array();
+  REQUIRE(jobs.size() == 3);
+
+  auto wait = rig.ctl({"wait", "--timeout", "60"});
+  CHECK(wait.exit_code == 1);  // one job failed: wait says so
+
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows["srv-gone"].state == "failed");
+  CHECK(rows["srv-gone"].error_code == "KPS.4016");
+  CHECK(rows["srv-gone"].attempt_rows == 1);
+  CHECK(rig.fake().calls_for("srv-gone") == 1);
+
+  CHECK(rows["srv-flaky"].state == "succeeded");
+  CHECK(rows["srv-flaky"].task_status == "SUCCESS_UNBIND");
+  CHECK(rows["srv-flaky"].attempts == 3);
+  CHECK(rows["srv-flaky"].attempt_rows == 3);
+  CHECK(rig.fake().calls_for("srv-flaky") == 3);
+  CHECK(rows["srv-fine"].state == "succeeded");
+
+  // show: the attempts of the flaky job, FAILED twice, then delivered.
+  auto flaky_id = jobs[1].at("id").as_int64();
+  auto show = rig.ctl_json({"show", std::to_string(flaky_id)});
+  auto attempts = show.at("attempts").as_array();
+  REQUIRE(attempts.size() == 3);
+  CHECK(attempts[0].at("delivery_status").as_string() == "FAILED");
+  CHECK(attempts[0].at("http_status").as_int64() == 202);
+  CHECK(attempts[0].at("request_id").as_string().starts_with("fake-req-"));
+  CHECK(attempts[2].at("delivery_status").as_string() == "SUCCESS");
+  CHECK_FALSE(attempts[2].at("task_id").is_null());
+
+  auto human = rig.ctl({"show", std::to_string(flaky_id)});
+  CHECK(human.exit_code == 0);
+  CHECK(human.out.find("SUCCESS_UNBIND") != std::string::npos);
+  auto list = rig.ctl({"list", "--state", "failed"});
+  CHECK(list.out.find("srv-gone") != std::string::npos);
+  CHECK(list.out.find("KPS.4016") != std::string::npos);
+  CHECK(list.out.find("srv-flaky") == std::string::npos);
+  CHECK(rig.fake().violations().empty());
+}
+
+TEST_CASE("rows inserted with the sqlite3 shell while kpsd runs are picked up and succeed") {
+  Rig rig;
+  rig.start();
+  auto ins = test::run_command({"/usr/bin/sqlite3", "-cmd", ".timeout 5000", rig.db_path(),
+                                "INSERT INTO jobs(server_id) VALUES ('ext-1'), ('ext-2');"},
+                               rig.dir().path().string());
+  REQUIRE_MESSAGE(ins.exit_code == 0, ins.err);
+  auto wait = rig.ctl({"wait", "--timeout", "60"});
+  CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows["ext-1"].state == "succeeded");
+  CHECK(rows["ext-2"].state == "succeeded");
+  CHECK(rows["ext-2"].task_status == "SUCCESS_UNBIND");
+  CHECK(rig.fake().calls_for("ext-1") == 1);
+}
+
+TEST_CASE("enqueueing a server that already has an open job returns that job") {
+  Rig rig(5000ms);  // tasks stay RUNNING long enough for the second enqueue to see the job
+  rig.start();
+  auto first = rig.ctl_json({"enqueue", "srv-dup"});
+  auto second = rig.ctl_json({"enqueue", "srv-dup"});
+  auto a = first.at("jobs").as_array()[0].as_object();
+  auto b = second.at("jobs").as_array()[0].as_object();
+  CHECK(a.at("existing").as_bool() == false);
+  CHECK(b.at("existing").as_bool() == true);
+  CHECK(a.at("id") == b.at("id"));
+}
+
+TEST_CASE("kpsctl: stats and list in both modes; unknown job; daemon not running gives 69") {
+  Rig rig;
+  rig.start();
+  CHECK(rig.ctl({"enqueue", "srv-a", "srv-b"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  auto stats = rig.ctl_json({"stats"});
+  CHECK(stats.at("states").at("succeeded").as_int64() == 2);
+  CHECK(stats.at("total").as_int64() == 2);
+  auto human = rig.ctl({"stats"});
+  CHECK(human.out.find("succeeded  2") != std::string::npos);
+  auto list = rig.ctl_json({"list", "--limit", "1"});
+  CHECK(list.at("jobs").as_array().size() == 1);
+  CHECK(list.contains("next_after_id"));
+  auto missing = rig.ctl({"show", "999"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("no job with id 999") != std::string::npos);
+  auto bad = rig.ctl({"enqueue", "has space"});
+  CHECK(bad.exit_code == 2);
+  CHECK(rig.stop() == 0);
+  CHECK_FALSE(std::filesystem::exists(rig.socket_path()));
+
+  auto down = rig.ctl({"stats"});
+  CHECK(down.exit_code == 69);
+  CHECK(down.err.find("cannot reach kpsd at " + rig.socket_path()) != std::string::npos);
+}
+
+TEST_CASE("the control socket gets the configured mode") {
+  Rig rig(0ms, "");
+  rig.start();
+  struct stat st {};
+  REQUIRE(::stat(rig.socket_path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+}
+
+TEST_CASE("start-up failures: one clear line and a non-zero exit") {
+  test::TempDir dir;
+  auto run_kpsd = [&](const std::string& config) {
+    std::string path = dir.write("bad.conf", config);
+    return test::run_command({KPSD_BIN, "--config", path}, dir.path().string(), 30s);
+  };
+  auto lines = [](const std::string& s) { return std::count(s.begin(), s.end(), '\n'); };
+  const std::string base = "[kps]\nendpoint = http://127.0.0.1:9\nproject_id = " + project +
+                           "\n[auth]\ntoken_file = " + dir.file("token") +
+                           "\n[control]\nsocket = " + dir.file("s.sock") + "\n";
+
+  auto bad_key = run_kpsd(base + "[queue]\nconcurency = 4\n");
+  CHECK(bad_key.exit_code == 78);
+  CHECK(bad_key.err == "kpsd: " + dir.file("bad.conf") + ":9: queue.concurency: unknown key\n");
+
+  auto no_token = run_kpsd(base + "[queue]\ndatabase = " + dir.file("j.db") + "\n");
+  CHECK(no_token.exit_code == 78);
+  CHECK(lines(no_token.err) == 1);
+  CHECK(no_token.err.find("cannot read token file " + dir.file("token")) != std::string::npos);
+
+  dir.write("token", "t\n");
+  auto bad_db = run_kpsd(base + "[queue]\ndatabase = /proc/kpsd-no-such/jobs.db\n");
+  CHECK(bad_db.exit_code == 73);
+  CHECK(lines(bad_db.err) == 1);
+  CHECK(bad_db.err.find("/proc/kpsd-no-such/jobs.db") != std::string::npos);
+
+  auto missing_config = test::run_command({KPSD_BIN, "--config", dir.file("nope.conf")},
+                                          dir.path().string(), 30s);
+  CHECK(missing_config.exit_code == 78);
+  CHECK(missing_config.err.find("nope.conf: cannot read the configuration file") != std::string::npos);
+
+  auto help = test::run_command({KPSD_BIN, "--help"}, dir.path().string(), 30s);
+  CHECK(help.exit_code == 0);
+  CHECK(help.out.find("--config") != std::string::npos);
+  auto version = test::run_command({KPSCTL_BIN, "--version"}, dir.path().string(), 30s);
+  CHECK(version.exit_code == 0);
+  CHECK(version.out.find("kpsctl 0.1.0") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM stops kpsd cleanly after the calls in flight") {
+  Rig rig;
+  rig.fake().set_behavior("srv-slow", fake::Behavior{0, 0, 0, "", 500ms});
+  rig.start();
+  CHECK(rig.ctl({"enqueue", "srv-slow"}).exit_code == 0);
+  // Wait until the call is in flight, then stop.
+  for (int i = 0; i < 200 && rig.fake().calls_for("srv-slow") == 0; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(rig.stop() == 0);
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows["srv-slow"].state != "running");  // its outcome was recorded before exit
+  CHECK(rows["srv-slow"].attempt_rows == 1);
+}

@@ -1,0 +1,358 @@
+#include "fake_kps.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include <mutex>
+#include <thread>
+
+namespace kpsd::fake {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = net::ip::tcp;
+
+namespace {
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+std::string default_code(int status) {
+  switch (status) {
+    case 400: return "KPS.0002";
+    case 401: return "APIGW.0301";
+    case 403: return "KPS.9003";
+    case 404: return "APIGW.0101";
+    case 429: return "APIGW.0308";
+    default: return status >= 500 ? "KPS.0003" : "KPS.0002";
+  }
+}
+}  // namespace
+
+struct FakeKps::Impl : std::enable_shared_from_this<Impl> {
+  explicit Impl(Options o) : options(std::move(o)), acceptor(io) {
+    tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
+    acceptor.open(ep.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    acceptor.bind(ep);
+    acceptor.listen();
+    port = acceptor.local_endpoint().port();
+  }
+
+  struct Task {
+    std::string server_id;
+    std::chrono::steady_clock::time_point created;
+  };
+
+  using Response = http::response<http::string_body>;
+
+  Response reply(unsigned status, json::object body, unsigned version, bool keep_alive) {
+    Response res{static_cast<http::status>(status), version};
+    res.set(http::field::content_type, "application/json");
+    res.set("X-Request-Id", "fake-req-" + std::to_string(++request_counter));
+    res.keep_alive(keep_alive);
+    res.body() = json::serialize(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  Response error(unsigned status, std::string code, std::string msg, unsigned version, bool ka) {
+    return reply(status, json::object{{"error_code", std::move(code)}, {"error_msg", std::move(msg)}},
+                 version, ka);
+  }
+
+  void violation(std::string what) {
+    std::lock_guard lock(mutex);
+    violations.push_back(std::move(what));
+  }
+
+  static std::string refuse(std::string& why, std::string reason) {
+    why = std::move(reason);
+    return {};
+  }
+
+  // Checks the disassociate body; returns the server id or sets `why`.
+  static std::string check_body(const std::string& body, std::string& why) {
+    boost::system::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (ec || !v.is_object()) return refuse(why, "body is not a JSON object");
+    const json::object& root = v.as_object();
+    if (root.size() != 1 || !root.contains("server") || !root.at("server").is_object()) {
+      return refuse(why, "body must be exactly {\"server\": {...}}");
+    }
+    const json::object& server = root.at("server").as_object();
+    for (const auto& kv : server) {
+      if (kv.key() != "id" && kv.key() != "auth" && kv.key() != "port") {
+        return refuse(why, "unknown field server." + std::string(kv.key()));
+      }
+    }
+    if (!server.contains("id") || !server.at("id").is_string() || server.at("id").as_string().empty()) {
+      return refuse(why, "server.id missing or not a non-empty string");
+    }
+    if (server.contains("port")) {
+      const json::value& p = server.at("port");
+      if (!p.is_int64() || p.as_int64() < 1 || p.as_int64() > 65535) {
+        return refuse(why, "server.port is not a port number");
+      }
+    }
+    if (server.contains("auth")) {
+      const json::value& a = server.at("auth");
+      if (!a.is_object() || a.as_object().size() != 2) return refuse(why, "server.auth must be {type, key}");
+      const json::object& ao = a.as_object();
+      const json::value* type = ao.if_contains("type");
+      const json::value* key = ao.if_contains("key");
+      if (!type || !type->is_string() ||
+          (type->as_string() != "password" && type->as_string() != "keypair")) {
+        return refuse(why, "server.auth.type must be password or keypair");
+      }
+      if (!key || !key->is_string() || key->as_string().empty()) {
+        return refuse(why, "server.auth.key must be a non-empty string");
+      }
+    }
+    return std::string(server.at("id").as_string());
+  }
+
+  net::awaitable<Response> handle(const http::request<http::string_body>& req) {
+    unsigned v = req.version();
+    bool ka = req.keep_alive();
+    std::string target(req.target());
+    {
+      std::lock_guard lock(mutex);
+      ++requests;
+    }
+    if (req.method() == http::verb::get && target == "/_fake/stats") {
+      Response res{http::status::ok, v};
+      res.set(http::field::content_type, "application/json");
+      res.keep_alive(ka);
+      res.body() = stats_json();
+      res.prepare_payload();
+      co_return res;
+    }
+    if (v != 11) violation("HTTP version is not 1.1");
+    if (req[http::field::host].empty()) violation("no Host header");
+    std::string prefix = "/v3/" + options.project_id + "/";
+    if (!target.starts_with(prefix)) {
+      violation("unknown path " + target);
+      co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
+    }
+    if (req["X-Auth-Token"] != options.token) {
+      violation("wrong or missing X-Auth-Token on " + target);
+      co_return error(401, "APIGW.0301", "Incorrect IAM authentication information", v, ka);
+    }
+    std::string rest = target.substr(prefix.size());
+
+    if (req.method() == http::verb::post && rest == "keypairs/disassociate") {
+      if (!req[http::field::content_type].starts_with("application/json")) {
+        violation("disassociate without Content-Type: application/json");
+      }
+      std::string why;
+      std::string server_id = check_body(req.body(), why);
+      if (server_id.empty()) {
+        violation("bad disassociate body: " + why);
+        co_return error(400, "KPS.0002", "parameter error: " + why, v, ka);
+      }
+      Behavior b;
+      std::int64_t n = 0;
+      {
+        std::lock_guard lock(mutex);
+        n = ++calls[server_id];
+        ++disassociate_calls;
+        if (auto it = behaviors.find(server_id); it != behaviors.end()) b = it->second;
+      }
+      if (b.delay.count() > 0) {
+        net::steady_timer t(io, b.delay);
+        co_await t.async_wait(use_tuple);
+      }
+      if (b.error_status != 0 && (b.error_times < 0 || n <= b.error_times)) {
+        std::string code = b.error_code.empty() ? default_code(b.error_status) : b.error_code;
+        co_return error(static_cast<unsigned>(b.error_status), code,
+                        "fake error " + std::to_string(b.error_status) + " for call " +
+                            std::to_string(n),
+                        v, ka);
+      }
+      if (n <= b.accepted_failed_times) {
+        co_return reply(202, json::object{{"server_id", server_id}, {"status", "FAILED"},
+                                          {"error_code", "KPS.0003"},
+                                          {"error_msg", "fake delivery failure"}},
+                        v, ka);
+      }
+      std::string task_id;
+      {
+        std::lock_guard lock(mutex);
+        task_id = "fake-task-" + std::to_string(++task_counter);
+        tasks[task_id] = Task{server_id, std::chrono::steady_clock::now()};
+      }
+      co_return reply(202, json::object{{"server_id", server_id}, {"task_id", task_id},
+                                        {"status", "SUCCESS"}},
+                      v, ka);
+    }
+
+    if (req.method() == http::verb::get && rest.starts_with("tasks/")) {
+      std::string task_id = rest.substr(6);
+      Task task;
+      {
+        std::lock_guard lock(mutex);
+        ++task_polls;
+        auto it = tasks.find(task_id);
+        if (it == tasks.end()) {
+          violation("poll of unknown task " + task_id);
+          co_return error(400, "KPS.0001", "taskId is illegal", v, ka);
+        }
+        task = it->second;
+      }
+      auto age = std::chrono::steady_clock::now() - task.created;
+      std::string status = age >= options.task_duration       ? "SUCCESS_UNBIND"
+                           : age >= options.task_duration / 3  ? "RUNNING_UNBIND"
+                                                               : "READY_UNBIND";
+      co_return reply(200, json::object{{"server_id", task.server_id}, {"task_id", task_id},
+                                        {"task_status", status}},
+                      v, ka);
+    }
+    violation("unexpected " + std::string(req.method_string()) + " " + target);
+    co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
+  }
+
+  net::awaitable<void> session(tcp::socket socket) {
+    auto self = shared_from_this();
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(4 * 1024 * 1024);
+      stream.expires_after(std::chrono::seconds(30));
+      auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+      if (ec) break;
+      auto req = parser.release();
+      Response res = co_await handle(req);
+      stream.expires_after(std::chrono::seconds(30));
+      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+      if (wec || !res.keep_alive()) break;
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  }
+
+  net::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+      if (ec) break;
+      net::co_spawn(io, session(std::move(socket)), net::detached);
+    }
+  }
+
+  std::string stats_json() {
+    std::lock_guard lock(mutex);
+    json::object calls_obj;
+    for (const auto& [id, n] : calls) calls_obj[id] = n;
+    json::array v;
+    for (const auto& s : violations) v.push_back(json::string(s));
+    return json::serialize(json::object{{"requests", requests},
+                                        {"disassociate_calls", disassociate_calls},
+                                        {"task_polls", task_polls},
+                                        {"calls", std::move(calls_obj)},
+                                        {"violations", std::move(v)}});
+  }
+
+  Options options;
+  net::io_context io;
+  tcp::acceptor acceptor;
+  std::uint16_t port = 0;
+  std::thread thread;
+
+  mutable std::mutex mutex;
+  std::map<std::string, Behavior> behaviors;
+  std::map<std::string, std::int64_t> calls;
+  std::map<std::string, Task> tasks;
+  std::vector<std::string> violations;
+  std::int64_t requests = 0, disassociate_calls = 0, task_polls = 0, task_counter = 0;
+  std::atomic<std::int64_t> request_counter{0};
+};
+
+FakeKps::FakeKps(Options options) : impl_(std::make_shared<Impl>(std::move(options))) {
+  net::co_spawn(impl_->io, impl_->accept_loop(), net::detached);
+  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
+}
+
+FakeKps::~FakeKps() {
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+std::uint16_t FakeKps::port() const { return impl_->port; }
+
+void FakeKps::set_behavior(const std::string& server_id, Behavior behavior) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->behaviors[server_id] = std::move(behavior);
+}
+
+std::int64_t FakeKps::calls_for(const std::string& server_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->calls.find(server_id);
+  return it == impl_->calls.end() ? 0 : it->second;
+}
+
+std::map<std::string, std::int64_t> FakeKps::calls() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->calls;
+}
+
+std::int64_t FakeKps::disassociate_calls() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->disassociate_calls;
+}
+
+std::int64_t FakeKps::task_polls() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->task_polls;
+}
+
+std::int64_t FakeKps::requests() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->requests;
+}
+
+std::vector<std::string> FakeKps::violations() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->violations;
+}
+
+std::string FakeKps::stats_json() const { return impl_->stats_json(); }
+
+std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
+  std::map<std::string, Behavior> out;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) throw std::runtime_error("behaviors: not a JSON object");
+  for (const auto& [id, spec] : v.as_object()) {
+    std::string where = "behaviors: " + std::string(id) + ": ";
+    if (!spec.is_object()) throw std::runtime_error(where + "must be an object");
+    Behavior b;
+    for (const auto& [key, value] : spec.as_object()) {
+      if (key == "error_code") {
+        if (!value.is_string()) throw std::runtime_error(where + "error_code must be a string");
+        b.error_code = std::string(value.as_string());
+        continue;
+      }
+      if (!value.is_int64()) throw std::runtime_error(where + std::string(key) + " must be an integer");
+      int n = static_cast<int>(value.as_int64());
+      if (key == "accepted_failed_times") b.accepted_failed_times = n;
+      else if (key == "error_status") b.error_status = n;
+      else if (key == "error_times") b.error_times = n;
+      else if (key == "delay_ms") b.delay = std::chrono::milliseconds(n);
+      else throw std::runtime_error(where + "unknown key " + std::string(key));
+    }
+    out[std::string(id)] = b;
+  }
+  return out;
+}
+
+}  // namespace kpsd::fake

@@ -1,0 +1,57 @@
+// fake_kps: the fake KPS endpoint as a program, for the demo and manual tests.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "fake_kps.hpp"
+
+namespace {
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fake_kps: a fake KPS v3 endpoint on 127.0.0.1 for tests and the demo"};
+  std::string project_id, token_file, behaviors_file, port_file;
+  int task_ms = 0;
+  app.add_option("--project-id", project_id, "project id expected in paths")->required();
+  app.add_option("--token-file", token_file, "file with the X-Auth-Token expected")->required();
+  app.add_option("--behaviors", behaviors_file, "JSON file: per server id faults");
+  app.add_option("--port-file", port_file, "write the chosen port here");
+  app.add_option("--task-ms", task_ms, "how long a task runs before SUCCESS_UNBIND");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    kpsd::fake::Options o;
+    o.project_id = project_id;
+    o.token = read_file(token_file);
+    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r')) o.token.pop_back();
+    o.task_duration = std::chrono::milliseconds(task_ms);
+    kpsd::fake::FakeKps fake(o);
+    if (!behaviors_file.empty()) {
+      for (auto& [id, b] : kpsd::fake::parse_behaviors(read_file(behaviors_file))) {
+        fake.set_behavior(id, b);
+      }
+    }
+    if (!port_file.empty()) std::ofstream(port_file) << fake.port() << "\n";
+    std::cout << "fake_kps listening on 127.0.0.1:" << fake.port() << std::endl;
+    boost::asio::io_context io;
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](auto, int) { io.stop(); });
+    io.run();
+    std::cout << fake.stats_json() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "fake_kps: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,131 @@
+#include <doctest/doctest.h>
+
+#include "config.hpp"
+#include "temp_dir.hpp"
+
+using namespace kpsd;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string minimal =
+    "[kps]\n"
+    "endpoint = http://127.0.0.1:8080\n"
+    "project_id = 0123456789abcdef0123456789ABCDEF\n";
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "test.conf");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("a minimal config gets the documented defaults") {
+  Config c = parse_config(minimal, "test.conf");
+  CHECK(c.kps.endpoint.scheme == "http");
+  CHECK(c.kps.endpoint.host == "127.0.0.1");
+  CHECK(c.kps.endpoint.port == 8080);
+  CHECK(c.kps.request_timeout == 15000ms);
+  CHECK(c.kps.poll_tasks);
+  CHECK(c.kps.poll_initial_delay == 10000ms);
+  CHECK(c.kps.poll_interval == 20000ms);
+  CHECK(c.kps.poll_timeout == 1800000ms);
+  CHECK(c.auth.token_file == "/run/credentials/kpsd.service/kps-token");
+  CHECK(c.queue.database == "/var/lib/kpsd/jobs.db");
+  CHECK(c.queue.concurrency == 64);
+  CHECK(c.queue.rate_per_second == 10);
+  CHECK(c.queue.max_attempts == 8);
+  CHECK(c.queue.backoff_initial == 1000ms);
+  CHECK(c.queue.backoff_max == 300000ms);
+  CHECK(c.control.socket == "/run/kpsd/kpsd.sock");
+  CHECK(c.control.socket_mode == 0660);
+  CHECK(c.log.level == "info");
+}
+
+TEST_CASE("every key is read, with comments and blank lines around") {
+  Config c = parse_config(
+      "# comment\n\n[kps]\nendpoint = http://kms.example.test   # trailing comment\n"
+      "project_id = 0123456789abcdef0123456789abcdef\nca_file = /etc/ssl/ca.pem\n"
+      "request_timeout_ms = 500\npoll_tasks = false\npoll_initial_delay_ms = 0\n"
+      "poll_interval_ms = 100\npoll_timeout_ms = 9000\n"
+      "[auth]\nmethod = token\ntoken_file = /tmp/tok\n"
+      "[queue]\ndatabase = /tmp/j.db\nconcurrency = 3\nrate_per_second = 2.5\n"
+      "max_attempts = 4\nbackoff_initial_ms = 10\nbackoff_max_ms = 20\n"
+      "[control]\nsocket = /tmp/s.sock\nsocket_mode = 0600\n"
+      "[log]\nlevel = debug\n",
+      "full.conf");
+  CHECK(c.kps.endpoint.port == 80);
+  CHECK(c.kps.ca_file == "/etc/ssl/ca.pem");
+  CHECK(c.kps.request_timeout == 500ms);
+  CHECK_FALSE(c.kps.poll_tasks);
+  CHECK(c.kps.poll_initial_delay == 0ms);
+  CHECK(c.kps.poll_interval == 100ms);
+  CHECK(c.kps.poll_timeout == 9000ms);
+  CHECK(c.auth.token_file == "/tmp/tok");
+  CHECK(c.queue.database == "/tmp/j.db");
+  CHECK(c.queue.concurrency == 3);
+  CHECK(c.queue.rate_per_second == 2.5);
+  CHECK(c.queue.max_attempts == 4);
+  CHECK(c.queue.backoff_initial == 10ms);
+  CHECK(c.queue.backoff_max == 20ms);
+  CHECK(c.control.socket == "/tmp/s.sock");
+  CHECK(c.control.socket_mode == 0600);
+  CHECK(c.log.level == "debug");
+}
+
+TEST_CASE("errors name the file, the line and the key") {
+  struct Case {
+    std::string text;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {minimal + "bogus = 1\n", "test.conf:4: kps.bogus: unknown key"},
+      {minimal + "[nope]\n", "test.conf:4: [nope]: unknown section"},
+      {minimal + "request_timeout_ms = ten\n",
+       "test.conf:4: kps.request_timeout_ms: `ten` is not a whole number"},
+      {minimal + "request_timeout_ms = 0\n", "test.conf:4: kps.request_timeout_ms: `0` is out of range"},
+      {minimal + "poll_tasks = maybe\n", "test.conf:4: kps.poll_tasks: `maybe` is not a boolean"},
+      {minimal + "[queue]\nconcurrency = -1\n", "test.conf:5: queue.concurrency: `-1` is out of range"},
+      {minimal + "[queue]\nrate_per_second = fast\n", "test.conf:5: queue.rate_per_second: `fast`"},
+      {minimal + "[queue]\nbackoff_initial_ms = 100\nbackoff_max_ms = 10\n",
+       "test.conf:6: queue.backoff_max_ms: must not be smaller"},
+      {minimal + "[control]\nsocket_mode = 0666\n",
+       "test.conf:5: control.socket_mode: `0666` gives access to other users"},
+      {minimal + "[control]\nsocket_mode = 9\n", "test.conf:5: control.socket_mode: `9` is not a whole number"},
+      {minimal + "[log]\nlevel = loud\n", "test.conf:5: log.level: `loud` is not one of"},
+      {minimal + "[auth]\nmethod = magic\n", "test.conf:5: auth.method: `magic` is not supported"},
+      {minimal + "endpoint = http://x\n", "test.conf:4: kps.endpoint: set twice (first on line 2)"},
+      {"[kps]\nproject_id = 0123456789abcdef0123456789abcdef\n",
+       "test.conf: kps.endpoint: required but not set"},
+      {"[kps]\nendpoint = ftp://x\nproject_id = 0123456789abcdef0123456789abcdef\n",
+       "test.conf:2: kps.endpoint: `ftp://x` must start with https://"},
+      {"[kps]\nendpoint = http://x:99999\nproject_id = 0123456789abcdef0123456789abcdef\n",
+       "test.conf:2: kps.endpoint: `http://x:99999` has an invalid port"},
+      {"[kps]\nendpoint = http://x/v3\nproject_id = 0123456789abcdef0123456789abcdef\n",
+       "test.conf:2: kps.endpoint: `http://x/v3` must be a base URL without a path"},
+      {"[kps]\nendpoint = https://x\nproject_id = 0123456789abcdef0123456789abcdef\n",
+       "test.conf:2: kps.endpoint: https is not supported by this build yet"},
+      {"[kps]\nendpoint = http://x\nproject_id = 1234\n",
+       "test.conf:3: kps.project_id: `1234` must be 32 hexadecimal characters"},
+      {"endpoint = http://x\n", "test.conf:1: endpoint: key outside of a [section]"},
+      {"[kps\n", "test.conf:1: section header must look like [name]"},
+      {"[kps]\njust words\n", "test.conf:2: expected `key = value`"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    std::string err = error_of(c.text);
+    CHECK_MESSAGE(err.starts_with(c.expected), err);
+  }
+}
+
+TEST_CASE("load_config reads a file and says when it cannot") {
+  test::TempDir dir;
+  std::string path = dir.write("kpsd.conf", minimal);
+  CHECK(load_config(path).kps.endpoint.port == 8080);
+  CHECK_THROWS_WITH_AS(load_config(dir.file("missing.conf")),
+                       doctest::Contains("missing.conf: cannot read"), ConfigError);
+}

@@ -1,0 +1,99 @@
+#include <boost/json.hpp>
+#include <doctest/doctest.h>
+
+#include "control_protocol.hpp"
+
+using namespace kpsd;
+
+TEST_CASE("control requests parse into typed values") {
+  std::string error;
+  auto r = parse_control_request(
+      R"({"op":"enqueue","jobs":[{"server_id":"a"},{"server_id":"b","port":22,)"
+      R"("auth":{"type":"password","key":"pw"}}]})",
+      error);
+  REQUIRE_MESSAGE(r, error);
+  auto& e = std::get<EnqueueRequest>(*r);
+  REQUIRE(e.jobs.size() == 2);
+  CHECK(e.jobs[1].port == 22);
+  CHECK(e.jobs[1].auth->key.reveal() == "pw");
+
+  r = parse_control_request(R"({"op":"list","state":"failed","limit":5,"after_id":10})", error);
+  REQUIRE(r);
+  auto& l = std::get<ListRequest>(*r);
+  CHECK(l.query.state == JobState::failed);
+  CHECK(l.query.limit == 5);
+  CHECK(l.query.after_id == 10);
+
+  r = parse_control_request(R"({"op":"show","id":7})", error);
+  REQUIRE(r);
+  CHECK(std::get<ShowRequest>(*r).id == 7);
+  r = parse_control_request(R"({"op":"stats"})", error);
+  REQUIRE(r);
+  CHECK(std::holds_alternative<StatsRequest>(*r));
+}
+
+TEST_CASE("bad control requests get a message that names what is wrong") {
+  struct Case {
+    std::string line;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {"not json", "request is not valid JSON"},
+      {"[1,2]", "request must be a JSON object"},
+      {"{}", "op is missing"},
+      {R"({"op":5})", "op must be a string"},
+      {R"({"op":"explode"})", "unknown op \"explode\""},
+      {R"({"op":"enqueue"})", "jobs is missing"},
+      {R"({"op":"enqueue","jobs":{}})", "jobs must be an array"},
+      {R"({"op":"enqueue","jobs":[]})", "jobs is empty"},
+      {R"({"op":"enqueue","jobs":[5]})", "jobs[0] must be an object"},
+      {R"({"op":"enqueue","jobs":[{}]})", "jobs[0].server_id is missing"},
+      {R"({"op":"enqueue","jobs":[{"server_id":""}]})", "jobs[0].server_id is empty"},
+      {R"({"op":"enqueue","jobs":[{"server_id":7}]})", "jobs[0].server_id must be a string"},
+      {R"({"op":"enqueue","jobs":[{"server_id":")" + std::string(65, 'a') + R"("}]})",
+       "jobs[0].server_id is longer than 64"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a b"}]})", "jobs[0].server_id may only hold"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":0}]})", "jobs[0].port must be between 1"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":"22"}]})", "jobs[0].port must be an integer"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","color":1}]})", "unknown field jobs[0].color"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"x","key":"k"}}]})",
+       "jobs[0].auth.type must be"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"password"}}]})",
+       "jobs[0].auth.key is missing"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"password","key":""}}]})",
+       "jobs[0].auth.key is empty"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":"pw"}]})", "jobs[0].auth must be an object"},
+      {R"({"op":"list","state":"sleeping"})", "state \"sleeping\" is not a job state"},
+      {R"({"op":"list","limit":0})", "limit must be between 1"},
+      {R"({"op":"list","limit":1.5})", "limit must be an integer"},
+      {R"({"op":"show"})", "id is missing"},
+      {R"({"op":"show","id":-3})", "id must be between 1"},
+      {R"({"op":"stats","extra":1})", "unknown field extra"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.line);
+    std::string error;
+    CHECK_FALSE(parse_control_request(c.line, error));
+    CHECK_MESSAGE(error.starts_with(c.expected), error);
+  }
+}
+
+TEST_CASE("an auth key never appears in an error message") {
+  std::string error;
+  CHECK_FALSE(parse_control_request(
+      R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"bogus","key":"TOPSECRET"}}]})",
+      error));
+  CHECK(error.find("TOPSECRET") == std::string::npos);
+}
+
+TEST_CASE("job JSON carries the auth type but never a key") {
+  Job j;
+  j.id = 3;
+  j.server_id = "srv";
+  j.auth_type = "keypair";
+  auto o = job_to_json(j);
+  CHECK(o.at("auth_type").as_string() == "keypair");
+  CHECK_FALSE(o.contains("key"));
+  CHECK(o.at("state").as_string() == "queued");
+  CHECK(o.at("task_status").is_null());
+}

@@ -1,0 +1,288 @@
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include "job_store.hpp"
+#include "migrations.hpp"
+#include "sqlite.hpp"
+#include "temp_dir.hpp"
+
+using namespace kpsd;
+
+namespace {
+
+// Runs SQL on a second connection, as `sqlite3` or another process would.
+void external_exec(const std::string& path, const std::string& text) {
+  sql::Database db(path);
+  db.exec("PRAGMA busy_timeout = 5000");
+  db.exec(text);
+}
+
+std::int64_t external_int(const std::string& path, const std::string& query) {
+  sql::Database db(path);
+  sql::Statement s(db, query);
+  REQUIRE(s.step());
+  return s.column_int(0);
+}
+
+NewJob job(std::string id) { return NewJob{std::move(id), std::nullopt, std::nullopt}; }
+
+AttemptFinish finish(const DeliveryWork& w, JobState next, std::int64_t at) {
+  AttemptFinish f;
+  f.job_id = w.job_id;
+  f.attempt_n = w.attempt_n;
+  f.finished_at = at;
+  f.latency_ms = 12;
+  f.http_status = 202;
+  f.request_id = "req-1";
+  f.task_id = "task-1";
+  f.delivery_status = "SUCCESS";
+  f.next_state = next;
+  f.next_attempt_at = at + 100;
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("migrations: a new database gets every migration, in order, once") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  int newest = embedded_migrations().back().version;
+  {
+    JobStore store(path);
+    CHECK(store.schema_version() == newest);
+  }
+  CHECK(external_int(path, "PRAGMA user_version") == newest);
+  CHECK(external_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                           "('jobs','attempts','job_secrets')") == 3);
+  {
+    sql::Database db(path);
+    sql::Statement s(db, "PRAGMA journal_mode");
+    REQUIRE(s.step());
+    CHECK(s.column_text(0) == "wal");
+  }
+  JobStore again(path);  // re-opening applies nothing and keeps the data
+  CHECK(again.schema_version() == newest);
+}
+
+TEST_CASE("migrations: a failing migration leaves the database at the previous version") {
+  sql::Database db(":memory:");
+  const Migration good[] = {{1, "0001_a.sql", "CREATE TABLE a (x INT);"}};
+  CHECK(apply_migrations(db, good) == 1);
+  const Migration bad[] = {{1, "0001_a.sql", "CREATE TABLE a (x INT);"},
+                           {2, "0002_b.sql", "CREATE TABLE b (y INT); SELECT * FROM nowhere;"}};
+  CHECK_THROWS_WITH_AS(apply_migrations(db, bad), doctest::Contains("0002_b.sql"), sql::Error);
+  CHECK(db.pragma_int("user_version") == 1);
+  sql::Statement s(db, "SELECT count(*) FROM sqlite_master WHERE name = 'b'");
+  REQUIRE(s.step());
+  CHECK(s.column_int(0) == 0);  // the half-applied migration was rolled back
+}
+
+TEST_CASE("migrations: a database newer than this kpsd is refused") {
+  sql::Database db(":memory:");
+  db.exec("PRAGMA user_version = 999");
+  const Migration one[] = {{1, "0001_a.sql", "CREATE TABLE a (x INT);"}};
+  CHECK_THROWS_WITH(apply_migrations(db, one), doctest::Contains("newer than this kpsd"));
+}
+
+TEST_CASE("the database file is created private (0600)") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("enqueue dedupes servers that already have a non-terminal job") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-a"), job("srv-b"), job("srv-a")};
+  auto r = store.enqueue(batch, 1000);
+  REQUIRE(r.size() == 3);
+  CHECK_FALSE(r[0].existing);
+  CHECK_FALSE(r[1].existing);
+  CHECK(r[2].existing);
+  CHECK(r[2].id == r[0].id);
+  CHECK(store.count_by_state()[JobState::queued] == 2);
+
+  // Once terminal, the same server can be queued again as a new job.
+  auto work = store.claim_for_delivery(2000, 10);
+  REQUIRE(work.size() == 2);
+  std::vector<AttemptFinish> done{finish(work[0], JobState::succeeded, 3000)};
+  store.finish_attempts(done);
+  std::vector<NewJob> again{job("srv-a")};
+  auto r2 = store.enqueue(again, 4000);
+  CHECK_FALSE(r2[0].existing);
+  CHECK(r2[0].id != r[0].id);
+}
+
+TEST_CASE("claim → running with an open attempt; finish → delivered; poll → succeeded") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-1"), job("srv-2")};
+  store.enqueue(batch, 1000);
+
+  CHECK(store.claim_for_delivery(999, 10).empty());  // not due before its time
+  auto work = store.claim_for_delivery(1000, 1);
+  REQUIRE(work.size() == 1);
+  CHECK(work[0].server_id == "srv-1");
+  CHECK(work[0].attempt_n == 1);
+  CHECK(work[0].attempts_used == 0);
+  CHECK(store.find(work[0].job_id)->state == JobState::running);
+  auto attempts = store.attempts_of(work[0].job_id);
+  REQUIRE(attempts.size() == 1);
+  CHECK_FALSE(attempts[0].finished_at.has_value());
+
+  std::vector<AttemptFinish> f{finish(work[0], JobState::delivered, 1500)};
+  store.finish_attempts(f);
+  Job j = *store.find(work[0].job_id);
+  CHECK(j.state == JobState::delivered);
+  CHECK(j.attempts == 1);
+  CHECK(j.task_id == "task-1");
+  CHECK(j.delivery_status == "SUCCESS");
+  attempts = store.attempts_of(j.id);
+  CHECK(attempts[0].finished_at == 1500);
+  CHECK(attempts[0].http_status == 202);
+  CHECK(attempts[0].request_id == "req-1");
+  CHECK(attempts[0].latency_ms == 12);
+
+  CHECK(store.claim_for_poll(1599, 5000, 10).empty());
+  auto polls = store.claim_for_poll(1600, 5000, 10);
+  REQUIRE(polls.size() == 1);
+  CHECK(polls[0].task_id == "task-1");
+  CHECK(polls[0].delivered_at == 1500);
+  CHECK(store.claim_for_poll(1600, 5000, 10).empty());  // leased: not polled twice
+
+  PollFinish running{j.id, 1700, "RUNNING_UNBIND", JobState::delivered, 1800, {}, {}};
+  std::vector<PollFinish> p1{running};
+  store.finish_polls(p1);
+  CHECK(store.find(j.id)->task_status == "RUNNING_UNBIND");
+  CHECK(store.next_due_at() == 1000);  // srv-2 is still queued since 1000
+
+  PollFinish success{j.id, 1900, "SUCCESS_UNBIND", JobState::succeeded, 0, {}, {}};
+  std::vector<PollFinish> p2{success};
+  store.finish_polls(p2);
+  j = *store.find(j.id);
+  CHECK(j.state == JobState::succeeded);
+  CHECK(j.task_status == "SUCCESS_UNBIND");
+}
+
+TEST_CASE("a retrying job becomes due again at next_attempt_at") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-r")};
+  store.enqueue(batch, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  AttemptFinish f = finish(w[0], JobState::retrying, 10);
+  f.next_attempt_at = 500;
+  f.error_msg = "HTTP 503";
+  std::vector<AttemptFinish> fs{f};
+  store.finish_attempts(fs);
+  CHECK(store.find(w[0].job_id)->state == JobState::retrying);
+  CHECK(store.claim_for_delivery(499, 10).empty());
+  auto again = store.claim_for_delivery(500, 10);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].attempt_n == 2);
+  CHECK(again[0].attempts_used == 1);
+}
+
+TEST_CASE("a replace-form job hands its type, key and port to the call") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{NewJob{"srv-s", 2222, JobAuth{"password", Secret("hunter2")}}};
+  auto r = store.enqueue(batch, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  REQUIRE(w[0].auth.has_value());
+  CHECK(w[0].auth->type == "password");
+  CHECK(w[0].auth->key.reveal() == "hunter2");
+  CHECK(w[0].port == 2222);
+  Job j = *store.find(r[0].id);
+  CHECK(j.auth_type == "password");
+
+  std::vector<AttemptFinish> fs{finish(w[0], JobState::failed, 5)};
+  store.finish_attempts(fs);
+  CHECK(store.find(r[0].id)->state == JobState::failed);
+}
+
+TEST_CASE("secrets are deleted from the file when the job ends") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  std::vector<NewJob> batch{NewJob{"srv-s", std::nullopt, JobAuth{"keypair", Secret("KEY")}}};
+  store.enqueue(batch, 0);
+  CHECK(external_int(path, "SELECT count(*) FROM job_secrets") == 1);
+  auto w = store.claim_for_delivery(0, 1);
+  std::vector<AttemptFinish> fs{finish(w[0], JobState::succeeded, 5)};
+  store.finish_attempts(fs);
+  CHECK(external_int(path, "SELECT count(*) FROM job_secrets") == 0);
+}
+
+TEST_CASE("recovery after a crash: running jobs go back to queued, their attempt is closed") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-1"), job("srv-2")};
+  store.enqueue(batch, 0);
+  auto w = store.claim_for_delivery(0, 2);
+  REQUIRE(w.size() == 2);
+  CHECK(store.recover_after_restart(50) == 2);
+  for (const auto& item : w) {
+    Job j = *store.find(item.job_id);
+    CHECK(j.state == JobState::queued);
+    auto a = store.attempts_of(item.job_id);
+    REQUIRE(a.size() == 1);
+    CHECK(a[0].finished_at == 50);
+    CHECK(a[0].error_msg == "outcome lost: daemon stopped");
+  }
+  auto again = store.claim_for_delivery(50, 2);
+  CHECK(again.size() == 2);
+  CHECK(again[0].attempt_n == 2);
+}
+
+TEST_CASE("rows inserted by another process get defaults and are claimed") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  CHECK_FALSE(store.changed_by_others());
+  external_exec(path, "INSERT INTO jobs(server_id) VALUES ('ext-1')");
+  CHECK(store.changed_by_others());
+  CHECK_FALSE(store.changed_by_others());
+  auto jobs = store.list({});
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].state == JobState::queued);
+  CHECK(jobs[0].created_at > 1700000000000);  // a Unix-millisecond time, not 0
+  CHECK(jobs[0].next_attempt_at == 0);
+  auto w = store.claim_for_delivery(jobs[0].created_at, 10);
+  REQUIRE(w.size() == 1);
+  CHECK(w[0].server_id == "ext-1");
+  // The schema refuses nonsense from outside.
+  CHECK_THROWS(external_exec(path, "INSERT INTO jobs(server_id, state) VALUES ('x', 'bogus')"));
+  CHECK_THROWS(external_exec(path, "INSERT INTO jobs(server_id) VALUES ('')"));
+}
+
+TEST_CASE("list pages by id and filters by state and server") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch;
+  for (int i = 0; i < 25; ++i) batch.push_back(job("srv-" + std::to_string(i)));
+  store.enqueue(batch, 0);
+  store.claim_for_delivery(0, 5);
+
+  ListQuery q;
+  q.limit = 10;
+  auto page1 = store.list(q);
+  REQUIRE(page1.size() == 10);
+  q.after_id = page1.back().id;
+  auto page2 = store.list(q);
+  REQUIRE(page2.size() == 10);
+  CHECK(page2.front().id == page1.back().id + 1);
+
+  ListQuery running;
+  running.state = JobState::running;
+  CHECK(store.list(running).size() == 5);
+  ListQuery one;
+  one.server_id = "srv-7";
+  auto found = store.list(one);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].server_id == "srv-7");
+
+  auto counts = store.count_by_state();
+  CHECK(counts[JobState::running] == 5);
+  CHECK(counts[JobState::queued] == 20);
+  CHECK(counts[JobState::failed] == 0);
+}

@@ -1,0 +1,140 @@
+#include <boost/json.hpp>
+#include <doctest/doctest.h>
+
+#include "kps_api.hpp"
+
+using namespace kpsd;
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+namespace {
+const auto now = std::chrono::system_clock::from_time_t(1764000000);  // 2025-11-24T16:00:00Z
+
+HttpResult response(unsigned status, std::string body, std::string retry_after = "") {
+  HttpResult r;
+  r.status = status;
+  r.body = std::move(body);
+  r.request_id = "req-42";
+  r.retry_after = std::move(retry_after);
+  return r;
+}
+
+HttpResult transport(HttpResult::Transport kind) {
+  HttpResult r;
+  r.transport = kind;
+  r.transport_detail = "Connection refused";
+  return r;
+}
+}  // namespace
+
+TEST_CASE("disassociate body: reset form, port, and replace form") {
+  CHECK(json::parse(make_disassociate_body("srv-1", std::nullopt, nullptr)) ==
+        json::parse(R"({"server":{"id":"srv-1"}})"));
+  CHECK(json::parse(make_disassociate_body("srv-1", 2222, nullptr)) ==
+        json::parse(R"({"server":{"id":"srv-1","port":2222}})"));
+  JobAuth auth{"keypair", Secret("-----BEGIN RSA PRIVATE KEY-----\n\"quoted\"\n")};
+  CHECK(json::parse(make_disassociate_body("srv-1", std::nullopt, &auth)) ==
+        json::parse(R"({"server":{"id":"srv-1","auth":{"type":"keypair",)"
+                    R"("key":"-----BEGIN RSA PRIVATE KEY-----\n\"quoted\"\n"}}})"));
+}
+
+TEST_CASE("202 bodies: task_id with or without status") {
+  std::string why;
+  auto a = parse_accepted_body(R"({"task_id":"t1","status":"SUCCESS","server_id":"s"})", why);
+  REQUIRE(a);
+  CHECK(a->task_id == "t1");
+  CHECK(a->status == "SUCCESS");
+  auto b = parse_accepted_body(R"({"task_id":"t2"})", why);
+  REQUIRE(b);
+  CHECK(b->status.empty());
+  auto c = parse_accepted_body(R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"x"})", why);
+  REQUIRE(c);
+  CHECK(c->error_code == "KPS.0003");
+  CHECK_FALSE(parse_accepted_body(R"({"status":"SUCCESS"})", why));
+  CHECK(why == "202 response without a task_id");
+  CHECK_FALSE(parse_accepted_body(R"({"task_id":)", why));
+  CHECK(why == "response body is not JSON");
+  CHECK_FALSE(parse_accepted_body("", why));
+  CHECK(why == "empty response body");
+  CHECK_FALSE(parse_accepted_body("[1]", why));
+}
+
+TEST_CASE("error bodies: error_code/error_msg, falling back to code/message") {
+  auto e = parse_error_body(R"({"error_code":"KPS.4016","error_msg":"key pair does not exist"})");
+  CHECK(e.code == "KPS.4016");
+  CHECK(e.message == "key pair does not exist");
+  auto f = parse_error_body(R"({"code":"APIGW.0101","message":"not found"})");
+  CHECK(f.code == "APIGW.0101");
+  CHECK(f.message == "not found");
+  auto g = parse_error_body("<html>bad gateway</html>");
+  CHECK(g.code.empty());
+}
+
+TEST_CASE("task status rule: SUCCESS_* done, FAILED_* failed, anything else pending") {
+  CHECK(task_phase("SUCCESS_UNBIND") == TaskPhase::succeeded);
+  CHECK(task_phase("SUCCESS_RESET") == TaskPhase::succeeded);
+  CHECK(task_phase("FAILED_UNBIND") == TaskPhase::failed);
+  CHECK(task_phase("FAILED_REPLACE") == TaskPhase::failed);
+  CHECK(task_phase("READY_UNBIND") == TaskPhase::pending);
+  CHECK(task_phase("RUNNING_UNBIND") == TaskPhase::pending);
+  CHECK(task_phase("") == TaskPhase::pending);
+  std::string why;
+  auto t = parse_task_body(R"({"server_id":"s","task_id":"t","task_status":"RUNNING_UNBIND"})", why);
+  REQUIRE(t);
+  CHECK(t->task_status == "RUNNING_UNBIND");
+  CHECK_FALSE(parse_task_body(R"({"task_id":"t"})", why));
+}
+
+TEST_CASE("Retry-After in seconds and as an HTTP date") {
+  CHECK(parse_retry_after("5", now) == 5000ms);
+  CHECK(parse_retry_after(" 0 ", now) == 0ms);
+  CHECK(parse_retry_after("Mon, 24 Nov 2025 16:00:30 GMT", now) == 30000ms);
+  CHECK(parse_retry_after("Mon, 24 Nov 2025 15:00:00 GMT", now) == 0ms);  // in the past
+  CHECK_FALSE(parse_retry_after("", now));
+  CHECK_FALSE(parse_retry_after("soon", now));
+}
+
+TEST_CASE("classifier: every kind of outcome") {
+  auto delivered = classify_disassociate(response(202, R"({"task_id":"t","status":"SUCCESS"})"), now);
+  CHECK(delivered.verdict == Verdict::delivered);
+  CHECK(delivered.task_id == "t");
+  CHECK(delivered.request_id == "req-42");
+  CHECK(delivered.http_status == 202);
+  CHECK(classify_disassociate(response(202, R"({"task_id":"t"})"), now).verdict == Verdict::delivered);
+
+  auto failed202 = classify_disassociate(
+      response(202, R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"dep"})"), now);
+  CHECK(failed202.verdict == Verdict::retryable);
+  CHECK(failed202.delivery_status == "FAILED");
+  CHECK(failed202.error_code == "KPS.0003");
+
+  auto garbage = classify_disassociate(response(202, "{not json"), now);
+  CHECK(garbage.verdict == Verdict::retryable);
+  CHECK(garbage.error_msg == "response body is not JSON");
+
+  for (unsigned status : {400u, 403u, 404u, 409u}) {
+    auto p = classify_disassociate(
+        response(status, R"({"error_code":"KPS.4016","error_msg":"key pair does not exist"})"), now);
+    CHECK(p.verdict == Verdict::permanent);
+    CHECK(p.error_code == "KPS.4016");
+    CHECK(p.error_msg == "key pair does not exist");
+  }
+  for (unsigned status : {500u, 502u, 503u, 504u}) {
+    CHECK(classify_disassociate(response(status, "<html/>"), now).verdict == Verdict::retryable);
+  }
+  auto throttled = classify_disassociate(
+      response(429, R"({"error_code":"APIGW.0308","error_msg":"throttled"})", "7"), now);
+  CHECK(throttled.verdict == Verdict::throttled);
+  CHECK(throttled.retry_after == 7000ms);
+  CHECK(classify_disassociate(response(401, R"({"error_code":"APIGW.0301"})"), now).verdict ==
+        Verdict::reauthenticate);
+  auto refused = classify_disassociate(transport(HttpResult::Transport::connect_failed), now);
+  CHECK(refused.verdict == Verdict::retryable);
+  CHECK_FALSE(refused.http_status.has_value());
+  CHECK(refused.error_msg == "connect failed: Connection refused");
+  CHECK(classify_disassociate(transport(HttpResult::Transport::timed_out), now).verdict ==
+        Verdict::retryable);
+  CHECK(classify_disassociate(transport(HttpResult::Transport::io_error), now).verdict ==
+        Verdict::retryable);
+  CHECK(classify_disassociate(response(200, "{}"), now).verdict == Verdict::retryable);
+}

@@ -1,0 +1,141 @@
+// KpsClient against the fake KPS on 127.0.0.1: request shape, keep-alive, deadlines, errors.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+
+#include "fake_kps.hpp"
+#include "kps_client.hpp"
+#include "temp_dir.hpp"
+
+using namespace kpsd;
+using namespace std::chrono_literals;
+namespace net = boost::asio;
+
+namespace {
+
+const std::string project = "0123456789abcdef0123456789abcdef";
+
+struct Rig {
+  explicit Rig(std::chrono::milliseconds timeout = 2000ms, std::string token = "tok-123")
+      : fake(fake::Options{project, "tok-123", 0ms}),
+        tokens(dir.write("token", token + "\n")) {
+    config.project_id = project;
+    REQUIRE(parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()), config.endpoint).empty());
+    config.request_timeout = timeout;
+    client = std::make_unique<KpsClient>(io.get_executor(), config, tokens);
+  }
+
+  // Runs one coroutine to its end; fails the test if it does not end in time.
+  template <class T>
+  T run(net::awaitable<T> op) {
+    std::optional<T> result;
+    net::co_spawn(io, std::move(op), [&](std::exception_ptr e, T value) {
+      if (e) std::rethrow_exception(e);
+      result = std::move(value);
+    });
+    io.restart();
+    io.run_for(10s);
+    REQUIRE_MESSAGE(result.has_value(), "coroutine did not finish");
+    return std::move(*result);
+  }
+
+  test::TempDir dir;
+  fake::FakeKps fake;
+  TokenSource tokens;
+  KpsConfig config;
+  net::io_context io;
+  std::unique_ptr<KpsClient> client;
+};
+
+}  // namespace
+
+TEST_CASE("disassociate sends the documented request and reads the 202") {
+  Rig rig;
+  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-1", std::nullopt, nullptr)));
+  CHECK(r.transport == HttpResult::Transport::ok);
+  CHECK(r.status == 202);
+  CHECK(r.request_id.starts_with("fake-req-"));
+  auto body = boost::json::parse(r.body).as_object();
+  std::string task = std::string(body.at("task_id").as_string());
+  CHECK(rig.fake.calls_for("srv-1") == 1);
+  CHECK(rig.fake.violations().empty());
+
+  auto t = rig.run(rig.client->get_task(task));
+  CHECK(t.status == 200);
+  std::string why;
+  auto parsed = parse_task_body(t.body, why);
+  REQUIRE(parsed);
+  CHECK(parsed->task_status == "SUCCESS_UNBIND");
+  CHECK(rig.fake.task_polls() == 1);
+  CHECK(rig.fake.violations().empty());
+}
+
+TEST_CASE("many calls reuse keep-alive connections and stay correct") {
+  Rig rig;
+  for (int i = 0; i < 50; ++i) {
+    auto r = rig.run(rig.client->disassociate(
+        make_disassociate_body("srv-" + std::to_string(i), std::nullopt, nullptr)));
+    REQUIRE(r.status == 202);
+  }
+  CHECK(rig.fake.disassociate_calls() == 50);
+  CHECK(rig.fake.violations().empty());
+}
+
+TEST_CASE("error answers come back as values with their body") {
+  Rig rig;
+  rig.fake.set_behavior("srv-bad", fake::Behavior{0, 400, -1, "KPS.4016", 0ms});
+  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-bad", std::nullopt, nullptr)));
+  CHECK(r.status == 400);
+  auto o = classify_disassociate(r, std::chrono::system_clock::now());
+  CHECK(o.verdict == Verdict::permanent);
+  CHECK(o.error_code == "KPS.4016");
+}
+
+TEST_CASE("a slow answer hits the deadline and is reported as a timeout") {
+  Rig rig(200ms);
+  rig.fake.set_behavior("srv-slow", fake::Behavior{0, 0, 0, "", 2000ms});
+  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-slow", std::nullopt, nullptr)));
+  CHECK(r.transport == HttpResult::Transport::timed_out);
+  CHECK(r.latency >= 200ms);
+  CHECK(r.latency < 1500ms);
+}
+
+TEST_CASE("a refused connection is reported, not thrown") {
+  // Grab a free port, then close it so nothing listens there.
+  net::io_context probe;
+  net::ip::tcp::acceptor a(probe, {net::ip::make_address("127.0.0.1"), 0});
+  auto port = a.local_endpoint().port();
+  a.close();
+  Rig rig;
+  rig.config.endpoint.port = port;
+  KpsClient client(rig.io.get_executor(), rig.config, rig.tokens);
+  auto r = rig.run(client.disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
+  CHECK(r.transport == HttpResult::Transport::connect_failed);
+  CHECK(r.transport_detail.find("127.0.0.1") != std::string::npos);
+}
+
+TEST_CASE("a wrong token is answered 401 and seen by the fake") {
+  Rig rig(2000ms, "wrong-token");
+  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
+  CHECK(r.status == 401);
+  CHECK(rig.fake.violations().size() == 1);
+}
+
+TEST_CASE("a missing token file fails the call without sending anything") {
+  Rig rig;
+  TokenSource missing(rig.dir.file("no-such-token"));
+  KpsClient client(rig.io.get_executor(), rig.config, missing);
+  auto r = rig.run(client.disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
+  CHECK(r.transport != HttpResult::Transport::ok);
+  CHECK(r.transport_detail.find("no-such-token") != std::string::npos);
+  CHECK(rig.fake.requests() == 0);
+}
+
+TEST_CASE("percent-encoding keeps unreserved characters only") {
+  CHECK(percent_encode("abc-_.~09") == "abc-_.~09");
+  CHECK(percent_encode("a/b c") == "a%2Fb%20c");
+  CHECK(percent_encode("\xc3\xa9") == "%C3%A9");
+}
