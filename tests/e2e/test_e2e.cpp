@@ -120,7 +120,7 @@ std::map<std::string, JobRow> read_jobs(const std::string& db_path) {
 
 }  // namespace
 
-TEST_CASE("1,000 jobs from kpsctl enqueue --file all succeed, each server called exactly once") {
+TEST_CASE("1000 jobs from kpsctl enqueue --file all succeed each server called exactly once") {
   Rig rig(30ms);
   rig.start();
   std::string ids;
@@ -152,7 +152,7 @@ TEST_CASE("1,000 jobs from kpsctl enqueue --file all succeed, each server called
   CHECK(rig.stop() == 0);
 }
 
-TEST_CASE("a 400 ends failed with its error_code; a 202+FAILED is retried and then succeeds") {
+TEST_CASE("a 400 ends failed with its error_code / a 202+FAILED is retried and then succeeds") {
   Rig rig;
   rig.fake().set_behavior("srv-gone", fake::Behavior{0, 400, -1, "KPS.4016", 0ms});
   rig.fake().set_behavior("srv-flaky", fake::Behavior{2, 0, 0, "", 0ms});
@@ -227,7 +227,7 @@ TEST_CASE("enqueueing a server that already has an open job returns that job") {
   CHECK(a.at("id") == b.at("id"));
 }
 
-TEST_CASE("kpsctl: stats and list in both modes; unknown job; daemon not running gives 69") {
+TEST_CASE("kpsctl: stats and list in both modes / unknown job / daemon not running gives 69") {
   Rig rig;
   rig.start();
   CHECK(rig.ctl({"enqueue", "srv-a", "srv-b"}).exit_code == 0);

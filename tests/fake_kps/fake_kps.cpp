@@ -37,7 +37,9 @@ std::string default_code(int status) {
 }
 }  // namespace
 
-struct FakeKps::Impl : std::enable_shared_from_this<Impl> {
+// Coroutines hold a plain `this`: FakeKps joins the thread before Impl goes, and Impl's
+// io_context destroys any suspended frame when it goes.
+struct FakeKps::Impl {
   explicit Impl(Options o) : options(std::move(o)), acceptor(io) {
     tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
     acceptor.open(ep.protocol());
@@ -221,7 +223,6 @@ struct FakeKps::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<void> session(tcp::socket socket) {
-    auto self = shared_from_this();
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (;;) {
@@ -241,7 +242,6 @@ struct FakeKps::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<void> accept_loop() {
-    auto self = shared_from_this();
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec) break;
@@ -277,9 +277,9 @@ struct FakeKps::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<std::int64_t> request_counter{0};
 };
 
-FakeKps::FakeKps(Options options) : impl_(std::make_shared<Impl>(std::move(options))) {
+FakeKps::FakeKps(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {
   net::co_spawn(impl_->io, impl_->accept_loop(), net::detached);
-  impl_->thread = std::thread([impl = impl_] { impl->io.run(); });
+  impl_->thread = std::thread([impl = impl_.get()] { impl->io.run(); });
 }
 
 FakeKps::~FakeKps() {

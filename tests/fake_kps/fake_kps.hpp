@@ -45,7 +45,7 @@ class FakeKps {
 
  private:
   struct Impl;
-  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 // {"server-id": {"accepted_failed_times": N, "error_status": S, "error_times": N,

@@ -46,7 +46,7 @@ TEST_CASE("a minimal config gets the documented defaults") {
   CHECK(c.log.level == "info");
 }
 
-TEST_CASE("every key is read, with comments and blank lines around") {
+TEST_CASE("every key is read with comments and blank lines around") {
   Config c = parse_config(
       "# comment\n\n[kps]\nendpoint = http://kms.example.test   # trailing comment\n"
       "project_id = 0123456789abcdef0123456789abcdef\nca_file = /etc/ssl/ca.pem\n"
@@ -77,7 +77,7 @@ TEST_CASE("every key is read, with comments and blank lines around") {
   CHECK(c.log.level == "debug");
 }
 
-TEST_CASE("errors name the file, the line and the key") {
+TEST_CASE("errors name the file the line and the key") {
   struct Case {
     std::string text;
     std::string expected;

@@ -7,7 +7,7 @@
 using namespace kpsd;
 using namespace std::chrono_literals;
 
-TEST_CASE("backoff: exponential ceiling, capped, full jitter, never sooner than Retry-After") {
+TEST_CASE("backoff: exponential ceiling capped full jitter never sooner than Retry-After") {
   Backoff b(1000ms, 30000ms);
   CHECK(b.ceiling(1) == 1000ms);
   CHECK(b.ceiling(2) == 2000ms);
@@ -21,7 +21,7 @@ TEST_CASE("backoff: exponential ceiling, capped, full jitter, never sooner than 
   CHECK(b.delay(3, 0.75, 1ms) == 3000ms);
 }
 
-TEST_CASE("rate limiter: burst of one second, then refill at the rate") {
+TEST_CASE("rate limiter: burst of one second then refill at the rate") {
   auto t0 = RateLimiter::Clock::time_point{} + 100s;
   RateLimiter r(4, t0);
   for (int i = 0; i < 4; ++i) CHECK(r.try_acquire(t0));
@@ -54,7 +54,7 @@ AttemptOutcome outcome(Verdict v) {
 }
 }  // namespace
 
-TEST_CASE("after a call: delivered, retrying with backoff, failed when attempts run out") {
+TEST_CASE("after a call: delivered retrying with backoff failed when attempts run out") {
   auto s = settings();
   auto d = decide_after_call(outcome(Verdict::delivered), 0, s, 1000, 0.5);
   CHECK(d.next == JobState::delivered);
@@ -87,7 +87,7 @@ TEST_CASE("after a call: delivered, retrying with backoff, failed when attempts 
   CHECK(d.next_attempt_at >= 1000 + 10000);  // tens of seconds without Retry-After
 }
 
-TEST_CASE("after a poll: success, failure retries the delivery, pending until the timeout") {
+TEST_CASE("after a poll: success failure retries the delivery pending until the timeout") {
   auto s = settings();
   PollOutcome ok{PollOutcome::Kind::answered, "SUCCESS_UNBIND", "", ""};
   CHECK(decide_after_poll(ok, 1, 0, s, 100, 0.5).next == JobState::succeeded);

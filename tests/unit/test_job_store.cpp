@@ -44,7 +44,7 @@ AttemptFinish finish(const DeliveryWork& w, JobState next, std::int64_t at) {
 
 }  // namespace
 
-TEST_CASE("migrations: a new database gets every migration, in order, once") {
+TEST_CASE("migrations: a new database gets every migration in order once") {
   test::TempDir dir;
   std::string path = dir.file("jobs.db");
   int newest = embedded_migrations().back().version;
@@ -116,7 +116,7 @@ TEST_CASE("enqueue dedupes servers that already have a non-terminal job") {
   CHECK(r2[0].id != r[0].id);
 }
 
-TEST_CASE("claim → running with an open attempt; finish → delivered; poll → succeeded") {
+TEST_CASE("claim → running with an open attempt / finish → delivered / poll → succeeded") {
   JobStore store(":memory:");
   std::vector<NewJob> batch{job("srv-1"), job("srv-2")};
   store.enqueue(batch, 1000);
@@ -184,7 +184,7 @@ TEST_CASE("a retrying job becomes due again at next_attempt_at") {
   CHECK(again[0].attempts_used == 1);
 }
 
-TEST_CASE("a replace-form job hands its type, key and port to the call") {
+TEST_CASE("a replace-form job hands its type key and port to the call") {
   JobStore store(":memory:");
   std::vector<NewJob> batch{NewJob{"srv-s", 2222, JobAuth{"password", Secret("hunter2")}}};
   auto r = store.enqueue(batch, 0);
@@ -215,7 +215,7 @@ TEST_CASE("secrets are deleted from the file when the job ends") {
   CHECK(external_int(path, "SELECT count(*) FROM job_secrets") == 0);
 }
 
-TEST_CASE("recovery after a crash: running jobs go back to queued, their attempt is closed") {
+TEST_CASE("recovery after a crash: running jobs go back to queued their attempt is closed") {
   JobStore store(":memory:");
   std::vector<NewJob> batch{job("srv-1"), job("srv-2")};
   store.enqueue(batch, 0);

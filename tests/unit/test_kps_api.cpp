@@ -27,7 +27,7 @@ HttpResult transport(HttpResult::Transport kind) {
 }
 }  // namespace
 
-TEST_CASE("disassociate body: reset form, port, and replace form") {
+TEST_CASE("disassociate body: reset form port and replace form") {
   CHECK(json::parse(make_disassociate_body("srv-1", std::nullopt, nullptr)) ==
         json::parse(R"({"server":{"id":"srv-1"}})"));
   CHECK(json::parse(make_disassociate_body("srv-1", 2222, nullptr)) ==
@@ -59,7 +59,7 @@ TEST_CASE("202 bodies: task_id with or without status") {
   CHECK_FALSE(parse_accepted_body("[1]", why));
 }
 
-TEST_CASE("error bodies: error_code/error_msg, falling back to code/message") {
+TEST_CASE("error bodies: error_code/error_msg falling back to code/message") {
   auto e = parse_error_body(R"({"error_code":"KPS.4016","error_msg":"key pair does not exist"})");
   CHECK(e.code == "KPS.4016");
   CHECK(e.message == "key pair does not exist");
@@ -70,7 +70,7 @@ TEST_CASE("error bodies: error_code/error_msg, falling back to code/message") {
   CHECK(g.code.empty());
 }
 
-TEST_CASE("task status rule: SUCCESS_* done, FAILED_* failed, anything else pending") {
+TEST_CASE("task status rule: SUCCESS_x done FAILED_x failed anything else pending") {
   CHECK(task_phase("SUCCESS_UNBIND") == TaskPhase::succeeded);
   CHECK(task_phase("SUCCESS_RESET") == TaskPhase::succeeded);
   CHECK(task_phase("FAILED_UNBIND") == TaskPhase::failed);

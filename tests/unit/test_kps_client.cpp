@@ -103,7 +103,7 @@ TEST_CASE("a slow answer hits the deadline and is reported as a timeout") {
   CHECK(r.latency < 1500ms);
 }
 
-TEST_CASE("a refused connection is reported, not thrown") {
+TEST_CASE("a refused connection is reported not thrown") {
   // Grab a free port, then close it so nothing listens there.
   net::io_context probe;
   net::ip::tcp::acceptor a(probe, {net::ip::make_address("127.0.0.1"), 0});
