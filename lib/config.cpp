@@ -91,7 +91,8 @@ class Parser {
         "kps.poll_interval_ms",  "kps.poll_timeout_ms",  "auth.method",
         "auth.token_file",       "queue.database",       "queue.concurrency",
         "queue.rate_per_second", "queue.max_attempts",   "queue.backoff_initial_ms",
-        "queue.backoff_max_ms",  "control.socket",       "control.socket_mode",
+        "queue.backoff_max_ms",  "queue.throttle_backoff_ms", "queue.drain_grace_ms",
+        "control.socket",       "control.socket_mode",
         "log.level"};
     return k;
   }
@@ -267,6 +268,8 @@ Config parse_config(std::string_view text, std::string_view file_name) {
   p.unsigned_value("queue.max_attempts", c.queue.max_attempts, 1, 1000);
   p.millis("queue.backoff_initial_ms", c.queue.backoff_initial, 1);
   p.millis("queue.backoff_max_ms", c.queue.backoff_max, 1);
+  p.millis("queue.throttle_backoff_ms", c.queue.throttle_backoff, 1);
+  p.millis("queue.drain_grace_ms", c.queue.drain_grace, 0);
   if (c.queue.backoff_max < c.queue.backoff_initial) {
     p.fail(p.line_of("queue.backoff_max_ms"), "queue.backoff_max_ms",
            "must not be smaller than queue.backoff_initial_ms");

@@ -44,6 +44,9 @@ struct QueueConfig {
   unsigned max_attempts = 8;                    // delivery attempts before failed; >= 1
   milliseconds backoff_initial{1000};           // first retry delay (before jitter); > 0
   milliseconds backoff_max{300000};             // cap on any retry delay; >= backoff_initial
+  milliseconds throttle_backoff{15000};         // 429 without Retry-After: wait 1x-2x this; > 0
+  milliseconds drain_grace{30000};              // on SIGTERM, wait this long for calls in
+                                                // flight, then cancel them; 0 = cancel at once
 };
 
 struct ControlConfig {

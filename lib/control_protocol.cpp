@@ -167,6 +167,8 @@ json::object job_to_json(const Job& j) {
   o["updated_at"] = j.updated_at;
   put(o, "port", j.port);
   put(o, "auth_type", j.auth_type);  // the type only; the key is never sent back
+  put(o, "task_error_code", j.task_error_code);
+  put(o, "task_error_msg", j.task_error_msg);
   return o;
 }
 

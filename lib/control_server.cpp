@@ -216,6 +216,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
                            {"total", total},
                            {"in_flight", sched.in_flight},
                            {"rate_per_second", sched.rate_per_second},
+                           {"configured_rate_per_second", sched.configured_rate_per_second},
                            {"stopping", sched.stopping}};
   }
 

@@ -412,6 +412,12 @@ int cmd_show(const Options& opt, std::int64_t id) {
   return exit_ok;
 }
 
+std::string fmt_rate(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3g/s", r);
+  return buf;
+}
+
 int cmd_stats(const Options& opt) {
   ControlClient client(opt.socket);
   auto reply = ask(client, {{"op", "stats"}});
@@ -427,12 +433,12 @@ int cmd_stats(const Options& opt) {
   }
   std::printf("%-10s %lld\n", "total", static_cast<long long>(int_of(*reply, "total")));
   std::printf("in flight  %lld\n", static_cast<long long>(int_of(*reply, "in_flight")));
+  auto rate_text = [](double r) { return r > 0 ? fmt_rate(r) : std::string("unlimited"); };
   double rate = reply->at("rate_per_second").to_number<double>();
-  if (rate > 0) {
-    std::printf("rate       %g/s\n", rate);
-  } else {
-    std::printf("rate       unlimited\n");
-  }
+  double configured = reply->at("configured_rate_per_second").to_number<double>();
+  std::printf("rate       %s", rate_text(rate).c_str());
+  if (rate != configured) std::printf(" (throttled; configured %s)", rate_text(configured).c_str());
+  std::printf("\n");
   return exit_ok;
 }
 

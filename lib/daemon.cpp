@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -71,20 +72,37 @@ int run_daemon(const Config& config) {
     return exit_cant_create;
   }
 
+  // Stopping, in three steps: the first SIGTERM/SIGINT stops new calls and lets those in flight
+  // finish for drain_grace; the end of the grace or a second signal cancels what is left (those
+  // jobs go back to `queued`); a third signal stops at once.
   net::signal_set signals(io, SIGTERM, SIGINT);
+  net::steady_timer grace(io);
   int signals_seen = 0;
+  auto cancel_in_flight = [&](std::string_view why) {
+    auto in_flight = scheduler.stats().in_flight;
+    if (in_flight > 0) spdlog::warn("{}: cancelling {} calls in flight", why, in_flight);
+    scheduler.abort();
+  };
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
-        if (++signals_seen == 1) {
-          spdlog::info("signal {}: stopping; calls in flight finish first", signo);
-          control->stop();
+        ++signals_seen;
+        if (signals_seen == 1) {
+          spdlog::info("signal {}: stopping; calls in flight get up to {} ms to finish", signo,
+                       config.queue.drain_grace.count());
           scheduler.stop();
-          signals.async_wait(on_signal);
+          grace.expires_after(config.queue.drain_grace);
+          grace.async_wait([&](const boost::system::error_code& gec) {
+            if (!gec) cancel_in_flight("grace period over");
+          });
+        } else if (signals_seen == 2) {
+          cancel_in_flight("signal " + std::to_string(signo) + " again");
         } else {
-          spdlog::warn("signal {} again: stopping now", signo);
+          spdlog::warn("signal {} a third time: exiting now", signo);
           io.stop();
+          return;
         }
+        signals.async_wait(on_signal);
       };
   signals.async_wait(on_signal);
 
@@ -96,6 +114,7 @@ int run_daemon(const Config& config) {
     // The scheduler is the daemon's purpose: when it ends (stop, or a failure), kpsd ends.
     control->stop();
     signals.cancel();
+    grace.cancel();
     if (e) io.stop();
   });
   spdlog::info("kpsd ready: endpoint {}, control socket {}, concurrency {}, rate {}/s",

@@ -47,6 +47,7 @@ struct Job {
   std::int64_t updated_at = 0;
   std::optional<std::int64_t> port;
   std::optional<std::string> auth_type;
+  std::optional<std::string> task_error_code, task_error_msg;
 };
 
 struct Attempt {

@@ -4,17 +4,28 @@ namespace kpsd {
 
 namespace {
 
-// Throttling without Retry-After: the gateway counts per user over minutes, so come back on a
-// scale of tens of seconds (10–30 s), not the short first retry delay.
-std::chrono::milliseconds throttle_delay(const AttemptOutcome& o, double u) {
+// Throttling without Retry-After: the gateway counts per user over minutes, so come back after
+// throttle_backoff (tens of seconds by default) jittered 1x-2x, not the short first retry delay.
+std::chrono::milliseconds throttle_delay(const AttemptOutcome& o, const RetrySettings& s, double u) {
   if (o.retry_after) return *o.retry_after;
-  return std::chrono::milliseconds(10000 + static_cast<std::int64_t>(20000 * u));
+  return s.throttle_backoff +
+         std::chrono::milliseconds(static_cast<std::int64_t>(s.throttle_backoff.count() * u));
 }
 
 }  // namespace
 
+Decision decide_after_cancelled_call(std::int64_t now) {
+  Decision d;
+  d.next = JobState::queued;
+  d.next_attempt_at = now;
+  d.counts_attempt = false;
+  d.error_msg = "cancelled: kpsd was stopping; outcome unknown, will be sent again";
+  return d;
+}
+
 Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
-                           const RetrySettings& s, std::int64_t now, double u) {
+                           const RetrySettings& s, std::int64_t now, double u,
+                           bool previous_was_401) {
   Decision d;
   switch (o.verdict) {
     case Verdict::delivered:
@@ -27,10 +38,18 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
     case Verdict::throttled:
       d.counts_attempt = false;
       d.next = JobState::retrying;
-      d.next_attempt_at = now + throttle_delay(o, u).count();
+      d.next_attempt_at = now + throttle_delay(o, s, u).count();
       return d;
-    case Verdict::retryable:
-    case Verdict::reauthenticate: {
+    case Verdict::reauthenticate:
+      if (!previous_was_401) {
+        // Credentials were just refreshed: try again at once, without using up an attempt.
+        d.counts_attempt = false;
+        d.next = JobState::retrying;
+        d.next_attempt_at = now;
+        return d;
+      }
+      [[fallthrough]];  // refreshed once already and still refused: an ordinary failure
+    case Verdict::retryable: {
       std::int64_t used = attempts_used + 1;
       if (used >= static_cast<std::int64_t>(s.max_attempts)) {
         d.next = JobState::failed;
@@ -67,14 +86,14 @@ PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
   if (p.kind == PollOutcome::Kind::answered) {
     switch (task_phase(p.task_status)) {
       case TaskPhase::succeeded:
-        d.next = JobState::succeeded;
-        d.error_code = "";
-        d.error_msg = "";
+        d.next = JobState::succeeded;  // the store clears earlier attempts' reasons
         return d;
-      case TaskPhase::failed:
-        retry_delivery(p.error_code, p.error_msg.empty() ? "task ended " + p.task_status
-                                                          : p.error_msg);
+      case TaskPhase::failed: {
+        std::string why = "task ended " + p.task_status;
+        if (!p.task_error_msg.empty()) why += ": " + p.task_error_msg;
+        retry_delivery(p.task_error_code, why);
         return d;
+      }
       case TaskPhase::pending:
         break;
     }

@@ -19,6 +19,7 @@ struct RetrySettings {
   std::chrono::milliseconds poll_initial_delay{10000};
   std::chrono::milliseconds poll_interval{20000};
   std::chrono::milliseconds poll_timeout{1800000};
+  std::chrono::milliseconds throttle_backoff{15000};
 };
 
 struct Decision {
@@ -29,9 +30,15 @@ struct Decision {
 };
 
 // After a disassociate call. `attempts_used` is the count before this call; `uniform01` is the
-// jitter draw.
+// jitter draw; `previous_was_401` says the job's last attempt was already rejected with 401
+// (so credentials were refreshed once and it is no use doing it again for free).
 Decision decide_after_call(const AttemptOutcome& outcome, std::int64_t attempts_used,
-                           const RetrySettings& settings, std::int64_t now_ms, double uniform01);
+                           const RetrySettings& settings, std::int64_t now_ms, double uniform01,
+                           bool previous_was_401 = false);
+
+// A call cancelled because kpsd is stopping: its outcome is unknown, so the job goes back to
+// the queue without using up an attempt (delivery is at-least-once).
+Decision decide_after_cancelled_call(std::int64_t now_ms);
 
 // A task poll's result, as the scheduler saw it.
 struct PollOutcome {
@@ -39,12 +46,14 @@ struct PollOutcome {
   Kind kind = Kind::no_answer;  // no_answer: transport error, 5xx, 429, bad body → ask again
   std::string task_status;      // when answered
   std::string error_code, error_msg;
+  // For FAILED_* tasks: the server's reason from failed-tasks (empty when not found).
+  std::string task_error_code, task_error_msg;
 };
 
 struct PollDecision {
   JobState next = JobState::delivered;
   std::int64_t next_attempt_at = 0;
-  std::optional<std::string> error_code, error_msg;
+  std::optional<std::string> error_code, error_msg;  // set when the job leaves `delivered`
 };
 
 PollDecision decide_after_poll(const PollOutcome& poll, std::int64_t attempts_used,

@@ -16,7 +16,8 @@ namespace {
 
 constexpr const char* job_columns =
     "id, server_id, state, attempts, next_attempt_at, task_id, delivery_status, task_status, "
-    "error_code, error_msg, created_at, updated_at, port, auth_type";
+    "error_code, error_msg, created_at, updated_at, port, auth_type, task_error_code, "
+    "task_error_msg";
 
 Job read_job(const sql::Statement& s) {
   Job j;
@@ -35,6 +36,8 @@ Job read_job(const sql::Statement& s) {
   j.updated_at = s.column_int(11);
   j.port = s.column_optional_int(12);
   j.auth_type = s.column_optional_text(13);
+  j.task_error_code = s.column_optional_text(14);
+  j.task_error_msg = s.column_optional_text(15);
   return j;
 }
 
@@ -69,7 +72,9 @@ struct JobStore::Statements {
                         "UPDATE jobs SET state = 'queued', updated_at = ?1 "
                         "WHERE state = 'retrying' AND next_attempt_at <= ?1"),
         select_due(db,
-                   "SELECT j.id, j.server_id, j.port, j.auth_type, j.attempts, s.key "
+                   "SELECT j.id, j.server_id, j.port, j.auth_type, j.attempts, s.key, "
+                   "(SELECT a.http_status FROM attempts a WHERE a.job_id = j.id "
+                   "ORDER BY a.n DESC LIMIT 1) "
                    "FROM jobs j LEFT JOIN job_secrets s ON s.job_id = j.id "
                    "WHERE j.state = 'queued' AND j.next_attempt_at <= ?1 "
                    "ORDER BY j.next_attempt_at, j.id LIMIT ?2"),
@@ -94,11 +99,16 @@ struct JobStore::Statements {
                      "WHERE state = 'delivered' AND next_attempt_at <= ?1 "
                      "ORDER BY next_attempt_at, id LIMIT ?2"),
         lease_poll(db, "UPDATE jobs SET next_attempt_at = ?2 WHERE id = ?1"),
+        // A success clears the reasons of earlier failed attempts; otherwise a NULL keeps them.
         update_after_poll(db,
                           "UPDATE jobs SET state = ?2, next_attempt_at = ?3, "
                           "task_status = coalesce(?4, task_status), "
-                          "error_code = coalesce(?5, error_code), "
-                          "error_msg = coalesce(?6, error_msg), updated_at = ?7 "
+                          "error_code = CASE WHEN ?2 = 'succeeded' THEN NULL "
+                          "ELSE coalesce(?5, error_code) END, "
+                          "error_msg = CASE WHEN ?2 = 'succeeded' THEN NULL "
+                          "ELSE coalesce(?6, error_msg) END, "
+                          "task_error_code = coalesce(?8, task_error_code), "
+                          "task_error_msg = coalesce(?9, task_error_msg), updated_at = ?7 "
                           "WHERE id = ?1 AND state = 'delivered'"),
         min_due(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = ?1"),
         requeue_running(db,
@@ -192,6 +202,7 @@ std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::si
       auto auth_type = sel.column_optional_text(3);
       w.attempts_used = sel.column_int(4);
       if (auth_type && !sel.column_is_null(5)) w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
+      w.previous_was_401 = sel.column_optional_int(6) == 401;
       work.push_back(std::move(w));
     }
     sel.reset();
@@ -263,6 +274,8 @@ void JobStore::finish_polls(std::span<const PollFinish> finished) {
         .bind(5, f.error_code)
         .bind(6, f.error_msg)
         .bind(7, f.at)
+        .bind(8, f.task_error_code)
+        .bind(9, f.task_error_msg)
         .run();
     if (is_terminal(f.next_state)) st_->delete_secret.bind(1, f.job_id).run();
   }

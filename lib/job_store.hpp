@@ -28,6 +28,7 @@ struct DeliveryWork {
   std::int64_t job_id = 0;
   std::int64_t attempt_n = 0;      // the attempt row's n
   std::int64_t attempts_used = 0;  // jobs.attempts before this call
+  bool previous_was_401 = false;   // the job's last attempt was answered 401
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
@@ -62,6 +63,7 @@ struct PollFinish {
   JobState next_state = JobState::delivered;
   std::int64_t next_attempt_at = 0;
   std::optional<std::string> error_code, error_msg;  // set when the job leaves `delivered`
+  std::optional<std::string> task_error_code, task_error_msg;  // reason of a FAILED_* task
 };
 
 struct ListQuery {

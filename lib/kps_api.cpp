@@ -95,6 +95,27 @@ std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why)
   return t;
 }
 
+std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body, std::string& why) {
+  auto o = parse_object(body, why);
+  if (!o) return std::nullopt;
+  FailedTasksPage page;
+  if (auto* total = o->if_contains("total"); total && total->is_number()) {
+    page.total = total->to_number<std::int64_t>();
+  }
+  auto* tasks = o->if_contains("tasks");
+  if (!tasks || !tasks->is_array()) {
+    why = "failed-tasks response without a tasks array";
+    return std::nullopt;
+  }
+  for (const json::value& v : tasks->as_array()) {
+    if (!v.is_object()) continue;
+    const json::object& t = v.as_object();
+    page.tasks.push_back({string_field(t, "task_id"), string_field(t, "server_id"),
+                          string_field(t, "task_error_code"), string_field(t, "task_error_msg")});
+  }
+  return page;
+}
+
 TaskPhase task_phase(std::string_view s) noexcept {
   if (s.starts_with("SUCCESS_")) return TaskPhase::succeeded;
   if (s.starts_with("FAILED_")) return TaskPhase::failed;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "job.hpp"
 
@@ -48,6 +49,17 @@ struct TaskBody {
   std::string task_id, server_id, task_status;
 };
 std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why);
+
+// GET /v3/{project_id}/failed-tasks?limit&offset → {"total", "tasks": [{task_id, server_id,
+// task_error_code, task_error_msg, ...}]}.
+struct FailedTaskEntry {
+  std::string task_id, server_id, error_code, error_msg;
+};
+struct FailedTasksPage {
+  std::int64_t total = 0;
+  std::vector<FailedTaskEntry> tasks;
+};
+std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body, std::string& why);
 
 enum class TaskPhase { pending, succeeded, failed };
 // SUCCESS_* = succeeded, FAILED_* = failed, anything else = still pending.

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
 #include <vector>
 
 namespace kpsd {
@@ -79,6 +80,7 @@ struct KpsClient::Impl {
 
   net::awaitable<std::pair<std::unique_ptr<Connection>, HttpResult>> connect() {
     auto conn = std::make_unique<Connection>(executor);
+    ActiveGuard guard(*this, conn.get());
     const std::string port = std::to_string(config.endpoint.port);
     auto [rec, endpoints] = co_await resolver.async_resolve(config.endpoint.host, port, use_tuple);
     if (rec) {
@@ -99,8 +101,17 @@ struct KpsClient::Impl {
     co_return std::pair{std::move(conn), HttpResult{}};
   }
 
+  // Keeps a connection in `active` while a call uses it, so cancel_all() can reach it.
+  struct ActiveGuard {
+    Impl& impl;
+    Connection* conn;
+    ActiveGuard(Impl& i, Connection* c) : impl(i), conn(c) { impl.active.insert(conn); }
+    ~ActiveGuard() { impl.active.erase(conn); }
+  };
+
   net::awaitable<HttpResult> exchange(http::verb method, std::string target, std::string body) {
     auto started = std::chrono::steady_clock::now();
+    if (cancelled) co_return failure(HttpResult::Transport::io_error, "cancelled: kpsd is stopping");
     std::string token_error;
     auto token = tokens.current(token_error);
     if (!token) co_return failure(HttpResult::Transport::connect_failed, token_error);
@@ -134,10 +145,11 @@ struct KpsClient::Impl {
         conn = std::move(fresh);
       }
 
+      ActiveGuard guard(*this, conn.get());
       conn->stream.expires_after(config.request_timeout);
       auto [wec, written] = co_await http::async_write(conn->stream, req, use_tuple);
       if (wec) {
-        if (reused && round == 0 && stale_connection_error(wec)) continue;
+        if (reused && round == 0 && !cancelled && stale_connection_error(wec)) continue;
         co_return failure(transport_kind(wec), "write: " + wec.message());
       }
 
@@ -146,7 +158,10 @@ struct KpsClient::Impl {
       conn->stream.expires_after(config.request_timeout);
       auto [rec, read] = co_await http::async_read(conn->stream, conn->buffer, parser, use_tuple);
       if (rec) {
-        if (reused && round == 0 && !parser.got_some() && stale_connection_error(rec)) continue;
+        if (reused && round == 0 && !cancelled && !parser.got_some() &&
+            stale_connection_error(rec)) {
+          continue;
+        }
         HttpResult r = failure(transport_kind(rec), "read: " + rec.message());
         r.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - started);
@@ -163,7 +178,7 @@ struct KpsClient::Impl {
       }
       r.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::steady_clock::now() - started);
-      if (res.keep_alive()) {
+      if (res.keep_alive() && !cancelled) {
         conn->stream.expires_never();
         idle.push_back(std::move(conn));
       }
@@ -179,6 +194,8 @@ struct KpsClient::Impl {
   std::string host_header;
   std::string base_path;
   std::vector<std::unique_ptr<Connection>> idle;
+  std::set<Connection*> active;
+  bool cancelled = false;
 };
 
 KpsClient::KpsClient(net::any_io_executor executor, const KpsConfig& config, TokenSource& tokens)
@@ -196,6 +213,24 @@ net::awaitable<HttpResult> KpsClient::get_task(std::string task_id) {
                          {});
 }
 
+net::awaitable<HttpResult> KpsClient::get_failed_tasks(int limit, std::int64_t offset) {
+  return impl_->exchange(http::verb::get,
+                         impl_->base_path + "/failed-tasks?limit=" + std::to_string(limit) +
+                             "&offset=" + std::to_string(offset),
+                         {});
+}
+
 void KpsClient::close_idle() { impl_->idle.clear(); }
+
+void KpsClient::cancel_all() {
+  impl_->cancelled = true;
+  impl_->idle.clear();
+  impl_->resolver.cancel();
+  for (Connection* c : impl_->active) {
+    boost::system::error_code ignored;
+    c->stream.socket().cancel(ignored);
+    c->stream.socket().close(ignored);
+  }
+}
 
 }  // namespace kpsd

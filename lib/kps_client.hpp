@@ -25,9 +25,14 @@ class KpsClient {
   boost::asio::awaitable<HttpResult> disassociate(std::string body);
   // GET /v3/{project_id}/tasks/{task_id}
   boost::asio::awaitable<HttpResult> get_task(std::string task_id);
+  // GET /v3/{project_id}/failed-tasks?limit=N&offset=M
+  boost::asio::awaitable<HttpResult> get_failed_tasks(int limit, std::int64_t offset);
 
   // Drops idle connections (on stop).
   void close_idle();
+  // Aborts every call in flight (they end with a transport error) and refuses new ones:
+  // the end of a graceful stop.
+  void cancel_all();
 
  private:
   struct Impl;

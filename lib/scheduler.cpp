@@ -52,6 +52,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     settings.poll_initial_delay = cfg.kps.poll_initial_delay;
     settings.poll_interval = cfg.kps.poll_interval;
     settings.poll_timeout = cfg.kps.poll_timeout;
+    settings.throttle_backoff = cfg.queue.throttle_backoff;
   }
 
   double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
@@ -136,9 +137,15 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     w.auth.reset();
 
     AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
-    if (outcome.verdict == Verdict::reauthenticate) tokens.invalidate();
     std::int64_t now = wall_ms();
-    Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
+    Decision d;
+    if (aborted && result.transport != HttpResult::Transport::ok) {
+      d = decide_after_cancelled_call(now);
+    } else {
+      if (outcome.verdict == Verdict::reauthenticate) tokens.invalidate();
+      if (outcome.verdict == Verdict::throttled) throttled();
+      d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
+    }
 
     AttemptFinish f;
     f.job_id = w.job_id;
@@ -182,6 +189,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       }
     } else if (result.status == 401 || result.status == 429 || result.status >= 500) {
       if (result.status == 401) tokens.invalidate();
+      if (result.status == 429) throttled();
       p.error_msg = "HTTP " + std::to_string(result.status);
     } else {
       p.kind = PollOutcome::Kind::rejected;
@@ -189,8 +197,21 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       p.error_code = err.code;
       p.error_msg = "HTTP " + std::to_string(result.status) + (err.message.empty() ? "" : ": " + err.message);
     }
+    if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
+      auto reason = co_await find_failed_task(w.task_id);
+      if (reason) {
+        p.task_error_code = reason->error_code;
+        p.task_error_msg = reason->error_msg;
+      }
+    }
     std::int64_t now = wall_ms();
-    PollDecision d = decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform());
+    PollDecision d;
+    if (aborted && p.kind == PollOutcome::Kind::no_answer) {
+      d.next = JobState::delivered;  // ask again after the restart
+      d.next_attempt_at = now;
+    } else {
+      d = decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform());
+    }
     PollFinish f;
     f.job_id = w.job_id;
     f.at = now;
@@ -199,6 +220,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.next_attempt_at = d.next_attempt_at;
     f.error_code = d.error_code;
     f.error_msg = d.error_msg;
+    if (!p.task_error_code.empty()) f.task_error_code = p.task_error_code;
+    if (!p.task_error_msg.empty()) f.task_error_msg = p.task_error_msg;
     if (d.next != JobState::delivered) {
       log_transition(w.job_id, "task " + w.task_id, d.next, d.error_code.value_or(""),
                      d.error_msg.value_or(""), d.next_attempt_at - now);
@@ -213,6 +236,45 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         log_exception("recording task polls", e);
       });
     }
+  }
+
+  void throttled() {
+    limiter.on_throttled(RateLimiter::Clock::now());
+    spdlog::warn("throttled by the API gateway (429): rate now {:.2f}/s", limiter.rate());
+  }
+
+  // Waits for a rate token (calls outside the dispatch loop, like failed-task lookups).
+  net::awaitable<void> acquire_token() {
+    net::steady_timer wait(executor);
+    while (!limiter.try_acquire(RateLimiter::Clock::now())) {
+      wait.expires_after(limiter.time_until_available(RateLimiter::Clock::now()));
+      co_await wait.async_wait(net::as_tuple(net::use_awaitable));
+    }
+  }
+
+  // The server's reason for a FAILED_* task, from GET failed-tasks (newest first, paged).
+  // Best effort: a failure here only means the reason is not kept.
+  net::awaitable<std::optional<FailedTaskEntry>> find_failed_task(std::string task_id) {
+    constexpr int page_size = 100;
+    constexpr int max_pages = 5;
+    for (int page = 0; page < max_pages && !aborted; ++page) {
+      co_await acquire_token();
+      HttpResult r = co_await client.get_failed_tasks(page_size, std::int64_t{page} * page_size);
+      if (r.transport != HttpResult::Transport::ok || r.status != 200) {
+        if (r.status == 429) throttled();
+        spdlog::debug("failed-tasks lookup for task {}: {}", task_id,
+                      r.status ? "HTTP " + std::to_string(r.status) : r.transport_detail);
+        co_return std::nullopt;
+      }
+      std::string why;
+      auto body = parse_failed_tasks_body(r.body, why);
+      if (!body) co_return std::nullopt;
+      for (auto& t : body->tasks) {
+        if (t.task_id == task_id) co_return std::move(t);
+      }
+      if (body->tasks.size() < page_size || (page + 1) * page_size >= body->total) break;
+    }
+    co_return std::nullopt;
   }
 
   // Group commit: outcomes that arrive while a commit is running go into the next one.
@@ -263,6 +325,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   std::mt19937_64 rng;
   std::size_t in_flight = 0;
   bool stopping = false;
+  bool aborted = false;
   bool wake_pending = false;
   std::vector<AttemptFinish> pending_attempts;
   std::vector<PollFinish> pending_polls;
@@ -285,8 +348,16 @@ void Scheduler::stop() {
   impl_->wake();
 }
 
+void Scheduler::abort() {
+  impl_->stopping = true;
+  impl_->aborted = true;
+  impl_->client.cancel_all();
+  impl_->wake();
+}
+
 Scheduler::Stats Scheduler::stats() const {
-  return {static_cast<std::int64_t>(impl_->in_flight), impl_->limiter.rate(), impl_->stopping};
+  return {static_cast<std::int64_t>(impl_->in_flight), impl_->limiter.rate(),
+          impl_->limiter.configured_rate(), impl_->stopping};
 }
 
 }  // namespace kpsd

@@ -25,11 +25,13 @@ class Scheduler {
   // Runs until stop() and until every call in flight has ended and been recorded.
   boost::asio::awaitable<void> run();
   void wake();  // new work may be due (enqueue, retry ...)
-  void stop();  // stop starting calls; in-flight ones finish and are recorded
+  void stop();   // stop starting calls; in-flight ones finish and are recorded
+  void abort();  // (after stop) cancel calls still in flight; their jobs go back to `queued`
 
   struct Stats {
     std::int64_t in_flight = 0;
-    double rate_per_second = 0;  // 0 = unlimited
+    double rate_per_second = 0;  // current, after throttling; 0 = unlimited
+    double configured_rate_per_second = 0;
     bool stopping = false;
   };
   Stats stats() const;

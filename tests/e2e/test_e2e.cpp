@@ -154,8 +154,8 @@ TEST_CASE("1000 jobs from kpsctl enqueue --file all succeed each server called e
 
 TEST_CASE("a 400 ends failed with its error_code / a 202+FAILED is retried and then succeeds") {
   Rig rig;
-  rig.fake().set_behavior("srv-gone", fake::Behavior{0, 400, -1, "KPS.4016", 0ms});
-  rig.fake().set_behavior("srv-flaky", fake::Behavior{2, 0, 0, "", 0ms});
+  rig.fake().set_behavior("srv-gone", fake::error_answers(400, -1, "KPS.4016"));
+  rig.fake().set_behavior("srv-flaky", fake::failed_deliveries(2));
   rig.start();
   auto enq = rig.ctl({"--json", "enqueue", "srv-gone", "srv-flaky", "srv-fine"});
   REQUIRE_MESSAGE(enq.exit_code == 0, enq.err);
@@ -302,7 +302,7 @@ TEST_CASE("start-up failures: one clear line and a non-zero exit") {
 
 TEST_CASE("SIGTERM stops kpsd cleanly after the calls in flight") {
   Rig rig;
-  rig.fake().set_behavior("srv-slow", fake::Behavior{0, 0, 0, "", 500ms});
+  rig.fake().set_behavior("srv-slow", fake::slow_answers(500ms));
   rig.start();
   CHECK(rig.ctl({"enqueue", "srv-slow"}).exit_code == 0);
   // Wait until the call is in flight, then stop.

@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace kpsd::fake {
@@ -52,6 +53,10 @@ struct FakeKps::Impl {
   struct Task {
     std::string server_id;
     std::chrono::steady_clock::time_point created;
+    bool fails = false;
+  };
+  struct FailedTask {
+    std::string task_id, server_id;
   };
 
   using Response = http::response<http::string_body>;
@@ -122,7 +127,8 @@ struct FakeKps::Impl {
     return std::string(server.at("id").as_string());
   }
 
-  net::awaitable<Response> handle(const http::request<http::string_body>& req) {
+  // nullopt: drop the connection without an answer.
+  net::awaitable<std::optional<Response>> handle(const http::request<http::string_body>& req) {
     unsigned v = req.version();
     bool ka = req.keep_alive();
     std::string target(req.target());
@@ -173,14 +179,27 @@ struct FakeKps::Impl {
         net::steady_timer t(io, b.delay);
         co_await t.async_wait(use_tuple);
       }
-      if (b.error_status != 0 && (b.error_times < 0 || n <= b.error_times)) {
+      std::int64_t k = n;  // call number within the current fault phase
+      if (k <= b.drop_times) co_return std::nullopt;
+      k -= b.drop_times;
+      if (b.error_status != 0 && (b.error_times < 0 || k <= b.error_times)) {
         std::string code = b.error_code.empty() ? default_code(b.error_status) : b.error_code;
-        co_return error(static_cast<unsigned>(b.error_status), code,
-                        "fake error " + std::to_string(b.error_status) + " for call " +
-                            std::to_string(n),
-                        v, ka);
+        Response res = error(static_cast<unsigned>(b.error_status), code,
+                             "fake error " + std::to_string(b.error_status) + " for call " +
+                                 std::to_string(n),
+                             v, ka);
+        if (!b.retry_after.empty()) res.set(http::field::retry_after, b.retry_after);
+        co_return res;
       }
-      if (n <= b.accepted_failed_times) {
+      k -= std::max(0, b.error_times);
+      if (k <= b.garbage_times) {
+        Response res = reply(202, {}, v, ka);
+        res.body() = "{\"task_id\": \"tru";  // cut short: not JSON
+        res.prepare_payload();
+        co_return res;
+      }
+      k -= b.garbage_times;
+      if (k <= b.accepted_failed_times) {
         co_return reply(202, json::object{{"server_id", server_id}, {"status", "FAILED"},
                                           {"error_code", "KPS.0003"},
                                           {"error_msg", "fake delivery failure"}},
@@ -190,11 +209,52 @@ struct FakeKps::Impl {
       {
         std::lock_guard lock(mutex);
         task_id = "fake-task-" + std::to_string(++task_counter);
-        tasks[task_id] = Task{server_id, std::chrono::steady_clock::now()};
+        std::int64_t nth_task = ++accepted[server_id];
+        tasks[task_id] = Task{server_id, std::chrono::steady_clock::now(),
+                              nth_task <= b.task_failed_times};
       }
       co_return reply(202, json::object{{"server_id", server_id}, {"task_id", task_id},
                                         {"status", "SUCCESS"}},
                       v, ka);
+    }
+
+    if (req.method() == http::verb::get &&
+        (rest == "failed-tasks" || rest.starts_with("failed-tasks?"))) {
+      std::int64_t limit = 10, offset = 0;
+      if (auto q = rest.find('?'); q != std::string::npos) {
+        std::string query = rest.substr(q + 1);
+        for (std::size_t pos = 0; pos < query.size();) {
+          std::size_t amp = query.find('&', pos);
+          std::string pair = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+          pos = amp == std::string::npos ? query.size() : amp + 1;
+          auto eq = pair.find('=');
+          if (eq == std::string::npos) continue;
+          std::string key = pair.substr(0, eq);
+          std::int64_t value = std::atoll(pair.substr(eq + 1).c_str());
+          if (key == "limit") limit = value;
+          if (key == "offset") offset = value;
+        }
+      }
+      if (limit < 1 || limit > 1000 || offset < 0) {
+        violation("failed-tasks with limit " + std::to_string(limit) + " offset " + std::to_string(offset));
+        co_return error(400, "KPS.0002", "parameter error: limit/offset", v, ka);
+      }
+      json::array list;
+      std::size_t total = 0;
+      {
+        std::lock_guard lock(mutex);
+        ++failed_task_lookups;
+        total = failed.size();
+        // Newest first, as a listing of recent failures would be.
+        for (std::int64_t i = offset; i < offset + limit && i < static_cast<std::int64_t>(total); ++i) {
+          const FailedTask& f = failed[total - 1 - static_cast<std::size_t>(i)];
+          list.push_back(json::object{{"task_id", f.task_id}, {"server_id", f.server_id},
+                                      {"operate_type", "unbind"}, {"task_time", 1764000000000},
+                                      {"task_error_code", "KPS.0003"},
+                                      {"task_error_msg", "fake: cannot reach the server over SSH"}});
+        }
+      }
+      co_return reply(200, json::object{{"total", total}, {"tasks", std::move(list)}}, v, ka);
     }
 
     if (req.method() == http::verb::get && rest.starts_with("tasks/")) {
@@ -211,9 +271,13 @@ struct FakeKps::Impl {
         task = it->second;
       }
       auto age = std::chrono::steady_clock::now() - task.created;
-      std::string status = age >= options.task_duration       ? "SUCCESS_UNBIND"
+      std::string status = age >= options.task_duration       ? (task.fails ? "FAILED_UNBIND" : "SUCCESS_UNBIND")
                            : age >= options.task_duration / 3  ? "RUNNING_UNBIND"
                                                                : "READY_UNBIND";
+      if (status == "FAILED_UNBIND") {
+        std::lock_guard lock(mutex);
+        if (failed_listed.insert(task_id).second) failed.push_back({task_id, task.server_id});
+      }
       co_return reply(200, json::object{{"server_id", task.server_id}, {"task_id", task_id},
                                         {"task_status", status}},
                       v, ka);
@@ -232,10 +296,11 @@ struct FakeKps::Impl {
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
       if (ec) break;
       auto req = parser.release();
-      Response res = co_await handle(req);
+      std::optional<Response> res = co_await handle(req);
+      if (!res) break;  // a dropped connection: no answer at all
       stream.expires_after(std::chrono::seconds(30));
-      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-      if (wec || !res.keep_alive()) break;
+      auto [wec, wn] = co_await http::async_write(stream, *res, use_tuple);
+      if (wec || !res->keep_alive()) break;
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -272,6 +337,10 @@ struct FakeKps::Impl {
   std::map<std::string, Behavior> behaviors;
   std::map<std::string, std::int64_t> calls;
   std::map<std::string, Task> tasks;
+  std::map<std::string, std::int64_t> accepted;
+  std::vector<FailedTask> failed;
+  std::set<std::string> failed_listed;
+  std::int64_t failed_task_lookups = 0;
   std::vector<std::string> violations;
   std::int64_t requests = 0, disassociate_calls = 0, task_polls = 0, task_counter = 0;
   std::atomic<std::int64_t> request_counter{0};
@@ -298,6 +367,17 @@ std::int64_t FakeKps::calls_for(const std::string& server_id) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->calls.find(server_id);
   return it == impl_->calls.end() ? 0 : it->second;
+}
+
+std::int64_t FakeKps::accepted_for(const std::string& server_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->accepted.find(server_id);
+  return it == impl_->accepted.end() ? 0 : it->second;
+}
+
+std::int64_t FakeKps::failed_task_lookups() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->failed_task_lookups;
 }
 
 std::map<std::string, std::int64_t> FakeKps::calls() const {
@@ -337,9 +417,9 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
     if (!spec.is_object()) throw std::runtime_error(where + "must be an object");
     Behavior b;
     for (const auto& [key, value] : spec.as_object()) {
-      if (key == "error_code") {
-        if (!value.is_string()) throw std::runtime_error(where + "error_code must be a string");
-        b.error_code = std::string(value.as_string());
+      if (key == "error_code" || key == "retry_after") {
+        if (!value.is_string()) throw std::runtime_error(where + std::string(key) + " must be a string");
+        (key == "error_code" ? b.error_code : b.retry_after) = std::string(value.as_string());
         continue;
       }
       if (!value.is_int64()) throw std::runtime_error(where + std::string(key) + " must be an integer");
@@ -348,6 +428,9 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
       else if (key == "error_status") b.error_status = n;
       else if (key == "error_times") b.error_times = n;
       else if (key == "delay_ms") b.delay = std::chrono::milliseconds(n);
+      else if (key == "drop_times") b.drop_times = n;
+      else if (key == "garbage_times") b.garbage_times = n;
+      else if (key == "task_failed_times") b.task_failed_times = n;
       else throw std::runtime_error(where + "unknown key " + std::string(key));
     }
     out[std::string(id)] = b;

@@ -11,13 +11,56 @@
 
 namespace kpsd::fake {
 
+// Faults for one server id. They apply to its disassociate calls in this order: the first
+// drop_times calls are dropped, the next error_times get error_status, the next garbage_times
+// get garbage, the next accepted_failed_times get 202+FAILED; later calls succeed.
 struct Behavior {
-  int accepted_failed_times = 0;  // first N disassociate calls: 202 {"status":"FAILED"}
-  int error_status = 0;           // answer this HTTP status ...
-  int error_times = 0;            // ... to the first N calls (-1: to every call)
+  int accepted_failed_times = 0;  // 202 {"status":"FAILED"}
+  int error_status = 0;           // answer this HTTP status (400, 403, 404, 429, 500, 503 ...)
+  int error_times = 0;            // ... this many times (-1: to every call)
   std::string error_code;         // error_code in that answer ("" = a typical one for the status)
   std::chrono::milliseconds delay{0};  // wait this long before answering each call
+  std::string retry_after;        // Retry-After header on the error answers ("" = none)
+  int drop_times = 0;             // close the connection without answering
+  int garbage_times = 0;          // 202 with a body that is not JSON
+  int task_failed_times = 0;      // this server's first N tasks end FAILED_UNBIND
 };
+
+// Shorthands for one fault each.
+inline Behavior error_answers(int status, int times, std::string code = "",
+                              std::string retry_after = "") {
+  Behavior b;
+  b.error_status = status;
+  b.error_times = times;
+  b.error_code = std::move(code);
+  b.retry_after = std::move(retry_after);
+  return b;
+}
+inline Behavior failed_deliveries(int times) {
+  Behavior b;
+  b.accepted_failed_times = times;
+  return b;
+}
+inline Behavior slow_answers(std::chrono::milliseconds delay) {
+  Behavior b;
+  b.delay = delay;
+  return b;
+}
+inline Behavior dropped_connections(int times) {
+  Behavior b;
+  b.drop_times = times;
+  return b;
+}
+inline Behavior garbage_bodies(int times) {
+  Behavior b;
+  b.garbage_times = times;
+  return b;
+}
+inline Behavior failed_tasks(int times) {
+  Behavior b;
+  b.task_failed_times = times;
+  return b;
+}
 
 struct Options {
   std::string project_id;
@@ -36,6 +79,8 @@ class FakeKps {
   void set_behavior(const std::string& server_id, Behavior behavior);
 
   std::int64_t calls_for(const std::string& server_id) const;  // disassociate calls
+  std::int64_t accepted_for(const std::string& server_id) const;  // 202s that created a task
+  std::int64_t failed_task_lookups() const;  // GET failed-tasks
   std::map<std::string, std::int64_t> calls() const;
   std::int64_t disassociate_calls() const;
   std::int64_t task_polls() const;
@@ -49,7 +94,8 @@ class FakeKps {
 };
 
 // {"server-id": {"accepted_failed_times": N, "error_status": S, "error_times": N,
-//  "error_code": "...", "delay_ms": N}, ...}. Throws std::runtime_error naming the bad entry.
+//  "error_code": "...", "delay_ms": N, "retry_after": "1", "drop_times": N, "garbage_times": N,
+//  "task_failed_times": N}, ...}. Throws std::runtime_error naming the bad entry.
 std::map<std::string, Behavior> parse_behaviors(const std::string& json_text);
 
 }  // namespace kpsd::fake

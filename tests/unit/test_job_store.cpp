@@ -42,6 +42,17 @@ AttemptFinish finish(const DeliveryWork& w, JobState next, std::int64_t at) {
   return f;
 }
 
+PollFinish poll_finish(std::int64_t id, std::int64_t at, std::string status, JobState next,
+                       std::int64_t next_at) {
+  PollFinish f;
+  f.job_id = id;
+  f.at = at;
+  f.task_status = std::move(status);
+  f.next_state = next;
+  f.next_attempt_at = next_at;
+  return f;
+}
+
 }  // namespace
 
 TEST_CASE("migrations: a new database gets every migration in order once") {
@@ -152,13 +163,13 @@ TEST_CASE("claim → running with an open attempt / finish → delivered / poll 
   CHECK(polls[0].delivered_at == 1500);
   CHECK(store.claim_for_poll(1600, 5000, 10).empty());  // leased: not polled twice
 
-  PollFinish running{j.id, 1700, "RUNNING_UNBIND", JobState::delivered, 1800, {}, {}};
+  PollFinish running = poll_finish(j.id, 1700, "RUNNING_UNBIND", JobState::delivered, 1800);
   std::vector<PollFinish> p1{running};
   store.finish_polls(p1);
   CHECK(store.find(j.id)->task_status == "RUNNING_UNBIND");
   CHECK(store.next_due_at() == 1000);  // srv-2 is still queued since 1000
 
-  PollFinish success{j.id, 1900, "SUCCESS_UNBIND", JobState::succeeded, 0, {}, {}};
+  PollFinish success = poll_finish(j.id, 1900, "SUCCESS_UNBIND", JobState::succeeded, 0);
   std::vector<PollFinish> p2{success};
   store.finish_polls(p2);
   j = *store.find(j.id);

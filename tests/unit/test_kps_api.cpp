@@ -138,3 +138,19 @@ TEST_CASE("classifier: every kind of outcome") {
         Verdict::retryable);
   CHECK(classify_disassociate(response(200, "{}"), now).verdict == Verdict::retryable);
 }
+
+TEST_CASE("failed-tasks bodies keep each task's reason") {
+  std::string why;
+  auto page = parse_failed_tasks_body(
+      R"({"total":2,"tasks":[{"task_id":"t1","server_id":"s1","operate_type":"unbind",)"
+      R"("task_error_code":"KPS.0003","task_error_msg":"ssh refused"},{"task_id":"t2"}]})",
+      why);
+  REQUIRE(page);
+  CHECK(page->total == 2);
+  REQUIRE(page->tasks.size() == 2);
+  CHECK(page->tasks[0].task_id == "t1");
+  CHECK(page->tasks[0].error_code == "KPS.0003");
+  CHECK(page->tasks[0].error_msg == "ssh refused");
+  CHECK_FALSE(parse_failed_tasks_body(R"({"total":0})", why));
+  CHECK(why == "failed-tasks response without a tasks array");
+}

@@ -86,7 +86,7 @@ TEST_CASE("many calls reuse keep-alive connections and stay correct") {
 
 TEST_CASE("error answers come back as values with their body") {
   Rig rig;
-  rig.fake.set_behavior("srv-bad", fake::Behavior{0, 400, -1, "KPS.4016", 0ms});
+  rig.fake.set_behavior("srv-bad", fake::error_answers(400, -1, "KPS.4016"));
   auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-bad", std::nullopt, nullptr)));
   CHECK(r.status == 400);
   auto o = classify_disassociate(r, std::chrono::system_clock::now());
@@ -96,7 +96,7 @@ TEST_CASE("error answers come back as values with their body") {
 
 TEST_CASE("a slow answer hits the deadline and is reported as a timeout") {
   Rig rig(200ms);
-  rig.fake.set_behavior("srv-slow", fake::Behavior{0, 0, 0, "", 2000ms});
+  rig.fake.set_behavior("srv-slow", fake::slow_answers(2000ms));
   auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-slow", std::nullopt, nullptr)));
   CHECK(r.transport == HttpResult::Transport::timed_out);
   CHECK(r.latency >= 200ms);
