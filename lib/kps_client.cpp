@@ -8,6 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <set>
 #include <vector>
 
@@ -29,6 +32,7 @@ struct Connection {
   explicit Connection(net::any_io_executor ex) : stream(ex) {}
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since;
 };
 
 HttpResult::Transport transport_kind(const boost::system::error_code& ec) {
@@ -43,11 +47,20 @@ HttpResult failure(HttpResult::Transport kind, std::string detail) {
   return r;
 }
 
-// A reused connection that the server had already closed fails on the first write or with EOF
-// before any response byte; that is not a failed call, so it is retried once on a new one.
-bool stale_connection_error(const boost::system::error_code& ec) {
-  return ec == http::error::end_of_stream || ec == net::error::eof ||
-         ec == net::error::connection_reset || ec == net::error::broken_pipe;
+// An idle connection older than this is not reused: servers close idle keep-alive connections
+// (typically after 60 s or more), and a request written into one that is closing fails. kpsd
+// does not resend a failed request on its own (that would be a call without its attempt row),
+// so it avoids connections likely to be stale instead.
+constexpr auto max_idle_reuse = std::chrono::seconds(4);
+
+// True when the server has closed (or reset) an idle connection: a non-blocking peek sees EOF
+// or an error instead of "nothing to read yet".
+bool closed_by_peer(Connection& c) {
+  char byte;
+  ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+  return true;  // unsolicited bytes on an idle connection: not a state to reuse
 }
 
 }  // namespace
@@ -128,13 +141,15 @@ struct KpsClient::Impl {
     req.keep_alive(true);
     req.prepare_payload();
 
-    for (int round = 0; round < 2; ++round) {
+    {
       std::unique_ptr<Connection> conn;
-      bool reused = false;
+      auto now = std::chrono::steady_clock::now();
+      std::erase_if(idle, [&](const std::unique_ptr<Connection>& c) {
+        return now - c->idle_since > max_idle_reuse || closed_by_peer(*c);
+      });
       if (!idle.empty()) {
         conn = std::move(idle.back());
         idle.pop_back();
-        reused = true;
       } else {
         auto [fresh, err] = co_await connect();
         if (!fresh) {
@@ -148,20 +163,13 @@ struct KpsClient::Impl {
       ActiveGuard guard(*this, conn.get());
       conn->stream.expires_after(config.request_timeout);
       auto [wec, written] = co_await http::async_write(conn->stream, req, use_tuple);
-      if (wec) {
-        if (reused && round == 0 && !cancelled && stale_connection_error(wec)) continue;
-        co_return failure(transport_kind(wec), "write: " + wec.message());
-      }
+      if (wec) co_return failure(transport_kind(wec), "write: " + wec.message());
 
       http::response_parser<http::string_body> parser;
       parser.body_limit(max_response_body);
       conn->stream.expires_after(config.request_timeout);
       auto [rec, read] = co_await http::async_read(conn->stream, conn->buffer, parser, use_tuple);
       if (rec) {
-        if (reused && round == 0 && !cancelled && !parser.got_some() &&
-            stale_connection_error(rec)) {
-          continue;
-        }
         HttpResult r = failure(transport_kind(rec), "read: " + rec.message());
         r.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - started);
@@ -180,11 +188,11 @@ struct KpsClient::Impl {
           std::chrono::steady_clock::now() - started);
       if (res.keep_alive() && !cancelled) {
         conn->stream.expires_never();
+        conn->idle_since = std::chrono::steady_clock::now();
         idle.push_back(std::move(conn));
       }
       co_return r;
     }
-    co_return failure(HttpResult::Transport::io_error, "connection closed twice");
   }
 
   net::any_io_executor executor;

@@ -42,9 +42,10 @@ void RateLimiter::recover(Clock::time_point now) {
 }
 
 double RateLimiter::observed_rate(Clock::time_point now) const {
-  double elapsed = seconds(now - window_start_);
-  double current = elapsed > 0.05 ? window_count_ / elapsed : 0;
-  return std::max(current, previous_window_rate_);
+  // Calls started in the current window, spread over at least one second: a burst of 75 calls
+  // 40 ms ago is "75 calls in the last second", not 1,875 per second.
+  double elapsed = std::max(1.0, seconds(now - window_start_));
+  return std::max(window_count_ / elapsed, previous_window_rate_);
 }
 
 bool RateLimiter::try_acquire(Clock::time_point now) {
@@ -80,9 +81,9 @@ RateLimiter::Clock::duration RateLimiter::time_until_available(Clock::time_point
   return std::chrono::ceil<Clock::duration>(std::chrono::duration<double>((1.0 - tokens_) / rate_));
 }
 
-void RateLimiter::on_throttled(Clock::time_point now) {
+bool RateLimiter::on_throttled(Clock::time_point now) {
   recover(now);
-  if (decreased_ && now - last_decrease_ < tuning_.decrease_cooldown) return;
+  if (decreased_ && now - last_decrease_ < tuning_.decrease_cooldown) return false;
   refill(now);
   if (rate_ <= 0) {
     // Unlimited until now: halve what it was actually doing, and come back to that.
@@ -96,6 +97,7 @@ void RateLimiter::on_throttled(Clock::time_point now) {
   decreased_ = true;
   last_decrease_ = now;
   last_change_ = now;
+  return true;
 }
 
 }  // namespace kpsd

@@ -28,8 +28,8 @@ class RateLimiter {
   void give_back(std::size_t tokens);       // returns tokens taken but not used (capped)
   Clock::duration time_until_available(Clock::time_point now);  // 0 when one is there
 
-  // A 429 arrived: halve the rate (at most once per decrease_cooldown).
-  void on_throttled(Clock::time_point now);
+  // A 429 arrived: halve the rate (at most once per decrease_cooldown). True if it changed.
+  bool on_throttled(Clock::time_point now);
 
   double rate() const noexcept { return rate_; }  // current; 0 = unlimited
   double configured_rate() const noexcept { return configured_; }

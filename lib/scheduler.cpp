@@ -239,8 +239,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void throttled() {
-    limiter.on_throttled(RateLimiter::Clock::now());
-    spdlog::warn("throttled by the API gateway (429): rate now {:.2f}/s", limiter.rate());
+    if (limiter.on_throttled(RateLimiter::Clock::now())) {
+      spdlog::warn("throttled by the API gateway (429): rate lowered to {:.2f}/s", limiter.rate());
+    }
   }
 
   // Waits for a rate token (calls outside the dispatch loop, like failed-task lookups).

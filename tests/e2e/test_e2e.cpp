@@ -7,121 +7,15 @@
 #include <filesystem>
 #include <fstream>
 
-#include "fake_kps.hpp"
-#include "process.hpp"
-#include "sqlite.hpp"
-#include "temp_dir.hpp"
+#include "e2e_rig.hpp"
 
 using namespace kpsd;
+using namespace kpsd::test;
 using namespace std::chrono_literals;
 namespace json = boost::json;
 
-namespace {
-
-const std::string project = "0123456789abcdef0123456789abcdef";
-const std::string token = "e2e-token-0123";
-
-// One kpsd with its own folder (config, token, database, socket, log) and a fake KPS.
-class Rig {
- public:
-  explicit Rig(std::chrono::milliseconds task_duration = 0ms, std::string extra_config = "")
-      : fake_(fake::Options{project, token, task_duration}) {
-    dir_.write("token", token + "\n");
-    config_path_ = dir_.write("kpsd.conf", config_text() + extra_config);
-  }
-  ~Rig() {
-    if (daemon_ && daemon_->running()) {
-      daemon_->signal(SIGTERM);
-      daemon_->wait(20s);
-    }
-  }
-
-  std::string config_text() const {
-    return "[kps]\nendpoint = http://127.0.0.1:" + std::to_string(fake_.port()) +
-           "\nproject_id = " + project +
-           "\nrequest_timeout_ms = 2000\npoll_initial_delay_ms = 20\npoll_interval_ms = 20\n"
-           "poll_timeout_ms = 20000\n"
-           "[auth]\ntoken_file = " + dir_.file("token") +
-           "\n[queue]\ndatabase = " + db_path() +
-           "\nconcurrency = 32\nrate_per_second = 0\nmax_attempts = 5\n"
-           "backoff_initial_ms = 20\nbackoff_max_ms = 200\n"
-           "[control]\nsocket = " + socket_path() + "\n[log]\nlevel = info\n";
-  }
-
-  void start() {
-    daemon_ = std::make_unique<test::Process>(
-        std::vector<std::string>{KPSD_BIN, "--config", config_path_}, dir_.file("kpsd.out"),
-        log_path());
-    // Ready when the control socket answers.
-    auto deadline = std::chrono::steady_clock::now() + 15s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      REQUIRE_MESSAGE(daemon_->running(), "kpsd exited early:\n" << log());
-      if (ctl({"stats"}).exit_code == 0) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    FAIL("kpsd did not become ready:\n" << log());
-  }
-
-  int stop() {
-    daemon_->signal(SIGTERM);
-    auto code = daemon_->wait(30s);
-    REQUIRE_MESSAGE(code.has_value(), "kpsd did not stop on SIGTERM");
-    return *code;
-  }
-
-  test::CommandResult ctl(std::vector<std::string> args, const std::string& stdin_file = "/dev/null") {
-    std::vector<std::string> argv{KPSCTL_BIN, "--socket", socket_path()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return test::run_command(argv, dir_.path().string(), 180s, stdin_file);
-  }
-
-  json::object ctl_json(std::vector<std::string> args) {
-    args.insert(args.begin(), "--json");
-    auto r = ctl(args);
-    REQUIRE_MESSAGE(r.exit_code != 69, r.err);
-    return json::parse(r.out).as_object();
-  }
-
-  std::string log() const { return test::slurp(log_path()); }
-  std::string db_path() const { return dir_.file("jobs.db"); }
-  std::string socket_path() const { return dir_.file("kpsd.sock"); }
-  std::string log_path() const { return dir_.file("kpsd.log"); }
-  const test::TempDir& dir() const { return dir_; }
-  fake::FakeKps& fake() { return fake_; }
-  const std::string& config_path() const { return config_path_; }
-
- private:
-  test::TempDir dir_;
-  fake::FakeKps fake_;
-  std::string config_path_;
-  std::unique_ptr<test::Process> daemon_;
-};
-
-struct JobRow {
-  std::string server_id, state, task_id, task_status, error_code, error_msg;
-  std::int64_t attempts = 0, attempt_rows = 0;
-};
-
-// Reads the jobs table the way an operator would: straight from the file.
-std::map<std::string, JobRow> read_jobs(const std::string& db_path) {
-  sql::Database db(db_path, sql::Database::Mode::read_only);
-  sql::Statement s(db,
-                   "SELECT server_id, state, coalesce(task_id,''), coalesce(task_status,''), "
-                   "coalesce(error_code,''), coalesce(error_msg,''), attempts, "
-                   "(SELECT count(*) FROM attempts a WHERE a.job_id = jobs.id) FROM jobs");
-  std::map<std::string, JobRow> rows;
-  while (s.step()) {
-    JobRow r{s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3),
-             s.column_text(4), s.column_text(5), s.column_int(6), s.column_int(7)};
-    rows[r.server_id] = r;
-  }
-  return rows;
-}
-
-}  // namespace
-
 TEST_CASE("1000 jobs from kpsctl enqueue --file all succeed each server called exactly once") {
-  Rig rig(30ms);
+  Rig rig({.task_duration = 30ms});
   rig.start();
   std::string ids;
   for (int i = 0; i < 1000; ++i) ids += "srv-" + std::to_string(i) + "\n";
@@ -202,7 +96,7 @@ TEST_CASE("a 400 ends failed with its error_code / a 202+FAILED is retried and t
 TEST_CASE("rows inserted with the sqlite3 shell while kpsd runs are picked up and succeed") {
   Rig rig;
   rig.start();
-  auto ins = test::run_command({"/usr/bin/sqlite3", "-cmd", ".timeout 5000", rig.db_path(),
+  auto ins = run_command({"/usr/bin/sqlite3", "-cmd", ".timeout 5000", rig.db_path(),
                                 "INSERT INTO jobs(server_id) VALUES ('ext-1'), ('ext-2');"},
                                rig.dir().path().string());
   REQUIRE_MESSAGE(ins.exit_code == 0, ins.err);
@@ -216,7 +110,8 @@ TEST_CASE("rows inserted with the sqlite3 shell while kpsd runs are picked up an
 }
 
 TEST_CASE("enqueueing a server that already has an open job returns that job") {
-  Rig rig(5000ms);  // tasks stay RUNNING long enough for the second enqueue to see the job
+  // Tasks stay RUNNING long enough for the second enqueue to see the open job.
+  Rig rig({.task_duration = 5000ms});
   rig.start();
   auto first = rig.ctl_json({"enqueue", "srv-dup"});
   auto second = rig.ctl_json({"enqueue", "srv-dup"});
@@ -254,7 +149,7 @@ TEST_CASE("kpsctl: stats and list in both modes / unknown job / daemon not runni
 }
 
 TEST_CASE("the control socket gets the configured mode") {
-  Rig rig(0ms, "");
+  Rig rig;
   rig.start();
   struct stat st {};
   REQUIRE(::stat(rig.socket_path().c_str(), &st) == 0);
@@ -262,10 +157,10 @@ TEST_CASE("the control socket gets the configured mode") {
 }
 
 TEST_CASE("start-up failures: one clear line and a non-zero exit") {
-  test::TempDir dir;
+  TempDir dir;
   auto run_kpsd = [&](const std::string& config) {
     std::string path = dir.write("bad.conf", config);
-    return test::run_command({KPSD_BIN, "--config", path}, dir.path().string(), 30s);
+    return run_command({KPSD_BIN, "--config", path}, dir.path().string(), 30s);
   };
   auto lines = [](const std::string& s) { return std::count(s.begin(), s.end(), '\n'); };
   const std::string base = "[kps]\nendpoint = http://127.0.0.1:9\nproject_id = " + project +
@@ -287,15 +182,15 @@ TEST_CASE("start-up failures: one clear line and a non-zero exit") {
   CHECK(lines(bad_db.err) == 1);
   CHECK(bad_db.err.find("/proc/kpsd-no-such/jobs.db") != std::string::npos);
 
-  auto missing_config = test::run_command({KPSD_BIN, "--config", dir.file("nope.conf")},
+  auto missing_config = run_command({KPSD_BIN, "--config", dir.file("nope.conf")},
                                           dir.path().string(), 30s);
   CHECK(missing_config.exit_code == 78);
   CHECK(missing_config.err.find("nope.conf: cannot read the configuration file") != std::string::npos);
 
-  auto help = test::run_command({KPSD_BIN, "--help"}, dir.path().string(), 30s);
+  auto help = run_command({KPSD_BIN, "--help"}, dir.path().string(), 30s);
   CHECK(help.exit_code == 0);
   CHECK(help.out.find("--config") != std::string::npos);
-  auto version = test::run_command({KPSCTL_BIN, "--version"}, dir.path().string(), 30s);
+  auto version = run_command({KPSCTL_BIN, "--version"}, dir.path().string(), 30s);
   CHECK(version.exit_code == 0);
   CHECK(version.out.find("kpsctl 0.1.0") != std::string::npos);
 }

@@ -175,8 +175,10 @@ struct FakeKps::Impl {
         ++disassociate_calls;
         if (auto it = behaviors.find(server_id); it != behaviors.end()) b = it->second;
       }
-      if (b.delay.count() > 0) {
-        net::steady_timer t(io, b.delay);
+      auto delay = options.call_delay;
+      if (b.delay.count() > 0 && (b.delay_times == 0 || n <= b.delay_times)) delay += b.delay;
+      if (delay.count() > 0) {
+        net::steady_timer t(io, delay);
         co_await t.async_wait(use_tuple);
       }
       std::int64_t k = n;  // call number within the current fault phase
@@ -428,6 +430,7 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
       else if (key == "error_status") b.error_status = n;
       else if (key == "error_times") b.error_times = n;
       else if (key == "delay_ms") b.delay = std::chrono::milliseconds(n);
+      else if (key == "delay_times") b.delay_times = n;
       else if (key == "drop_times") b.drop_times = n;
       else if (key == "garbage_times") b.garbage_times = n;
       else if (key == "task_failed_times") b.task_failed_times = n;

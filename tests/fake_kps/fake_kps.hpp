@@ -19,7 +19,8 @@ struct Behavior {
   int error_status = 0;           // answer this HTTP status (400, 403, 404, 429, 500, 503 ...)
   int error_times = 0;            // ... this many times (-1: to every call)
   std::string error_code;         // error_code in that answer ("" = a typical one for the status)
-  std::chrono::milliseconds delay{0};  // wait this long before answering each call
+  std::chrono::milliseconds delay{0};  // wait this long before answering ...
+  int delay_times = 0;                 // ... the first N calls (0: every call)
   std::string retry_after;        // Retry-After header on the error answers ("" = none)
   int drop_times = 0;             // close the connection without answering
   int garbage_times = 0;          // 202 with a body that is not JSON
@@ -41,9 +42,10 @@ inline Behavior failed_deliveries(int times) {
   b.accepted_failed_times = times;
   return b;
 }
-inline Behavior slow_answers(std::chrono::milliseconds delay) {
+inline Behavior slow_answers(std::chrono::milliseconds delay, int times = 0) {
   Behavior b;
   b.delay = delay;
+  b.delay_times = times;
   return b;
 }
 inline Behavior dropped_connections(int times) {
@@ -66,6 +68,7 @@ struct Options {
   std::string project_id;
   std::string token;
   std::chrono::milliseconds task_duration{0};  // a task is RUNNING_UNBIND this long, then SUCCESS
+  std::chrono::milliseconds call_delay{0};     // every disassociate call takes at least this
 };
 
 class FakeKps {

@@ -16,6 +16,7 @@ class TempDir {
     path_ = tmpl;
   }
   ~TempDir() {
+    if (std::getenv("KPSD_TEST_KEEP")) return;  // keep logs and databases for a post-mortem
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

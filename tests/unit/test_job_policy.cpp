@@ -58,11 +58,11 @@ TEST_CASE("rate limiter: burst of one second then refill at the rate") {
 TEST_CASE("rate limiter: a 429 halves the rate once per burst and quiet periods bring it back") {
   RateLimiter::Tuning tuning;  // quiet 10 s, steps of 10 % of the ceiling, cooldown 2 s
   RateLimiter r(10, t0, tuning);
-  r.on_throttled(t0);
+  CHECK(r.on_throttled(t0));
   CHECK(r.rate() == 5);
-  r.on_throttled(t0 + 1s);  // the same burst of 429s: no second halving
+  CHECK_FALSE(r.on_throttled(t0 + 1s));  // the same burst of 429s: no second halving
   CHECK(r.rate() == 5);
-  r.on_throttled(t0 + 3s);  // a later 429: halve again
+  CHECK(r.on_throttled(t0 + 3s));  // a later 429: halve again
   CHECK(r.rate() == 2.5);
   CHECK(r.configured_rate() == 10);
   // The tokens follow the new rate: 2.5/s means one token every 400 ms.
@@ -97,6 +97,14 @@ TEST_CASE("rate limiter: unlimited becomes limited at half the observed rate on 
   CHECK_FALSE(r.try_acquire(t0 + 2s));  // no burst right after "too many"
   r.try_acquire(t0 + 2s + 10s * 11);
   CHECK(r.rate() == 0);  // recovered: unlimited as configured
+}
+
+TEST_CASE("rate limiter: a burst just started counts as calls in the last second") {
+  RateLimiter r(0, t0);
+  CHECK(r.try_acquire(t0 + 30s));  // idle for a long while, then a burst
+  for (int i = 0; i < 74; ++i) CHECK(r.try_acquire(t0 + 30s + 1ms));
+  r.on_throttled(t0 + 30s + 40ms);
+  CHECK(r.rate() == doctest::Approx(37.5));
 }
 
 namespace {

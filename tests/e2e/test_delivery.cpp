@@ -1,0 +1,208 @@
+// End to end: what happens to jobs when the cloud misbehaves, when kpsd is killed, when it is
+// stopped. The built kpsd and kpsctl against the fake KPS.
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+
+#include "e2e_rig.hpp"
+
+using namespace kpsd;
+using namespace kpsd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct FaultGroup {
+  std::string name;
+  fake::Behavior behavior;
+  std::string final_state;
+  std::int64_t calls;     // disassociate calls the fake must see per server
+  std::int64_t attempts;  // jobs.attempts (throttled calls do not count)
+};
+
+std::string server(const FaultGroup& g, int i) { return g.name + "-" + std::to_string(i); }
+
+}  // namespace
+
+TEST_CASE("one mixed batch with every fault ends each job as the rules say") {
+  const std::vector<FaultGroup> groups{
+      {"ok", {}, "succeeded", 1, 1},
+      {"accepted-failed", fake::failed_deliveries(2), "succeeded", 3, 3},
+      {"bad-request", fake::error_answers(400, -1, "KPS.4016"), "failed", 1, 1},
+      {"forbidden", fake::error_answers(403, -1, "KPS.9003"), "failed", 1, 1},
+      {"not-found", fake::error_answers(404, -1, "APIGW.0101"), "failed", 1, 1},
+      {"server-error", fake::error_answers(500, 2, "KPS.0003"), "succeeded", 3, 3},
+      {"unavailable", fake::error_answers(503, 2), "succeeded", 3, 3},
+      {"throttled-retry-after", fake::error_answers(429, 2, "APIGW.0308", "1"), "succeeded", 3, 1},
+      {"throttled-plain", fake::error_answers(429, 1, "APIGW.0308"), "succeeded", 2, 1},
+      {"dropped", fake::dropped_connections(2), "succeeded", 3, 3},
+      {"garbage", fake::garbage_bodies(2), "succeeded", 3, 3},
+      {"slow-ok", fake::slow_answers(300ms), "succeeded", 1, 1},
+      {"too-slow-once", fake::slow_answers(2500ms, 1), "succeeded", 2, 2},
+      {"task-failed", fake::failed_tasks(1), "succeeded", 2, 2},
+      {"always-500", fake::error_answers(500, -1), "failed", 5, 5},
+  };
+  Rig rig({.task_duration = 30ms,
+           .config = {{"kps.request_timeout_ms", "1000"}, {"queue.max_attempts", "5"}}});
+  std::string ids;
+  for (const auto& g : groups) {
+    for (int i = 0; i < 5; ++i) {
+      rig.fake().set_behavior(server(g, i), g.behavior);
+      ids += server(g, i) + "\n";
+    }
+  }
+  rig.start();
+  auto enq = rig.ctl({"enqueue", "--file", rig.dir().write("batch.txt", ids)});
+  REQUIRE_MESSAGE(enq.exit_code == 0, enq.err);
+  auto wait = rig.ctl({"wait", "--timeout", "120"});
+  CHECK(wait.exit_code == 1);  // some jobs fail by design
+
+  auto rows = read_jobs(rig.db_path());
+  REQUIRE(rows.size() == groups.size() * 5);
+  for (const auto& g : groups) {
+    for (int i = 0; i < 5; ++i) {
+      std::string id = server(g, i);
+      const JobRow& row = rows[id];
+      CAPTURE(id);
+      CHECK(row.state == g.final_state);
+      CHECK(rig.fake().calls_for(id) == g.calls);
+      CHECK(row.attempt_rows == g.calls);  // one attempts row per call, no more, no less
+      CHECK(row.attempts == g.attempts);
+      if (g.final_state == "succeeded") {
+        CHECK(row.task_status == "SUCCESS_UNBIND");
+        CHECK_FALSE(row.task_id.empty());
+      }
+    }
+  }
+  // Permanent failures keep KPS's code and message.
+  CHECK(rows["bad-request-0"].error_code == "KPS.4016");
+  CHECK(rows["forbidden-0"].error_code == "KPS.9003");
+  CHECK(rows["not-found-0"].error_code == "APIGW.0101");
+  CHECK(rows["always-500-0"].error_msg.starts_with("gave up after 5 attempts"));
+  // A task that ended FAILED_UNBIND: its server-side reason is kept from failed-tasks.
+  CHECK(rows["task-failed-0"].task_error_code == "KPS.0003");
+  CHECK(rows["task-failed-0"].task_error_msg == "fake: cannot reach the server over SSH");
+  CHECK(rig.fake().failed_task_lookups() >= 5);
+
+  // 429 with Retry-After: 1 — the next call started at least 1 s after the 429 arrived.
+  for (int i = 0; i < 5; ++i) {
+    auto attempts = read_attempts(rig.db_path(), rows[server(groups[7], i)].id);
+    REQUIRE(attempts.size() == 3);
+    CHECK(attempts[0].http_status == 429);
+    CHECK(attempts[1].http_status == 429);
+    CHECK(attempts[1].started_at - attempts[0].finished_at >= 1000);
+    CHECK(attempts[2].started_at - attempts[1].finished_at >= 1000);
+    CHECK(attempts[2].http_status == 202);
+  }
+  // Every attempt row is closed and every call that got an answer has its request id.
+  for (const auto& [id, row] : rows) {
+    for (const auto& a : read_attempts(rig.db_path(), row.id)) {
+      CHECK(a.finished_at >= a.started_at);
+      if (a.http_status != 0) CHECK(a.request_id.starts_with("fake-req-"));
+    }
+  }
+  CHECK(rig.fake().violations().empty());
+  // The 429s lowered the rate limit... of an unlimited configuration: it is limited for now.
+  auto stats = rig.ctl_json({"stats"});
+  CHECK(stats.at("configured_rate_per_second").to_number<double>() == 0);
+  CHECK(rig.stop() == 0);
+}
+
+TEST_CASE("kpsd killed with SIGKILL three times loses no job") {
+  constexpr int job_count = 2000;
+  Rig rig({.task_duration = 20ms, .call_delay = 15ms,
+           .config = {{"queue.concurrency", "24"}, {"kps.poll_interval_ms", "50"}}});
+  std::string ids;
+  for (int i = 0; i < job_count; ++i) ids += "crash-" + std::to_string(i) + "\n";
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "--file", rig.dir().write("batch.txt", ids)}).exit_code == 0);
+
+  // Kill at three different points of progress, restarting each time.
+  for (std::int64_t threshold : {300, 900, 1500}) {
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (rig.fake().disassociate_calls() < threshold && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(2ms);
+    }
+    rig.daemon().signal(SIGKILL);
+    REQUIRE(rig.daemon().wait(10s).has_value());
+    MESSAGE("killed at " << rig.fake().disassociate_calls() << " calls");
+    rig.start();
+  }
+  auto wait = rig.ctl({"wait", "--timeout", "240"});
+  CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
+
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows.size() == job_count);
+  int succeeded = 0, delivered_twice = 0, lost_outcomes = 0;
+  for (int i = 0; i < job_count; ++i) {
+    std::string id = "crash-" + std::to_string(i);
+    succeeded += rows[id].state == "succeeded";
+    if (rig.fake().accepted_for(id) > 1) ++delivered_twice;
+    CHECK(rig.fake().accepted_for(id) >= 1);
+    for (const auto& a : read_attempts(rig.db_path(), rows[id].id)) {
+      lost_outcomes += a.error_msg == "outcome lost: daemon stopped";
+      CHECK(a.finished_at != 0);  // no attempt left open
+    }
+  }
+  CHECK(succeeded == job_count);
+  MESSAGE(job_count << " jobs, 3 kills: " << delivered_twice << " delivered twice, "
+                    << lost_outcomes << " attempts with the outcome lost");
+  CHECK(lost_outcomes >= delivered_twice);  // every double delivery is explained by a lost outcome
+  CHECK(rig.fake().violations().empty());
+}
+
+TEST_CASE("SIGTERM waits for the calls in flight then exits 0") {
+  Rig rig({.call_delay = 1500ms, .config = {{"kps.request_timeout_ms", "10000"},
+                                            {"queue.drain_grace_ms", "8000"}}});
+  rig.start();
+  std::vector<std::string> args{"enqueue"};
+  for (int i = 0; i < 10; ++i) args.push_back("slow-" + std::to_string(i));
+  REQUIRE(rig.ctl(args).exit_code == 0);
+  while (rig.fake().disassociate_calls() < 10) std::this_thread::sleep_for(5ms);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(rig.stop(8000ms) == 0);
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took < 8000ms);
+  auto rows = read_jobs(rig.db_path());
+  for (const auto& [id, row] : rows) {
+    CAPTURE(id);
+    CHECK(row.state == "delivered");  // the 202s came back during the grace and were recorded
+    CHECK(row.attempt_rows == 1);
+  }
+  CHECK(rig.log().find("stopping; calls in flight get up to 8000 ms") != std::string::npos);
+}
+
+TEST_CASE("at the end of the grace period calls are cancelled and their jobs requeued") {
+  Rig rig({.call_delay = 20000ms, .config = {{"kps.request_timeout_ms", "30000"},
+                                             {"queue.drain_grace_ms", "300"}}});
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "stuck-1", "stuck-2", "stuck-3"}).exit_code == 0);
+  while (rig.fake().disassociate_calls() < 3) std::this_thread::sleep_for(5ms);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(rig.stop(10s) == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  auto rows = read_jobs(rig.db_path());
+  for (const auto& [id, row] : rows) {
+    CAPTURE(id);
+    CHECK(row.state == "queued");
+    CHECK(row.attempts == 0);  // a cancelled call does not use up an attempt
+    auto attempts = read_attempts(rig.db_path(), row.id);
+    REQUIRE(attempts.size() == 1);
+    CHECK(attempts[0].error_msg.starts_with("cancelled: kpsd was stopping"));
+  }
+  CHECK(rig.log().find("grace period over: cancelling 3 calls in flight") != std::string::npos);
+}
+
+TEST_CASE("a second SIGTERM cancels at once") {
+  Rig rig({.call_delay = 20000ms, .config = {{"kps.request_timeout_ms", "30000"},
+                                             {"queue.drain_grace_ms", "60000"}}});
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "stuck-1"}).exit_code == 0);
+  while (rig.fake().disassociate_calls() < 1) std::this_thread::sleep_for(5ms);
+  rig.daemon().signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  CHECK(rig.daemon().running());  // still draining
+  CHECK(rig.stop(10s) == 0);      // the second SIGTERM
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows["stuck-1"].state == "queued");
+}

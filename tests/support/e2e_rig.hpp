@@ -1,0 +1,164 @@
+#pragma once
+// End-to-end rig: one kpsd (the built binary) with its own folder (config, token, database,
+// socket, log) talking to an in-process fake KPS, and kpsctl to drive it.
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "fake_kps.hpp"
+#include "process.hpp"
+#include "sqlite.hpp"
+#include "temp_dir.hpp"
+
+namespace kpsd::test {
+
+inline const std::string project = "0123456789abcdef0123456789abcdef";
+inline const std::string token = "e2e-token-0123";
+
+struct RigOptions {
+  std::chrono::milliseconds task_duration{0};  // fake: how long a task runs
+  std::chrono::milliseconds call_delay{0};     // fake: every disassociate call takes this long
+  std::map<std::string, std::string> config{};  // "section.key" → value, over the defaults
+};
+
+class Rig {
+ public:
+  explicit Rig(RigOptions options = {})
+      : fake_(fake::Options{project, token, options.task_duration, options.call_delay}) {
+    dir_.write("token", token + "\n");
+    std::map<std::string, std::string> cfg{
+        {"kps.endpoint", "http://127.0.0.1:" + std::to_string(fake_.port())},
+        {"kps.project_id", project},
+        {"kps.request_timeout_ms", "2000"},
+        {"kps.poll_initial_delay_ms", "20"},
+        {"kps.poll_interval_ms", "20"},
+        {"kps.poll_timeout_ms", "20000"},
+        {"auth.token_file", dir_.file("token")},
+        {"queue.database", db_path()},
+        {"queue.concurrency", "32"},
+        {"queue.rate_per_second", "0"},
+        {"queue.max_attempts", "5"},
+        {"queue.backoff_initial_ms", "20"},
+        {"queue.backoff_max_ms", "200"},
+        {"queue.throttle_backoff_ms", "300"},
+        {"queue.drain_grace_ms", "10000"},
+        {"control.socket", socket_path()},
+        {"log.level", "info"},
+    };
+    for (const auto& [k, v] : options.config) cfg[k] = v;
+    std::string text, section;
+    for (const auto& [key, value] : cfg) {  // std::map: keys of one section are adjacent
+      std::string s = key.substr(0, key.find('.'));
+      if (s != section) text += "[" + (section = s) + "]\n";
+      text += key.substr(key.find('.') + 1) + " = " + value + "\n";
+    }
+    config_path_ = dir_.write("kpsd.conf", text);
+  }
+  ~Rig() {
+    if (daemon_ && daemon_->running()) {
+      daemon_->signal(SIGTERM);
+      daemon_->signal(SIGTERM);
+      daemon_->wait(std::chrono::seconds(20));
+    }
+  }
+
+  void start() {
+    daemon_ = std::make_unique<Process>(std::vector<std::string>{KPSD_BIN, "--config", config_path_},
+                                        dir_.file("kpsd.out"), log_path());
+    // Ready when the control socket answers.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (std::chrono::steady_clock::now() < deadline) {
+      REQUIRE_MESSAGE(daemon_->running(), "kpsd exited early:\n" << log());
+      if (ctl({"stats"}).exit_code == 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL("kpsd did not become ready:\n" << log());
+  }
+
+  // SIGTERM, then the exit code (fails the test if kpsd does not exit within `limit`).
+  int stop(std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    daemon_->signal(SIGTERM);
+    auto code = daemon_->wait(limit);
+    REQUIRE_MESSAGE(code.has_value(), "kpsd did not stop on SIGTERM");
+    return *code;
+  }
+  Process& daemon() { return *daemon_; }
+
+  CommandResult ctl(std::vector<std::string> args, const std::string& stdin_file = "/dev/null") {
+    std::vector<std::string> argv{KPSCTL_BIN, "--socket", socket_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, dir_.path().string(), std::chrono::seconds(180), stdin_file);
+  }
+
+  boost::json::object ctl_json(std::vector<std::string> args) {
+    args.insert(args.begin(), "--json");
+    auto r = ctl(args);
+    REQUIRE_MESSAGE(r.exit_code != 69, r.err);
+    return boost::json::parse(r.out).as_object();
+  }
+
+  std::string log() const { return slurp(log_path()); }
+  std::string db_path() const { return dir_.file("jobs.db"); }
+  std::string socket_path() const { return dir_.file("kpsd.sock"); }
+  std::string log_path() const { return dir_.file("kpsd.log"); }
+  const TempDir& dir() const { return dir_; }
+  fake::FakeKps& fake() { return fake_; }
+  const std::string& config_path() const { return config_path_; }
+
+ private:
+  TempDir dir_;
+  fake::FakeKps fake_;
+  std::string config_path_;
+  std::unique_ptr<Process> daemon_;
+};
+
+struct JobRow {
+  std::int64_t id = 0;
+  std::string server_id, state, task_id, task_status, error_code, error_msg, task_error_code,
+      task_error_msg;
+  std::int64_t attempts = 0, attempt_rows = 0;
+};
+
+// Reads the jobs table the way an operator would: straight from the file.
+inline std::map<std::string, JobRow> read_jobs(const std::string& db_path) {
+  sql::Database db(db_path, sql::Database::Mode::read_only);
+  sql::Statement s(db,
+                   "SELECT id, server_id, state, coalesce(task_id,''), coalesce(task_status,''), "
+                   "coalesce(error_code,''), coalesce(error_msg,''), "
+                   "coalesce(task_error_code,''), coalesce(task_error_msg,''), attempts, "
+                   "(SELECT count(*) FROM attempts a WHERE a.job_id = jobs.id) FROM jobs");
+  std::map<std::string, JobRow> rows;
+  while (s.step()) {
+    JobRow r{s.column_int(0),  s.column_text(1), s.column_text(2), s.column_text(3),
+             s.column_text(4), s.column_text(5), s.column_text(6), s.column_text(7),
+             s.column_text(8), s.column_int(9),  s.column_int(10)};
+    rows[r.server_id] = r;
+  }
+  return rows;
+}
+
+struct AttemptRow {
+  std::int64_t n = 0, started_at = 0, finished_at = 0, http_status = 0;
+  std::string error_msg, request_id;
+};
+
+inline std::vector<AttemptRow> read_attempts(const std::string& db_path, std::int64_t job_id) {
+  sql::Database db(db_path, sql::Database::Mode::read_only);
+  sql::Statement s(db,
+                   "SELECT n, started_at, coalesce(finished_at, 0), coalesce(http_status, 0), "
+                   "coalesce(error_msg, ''), coalesce(request_id, '') FROM attempts "
+                   "WHERE job_id = ?1 ORDER BY n");
+  s.bind(1, job_id);
+  std::vector<AttemptRow> rows;
+  while (s.step()) {
+    rows.push_back({s.column_int(0), s.column_int(1), s.column_int(2), s.column_int(3),
+                    s.column_text(4), s.column_text(5)});
+  }
+  return rows;
+}
+
+}  // namespace kpsd::test
