@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   }
   kpsd::setup_logging(config.log.level);
   try {
-    return kpsd::run_daemon(config);
+    return kpsd::run_daemon(config, config_path);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return kpsd::exit_software;

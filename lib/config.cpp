@@ -81,7 +81,7 @@ class Parser {
   }
 
   static const std::set<std::string>& known_sections() {
-    static const std::set<std::string> s{"kps", "auth", "queue", "control", "log"};
+    static const std::set<std::string> s{"kps", "auth", "queue", "control", "metrics", "log"};
     return s;
   }
   static const std::set<std::string>& known_keys() {
@@ -92,7 +92,7 @@ class Parser {
         "auth.token_file",       "queue.database",       "queue.concurrency",
         "queue.rate_per_second", "queue.max_attempts",   "queue.backoff_initial_ms",
         "queue.backoff_max_ms",  "queue.throttle_backoff_ms", "queue.drain_grace_ms",
-        "control.socket",       "control.socket_mode",
+        "control.socket",        "metrics.listen",       "control.socket_mode",
         "log.level"};
     return k;
   }
@@ -286,6 +286,26 @@ Config parse_config(std::string_view text, std::string_view file_name) {
              "`" + s->value + "` gives access to other users; the socket must not be "
              "world-accessible (use 0600 or 0660)");
     }
+  }
+
+  std::string listen;
+  p.string_value("metrics.listen", listen);
+  if (!listen.empty()) {
+    // host:port, with IPv6 hosts in brackets: [::1]:9464
+    auto colon = listen.rfind(':');
+    std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
+    std::string port = colon == std::string::npos ? "" : listen.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    unsigned v = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+    if (host.empty() || port.empty() || ec != std::errc{} || ptr != port.data() + port.size() ||
+        v > 65535) {
+      p.fail(p.line_of("metrics.listen"), "metrics.listen",
+             "`" + listen + "` must be ADDRESS:PORT, e.g. 127.0.0.1:9464");
+    }
+    c.metrics.enabled = true;
+    c.metrics.host = host;
+    c.metrics.port = static_cast<std::uint16_t>(v);
   }
 
   p.string_value("log.level", c.log.level);

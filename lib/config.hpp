@@ -54,6 +54,12 @@ struct ControlConfig {
   unsigned socket_mode = 0660;                  // octal; never world-accessible
 };
 
+struct MetricsConfig {
+  bool enabled = false;   // [metrics] listen set
+  std::string host;       // an IP address (127.0.0.1 keeps it local)
+  std::uint16_t port = 0; // 0 = any free port (logged at start)
+};
+
 struct LogConfig {
   std::string level = "info";                   // trace debug info warn error critical off
 };
@@ -63,6 +69,7 @@ struct Config {
   AuthConfig auth;
   QueueConfig queue;
   ControlConfig control;
+  MetricsConfig metrics;
   LogConfig log;
 };
 

@@ -133,6 +133,27 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
       reject_unknown(o, {"op"}, "");
       return StatsRequest{};
     }
+    if (op == "retry") {
+      reject_unknown(o, {"op", "id", "state"}, "");
+      RetryRequest r;
+      if (o.contains("id")) r.id = integer_field(o, "id", 1, INT64_MAX, "");
+      if (o.contains("state")) {
+        std::string s = string_field(o, "state", "");
+        if (s != "failed" && s != "cancelled") throw Invalid{"state must be \"failed\" or \"cancelled\""};
+        r.state = parse_job_state(s);
+      }
+      if (r.id.has_value() == r.state.has_value()) throw Invalid{"give either id or state"};
+      return r;
+    }
+    if (op == "cancel") {
+      reject_unknown(o, {"op", "id"}, "");
+      if (!o.contains("id")) throw Invalid{"id is missing"};
+      return CancelRequest{integer_field(o, "id", 1, INT64_MAX, "")};
+    }
+    if (op == "pause" || op == "resume") {
+      reject_unknown(o, {"op"}, "");
+      return PauseRequest{op == "pause"};
+    }
     throw Invalid{"unknown op \"" + op + "\""};
   } catch (const Invalid& e) {
     error = e.message;

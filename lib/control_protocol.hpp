@@ -29,8 +29,25 @@ struct ShowRequest {
   std::int64_t id = 0;
 };
 struct StatsRequest {};
+struct RetryRequest {
+  std::optional<std::int64_t> id;  // one job ...
+  std::optional<JobState> state;   // ... or every job in this state (failed or cancelled)
+};
+struct CancelRequest {
+  std::int64_t id = 0;
+};
+struct PauseRequest {
+  bool pause = true;  // false: resume
+};
 
-using ControlRequest = std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest>;
+using ControlRequest = std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest,
+                                    RetryRequest, CancelRequest, PauseRequest>;
+
+// Requests that change state; the server logs the peer's uid and pid for these.
+inline bool changes_state(const ControlRequest& r) {
+  return !std::holds_alternative<ListRequest>(r) && !std::holds_alternative<ShowRequest>(r) &&
+         !std::holds_alternative<StatsRequest>(r);
+}
 
 // Parses one request line. On failure returns nullopt and sets `error` to a message naming the
 // offending field (never its value when the field is a secret).

@@ -146,6 +146,10 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     std::string error;
     auto request = parse_control_request(line, error);
     if (!request) co_return error_reply(error);
+    if (changes_state(*request) && !std::holds_alternative<EnqueueRequest>(*request)) {
+      // Who changed what: the peer's credentials, as the kernel vouches for them.
+      spdlog::info("control: uid {} pid {}: {}", peer.uid, peer.pid, summary(*request));
+    }
     try {
       json::object reply = co_await std::visit(
           [&](auto& r) -> net::awaitable<json::object> { return execute(r, peer); }, *request);
@@ -160,9 +164,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(EnqueueRequest& r, PeerCred peer) {
-    std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    std::int64_t now = now_ms();
     std::size_t count = r.jobs.size();
     // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
     auto store_jobs = [jobs = std::move(r.jobs), now](JobStore& s) { return s.enqueue(jobs, now); };
@@ -204,7 +206,9 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(StatsRequest&, PeerCred) {
-    auto counts = co_await db.call([](JobStore& s) { return s.count_by_state(); });
+    auto [counts, oldest] = co_await db.call([](JobStore& s) {
+      return std::pair{s.count_by_state(), s.oldest_queued_due()};
+    });
     json::object states;
     std::int64_t total = 0;
     for (const auto& [state, n] : counts) {
@@ -217,7 +221,65 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
                            {"in_flight", sched.in_flight},
                            {"rate_per_second", sched.rate_per_second},
                            {"configured_rate_per_second", sched.configured_rate_per_second},
+                           {"paused", sched.paused},
+                           {"oldest_queued_ms",
+                            oldest ? json::value(std::max<std::int64_t>(0, now_ms() - *oldest))
+                                   : json::value(nullptr)},
                            {"stopping", sched.stopping}};
+  }
+
+  static std::string summary(const ControlRequest& r) {
+    if (auto* q = std::get_if<RetryRequest>(&r)) {
+      return q->id ? "retry job " + std::to_string(*q->id)
+                   : "retry all " + std::string(to_string(*q->state)) + " jobs";
+    }
+    if (auto* c = std::get_if<CancelRequest>(&r)) return "cancel job " + std::to_string(c->id);
+    if (auto* p = std::get_if<PauseRequest>(&r)) return p->pause ? "pause" : "resume";
+    return "request";
+  }
+
+  net::awaitable<json::object> execute(RetryRequest& r, PeerCred) {
+    std::int64_t now = now_ms();
+    if (r.id) {
+      auto outcome = co_await db.call([id = *r.id, now](JobStore& s) { return s.retry(id, now); });
+      if (outcome != RetryOutcome::requeued && outcome != RetryOutcome::rechecking) {
+        co_return json::object{{"error", "job " + std::to_string(*r.id) + ": " +
+                                             std::string(describe(outcome))}};
+      }
+      scheduler.wake();
+      co_return json::object{{"id", *r.id}, {"result", describe(outcome)}};
+    }
+    auto counts = co_await db.call([state = *r.state, now](JobStore& s) { return s.retry_all(state, now); });
+    scheduler.wake();
+    co_return json::object{{"requeued", counts[RetryOutcome::requeued]},
+                           {"rechecking", counts[RetryOutcome::rechecking]},
+                           {"skipped_key_gone", counts[RetryOutcome::key_gone]}};
+  }
+
+  net::awaitable<json::object> execute(CancelRequest& r, PeerCred) {
+    std::int64_t now = now_ms();
+    auto outcome = co_await db.call([id = r.id, now](JobStore& s) { return s.cancel(id, now); });
+    switch (outcome) {
+      case CancelOutcome::cancelled: co_return json::object{{"id", r.id}, {"result", "cancelled"}};
+      case CancelOutcome::not_found:
+        co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
+      case CancelOutcome::already_ended:
+        co_return json::object{{"error", "job " + std::to_string(r.id) + " has already ended"}};
+    }
+    co_return json::object{{"error", "unknown cancel outcome"}};
+  }
+
+  net::awaitable<json::object> execute(PauseRequest& r, PeerCred) {
+    // Committed first, so a restart keeps the operator's choice.
+    co_await db.call([pause = r.pause](JobStore& s) { s.set_paused(pause); });
+    scheduler.set_paused(r.pause);
+    co_return json::object{{"paused", r.pause}};
+  }
+
+  static std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
   }
 
   void stop() {

@@ -266,9 +266,12 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
     common_auth = JobAuth{auth_type, std::move(*key)};
   }
   ControlClient client(opt.socket);
-  json::array all;
+  // Results are printed as they come (also in --json mode, as one streamed document), so a
+  // file of a million ids needs no more memory than one chunk.
   std::size_t total = 0, existing = 0;
   bool refused = false;
+  bool progress = !file.empty() && ::isatty(STDERR_FILENO);
+  if (opt.json_output) std::cout << "{\"jobs\":[";
   auto sink = [&](std::vector<NewJob>& chunk) {
     json::array jobs;
     for (NewJob& j : chunk) {
@@ -285,16 +288,19 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
     for (std::size_t i = 0; i < res.size() && i < chunk.size(); ++i) {
       const json::object& r = res[i].as_object();
       bool dup = r.at("existing").as_bool();
-      ++total;
       existing += dup ? 1 : 0;
       if (opt.json_output) {
-        all.push_back(json::object{{"id", r.at("id")}, {"server_id", chunk[i].server_id},
-                                   {"existing", dup}});
-      } else {
+        std::cout << (total ? "," : "")
+                  << json::serialize(json::object{{"id", r.at("id")},
+                                                  {"server_id", chunk[i].server_id},
+                                                  {"existing", dup}});
+      } else if (!progress) {
         std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
                   << (dup ? "\talready queued" : "\tqueued") << "\n";
       }
+      ++total;
     }
+    if (progress) std::cerr << "\renqueued " << total << " jobs..." << std::flush;
     return true;
   };
   bool ok;
@@ -324,9 +330,10 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
     }
     ok = !refused && (jobs.empty() || sink(jobs));
   }
+  if (progress) std::cerr << "\n";
   if (opt.json_output) {
-    print_json(json::object{{"ok", ok}, {"jobs", std::move(all)}, {"total", total},
-                            {"existing", existing}});
+    std::cout << "],\"ok\":" << (ok ? "true" : "false") << ",\"total\":" << total
+              << ",\"existing\":" << existing << "}\n";
   } else if (total > 1) {
     std::cout << "enqueued " << total << " jobs (" << total - existing << " new, " << existing
               << " already queued)\n";
@@ -433,12 +440,57 @@ int cmd_stats(const Options& opt) {
   }
   std::printf("%-10s %lld\n", "total", static_cast<long long>(int_of(*reply, "total")));
   std::printf("in flight  %lld\n", static_cast<long long>(int_of(*reply, "in_flight")));
+  if (auto* oldest = reply->if_contains("oldest_queued_ms"); oldest && !oldest->is_null()) {
+    std::printf("oldest queued  %.1f s\n", static_cast<double>(oldest->to_number<std::int64_t>()) / 1000);
+  }
+  if (auto* paused = reply->if_contains("paused"); paused && paused->is_bool() && paused->as_bool()) {
+    std::printf("PAUSED (kpsctl resume to continue)\n");
+  }
   auto rate_text = [](double r) { return r > 0 ? fmt_rate(r) : std::string("unlimited"); };
   double rate = reply->at("rate_per_second").to_number<double>();
   double configured = reply->at("configured_rate_per_second").to_number<double>();
   std::printf("rate       %s", rate_text(rate).c_str());
   if (rate != configured) std::printf(" (throttled; configured %s)", rate_text(configured).c_str());
   std::printf("\n");
+  return exit_ok;
+}
+
+int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
+  if ((id > 0) == !state.empty()) {
+    std::cerr << "kpsctl retry: give a JOB_ID or --state failed|cancelled\n";
+    return exit_cli_usage;
+  }
+  ControlClient client(opt.socket);
+  json::object req{{"op", "retry"}};
+  if (id > 0) req["id"] = id;
+  else req["state"] = state;
+  auto reply = ask(client, req);
+  if (!reply) return exit_failed;
+  if (opt.json_output) {
+    print_json(*reply);
+  } else if (id > 0) {
+    std::cout << "job " << id << ": " << text_of(*reply, "result") << "\n";
+  } else {
+    std::cout << "requeued " << int_of(*reply, "requeued") << ", rechecking "
+              << int_of(*reply, "rechecking") << " pending tasks";
+    if (auto skipped = int_of(*reply, "skipped_key_gone")) {
+      std::cout << "; skipped " << skipped
+                << " replace-form jobs whose key is gone (enqueue them again with their key)";
+    }
+    std::cout << "\n";
+  }
+  return exit_ok;
+}
+
+int cmd_simple(const Options& opt, const json::object& req, const std::string& done) {
+  ControlClient client(opt.socket);
+  auto reply = ask(client, req);
+  if (!reply) return exit_failed;
+  if (opt.json_output) {
+    print_json(*reply);
+  } else {
+    std::cout << done << "\n";
+  }
   return exit_ok;
 }
 
@@ -537,6 +589,19 @@ int run_kpsctl(int argc, char** argv) {
 
   app.add_subcommand("stats", "jobs per state, calls in flight, current rate");
 
+  std::int64_t retry_id = 0;
+  std::string retry_state;
+  auto* retry = app.add_subcommand("retry", "send a failed or cancelled job (or all of them) again");
+  retry->add_option("job_id", retry_id, "job id");
+  retry->add_option("--state", retry_state, "every job in this state")
+      ->check(CLI::IsMember({"failed", "cancelled"}));
+
+  std::int64_t cancel_id = 0;
+  auto* cancel = app.add_subcommand("cancel", "cancel a job that has not ended (no further calls)");
+  cancel->add_option("job_id", cancel_id, "job id")->required();
+  app.add_subcommand("pause", "start no new calls until resume (kept across restarts)");
+  app.add_subcommand("resume", "start calls again after pause");
+
   std::vector<std::int64_t> wait_ids;
   double timeout_s = 0;
   auto* wait = app.add_subcommand(
@@ -562,6 +627,19 @@ int run_kpsctl(int argc, char** argv) {
       return cmd_show(opt, show_id);
     }
     if (app.got_subcommand("stats")) return cmd_stats(opt);
+    if (*retry) return cmd_retry(opt, retry_id, retry_state);
+    if (*cancel) {
+      if (cancel_id <= 0) {
+        std::cerr << "kpsctl cancel: job id must be a positive number\n";
+        return exit_cli_usage;
+      }
+      return cmd_simple(opt, {{"op", "cancel"}, {"id", cancel_id}},
+                        "job " + std::to_string(cancel_id) + " cancelled");
+    }
+    if (app.got_subcommand("pause")) {
+      return cmd_simple(opt, {{"op", "pause"}}, "paused: no new calls until kpsctl resume");
+    }
+    if (app.got_subcommand("resume")) return cmd_simple(opt, {{"op", "resume"}}, "resumed");
     if (*wait) return cmd_wait(opt, wait_ids, timeout_s);
   } catch (const Unreachable& e) {
     std::cerr << "kpsctl: " << e.what() << "\n";

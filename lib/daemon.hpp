@@ -1,7 +1,11 @@
 #pragma once
+#include <string>
+
 #include "config.hpp"
 
 namespace kpsd {
+
+class TokenSource;
 
 // Exit codes (sysexits.h).
 inline constexpr int exit_ok = 0;
@@ -12,7 +16,10 @@ inline constexpr int exit_cant_create = 73;
 inline constexpr int exit_config = 78;
 
 // Runs kpsd until SIGTERM/SIGINT; returns the process exit code. Start-up failures are logged
-// as one line and mapped to an exit code.
-int run_daemon(const Config& config);
+// as one line and mapped to an exit code. `config_path` is re-read on SIGHUP.
+int run_daemon(const Config& config, const std::string& config_path);
+
+// SIGHUP: re-read the log level from the configuration file, and the token file.
+void reload(const std::string& config_path, TokenSource& tokens);
 
 }  // namespace kpsd

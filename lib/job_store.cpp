@@ -119,19 +119,47 @@ struct JobStore::Statements {
                             "error_msg = 'outcome lost: daemon stopped' "
                             "WHERE finished_at IS NULL"),
         find_job(db, std::string("SELECT ") + job_columns + " FROM jobs WHERE id = ?1"),
+        // One statement per filter, so each can walk its own index in id order.
         list_jobs(db, std::string("SELECT ") + job_columns +
-                          " FROM jobs WHERE id > ?1 AND (?2 IS NULL OR state = ?2) "
-                          "AND (?3 IS NULL OR server_id = ?3) ORDER BY id LIMIT ?4"),
+                          " FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?4"),
+        list_jobs_by_state(db, std::string("SELECT ") + job_columns +
+                                   " FROM jobs WHERE state = ?2 AND id > ?1 ORDER BY id LIMIT ?4"),
+        list_jobs_by_server(db, std::string("SELECT ") + job_columns +
+                                    " FROM jobs WHERE server_id = ?3 AND id > ?1 "
+                                    "AND (?2 IS NULL OR state = ?2) ORDER BY id LIMIT ?4"),
         list_attempts(db,
                       "SELECT job_id, n, started_at, finished_at, http_status, task_id, "
                       "delivery_status, error_code, error_msg, request_id, latency_ms "
                       "FROM attempts WHERE job_id = ?1 ORDER BY n"),
-        count_states(db, "SELECT state, count(*) FROM jobs GROUP BY state") {}
+        count_states(db, "SELECT state, n FROM job_counts"),
+        oldest_queued(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued'"),
+        retry_target(db,
+                     "SELECT state, auth_type IS NOT NULL AND NOT EXISTS "
+                     "(SELECT 1 FROM job_secrets s WHERE s.job_id = jobs.id), "
+                     "task_id IS NOT NULL AND coalesce(error_msg, '') LIKE 'task still pending%' "
+                     "FROM jobs WHERE id = ?1"),
+        requeue_job(db,
+                    "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?2, "
+                    "error_code = NULL, error_msg = NULL, updated_at = ?2 WHERE id = ?1"),
+        recheck_job(db,
+                    "UPDATE jobs SET state = 'delivered', next_attempt_at = ?2, delivered_at = ?2, "
+                    "error_code = NULL, error_msg = NULL, updated_at = ?2 WHERE id = ?1"),
+        ids_in_state(db, "SELECT id FROM jobs WHERE state = ?1 ORDER BY id"),
+        cancel_job(db,
+                   "UPDATE jobs SET state = 'cancelled', updated_at = ?2, "
+                   "error_msg = 'cancelled by the operator' WHERE id = ?1 AND state IN "
+                   "('queued','running','retrying','delivered')"),
+        job_exists(db, "SELECT 1 FROM jobs WHERE id = ?1"),
+        get_setting(db, "SELECT value FROM settings WHERE key = ?1"),
+        put_setting(db, "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value") {}
 
   sql::Statement find_active_by_server, insert_job, insert_secret, promote_retries, select_due,
       mark_running, open_attempt, close_attempt, update_after_attempt, delete_secret,
       select_polls, lease_poll, update_after_poll, min_due, requeue_running,
-      close_lost_attempts, find_job, list_jobs, list_attempts, count_states;
+      close_lost_attempts, find_job, list_jobs, list_jobs_by_state, list_jobs_by_server,
+      list_attempts, count_states, oldest_queued, retry_target, requeue_job, recheck_job,
+      ids_in_state, cancel_job, job_exists, get_setting, put_setting;
 };
 
 JobStore::JobStore(const std::string& path) {
@@ -305,7 +333,8 @@ bool JobStore::changed_by_others() {
 
 std::vector<Job> JobStore::list(const ListQuery& q) {
   std::vector<Job> jobs;
-  auto& s = st_->list_jobs;
+  auto& s = q.server_id ? st_->list_jobs_by_server
+                        : q.state ? st_->list_jobs_by_state : st_->list_jobs;
   s.bind(1, q.after_id)
       .bind(2, q.state ? std::optional<std::string>(std::string(to_string(*q.state)))
                        : std::nullopt)
@@ -357,6 +386,106 @@ std::map<JobState, std::int64_t> JobStore::count_by_state() {
   }
   s.reset();
   return counts;
+}
+
+std::optional<std::int64_t> JobStore::oldest_queued_due() {
+  auto& s = st_->oldest_queued;
+  std::optional<std::int64_t> v;
+  if (s.step()) v = s.column_optional_int(0);
+  s.reset();
+  return v;
+}
+
+std::string_view describe(RetryOutcome o) noexcept {
+  switch (o) {
+    case RetryOutcome::requeued: return "queued again";
+    case RetryOutcome::rechecking: return "polling its task again";
+    case RetryOutcome::not_found: return "no such job";
+    case RetryOutcome::not_ended: return "not failed or cancelled: nothing to retry yet";
+    case RetryOutcome::succeeded: return "already succeeded";
+    case RetryOutcome::key_gone:
+      return "replace-form job whose key was deleted when it ended: enqueue it again with its key";
+  }
+  return "unknown";
+}
+
+namespace {
+// Applies a retry to one job inside the caller's transaction.
+RetryOutcome retry_one(sql::Statement& target, sql::Statement& requeue, sql::Statement& recheck,
+                       std::int64_t id, std::int64_t now) {
+  target.bind(1, id);
+  if (!target.step()) {
+    target.reset();
+    return RetryOutcome::not_found;
+  }
+  auto state = parse_job_state(target.column_text(0));
+  bool key_gone = target.column_int(1) != 0;
+  bool task_pending = target.column_int(2) != 0;
+  target.reset();
+  if (state == JobState::succeeded) return RetryOutcome::succeeded;
+  if (state != JobState::failed && state != JobState::cancelled) return RetryOutcome::not_ended;
+  if (task_pending) {
+    recheck.bind(1, id).bind(2, now).run();
+    return RetryOutcome::rechecking;
+  }
+  if (key_gone) return RetryOutcome::key_gone;
+  requeue.bind(1, id).bind(2, now).run();
+  return RetryOutcome::requeued;
+}
+}  // namespace
+
+RetryOutcome JobStore::retry(std::int64_t id, std::int64_t now) {
+  sql::Transaction tx(*db_);
+  RetryOutcome o = retry_one(st_->retry_target, st_->requeue_job, st_->recheck_job, id, now);
+  tx.commit();
+  return o;
+}
+
+std::map<RetryOutcome, std::int64_t> JobStore::retry_all(JobState state, std::int64_t now) {
+  std::map<RetryOutcome, std::int64_t> counts;
+  sql::Transaction tx(*db_);
+  std::vector<std::int64_t> ids;
+  auto& sel = st_->ids_in_state;
+  sel.bind(1, to_string(state));
+  while (sel.step()) ids.push_back(sel.column_int(0));
+  sel.reset();
+  for (std::int64_t id : ids) {
+    ++counts[retry_one(st_->retry_target, st_->requeue_job, st_->recheck_job, id, now)];
+  }
+  tx.commit();
+  return counts;
+}
+
+CancelOutcome JobStore::cancel(std::int64_t id, std::int64_t now) {
+  sql::Transaction tx(*db_);
+  st_->cancel_job.bind(1, id).bind(2, now).run();
+  CancelOutcome o = CancelOutcome::cancelled;
+  if (db_->changes() == 0) {
+    auto& e = st_->job_exists;
+    e.bind(1, id);
+    o = e.step() ? CancelOutcome::already_ended : CancelOutcome::not_found;
+    e.reset();
+  } else {
+    st_->delete_secret.bind(1, id).run();  // a terminal job keeps no key
+  }
+  tx.commit();
+  return o;
+}
+
+bool JobStore::paused() {
+  auto& g = st_->get_setting;
+  g.bind(1, std::string_view("paused"));
+  bool p = g.step() && g.column_text(0) == "true";
+  g.reset();
+  return p;
+}
+
+void JobStore::set_paused(bool paused) {
+  sql::Transaction tx(*db_);
+  st_->put_setting.bind(1, std::string_view("paused"))
+      .bind(2, std::string_view(paused ? "true" : "false"))
+      .run();
+  tx.commit();
 }
 
 }  // namespace kpsd

@@ -73,6 +73,19 @@ struct ListQuery {
   std::int64_t after_id = 0;  // paging: ids greater than this
 };
 
+// What `retry` did to one job.
+enum class RetryOutcome {
+  requeued,    // back to `queued` with its attempts reset
+  rechecking,  // its task was still pending at the poll timeout: polling it again
+  not_found,
+  not_ended,   // only failed or cancelled jobs are retried
+  succeeded,   // nothing to retry
+  key_gone,    // replace form, and its key was deleted when it ended: enqueue it again
+};
+std::string_view describe(RetryOutcome o) noexcept;
+
+enum class CancelOutcome { cancelled, not_found, already_ended };
+
 class JobStore {
  public:
   // Opens (creating 0600 if needed) and migrates. Throws sql::Error / std::runtime_error.
@@ -108,7 +121,16 @@ class JobStore {
   std::vector<Job> list(const ListQuery& q);
   std::optional<Job> find(std::int64_t id);
   std::vector<Attempt> attempts_of(std::int64_t job_id);
-  std::map<JobState, std::int64_t> count_by_state();
+  std::map<JobState, std::int64_t> count_by_state();  // kept by triggers: seven rows
+  std::optional<std::int64_t> oldest_queued_due();     // min next_attempt_at of queued jobs
+
+  RetryOutcome retry(std::int64_t id, std::int64_t now);
+  // Retries every job in `state` (failed or cancelled); returns how many of each outcome.
+  std::map<RetryOutcome, std::int64_t> retry_all(JobState state, std::int64_t now);
+  CancelOutcome cancel(std::int64_t id, std::int64_t now);
+
+  bool paused();
+  void set_paused(bool paused);
 
  private:
   struct Statements;

@@ -14,6 +14,7 @@
 #include "db_worker.hpp"
 #include "job_policy.hpp"
 #include "kps_client.hpp"
+#include "metrics.hpp"
 #include "rate_limiter.hpp"
 
 namespace kpsd {
@@ -43,8 +44,9 @@ void log_exception(std::string_view what, std::exception_ptr e) {
 }  // namespace
 
 struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
-  Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, TokenSource& t)
-      : executor(ex), config(cfg), db(d), client(c), tokens(t), timer(ex),
+  Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, TokenSource& t,
+       Metrics& m)
+      : executor(ex), config(cfg), db(d), client(c), tokens(t), metrics(m), timer(ex),
         limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now()), rng(std::random_device{}()) {
     settings.max_attempts = cfg.queue.max_attempts;
     settings.backoff = Backoff(cfg.queue.backoff_initial, cfg.queue.backoff_max);
@@ -67,6 +69,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     while (!stopping) {
       std::int64_t now = wall_ms();
       std::size_t free = config.queue.concurrency - std::min<std::size_t>(in_flight, config.queue.concurrency);
+      if (paused) {
+        co_await sleep(idle_check);  // resume() wakes it
+        continue;
+      }
       std::size_t tokens_taken = 0;
       while (tokens_taken < free && limiter.try_acquire(RateLimiter::Clock::now())) ++tokens_taken;
 
@@ -139,9 +145,12 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
     std::int64_t now = wall_ms();
     Decision d;
+    metrics.latency["disassociate"].observe(result.latency);
     if (aborted && result.transport != HttpResult::Transport::ok) {
       d = decide_after_cancelled_call(now);
+      ++metrics.calls["cancelled"];
     } else {
+      ++metrics.calls[std::string(to_string(outcome.verdict))];
       if (outcome.verdict == Verdict::reauthenticate) tokens.invalidate();
       if (outcome.verdict == Verdict::throttled) throttled();
       d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
@@ -160,6 +169,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.error_msg = d.error_msg.empty() ? outcome.error_msg : d.error_msg;
     f.counts_attempt = d.counts_attempt;
     f.next_state = d.next;
+    if (d.next == JobState::retrying) ++metrics.retries;
     f.next_attempt_at = d.next_attempt_at;
     log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
                    f.next_attempt_at - now);
@@ -175,6 +185,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
 
   net::awaitable<void> poll(PollWork w) {
     HttpResult result = co_await client.get_task(w.task_id);
+    metrics.latency["task"].observe(result.latency);
     PollOutcome p;
     if (result.transport != HttpResult::Transport::ok) {
       p.kind = PollOutcome::Kind::no_answer;
@@ -212,6 +223,16 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     } else {
       d = decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform());
     }
+    if (p.kind == PollOutcome::Kind::answered) {
+      switch (task_phase(p.task_status)) {
+        case TaskPhase::succeeded: ++metrics.task_polls["succeeded"]; break;
+        case TaskPhase::failed: ++metrics.task_polls["failed"]; break;
+        case TaskPhase::pending: ++metrics.task_polls["pending"]; break;
+      }
+    } else {
+      ++metrics.task_polls[p.kind == PollOutcome::Kind::rejected ? "rejected" : "no_answer"];
+    }
+    if (d.next == JobState::retrying) ++metrics.retries;
     PollFinish f;
     f.job_id = w.job_id;
     f.at = now;
@@ -240,6 +261,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
 
   void throttled() {
     if (limiter.on_throttled(RateLimiter::Clock::now())) {
+      ++metrics.throttled_rate_cuts;
       spdlog::warn("throttled by the API gateway (429): rate lowered to {:.2f}/s", limiter.rate());
     }
   }
@@ -261,6 +283,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     for (int page = 0; page < max_pages && !aborted; ++page) {
       co_await acquire_token();
       HttpResult r = co_await client.get_failed_tasks(page_size, std::int64_t{page} * page_size);
+      metrics.latency["failed_tasks"].observe(r.latency);
       if (r.transport != HttpResult::Transport::ok || r.status != 200) {
         if (r.status == 429) throttled();
         spdlog::debug("failed-tasks lookup for task {}: {}", task_id,
@@ -320,6 +343,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   DbWorker& db;
   KpsClient& client;
   TokenSource& tokens;
+  Metrics& metrics;
   net::steady_timer timer;
   RateLimiter limiter;
   RetrySettings settings;
@@ -327,6 +351,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   std::size_t in_flight = 0;
   bool stopping = false;
   bool aborted = false;
+  bool paused = false;
   bool wake_pending = false;
   std::vector<AttemptFinish> pending_attempts;
   std::vector<PollFinish> pending_polls;
@@ -335,8 +360,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
 };
 
 Scheduler::Scheduler(net::any_io_executor executor, const Config& config, DbWorker& db,
-                     KpsClient& client, TokenSource& tokens)
-    : impl_(std::make_shared<Impl>(executor, config, db, client, tokens)) {}
+                     KpsClient& client, TokenSource& tokens, Metrics& metrics)
+    : impl_(std::make_shared<Impl>(executor, config, db, client, tokens, metrics)) {}
 
 Scheduler::~Scheduler() = default;
 
@@ -356,9 +381,14 @@ void Scheduler::abort() {
   impl_->wake();
 }
 
+void Scheduler::set_paused(bool paused) {
+  impl_->paused = paused;
+  impl_->wake();
+}
+
 Scheduler::Stats Scheduler::stats() const {
   return {static_cast<std::int64_t>(impl_->in_flight), impl_->limiter.rate(),
-          impl_->limiter.configured_rate(), impl_->stopping};
+          impl_->limiter.configured_rate(), impl_->stopping, impl_->paused};
 }
 
 }  // namespace kpsd

@@ -15,11 +15,12 @@ namespace kpsd {
 class DbWorker;
 class KpsClient;
 class TokenSource;
+struct Metrics;
 
 class Scheduler {
  public:
   Scheduler(boost::asio::any_io_executor executor, const Config& config, DbWorker& db,
-            KpsClient& client, TokenSource& tokens);
+            KpsClient& client, TokenSource& tokens, Metrics& metrics);
   ~Scheduler();
 
   // Runs until stop() and until every call in flight has ended and been recorded.
@@ -27,12 +28,14 @@ class Scheduler {
   void wake();  // new work may be due (enqueue, retry ...)
   void stop();   // stop starting calls; in-flight ones finish and are recorded
   void abort();  // (after stop) cancel calls still in flight; their jobs go back to `queued`
+  void set_paused(bool paused);  // paused: no new calls (calls in flight finish)
 
   struct Stats {
     std::int64_t in_flight = 0;
     double rate_per_second = 0;  // current, after throttling; 0 = unlimited
     double configured_rate_per_second = 0;
     bool stopping = false;
+    bool paused = false;
   };
   Stats stats() const;
 

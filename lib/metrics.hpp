@@ -1,0 +1,40 @@
+#pragma once
+// Counters kpsd keeps for Prometheus, and their text exposition format. Updated and read on
+// the network thread only, so plain integers suffice.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "job.hpp"
+
+namespace kpsd {
+
+struct Histogram {
+  // Upper bounds in seconds; the last bucket (+Inf) is implicit.
+  static constexpr std::array<double, 10> bounds{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  std::array<std::uint64_t, bounds.size()> counts{};  // non-cumulative; rendered cumulative
+  std::uint64_t total = 0;
+  double sum = 0;
+  void observe(std::chrono::milliseconds latency);
+};
+
+struct Metrics {
+  std::map<std::string, std::uint64_t> calls;        // by outcome (classifier verdict, "cancelled")
+  std::map<std::string, std::uint64_t> task_polls;   // by outcome (succeeded, failed, pending ...)
+  std::map<std::string, Histogram> latency;          // by operation (disassociate, task, failed_tasks)
+  std::uint64_t retries = 0;                         // jobs sent back to `retrying`
+  std::uint64_t throttled_rate_cuts = 0;             // times a 429 lowered the rate
+
+  struct Gauges {
+    std::map<JobState, std::int64_t> jobs;
+    std::int64_t in_flight = 0;
+    double rate_per_second = 0;  // current; 0 = unlimited
+    double configured_rate_per_second = 0;
+    bool paused = false;
+  };
+  std::string render(const Gauges& gauges) const;  // Prometheus text format 0.0.4
+};
+
+}  // namespace kpsd

@@ -1,0 +1,130 @@
+#include "metrics_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <list>
+
+#include "db_worker.hpp"
+#include "metrics.hpp"
+#include "scheduler.hpp"
+
+namespace kpsd {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+constexpr std::chrono::seconds deadline{10};  // a scraper that stalls longer is dropped
+}  // namespace
+
+struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
+  Impl(net::any_io_executor ex, DbWorker& d, Scheduler& s, const Metrics& m)
+      : executor(ex), acceptor(ex), db(d), scheduler(s), metrics(m) {}
+
+  net::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    while (!stopped) {
+      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+      if (ec) {
+        if (stopped || ec == net::error::operation_aborted) break;
+        continue;
+      }
+      auto it = clients.emplace(clients.end(), std::move(socket));
+      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("metrics client: {}", ex.what());
+        }
+      });
+    }
+  }
+
+  net::awaitable<void> serve(std::list<beast::tcp_stream>::iterator it) {
+    auto self = shared_from_this();
+    beast::tcp_stream& stream = *it;
+    beast::flat_buffer buffer;
+    while (!stopped) {
+      http::request<http::empty_body> req;
+      stream.expires_after(deadline);
+      auto [ec, n] = co_await http::async_read(stream, buffer, req, use_tuple);
+      if (ec) break;
+      http::response<http::string_body> res{http::status::ok, req.version()};
+      res.keep_alive(req.keep_alive());
+      if (req.method() == http::verb::get && (req.target() == "/metrics" || req.target() == "/")) {
+        Metrics::Gauges g;
+        g.jobs = co_await db.call([](JobStore& s) { return s.count_by_state(); });
+        auto st = scheduler.stats();
+        g.in_flight = st.in_flight;
+        g.rate_per_second = st.rate_per_second;
+        g.configured_rate_per_second = st.configured_rate_per_second;
+        g.paused = st.paused;
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = metrics.render(g);
+      } else {
+        res.result(http::status::not_found);
+        res.set(http::field::content_type, "text/plain");
+        res.body() = "kpsd serves /metrics only\n";
+      }
+      res.prepare_payload();
+      stream.expires_after(deadline);
+      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+      if (wec || !res.keep_alive()) break;
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    clients.erase(it);
+  }
+
+  net::any_io_executor executor;
+  tcp::acceptor acceptor;
+  DbWorker& db;
+  Scheduler& scheduler;
+  const Metrics& metrics;
+  std::list<beast::tcp_stream> clients;
+  bool stopped = false;
+};
+
+MetricsServer::MetricsServer(net::any_io_executor executor, const std::string& host,
+                             std::uint16_t port, DbWorker& db, Scheduler& scheduler,
+                             const Metrics& metrics)
+    : impl_(std::make_shared<Impl>(executor, db, scheduler, metrics)) {
+  boost::system::error_code ec;
+  auto address = net::ip::make_address(host, ec);
+  if (ec) throw std::runtime_error("metrics listen address `" + host + "` is not an IP address");
+  tcp::endpoint ep(address, port);
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen for metrics on " + host + ":" + std::to_string(port) +
+                             ": " + ec.message());
+  }
+}
+
+MetricsServer::~MetricsServer() = default;
+
+std::uint16_t MetricsServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+net::awaitable<void> MetricsServer::run() { return impl_->accept_loop(); }
+
+void MetricsServer::stop() {
+  impl_->stopped = true;
+  boost::system::error_code ignored;
+  impl_->acceptor.close(ignored);
+  for (auto& c : impl_->clients) c.socket().close(ignored);
+}
+
+}  // namespace kpsd

@@ -1,0 +1,32 @@
+#pragma once
+// GET /metrics in Prometheus text format, on the address of [metrics] listen, served by the
+// same Beast stack as the KPS client, on the network thread.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace kpsd {
+
+class DbWorker;
+class Scheduler;
+struct Metrics;
+
+class MetricsServer {
+ public:
+  // Binds now; throws std::runtime_error naming the address on failure.
+  MetricsServer(boost::asio::any_io_executor executor, const std::string& host, std::uint16_t port,
+                DbWorker& db, Scheduler& scheduler, const Metrics& metrics);
+  ~MetricsServer();
+  std::uint16_t port() const;
+  boost::asio::awaitable<void> run();
+  void stop();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace kpsd
