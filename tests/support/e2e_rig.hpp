@@ -66,9 +66,9 @@ class Rig {
     }
   }
 
-  void start() {
+  void start(const std::vector<std::string>& extra_env = {}) {
     daemon_ = std::make_unique<Process>(std::vector<std::string>{KPSD_BIN, "--config", config_path_},
-                                        dir_.file("kpsd.out"), log_path());
+                                        dir_.file("kpsd.out"), log_path(), "/dev/null", extra_env);
     // Ready when the control socket answers.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
     while (std::chrono::steady_clock::now() < deadline) {

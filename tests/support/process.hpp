@@ -31,8 +31,10 @@ class Process {
  public:
   // Starts argv[0] (a path) with stdout/stderr appended to the given files and stdin from
   // `stdin_file` (or /dev/null).
+  // `extra_env` entries ("NAME=value") are added to this process's environment.
   Process(const std::vector<std::string>& argv, const std::string& out_file,
-          const std::string& err_file, const std::string& stdin_file = "/dev/null") {
+          const std::string& err_file, const std::string& stdin_file = "/dev/null",
+          const std::vector<std::string>& extra_env = {}) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, stdin_file.c_str(), O_RDONLY, 0);
@@ -41,7 +43,12 @@ class Process {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    int rc = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    std::vector<std::string> env_strings(extra_env);
+    for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+    std::vector<char*> env;
+    for (auto& e : env_strings) env.push_back(e.data());
+    env.push_back(nullptr);
+    int rc = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), env.data());
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
   }

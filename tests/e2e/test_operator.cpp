@@ -1,0 +1,416 @@
+// End to end: what an operator touches — every kpsctl command in both output modes, the
+// control protocol under abuse, metrics, systemd notifications, reload.
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "e2e_rig.hpp"
+#include "raw_client.hpp"
+
+using namespace kpsd;
+using namespace kpsd::test;
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+namespace {
+
+json::object parse(const std::string& text) { return json::parse(text).as_object(); }
+
+std::int64_t id_of(const json::object& enqueue_reply, std::size_t i) {
+  return enqueue_reply.at("jobs").as_array().at(i).at("id").as_int64();
+}
+
+}  // namespace
+
+TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - stdin") {
+  Rig rig({.task_duration = 20ms});
+  rig.start();
+  auto args = rig.ctl({"enqueue", "a-1", "a-2"});
+  CHECK(args.exit_code == 0);
+  CHECK(args.out.find("a-1\tqueued") != std::string::npos);
+  CHECK(args.out.find("enqueued 2 jobs (2 new, 0 already queued)") != std::string::npos);
+
+  std::string key_file = rig.dir().write("id_rsa", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n");
+  std::string pw_file = rig.dir().write("pw", "s3cret-pw\n");
+  std::string ndjson =
+      "# comment lines and blank lines are skipped\n\n"
+      "{\"server_id\": \"n-1\", \"port\": 2222, \"auth\": {\"type\": \"keypair\", \"key_file\": \"" + key_file + "\"}}\n"
+      "{\"server_id\": \"n-2\", \"auth\": {\"type\": \"password\", \"key_file\": \"" + pw_file + "\"}}\n"
+      "n-3\n";
+  auto file = rig.ctl({"--json", "enqueue", "--file", rig.dir().write("jobs.ndjson", ndjson)});
+  REQUIRE_MESSAGE(file.exit_code == 0, file.err);
+  auto reply = parse(file.out);
+  CHECK(reply.at("total").as_int64() == 3);
+  CHECK(reply.at("jobs").as_array().size() == 3);
+  CHECK(file.out.find("s3cret") == std::string::npos);
+
+  auto stdin_run = rig.ctl({"enqueue", "--file", "-"}, rig.dir().write("ids", "s-1\ns-2\n"));
+  CHECK(stdin_run.exit_code == 0);
+  CHECK(stdin_run.out.find("s-2\tqueued") != std::string::npos);
+
+  auto common = rig.ctl({"enqueue", "--auth-type", "password", "--key-file", pw_file, "--port", "22", "c-1"});
+  CHECK(common.exit_code == 0);
+
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  auto show = parse(rig.ctl({"--json", "show", std::to_string(id_of(reply, 0))}).out);
+  CHECK(show.at("job").at("auth_type").as_string() == "keypair");
+  CHECK(show.at("job").at("port").as_int64() == 2222);
+  auto human = rig.ctl({"show", std::to_string(id_of(reply, 1))});
+  CHECK(human.out.find("auth             password (redacted)") != std::string::npos);
+  CHECK(human.out.find("s3cret") == std::string::npos);
+  CHECK(rig.fake().violations().empty());  // the fake checked every body's auth shape
+
+  // Bad input: one clear line, exit 2 (usage) or 1 (a bad file line), nothing sent.
+  auto bad_line = rig.ctl({"enqueue", "--file", rig.dir().write("bad", "ok-1\nnot ok\n")});
+  CHECK(bad_line.exit_code == 1);
+  CHECK(bad_line.err.find(":2: server_id may only hold") != std::string::npos);
+  CHECK(rig.ctl({"enqueue"}).exit_code == 2);
+  CHECK(rig.ctl({"enqueue", "--auth-type", "password", "x"}).exit_code == 2);
+  CHECK(rig.ctl({"enqueue", "--auth-type", "magic", "--key-file", pw_file, "x"}).exit_code == 2);
+  auto missing_key = rig.ctl({"enqueue", "--auth-type", "password", "--key-file", rig.dir().file("nope"), "x"});
+  CHECK(missing_key.exit_code == 1);
+  CHECK(missing_key.err.find("cannot read key file") != std::string::npos);
+}
+
+TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
+  Rig rig({.task_duration = 20ms});
+  rig.fake().set_behavior("bad-1", fake::error_answers(400, -1, "KPS.4016"));
+  rig.start();
+  std::string ids;
+  for (int i = 0; i < 30; ++i) ids += "srv-" + std::to_string(i) + "\n";
+  ids += "bad-1\n";
+  REQUIRE(rig.ctl({"enqueue", "--file", rig.dir().write("ids", ids)}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);
+
+  // Paging: three pages of 10 and a last one of 1, nothing twice, nothing missed.
+  std::set<std::int64_t> seen;
+  std::int64_t after = 0;
+  int pages = 0;
+  for (;;) {
+    auto page = rig.ctl_json({"list", "--limit", "10", "--after", std::to_string(after)});
+    for (const auto& j : page.at("jobs").as_array()) CHECK(seen.insert(j.at("id").as_int64()).second);
+    ++pages;
+    if (!page.contains("next_after_id")) break;
+    after = page.at("next_after_id").as_int64();
+  }
+  CHECK(seen.size() == 31);
+  CHECK(pages == 4);
+  auto failed = rig.ctl_json({"list", "--state", "failed"});
+  REQUIRE(failed.at("jobs").as_array().size() == 1);
+  CHECK(failed.at("jobs").as_array()[0].at("error_code").as_string() == "KPS.4016");
+  auto by_server = rig.ctl_json({"list", "--server", "srv-7"});
+  REQUIRE(by_server.at("jobs").as_array().size() == 1);
+  auto human_list = rig.ctl({"list", "--limit", "5"});
+  CHECK(human_list.out.find("ID       STATE") != std::string::npos);
+  CHECK(human_list.out.find("(more: --after 5)") != std::string::npos);
+
+  auto stats = rig.ctl_json({"stats"});
+  CHECK(stats.at("states").at("succeeded").as_int64() == 30);
+  CHECK(stats.at("states").at("failed").as_int64() == 1);
+  CHECK(stats.at("in_flight").as_int64() == 0);
+  CHECK(stats.at("paused").as_bool() == false);
+  auto human_stats = rig.ctl({"stats"});
+  CHECK(human_stats.out.find("succeeded  30") != std::string::npos);
+  CHECK(human_stats.out.find("rate       unlimited") != std::string::npos);
+
+  std::int64_t bad_id = failed.at("jobs").as_array()[0].at("id").as_int64();
+  auto wait_one = rig.ctl({"--json", "wait", std::to_string(bad_id)});
+  CHECK(wait_one.exit_code == 1);
+  CHECK(parse(wait_one.out).at("all_succeeded").as_bool() == false);
+  auto wait_good = rig.ctl({"wait", "1", "2"});
+  CHECK(wait_good.exit_code == 0);
+  CHECK(wait_good.out.find("succeeded") != std::string::npos);
+
+  auto show = rig.ctl({"show", std::to_string(bad_id)});
+  CHECK(show.out.find("KPS.4016") != std::string::npos);
+  CHECK(show.out.find("attempts:") != std::string::npos);
+  CHECK(rig.ctl({"show", "0"}).exit_code == 2);
+  CHECK(rig.ctl({"show", "4242"}).exit_code == 1);
+}
+
+TEST_CASE("kpsctl retry - cancel - pause - resume") {
+  Rig rig({.task_duration = 20ms});
+  rig.fake().set_behavior("bad-1", fake::error_answers(400, 1, "KPS.4016"));  // fails once
+  rig.fake().set_behavior("bad-2", fake::error_answers(400, 1, "KPS.4016"));
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "bad-1", "bad-2"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);
+
+  auto one = rig.ctl({"retry", "1"});
+  CHECK(one.exit_code == 0);
+  CHECK(one.out == "job 1: queued again\n");
+  auto all = rig.ctl_json({"retry", "--state", "failed"});
+  CHECK(all.at("requeued").as_int64() == 1);  // job 2; job 1 is no longer failed
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  CHECK(rig.fake().calls_for("bad-1") == 2);
+  auto again = rig.ctl({"retry", "1"});
+  CHECK(again.exit_code == 1);
+  CHECK(again.err.find("already succeeded") != std::string::npos);
+  CHECK(rig.ctl({"retry"}).exit_code == 2);
+
+  // Pause: nothing is called; the pause survives a restart; resume lets the job go.
+  auto paused = rig.ctl({"pause"});
+  CHECK(paused.exit_code == 0);
+  REQUIRE(rig.ctl({"enqueue", "later-1"}).exit_code == 0);
+  std::this_thread::sleep_for(300ms);
+  CHECK(rig.fake().calls_for("later-1") == 0);
+  CHECK(rig.ctl_json({"stats"}).at("paused").as_bool());
+  CHECK(rig.ctl({"stats"}).out.find("PAUSED") != std::string::npos);
+  CHECK(rig.stop() == 0);
+  rig.start();
+  std::this_thread::sleep_for(300ms);
+  CHECK(rig.fake().calls_for("later-1") == 0);
+  CHECK(rig.log().find("starting paused") != std::string::npos);
+
+  // Cancel while paused: the job never gets called.
+  auto jobs = rig.ctl_json({"list", "--server", "later-1"});
+  std::int64_t later = jobs.at("jobs").as_array()[0].at("id").as_int64();
+  REQUIRE(rig.ctl({"enqueue", "later-2"}).exit_code == 0);
+  auto cancel = rig.ctl({"--json", "cancel", std::to_string(later)});
+  CHECK(cancel.exit_code == 0);
+  CHECK(parse(cancel.out).at("result").as_string() == "cancelled");
+  auto twice = rig.ctl({"cancel", std::to_string(later)});
+  CHECK(twice.exit_code == 1);
+  CHECK(twice.err.find("has already ended") != std::string::npos);
+  CHECK(rig.ctl({"resume"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);  // one cancelled job
+  CHECK(rig.fake().calls_for("later-1") == 0);
+  CHECK(rig.fake().calls_for("later-2") == 1);
+  // A cancelled job can be retried.
+  CHECK(rig.ctl({"retry", std::to_string(later)}).exit_code == 0);
+  CHECK(rig.ctl({"wait", std::to_string(later), "--timeout", "60"}).exit_code == 0);
+  CHECK(rig.log().find("pause") != std::string::npos);
+  CHECK(std::regex_search(rig.log(), std::regex("control: uid [0-9]+ pid [0-9]+: cancel job")));
+}
+
+TEST_CASE("bad request lines get an error naming the problem and the connection stays usable") {
+  Rig rig;
+  rig.start();
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"hello", "request is not valid JSON"},
+      {"{", "request is not valid JSON"},
+      {"[]", "request must be a JSON object"},
+      {"42", "request must be a JSON object"},
+      {"{}", "op is missing"},
+      {R"({"op":null})", "op must be a string"},
+      {R"({"op":"reboot"})", "unknown op \"reboot\""},
+      {R"({"op":"enqueue"})", "jobs is missing"},
+      {R"({"op":"enqueue","jobs":"a"})", "jobs must be an array"},
+      {R"({"op":"enqueue","jobs":[]})", "jobs is empty"},
+      {R"({"op":"enqueue","jobs":[{"server_id":""}]})", "jobs[0].server_id is empty"},
+      {R"({"op":"enqueue","jobs":[{"server_id":")" + std::string(100, 'x') + R"("}]})",
+       "jobs[0].server_id is longer than 64 characters"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a;rm"}]})", "jobs[0].server_id may only hold"},
+      {R"({"op":"enqueue","jobs":[{"server_id":1}]})", "jobs[0].server_id must be a string"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":70000}]})", "jobs[0].port must be between"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"token","key":"k"}}]})",
+       "jobs[0].auth.type must be"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"password","key":7}}]})",
+       "jobs[0].auth.key must be a string"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"key":"k"}}]})", "jobs[0].auth.type is missing"},
+      {R"({"op":"list","limit":-1})", "limit must be between"},
+      {R"({"op":"list","state":"done"})", "state \"done\" is not a job state"},
+      {R"({"op":"list","after_id":"x"})", "after_id must be an integer"},
+      {R"({"op":"show","id":"1"})", "id must be an integer"},
+      {R"({"op":"show","id":0})", "id must be between"},
+      {R"({"op":"show","id":99})", "no job with id 99"},
+      {R"({"op":"retry"})", "give either id or state"},
+      {R"({"op":"retry","state":"queued"})", "state must be \"failed\" or \"cancelled\""},
+      {R"({"op":"cancel"})", "id is missing"},
+      {R"({"op":"pause","now":true})", "unknown field now"},
+  };
+  UnixClient client(rig.socket_path());
+  for (const auto& [line, expected] : cases) {
+    CAPTURE(line);
+    auto reply = client.request(line);
+    REQUIRE(reply.has_value());
+    auto o = parse(*reply);
+    CHECK(o.at("ok").as_bool() == false);
+    CHECK_MESSAGE(std::string(o.at("error").as_string()).starts_with(expected), *reply);
+    auto ok = client.request(R"({"op":"stats"})");  // the same connection still serves
+    REQUIRE(ok.has_value());
+    CHECK(parse(*ok).at("ok").as_bool());
+  }
+  CHECK(cases.size() >= 20);
+
+  // A line over 1 MiB: an error, then the connection is closed. The daemon lives on.
+  UnixClient big(rig.socket_path());
+  big.send_all(std::string(1024 * 1024 + 10, 'x'));
+  auto reply = big.read_line();
+  REQUIRE(reply.has_value());
+  CHECK(parse(*reply).at("error").as_string() == "request line longer than 1 MiB; closing");
+  CHECK(big.closed_by_server(5s));
+  UnixClient after(rig.socket_path());
+  CHECK(after.request(R"({"op":"stats"})").has_value());
+}
+
+TEST_CASE("100 clients at once and one that never reads do not stall the daemon") {
+  Rig rig;
+  rig.start();
+  std::string ids;
+  for (int i = 0; i < 2000; ++i) ids += "many-" + std::to_string(i) + "\n";
+  REQUIRE(rig.ctl({"enqueue", "--file", rig.dir().write("ids", ids)}).exit_code == 0);
+
+  // The stalled client asks for big replies and never reads them.
+  UnixClient stalled(rig.socket_path());
+  std::string big_request = R"({"op":"list","limit":10000})" "\n";
+  for (int i = 0; i < 50; ++i) {
+    if (!stalled.send_all(big_request)) break;
+  }
+
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  auto started = std::chrono::steady_clock::now();
+  for (int c = 0; c < 100; ++c) {
+    clients.emplace_back([&] {
+      UnixClient client(rig.socket_path());
+      bool all = true;
+      for (int i = 0; i < 5; ++i) {
+        auto r = client.request(R"({"op":"stats"})");
+        all = all && r && r->find("\"ok\":true") != std::string::npos;
+      }
+      if (all) ++answered;
+    });
+  }
+  for (auto& t : clients) t.join();
+  auto took = std::chrono::steady_clock::now() - started;
+  CHECK(answered == 100);
+  MESSAGE("100 clients x 5 requests answered in "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+          << " ms while one client stalled");
+  CHECK(took < 10s);  // far below the stalled client's 10 s write deadline
+  // Still not reading: after the 10 s write deadline the daemon drops the stalled client.
+  std::this_thread::sleep_until(started + 12s);
+  CHECK(stalled.closed_by_server(5s));
+  CHECK(rig.ctl({"stats"}).exit_code == 0);
+}
+
+TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
+  Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
+  rig.fake().set_behavior("m-bad", fake::error_answers(400, -1, "KPS.4016"));
+  rig.fake().set_behavior("m-flaky", fake::error_answers(503, 1));
+  rig.start();
+  std::smatch m;
+  std::string log = rig.log();
+  REQUIRE(std::regex_search(log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
+  auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  auto before = http_get(port, "/metrics");
+  CHECK(before.starts_with("HTTP/1.1 200"));
+  CHECK(before.find("kpsd_jobs{state=\"succeeded\"} 0") != std::string::npos);
+  CHECK(before.find("kpsd_rate_limit_per_second 0") != std::string::npos);
+
+  REQUIRE(rig.ctl({"enqueue", "m-1", "m-2", "m-3", "m-bad", "m-flaky"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);
+  auto after = http_get(port, "/metrics");
+  CHECK(after.find("kpsd_jobs{state=\"succeeded\"} 4") != std::string::npos);
+  CHECK(after.find("kpsd_jobs{state=\"failed\"} 1") != std::string::npos);
+  CHECK(after.find("kpsd_calls_total{outcome=\"delivered\"} 4") != std::string::npos);
+  CHECK(after.find("kpsd_calls_total{outcome=\"permanent\"} 1") != std::string::npos);
+  CHECK(after.find("kpsd_calls_total{outcome=\"retryable\"} 1") != std::string::npos);
+  CHECK(after.find("kpsd_retries_total 1") != std::string::npos);
+  CHECK(after.find("kpsd_task_polls_total{outcome=\"succeeded\"} 4") != std::string::npos);
+  CHECK(after.find("kpsd_http_request_duration_seconds_count{operation=\"disassociate\"} 6") !=
+        std::string::npos);
+  CHECK(after.find("kpsd_http_request_duration_seconds_bucket{operation=\"disassociate\",le=\"+Inf\"} 6") !=
+        std::string::npos);
+  CHECK(http_get(port, "/other").starts_with("HTTP/1.1 404"));
+  CHECK(after.find(token) == std::string::npos);
+}
+
+TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
+  Rig rig;
+  std::string path = rig.dir().file("notify.sock");
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  auto receive = [&](std::chrono::milliseconds timeout) -> std::string {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string{};
+  };
+  rig.start({"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=2000000"});
+  std::string all;
+  for (int i = 0; i < 5 && all.find("WATCHDOG=1") == std::string::npos; ++i) all += receive(5s) + "\n";
+  CHECK(all.find("READY=1") != std::string::npos);
+  CHECK(all.find("STATUS=queued 0, running 0") != std::string::npos);
+  CHECK(all.find("WATCHDOG=1") != std::string::npos);
+  CHECK(rig.stop() == 0);
+  std::string stopping;
+  for (int i = 0; i < 5 && stopping.find("STOPPING=1") == std::string::npos; ++i) stopping += receive(5s);
+  CHECK(stopping.find("STOPPING=1") != std::string::npos);
+  ::close(fd);
+}
+
+TEST_CASE("SIGHUP reloads the log level and the token file") {
+  Rig rig;
+  rig.start();
+  std::string conf = slurp(rig.config_path());
+  conf.replace(conf.find("level = info"), 12, "level = debug");
+  rig.dir().write("kpsd.conf", conf);
+  rig.daemon().signal(SIGHUP);
+  for (int i = 0; i < 200 && rig.log().find("SIGHUP: reloaded") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(rig.log().find("SIGHUP: reloaded log level (debug) and the token file") != std::string::npos);
+  REQUIRE(rig.ctl({"enqueue", "hup-1"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  CHECK(rig.log().find("debug") != std::string::npos);
+
+  // A broken file on SIGHUP is reported and the running configuration kept.
+  rig.dir().write("kpsd.conf", conf + "bogus = 1\n");
+  rig.daemon().signal(SIGHUP);
+  for (int i = 0; i < 200 && rig.log().find("keeping the running configuration") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(rig.log().find("unknown key; keeping the running configuration") != std::string::npos);
+  CHECK(rig.daemon().running());
+}
+
+TEST_CASE("a relative token_file is read from $CREDENTIALS_DIRECTORY") {
+  Rig rig({.config = {{"auth.token_file", "kps-token"}}});
+  rig.dir().write("kps-token", token + "\n");
+  rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
+  REQUIRE(rig.ctl({"enqueue", "cred-1"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  CHECK(rig.fake().violations().empty());
+}
+
+TEST_CASE("the systemd unit passes systemd-analyze verify") {
+  const std::string analyze = "/usr/bin/systemd-analyze";
+  if (::access(analyze.c_str(), X_OK) != 0) {
+    MESSAGE("SKIPPED: systemd-analyze is not installed here");
+    return;
+  }
+  TempDir dir;
+  std::string unit = slurp(KPSD_UNIT_FILE);
+  REQUIRE(unit.find("Type=notify") != std::string::npos);
+  // Verify against the built binary: the installed path does not exist in the build tree.
+  auto at = unit.find("ExecStart=");
+  auto space = unit.find(" --config", at);
+  unit.replace(at, space - at, std::string("ExecStart=") + KPSD_BIN);
+  std::string path = dir.write("kpsd.service", unit);
+  auto r = run_command({analyze, "verify", path}, dir.path().string(), 60s);
+  if (r.err.find("Failed to") != std::string::npos && r.err.find("bus") != std::string::npos) {
+    MESSAGE("SKIPPED: systemd-analyze cannot run in this container: " << r.err);
+    return;
+  }
+  CHECK_MESSAGE(r.exit_code == 0, r.out << r.err);
+  CHECK(r.err.find("kpsd.service") == std::string::npos);  // no warning about the unit
+  for (const char* key : {"StateDirectory=kpsd", "RuntimeDirectory=kpsd", "LoadCredential=kps-token",
+                          "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                          "PrivateDevices=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+                          "SystemCallFilter=@system-service", "UMask=0077", "CapabilityBoundingSet=\n",
+                          "TimeoutStopSec=45s", "WatchdogSec="}) {
+    CHECK_MESSAGE(unit.find(key) != std::string::npos, key);
+  }
+}
