@@ -3,3 +3,4 @@
 // machine this is most of the build time.
 #include <boost/asio/impl/src.hpp>
 #include <boost/beast/src.hpp>
+#include <boost/asio/ssl/impl/src.hpp>

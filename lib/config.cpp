@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <vector>
 #include <sstream>
 
 namespace kpsd {
@@ -89,7 +90,10 @@ class Parser {
         "kps.endpoint",          "kps.project_id",       "kps.ca_file",
         "kps.request_timeout_ms", "kps.poll_tasks",      "kps.poll_initial_delay_ms",
         "kps.poll_interval_ms",  "kps.poll_timeout_ms",  "auth.method",
-        "auth.token_file",       "queue.database",       "queue.concurrency",
+        "auth.token_file",       "auth.iam_endpoint",    "auth.domain",
+        "auth.user",             "auth.password_file",   "auth.project",
+        "auth.ak_file",          "auth.sk_file",
+        "queue.database",        "queue.concurrency",
         "queue.rate_per_second", "queue.max_attempts",   "queue.backoff_initial_ms",
         "queue.backoff_max_ms",  "queue.throttle_backoff_ms", "queue.drain_grace_ms",
         "control.socket",        "metrics.listen",       "control.socket_mode",
@@ -221,12 +225,6 @@ Config parse_config(std::string_view text, std::string_view file_name) {
   if (auto err = parse_endpoint(endpoint, c.kps.endpoint); !err.empty()) {
     p.fail(p.line_of("kps.endpoint"), "kps.endpoint", err);
   }
-  if (c.kps.endpoint.scheme == "https") {
-    // TLS arrives with the production transport; refusing now beats sending tokens in clear
-    // or failing every call later.
-    p.fail(p.line_of("kps.endpoint"), "kps.endpoint",
-           "https is not supported by this build yet; only http:// (test endpoints) works");
-  }
   p.string_value("kps.project_id", c.kps.project_id, true);
   if (c.kps.project_id.size() != 32 || !is_hex(c.kps.project_id)) {
     p.fail(p.line_of("kps.project_id"), "kps.project_id",
@@ -241,13 +239,43 @@ Config parse_config(std::string_view text, std::string_view file_name) {
 
   std::string method = "token";
   p.string_value("auth.method", method);
-  if (method != "token") {
+  const std::map<std::string, std::vector<std::string>> keys_of{
+      {"token", {"auth.token_file"}},
+      {"iam_password",
+       {"auth.iam_endpoint", "auth.domain", "auth.user", "auth.password_file", "auth.project"}},
+      {"aksk", {"auth.ak_file", "auth.sk_file"}}};
+  if (!keys_of.contains(method)) {
     p.fail(p.line_of("auth.method"), "auth.method",
-           "`" + method + "` is not supported by this build (only token)");
+           "`" + method + "` is not one of token, iam_password, aksk");
+  }
+  c.auth.method = method == "token"          ? AuthMethod::token
+                  : method == "iam_password" ? AuthMethod::iam_password
+                                             : AuthMethod::aksk;
+  // A key of another method is a mistake worth stopping for (it would be silently ignored).
+  for (const auto& [other, keys] : keys_of) {
+    if (other == method) continue;
+    for (const auto& key : keys) {
+      if (p.get(key)) p.fail(p.line_of(key), key, "is only used with method = " + other);
+    }
   }
   p.string_value("auth.token_file", c.auth.token_file);
   if (c.auth.token_file.empty()) {
     p.fail(p.line_of("auth.token_file"), "auth.token_file", "must not be empty");
+  }
+  if (c.auth.method == AuthMethod::iam_password) {
+    std::string iam;
+    p.string_value("auth.iam_endpoint", iam, true);
+    if (auto err = parse_endpoint(iam, c.auth.iam_endpoint); !err.empty()) {
+      p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint", err);
+    }
+    p.string_value("auth.domain", c.auth.domain, true);
+    p.string_value("auth.user", c.auth.user, true);
+    p.string_value("auth.password_file", c.auth.password_file, true);
+    p.string_value("auth.project", c.auth.project, true);
+  }
+  if (c.auth.method == AuthMethod::aksk) {
+    p.string_value("auth.ak_file", c.auth.ak_file, true);
+    p.string_value("auth.sk_file", c.auth.sk_file, true);
   }
 
   p.string_value("queue.database", c.queue.database);

@@ -30,11 +30,19 @@ struct KpsConfig {
   milliseconds poll_timeout{1800000};           // task still pending after this = failed; > 0
 };
 
-enum class AuthMethod { token };
+enum class AuthMethod { token, iam_password, aksk };
 
+// Secret files hold one line. A relative path names a systemd credential
+// ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential=).
 struct AuthConfig {
   AuthMethod method = AuthMethod::token;
+  // token
   std::string token_file = "/run/credentials/kpsd.service/kps-token";
+  // iam_password: POST {iam_endpoint}/v3/auth/tokens
+  Endpoint iam_endpoint;
+  std::string domain, user, password_file, project;
+  // aksk
+  std::string ak_file, sk_file;
 };
 
 struct QueueConfig {

@@ -7,16 +7,16 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstdlib>
 
 #include "control_server.hpp"
+#include "credentials.hpp"
+#include "http_client.hpp"
 #include "db_worker.hpp"
 #include "kps_client.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
-#include "token_source.hpp"
 
 namespace kpsd {
 
@@ -41,32 +41,24 @@ auto log_failure(std::string what) {
   };
 }
 
-// A relative token_file names a systemd credential: $CREDENTIALS_DIRECTORY/<name>
-// (LoadCredential=). Returns empty with `error` set when that cannot be resolved.
-std::string resolve_token_path(const std::string& configured, std::string& error) {
-  if (!configured.empty() && configured.front() == '/') return configured;
-  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
-  if (!dir || !*dir) {
-    error = "auth.token_file `" + configured +
-            "` is relative, which names a systemd credential, but $CREDENTIALS_DIRECTORY is not set";
-    return {};
-  }
-  return std::string(dir) + "/" + configured;
-}
-
 }  // namespace
 
 int run_daemon(const Config& config, const std::string& config_path) {
-  std::string error;
-  std::string token_path = resolve_token_path(config.auth.token_file, error);
-  if (token_path.empty()) {
-    spdlog::critical("{}", error);
+  net::io_context io(1);
+  std::unique_ptr<KpsClient> client;
+  std::unique_ptr<Credentials> credentials;
+  try {
+    client = std::make_unique<KpsClient>(io.get_executor(), config.kps);
+    credentials = make_credentials(io.get_executor(), config, client->host_header());
+    client->set_credentials(*credentials);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
     return exit_config;
   }
-  TokenSource tokens(token_path);
-  if (!tokens.current(error)) {
-    spdlog::critical("{}", error);
-    return exit_config;
+  if (config.kps.endpoint.scheme == "http" && !is_loopback_host(config.kps.endpoint.host)) {
+    spdlog::warn("kps.endpoint {} is plain http to another host: credentials and job keys cross "
+                 "the network unencrypted. Use https:// outside tests.",
+                 config.kps.endpoint.text);
   }
 
   std::unique_ptr<DbWorker> db;
@@ -84,10 +76,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
     return exit_cant_create;
   }
 
-  net::io_context io(1);
   Metrics metrics;
-  KpsClient client(io.get_executor(), config.kps, tokens);
-  Scheduler scheduler(io.get_executor(), config, *db, client, tokens, metrics);
+  Scheduler scheduler(io.get_executor(), config, *db, *client, metrics);
   if (start_paused) {
     spdlog::warn("starting paused (kpsctl pause was in effect): no calls until kpsctl resume");
     scheduler.set_paused(true);
@@ -155,7 +145,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          reload(config_path, tokens);
+          reload(config_path, *credentials, *client);
           signals.async_wait(on_signal);
           return;
         }
@@ -209,14 +199,18 @@ int run_daemon(const Config& config, const std::string& config_path) {
   return scheduler_failed ? exit_software : exit_ok;
 }
 
-void reload(const std::string& config_path, TokenSource& tokens) {
-  // Only what can change safely while running: the log level, and the token (re-read from its
-  // file on the next call). Other changes need a restart, and are reported as such.
-  tokens.invalidate();
+void reload(const std::string& config_path, Credentials& credentials, KpsClient& client) {
+  // Only what can change safely while running: the log level, the credential files and the CA
+  // file. Other changes need a restart.
+  std::string error = credentials.reload();
+  if (!error.empty()) spdlog::error("SIGHUP: {}; keeping the credentials in use", error);
   try {
     Config fresh = load_config(config_path);
     spdlog::set_level(spdlog::level::from_str(fresh.log.level));
-    spdlog::info("SIGHUP: reloaded log level ({}) and the token file", fresh.log.level);
+    if (auto ca_error = client.reload_ca(fresh.kps.ca_file); !ca_error.empty()) {
+      spdlog::error("SIGHUP: {}; keeping the CA in use", ca_error);
+    }
+    spdlog::info("SIGHUP: reloaded log level ({}), credentials and CA file", fresh.log.level);
   } catch (const ConfigError& e) {
     spdlog::error("SIGHUP: {}; keeping the running configuration", e.what());
   }

@@ -5,7 +5,8 @@
 
 namespace kpsd {
 
-class TokenSource;
+class Credentials;
+class KpsClient;
 
 // Exit codes (sysexits.h).
 inline constexpr int exit_ok = 0;
@@ -19,7 +20,7 @@ inline constexpr int exit_config = 78;
 // as one line and mapped to an exit code. `config_path` is re-read on SIGHUP.
 int run_daemon(const Config& config, const std::string& config_path);
 
-// SIGHUP: re-read the log level from the configuration file, and the token file.
-void reload(const std::string& config_path, TokenSource& tokens);
+// SIGHUP: re-read the log level and CA file from the configuration file, and the credentials.
+void reload(const std::string& config_path, Credentials& credentials, KpsClient& client);
 
 }  // namespace kpsd

@@ -35,6 +35,7 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
     case Verdict::permanent:
       d.next = JobState::failed;
       return d;
+    case Verdict::blocked:  // nothing was sent: wait like a throttled call, for the operator
     case Verdict::throttled:
       d.counts_attempt = false;
       d.next = JobState::retrying;

@@ -150,12 +150,19 @@ std::string_view to_string(Verdict v) noexcept {
     case Verdict::permanent: return "permanent";
     case Verdict::throttled: return "throttled";
     case Verdict::reauthenticate: return "reauthenticate";
+    case Verdict::blocked: return "blocked";
   }
   return "unknown";
 }
 
 AttemptOutcome classify_disassociate(const HttpResult& r, std::chrono::system_clock::time_point now) {
   AttemptOutcome out;
+  if (r.transport == HttpResult::Transport::tls_failed ||
+      r.transport == HttpResult::Transport::no_credentials) {
+    out.verdict = Verdict::blocked;
+    out.error_msg = r.transport_detail;
+    return out;
+  }
   if (r.transport != HttpResult::Transport::ok) {
     out.verdict = Verdict::retryable;
     switch (r.transport) {

@@ -14,13 +14,16 @@ namespace kpsd {
 
 // What came back from one HTTP exchange. `transport` is set when no complete response arrived.
 struct HttpResult {
-  enum class Transport { ok, connect_failed, timed_out, io_error };
+  // tls_failed: the server's certificate did not verify; no_credentials: kpsd had nothing to
+  // authenticate with (token file unreadable, IAM unreachable). Neither sent the request.
+  enum class Transport { ok, connect_failed, timed_out, io_error, tls_failed, no_credentials };
   Transport transport = Transport::ok;
   std::string transport_detail;  // e.g. "Connection refused"; never holds request data
   unsigned status = 0;
   std::string body;
   std::string request_id;   // X-Request-Id
   std::string retry_after;  // Retry-After, raw
+  Secret subject_token;     // X-Subject-Token (IAM's token answer)
   std::chrono::milliseconds latency{0};
 };
 
@@ -75,6 +78,8 @@ enum class Verdict {
   permanent,       // the request itself is wrong: fail the job now
   throttled,       // 429: wait, slow down, try again; does not use up an attempt
   reauthenticate,  // 401: refresh credentials once, then retry
+  blocked,         // TLS verification failed or no credentials: nothing was sent; wait for the
+                   // operator to fix it, without using up attempts
 };
 std::string_view to_string(Verdict v) noexcept;
 

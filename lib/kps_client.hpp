@@ -1,7 +1,6 @@
 #pragma once
-// HTTP/1.1 client for the KPS API (Boost.Beast, C++20 coroutines). Keeps idle keep-alive
-// connections for reuse, puts a deadline on every step, and returns every failure as a value.
-// Used from one thread (the network thread).
+// The KPS API calls kpsd makes, over an HttpClient, authenticated by Credentials. A 401 tells
+// the credentials (which refresh once); every failure comes back as a value.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -10,16 +9,22 @@
 
 #include "config.hpp"
 #include "kps_api.hpp"
-#include "token_source.hpp"
 
 namespace kpsd {
 
+class Credentials;
+class HttpClient;
+
 class KpsClient {
  public:
-  KpsClient(boost::asio::any_io_executor executor, const KpsConfig& config, TokenSource& tokens);
+  // Throws std::runtime_error when ca_file cannot be loaded.
+  KpsClient(boost::asio::any_io_executor executor, const KpsConfig& config);
   ~KpsClient();
   KpsClient(const KpsClient&) = delete;
   KpsClient& operator=(const KpsClient&) = delete;
+
+  void set_credentials(Credentials& credentials);  // before the first call
+  const std::string& host_header() const;
 
   // POST /v3/{project_id}/keypairs/disassociate with a body from make_disassociate_body.
   boost::asio::awaitable<HttpResult> disassociate(std::string body);
@@ -28,15 +33,17 @@ class KpsClient {
   // GET /v3/{project_id}/failed-tasks?limit=N&offset=M
   boost::asio::awaitable<HttpResult> get_failed_tasks(int limit, std::int64_t offset);
 
-  // Drops idle connections (on stop).
+  std::string reload_ca(const std::string& ca_file);  // SIGHUP; error message or empty
   void close_idle();
   // Aborts every call in flight (they end with a transport error) and refuses new ones:
   // the end of a graceful stop.
   void cancel_all();
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  boost::asio::awaitable<HttpResult> call(std::string method, std::string target, std::string body);
+  std::unique_ptr<HttpClient> http_;
+  Credentials* credentials_ = nullptr;
+  std::string base_path_;
 };
 
 // Percent-encodes everything but RFC 3986 unreserved characters.

@@ -44,9 +44,8 @@ void log_exception(std::string_view what, std::exception_ptr e) {
 }  // namespace
 
 struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
-  Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, TokenSource& t,
-       Metrics& m)
-      : executor(ex), config(cfg), db(d), client(c), tokens(t), metrics(m), timer(ex),
+  Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, Metrics& m)
+      : executor(ex), config(cfg), db(d), client(c), metrics(m), timer(ex),
         limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now()), rng(std::random_device{}()) {
     settings.max_attempts = cfg.queue.max_attempts;
     settings.backoff = Backoff(cfg.queue.backoff_initial, cfg.queue.backoff_max);
@@ -151,7 +150,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       ++metrics.calls["cancelled"];
     } else {
       ++metrics.calls[std::string(to_string(outcome.verdict))];
-      if (outcome.verdict == Verdict::reauthenticate) tokens.invalidate();
       if (outcome.verdict == Verdict::throttled) throttled();
       d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
     }
@@ -199,7 +197,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         p.error_msg = why;
       }
     } else if (result.status == 401 || result.status == 429 || result.status >= 500) {
-      if (result.status == 401) tokens.invalidate();
       if (result.status == 429) throttled();
       p.error_msg = "HTTP " + std::to_string(result.status);
     } else {
@@ -342,7 +339,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   const Config& config;
   DbWorker& db;
   KpsClient& client;
-  TokenSource& tokens;
   Metrics& metrics;
   net::steady_timer timer;
   RateLimiter limiter;
@@ -360,8 +356,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
 };
 
 Scheduler::Scheduler(net::any_io_executor executor, const Config& config, DbWorker& db,
-                     KpsClient& client, TokenSource& tokens, Metrics& metrics)
-    : impl_(std::make_shared<Impl>(executor, config, db, client, tokens, metrics)) {}
+                     KpsClient& client, Metrics& metrics)
+    : impl_(std::make_shared<Impl>(executor, config, db, client, metrics)) {}
 
 Scheduler::~Scheduler() = default;
 

@@ -14,13 +14,12 @@ namespace kpsd {
 
 class DbWorker;
 class KpsClient;
-class TokenSource;
 struct Metrics;
 
 class Scheduler {
  public:
   Scheduler(boost::asio::any_io_executor executor, const Config& config, DbWorker& db,
-            KpsClient& client, TokenSource& tokens, Metrics& metrics);
+            KpsClient& client, Metrics& metrics);
   ~Scheduler();
 
   // Runs until stop() and until every call in flight has ended and been recorded.

@@ -351,7 +351,7 @@ TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
   ::close(fd);
 }
 
-TEST_CASE("SIGHUP reloads the log level and the token file") {
+TEST_CASE("SIGHUP reloads the log level and the credentials") {
   Rig rig;
   rig.start();
   std::string conf = slurp(rig.config_path());
@@ -361,7 +361,8 @@ TEST_CASE("SIGHUP reloads the log level and the token file") {
   for (int i = 0; i < 200 && rig.log().find("SIGHUP: reloaded") == std::string::npos; ++i) {
     std::this_thread::sleep_for(10ms);
   }
-  CHECK(rig.log().find("SIGHUP: reloaded log level (debug) and the token file") != std::string::npos);
+  CHECK(rig.log().find("SIGHUP: reloaded log level (debug), credentials and CA file") !=
+        std::string::npos);
   REQUIRE(rig.ctl({"enqueue", "hup-1"}).exit_code == 0);
   CHECK(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
   CHECK(rig.log().find("debug") != std::string::npos);

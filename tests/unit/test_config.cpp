@@ -97,7 +97,16 @@ TEST_CASE("errors name the file the line and the key") {
        "test.conf:5: control.socket_mode: `0666` gives access to other users"},
       {minimal + "[control]\nsocket_mode = 9\n", "test.conf:5: control.socket_mode: `9` is not a whole number"},
       {minimal + "[log]\nlevel = loud\n", "test.conf:5: log.level: `loud` is not one of"},
-      {minimal + "[auth]\nmethod = magic\n", "test.conf:5: auth.method: `magic` is not supported"},
+      {minimal + "[auth]\nmethod = magic\n",
+       "test.conf:5: auth.method: `magic` is not one of token, iam_password, aksk"},
+      {minimal + "[auth]\nak_file = /x\n", "test.conf:5: auth.ak_file: is only used with method = aksk"},
+      {minimal + "[auth]\nmethod = aksk\nak_file = /x\n", "test.conf: auth.sk_file: required but not set"},
+      {minimal + "[auth]\nmethod = iam_password\niam_endpoint = https://iam.example\ndomain = d\n"
+                 "user = u\npassword_file = /p\n",
+       "test.conf: auth.project: required but not set"},
+      {minimal + "[auth]\nmethod = iam_password\niam_endpoint = iam.example\n",
+       "test.conf:6: auth.iam_endpoint: `iam.example` must start with https://"},
+      {minimal + "[metrics]\nlisten = 9464\n", "test.conf:5: metrics.listen: `9464` must be ADDRESS:PORT"},
       {minimal + "endpoint = http://x\n", "test.conf:4: kps.endpoint: set twice (first on line 2)"},
       {"[kps]\nproject_id = 0123456789abcdef0123456789abcdef\n",
        "test.conf: kps.endpoint: required but not set"},
@@ -107,8 +116,6 @@ TEST_CASE("errors name the file the line and the key") {
        "test.conf:2: kps.endpoint: `http://x:99999` has an invalid port"},
       {"[kps]\nendpoint = http://x/v3\nproject_id = 0123456789abcdef0123456789abcdef\n",
        "test.conf:2: kps.endpoint: `http://x/v3` must be a base URL without a path"},
-      {"[kps]\nendpoint = https://x\nproject_id = 0123456789abcdef0123456789abcdef\n",
-       "test.conf:2: kps.endpoint: https is not supported by this build yet"},
       {"[kps]\nendpoint = http://x\nproject_id = 1234\n",
        "test.conf:3: kps.project_id: `1234` must be 32 hexadecimal characters"},
       {"endpoint = http://x\n", "test.conf:1: endpoint: key outside of a [section]"},
@@ -120,6 +127,40 @@ TEST_CASE("errors name the file the line and the key") {
     std::string err = error_of(c.text);
     CHECK_MESSAGE(err.starts_with(c.expected), err);
   }
+}
+
+TEST_CASE("the shipped example configuration parses with the documented defaults") {
+  Config c = load_config(KPSD_SOURCE_DIR "/conf/kpsd.conf");
+  Config defaults = parse_config(minimal, "minimal.conf");
+  CHECK(c.kps.endpoint.scheme == "https");
+  CHECK(c.kps.request_timeout == defaults.kps.request_timeout);
+  CHECK(c.kps.poll_interval == defaults.kps.poll_interval);
+  CHECK(c.queue.concurrency == defaults.queue.concurrency);
+  CHECK(c.queue.rate_per_second == defaults.queue.rate_per_second);
+  CHECK(c.queue.max_attempts == defaults.queue.max_attempts);
+  CHECK(c.queue.drain_grace == defaults.queue.drain_grace);
+  CHECK(c.queue.throttle_backoff == defaults.queue.throttle_backoff);
+  CHECK(c.control.socket_mode == defaults.control.socket_mode);
+  CHECK(c.auth.token_file == defaults.auth.token_file);
+  CHECK_FALSE(c.metrics.enabled);
+}
+
+TEST_CASE("each auth method reads its own keys") {
+  Config iam = parse_config(minimal + "[auth]\nmethod = iam_password\n"
+                                      "iam_endpoint = https://iam.cn-north-4.myhuaweicloud.com\n"
+                                      "domain = acct\nuser = ops\npassword_file = iam-password\n"
+                                      "project = cn-north-4\n",
+                            "iam.conf");
+  CHECK(iam.auth.method == AuthMethod::iam_password);
+  CHECK(iam.auth.iam_endpoint.host == "iam.cn-north-4.myhuaweicloud.com");
+  CHECK(iam.auth.iam_endpoint.port == 443);
+  CHECK(iam.auth.user == "ops");
+  CHECK(iam.auth.password_file == "iam-password");
+  CHECK(iam.auth.project == "cn-north-4");
+  Config aksk = parse_config(minimal + "[auth]\nmethod = aksk\nak_file = /k/ak\nsk_file = /k/sk\n",
+                             "aksk.conf");
+  CHECK(aksk.auth.method == AuthMethod::aksk);
+  CHECK(aksk.auth.sk_file == "/k/sk");
 }
 
 TEST_CASE("load_config reads a file and says when it cannot") {

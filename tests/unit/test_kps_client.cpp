@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include "credentials.hpp"
 #include "fake_kps.hpp"
 #include "kps_client.hpp"
 #include "temp_dir.hpp"
@@ -20,12 +21,20 @@ const std::string project = "0123456789abcdef0123456789abcdef";
 
 struct Rig {
   explicit Rig(std::chrono::milliseconds timeout = 2000ms, std::string token = "tok-123")
-      : fake(fake::Options{project, "tok-123", 0ms}),
-        tokens(dir.write("token", token + "\n")) {
-    config.project_id = project;
-    REQUIRE(parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()), config.endpoint).empty());
-    config.request_timeout = timeout;
-    client = std::make_unique<KpsClient>(io.get_executor(), config, tokens);
+      : fake(fake::Options{project, "tok-123", 0ms}) {
+    config.kps.project_id = project;
+    REQUIRE(parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()), config.kps.endpoint)
+                .empty());
+    config.kps.request_timeout = timeout;
+    config.auth.token_file = dir.write("token", token + "\n");
+    client = make_client(config);
+  }
+
+  std::unique_ptr<KpsClient> make_client(const Config& c) {
+    auto k = std::make_unique<KpsClient>(io.get_executor(), c.kps);
+    credentials.push_back(make_credentials(io.get_executor(), c, k->host_header()));
+    k->set_credentials(*credentials.back());
+    return k;
   }
 
   // Runs one coroutine to its end; fails the test if it does not end in time.
@@ -44,9 +53,9 @@ struct Rig {
 
   test::TempDir dir;
   fake::FakeKps fake;
-  TokenSource tokens;
-  KpsConfig config;
+  Config config;
   net::io_context io;
+  std::vector<std::unique_ptr<Credentials>> credentials;
   std::unique_ptr<KpsClient> client;
 };
 
@@ -110,11 +119,12 @@ TEST_CASE("a refused connection is reported not thrown") {
   auto port = a.local_endpoint().port();
   a.close();
   Rig rig;
-  rig.config.endpoint.port = port;
-  KpsClient client(rig.io.get_executor(), rig.config, rig.tokens);
-  auto r = rig.run(client.disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
+  rig.config.kps.endpoint.port = port;
+  auto client = rig.make_client(rig.config);
+  auto r = rig.run(client->disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
   CHECK(r.transport == HttpResult::Transport::connect_failed);
   CHECK(r.transport_detail.find("127.0.0.1") != std::string::npos);
+  CHECK(r.latency >= 0ms);
 }
 
 TEST_CASE("a wrong token is answered 401 and seen by the fake") {
@@ -124,13 +134,13 @@ TEST_CASE("a wrong token is answered 401 and seen by the fake") {
   CHECK(rig.fake.violations().size() == 1);
 }
 
-TEST_CASE("a missing token file fails the call without sending anything") {
+TEST_CASE("a token file that disappears fails the call without sending anything") {
   Rig rig;
-  TokenSource missing(rig.dir.file("no-such-token"));
-  KpsClient client(rig.io.get_executor(), rig.config, missing);
-  auto r = rig.run(client.disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
-  CHECK(r.transport != HttpResult::Transport::ok);
-  CHECK(r.transport_detail.find("no-such-token") != std::string::npos);
+  std::filesystem::remove(rig.config.auth.token_file);
+  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
+  CHECK(r.transport == HttpResult::Transport::no_credentials);
+  CHECK(r.transport_detail.find("cannot read token file") != std::string::npos);
+  CHECK(classify_disassociate(r, std::chrono::system_clock::now()).verdict == Verdict::blocked);
   CHECK(rig.fake.requests() == 0);
 }
 

@@ -1,0 +1,175 @@
+#include "aksk_signer.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <stdexcept>
+
+namespace kpsd {
+
+namespace {
+
+std::string to_hex(const unsigned char* data, std::size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    out += digits[data[i] >> 4];
+    out += digits[data[i] & 15];
+  }
+  return out;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string encode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
+    if (pos == std::string_view::npos) break;
+    start = pos + 1;
+  }
+  return parts;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Sorted lower-case (name, trimmed value) pairs.
+std::vector<std::pair<std::string, std::string>> normalized(const SigningRequest& r) {
+  std::vector<std::pair<std::string, std::string>> h;
+  for (const auto& [name, value] : r.headers) h.emplace_back(lower(name), std::string(trim(value)));
+  std::sort(h.begin(), h.end());
+  return h;
+}
+
+std::string signed_header_names(const std::vector<std::pair<std::string, std::string>>& h) {
+  std::string out;
+  for (const auto& [name, value] : h) out += (out.empty() ? "" : ";") + name;
+  return out;
+}
+
+}  // namespace
+
+std::string hex_sha256(std::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return to_hex(digest, sizeof(digest));
+}
+
+std::string hex_hmac_sha256(const Secret& key, std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!HMAC(EVP_sha256(), key.reveal().data(), static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest, &len)) {
+    throw std::runtime_error("HMAC-SHA256 failed");  // OpenSSL broken: an invariant, not input
+  }
+  return to_hex(digest, len);
+}
+
+std::string canonical_request(const SigningRequest& r) {
+  // URI: each segment of the decoded path encoded again, with a trailing slash.
+  std::string uri;
+  auto segments = split(r.path, '/');
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (i) uri += '/';
+    uri += encode(percent_decode(segments[i]));
+  }
+  if (uri.empty() || uri.back() != '/') uri += '/';
+
+  std::string query;
+  if (!r.query.empty()) {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (auto part : split(r.query, '&')) {
+      auto eq = part.find('=');
+      std::string_view k = part.substr(0, eq);
+      std::string_view v = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
+      pairs.emplace_back(encode(percent_decode(k)), encode(percent_decode(v)));
+    }
+    std::sort(pairs.begin(), pairs.end());
+    for (const auto& [k, v] : pairs) query += (query.empty() ? "" : "&") + k + "=" + v;
+  }
+
+  auto headers = normalized(r);
+  std::string canonical_headers;
+  for (const auto& [name, value] : headers) canonical_headers += name + ":" + value + "\n";
+
+  return r.method + "\n" + uri + "\n" + query + "\n" + canonical_headers + "\n" +
+         signed_header_names(headers) + "\n" + hex_sha256(r.body);
+}
+
+std::string string_to_sign(std::string_view canonical, std::string_view date) {
+  return "SDK-HMAC-SHA256\n" + std::string(date) + "\n" + hex_sha256(canonical);
+}
+
+std::string authorization_header(const SigningRequest& r, std::string_view access_key,
+                                 const Secret& secret_key) {
+  std::string date;
+  for (const auto& [name, value] : r.headers) {
+    if (lower(name) == "x-sdk-date") date = std::string(trim(value));
+  }
+  std::string signature = hex_hmac_sha256(secret_key, string_to_sign(canonical_request(r), date));
+  return "SDK-HMAC-SHA256 Access=" + std::string(access_key) +
+         ", SignedHeaders=" + signed_header_names(normalized(r)) + ", Signature=" + signature;
+}
+
+std::string sdk_date(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+}  // namespace kpsd

@@ -1,0 +1,307 @@
+#include "http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <optional>
+#include <set>
+
+namespace kpsd {
+
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+constexpr std::size_t max_response_body = 1024 * 1024;  // KPS answers are a few hundred bytes
+
+// An idle connection older than this is not reused: servers close idle keep-alive connections
+// (typically after 60 s or more), and a request written into one that is closing fails. kpsd
+// does not resend a failed request on its own (that would be a call without its attempt row),
+// so it avoids connections likely to be stale instead.
+constexpr auto max_idle_reuse = std::chrono::seconds(4);
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+struct Connection {
+  std::shared_ptr<ssl::context> context;  // outlives the TLS stream made from it
+  std::optional<beast::tcp_stream> plain;
+  std::optional<TlsStream> tls;
+  beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since;
+
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+HttpResult failure(HttpResult::Transport kind, std::string detail) {
+  HttpResult r;
+  r.transport = kind;
+  r.transport_detail = std::move(detail);
+  return r;
+}
+
+HttpResult::Transport transport_kind(const boost::system::error_code& ec) {
+  if (ec == beast::error::timeout) return HttpResult::Transport::timed_out;
+  return HttpResult::Transport::io_error;
+}
+
+// True when the server has closed (or reset) an idle connection: a non-blocking peek sees EOF
+// or an error instead of "nothing to read yet".
+bool closed_by_peer(Connection& c) {
+  char byte;
+  ssize_t n = ::recv(c.lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+  return true;  // unsolicited bytes on an idle connection: not a state to reuse
+}
+
+std::shared_ptr<ssl::context> make_tls_context(const std::string& ca_file, std::string& error) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  boost::system::error_code ec;
+  ctx->set_default_verify_paths(ec);  // the system trust store ...
+  if (!ca_file.empty()) {
+    ctx->load_verify_file(ca_file, ec);  // ... plus a private CA
+    if (ec) {
+      error = "cannot load CA file " + ca_file + ": " + ec.message();
+      return nullptr;
+    }
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  return ctx;
+}
+
+template <class Stream>
+void set_deadline(Stream& s, std::chrono::milliseconds d) {
+  beast::get_lowest_layer(s).expires_after(d);
+}
+
+}  // namespace
+
+bool is_loopback_host(std::string_view host) {
+  return host == "localhost" || host.starts_with("127.") || host == "::1" || host == "[::1]";
+}
+
+struct HttpClient::Impl {
+  Impl(net::any_io_executor ex, Endpoint ep, const std::string& ca_file,
+       std::chrono::milliseconds t)
+      : executor(ex), endpoint(std::move(ep)), timeout(t), resolver(ex) {
+    host_header = endpoint.host;
+    bool default_port = (endpoint.scheme == "http" && endpoint.port == 80) ||
+                        (endpoint.scheme == "https" && endpoint.port == 443);
+    if (!default_port) host_header += ":" + std::to_string(endpoint.port);
+    if (endpoint.scheme == "https") {
+      std::string error;
+      tls_context = make_tls_context(ca_file, error);
+      if (!tls_context) throw std::runtime_error(error);
+    }
+  }
+
+  // Keeps a connection in `active` while a call uses it, so cancel_all() can reach it.
+  struct ActiveGuard {
+    Impl& impl;
+    Connection* conn;
+    ActiveGuard(Impl& i, Connection* c) : impl(i), conn(c) { impl.active.insert(conn); }
+    ~ActiveGuard() { impl.active.erase(conn); }
+  };
+
+  // A TLS verification failure is logged once per distinct cause, not once per call.
+  void report_tls(const std::string& message) {
+    if (message == last_tls_error) return;
+    last_tls_error = message;
+    spdlog::error("{}; calls wait and retry without using up attempts (fix, then reload)", message);
+  }
+
+  net::awaitable<std::pair<std::unique_ptr<Connection>, HttpResult>> connect() {
+    auto conn = std::make_unique<Connection>();
+    const std::string port = std::to_string(endpoint.port);
+    auto [rec, endpoints] = co_await resolver.async_resolve(endpoint.host, port, use_tuple);
+    if (rec) {
+      co_return std::pair{nullptr, failure(HttpResult::Transport::connect_failed,
+                                           "cannot resolve " + endpoint.host + ": " + rec.message())};
+    }
+    conn->plain.emplace(executor);
+    ActiveGuard guard(*this, conn.get());
+    conn->plain->expires_after(timeout);
+    auto [cec, ep] = co_await conn->plain->async_connect(endpoints, use_tuple);
+    if (cec) {
+      auto kind = cec == beast::error::timeout ? HttpResult::Transport::timed_out
+                                               : HttpResult::Transport::connect_failed;
+      co_return std::pair{nullptr, failure(kind, "connect to " + endpoint.host + ":" + port +
+                                                     ": " + cec.message())};
+    }
+    conn->plain->socket().set_option(tcp::no_delay(true));
+    if (!tls_context) co_return std::pair{std::move(conn), HttpResult{}};
+
+    conn->context = tls_context;
+    conn->tls.emplace(std::move(*conn->plain), *conn->context);
+    conn->plain.reset();
+    SSL* ssl_handle = conn->tls->native_handle();
+    // SNI, and the name (or address) the certificate must carry.
+    boost::system::error_code addr_ec;
+    net::ip::make_address(endpoint.host, addr_ec);
+    if (addr_ec) {
+      SSL_set_tlsext_host_name(ssl_handle, endpoint.host.c_str());
+      SSL_set1_host(ssl_handle, endpoint.host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_handle), endpoint.host.c_str());
+    }
+    set_deadline(*conn->tls, timeout);
+    auto [hec] = co_await conn->tls->async_handshake(ssl::stream_base::client, use_tuple);
+    if (hec) {
+      std::string why = hec.message();
+      long verify = SSL_get_verify_result(ssl_handle);
+      if (verify != X509_V_OK) why = X509_verify_cert_error_string(verify);
+      std::string message = "TLS handshake with " + endpoint.host + ":" + port + " failed: " + why;
+      if (hec == beast::error::timeout) {
+        co_return std::pair{nullptr, failure(HttpResult::Transport::timed_out, message)};
+      }
+      report_tls(message);
+      co_return std::pair{nullptr, failure(HttpResult::Transport::tls_failed, message)};
+    }
+    last_tls_error.clear();
+    co_return std::pair{std::move(conn), HttpResult{}};
+  }
+
+  template <class Stream>
+  net::awaitable<HttpResult> send_on(Stream& stream, Connection& conn,
+                                     const http::request<http::string_body>& req, bool& reusable) {
+    set_deadline(stream, timeout);
+    auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
+    if (wec) co_return failure(transport_kind(wec), "write: " + wec.message());
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(max_response_body);
+    set_deadline(stream, timeout);
+    auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, use_tuple);
+    if (rec) co_return failure(transport_kind(rec), "read: " + rec.message());
+    auto& res = parser.get();
+    HttpResult r;
+    r.status = res.result_int();
+    r.body = std::move(res.body());
+    if (auto it = res.find("X-Request-Id"); it != res.end()) r.request_id = std::string(it->value());
+    if (auto it = res.find(http::field::retry_after); it != res.end()) {
+      r.retry_after = std::string(it->value());
+    }
+    if (auto it = res.find("X-Subject-Token"); it != res.end()) {
+      r.subject_token = Secret(std::string(it->value()));
+    }
+    reusable = res.keep_alive();
+    co_return r;
+  }
+
+  net::awaitable<HttpResult> exchange(const HttpRequest& request) {
+    auto started = std::chrono::steady_clock::now();
+    auto finish = [&](HttpResult r) {
+      r.latency = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - started);
+      return r;
+    };
+    if (cancelled) co_return failure(HttpResult::Transport::io_error, "cancelled: kpsd is stopping");
+
+    http::request<http::string_body> req{http::string_to_verb(request.method), request.target, 11};
+    req.set(http::field::host, host_header);
+    req.set(http::field::user_agent, "kpsd/" KPSD_VERSION);
+    for (const auto& [name, value] : request.headers) req.set(name, value);
+    req.body() = request.body;
+    req.keep_alive(true);
+    req.prepare_payload();
+
+    std::unique_ptr<Connection> conn;
+    auto now = std::chrono::steady_clock::now();
+    std::erase_if(idle, [&](const std::unique_ptr<Connection>& c) {
+      return now - c->idle_since > max_idle_reuse || closed_by_peer(*c);
+    });
+    if (!idle.empty()) {
+      conn = std::move(idle.back());
+      idle.pop_back();
+    } else {
+      auto [fresh, err] = co_await connect();
+      if (!fresh) co_return finish(std::move(err));
+      conn = std::move(fresh);
+    }
+
+    ActiveGuard guard(*this, conn.get());
+    bool reusable = false;
+    // Two statements, not `?:` with a co_await in each branch: GCC 12 mishandles temporaries
+    // of co_await inside conditional expressions.
+    HttpResult r;
+    if (conn->tls) {
+      r = co_await send_on(*conn->tls, *conn, req, reusable);
+    } else {
+      r = co_await send_on(*conn->plain, *conn, req, reusable);
+    }
+    // The request may hold a token or a job's key: do not leave it in freed memory.
+    OPENSSL_cleanse(req.body().data(), req.body().size());
+    if (r.transport == HttpResult::Transport::ok && reusable && !cancelled) {
+      conn->lowest().expires_never();
+      conn->idle_since = std::chrono::steady_clock::now();
+      idle.push_back(std::move(conn));
+    }
+    co_return finish(std::move(r));
+  }
+
+  net::any_io_executor executor;
+  Endpoint endpoint;
+  std::chrono::milliseconds timeout;
+  tcp::resolver resolver;
+  std::string host_header;
+  std::shared_ptr<ssl::context> tls_context;  // null for http://
+  std::vector<std::unique_ptr<Connection>> idle;
+  std::set<Connection*> active;
+  bool cancelled = false;
+  std::string last_tls_error;
+};
+
+HttpClient::HttpClient(net::any_io_executor executor, Endpoint endpoint, std::string ca_file,
+                       std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>(executor, std::move(endpoint), ca_file, timeout)) {}
+
+HttpClient::~HttpClient() = default;
+
+net::awaitable<HttpResult> HttpClient::exchange(const HttpRequest& request) {
+  return impl_->exchange(request);
+}
+
+const std::string& HttpClient::host_header() const { return impl_->host_header; }
+const Endpoint& HttpClient::endpoint() const { return impl_->endpoint; }
+
+std::string HttpClient::reload_ca(const std::string& ca_file) {
+  if (!impl_->tls_context) return {};
+  std::string error;
+  auto ctx = make_tls_context(ca_file, error);
+  if (!ctx) return error;
+  impl_->tls_context = std::move(ctx);
+  impl_->idle.clear();  // new connections verify against the new store
+  impl_->last_tls_error.clear();
+  return {};
+}
+
+void HttpClient::close_idle() { impl_->idle.clear(); }
+
+void HttpClient::cancel_all() {
+  impl_->cancelled = true;
+  impl_->idle.clear();
+  impl_->resolver.cancel();
+  for (Connection* c : impl_->active) {
+    boost::system::error_code ignored;
+    c->lowest().socket().cancel(ignored);
+    c->lowest().socket().close(ignored);
+  }
+}
+
+}  // namespace kpsd
