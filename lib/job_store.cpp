@@ -247,7 +247,23 @@ std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::si
   return work;
 }
 
+int JobStore::delete_secret(std::int64_t job_id) {
+  st_->delete_secret.bind(1, job_id).run();
+  return db_->changes();
+}
+
+void JobStore::scrub_wal() {
+  // The WAL still holds the frames that wrote the secret in; a TRUNCATE checkpoint copies the
+  // scrubbed pages (secure_delete zeroed the row) into the database and empties the WAL file.
+  // Best effort: a reader holding an old snapshot (an open sqlite3 shell) can make it partial.
+  try {
+    db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch (const sql::Error&) {
+  }
+}
+
 void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
+  int deleted = 0;
   sql::Transaction tx(*db_);
   for (const AttemptFinish& f : finished) {
     st_->close_attempt.bind(1, f.job_id)
@@ -271,9 +287,10 @@ void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
         .bind(8, non_empty(f.error_msg))
         .bind(9, f.finished_at)
         .run();
-    if (is_terminal(f.next_state)) st_->delete_secret.bind(1, f.job_id).run();
+    if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
   }
   tx.commit();
+  if (deleted) scrub_wal();
 }
 
 std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t lease_until,
@@ -293,6 +310,7 @@ std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t le
 }
 
 void JobStore::finish_polls(std::span<const PollFinish> finished) {
+  int deleted = 0;
   sql::Transaction tx(*db_);
   for (const PollFinish& f : finished) {
     st_->update_after_poll.bind(1, f.job_id)
@@ -305,9 +323,10 @@ void JobStore::finish_polls(std::span<const PollFinish> finished) {
         .bind(8, f.task_error_code)
         .bind(9, f.task_error_msg)
         .run();
-    if (is_terminal(f.next_state)) st_->delete_secret.bind(1, f.job_id).run();
+    if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
   }
   tx.commit();
+  if (deleted) scrub_wal();
 }
 
 std::optional<std::int64_t> JobStore::next_due_at() {
@@ -465,10 +484,11 @@ CancelOutcome JobStore::cancel(std::int64_t id, std::int64_t now) {
     e.bind(1, id);
     o = e.step() ? CancelOutcome::already_ended : CancelOutcome::not_found;
     e.reset();
-  } else {
-    st_->delete_secret.bind(1, id).run();  // a terminal job keeps no key
   }
+  int deleted = 0;
+  if (o == CancelOutcome::cancelled) deleted = delete_secret(id);  // a terminal job keeps no key
   tx.commit();
+  if (deleted) scrub_wal();
   return o;
 }
 

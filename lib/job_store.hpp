@@ -133,6 +133,8 @@ class JobStore {
   void set_paused(bool paused);
 
  private:
+  int delete_secret(std::int64_t job_id);  // rows deleted
+  void scrub_wal();
   struct Statements;
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<Statements> st_;

@@ -1,6 +1,7 @@
 #include "kps_client.hpp"
 
 #include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 
 #include "credentials.hpp"
 #include "http_client.hpp"
@@ -50,7 +51,13 @@ net::awaitable<HttpResult> KpsClient::call(std::string method, std::string targe
   if (!error.empty()) {
     r.transport = HttpResult::Transport::no_credentials;
     r.transport_detail = error;
+    if (error != last_credentials_error_) {  // once per cause, not once per call
+      spdlog::error("cannot authenticate: {}; calls wait and retry without using up attempts",
+                    error);
+      last_credentials_error_ = error;
+    }
   } else {
+    last_credentials_error_.clear();
     r = co_await http_->exchange(req);
     if (r.transport == HttpResult::Transport::ok && r.status == 401) {
       credentials_->rejected(generation);

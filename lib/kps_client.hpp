@@ -44,6 +44,7 @@ class KpsClient {
   std::unique_ptr<HttpClient> http_;
   Credentials* credentials_ = nullptr;
   std::string base_path_;
+  std::string last_credentials_error_;
 };
 
 // Percent-encodes everything but RFC 3986 unreserved characters.

@@ -169,8 +169,13 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.next_state = d.next;
     if (d.next == JobState::retrying) ++metrics.retries;
     f.next_attempt_at = d.next_attempt_at;
-    log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
-                   f.next_attempt_at - now);
+    if (outcome.verdict == Verdict::blocked && !aborted) {
+      // The cause (TLS, credentials) is reported once where it happens, not once per job.
+      spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, f.error_msg);
+    } else {
+      log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
+                     f.next_attempt_at - now);
+    }
     --in_flight;
     pending_attempts.push_back(std::move(f));
     if (!flushing_attempts) {

@@ -8,8 +8,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
+
+#include <ctime>
+
+#include "aksk_signer.hpp"
 
 #include <mutex>
 #include <set>
@@ -41,7 +47,13 @@ std::string default_code(int status) {
 // Coroutines hold a plain `this`: FakeKps joins the thread before Impl goes, and Impl's
 // io_context destroys any suspended frame when it goes.
 struct FakeKps::Impl {
-  explicit Impl(Options o) : options(std::move(o)), acceptor(io) {
+  explicit Impl(Options o)
+      : options(std::move(o)), acceptor(io), tls(net::ssl::context::tls_server) {
+    if (!options.tls_cert_file.empty()) {
+      tls.use_certificate_chain_file(options.tls_cert_file);
+      tls.use_private_key_file(options.tls_key_file, net::ssl::context::pem);
+      use_tls = true;
+    }
     tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
     acceptor.open(ep.protocol());
     acceptor.set_option(net::socket_base::reuse_address(true));
@@ -79,6 +91,136 @@ struct FakeKps::Impl {
   void violation(std::string what) {
     std::lock_guard lock(mutex);
     violations.push_back(std::move(what));
+  }
+
+  // Empty when the request is authenticated; "expired" for an issued token past its lifetime;
+  // anything else is a protocol violation (recorded).
+  std::string check_auth(const http::request<http::string_body>& req) {
+    std::string target(req.target());
+    if (!options.ak.empty()) {
+      std::string why = check_signature(req);
+      if (!why.empty()) violation("bad AK/SK signature on " + target + ": " + why);
+      return why;
+    }
+    std::string token(req["X-Auth-Token"]);
+    if (options.iam) {
+      std::lock_guard lock(mutex);
+      auto it = issued.find(token);
+      if (it == issued.end()) {
+        violations.push_back("unknown IAM token on " + target);
+        return "unknown";
+      }
+      if (std::chrono::steady_clock::now() >= it->second) {
+        ++expired_rejections;
+        return "expired";
+      }
+      return {};
+    }
+    if (token != options.token) {
+      violation("wrong or missing X-Auth-Token on " + target);
+      return "wrong";
+    }
+    return {};
+  }
+
+  // Recomputes the SDK-HMAC-SHA256 signature from what arrived.
+  std::string check_signature(const http::request<http::string_body>& req) {
+    std::string auth(req[http::field::authorization]);
+    const std::string scheme = "SDK-HMAC-SHA256 ";
+    if (!auth.starts_with(scheme)) return "no SDK-HMAC-SHA256 Authorization header";
+    std::map<std::string, std::string> parts;
+    std::string rest = auth.substr(scheme.size());
+    for (std::size_t pos = 0; pos < rest.size();) {
+      auto comma = rest.find(", ", pos);
+      std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      pos = comma == std::string::npos ? rest.size() : comma + 2;
+      auto eq = item.find('=');
+      if (eq != std::string::npos) parts[item.substr(0, eq)] = item.substr(eq + 1);
+    }
+    if (parts["Access"] != options.ak) return "unknown access key";
+    if (req["X-Project-Id"] != options.project_id) return "X-Project-Id missing or wrong";
+    std::string date(req["X-Sdk-Date"]);
+    std::tm tm{};
+    if (date.size() != 16 || !strptime(date.c_str(), "%Y%m%dT%H%M%SZ", &tm)) return "bad X-Sdk-Date";
+    auto skew = std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(timegm(&tm));
+    if (skew > std::chrono::minutes(15) || skew < -std::chrono::minutes(15)) return "clock skew over 15 minutes";
+    SigningRequest s;
+    s.method = std::string(req.method_string());
+    std::string target(req.target());
+    auto q = target.find('?');
+    s.path = target.substr(0, q);
+    s.query = q == std::string::npos ? "" : target.substr(q + 1);
+    std::set<std::string> names;
+    std::string signed_names = parts["SignedHeaders"];
+    for (std::size_t pos = 0; pos <= signed_names.size();) {
+      auto semi = signed_names.find(';', pos);
+      std::string name = signed_names.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+      pos = semi == std::string::npos ? signed_names.size() + 1 : semi + 1;
+      if (name.empty()) continue;
+      names.insert(name);
+      s.headers.emplace_back(name, std::string(req[name]));
+    }
+    for (const char* required : {"host", "x-sdk-date", "x-project-id"}) {
+      if (!names.contains(required)) return std::string(required) + " is not signed";
+    }
+    if (req.method() == http::verb::post && !names.contains("content-type")) return "content-type is not signed";
+    s.body = req.body();
+    std::string expected = authorization_header(s, options.ak, Secret(options.sk));
+    {
+      std::lock_guard lock(mutex);
+      ++signatures;
+    }
+    if (expected != auth) return "signature does not match";
+    return {};
+  }
+
+  Response issue_token(const http::request<http::string_body>& req) {
+    unsigned v = req.version();
+    bool ka = req.keep_alive();
+    boost::system::error_code ec;
+    json::value body = json::parse(req.body(), ec);
+    auto at = [&](std::initializer_list<std::string_view> path) -> std::string {
+      const json::value* cur = &body;
+      for (auto key : path) {
+        if (!cur->is_object() || !cur->as_object().contains(key)) return {};
+        cur = &cur->as_object().at(key);
+      }
+      return cur->is_string() ? std::string(cur->as_string()) : std::string{};
+    };
+    const IamOptions& iam = *options.iam;
+    bool methods_ok = false;
+    if (!ec && body.is_object()) {
+      if (auto* m = body.as_object().if_contains("auth")) {
+        if (m->is_object() && m->as_object().contains("identity")) {
+          const json::value& id = m->as_object().at("identity");
+          methods_ok = id.is_object() && id.as_object().contains("methods") &&
+                       json::serialize(id.as_object().at("methods")) == "[\"password\"]";
+        }
+      }
+    }
+    if (ec || !methods_ok || at({"auth", "identity", "password", "user", "name"}) != iam.user ||
+        at({"auth", "identity", "password", "user", "password"}) != iam.password ||
+        at({"auth", "identity", "password", "user", "domain", "name"}) != iam.domain ||
+        at({"auth", "scope", "project", "name"}) != iam.project) {
+      violation("IAM token request with a wrong body or password");
+      return error(401, "IAM.0001", "The username or password is wrong", v, ka);
+    }
+    std::string token;
+    {
+      std::lock_guard lock(mutex);
+      token = "fake-iam-token-" + std::to_string(++tokens_issued);
+      issued[token] = std::chrono::steady_clock::now() + iam.token_lifetime;
+    }
+    std::time_t expires = std::time(nullptr) + 24 * 3600;
+    std::tm tm{};
+    gmtime_r(&expires, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
+    Response res = reply(201, json::object{{"token", json::object{{"expires_at", buf},
+                                                                   {"methods", json::array{"password"}}}}},
+                         v, ka);
+    res.set("X-Subject-Token", token);
+    return res;
   }
 
   static std::string refuse(std::string& why, std::string reason) {
@@ -144,6 +286,9 @@ struct FakeKps::Impl {
       res.prepare_payload();
       co_return res;
     }
+    if (options.iam && req.method() == http::verb::post && target == "/v3/auth/tokens") {
+      co_return issue_token(req);
+    }
     if (v != 11) violation("HTTP version is not 1.1");
     if (req[http::field::host].empty()) violation("no Host header");
     std::string prefix = "/v3/" + options.project_id + "/";
@@ -151,9 +296,11 @@ struct FakeKps::Impl {
       violation("unknown path " + target);
       co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
     }
-    if (req["X-Auth-Token"] != options.token) {
-      violation("wrong or missing X-Auth-Token on " + target);
-      co_return error(401, "APIGW.0301", "Incorrect IAM authentication information", v, ka);
+    if (auto refusal = check_auth(req); !refusal.empty()) {
+      co_return error(401, refusal == "expired" ? "APIGW.0307" : "APIGW.0301",
+                      refusal == "expired" ? "The token must be updated"
+                                           : "Incorrect IAM authentication information",
+                      v, ka);
     }
     std::string rest = target.substr(prefix.size());
 
@@ -288,24 +435,42 @@ struct FakeKps::Impl {
     co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
   }
 
-  net::awaitable<void> session(tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer;
+  template <class Stream>
+  net::awaitable<void> serve(Stream& stream, beast::flat_buffer& buffer) {
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(4 * 1024 * 1024);
-      stream.expires_after(std::chrono::seconds(30));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
       if (ec) break;
       auto req = parser.release();
       std::optional<Response> res = co_await handle(req);
       if (!res) break;  // a dropped connection: no answer at all
-      stream.expires_after(std::chrono::seconds(30));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
       auto [wec, wn] = co_await http::async_write(stream, *res, use_tuple);
       if (wec || !res->keep_alive()) break;
     }
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  }
+
+  net::awaitable<void> session(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    if (!use_tls) {
+      beast::tcp_stream stream(std::move(socket));
+      co_await serve(stream, buffer);
+      boost::system::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), tls);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::server, use_tuple);
+    if (hec) {
+      std::lock_guard lock(mutex);
+      ++tls_handshake_failures;  // the client refused our certificate: no request arrived
+      co_return;
+    }
+    co_await serve(stream, buffer);
+    beast::get_lowest_layer(stream).socket().close();
   }
 
   net::awaitable<void> accept_loop() {
@@ -332,6 +497,8 @@ struct FakeKps::Impl {
   Options options;
   net::io_context io;
   tcp::acceptor acceptor;
+  net::ssl::context tls;
+  bool use_tls = false;
   std::uint16_t port = 0;
   std::thread thread;
 
@@ -343,6 +510,9 @@ struct FakeKps::Impl {
   std::vector<FailedTask> failed;
   std::set<std::string> failed_listed;
   std::int64_t failed_task_lookups = 0;
+  std::map<std::string, std::chrono::steady_clock::time_point> issued;  // IAM token → dies at
+  std::int64_t tokens_issued = 0, expired_rejections = 0, signatures = 0;
+  std::int64_t tls_handshake_failures = 0;
   std::vector<std::string> violations;
   std::int64_t requests = 0, disassociate_calls = 0, task_polls = 0, task_counter = 0;
   std::atomic<std::int64_t> request_counter{0};
@@ -375,6 +545,21 @@ std::int64_t FakeKps::accepted_for(const std::string& server_id) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->accepted.find(server_id);
   return it == impl_->accepted.end() ? 0 : it->second;
+}
+
+std::int64_t FakeKps::iam_tokens_issued() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->tokens_issued;
+}
+
+std::int64_t FakeKps::expired_token_rejections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->expired_rejections;
+}
+
+std::int64_t FakeKps::signatures_checked() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->signatures;
 }
 
 std::int64_t FakeKps::failed_task_lookups() const {

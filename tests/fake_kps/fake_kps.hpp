@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,11 +65,22 @@ inline Behavior failed_tasks(int times) {
   return b;
 }
 
+// The fake IAM (POST /v3/auth/tokens on the same server).
+struct IamOptions {
+  std::string domain, user, password, project;
+  // How long an issued token really works. The answer's expires_at always says 24 h, as
+  // IAM's does: a token can die early (password or permission change), which kpsd sees as 401.
+  std::chrono::milliseconds token_lifetime{std::chrono::hours(24)};
+};
+
 struct Options {
   std::string project_id;
-  std::string token;
+  std::string token;  // the accepted X-Auth-Token (method token)
   std::chrono::milliseconds task_duration{0};  // a task is RUNNING_UNBIND this long, then SUCCESS
   std::chrono::milliseconds call_delay{0};     // every disassociate call takes at least this
+  std::string tls_cert_file{}, tls_key_file{};  // set both to serve https
+  std::optional<IamOptions> iam{};      // accept tokens issued by the fake IAM instead of `token`
+  std::string ak{}, sk{};               // set both to require AK/SK signatures instead
 };
 
 class FakeKps {
@@ -84,6 +96,9 @@ class FakeKps {
   std::int64_t calls_for(const std::string& server_id) const;  // disassociate calls
   std::int64_t accepted_for(const std::string& server_id) const;  // 202s that created a task
   std::int64_t failed_task_lookups() const;  // GET failed-tasks
+  std::int64_t iam_tokens_issued() const;
+  std::int64_t expired_token_rejections() const;  // 401s for issued tokens past their lifetime
+  std::int64_t signatures_checked() const;
   std::map<std::string, std::int64_t> calls() const;
   std::int64_t disassociate_calls() const;
   std::int64_t task_polls() const;

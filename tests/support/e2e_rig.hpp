@@ -23,15 +23,31 @@ struct RigOptions {
   std::chrono::milliseconds task_duration{0};  // fake: how long a task runs
   std::chrono::milliseconds call_delay{0};     // fake: every disassociate call takes this long
   std::map<std::string, std::string> config{};  // "section.key" → value, over the defaults
+  std::string tls_cert{}, tls_key{};          // fake serves https with these
+  std::string endpoint_host{"127.0.0.1"};     // the host name kpsd is told to use
+  std::optional<fake::IamOptions> iam{};      // fake accepts only its IAM's tokens
+  std::string ak{}, sk{};                     // fake requires AK/SK signatures
 };
+
+inline fake::Options fake_options(const RigOptions& o) {
+  fake::Options f{project, token, o.task_duration, o.call_delay};
+  f.tls_cert_file = o.tls_cert;
+  f.tls_key_file = o.tls_key;
+  f.iam = o.iam;
+  f.ak = o.ak;
+  f.sk = o.sk;
+  return f;
+}
 
 class Rig {
  public:
   explicit Rig(RigOptions options = {})
-      : fake_(fake::Options{project, token, options.task_duration, options.call_delay}) {
+      : fake_(fake_options(options)) {
     dir_.write("token", token + "\n");
+    std::string scheme = options.tls_cert.empty() ? "http" : "https";
     std::map<std::string, std::string> cfg{
-        {"kps.endpoint", "http://127.0.0.1:" + std::to_string(fake_.port())},
+        {"kps.endpoint",
+         scheme + "://" + options.endpoint_host + ":" + std::to_string(fake_.port())},
         {"kps.project_id", project},
         {"kps.request_timeout_ms", "2000"},
         {"kps.poll_initial_delay_ms", "20"},
@@ -49,7 +65,14 @@ class Rig {
         {"control.socket", socket_path()},
         {"log.level", "info"},
     };
-    for (const auto& [k, v] : options.config) cfg[k] = v;
+    // "{fake}" in a value stands for the fake's 127.0.0.1:PORT (e.g. for auth.iam_endpoint).
+    for (auto [k, v] : options.config) {
+      if (auto at = v.find("{fake}"); at != std::string::npos) {
+        v.replace(at, 6, "127.0.0.1:" + std::to_string(fake_.port()));
+      }
+      cfg[k] = v;
+    }
+    if (cfg.contains("auth.method")) cfg.erase("auth.token_file");
     std::string text, section;
     for (const auto& [key, value] : cfg) {  // std::map: keys of one section are adjacent
       std::string s = key.substr(0, key.find('.'));

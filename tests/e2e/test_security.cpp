@@ -1,0 +1,212 @@
+// End to end: HTTPS verification, the three auth methods, and that no secret leaks anywhere.
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "e2e_rig.hpp"
+#include "tls_certs.hpp"
+
+using namespace kpsd;
+using namespace kpsd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::size_t count_of(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
+void wait_for_log(Rig& rig, const std::string& text, std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (rig.log().find(text) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+std::int64_t terminal_jobs(Rig& rig) {
+  auto st = rig.ctl_json({"stats"}).at("states").as_object();
+  return st.at("succeeded").as_int64() + st.at("failed").as_int64() + st.at("cancelled").as_int64();
+}
+
+}  // namespace
+
+TEST_CASE("https with the right CA: every job succeeds") {
+  TempDir certs;
+  auto good = make_certs(certs, "good-", "DNS:localhost,IP:127.0.0.1");
+  Rig rig({.task_duration = 20ms, .config = {{"kps.ca_file", good.ca}},
+           .tls_cert = good.leaf, .tls_key = good.leaf_key, .endpoint_host = "localhost"});
+  rig.start();
+  std::vector<std::string> args{"enqueue"};
+  for (int i = 0; i < 20; ++i) args.push_back("tls-" + std::to_string(i));
+  REQUIRE(rig.ctl(args).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  CHECK(rig.fake().disassociate_calls() == 20);
+  CHECK(rig.fake().violations().empty());
+  CHECK(rig.log().find("plain http") == std::string::npos);
+}
+
+TEST_CASE("https with the wrong CA: nothing is sent - the cause is named once - jobs wait - a fixed CA and SIGHUP let them through") {
+  TempDir certs;
+  auto server = make_certs(certs, "server-", "DNS:localhost,IP:127.0.0.1", "the real CA");
+  auto other = make_certs(certs, "other-", "DNS:localhost", "some other CA");
+  std::string ca_file = certs.file("trusted-ca.pem");
+  std::filesystem::copy_file(other.ca, ca_file);
+  Rig rig({.task_duration = 20ms, .config = {{"kps.ca_file", ca_file}},
+           .tls_cert = server.leaf, .tls_key = server.leaf_key, .endpoint_host = "localhost"});
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "w-1", "w-2", "w-3", "w-4", "w-5"}).exit_code == 0);
+  wait_for_log(rig, "TLS handshake with localhost");
+  std::this_thread::sleep_for(1s);  // several retry rounds
+  std::string log = rig.log();
+  CHECK(rig.fake().requests() == 0);  // no request ever reached the server
+  CHECK(log.find("TLS handshake with localhost:" + std::to_string(rig.fake().port()) +
+                 " failed: unable to get local issuer certificate") != std::string::npos);
+  CHECK(count_of(log, "TLS handshake with") == 1);  // reported once, not per call
+  CHECK(terminal_jobs(rig) == 0);
+  auto jobs = rig.ctl_json({"list"}).at("jobs").as_array();
+  for (const auto& j : jobs) CHECK(j.at("attempts").as_int64() == 0);  // no attempt burnt
+
+  std::filesystem::copy_file(server.ca, ca_file, std::filesystem::copy_options::overwrite_existing);
+  rig.daemon().signal(SIGHUP);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  CHECK(rig.fake().disassociate_calls() == 5);
+  CHECK(rig.fake().violations().empty());
+}
+
+TEST_CASE("https to a host name the certificate does not carry is refused") {
+  TempDir certs;
+  auto wrong = make_certs(certs, "wrong-", "DNS:other.test");
+  Rig rig({.config = {{"kps.ca_file", wrong.ca}}, .tls_cert = wrong.leaf, .tls_key = wrong.leaf_key,
+           .endpoint_host = "localhost"});
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "h-1"}).exit_code == 0);
+  wait_for_log(rig, "TLS handshake with localhost");
+  std::this_thread::sleep_for(500ms);
+  CHECK(rig.log().find("failed: hostname mismatch") != std::string::npos);
+  CHECK(rig.fake().requests() == 0);
+  CHECK(terminal_jobs(rig) == 0);
+}
+
+TEST_CASE("plain http to another host is allowed with a warning") {
+  Rig rig({.config = {{"kps.endpoint", "http://kms.invalid:80"}}});
+  rig.start();
+  CHECK(rig.log().find("is plain http to another host") != std::string::npos);
+  Rig local;
+  local.start();
+  CHECK(local.log().find("plain http") == std::string::npos);  // loopback: no warning
+}
+
+TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothing fails") {
+  fake::IamOptions iam{"acct", "ops", "pw-123", "cn-north-4", 400ms};
+  Rig rig({.task_duration = 20ms, .call_delay = 25ms,
+           .config = {{"auth.method", "iam_password"},
+                      {"auth.iam_endpoint", "http://{fake}"},
+                      {"auth.domain", "acct"},
+                      {"auth.user", "ops"},
+                      {"auth.password_file", "iam-password"},
+                      {"auth.project", "cn-north-4"},
+                      {"queue.concurrency", "8"}},
+           .iam = iam});
+  rig.dir().write("iam-password", "pw-123\n");
+  rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
+  std::string ids;
+  for (int i = 0; i < 200; ++i) ids += "iam-" + std::to_string(i) + "\n";
+  REQUIRE(rig.ctl({"enqueue", "--file", rig.dir().write("ids", ids)}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "120"}).exit_code == 0);
+  CHECK(rig.fake().expired_token_rejections() >= 1);  // the token did die mid-batch
+  CHECK(rig.fake().iam_tokens_issued() >= 2);
+  // One refresh per expiry, not one per rejected call: 8 calls in flight share each refresh.
+  CHECK(rig.fake().iam_tokens_issued() <= rig.fake().expired_token_rejections() + 1);
+  for (const auto& [id, row] : read_jobs(rig.db_path())) {
+    CAPTURE(id);
+    CHECK(row.state == "succeeded");
+    CHECK(row.attempts == 1);  // a 401 retry does not use up an attempt
+  }
+  CHECK(rig.fake().violations().empty());
+  CHECK(rig.log().find("pw-123") == std::string::npos);
+  CHECK(rig.log().find("fake-iam-token") == std::string::npos);
+}
+
+TEST_CASE("aksk: every request is signed and the fake checks each signature") {
+  Rig rig({.task_duration = 20ms,
+           .config = {{"auth.method", "aksk"}, {"auth.ak_file", "ak"}, {"auth.sk_file", "sk"}},
+           .ak = "AKTESTACCESSKEY0001", .sk = "sk-secret-0123456789"});
+  rig.dir().write("ak", "AKTESTACCESSKEY0001\n");
+  rig.dir().write("sk", "sk-secret-0123456789\n");
+  rig.fake().set_behavior("ak-failed-task", fake::failed_tasks(1));
+  rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
+  std::vector<std::string> args{"enqueue", "ak-failed-task"};
+  for (int i = 0; i < 20; ++i) args.push_back("ak-" + std::to_string(i));
+  REQUIRE(rig.ctl(args).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  // 22 disassociate calls, at least as many task polls, and a failed-tasks lookup with a query.
+  CHECK(rig.fake().signatures_checked() >= 44);
+  CHECK(rig.fake().failed_task_lookups() >= 1);
+  CHECK(rig.fake().violations().empty());
+  CHECK(rig.log().find("sk-secret") == std::string::npos);
+}
+
+TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or the database files") {
+  const std::string password = "Pa55w0rd-unique-7f3a9c";
+  const std::string key_marker = "KEYMATERIAL9b1e77";
+  Rig rig({.task_duration = 20ms, .config = {{"log.level", "trace"}}});
+  rig.fake().set_behavior("sec-pw-bad", fake::error_answers(400, -1, "KPS.4016"));
+  rig.fake().set_behavior("sec-key-bad", fake::error_answers(403, -1, "KPS.6009"));
+  rig.fake().set_behavior("sec-pw-flaky", fake::failed_deliveries(1));
+  std::string pw_file = rig.dir().write("pw", password + "\n");
+  std::string key_file = rig.dir().write(
+      "id_rsa", "-----BEGIN RSA PRIVATE KEY-----\n" + key_marker + "\n-----END RSA PRIVATE KEY-----\n");
+  std::string ndjson;
+  for (std::string id : {"sec-pw-ok", "sec-pw-bad", "sec-pw-flaky"}) {
+    ndjson += "{\"server_id\": \"" + id + "\", \"auth\": {\"type\": \"password\", \"key_file\": \"" + pw_file + "\"}}\n";
+  }
+  for (std::string id : {"sec-key-ok", "sec-key-bad"}) {
+    ndjson += "{\"server_id\": \"" + id + "\", \"auth\": {\"type\": \"keypair\", \"key_file\": \"" + key_file + "\"}}\n";
+  }
+  rig.start();
+  std::string outputs;
+  auto run = [&](std::vector<std::string> args) {
+    auto r = rig.ctl(args);
+    outputs += r.out + r.err;
+    return r;
+  };
+  REQUIRE(run({"--json", "enqueue", "--file", rig.dir().write("jobs.ndjson", ndjson)}).exit_code == 0);
+  REQUIRE(run({"enqueue", "--auth-type", "password", "--key-file", pw_file, "sec-cli"}).exit_code == 0);
+  CHECK(run({"wait", "--timeout", "60"}).exit_code == 1);  // two fail permanently by design
+  for (int id = 1; id <= 6; ++id) {
+    run({"show", std::to_string(id)});
+    run({"--json", "show", std::to_string(id)});
+  }
+  run({"--json", "list"});
+  run({"list"});
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows["sec-pw-ok"].state == "succeeded");
+  CHECK(rows["sec-pw-flaky"].state == "succeeded");
+  CHECK(rows["sec-key-ok"].state == "succeeded");
+  CHECK(rows["sec-pw-bad"].state == "failed");
+  CHECK(rows["sec-key-bad"].state == "failed");
+  CHECK(outputs.find("password (redacted)") != std::string::npos);
+
+  auto check_files = [&](const char* when) {
+    CAPTURE(when);
+    CHECK(rig.log().find(password) == std::string::npos);
+    CHECK(rig.log().find(key_marker) == std::string::npos);
+    CHECK(outputs.find(password) == std::string::npos);
+    CHECK(outputs.find(key_marker) == std::string::npos);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::string path = rig.db_path() + suffix;
+      if (!std::filesystem::exists(path)) continue;
+      std::string raw = slurp(path);
+      CAPTURE(path);
+      CHECK(raw.find(password) == std::string::npos);
+      CHECK(raw.find(key_marker) == std::string::npos);
+    }
+  };
+  check_files("while kpsd runs");
+  CHECK(rig.stop() == 0);
+  check_files("after kpsd stopped");
+}
