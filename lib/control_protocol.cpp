@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "zeroing_storage.hpp"
+
 namespace kpsd {
 
 namespace json = boost::json;
@@ -82,7 +84,7 @@ NewJob parse_job(const json::value& v, std::size_t index) {
 
 std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error) {
   boost::system::error_code ec;
-  json::value v = json::parse(line, ec);
+  json::value v = parse_json_zeroing(line, ec);  // it may carry a job's key
   if (ec) {
     error = "request is not valid JSON: " + ec.message();
     return std::nullopt;

@@ -9,6 +9,7 @@
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/json.hpp>
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -126,9 +127,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       }
       if (ec) break;  // EOF, idle deadline, or stop()
       std::string line = buffer.substr(0, n - 1);
+      OPENSSL_cleanse(buffer.data(), n);  // the line may carry a job's key
       buffer.erase(0, n);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       std::string reply = co_await handle(line, peer);
+      OPENSSL_cleanse(line.data(), line.size());
       if (!co_await send(stream, reply)) break;
     }
     boost::system::error_code ignored;

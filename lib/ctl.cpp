@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <CLI/CLI.hpp>
+#include <openssl/crypto.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "control_protocol.hpp"
 #include "daemon.hpp"
 #include "job.hpp"
+#include "zeroing_storage.hpp"
 
 namespace kpsd {
 
@@ -61,6 +63,11 @@ class ControlClient {
 
   json::object request(const json::object& req) {
     std::string line = json::serialize(req) + "\n";
+    // The line may carry a job's key: clear it once sent.
+    struct Wipe {
+      std::string& s;
+      ~Wipe() { OPENSSL_cleanse(s.data(), s.size()); }
+    } wipe{line};
     std::size_t off = 0;
     while (off < line.size()) {
       ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
@@ -222,9 +229,14 @@ bool read_job_file(const std::string& file, const std::function<bool(std::vector
 }
 
 json::object job_request(const NewJob& j) {
-  json::object o{{"server_id", j.server_id}};
+  json::object o({{"server_id", j.server_id}}, zeroing_storage());  // may hold a key
   if (j.port) o["port"] = *j.port;
-  if (j.auth) o["auth"] = json::object{{"type", j.auth->type}, {"key", j.auth->key.reveal()}};
+  if (j.auth) {
+    json::object auth(zeroing_storage());
+    auth["type"] = j.auth->type;
+    auth["key"] = j.auth->key.reveal();
+    o["auth"] = std::move(auth);
+  }
   return o;
 }
 
@@ -273,13 +285,15 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
   bool progress = !file.empty() && ::isatty(STDERR_FILENO);
   if (opt.json_output) std::cout << "{\"jobs\":[";
   auto sink = [&](std::vector<NewJob>& chunk) {
-    json::array jobs;
+    json::array jobs(zeroing_storage());
     for (NewJob& j : chunk) {
       if (port > 0 && !j.port) j.port = port;
       if (common_auth && !j.auth) j.auth = common_auth;
       jobs.push_back(job_request(j));
     }
-    auto reply = ask(client, {{"op", "enqueue"}, {"jobs", std::move(jobs)}});
+    json::object request({{"op", "enqueue"}}, zeroing_storage());
+    request["jobs"] = std::move(jobs);
+    auto reply = ask(client, request);
     if (!reply) {
       refused = true;
       return false;

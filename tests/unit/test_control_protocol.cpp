@@ -1,7 +1,12 @@
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
 
+#include <spdlog/fmt/fmt.h>
+
+#include <ostream>
+
 #include "control_protocol.hpp"
+#include "zeroing_storage.hpp"
 
 using namespace kpsd;
 
@@ -96,4 +101,31 @@ TEST_CASE("job JSON carries the auth type but never a key") {
   CHECK_FALSE(o.contains("key"));
   CHECK(o.at("state").as_string() == "queued");
   CHECK(o.at("task_status").is_null());
+}
+
+namespace {
+template <class T>
+concept Streamable = requires(std::ostream& os, const T& t) { os << t; };
+}  // namespace
+
+TEST_CASE("a Secret cannot be streamed or formatted") {
+  // Compile-time facts: logging a secret does not build.
+  static_assert(Streamable<std::string>);
+  static_assert(!Streamable<Secret>);
+  static_assert(!fmt::is_formattable<Secret>::value);
+  Secret s("hunter2");
+  CHECK(s.reveal() == "hunter2");
+  Secret moved(std::move(s));
+  CHECK(s.empty());  // NOLINT: moved-from is wiped, by design
+  CHECK(moved.reveal() == "hunter2");
+}
+
+TEST_CASE("zeroing JSON storage parses like the default") {
+  boost::system::error_code ec;
+  auto v = parse_json_zeroing(R"({"key":"secret value","n":[1,2,3]})", ec);
+  REQUIRE_FALSE(ec);
+  CHECK(v.at("key").as_string() == "secret value");
+  CHECK(v.at("n").as_array().size() == 3);
+  parse_json_zeroing("{bad", ec);
+  CHECK(ec);
 }
