@@ -399,7 +399,7 @@ int cmd_show(const Options& opt, std::int64_t id) {
   }
   const json::object& j = reply->at("job").as_object();
   auto row = [](const char* k, const std::string& v) {
-    std::printf("%-16s %s\n", k, v.empty() ? "-" : v.c_str());
+    std::printf("%s: %s\n", k, v.empty() ? "-" : v.c_str());
   };
   row("id", text_of(j, "id"));
   row("server_id", text_of(j, "server_id"));

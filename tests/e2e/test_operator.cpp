@@ -62,7 +62,7 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
   CHECK(show.at("job").at("auth_type").as_string() == "keypair");
   CHECK(show.at("job").at("port").as_int64() == 2222);
   auto human = rig.ctl({"show", std::to_string(id_of(reply, 1))});
-  CHECK(human.out.find("auth             password (redacted)") != std::string::npos);
+  CHECK(human.out.find("auth: password (redacted)") != std::string::npos);
   CHECK(human.out.find("s3cret") == std::string::npos);
   CHECK(rig.fake().violations().empty());  // the fake checked every body's auth shape
 
