@@ -9,6 +9,8 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "url.hpp"
+
 namespace kpsd {
 
 namespace {
@@ -20,42 +22,6 @@ std::string to_hex(const unsigned char* data, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     out += digits[data[i] >> 4];
     out += digits[data[i] & 15];
-  }
-  return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-std::string encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
   }
   return out;
 }
@@ -123,7 +89,7 @@ std::string canonical_request(const SigningRequest& r) {
   auto segments = split(r.path, '/');
   for (std::size_t i = 0; i < segments.size(); ++i) {
     if (i) uri += '/';
-    uri += encode(percent_decode(segments[i]));
+    uri += percent_encode(percent_decode(segments[i]));
   }
   if (uri.empty() || uri.back() != '/') uri += '/';
 
@@ -134,7 +100,7 @@ std::string canonical_request(const SigningRequest& r) {
       auto eq = part.find('=');
       std::string_view k = part.substr(0, eq);
       std::string_view v = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
-      pairs.emplace_back(encode(percent_decode(k)), encode(percent_decode(v)));
+      pairs.emplace_back(percent_encode(percent_decode(k)), percent_encode(percent_decode(v)));
     }
     std::sort(pairs.begin(), pairs.end());
     for (const auto& [k, v] : pairs) query += (query.empty() ? "" : "&") + k + "=" + v;

@@ -17,8 +17,10 @@
 
 #include <list>
 
+#include "clock.hpp"
 #include "control_protocol.hpp"
 #include "db_worker.hpp"
+#include "logging.hpp"
 #include "scheduler.hpp"
 
 namespace kpsd {
@@ -100,14 +102,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       auto it = clients.emplace(clients.end(), std::move(socket));
-      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::error("control client: {}", ex.what());
-        }
-      });
+      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) { log_exception("control client", e); });
     }
   }
 
@@ -167,7 +162,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(EnqueueRequest& r, PeerCred peer) {
-    std::int64_t now = now_ms();
+    std::int64_t now = unix_ms();
     std::size_t count = r.jobs.size();
     // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
     auto store_jobs = [jobs = std::move(r.jobs), now](JobStore& s) { return s.enqueue(jobs, now); };
@@ -226,7 +221,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
                            {"configured_rate_per_second", sched.configured_rate_per_second},
                            {"paused", sched.paused},
                            {"oldest_queued_ms",
-                            oldest ? json::value(std::max<std::int64_t>(0, now_ms() - *oldest))
+                            oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
                                    : json::value(nullptr)},
                            {"stopping", sched.stopping}};
   }
@@ -242,7 +237,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(RetryRequest& r, PeerCred) {
-    std::int64_t now = now_ms();
+    std::int64_t now = unix_ms();
     if (r.id) {
       auto outcome = co_await db.call([id = *r.id, now](JobStore& s) { return s.retry(id, now); });
       if (outcome != RetryOutcome::requeued && outcome != RetryOutcome::rechecking) {
@@ -260,7 +255,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(CancelRequest& r, PeerCred) {
-    std::int64_t now = now_ms();
+    std::int64_t now = unix_ms();
     auto outcome = co_await db.call([id = r.id, now](JobStore& s) { return s.cancel(id, now); });
     switch (outcome) {
       case CancelOutcome::cancelled: co_return json::object{{"id", r.id}, {"result", "cancelled"}};
@@ -277,12 +272,6 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     co_await db.call([pause = r.pause](JobStore& s) { s.set_paused(pause); });
     scheduler.set_paused(r.pause);
     co_return json::object{{"paused", r.pause}};
-  }
-
-  static std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
   }
 
   void stop() {

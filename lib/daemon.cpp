@@ -8,11 +8,13 @@
 #include <spdlog/spdlog.h>
 
 
+#include "clock.hpp"
 #include "control_server.hpp"
 #include "credentials.hpp"
 #include "http_client.hpp"
 #include "db_worker.hpp"
 #include "kps_client.hpp"
+#include "logging.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
 #include "scheduler.hpp"
@@ -24,21 +26,8 @@ namespace net = boost::asio;
 
 namespace {
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 auto log_failure(std::string what) {
-  return [what = std::move(what)](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::critical("{} stopped: {}", what, ex.what());
-    }
-  };
+  return [what = std::move(what) + " stopped"](std::exception_ptr e) { log_exception(what, e); };
 }
 
 }  // namespace
@@ -65,7 +54,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   bool start_paused = false;
   try {
     auto store = std::make_unique<JobStore>(config.queue.database);
-    int requeued = store->recover_after_restart(wall_ms());
+    int requeued = store->recover_after_restart(unix_ms());
     start_paused = store->paused();
     spdlog::info("database {} at schema version {}{}", config.queue.database,
                  store->schema_version(),

@@ -5,26 +5,11 @@
 
 #include "credentials.hpp"
 #include "http_client.hpp"
+#include "url.hpp"
 
 namespace kpsd {
 
 namespace net = boost::asio;
-
-std::string percent_encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 KpsClient::KpsClient(net::any_io_executor executor, const KpsConfig& config)
     : http_(std::make_unique<HttpClient>(executor, config.endpoint, config.ca_file,

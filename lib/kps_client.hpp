@@ -47,7 +47,4 @@ class KpsClient {
   std::string last_credentials_error_;
 };
 
-// Percent-encodes everything but RFC 3986 unreserved characters.
-std::string percent_encode(std::string_view s);
-
 }  // namespace kpsd

@@ -9,6 +9,17 @@
 
 namespace kpsd {
 
+void log_exception(std::string_view what, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("{}: {}", what, ex.what());
+  } catch (...) {
+    spdlog::error("{}: unknown exception", what);
+  }
+}
+
 void setup_logging(const std::string& level) {
   std::shared_ptr<spdlog::logger> logger;
   if (::isatty(STDERR_FILENO)) {

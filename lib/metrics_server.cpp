@@ -12,6 +12,7 @@
 #include <list>
 
 #include "db_worker.hpp"
+#include "logging.hpp"
 #include "metrics.hpp"
 #include "scheduler.hpp"
 
@@ -40,14 +41,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       auto it = clients.emplace(clients.end(), std::move(socket));
-      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::error("metrics client: {}", ex.what());
-        }
-      });
+      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) { log_exception("metrics client", e); });
     }
   }
 

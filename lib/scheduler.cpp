@@ -11,9 +11,11 @@
 #include <random>
 #include <vector>
 
+#include "clock.hpp"
 #include "db_worker.hpp"
 #include "job_policy.hpp"
 #include "kps_client.hpp"
+#include "logging.hpp"
 #include "metrics.hpp"
 #include "rate_limiter.hpp"
 
@@ -23,23 +25,8 @@ namespace net = boost::asio;
 
 namespace {
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Longest idle sleep: rows inserted by other processes are noticed within this.
 constexpr std::chrono::milliseconds idle_check{1000};
-
-void log_exception(std::string_view what, std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("{}: {}", what, ex.what());
-  }
-}
 
 }  // namespace
 
@@ -66,7 +53,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   net::awaitable<void> run() {
     auto self = shared_from_this();
     while (!stopping) {
-      std::int64_t now = wall_ms();
+      std::int64_t now = unix_ms();
       std::size_t free = config.queue.concurrency - std::min<std::size_t>(in_flight, config.queue.concurrency);
       if (paused) {
         co_await sleep(idle_check);  // resume() wakes it
@@ -102,7 +89,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                                   limiter.time_until_available(RateLimiter::Clock::now())));
       } else if (free > 0) {
         auto next = co_await db.call([](JobStore& s) { return s.next_due_at(); });
-        if (next) wait = std::min(wait, std::chrono::milliseconds(std::max<std::int64_t>(0, *next - wall_ms())));
+        if (next) wait = std::min(wait, std::chrono::milliseconds(std::max<std::int64_t>(0, *next - unix_ms())));
       }
       co_await sleep(wait);
     }
@@ -142,7 +129,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     w.auth.reset();
 
     AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
-    std::int64_t now = wall_ms();
+    std::int64_t now = unix_ms();
     Decision d;
     metrics.latency["disassociate"].observe(result.latency);
     if (aborted && result.transport != HttpResult::Transport::ok) {
@@ -217,7 +204,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         p.task_error_msg = reason->error_msg;
       }
     }
-    std::int64_t now = wall_ms();
+    std::int64_t now = unix_ms();
     PollDecision d;
     if (aborted && p.kind == PollOutcome::Kind::no_answer) {
       d.next = JobState::delivered;  // ask again after the restart

@@ -10,6 +10,7 @@
 #include "fake_kps.hpp"
 #include "kps_client.hpp"
 #include "temp_dir.hpp"
+#include "url.hpp"
 
 using namespace kpsd;
 using namespace std::chrono_literals;
@@ -148,4 +149,5 @@ TEST_CASE("percent-encoding keeps unreserved characters only") {
   CHECK(percent_encode("abc-_.~09") == "abc-_.~09");
   CHECK(percent_encode("a/b c") == "a%2Fb%20c");
   CHECK(percent_encode("\xc3\xa9") == "%C3%A9");
+  CHECK(percent_decode("a%2Fb%20c%zz%4") == "a/b c%zz%4");
 }
