@@ -1,12 +1,12 @@
 // kpsd: the daemon. Parses its command line and configuration, then runs (lib/daemon.cpp).
+#include "config.hpp"
+#include "daemon.hpp"
+#include "logging.hpp"
+
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
-
-#include "config.hpp"
-#include "daemon.hpp"
-#include "logging.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -16,8 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "kpsd " KPSD_VERSION);
   std::string config_path = "/etc/kpsd/kpsd.conf";
   bool check_only = false;
-  app.add_option("-c,--config", config_path, "configuration file (INI)")
-      ->capture_default_str();
+  app.add_option("-c,--config", config_path, "configuration file (INI)")->capture_default_str();
   app.add_flag("--check-config", check_only, "parse the configuration, report, and exit");
   try {
     app.parse(argc, argv);

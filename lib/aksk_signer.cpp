@@ -1,5 +1,7 @@
 #include "aksk_signer.hpp"
 
+#include "url.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -8,8 +10,6 @@
 #include <cctype>
 #include <ctime>
 #include <stdexcept>
-
-#include "url.hpp"
 
 namespace kpsd {
 
@@ -31,7 +31,8 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   std::size_t start = 0;
   for (;;) {
     auto pos = s.find(sep, start);
-    parts.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
+    parts.push_back(
+        s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
     if (pos == std::string_view::npos) break;
     start = pos + 1;
   }

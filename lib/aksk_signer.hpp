@@ -1,12 +1,12 @@
 #pragma once
 // SDK-HMAC-SHA256 request signing for AK/SK authentication (shared/kps-api.md), without I/O.
+#include "secret.hpp"
+
 #include <chrono>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "secret.hpp"
 
 namespace kpsd {
 

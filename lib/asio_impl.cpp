@@ -2,5 +2,5 @@
 // BOOST_BEAST_SEPARATE_COMPILATION), instead of in every file that includes them: on a 2-core
 // machine this is most of the build time.
 #include <boost/asio/impl/src.hpp>
-#include <boost/beast/src.hpp>
 #include <boost/asio/ssl/impl/src.hpp>
+#include <boost/beast/src.hpp>

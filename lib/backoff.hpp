@@ -16,9 +16,9 @@ class Backoff {
 
   // `uniform01` is a draw from [0, 1). Full jitter: uniform over [0, ceiling], then raised to
   // Retry-After when the server asked for longer.
-  std::chrono::milliseconds delay(int attempt, double uniform01,
-                                  std::optional<std::chrono::milliseconds> retry_after = {})
-      const noexcept;
+  std::chrono::milliseconds delay(
+      int attempt, double uniform01,
+      std::optional<std::chrono::milliseconds> retry_after = {}) const noexcept;
 
  private:
   std::chrono::milliseconds initial_, max_;

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <vector>
 #include <sstream>
+#include <vector>
 
 namespace kpsd {
 namespace {
@@ -75,7 +75,8 @@ class Parser {
       std::string full = section + "." + key;
       if (!known_keys().contains(full)) fail(line_no, full, "unknown key");
       if (settings_.contains(full)) {
-        fail(line_no, full, "set twice (first on line " + std::to_string(settings_[full].line) + ")");
+        fail(line_no, full,
+             "set twice (first on line " + std::to_string(settings_[full].line) + ")");
       }
       settings_[full] = Setting{value, line_no};
     }
@@ -86,18 +87,35 @@ class Parser {
     return s;
   }
   static const std::set<std::string>& known_keys() {
-    static const std::set<std::string> k{
-        "kps.endpoint",          "kps.project_id",       "kps.ca_file",
-        "kps.request_timeout_ms", "kps.poll_tasks",      "kps.poll_initial_delay_ms",
-        "kps.poll_interval_ms",  "kps.poll_timeout_ms",  "auth.method",
-        "auth.token_file",       "auth.iam_endpoint",    "auth.domain",
-        "auth.user",             "auth.password_file",   "auth.project",
-        "auth.ak_file",          "auth.sk_file",
-        "queue.database",        "queue.concurrency",
-        "queue.rate_per_second", "queue.max_attempts",   "queue.backoff_initial_ms",
-        "queue.backoff_max_ms",  "queue.throttle_backoff_ms", "queue.drain_grace_ms",
-        "control.socket",        "metrics.listen",       "control.socket_mode",
-        "log.level"};
+    static const std::set<std::string> k{"kps.endpoint",
+                                         "kps.project_id",
+                                         "kps.ca_file",
+                                         "kps.request_timeout_ms",
+                                         "kps.poll_tasks",
+                                         "kps.poll_initial_delay_ms",
+                                         "kps.poll_interval_ms",
+                                         "kps.poll_timeout_ms",
+                                         "auth.method",
+                                         "auth.token_file",
+                                         "auth.iam_endpoint",
+                                         "auth.domain",
+                                         "auth.user",
+                                         "auth.password_file",
+                                         "auth.project",
+                                         "auth.ak_file",
+                                         "auth.sk_file",
+                                         "queue.database",
+                                         "queue.concurrency",
+                                         "queue.rate_per_second",
+                                         "queue.max_attempts",
+                                         "queue.backoff_initial_ms",
+                                         "queue.backoff_max_ms",
+                                         "queue.throttle_backoff_ms",
+                                         "queue.drain_grace_ms",
+                                         "control.socket",
+                                         "metrics.listen",
+                                         "control.socket_mode",
+                                         "log.level"};
     return k;
   }
 
@@ -116,8 +134,8 @@ class Parser {
     out = s->value;
   }
 
-  std::int64_t integer(const Setting& s, const std::string& key, std::int64_t min,
-                       std::int64_t max, int base = 10) {
+  std::int64_t integer(const Setting& s, const std::string& key, std::int64_t min, std::int64_t max,
+                       int base = 10) {
     std::int64_t v = 0;
     const char* first = s.value.data();
     const char* last = first + s.value.size();
@@ -311,8 +329,9 @@ Config parse_config(std::string_view text, std::string_view file_name) {
     c.control.socket_mode = static_cast<unsigned>(p.integer(*s, "control.socket_mode", 0, 0777, 8));
     if (c.control.socket_mode & 0007) {
       p.fail(s->line, "control.socket_mode",
-             "`" + s->value + "` gives access to other users; the socket must not be "
-             "world-accessible (use 0600 or 0660)");
+             "`" + s->value +
+                 "` gives access to other users; the socket must not be "
+                 "world-accessible (use 0600 or 0660)");
     }
   }
 
@@ -323,7 +342,8 @@ Config parse_config(std::string_view text, std::string_view file_name) {
     auto colon = listen.rfind(':');
     std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
     std::string port = colon == std::string::npos ? "" : listen.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+      host = host.substr(1, host.size() - 2);
     unsigned v = 0;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
     if (host.empty() || port.empty() || ec != std::errc{} || ptr != port.data() + port.size() ||

@@ -20,14 +20,14 @@ struct Endpoint {
 };
 
 struct KpsConfig {
-  Endpoint endpoint;                            // required
-  std::string project_id;                       // required, 32 hex characters
-  std::string ca_file;                          // empty = system trust store (https only)
-  milliseconds request_timeout{15000};          // deadline of each connect/write/read; > 0
-  bool poll_tasks = true;                       // false: a delivered 202 is final (succeeded)
-  milliseconds poll_initial_delay{10000};       // first task poll after delivery; 0 = at once
-  milliseconds poll_interval{20000};            // between task polls; > 0
-  milliseconds poll_timeout{1800000};           // task still pending after this = failed; > 0
+  Endpoint endpoint;                       // required
+  std::string project_id;                  // required, 32 hex characters
+  std::string ca_file;                     // empty = system trust store (https only)
+  milliseconds request_timeout{15000};     // deadline of each connect/write/read; > 0
+  bool poll_tasks = true;                  // false: a delivered 202 is final (succeeded)
+  milliseconds poll_initial_delay{10000};  // first task poll after delivery; 0 = at once
+  milliseconds poll_interval{20000};       // between task polls; > 0
+  milliseconds poll_timeout{1800000};      // task still pending after this = failed; > 0
 };
 
 enum class AuthMethod { token, iam_password, aksk };
@@ -47,29 +47,29 @@ struct AuthConfig {
 
 struct QueueConfig {
   std::string database = "/var/lib/kpsd/jobs.db";
-  unsigned concurrency = 64;                    // calls in flight at once; >= 1
-  double rate_per_second = 10;                  // calls started per second; 0 = unlimited
-  unsigned max_attempts = 8;                    // delivery attempts before failed; >= 1
-  milliseconds backoff_initial{1000};           // first retry delay (before jitter); > 0
-  milliseconds backoff_max{300000};             // cap on any retry delay; >= backoff_initial
-  milliseconds throttle_backoff{15000};         // 429 without Retry-After: wait 1x-2x this; > 0
-  milliseconds drain_grace{30000};              // on SIGTERM, wait this long for calls in
-                                                // flight, then cancel them; 0 = cancel at once
+  unsigned concurrency = 64;             // calls in flight at once; >= 1
+  double rate_per_second = 10;           // calls started per second; 0 = unlimited
+  unsigned max_attempts = 8;             // delivery attempts before failed; >= 1
+  milliseconds backoff_initial{1000};    // first retry delay (before jitter); > 0
+  milliseconds backoff_max{300000};      // cap on any retry delay; >= backoff_initial
+  milliseconds throttle_backoff{15000};  // 429 without Retry-After: wait 1x-2x this; > 0
+  milliseconds drain_grace{30000};       // on SIGTERM, wait this long for calls in
+                                         // flight, then cancel them; 0 = cancel at once
 };
 
 struct ControlConfig {
   std::string socket = "/run/kpsd/kpsd.sock";
-  unsigned socket_mode = 0660;                  // octal; never world-accessible
+  unsigned socket_mode = 0660;  // octal; never world-accessible
 };
 
 struct MetricsConfig {
-  bool enabled = false;   // [metrics] listen set
-  std::string host;       // an IP address (127.0.0.1 keeps it local)
-  std::uint16_t port = 0; // 0 = any free port (logged at start)
+  bool enabled = false;    // [metrics] listen set
+  std::string host;        // an IP address (127.0.0.1 keeps it local)
+  std::uint16_t port = 0;  // 0 = any free port (logged at start)
 };
 
 struct LogConfig {
-  std::string level = "info";                   // trace debug info warn error critical off
+  std::string level = "info";  // trace debug info warn error critical off
 };
 
 struct Config {

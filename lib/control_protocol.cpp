@@ -1,8 +1,8 @@
 #include "control_protocol.hpp"
 
-#include <boost/json.hpp>
-
 #include "zeroing_storage.hpp"
+
+#include <boost/json.hpp>
 
 namespace kpsd {
 
@@ -141,7 +141,8 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
       if (o.contains("id")) r.id = integer_field(o, "id", 1, INT64_MAX, "");
       if (o.contains("state")) {
         std::string s = string_field(o, "state", "");
-        if (s != "failed" && s != "cancelled") throw Invalid{"state must be \"failed\" or \"cancelled\""};
+        if (s != "failed" && s != "cancelled")
+          throw Invalid{"state must be \"failed\" or \"cancelled\""};
         r.state = parse_job_state(s);
       }
       if (r.id.has_value() == r.state.has_value()) throw Invalid{"give either id or state"};

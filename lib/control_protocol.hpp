@@ -1,6 +1,9 @@
 #pragma once
 // The control protocol's requests and replies as values: parsing and validation of one request
 // line, and the JSON shapes of jobs and attempts. No I/O; the ControlServer does that.
+#include "job.hpp"
+#include "job_store.hpp"
+
 #include <boost/json/object.hpp>
 
 #include <cstdint>
@@ -9,9 +12,6 @@
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include "job.hpp"
-#include "job_store.hpp"
 
 namespace kpsd {
 

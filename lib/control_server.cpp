@@ -1,5 +1,11 @@
 #include "control_server.hpp"
 
+#include "clock.hpp"
+#include "control_protocol.hpp"
+#include "db_worker.hpp"
+#include "logging.hpp"
+#include "scheduler.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -11,17 +17,11 @@
 
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
+
+#include <list>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <list>
-
-#include "clock.hpp"
-#include "control_protocol.hpp"
-#include "db_worker.hpp"
-#include "logging.hpp"
-#include "scheduler.hpp"
 
 namespace kpsd {
 
@@ -88,7 +88,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       throw std::runtime_error("cannot set mode of control socket " + path);
     }
     acceptor.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) throw std::runtime_error("cannot listen on control socket " + path + ": " + ec.message());
+    if (ec)
+      throw std::runtime_error("cannot listen on control socket " + path + ": " + ec.message());
     bound = true;
   }
 
@@ -102,7 +103,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       auto it = clients.emplace(clients.end(), std::move(socket));
-      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) { log_exception("control client", e); });
+      net::co_spawn(executor, serve(it),
+                    [self](std::exception_ptr e) { log_exception("control client", e); });
     }
   }
 
@@ -214,16 +216,16 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       total += n;
     }
     auto sched = scheduler.stats();
-    co_return json::object{{"states", std::move(states)},
-                           {"total", total},
-                           {"in_flight", sched.in_flight},
-                           {"rate_per_second", sched.rate_per_second},
-                           {"configured_rate_per_second", sched.configured_rate_per_second},
-                           {"paused", sched.paused},
-                           {"oldest_queued_ms",
-                            oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
-                                   : json::value(nullptr)},
-                           {"stopping", sched.stopping}};
+    co_return json::object{
+        {"states", std::move(states)},
+        {"total", total},
+        {"in_flight", sched.in_flight},
+        {"rate_per_second", sched.rate_per_second},
+        {"configured_rate_per_second", sched.configured_rate_per_second},
+        {"paused", sched.paused},
+        {"oldest_queued_ms", oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
+                                    : json::value(nullptr)},
+        {"stopping", sched.stopping}};
   }
 
   static std::string summary(const ControlRequest& r) {
@@ -241,13 +243,14 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     if (r.id) {
       auto outcome = co_await db.call([id = *r.id, now](JobStore& s) { return s.retry(id, now); });
       if (outcome != RetryOutcome::requeued && outcome != RetryOutcome::rechecking) {
-        co_return json::object{{"error", "job " + std::to_string(*r.id) + ": " +
-                                             std::string(describe(outcome))}};
+        co_return json::object{
+            {"error", "job " + std::to_string(*r.id) + ": " + std::string(describe(outcome))}};
       }
       scheduler.wake();
       co_return json::object{{"id", *r.id}, {"result", describe(outcome)}};
     }
-    auto counts = co_await db.call([state = *r.state, now](JobStore& s) { return s.retry_all(state, now); });
+    auto counts =
+        co_await db.call([state = *r.state, now](JobStore& s) { return s.retry_all(state, now); });
     scheduler.wake();
     co_return json::object{{"requeued", counts[RetryOutcome::requeued]},
                            {"rechecking", counts[RetryOutcome::rechecking]},
@@ -258,7 +261,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     std::int64_t now = unix_ms();
     auto outcome = co_await db.call([id = r.id, now](JobStore& s) { return s.cancel(id, now); });
     switch (outcome) {
-      case CancelOutcome::cancelled: co_return json::object{{"id", r.id}, {"result", "cancelled"}};
+      case CancelOutcome::cancelled:
+        co_return json::object{{"id", r.id}, {"result", "cancelled"}};
       case CancelOutcome::not_found:
         co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
       case CancelOutcome::already_ended:

@@ -1,12 +1,12 @@
 #pragma once
 // The control socket: a unix stream socket speaking NDJSON (one request, one reply per line).
 // Each client gets its own coroutine; a slow or silent client only holds its own connection.
+#include "config.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <memory>
-
-#include "config.hpp"
 
 namespace kpsd {
 

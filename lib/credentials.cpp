@@ -1,5 +1,9 @@
 #include "credentials.hpp"
 
+#include "aksk_signer.hpp"
+#include "http_client.hpp"
+#include "token_source.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,10 +19,6 @@
 #include <fstream>
 #include <sstream>
 #include <vector>
-
-#include "aksk_signer.hpp"
-#include "http_client.hpp"
-#include "token_source.hpp"
 
 namespace kpsd {
 
@@ -85,8 +85,10 @@ class AkSkCredentials final : public Credentials {
  public:
   AkSkCredentials(std::string ak_file, std::string sk_file, std::string project_id,
                   std::string host_header)
-      : ak_file_(std::move(ak_file)), sk_file_(std::move(sk_file)),
-        project_id_(std::move(project_id)), host_header_(std::move(host_header)) {
+      : ak_file_(std::move(ak_file)),
+        sk_file_(std::move(sk_file)),
+        project_id_(std::move(project_id)),
+        host_header_(std::move(host_header)) {
     if (auto error = reload(); !error.empty()) throw ConfigError(error);
   }
   net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
@@ -140,7 +142,8 @@ std::optional<std::chrono::system_clock::time_point> parse_iam_time(std::string_
 class IamPasswordCredentials final : public Credentials {
  public:
   IamPasswordCredentials(net::any_io_executor ex, const Config& c)
-      : executor_(ex), auth_(c.auth),
+      : executor_(ex),
+        auth_(c.auth),
         iam_(ex, c.auth.iam_endpoint, c.kps.ca_file, c.kps.request_timeout) {
     password_file_ = resolve_credential_path(c.auth.password_file, "auth.password_file");
     if (auto error = reload(); !error.empty()) throw ConfigError(error);
@@ -198,10 +201,10 @@ class IamPasswordCredentials final : public Credentials {
                       {"password", password_.reveal()},
                       {"domain", json::object{{"name", auth_.domain}}}};
     json::object body{
-        {"auth",
-         json::object{{"identity", json::object{{"methods", json::array{"password"}},
-                                                {"password", json::object{{"user", user}}}}},
-                      {"scope", json::object{{"project", json::object{{"name", auth_.project}}}}}}}};
+        {"auth", json::object{
+                     {"identity", json::object{{"methods", json::array{"password"}},
+                                               {"password", json::object{{"user", user}}}}},
+                     {"scope", json::object{{"project", json::object{{"name", auth_.project}}}}}}}};
     HttpRequest req;
     req.method = "POST";
     req.target = "/v3/auth/tokens";
@@ -213,7 +216,8 @@ class IamPasswordCredentials final : public Credentials {
     HttpResult r = co_await iam_.exchange(req);
     OPENSSL_cleanse(req.body.data(), req.body.size());
     std::string where = "IAM token request to " + iam_.endpoint().host;
-    if (r.transport != HttpResult::Transport::ok) co_return where + " failed: " + r.transport_detail;
+    if (r.transport != HttpResult::Transport::ok)
+      co_return where + " failed: " + r.transport_detail;
     if (r.status != 201 || r.subject_token.empty()) {
       ApiErrorBody e = parse_error_body(r.body);
       co_return where + " answered HTTP " + std::to_string(r.status) +
@@ -232,11 +236,13 @@ class IamPasswordCredentials final : public Credentials {
     }
     // Refresh well ahead: an hour before expiry, or halfway for a short-lived token.
     auto left = expires - now;
-    refresh_at_ = expires - std::min<std::chrono::system_clock::duration>(std::chrono::hours(1), left / 2);
+    refresh_at_ =
+        expires - std::min<std::chrono::system_clock::duration>(std::chrono::hours(1), left / 2);
     token_ = std::move(r.subject_token);
     ++generation_;
-    spdlog::info("IAM token obtained for user {} (project {}), valid until {}", auth_.user,
-                 auth_.project, std::chrono::duration_cast<std::chrono::seconds>(expires.time_since_epoch()).count());
+    spdlog::info(
+        "IAM token obtained for user {} (project {}), valid until {}", auth_.user, auth_.project,
+        std::chrono::duration_cast<std::chrono::seconds>(expires.time_since_epoch()).count());
     co_return std::string{};
   }
 

@@ -2,14 +2,14 @@
 // How kpsd authenticates its calls ([auth] method): an IAM token from a file, an IAM token
 // obtained with a user's password, or AK/SK request signing. Secrets stay in Secret values and
 // never reach a message. Used from the network thread only.
+#include "config.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include "config.hpp"
 
 namespace kpsd {
 

@@ -1,12 +1,14 @@
 #include "ctl.hpp"
 
+#include "control_protocol.hpp"
+#include "daemon.hpp"
+#include "job.hpp"
+#include "zeroing_storage.hpp"
+
 #include <boost/json.hpp>
 
 #include <CLI/CLI.hpp>
 #include <openssl/crypto.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -14,12 +16,10 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <thread>
-
-#include "control_protocol.hpp"
-#include "daemon.hpp"
-#include "job.hpp"
-#include "zeroing_storage.hpp"
+#include <unistd.h>
 
 namespace kpsd {
 
@@ -85,7 +85,8 @@ class ControlClient {
       char buf[65536];
       ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw Unreachable("kpsd at " + path_ + " closed the connection or did not answer");
+      if (n <= 0)
+        throw Unreachable("kpsd at " + path_ + " closed the connection or did not answer");
       pending_.append(buf, static_cast<std::size_t>(n));
     }
     boost::system::error_code ec;
@@ -144,8 +145,9 @@ void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n";
 
 // Reads a file (or stdin for "-"), one server id or one NDJSON object per line.
 // Calls `sink` with each chunk of jobs; returns false (message printed) on a bad line.
-bool read_job_file(const std::string& file, const std::function<bool(std::vector<NewJob>&)>& sink,
-                   const std::function<bool(const std::string&, NewJob&, const std::string&)>& auth_of) {
+bool read_job_file(
+    const std::string& file, const std::function<bool(std::vector<NewJob>&)>& sink,
+    const std::function<bool(const std::string&, NewJob&, const std::string&)>& auth_of) {
   std::ifstream f;
   std::istream* in = &std::cin;
   if (file != "-") {
@@ -204,7 +206,7 @@ bool read_job_file(const std::string& file, const std::function<bool(std::vector
             if (!type || !type->is_string() || !key_file || !key_file->is_string()) {
               error = "auth must be {\"type\": \"password\"|\"keypair\", \"key_file\": PATH}";
             } else if (!auth_of(std::string(type->as_string()), job,
-                                std::string(key_file->as_string())) ) {
+                                std::string(key_file->as_string()))) {
               error = "auth: see above";
             }
           }
@@ -305,9 +307,8 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
       existing += dup ? 1 : 0;
       if (opt.json_output) {
         std::cout << (total ? "," : "")
-                  << json::serialize(json::object{{"id", r.at("id")},
-                                                  {"server_id", chunk[i].server_id},
-                                                  {"existing", dup}});
+                  << json::serialize(json::object{
+                         {"id", r.at("id")}, {"server_id", chunk[i].server_id}, {"existing", dup}});
       } else if (!progress) {
         std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
                   << (dup ? "\talready queued" : "\tqueued") << "\n";
@@ -319,16 +320,17 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
   };
   bool ok;
   if (!file.empty()) {
-    ok = read_job_file(file, sink, [](const std::string& type, NewJob& job, const std::string& path) {
-      if (type != "password" && type != "keypair") {
-        std::cerr << "kpsctl: auth type must be password or keypair\n";
-        return false;
-      }
-      auto key = read_key_file(type, path);
-      if (!key) return false;
-      job.auth = JobAuth{type, std::move(*key)};
-      return true;
-    });
+    ok = read_job_file(file, sink,
+                       [](const std::string& type, NewJob& job, const std::string& path) {
+                         if (type != "password" && type != "keypair") {
+                           std::cerr << "kpsctl: auth type must be password or keypair\n";
+                           return false;
+                         }
+                         auto key = read_key_file(type, path);
+                         if (!key) return false;
+                         job.auth = JobAuth{type, std::move(*key)};
+                         return true;
+                       });
   } else {
     std::vector<NewJob> jobs;
     for (const auto& id : ids) {
@@ -363,10 +365,9 @@ void print_job_table(const json::array& jobs) {
     std::string err = text_of(j, "error_code");
     std::string msg = text_of(j, "error_msg");
     if (!msg.empty()) err += (err.empty() ? "" : " ") + msg;
-    std::printf("%-8lld %-10s %-4lld %-38s %-16s %s\n",
-                static_cast<long long>(int_of(j, "id")), text_of(j, "state").c_str(),
-                static_cast<long long>(int_of(j, "attempts")), text_of(j, "server_id").c_str(),
-                text_of(j, "task_status").c_str(), err.c_str());
+    std::printf("%-8lld %-10s %-4lld %-38s %-16s %s\n", static_cast<long long>(int_of(j, "id")),
+                text_of(j, "state").c_str(), static_cast<long long>(int_of(j, "attempts")),
+                text_of(j, "server_id").c_str(), text_of(j, "task_status").c_str(), err.c_str());
   }
 }
 
@@ -455,9 +456,11 @@ int cmd_stats(const Options& opt) {
   std::printf("%-10s %lld\n", "total", static_cast<long long>(int_of(*reply, "total")));
   std::printf("in flight  %lld\n", static_cast<long long>(int_of(*reply, "in_flight")));
   if (auto* oldest = reply->if_contains("oldest_queued_ms"); oldest && !oldest->is_null()) {
-    std::printf("oldest queued  %.1f s\n", static_cast<double>(oldest->to_number<std::int64_t>()) / 1000);
+    std::printf("oldest queued  %.1f s\n",
+                static_cast<double>(oldest->to_number<std::int64_t>()) / 1000);
   }
-  if (auto* paused = reply->if_contains("paused"); paused && paused->is_bool() && paused->as_bool()) {
+  if (auto* paused = reply->if_contains("paused");
+      paused && paused->is_bool() && paused->as_bool()) {
     std::printf("PAUSED (kpsctl resume to continue)\n");
   }
   auto rate_text = [](double r) { return r > 0 ? fmt_rate(r) : std::string("unlimited"); };
@@ -476,8 +479,10 @@ int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
   }
   ControlClient client(opt.socket);
   json::object req{{"op", "retry"}};
-  if (id > 0) req["id"] = id;
-  else req["state"] = state;
+  if (id > 0)
+    req["id"] = id;
+  else
+    req["state"] = state;
   auto reply = ask(client, req);
   if (!reply) return exit_failed;
   if (opt.json_output) {
@@ -569,7 +574,8 @@ int run_kpsctl(int argc, char** argv) {
   Options opt;
   const char* env_socket = std::getenv("KPSD_SOCKET");
   opt.socket = env_socket && *env_socket ? env_socket : "/run/kpsd/kpsd.sock";
-  app.add_option("--socket", opt.socket, "kpsd's control socket (default: $KPSD_SOCKET, then /run/kpsd/kpsd.sock)");
+  app.add_option("--socket", opt.socket,
+                 "kpsd's control socket (default: $KPSD_SOCKET, then /run/kpsd/kpsd.sock)");
   app.add_flag("--json", opt.json_output, "print one JSON document instead of a table");
   app.require_subcommand(1);
   app.fallthrough();  // `kpsctl list --json` works as well as `kpsctl --json list`
@@ -577,24 +583,28 @@ int run_kpsctl(int argc, char** argv) {
   std::vector<std::string> ids;
   std::string file, auth_type, key_file;
   int port = 0;
-  auto* enqueue = app.add_subcommand("enqueue", "queue unbinds: server ids as arguments, or --file");
+  auto* enqueue =
+      app.add_subcommand("enqueue", "queue unbinds: server ids as arguments, or --file");
   enqueue->add_option("server_ids", ids, "server ids");
   enqueue->add_option("--file", file,
-                      "one server id per line, or NDJSON objects {\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin");
+                      "one server id per line, or NDJSON objects "
+                      "{\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin");
   enqueue->add_option("--auth-type", auth_type, "replace form: password or keypair")
       ->check(CLI::IsMember({"password", "keypair"}));
   enqueue->add_option("--key-file", key_file, "file holding the password or private key");
-  enqueue->add_option("--port", port, "SSH port sent with the request")->check(CLI::Range(1, 65535));
+  enqueue->add_option("--port", port, "SSH port sent with the request")
+      ->check(CLI::Range(1, 65535));
 
   std::string state, server;
   int limit = 100;
   std::int64_t after = 0;
   auto* list = app.add_subcommand("list", "list jobs, oldest first");
   list->add_option("--state", state, "only jobs in this state")
-      ->check(CLI::IsMember({"queued", "running", "retrying", "delivered", "succeeded", "failed",
-                             "cancelled"}));
+      ->check(CLI::IsMember(
+          {"queued", "running", "retrying", "delivered", "succeeded", "failed", "cancelled"}));
   list->add_option("--server", server, "only jobs of this server id");
-  list->add_option("--limit", limit, "at most this many (default 100)")->check(CLI::Range(1, 10000));
+  list->add_option("--limit", limit, "at most this many (default 100)")
+      ->check(CLI::Range(1, 10000));
   list->add_option("--after", after, "page: only job ids greater than this");
 
   std::int64_t show_id = 0;
@@ -605,7 +615,8 @@ int run_kpsctl(int argc, char** argv) {
 
   std::int64_t retry_id = 0;
   std::string retry_state;
-  auto* retry = app.add_subcommand("retry", "send a failed or cancelled job (or all of them) again");
+  auto* retry =
+      app.add_subcommand("retry", "send a failed or cancelled job (or all of them) again");
   retry->add_option("job_id", retry_id, "job id");
   retry->add_option("--state", retry_state, "every job in this state")
       ->check(CLI::IsMember({"failed", "cancelled"}));

@@ -1,24 +1,23 @@
 #include "daemon.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-
-#include <spdlog/spdlog.h>
-
-
 #include "clock.hpp"
 #include "control_server.hpp"
 #include "credentials.hpp"
-#include "http_client.hpp"
 #include "db_worker.hpp"
+#include "http_client.hpp"
 #include "kps_client.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <spdlog/spdlog.h>
 
 namespace kpsd {
 
@@ -45,9 +44,10 @@ int run_daemon(const Config& config, const std::string& config_path) {
     return exit_config;
   }
   if (config.kps.endpoint.scheme == "http" && !is_loopback_host(config.kps.endpoint.host)) {
-    spdlog::warn("kps.endpoint {} is plain http to another host: credentials and job keys cross "
-                 "the network unencrypted. Use https:// outside tests.",
-                 config.kps.endpoint.text);
+    spdlog::warn(
+        "kps.endpoint {} is plain http to another host: credentials and job keys cross "
+        "the network unencrypted. Use https:// outside tests.",
+        config.kps.endpoint.text);
   }
 
   std::unique_ptr<DbWorker> db;
@@ -76,8 +76,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
   try {
     control = std::make_unique<ControlServer>(io.get_executor(), config.control, *db, scheduler);
     if (config.metrics.enabled) {
-      metrics_server = std::make_unique<MetricsServer>(io.get_executor(), config.metrics.host,
-                                                       config.metrics.port, *db, scheduler, metrics);
+      metrics_server = std::make_unique<MetricsServer>(
+          io.get_executor(), config.metrics.host, config.metrics.port, *db, scheduler, metrics);
     }
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
@@ -103,10 +103,12 @@ int run_daemon(const Config& config, const std::string& config_path) {
           std::string msg = fmt::format(
               "STATUS={}queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, "
               "cancelled {}; {} in flight",
-              st.paused ? "PAUSED; " : stopping ? "stopping; " : "", counts[JobState::queued],
-              counts[JobState::running], counts[JobState::retrying], counts[JobState::delivered],
-              counts[JobState::succeeded], counts[JobState::failed], counts[JobState::cancelled],
-              st.in_flight);
+              st.paused  ? "PAUSED; "
+              : stopping ? "stopping; "
+                         : "",
+              counts[JobState::queued], counts[JobState::running], counts[JobState::retrying],
+              counts[JobState::delivered], counts[JobState::succeeded], counts[JobState::failed],
+              counts[JobState::cancelled], st.in_flight);
           if (systemd.watchdog_interval()) msg += "\nWATCHDOG=1";
           if (finished) co_return;  // the daemon is ending: arm nothing that keeps io alive
           systemd.notify(msg);

@@ -2,16 +2,16 @@
 // The DB thread: owns the JobStore and runs every store call on its own thread, so SQLite
 // (fsync on commit, busy waits) never blocks the network thread. Coroutines on the network
 // thread `co_await db.call(...)` and resume on their own executor with the result.
+#include "job_store.hpp"
+
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <memory>
 #include <thread>
 #include <type_traits>
-
-#include "job_store.hpp"
 
 namespace kpsd {
 
@@ -64,14 +64,14 @@ class DbWorker {
         error = std::current_exception();
       }
       auto executor = work.get_executor();
-      boost::asio::post(executor, [handler = std::move(handler), error,
-                                   result = std::move(result)]() mutable {
-        if constexpr (void_result) {
-          std::move(handler)(error);
-        } else {
-          std::move(handler)(error, std::move(result));
-        }
-      });
+      boost::asio::post(
+          executor, [handler = std::move(handler), error, result = std::move(result)]() mutable {
+            if constexpr (void_result) {
+              std::move(handler)(error);
+            } else {
+              std::move(handler)(error, std::move(result));
+            }
+          });
     });
   }
 

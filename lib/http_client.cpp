@@ -11,11 +11,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include <cerrno>
 #include <optional>
 #include <set>
+#include <sys/socket.h>
 
 namespace kpsd {
 
@@ -132,8 +132,9 @@ struct HttpClient::Impl {
     const std::string port = std::to_string(endpoint.port);
     auto [rec, endpoints] = co_await resolver.async_resolve(endpoint.host, port, use_tuple);
     if (rec) {
-      co_return std::pair{nullptr, failure(HttpResult::Transport::connect_failed,
-                                           "cannot resolve " + endpoint.host + ": " + rec.message())};
+      co_return std::pair{nullptr,
+                          failure(HttpResult::Transport::connect_failed,
+                                  "cannot resolve " + endpoint.host + ": " + rec.message())};
     }
     conn->plain.emplace(executor);
     ActiveGuard guard(*this, conn.get());
@@ -142,8 +143,8 @@ struct HttpClient::Impl {
     if (cec) {
       auto kind = cec == beast::error::timeout ? HttpResult::Transport::timed_out
                                                : HttpResult::Transport::connect_failed;
-      co_return std::pair{nullptr, failure(kind, "connect to " + endpoint.host + ":" + port +
-                                                     ": " + cec.message())};
+      co_return std::pair{nullptr, failure(kind, "connect to " + endpoint.host + ":" + port + ": " +
+                                                     cec.message())};
     }
     conn->plain->socket().set_option(tcp::no_delay(true));
     if (!tls_context) co_return std::pair{std::move(conn), HttpResult{}};
@@ -193,7 +194,8 @@ struct HttpClient::Impl {
     HttpResult r;
     r.status = res.result_int();
     r.body = std::move(res.body());
-    if (auto it = res.find("X-Request-Id"); it != res.end()) r.request_id = std::string(it->value());
+    if (auto it = res.find("X-Request-Id"); it != res.end())
+      r.request_id = std::string(it->value());
     if (auto it = res.find(http::field::retry_after); it != res.end()) {
       r.retry_after = std::string(it->value());
     }
@@ -211,7 +213,8 @@ struct HttpClient::Impl {
           std::chrono::steady_clock::now() - started);
       return r;
     };
-    if (cancelled) co_return failure(HttpResult::Transport::io_error, "cancelled: kpsd is stopping");
+    if (cancelled)
+      co_return failure(HttpResult::Transport::io_error, "cancelled: kpsd is stopping");
 
     http::request<http::string_body> req{http::string_to_verb(request.method), request.target, 11};
     req.set(http::field::host, host_header);

@@ -3,6 +3,9 @@
 // keep-alive connections for reuse, puts a deadline on every step, verifies https peers
 // (always: chain against the system store plus ca_file, host name, SNI, TLS 1.2 or newer), and
 // returns every failure as a value. Used from one thread (the network thread).
+#include "config.hpp"
+#include "kps_api.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -11,9 +14,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "config.hpp"
-#include "kps_api.hpp"
 
 namespace kpsd {
 

@@ -4,13 +4,20 @@ namespace kpsd {
 
 std::string_view to_string(JobState state) noexcept {
   switch (state) {
-    case JobState::queued: return "queued";
-    case JobState::running: return "running";
-    case JobState::retrying: return "retrying";
-    case JobState::delivered: return "delivered";
-    case JobState::succeeded: return "succeeded";
-    case JobState::failed: return "failed";
-    case JobState::cancelled: return "cancelled";
+    case JobState::queued:
+      return "queued";
+    case JobState::running:
+      return "running";
+    case JobState::retrying:
+      return "retrying";
+    case JobState::delivered:
+      return "delivered";
+    case JobState::succeeded:
+      return "succeeded";
+    case JobState::failed:
+      return "failed";
+    case JobState::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }

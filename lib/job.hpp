@@ -1,11 +1,11 @@
 #pragma once
 // What a job is: its states (design.md's state machine) and the records the store keeps.
+#include "secret.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "secret.hpp"
 
 namespace kpsd {
 
@@ -16,10 +16,9 @@ std::optional<JobState> parse_job_state(std::string_view text) noexcept;
 inline bool is_terminal(JobState s) noexcept {
   return s == JobState::succeeded || s == JobState::failed || s == JobState::cancelled;
 }
-inline constexpr JobState all_job_states[] = {JobState::queued,    JobState::running,
-                                              JobState::retrying,  JobState::delivered,
-                                              JobState::succeeded, JobState::failed,
-                                              JobState::cancelled};
+inline constexpr JobState all_job_states[] = {
+    JobState::queued,    JobState::running, JobState::retrying, JobState::delivered,
+    JobState::succeeded, JobState::failed,  JobState::cancelled};
 
 // Replace form of the unbind call: the password or private key to log in with afterwards.
 struct JobAuth {

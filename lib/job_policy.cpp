@@ -6,7 +6,8 @@ namespace {
 
 // Throttling without Retry-After: the gateway counts per user over minutes, so come back after
 // throttle_backoff (tens of seconds by default) jittered 1x-2x, not the short first retry delay.
-std::chrono::milliseconds throttle_delay(const AttemptOutcome& o, const RetrySettings& s, double u) {
+std::chrono::milliseconds throttle_delay(const AttemptOutcome& o, const RetrySettings& s,
+                                         double u) {
   if (o.retry_after) return *o.retry_after;
   return s.throttle_backoff +
          std::chrono::milliseconds(static_cast<std::int64_t>(s.throttle_backoff.count() * u));
@@ -58,8 +59,7 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
         return d;
       }
       d.next = JobState::retrying;
-      d.next_attempt_at =
-          now + s.backoff.delay(static_cast<int>(used), u, o.retry_after).count();
+      d.next_attempt_at = now + s.backoff.delay(static_cast<int>(used), u, o.retry_after).count();
       return d;
     }
   }
@@ -67,8 +67,8 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
 }
 
 PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
-                               std::int64_t delivered_at, const RetrySettings& s,
-                               std::int64_t now, double u) {
+                               std::int64_t delivered_at, const RetrySettings& s, std::int64_t now,
+                               double u) {
   PollDecision d;
   auto retry_delivery = [&](std::string code, std::string msg) {
     // The task failed, so the delivery it belongs to failed: retry the disassociate if attempts

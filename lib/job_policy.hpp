@@ -1,14 +1,14 @@
 #pragma once
 // Where a job goes after a call or a poll: design.md's state machine as plain functions of the
 // outcome, the job's history, the settings and the time (all passed in; no I/O, no clock).
+#include "backoff.hpp"
+#include "job.hpp"
+#include "kps_api.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
-
-#include "backoff.hpp"
-#include "job.hpp"
-#include "kps_api.hpp"
 
 namespace kpsd {
 

@@ -1,14 +1,13 @@
 #include "job_store.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include "migrations.hpp"
+#include "sqlite.hpp"
 
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <stdexcept>
-
-#include "migrations.hpp"
-#include "sqlite.hpp"
+#include <unistd.h>
 
 namespace kpsd {
 
@@ -151,15 +150,16 @@ struct JobStore::Statements {
                    "('queued','running','retrying','delivered')"),
         job_exists(db, "SELECT 1 FROM jobs WHERE id = ?1"),
         get_setting(db, "SELECT value FROM settings WHERE key = ?1"),
-        put_setting(db, "INSERT INTO settings (key, value) VALUES (?1, ?2) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value") {}
+        put_setting(db,
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value") {}
 
   sql::Statement find_active_by_server, insert_job, insert_secret, promote_retries, select_due,
-      mark_running, open_attempt, close_attempt, update_after_attempt, delete_secret,
-      select_polls, lease_poll, update_after_poll, min_due, requeue_running,
-      close_lost_attempts, find_job, list_jobs, list_jobs_by_state, list_jobs_by_server,
-      list_attempts, count_states, oldest_queued, retry_target, requeue_job, recheck_job,
-      ids_in_state, cancel_job, job_exists, get_setting, put_setting;
+      mark_running, open_attempt, close_attempt, update_after_attempt, delete_secret, select_polls,
+      lease_poll, update_after_poll, min_due, requeue_running, close_lost_attempts, find_job,
+      list_jobs, list_jobs_by_state, list_jobs_by_server, list_attempts, count_states,
+      oldest_queued, retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists,
+      get_setting, put_setting;
 };
 
 JobStore::JobStore(const std::string& path) {
@@ -229,7 +229,8 @@ std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::si
       w.port = sel.column_optional_int(2);
       auto auth_type = sel.column_optional_text(3);
       w.attempts_used = sel.column_int(4);
-      if (auth_type && !sel.column_is_null(5)) w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
+      if (auth_type && !sel.column_is_null(5))
+        w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
       w.previous_was_401 = sel.column_optional_int(6) == 401;
       work.push_back(std::move(w));
     }
@@ -353,10 +354,11 @@ bool JobStore::changed_by_others() {
 std::vector<Job> JobStore::list(const ListQuery& q) {
   std::vector<Job> jobs;
   auto& s = q.server_id ? st_->list_jobs_by_server
-                        : q.state ? st_->list_jobs_by_state : st_->list_jobs;
+            : q.state   ? st_->list_jobs_by_state
+                        : st_->list_jobs;
   s.bind(1, q.after_id)
-      .bind(2, q.state ? std::optional<std::string>(std::string(to_string(*q.state)))
-                       : std::nullopt)
+      .bind(2,
+            q.state ? std::optional<std::string>(std::string(to_string(*q.state))) : std::nullopt)
       .bind(3, q.server_id)
       .bind(4, q.limit);
   while (s.step()) jobs.push_back(read_job(s));
@@ -417,11 +419,16 @@ std::optional<std::int64_t> JobStore::oldest_queued_due() {
 
 std::string_view describe(RetryOutcome o) noexcept {
   switch (o) {
-    case RetryOutcome::requeued: return "queued again";
-    case RetryOutcome::rechecking: return "polling its task again";
-    case RetryOutcome::not_found: return "no such job";
-    case RetryOutcome::not_ended: return "not failed or cancelled: nothing to retry yet";
-    case RetryOutcome::succeeded: return "already succeeded";
+    case RetryOutcome::requeued:
+      return "queued again";
+    case RetryOutcome::rechecking:
+      return "polling its task again";
+    case RetryOutcome::not_found:
+      return "no such job";
+    case RetryOutcome::not_ended:
+      return "not failed or cancelled: nothing to retry yet";
+    case RetryOutcome::succeeded:
+      return "already succeeded";
     case RetryOutcome::key_gone:
       return "replace-form job whose key was deleted when it ended: enqueue it again with its key";
   }

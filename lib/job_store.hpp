@@ -1,6 +1,8 @@
 #pragma once
 // The SQLite job store: every state change of every job goes through here, each in a
 // transaction committed before the caller acts on it. Used from one thread (the DB thread).
+#include "job.hpp"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -8,8 +10,6 @@
 #include <span>
 #include <string>
 #include <vector>
-
-#include "job.hpp"
 
 namespace kpsd {
 
@@ -78,9 +78,9 @@ enum class RetryOutcome {
   requeued,    // back to `queued` with its attempts reset
   rechecking,  // its task was still pending at the poll timeout: polling it again
   not_found,
-  not_ended,   // only failed or cancelled jobs are retried
-  succeeded,   // nothing to retry
-  key_gone,    // replace form, and its key was deleted when it ended: enqueue it again
+  not_ended,  // only failed or cancelled jobs are retried
+  succeeded,  // nothing to retry
+  key_gone,   // replace form, and its key was deleted when it ended: enqueue it again
 };
 std::string_view describe(RetryOutcome o) noexcept;
 
@@ -122,7 +122,7 @@ class JobStore {
   std::optional<Job> find(std::int64_t id);
   std::vector<Attempt> attempts_of(std::int64_t job_id);
   std::map<JobState, std::int64_t> count_by_state();  // kept by triggers: seven rows
-  std::optional<std::int64_t> oldest_queued_due();     // min next_attempt_at of queued jobs
+  std::optional<std::int64_t> oldest_queued_due();    // min next_attempt_at of queued jobs
 
   RetryOutcome retry(std::int64_t id, std::int64_t now);
   // Retries every job in `state` (failed or cancelled); returns how many of each outcome.

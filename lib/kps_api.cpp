@@ -145,17 +145,24 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
 
 std::string_view to_string(Verdict v) noexcept {
   switch (v) {
-    case Verdict::delivered: return "delivered";
-    case Verdict::retryable: return "retryable";
-    case Verdict::permanent: return "permanent";
-    case Verdict::throttled: return "throttled";
-    case Verdict::reauthenticate: return "reauthenticate";
-    case Verdict::blocked: return "blocked";
+    case Verdict::delivered:
+      return "delivered";
+    case Verdict::retryable:
+      return "retryable";
+    case Verdict::permanent:
+      return "permanent";
+    case Verdict::throttled:
+      return "throttled";
+    case Verdict::reauthenticate:
+      return "reauthenticate";
+    case Verdict::blocked:
+      return "blocked";
   }
   return "unknown";
 }
 
-AttemptOutcome classify_disassociate(const HttpResult& r, std::chrono::system_clock::time_point now) {
+AttemptOutcome classify_disassociate(const HttpResult& r,
+                                     std::chrono::system_clock::time_point now) {
   AttemptOutcome out;
   if (r.transport == HttpResult::Transport::tls_failed ||
       r.transport == HttpResult::Transport::no_credentials) {
@@ -166,9 +173,15 @@ AttemptOutcome classify_disassociate(const HttpResult& r, std::chrono::system_cl
   if (r.transport != HttpResult::Transport::ok) {
     out.verdict = Verdict::retryable;
     switch (r.transport) {
-      case HttpResult::Transport::connect_failed: out.error_msg = "connect failed: "; break;
-      case HttpResult::Transport::timed_out: out.error_msg = "timed out: "; break;
-      default: out.error_msg = "connection error: "; break;
+      case HttpResult::Transport::connect_failed:
+        out.error_msg = "connect failed: ";
+        break;
+      case HttpResult::Transport::timed_out:
+        out.error_msg = "timed out: ";
+        break;
+      default:
+        out.error_msg = "connection error: ";
+        break;
     }
     out.error_msg += r.transport_detail;
     return out;

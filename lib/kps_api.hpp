@@ -1,14 +1,14 @@
 #pragma once
 // The KPS v3 wire format, without I/O: request bodies, response parsing, the task-status rule,
 // and the one classifier that turns a call's result into what the scheduler does next.
+#include "job.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "job.hpp"
 
 namespace kpsd {
 

@@ -1,11 +1,11 @@
 #include "kps_client.hpp"
 
-#include <openssl/crypto.h>
-#include <spdlog/spdlog.h>
-
 #include "credentials.hpp"
 #include "http_client.hpp"
 #include "url.hpp"
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 
 namespace kpsd {
 

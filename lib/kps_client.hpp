@@ -1,14 +1,14 @@
 #pragma once
 // The KPS API calls kpsd makes, over an HttpClient, authenticated by Credentials. A 401 tells
 // the credentials (which refresh once); every failure comes back as a value.
+#include "config.hpp"
+#include "kps_api.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <memory>
 #include <string>
-
-#include "config.hpp"
-#include "kps_api.hpp"
 
 namespace kpsd {
 

@@ -45,20 +45,25 @@ std::string Metrics::render(const Gauges& g) const {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < Histogram::bounds.size(); ++i) {
       cumulative += h.counts[i];
-      out += fmt::format("kpsd_http_request_duration_seconds_bucket{{operation=\"{}\",le=\"{}\"}} {}\n",
-                         op, Histogram::bounds[i], cumulative);
+      out += fmt::format(
+          "kpsd_http_request_duration_seconds_bucket{{operation=\"{}\",le=\"{}\"}} {}\n", op,
+          Histogram::bounds[i], cumulative);
     }
-    out += fmt::format("kpsd_http_request_duration_seconds_bucket{{operation=\"{}\",le=\"+Inf\"}} {}\n",
-                       op, h.total);
-    out += fmt::format("kpsd_http_request_duration_seconds_sum{{operation=\"{}\"}} {}\n", op, h.sum);
-    out += fmt::format("kpsd_http_request_duration_seconds_count{{operation=\"{}\"}} {}\n", op, h.total);
+    out += fmt::format(
+        "kpsd_http_request_duration_seconds_bucket{{operation=\"{}\",le=\"+Inf\"}} {}\n", op,
+        h.total);
+    out +=
+        fmt::format("kpsd_http_request_duration_seconds_sum{{operation=\"{}\"}} {}\n", op, h.sum);
+    out += fmt::format("kpsd_http_request_duration_seconds_count{{operation=\"{}\"}} {}\n", op,
+                       h.total);
   }
   header("kpsd_calls_in_flight", "gauge", "API calls in flight.");
   out += fmt::format("kpsd_calls_in_flight {}\n", g.in_flight);
   header("kpsd_rate_limit_per_second", "gauge",
          "Current request rate limit after throttling (0 = unlimited).");
   out += fmt::format("kpsd_rate_limit_per_second {}\n", g.rate_per_second);
-  header("kpsd_rate_limit_configured_per_second", "gauge", "Configured rate_per_second (0 = unlimited).");
+  header("kpsd_rate_limit_configured_per_second", "gauge",
+         "Configured rate_per_second (0 = unlimited).");
   out += fmt::format("kpsd_rate_limit_configured_per_second {}\n", g.configured_rate_per_second);
   header("kpsd_paused", "gauge", "1 while kpsctl pause is in effect.");
   out += fmt::format("kpsd_paused {}\n", g.paused ? 1 : 0);

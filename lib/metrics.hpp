@@ -1,13 +1,13 @@
 #pragma once
 // Counters kpsd keeps for Prometheus, and their text exposition format. Updated and read on
 // the network thread only, so plain integers suffice.
+#include "job.hpp"
+
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
-
-#include "job.hpp"
 
 namespace kpsd {
 
@@ -21,11 +21,11 @@ struct Histogram {
 };
 
 struct Metrics {
-  std::map<std::string, std::uint64_t> calls;        // by outcome (classifier verdict, "cancelled")
-  std::map<std::string, std::uint64_t> task_polls;   // by outcome (succeeded, failed, pending ...)
-  std::map<std::string, Histogram> latency;          // by operation (disassociate, task, failed_tasks)
-  std::uint64_t retries = 0;                         // jobs sent back to `retrying`
-  std::uint64_t throttled_rate_cuts = 0;             // times a 429 lowered the rate
+  std::map<std::string, std::uint64_t> calls;       // by outcome (classifier verdict, "cancelled")
+  std::map<std::string, std::uint64_t> task_polls;  // by outcome (succeeded, failed, pending ...)
+  std::map<std::string, Histogram> latency;  // by operation (disassociate, task, failed_tasks)
+  std::uint64_t retries = 0;                 // jobs sent back to `retrying`
+  std::uint64_t throttled_rate_cuts = 0;     // times a 429 lowered the rate
 
   struct Gauges {
     std::map<JobState, std::int64_t> jobs;

@@ -1,5 +1,10 @@
 #include "metrics_server.hpp"
 
+#include "db_worker.hpp"
+#include "logging.hpp"
+#include "metrics.hpp"
+#include "scheduler.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -10,11 +15,6 @@
 #include <spdlog/spdlog.h>
 
 #include <list>
-
-#include "db_worker.hpp"
-#include "logging.hpp"
-#include "metrics.hpp"
-#include "scheduler.hpp"
 
 namespace kpsd {
 
@@ -41,7 +41,8 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       auto it = clients.emplace(clients.end(), std::move(socket));
-      net::co_spawn(executor, serve(it), [self](std::exception_ptr e) { log_exception("metrics client", e); });
+      net::co_spawn(executor, serve(it),
+                    [self](std::exception_ptr e) { log_exception("metrics client", e); });
     }
   }
 

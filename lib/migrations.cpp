@@ -1,9 +1,9 @@
 #include "migrations.hpp"
 
+#include "sqlite.hpp"
+
 #include <stdexcept>
 #include <string>
-
-#include "sqlite.hpp"
 
 namespace kpsd {
 

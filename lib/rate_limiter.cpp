@@ -9,9 +9,15 @@ double seconds(RateLimiter::Clock::duration d) { return std::chrono::duration<do
 }  // namespace
 
 RateLimiter::RateLimiter(double configured_rate, Clock::time_point now, Tuning tuning)
-    : tuning_(tuning), configured_(configured_rate), rate_(configured_rate),
-      ceiling_(configured_rate), tokens_(std::max(1.0, configured_rate)), last_refill_(now),
-      last_change_(now), last_decrease_(now), window_start_(now) {}
+    : tuning_(tuning),
+      configured_(configured_rate),
+      rate_(configured_rate),
+      ceiling_(configured_rate),
+      tokens_(std::max(1.0, configured_rate)),
+      last_refill_(now),
+      last_change_(now),
+      last_decrease_(now),
+      window_start_(now) {}
 
 void RateLimiter::set_rate(double rate) {
   rate_ = rate;

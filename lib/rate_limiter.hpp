@@ -13,8 +13,8 @@ class RateLimiter {
 
   struct Tuning {
     Clock::duration quiet_period = std::chrono::seconds(10);  // no 429 this long → step up
-    double step_fraction = 0.1;       // each step adds this share of the ceiling
-    double min_rate = 0.1;            // never slower than one call per 10 s
+    double step_fraction = 0.1;  // each step adds this share of the ceiling
+    double min_rate = 0.1;       // never slower than one call per 10 s
     Clock::duration decrease_cooldown = std::chrono::seconds(2);  // one halving per burst of 429s
   };
 

@@ -1,5 +1,13 @@
 #include "scheduler.hpp"
 
+#include "clock.hpp"
+#include "db_worker.hpp"
+#include "job_policy.hpp"
+#include "kps_client.hpp"
+#include "logging.hpp"
+#include "metrics.hpp"
+#include "rate_limiter.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -10,14 +18,6 @@
 
 #include <random>
 #include <vector>
-
-#include "clock.hpp"
-#include "db_worker.hpp"
-#include "job_policy.hpp"
-#include "kps_client.hpp"
-#include "logging.hpp"
-#include "metrics.hpp"
-#include "rate_limiter.hpp"
 
 namespace kpsd {
 
@@ -32,8 +32,14 @@ constexpr std::chrono::milliseconds idle_check{1000};
 
 struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, Metrics& m)
-      : executor(ex), config(cfg), db(d), client(c), metrics(m), timer(ex),
-        limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now()), rng(std::random_device{}()) {
+      : executor(ex),
+        config(cfg),
+        db(d),
+        client(c),
+        metrics(m),
+        timer(ex),
+        limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now()),
+        rng(std::random_device{}()) {
     settings.max_attempts = cfg.queue.max_attempts;
     settings.backoff = Backoff(cfg.queue.backoff_initial, cfg.queue.backoff_max);
     settings.poll_tasks = cfg.kps.poll_tasks;
@@ -54,7 +60,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     while (!stopping) {
       std::int64_t now = unix_ms();
-      std::size_t free = config.queue.concurrency - std::min<std::size_t>(in_flight, config.queue.concurrency);
+      std::size_t free =
+          config.queue.concurrency - std::min<std::size_t>(in_flight, config.queue.concurrency);
       if (paused) {
         co_await sleep(idle_check);  // resume() wakes it
         continue;
@@ -89,7 +96,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                                   limiter.time_until_available(RateLimiter::Clock::now())));
       } else if (free > 0) {
         auto next = co_await db.call([](JobStore& s) { return s.next_due_at(); });
-        if (next) wait = std::min(wait, std::chrono::milliseconds(std::max<std::int64_t>(0, *next - unix_ms())));
+        if (next)
+          wait = std::min(wait,
+                          std::chrono::milliseconds(std::max<std::int64_t>(0, *next - unix_ms())));
       }
       co_await sleep(wait);
     }
@@ -110,9 +119,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
 
   void spawn_delivery(DeliveryWork w) {
     ++in_flight;
-    net::co_spawn(executor, deliver(std::move(w)), [self = shared_from_this()](std::exception_ptr e) {
-      log_exception("delivery", e);
-    });
+    net::co_spawn(
+        executor, deliver(std::move(w)),
+        [self = shared_from_this()](std::exception_ptr e) { log_exception("delivery", e); });
   }
 
   void spawn_poll(PollWork w) {
@@ -195,7 +204,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       p.kind = PollOutcome::Kind::rejected;
       ApiErrorBody err = parse_error_body(result.body);
       p.error_code = err.code;
-      p.error_msg = "HTTP " + std::to_string(result.status) + (err.message.empty() ? "" : ": " + err.message);
+      p.error_msg =
+          "HTTP " + std::to_string(result.status) + (err.message.empty() ? "" : ": " + err.message);
     }
     if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
       auto reason = co_await find_failed_task(w.task_id);
@@ -214,9 +224,15 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     }
     if (p.kind == PollOutcome::Kind::answered) {
       switch (task_phase(p.task_status)) {
-        case TaskPhase::succeeded: ++metrics.task_polls["succeeded"]; break;
-        case TaskPhase::failed: ++metrics.task_polls["failed"]; break;
-        case TaskPhase::pending: ++metrics.task_polls["pending"]; break;
+        case TaskPhase::succeeded:
+          ++metrics.task_polls["succeeded"];
+          break;
+        case TaskPhase::failed:
+          ++metrics.task_polls["failed"];
+          break;
+        case TaskPhase::pending:
+          ++metrics.task_polls["pending"];
+          break;
       }
     } else {
       ++metrics.task_polls[p.kind == PollOutcome::Kind::rejected ? "rejected" : "no_answer"];
@@ -315,7 +331,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   static void log_transition(std::int64_t id, std::string_view what, JobState next,
                              std::string_view code, std::string_view msg, std::int64_t delay) {
     switch (next) {
-      case JobState::succeeded: spdlog::info("job {} ({}): succeeded", id, what); break;
+      case JobState::succeeded:
+        spdlog::info("job {} ({}): succeeded", id, what);
+        break;
       case JobState::failed:
         spdlog::warn("job {} ({}): failed: {}{}{}", id, what, code, code.empty() ? "" : " ", msg);
         break;
@@ -323,7 +341,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         spdlog::info("job {} ({}): retry in {} ms: {}{}{}", id, what, delay, code,
                      code.empty() ? "" : " ", msg);
         break;
-      default: spdlog::debug("job {} ({}): {}", id, what, to_string(next)); break;
+      default:
+        spdlog::debug("job {} ({}): {}", id, what, to_string(next));
+        break;
     }
   }
 

@@ -2,13 +2,13 @@
 // The scheduler: takes due jobs from the store, runs at most `concurrency` calls at once under
 // the rate limit, follows delivered tasks, and writes each outcome back (group-committed).
 // Lives on the network thread; every store call goes through the DbWorker.
+#include "config.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
 #include <memory>
-
-#include "config.hpp"
 
 namespace kpsd {
 
@@ -24,7 +24,7 @@ class Scheduler {
 
   // Runs until stop() and until every call in flight has ended and been recorded.
   boost::asio::awaitable<void> run();
-  void wake();  // new work may be due (enqueue, retry ...)
+  void wake();   // new work may be due (enqueue, retry ...)
   void stop();   // stop starting calls; in-flight ones finish and are recorded
   void abort();  // (after stop) cancel calls still in flight; their jobs go back to `queued`
   void set_paused(bool paused);  // paused: no new calls (calls in flight finish)

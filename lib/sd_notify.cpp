@@ -1,11 +1,10 @@
 #include "sd_notify.hpp"
 
+#include <cstdlib>
+#include <cstring>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <cstdlib>
-#include <cstring>
 
 namespace kpsd {
 

@@ -8,8 +8,8 @@ void Database::Closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2
 
 Database::Database(const std::string& path, Mode mode) : path_(path) {
   sqlite3* raw = nullptr;
-  int flags = mode == Mode::read_only ? SQLITE_OPEN_READONLY
-                                      : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  int flags =
+      mode == Mode::read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;  // each handle is used by one thread at a time
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   db_.reset(raw);  // sqlite3_open_v2 may hand back a handle even on failure: always own it

@@ -29,7 +29,7 @@ class Database {
   explicit Database(const std::string& path, Mode mode = Mode::read_write_create);
   sqlite3* handle() const noexcept { return db_.get(); }
 
-  void exec(std::string_view sql);          // one or more statements, no results
+  void exec(std::string_view sql);                   // one or more statements, no results
   std::int64_t pragma_int(std::string_view pragma);  // `PRAGMA x` returning one integer
   std::int64_t last_insert_rowid() const noexcept;
   int changes() const noexcept;

@@ -2,11 +2,11 @@
 // The IAM token kpsd sends as X-Auth-Token, read from a file (systemd's LoadCredential= puts it
 // under $CREDENTIALS_DIRECTORY). The file is re-read when it changes, so a token can be rotated
 // without a restart.
+#include "secret.hpp"
+
 #include <ctime>
 #include <optional>
 #include <string>
-
-#include "secret.hpp"
 
 namespace kpsd {
 

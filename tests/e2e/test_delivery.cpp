@@ -1,10 +1,10 @@
 // End to end: what happens to jobs when the cloud misbehaves, when kpsd is killed, when it is
 // stopped. The built kpsd and kpsctl against the fake KPS.
+#include "e2e_rig.hpp"
+
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
-
-#include "e2e_rig.hpp"
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -110,7 +110,8 @@ TEST_CASE("one mixed batch with every fault ends each job as the rules say") {
 
 TEST_CASE("kpsd killed with SIGKILL three times loses no job") {
   constexpr int job_count = 2000;
-  Rig rig({.task_duration = 20ms, .call_delay = 15ms,
+  Rig rig({.task_duration = 20ms,
+           .call_delay = 15ms,
            .config = {{"queue.concurrency", "24"}, {"kps.poll_interval_ms", "50"}}});
   std::string ids;
   for (int i = 0; i < job_count; ++i) ids += "crash-" + std::to_string(i) + "\n";
@@ -120,7 +121,8 @@ TEST_CASE("kpsd killed with SIGKILL three times loses no job") {
   // Kill at three different points of progress, restarting each time.
   for (std::int64_t threshold : {300, 900, 1500}) {
     auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (rig.fake().disassociate_calls() < threshold && std::chrono::steady_clock::now() < deadline) {
+    while (rig.fake().disassociate_calls() < threshold &&
+           std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(2ms);
     }
     rig.daemon().signal(SIGKILL);
@@ -152,8 +154,8 @@ TEST_CASE("kpsd killed with SIGKILL three times loses no job") {
 }
 
 TEST_CASE("SIGTERM waits for the calls in flight then exits 0") {
-  Rig rig({.call_delay = 1500ms, .config = {{"kps.request_timeout_ms", "10000"},
-                                            {"queue.drain_grace_ms", "8000"}}});
+  Rig rig({.call_delay = 1500ms,
+           .config = {{"kps.request_timeout_ms", "10000"}, {"queue.drain_grace_ms", "8000"}}});
   rig.start();
   std::vector<std::string> args{"enqueue"};
   for (int i = 0; i < 10; ++i) args.push_back("slow-" + std::to_string(i));
@@ -173,8 +175,8 @@ TEST_CASE("SIGTERM waits for the calls in flight then exits 0") {
 }
 
 TEST_CASE("at the end of the grace period calls are cancelled and their jobs requeued") {
-  Rig rig({.call_delay = 20000ms, .config = {{"kps.request_timeout_ms", "30000"},
-                                             {"queue.drain_grace_ms", "300"}}});
+  Rig rig({.call_delay = 20000ms,
+           .config = {{"kps.request_timeout_ms", "30000"}, {"queue.drain_grace_ms", "300"}}});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "stuck-1", "stuck-2", "stuck-3"}).exit_code == 0);
   while (rig.fake().disassociate_calls() < 3) std::this_thread::sleep_for(5ms);
@@ -194,8 +196,8 @@ TEST_CASE("at the end of the grace period calls are cancelled and their jobs req
 }
 
 TEST_CASE("a second SIGTERM cancels at once") {
-  Rig rig({.call_delay = 20000ms, .config = {{"kps.request_timeout_ms", "30000"},
-                                             {"queue.drain_grace_ms", "60000"}}});
+  Rig rig({.call_delay = 20000ms,
+           .config = {{"kps.request_timeout_ms", "30000"}, {"queue.drain_grace_ms", "60000"}}});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "stuck-1"}).exit_code == 0);
   while (rig.fake().disassociate_calls() < 1) std::this_thread::sleep_for(5ms);

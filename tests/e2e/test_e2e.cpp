@@ -1,13 +1,13 @@
 // End to end: the built kpsd and kpsctl against the fake KPS on 127.0.0.1.
+#include "e2e_rig.hpp"
+
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
-#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include "e2e_rig.hpp"
+#include <sys/stat.h>
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -97,8 +97,8 @@ TEST_CASE("rows inserted with the sqlite3 shell while kpsd runs are picked up an
   Rig rig;
   rig.start();
   auto ins = run_command({"/usr/bin/sqlite3", "-cmd", ".timeout 5000", rig.db_path(),
-                                "INSERT INTO jobs(server_id) VALUES ('ext-1'), ('ext-2');"},
-                               rig.dir().path().string());
+                          "INSERT INTO jobs(server_id) VALUES ('ext-1'), ('ext-2');"},
+                         rig.dir().path().string());
   REQUIRE_MESSAGE(ins.exit_code == 0, ins.err);
   auto wait = rig.ctl({"wait", "--timeout", "60"});
   CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
@@ -182,10 +182,11 @@ TEST_CASE("start-up failures: one clear line and a non-zero exit") {
   CHECK(lines(bad_db.err) == 1);
   CHECK(bad_db.err.find("/proc/kpsd-no-such/jobs.db") != std::string::npos);
 
-  auto missing_config = run_command({KPSD_BIN, "--config", dir.file("nope.conf")},
-                                          dir.path().string(), 30s);
+  auto missing_config =
+      run_command({KPSD_BIN, "--config", dir.file("nope.conf")}, dir.path().string(), 30s);
   CHECK(missing_config.exit_code == 78);
-  CHECK(missing_config.err.find("nope.conf: cannot read the configuration file") != std::string::npos);
+  CHECK(missing_config.err.find("nope.conf: cannot read the configuration file") !=
+        std::string::npos);
 
   auto help = run_command({KPSD_BIN, "--help"}, dir.path().string(), 30s);
   CHECK(help.exit_code == 0);
@@ -201,7 +202,8 @@ TEST_CASE("SIGTERM stops kpsd cleanly after the calls in flight") {
   rig.start();
   CHECK(rig.ctl({"enqueue", "srv-slow"}).exit_code == 0);
   // Wait until the call is in flight, then stop.
-  for (int i = 0; i < 200 && rig.fake().calls_for("srv-slow") == 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 200 && rig.fake().calls_for("srv-slow") == 0; ++i)
+    std::this_thread::sleep_for(10ms);
   CHECK(rig.stop() == 0);
   auto rows = read_jobs(rig.db_path());
   CHECK(rows["srv-slow"].state != "running");  // its outcome was recorded before exit

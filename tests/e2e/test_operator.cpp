@@ -1,17 +1,17 @@
 // End to end: what an operator touches — every kpsctl command in both output modes, the
 // control protocol under abuse, metrics, systemd notifications, reload.
+#include "e2e_rig.hpp"
+#include "raw_client.hpp"
+
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
-#include <sys/stat.h>
 
 #include <atomic>
 #include <regex>
 #include <set>
+#include <sys/stat.h>
 #include <thread>
-
-#include "e2e_rig.hpp"
-#include "raw_client.hpp"
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -36,12 +36,18 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
   CHECK(args.out.find("a-1\tqueued") != std::string::npos);
   CHECK(args.out.find("enqueued 2 jobs (2 new, 0 already queued)") != std::string::npos);
 
-  std::string key_file = rig.dir().write("id_rsa", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n");
+  std::string key_file = rig.dir().write(
+      "id_rsa", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n");
   std::string pw_file = rig.dir().write("pw", "s3cret-pw\n");
   std::string ndjson =
       "# comment lines and blank lines are skipped\n\n"
-      "{\"server_id\": \"n-1\", \"port\": 2222, \"auth\": {\"type\": \"keypair\", \"key_file\": \"" + key_file + "\"}}\n"
-      "{\"server_id\": \"n-2\", \"auth\": {\"type\": \"password\", \"key_file\": \"" + pw_file + "\"}}\n"
+      "{\"server_id\": \"n-1\", \"port\": 2222, \"auth\": {\"type\": \"keypair\", \"key_file\": "
+      "\"" +
+      key_file +
+      "\"}}\n"
+      "{\"server_id\": \"n-2\", \"auth\": {\"type\": \"password\", \"key_file\": \"" +
+      pw_file +
+      "\"}}\n"
       "n-3\n";
   auto file = rig.ctl({"--json", "enqueue", "--file", rig.dir().write("jobs.ndjson", ndjson)});
   REQUIRE_MESSAGE(file.exit_code == 0, file.err);
@@ -54,7 +60,8 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
   CHECK(stdin_run.exit_code == 0);
   CHECK(stdin_run.out.find("s-2\tqueued") != std::string::npos);
 
-  auto common = rig.ctl({"enqueue", "--auth-type", "password", "--key-file", pw_file, "--port", "22", "c-1"});
+  auto common =
+      rig.ctl({"enqueue", "--auth-type", "password", "--key-file", pw_file, "--port", "22", "c-1"});
   CHECK(common.exit_code == 0);
 
   CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
@@ -73,7 +80,8 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
   CHECK(rig.ctl({"enqueue"}).exit_code == 2);
   CHECK(rig.ctl({"enqueue", "--auth-type", "password", "x"}).exit_code == 2);
   CHECK(rig.ctl({"enqueue", "--auth-type", "magic", "--key-file", pw_file, "x"}).exit_code == 2);
-  auto missing_key = rig.ctl({"enqueue", "--auth-type", "password", "--key-file", rig.dir().file("nope"), "x"});
+  auto missing_key =
+      rig.ctl({"enqueue", "--auth-type", "password", "--key-file", rig.dir().file("nope"), "x"});
   CHECK(missing_key.exit_code == 1);
   CHECK(missing_key.err.find("cannot read key file") != std::string::npos);
 }
@@ -94,7 +102,8 @@ TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
   int pages = 0;
   for (;;) {
     auto page = rig.ctl_json({"list", "--limit", "10", "--after", std::to_string(after)});
-    for (const auto& j : page.at("jobs").as_array()) CHECK(seen.insert(j.at("id").as_int64()).second);
+    for (const auto& j : page.at("jobs").as_array())
+      CHECK(seen.insert(j.at("id").as_int64()).second);
     ++pages;
     if (!page.contains("next_after_id")) break;
     after = page.at("next_after_id").as_int64();
@@ -208,12 +217,14 @@ TEST_CASE("bad request lines get an error naming the problem and the connection 
        "jobs[0].server_id is longer than 64 characters"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a;rm"}]})", "jobs[0].server_id may only hold"},
       {R"({"op":"enqueue","jobs":[{"server_id":1}]})", "jobs[0].server_id must be a string"},
-      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":70000}]})", "jobs[0].port must be between"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":70000}]})",
+       "jobs[0].port must be between"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"token","key":"k"}}]})",
        "jobs[0].auth.type must be"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"password","key":7}}]})",
        "jobs[0].auth.key must be a string"},
-      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"key":"k"}}]})", "jobs[0].auth.type is missing"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"key":"k"}}]})",
+       "jobs[0].auth.type is missing"},
       {R"({"op":"list","limit":-1})", "limit must be between"},
       {R"({"op":"list","state":"done"})", "state \"done\" is not a job state"},
       {R"({"op":"list","after_id":"x"})", "after_id must be an integer"},
@@ -259,7 +270,8 @@ TEST_CASE("100 clients at once and one that never reads do not stall the daemon"
 
   // The stalled client asks for big replies and never reads them.
   UnixClient stalled(rig.socket_path());
-  std::string big_request = R"({"op":"list","limit":10000})" "\n";
+  std::string big_request = R"({"op":"list","limit":10000})"
+                            "\n";
   for (int i = 0; i < 50; ++i) {
     if (!stalled.send_all(big_request)) break;
   }
@@ -317,8 +329,10 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
   CHECK(after.find("kpsd_task_polls_total{outcome=\"succeeded\"} 4") != std::string::npos);
   CHECK(after.find("kpsd_http_request_duration_seconds_count{operation=\"disassociate\"} 6") !=
         std::string::npos);
-  CHECK(after.find("kpsd_http_request_duration_seconds_bucket{operation=\"disassociate\",le=\"+Inf\"} 6") !=
-        std::string::npos);
+  CHECK(
+      after.find(
+          "kpsd_http_request_duration_seconds_bucket{operation=\"disassociate\",le=\"+Inf\"} 6") !=
+      std::string::npos);
   CHECK(http_get(port, "/other").starts_with("HTTP/1.1 404"));
   CHECK(after.find(token) == std::string::npos);
 }
@@ -340,13 +354,15 @@ TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
   };
   rig.start({"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=2000000"});
   std::string all;
-  for (int i = 0; i < 5 && all.find("WATCHDOG=1") == std::string::npos; ++i) all += receive(5s) + "\n";
+  for (int i = 0; i < 5 && all.find("WATCHDOG=1") == std::string::npos; ++i)
+    all += receive(5s) + "\n";
   CHECK(all.find("READY=1") != std::string::npos);
   CHECK(all.find("STATUS=queued 0, running 0") != std::string::npos);
   CHECK(all.find("WATCHDOG=1") != std::string::npos);
   CHECK(rig.stop() == 0);
   std::string stopping;
-  for (int i = 0; i < 5 && stopping.find("STOPPING=1") == std::string::npos; ++i) stopping += receive(5s);
+  for (int i = 0; i < 5 && stopping.find("STOPPING=1") == std::string::npos; ++i)
+    stopping += receive(5s);
   CHECK(stopping.find("STOPPING=1") != std::string::npos);
   ::close(fd);
 }
@@ -370,7 +386,8 @@ TEST_CASE("SIGHUP reloads the log level and the credentials") {
   // A broken file on SIGHUP is reported and the running configuration kept.
   rig.dir().write("kpsd.conf", conf + "bogus = 1\n");
   rig.daemon().signal(SIGHUP);
-  for (int i = 0; i < 200 && rig.log().find("keeping the running configuration") == std::string::npos; ++i) {
+  for (int i = 0;
+       i < 200 && rig.log().find("keeping the running configuration") == std::string::npos; ++i) {
     std::this_thread::sleep_for(10ms);
   }
   CHECK(rig.log().find("unknown key; keeping the running configuration") != std::string::npos);
@@ -407,11 +424,11 @@ TEST_CASE("the systemd unit passes systemd-analyze verify") {
   }
   CHECK_MESSAGE(r.exit_code == 0, r.out << r.err);
   CHECK(r.err.find("kpsd.service") == std::string::npos);  // no warning about the unit
-  for (const char* key : {"StateDirectory=kpsd", "RuntimeDirectory=kpsd", "LoadCredential=kps-token",
-                          "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
-                          "PrivateDevices=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-                          "SystemCallFilter=@system-service", "UMask=0077", "CapabilityBoundingSet=\n",
-                          "TimeoutStopSec=45s", "WatchdogSec="}) {
+  for (const char* key :
+       {"StateDirectory=kpsd", "RuntimeDirectory=kpsd", "LoadCredential=kps-token",
+        "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
+        "UMask=0077", "CapabilityBoundingSet=\n", "TimeoutStopSec=45s", "WatchdogSec="}) {
     CHECK_MESSAGE(unit.find(key) != std::string::npos, key);
   }
 }

@@ -1,12 +1,12 @@
 // End to end: HTTPS verification, the three auth methods, and that no secret leaks anywhere.
+#include "e2e_rig.hpp"
+#include "tls_certs.hpp"
+
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
 
 #include <filesystem>
-
-#include "e2e_rig.hpp"
-#include "tls_certs.hpp"
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -16,7 +16,8 @@ namespace {
 
 std::size_t count_of(const std::string& haystack, const std::string& needle) {
   std::size_t n = 0;
-  for (auto at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  for (auto at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1))
+    ++n;
   return n;
 }
 
@@ -37,8 +38,11 @@ std::int64_t terminal_jobs(Rig& rig) {
 TEST_CASE("https with the right CA: every job succeeds") {
   TempDir certs;
   auto good = make_certs(certs, "good-", "DNS:localhost,IP:127.0.0.1");
-  Rig rig({.task_duration = 20ms, .config = {{"kps.ca_file", good.ca}},
-           .tls_cert = good.leaf, .tls_key = good.leaf_key, .endpoint_host = "localhost"});
+  Rig rig({.task_duration = 20ms,
+           .config = {{"kps.ca_file", good.ca}},
+           .tls_cert = good.leaf,
+           .tls_key = good.leaf_key,
+           .endpoint_host = "localhost"});
   rig.start();
   std::vector<std::string> args{"enqueue"};
   for (int i = 0; i < 20; ++i) args.push_back("tls-" + std::to_string(i));
@@ -49,14 +53,19 @@ TEST_CASE("https with the right CA: every job succeeds") {
   CHECK(rig.log().find("plain http") == std::string::npos);
 }
 
-TEST_CASE("https with the wrong CA: nothing is sent - the cause is named once - jobs wait - a fixed CA and SIGHUP let them through") {
+TEST_CASE(
+    "https with the wrong CA: nothing is sent - the cause is named once - jobs wait - a fixed CA "
+    "and SIGHUP let them through") {
   TempDir certs;
   auto server = make_certs(certs, "server-", "DNS:localhost,IP:127.0.0.1", "the real CA");
   auto other = make_certs(certs, "other-", "DNS:localhost", "some other CA");
   std::string ca_file = certs.file("trusted-ca.pem");
   std::filesystem::copy_file(other.ca, ca_file);
-  Rig rig({.task_duration = 20ms, .config = {{"kps.ca_file", ca_file}},
-           .tls_cert = server.leaf, .tls_key = server.leaf_key, .endpoint_host = "localhost"});
+  Rig rig({.task_duration = 20ms,
+           .config = {{"kps.ca_file", ca_file}},
+           .tls_cert = server.leaf,
+           .tls_key = server.leaf_key,
+           .endpoint_host = "localhost"});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "w-1", "w-2", "w-3", "w-4", "w-5"}).exit_code == 0);
   wait_for_log(rig, "TLS handshake with localhost");
@@ -80,7 +89,9 @@ TEST_CASE("https with the wrong CA: nothing is sent - the cause is named once - 
 TEST_CASE("https to a host name the certificate does not carry is refused") {
   TempDir certs;
   auto wrong = make_certs(certs, "wrong-", "DNS:other.test");
-  Rig rig({.config = {{"kps.ca_file", wrong.ca}}, .tls_cert = wrong.leaf, .tls_key = wrong.leaf_key,
+  Rig rig({.config = {{"kps.ca_file", wrong.ca}},
+           .tls_cert = wrong.leaf,
+           .tls_key = wrong.leaf_key,
            .endpoint_host = "localhost"});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "h-1"}).exit_code == 0);
@@ -102,7 +113,8 @@ TEST_CASE("plain http to another host is allowed with a warning") {
 
 TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothing fails") {
   fake::IamOptions iam{"acct", "ops", "pw-123", "cn-north-4", 400ms};
-  Rig rig({.task_duration = 20ms, .call_delay = 25ms,
+  Rig rig({.task_duration = 20ms,
+           .call_delay = 25ms,
            .config = {{"auth.method", "iam_password"},
                       {"auth.iam_endpoint", "http://{fake}"},
                       {"auth.domain", "acct"},
@@ -134,7 +146,8 @@ TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothi
 TEST_CASE("aksk: every request is signed and the fake checks each signature") {
   Rig rig({.task_duration = 20ms,
            .config = {{"auth.method", "aksk"}, {"auth.ak_file", "ak"}, {"auth.sk_file", "sk"}},
-           .ak = "AKTESTACCESSKEY0001", .sk = "sk-secret-0123456789"});
+           .ak = "AKTESTACCESSKEY0001",
+           .sk = "sk-secret-0123456789"});
   rig.dir().write("ak", "AKTESTACCESSKEY0001\n");
   rig.dir().write("sk", "sk-secret-0123456789\n");
   rig.fake().set_behavior("ak-failed-task", fake::failed_tasks(1));
@@ -158,14 +171,17 @@ TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or th
   rig.fake().set_behavior("sec-key-bad", fake::error_answers(403, -1, "KPS.6009"));
   rig.fake().set_behavior("sec-pw-flaky", fake::failed_deliveries(1));
   std::string pw_file = rig.dir().write("pw", password + "\n");
-  std::string key_file = rig.dir().write(
-      "id_rsa", "-----BEGIN RSA PRIVATE KEY-----\n" + key_marker + "\n-----END RSA PRIVATE KEY-----\n");
+  std::string key_file =
+      rig.dir().write("id_rsa", "-----BEGIN RSA PRIVATE KEY-----\n" + key_marker +
+                                    "\n-----END RSA PRIVATE KEY-----\n");
   std::string ndjson;
   for (std::string id : {"sec-pw-ok", "sec-pw-bad", "sec-pw-flaky"}) {
-    ndjson += "{\"server_id\": \"" + id + "\", \"auth\": {\"type\": \"password\", \"key_file\": \"" + pw_file + "\"}}\n";
+    ndjson += "{\"server_id\": \"" + id +
+              "\", \"auth\": {\"type\": \"password\", \"key_file\": \"" + pw_file + "\"}}\n";
   }
   for (std::string id : {"sec-key-ok", "sec-key-bad"}) {
-    ndjson += "{\"server_id\": \"" + id + "\", \"auth\": {\"type\": \"keypair\", \"key_file\": \"" + key_file + "\"}}\n";
+    ndjson += "{\"server_id\": \"" + id + "\", \"auth\": {\"type\": \"keypair\", \"key_file\": \"" +
+              key_file + "\"}}\n";
   }
   rig.start();
   std::string outputs;
@@ -174,8 +190,10 @@ TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or th
     outputs += r.out + r.err;
     return r;
   };
-  REQUIRE(run({"--json", "enqueue", "--file", rig.dir().write("jobs.ndjson", ndjson)}).exit_code == 0);
-  REQUIRE(run({"enqueue", "--auth-type", "password", "--key-file", pw_file, "sec-cli"}).exit_code == 0);
+  REQUIRE(run({"--json", "enqueue", "--file", rig.dir().write("jobs.ndjson", ndjson)}).exit_code ==
+          0);
+  REQUIRE(run({"enqueue", "--auth-type", "password", "--key-file", pw_file, "sec-cli"}).exit_code ==
+          0);
   CHECK(run({"wait", "--timeout", "60"}).exit_code == 1);  // two fail permanently by design
   for (int id = 1; id <= 6; ++id) {
     run({"show", std::to_string(id)});

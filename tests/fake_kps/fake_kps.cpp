@@ -1,22 +1,21 @@
 #include "fake_kps.hpp"
 
+#include "aksk_signer.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 
 #include <ctime>
-
-#include "aksk_signer.hpp"
-
 #include <mutex>
 #include <set>
 #include <thread>
@@ -34,12 +33,18 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 std::string default_code(int status) {
   switch (status) {
-    case 400: return "KPS.0002";
-    case 401: return "APIGW.0301";
-    case 403: return "KPS.9003";
-    case 404: return "APIGW.0101";
-    case 429: return "APIGW.0308";
-    default: return status >= 500 ? "KPS.0003" : "KPS.0002";
+    case 400:
+      return "KPS.0002";
+    case 401:
+      return "APIGW.0301";
+    case 403:
+      return "KPS.9003";
+    case 404:
+      return "APIGW.0101";
+    case 429:
+      return "APIGW.0308";
+    default:
+      return status >= 500 ? "KPS.0003" : "KPS.0002";
   }
 }
 }  // namespace
@@ -84,7 +89,8 @@ struct FakeKps::Impl {
   }
 
   Response error(unsigned status, std::string code, std::string msg, unsigned version, bool ka) {
-    return reply(status, json::object{{"error_code", std::move(code)}, {"error_msg", std::move(msg)}},
+    return reply(status,
+                 json::object{{"error_code", std::move(code)}, {"error_msg", std::move(msg)}},
                  version, ka);
   }
 
@@ -132,7 +138,8 @@ struct FakeKps::Impl {
     std::string rest = auth.substr(scheme.size());
     for (std::size_t pos = 0; pos < rest.size();) {
       auto comma = rest.find(", ", pos);
-      std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      std::string item =
+          rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       pos = comma == std::string::npos ? rest.size() : comma + 2;
       auto eq = item.find('=');
       if (eq != std::string::npos) parts[item.substr(0, eq)] = item.substr(eq + 1);
@@ -141,9 +148,12 @@ struct FakeKps::Impl {
     if (req["X-Project-Id"] != options.project_id) return "X-Project-Id missing or wrong";
     std::string date(req["X-Sdk-Date"]);
     std::tm tm{};
-    if (date.size() != 16 || !strptime(date.c_str(), "%Y%m%dT%H%M%SZ", &tm)) return "bad X-Sdk-Date";
-    auto skew = std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(timegm(&tm));
-    if (skew > std::chrono::minutes(15) || skew < -std::chrono::minutes(15)) return "clock skew over 15 minutes";
+    if (date.size() != 16 || !strptime(date.c_str(), "%Y%m%dT%H%M%SZ", &tm))
+      return "bad X-Sdk-Date";
+    auto skew =
+        std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(timegm(&tm));
+    if (skew > std::chrono::minutes(15) || skew < -std::chrono::minutes(15))
+      return "clock skew over 15 minutes";
     SigningRequest s;
     s.method = std::string(req.method_string());
     std::string target(req.target());
@@ -154,7 +164,8 @@ struct FakeKps::Impl {
     std::string signed_names = parts["SignedHeaders"];
     for (std::size_t pos = 0; pos <= signed_names.size();) {
       auto semi = signed_names.find(';', pos);
-      std::string name = signed_names.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+      std::string name =
+          signed_names.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
       pos = semi == std::string::npos ? signed_names.size() + 1 : semi + 1;
       if (name.empty()) continue;
       names.insert(name);
@@ -163,7 +174,8 @@ struct FakeKps::Impl {
     for (const char* required : {"host", "x-sdk-date", "x-project-id"}) {
       if (!names.contains(required)) return std::string(required) + " is not signed";
     }
-    if (req.method() == http::verb::post && !names.contains("content-type")) return "content-type is not signed";
+    if (req.method() == http::verb::post && !names.contains("content-type"))
+      return "content-type is not signed";
     s.body = req.body();
     std::string expected = authorization_header(s, options.ak, Secret(options.sk));
     {
@@ -216,9 +228,11 @@ struct FakeKps::Impl {
     gmtime_r(&expires, &tm);
     char buf[40];
     std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
-    Response res = reply(201, json::object{{"token", json::object{{"expires_at", buf},
-                                                                   {"methods", json::array{"password"}}}}},
-                         v, ka);
+    Response res = reply(
+        201,
+        json::object{
+            {"token", json::object{{"expires_at", buf}, {"methods", json::array{"password"}}}}},
+        v, ka);
     res.set("X-Subject-Token", token);
     return res;
   }
@@ -243,7 +257,8 @@ struct FakeKps::Impl {
         return refuse(why, "unknown field server." + std::string(kv.key()));
       }
     }
-    if (!server.contains("id") || !server.at("id").is_string() || server.at("id").as_string().empty()) {
+    if (!server.contains("id") || !server.at("id").is_string() ||
+        server.at("id").as_string().empty()) {
       return refuse(why, "server.id missing or not a non-empty string");
     }
     if (server.contains("port")) {
@@ -254,7 +269,8 @@ struct FakeKps::Impl {
     }
     if (server.contains("auth")) {
       const json::value& a = server.at("auth");
-      if (!a.is_object() || a.as_object().size() != 2) return refuse(why, "server.auth must be {type, key}");
+      if (!a.is_object() || a.as_object().size() != 2)
+        return refuse(why, "server.auth must be {type, key}");
       const json::object& ao = a.as_object();
       const json::value* type = ao.if_contains("type");
       const json::value* key = ao.if_contains("key");
@@ -333,10 +349,10 @@ struct FakeKps::Impl {
       k -= b.drop_times;
       if (b.error_status != 0 && (b.error_times < 0 || k <= b.error_times)) {
         std::string code = b.error_code.empty() ? default_code(b.error_status) : b.error_code;
-        Response res = error(static_cast<unsigned>(b.error_status), code,
-                             "fake error " + std::to_string(b.error_status) + " for call " +
-                                 std::to_string(n),
-                             v, ka);
+        Response res =
+            error(static_cast<unsigned>(b.error_status), code,
+                  "fake error " + std::to_string(b.error_status) + " for call " + std::to_string(n),
+                  v, ka);
         if (!b.retry_after.empty()) res.set(http::field::retry_after, b.retry_after);
         co_return res;
       }
@@ -349,9 +365,11 @@ struct FakeKps::Impl {
       }
       k -= b.garbage_times;
       if (k <= b.accepted_failed_times) {
-        co_return reply(202, json::object{{"server_id", server_id}, {"status", "FAILED"},
-                                          {"error_code", "KPS.0003"},
-                                          {"error_msg", "fake delivery failure"}},
+        co_return reply(202,
+                        json::object{{"server_id", server_id},
+                                     {"status", "FAILED"},
+                                     {"error_code", "KPS.0003"},
+                                     {"error_msg", "fake delivery failure"}},
                         v, ka);
       }
       std::string task_id;
@@ -359,12 +377,12 @@ struct FakeKps::Impl {
         std::lock_guard lock(mutex);
         task_id = "fake-task-" + std::to_string(++task_counter);
         std::int64_t nth_task = ++accepted[server_id];
-        tasks[task_id] = Task{server_id, std::chrono::steady_clock::now(),
-                              nth_task <= b.task_failed_times};
+        tasks[task_id] =
+            Task{server_id, std::chrono::steady_clock::now(), nth_task <= b.task_failed_times};
       }
-      co_return reply(202, json::object{{"server_id", server_id}, {"task_id", task_id},
-                                        {"status", "SUCCESS"}},
-                      v, ka);
+      co_return reply(
+          202, json::object{{"server_id", server_id}, {"task_id", task_id}, {"status", "SUCCESS"}},
+          v, ka);
     }
 
     if (req.method() == http::verb::get &&
@@ -374,7 +392,8 @@ struct FakeKps::Impl {
         std::string query = rest.substr(q + 1);
         for (std::size_t pos = 0; pos < query.size();) {
           std::size_t amp = query.find('&', pos);
-          std::string pair = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+          std::string pair =
+              query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
           pos = amp == std::string::npos ? query.size() : amp + 1;
           auto eq = pair.find('=');
           if (eq == std::string::npos) continue;
@@ -385,7 +404,8 @@ struct FakeKps::Impl {
         }
       }
       if (limit < 1 || limit > 1000 || offset < 0) {
-        violation("failed-tasks with limit " + std::to_string(limit) + " offset " + std::to_string(offset));
+        violation("failed-tasks with limit " + std::to_string(limit) + " offset " +
+                  std::to_string(offset));
         co_return error(400, "KPS.0002", "parameter error: limit/offset", v, ka);
       }
       json::array list;
@@ -395,12 +415,16 @@ struct FakeKps::Impl {
         ++failed_task_lookups;
         total = failed.size();
         // Newest first, as a listing of recent failures would be.
-        for (std::int64_t i = offset; i < offset + limit && i < static_cast<std::int64_t>(total); ++i) {
+        for (std::int64_t i = offset; i < offset + limit && i < static_cast<std::int64_t>(total);
+             ++i) {
           const FailedTask& f = failed[total - 1 - static_cast<std::size_t>(i)];
-          list.push_back(json::object{{"task_id", f.task_id}, {"server_id", f.server_id},
-                                      {"operate_type", "unbind"}, {"task_time", 1764000000000},
-                                      {"task_error_code", "KPS.0003"},
-                                      {"task_error_msg", "fake: cannot reach the server over SSH"}});
+          list.push_back(
+              json::object{{"task_id", f.task_id},
+                           {"server_id", f.server_id},
+                           {"operate_type", "unbind"},
+                           {"task_time", 1764000000000},
+                           {"task_error_code", "KPS.0003"},
+                           {"task_error_msg", "fake: cannot reach the server over SSH"}});
         }
       }
       co_return reply(200, json::object{{"total", total}, {"tasks", std::move(list)}}, v, ka);
@@ -420,16 +444,19 @@ struct FakeKps::Impl {
         task = it->second;
       }
       auto age = std::chrono::steady_clock::now() - task.created;
-      std::string status = age >= options.task_duration       ? (task.fails ? "FAILED_UNBIND" : "SUCCESS_UNBIND")
-                           : age >= options.task_duration / 3  ? "RUNNING_UNBIND"
-                                                               : "READY_UNBIND";
+      std::string status = age >= options.task_duration
+                               ? (task.fails ? "FAILED_UNBIND" : "SUCCESS_UNBIND")
+                           : age >= options.task_duration / 3 ? "RUNNING_UNBIND"
+                                                              : "READY_UNBIND";
       if (status == "FAILED_UNBIND") {
         std::lock_guard lock(mutex);
         if (failed_listed.insert(task_id).second) failed.push_back({task_id, task.server_id});
       }
-      co_return reply(200, json::object{{"server_id", task.server_id}, {"task_id", task_id},
-                                        {"task_status", status}},
-                      v, ka);
+      co_return reply(
+          200,
+          json::object{
+              {"server_id", task.server_id}, {"task_id", task_id}, {"task_status", status}},
+          v, ka);
     }
     violation("unexpected " + std::string(req.method_string()) + " " + target);
     co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
@@ -605,21 +632,32 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
     Behavior b;
     for (const auto& [key, value] : spec.as_object()) {
       if (key == "error_code" || key == "retry_after") {
-        if (!value.is_string()) throw std::runtime_error(where + std::string(key) + " must be a string");
+        if (!value.is_string())
+          throw std::runtime_error(where + std::string(key) + " must be a string");
         (key == "error_code" ? b.error_code : b.retry_after) = std::string(value.as_string());
         continue;
       }
-      if (!value.is_int64()) throw std::runtime_error(where + std::string(key) + " must be an integer");
+      if (!value.is_int64())
+        throw std::runtime_error(where + std::string(key) + " must be an integer");
       int n = static_cast<int>(value.as_int64());
-      if (key == "accepted_failed_times") b.accepted_failed_times = n;
-      else if (key == "error_status") b.error_status = n;
-      else if (key == "error_times") b.error_times = n;
-      else if (key == "delay_ms") b.delay = std::chrono::milliseconds(n);
-      else if (key == "delay_times") b.delay_times = n;
-      else if (key == "drop_times") b.drop_times = n;
-      else if (key == "garbage_times") b.garbage_times = n;
-      else if (key == "task_failed_times") b.task_failed_times = n;
-      else throw std::runtime_error(where + "unknown key " + std::string(key));
+      if (key == "accepted_failed_times")
+        b.accepted_failed_times = n;
+      else if (key == "error_status")
+        b.error_status = n;
+      else if (key == "error_times")
+        b.error_times = n;
+      else if (key == "delay_ms")
+        b.delay = std::chrono::milliseconds(n);
+      else if (key == "delay_times")
+        b.delay_times = n;
+      else if (key == "drop_times")
+        b.drop_times = n;
+      else if (key == "garbage_times")
+        b.garbage_times = n;
+      else if (key == "task_failed_times")
+        b.task_failed_times = n;
+      else
+        throw std::runtime_error(where + "unknown key " + std::string(key));
     }
     out[std::string(id)] = b;
   }

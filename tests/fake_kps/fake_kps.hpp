@@ -22,10 +22,10 @@ struct Behavior {
   std::string error_code;         // error_code in that answer ("" = a typical one for the status)
   std::chrono::milliseconds delay{0};  // wait this long before answering ...
   int delay_times = 0;                 // ... the first N calls (0: every call)
-  std::string retry_after;        // Retry-After header on the error answers ("" = none)
-  int drop_times = 0;             // close the connection without answering
-  int garbage_times = 0;          // 202 with a body that is not JSON
-  int task_failed_times = 0;      // this server's first N tasks end FAILED_UNBIND
+  std::string retry_after;             // Retry-After header on the error answers ("" = none)
+  int drop_times = 0;                  // close the connection without answering
+  int garbage_times = 0;               // 202 with a body that is not JSON
+  int task_failed_times = 0;           // this server's first N tasks end FAILED_UNBIND
 };
 
 // Shorthands for one fault each.
@@ -75,12 +75,12 @@ struct IamOptions {
 
 struct Options {
   std::string project_id;
-  std::string token;  // the accepted X-Auth-Token (method token)
-  std::chrono::milliseconds task_duration{0};  // a task is RUNNING_UNBIND this long, then SUCCESS
-  std::chrono::milliseconds call_delay{0};     // every disassociate call takes at least this
+  std::string token;                            // the accepted X-Auth-Token (method token)
+  std::chrono::milliseconds task_duration{0};   // a task is RUNNING_UNBIND this long, then SUCCESS
+  std::chrono::milliseconds call_delay{0};      // every disassociate call takes at least this
   std::string tls_cert_file{}, tls_key_file{};  // set both to serve https
-  std::optional<IamOptions> iam{};      // accept tokens issued by the fake IAM instead of `token`
-  std::string ak{}, sk{};               // set both to require AK/SK signatures instead
+  std::optional<IamOptions> iam{};  // accept tokens issued by the fake IAM instead of `token`
+  std::string ak{}, sk{};           // set both to require AK/SK signatures instead
 };
 
 class FakeKps {
@@ -93,9 +93,9 @@ class FakeKps {
   std::uint16_t port() const;
   void set_behavior(const std::string& server_id, Behavior behavior);
 
-  std::int64_t calls_for(const std::string& server_id) const;  // disassociate calls
+  std::int64_t calls_for(const std::string& server_id) const;     // disassociate calls
   std::int64_t accepted_for(const std::string& server_id) const;  // 202s that created a task
-  std::int64_t failed_task_lookups() const;  // GET failed-tasks
+  std::int64_t failed_task_lookups() const;                       // GET failed-tasks
   std::int64_t iam_tokens_issued() const;
   std::int64_t expired_token_rejections() const;  // 401s for issued tokens past their lifetime
   std::int64_t signatures_checked() const;

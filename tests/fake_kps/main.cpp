@@ -1,4 +1,6 @@
 // fake_kps: the fake KPS endpoint as a program, for the demo and manual tests.
+#include "fake_kps.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -7,8 +9,6 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
-
-#include "fake_kps.hpp"
 
 namespace {
 std::string read_file(const std::string& path) {
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
     kpsd::fake::Options o;
     o.project_id = project_id;
     o.token = read_file(token_file);
-    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r')) o.token.pop_back();
+    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r'))
+      o.token.pop_back();
     o.task_duration = std::chrono::milliseconds(task_ms);
     kpsd::fake::FakeKps fake(o);
     if (!behaviors_file.empty()) {

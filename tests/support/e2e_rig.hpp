@@ -1,6 +1,11 @@
 #pragma once
 // End-to-end rig: one kpsd (the built binary) with its own folder (config, token, database,
 // socket, log) talking to an in-process fake KPS, and kpsctl to drive it.
+#include "fake_kps.hpp"
+#include "process.hpp"
+#include "sqlite.hpp"
+#include "temp_dir.hpp"
+
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
@@ -9,24 +14,19 @@
 #include <memory>
 #include <string>
 
-#include "fake_kps.hpp"
-#include "process.hpp"
-#include "sqlite.hpp"
-#include "temp_dir.hpp"
-
 namespace kpsd::test {
 
 inline const std::string project = "0123456789abcdef0123456789abcdef";
 inline const std::string token = "e2e-token-0123";
 
 struct RigOptions {
-  std::chrono::milliseconds task_duration{0};  // fake: how long a task runs
-  std::chrono::milliseconds call_delay{0};     // fake: every disassociate call takes this long
+  std::chrono::milliseconds task_duration{0};   // fake: how long a task runs
+  std::chrono::milliseconds call_delay{0};      // fake: every disassociate call takes this long
   std::map<std::string, std::string> config{};  // "section.key" → value, over the defaults
-  std::string tls_cert{}, tls_key{};          // fake serves https with these
-  std::string endpoint_host{"127.0.0.1"};     // the host name kpsd is told to use
-  std::optional<fake::IamOptions> iam{};      // fake accepts only its IAM's tokens
-  std::string ak{}, sk{};                     // fake requires AK/SK signatures
+  std::string tls_cert{}, tls_key{};            // fake serves https with these
+  std::string endpoint_host{"127.0.0.1"};       // the host name kpsd is told to use
+  std::optional<fake::IamOptions> iam{};        // fake accepts only its IAM's tokens
+  std::string ak{}, sk{};                       // fake requires AK/SK signatures
 };
 
 inline fake::Options fake_options(const RigOptions& o) {
@@ -41,8 +41,7 @@ inline fake::Options fake_options(const RigOptions& o) {
 
 class Rig {
  public:
-  explicit Rig(RigOptions options = {})
-      : fake_(fake_options(options)) {
+  explicit Rig(RigOptions options = {}) : fake_(fake_options(options)) {
     dir_.write("token", token + "\n");
     std::string scheme = options.tls_cert.empty() ? "http" : "https";
     std::map<std::string, std::string> cfg{
@@ -90,8 +89,9 @@ class Rig {
   }
 
   void start(const std::vector<std::string>& extra_env = {}) {
-    daemon_ = std::make_unique<Process>(std::vector<std::string>{KPSD_BIN, "--config", config_path_},
-                                        dir_.file("kpsd.out"), log_path(), "/dev/null", extra_env);
+    daemon_ =
+        std::make_unique<Process>(std::vector<std::string>{KPSD_BIN, "--config", config_path_},
+                                  dir_.file("kpsd.out"), log_path(), "/dev/null", extra_env);
     // Ready when the control socket answers.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
     while (std::chrono::steady_clock::now() < deadline) {

@@ -1,19 +1,18 @@
 #pragma once
 // Child processes for end-to-end tests: the built kpsd and kpsctl, and the sqlite3 shell.
 // Output goes to files (no pipes to drain, so no deadlock); every child is reaped.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
+#include <fcntl.h>
 #include <fstream>
 #include <optional>
+#include <signal.h>
+#include <spawn.h>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 extern char** environ;
@@ -94,11 +93,13 @@ struct CommandResult {
 };
 
 // Runs a command to its end (at most `timeout`), capturing stdout and stderr.
-inline CommandResult run_command(const std::vector<std::string>& argv, const std::string& scratch_dir,
+inline CommandResult run_command(const std::vector<std::string>& argv,
+                                 const std::string& scratch_dir,
                                  std::chrono::milliseconds timeout = std::chrono::seconds(120),
                                  const std::string& stdin_file = "/dev/null") {
   static int counter = 0;
-  std::string base = scratch_dir + "/cmd-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  std::string base =
+      scratch_dir + "/cmd-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   CommandResult r;
   {
     Process p(argv, base + ".out", base + ".err", stdin_file);

@@ -1,16 +1,15 @@
 #pragma once
 // Plain POSIX clients for tests: a unix-socket NDJSON client, and one HTTP GET over TCP.
+#include <chrono>
+#include <cstring>
 #include <netinet/in.h>
+#include <optional>
 #include <poll.h>
+#include <stdexcept>
+#include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cstring>
-#include <optional>
-#include <stdexcept>
-#include <string>
 
 namespace kpsd::test {
 
@@ -41,7 +40,8 @@ class UnixClient {
   }
 
   // One reply line, or nullopt on EOF / timeout.
-  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  std::optional<std::string> read_line(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       if (auto nl = pending_.find('\n'); nl != std::string::npos) {

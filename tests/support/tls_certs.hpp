@@ -1,9 +1,9 @@
 #pragma once
 // Certificates made at test time with the openssl command: a CA and a leaf it signs.
-#include <string>
-
 #include "process.hpp"
 #include "temp_dir.hpp"
+
+#include <string>
 
 namespace kpsd::test {
 
@@ -15,12 +15,13 @@ struct CertFiles {
 // in `dir` with file names starting with `prefix`.
 inline CertFiles make_certs(const TempDir& dir, const std::string& prefix, const std::string& san,
                             const std::string& ca_name = "kpsd test CA") {
-  CertFiles f{dir.file(prefix + "ca.pem"), dir.file(prefix + "leaf.pem"), dir.file(prefix + "leaf.key")};
+  CertFiles f{dir.file(prefix + "ca.pem"), dir.file(prefix + "leaf.pem"),
+              dir.file(prefix + "leaf.key")};
   std::string ca_key = dir.file(prefix + "ca.key"), csr = dir.file(prefix + "leaf.csr");
-  std::string ext = dir.write(prefix + "leaf.ext",
-                              "subjectAltName=" + san +
-                                  "\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
-                                  "extendedKeyUsage=serverAuth\n");
+  std::string ext =
+      dir.write(prefix + "leaf.ext", "subjectAltName=" + san +
+                                         "\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                                         "extendedKeyUsage=serverAuth\n");
   const std::string openssl = "/usr/bin/openssl";
   auto run = [&](std::vector<std::string> args) {
     args.insert(args.begin(), openssl);
@@ -32,8 +33,8 @@ inline CertFiles make_certs(const TempDir& dir, const std::string& prefix, const
        "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
   run({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
        f.leaf_key, "-out", csr, "-subj", "/CN=kpsd test server"});
-  run({"x509", "-req", "-in", csr, "-CA", f.ca, "-CAkey", ca_key, "-CAcreateserial", "-out",
-       f.leaf, "-days", "2", "-extfile", ext});
+  run({"x509", "-req", "-in", csr, "-CA", f.ca, "-CAkey", ca_key, "-CAcreateserial", "-out", f.leaf,
+       "-days", "2", "-extfile", ext});
   return f;
 }
 

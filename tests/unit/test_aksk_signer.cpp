@@ -1,13 +1,13 @@
 // The signer against vectors computed independently by tests/data/aksk_vectors.py (Python's
 // hmac/hashlib/urllib, written from the algorithm's description, not from this C++).
+#include "aksk_signer.hpp"
+
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
 
 #include <fstream>
 #include <sstream>
-
-#include "aksk_signer.hpp"
 
 using namespace kpsd;
 namespace json = boost::json;
@@ -33,7 +33,8 @@ TEST_CASE("AK/SK signatures match the independently computed vectors") {
     r.body = body;
     CHECK(canonical_request(r) == c.at("canonical_request").as_string());
     std::string date;
-    for (const auto& [name, value] : r.headers) if (name == "X-Sdk-Date") date = value;
+    for (const auto& [name, value] : r.headers)
+      if (name == "X-Sdk-Date") date = value;
     CHECK(string_to_sign(canonical_request(r), date) == c.at("string_to_sign").as_string());
     CHECK(authorization_header(r, std::string(c.at("ak").as_string()),
                                Secret(std::string(c.at("sk").as_string()))) ==

@@ -1,7 +1,7 @@
-#include <doctest/doctest.h>
-
 #include "config.hpp"
 #include "temp_dir.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace kpsd;
 using namespace std::chrono_literals;
@@ -87,26 +87,32 @@ TEST_CASE("errors name the file the line and the key") {
       {minimal + "[nope]\n", "test.conf:4: [nope]: unknown section"},
       {minimal + "request_timeout_ms = ten\n",
        "test.conf:4: kps.request_timeout_ms: `ten` is not a whole number"},
-      {minimal + "request_timeout_ms = 0\n", "test.conf:4: kps.request_timeout_ms: `0` is out of range"},
+      {minimal + "request_timeout_ms = 0\n",
+       "test.conf:4: kps.request_timeout_ms: `0` is out of range"},
       {minimal + "poll_tasks = maybe\n", "test.conf:4: kps.poll_tasks: `maybe` is not a boolean"},
-      {minimal + "[queue]\nconcurrency = -1\n", "test.conf:5: queue.concurrency: `-1` is out of range"},
+      {minimal + "[queue]\nconcurrency = -1\n",
+       "test.conf:5: queue.concurrency: `-1` is out of range"},
       {minimal + "[queue]\nrate_per_second = fast\n", "test.conf:5: queue.rate_per_second: `fast`"},
       {minimal + "[queue]\nbackoff_initial_ms = 100\nbackoff_max_ms = 10\n",
        "test.conf:6: queue.backoff_max_ms: must not be smaller"},
       {minimal + "[control]\nsocket_mode = 0666\n",
        "test.conf:5: control.socket_mode: `0666` gives access to other users"},
-      {minimal + "[control]\nsocket_mode = 9\n", "test.conf:5: control.socket_mode: `9` is not a whole number"},
+      {minimal + "[control]\nsocket_mode = 9\n",
+       "test.conf:5: control.socket_mode: `9` is not a whole number"},
       {minimal + "[log]\nlevel = loud\n", "test.conf:5: log.level: `loud` is not one of"},
       {minimal + "[auth]\nmethod = magic\n",
        "test.conf:5: auth.method: `magic` is not one of token, iam_password, aksk"},
-      {minimal + "[auth]\nak_file = /x\n", "test.conf:5: auth.ak_file: is only used with method = aksk"},
-      {minimal + "[auth]\nmethod = aksk\nak_file = /x\n", "test.conf: auth.sk_file: required but not set"},
+      {minimal + "[auth]\nak_file = /x\n",
+       "test.conf:5: auth.ak_file: is only used with method = aksk"},
+      {minimal + "[auth]\nmethod = aksk\nak_file = /x\n",
+       "test.conf: auth.sk_file: required but not set"},
       {minimal + "[auth]\nmethod = iam_password\niam_endpoint = https://iam.example\ndomain = d\n"
                  "user = u\npassword_file = /p\n",
        "test.conf: auth.project: required but not set"},
       {minimal + "[auth]\nmethod = iam_password\niam_endpoint = iam.example\n",
        "test.conf:6: auth.iam_endpoint: `iam.example` must start with https://"},
-      {minimal + "[metrics]\nlisten = 9464\n", "test.conf:5: metrics.listen: `9464` must be ADDRESS:PORT"},
+      {minimal + "[metrics]\nlisten = 9464\n",
+       "test.conf:5: metrics.listen: `9464` must be ADDRESS:PORT"},
       {minimal + "endpoint = http://x\n", "test.conf:4: kps.endpoint: set twice (first on line 2)"},
       {"[kps]\nproject_id = 0123456789abcdef0123456789abcdef\n",
        "test.conf: kps.endpoint: required but not set"},
@@ -146,10 +152,11 @@ TEST_CASE("the shipped example configuration parses with the documented defaults
 }
 
 TEST_CASE("each auth method reads its own keys") {
-  Config iam = parse_config(minimal + "[auth]\nmethod = iam_password\n"
-                                      "iam_endpoint = https://iam.cn-north-4.myhuaweicloud.com\n"
-                                      "domain = acct\nuser = ops\npassword_file = iam-password\n"
-                                      "project = cn-north-4\n",
+  Config iam = parse_config(minimal +
+                                "[auth]\nmethod = iam_password\n"
+                                "iam_endpoint = https://iam.cn-north-4.myhuaweicloud.com\n"
+                                "domain = acct\nuser = ops\npassword_file = iam-password\n"
+                                "project = cn-north-4\n",
                             "iam.conf");
   CHECK(iam.auth.method == AuthMethod::iam_password);
   CHECK(iam.auth.iam_endpoint.host == "iam.cn-north-4.myhuaweicloud.com");

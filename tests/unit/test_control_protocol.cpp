@@ -1,12 +1,12 @@
-#include <boost/json.hpp>
-#include <doctest/doctest.h>
+#include "control_protocol.hpp"
+#include "zeroing_storage.hpp"
 
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
 #include <spdlog/fmt/fmt.h>
 
 #include <ostream>
-
-#include "control_protocol.hpp"
-#include "zeroing_storage.hpp"
 
 using namespace kpsd;
 
@@ -59,7 +59,8 @@ TEST_CASE("bad control requests get a message that names what is wrong") {
        "jobs[0].server_id is longer than 64"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a b"}]})", "jobs[0].server_id may only hold"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a","port":0}]})", "jobs[0].port must be between 1"},
-      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":"22"}]})", "jobs[0].port must be an integer"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","port":"22"}]})",
+       "jobs[0].port must be an integer"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a","color":1}]})", "unknown field jobs[0].color"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"x","key":"k"}}]})",
        "jobs[0].auth.type must be"},
@@ -67,7 +68,8 @@ TEST_CASE("bad control requests get a message that names what is wrong") {
        "jobs[0].auth.key is missing"},
       {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"password","key":""}}]})",
        "jobs[0].auth.key is empty"},
-      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":"pw"}]})", "jobs[0].auth must be an object"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":"pw"}]})",
+       "jobs[0].auth must be an object"},
       {R"({"op":"list","state":"sleeping"})", "state \"sleeping\" is not a job state"},
       {R"({"op":"list","limit":0})", "limit must be between 1"},
       {R"({"op":"list","limit":1.5})", "limit must be an integer"},
@@ -105,7 +107,9 @@ TEST_CASE("job JSON carries the auth type but never a key") {
 
 namespace {
 template <class T>
-concept Streamable = requires(std::ostream& os, const T& t) { os << t; };
+concept Streamable = requires(std::ostream& os, const T& t) {
+  os << t;
+};
 }  // namespace
 
 TEST_CASE("a Secret cannot be streamed or formatted") {

@@ -1,8 +1,8 @@
-#include <doctest/doctest.h>
-
 #include "backoff.hpp"
 #include "job_policy.hpp"
 #include "rate_limiter.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace kpsd;
 using namespace std::chrono_literals;
@@ -25,9 +25,9 @@ TEST_CASE("backoff: exponential ceiling - capped - full jitter - never sooner th
   CHECK(b.delay(3, 0.0) == 0ms);
   CHECK(b.delay(3, 0.5) == 2000ms);
   CHECK(b.delay(3, 0.999999) == 3999ms);
-  CHECK(b.delay(20, 0.5) == 15000ms);  // half of the cap
-  CHECK(b.delay(3, 0.25, 9000ms) == 9000ms);  // Retry-After longer than the draw wins
-  CHECK(b.delay(3, 0.75, 1ms) == 3000ms);     // shorter: the draw stands
+  CHECK(b.delay(20, 0.5) == 15000ms);             // half of the cap
+  CHECK(b.delay(3, 0.25, 9000ms) == 9000ms);      // Retry-After longer than the draw wins
+  CHECK(b.delay(3, 0.75, 1ms) == 3000ms);         // shorter: the draw stands
   CHECK(b.delay(20, 0.9, 600000ms) == 600000ms);  // Retry-After beyond the cap is still honoured
 }
 
@@ -88,7 +88,9 @@ TEST_CASE("rate limiter: never below the floor") {
   CHECK(r.rate() == doctest::Approx(0.1));
 }
 
-TEST_CASE("rate limiter: unlimited becomes limited at half the observed rate on a 429 then unlimited again") {
+TEST_CASE(
+    "rate limiter: unlimited becomes limited at half the observed rate on a 429 then unlimited "
+    "again") {
   RateLimiter r(0, t0);
   // 40 calls per second for two seconds.
   for (int i = 0; i < 80; ++i) CHECK(r.try_acquire(t0 + std::chrono::milliseconds(25 * i)));
@@ -138,7 +140,8 @@ TEST_CASE("after a call: delivered - retrying with backoff - failed when attempt
   CHECK(d.next == JobState::delivered);
   CHECK(d.next_attempt_at == 1050);
   s.poll_tasks = false;
-  CHECK(decide_after_call(outcome(Verdict::delivered), 0, s, 1000, 0.5).next == JobState::succeeded);
+  CHECK(decide_after_call(outcome(Verdict::delivered), 0, s, 1000, 0.5).next ==
+        JobState::succeeded);
   s = settings();
 
   d = decide_after_call(outcome(Verdict::retryable), 0, s, 1000, 0.5);
@@ -165,7 +168,7 @@ TEST_CASE("after a call: throttling waits and does not use up attempts") {
   CHECK_FALSE(d.counts_attempt);
   CHECK(d.next_attempt_at == 2000);
   throttled.retry_after.reset();
-  CHECK(decide_after_call(throttled, 0, s, 1000, 0.0).next_attempt_at == 6000);   // 1x
+  CHECK(decide_after_call(throttled, 0, s, 1000, 0.0).next_attempt_at == 6000);    // 1x
   CHECK(decide_after_call(throttled, 0, s, 1000, 0.99).next_attempt_at == 10950);  // ~2x
 }
 
@@ -192,7 +195,8 @@ TEST_CASE("a call cancelled by a stop goes back to the queue without using an at
 
 TEST_CASE("after a poll: success - failure retries the delivery - pending until the timeout") {
   auto s = settings();
-  CHECK(decide_after_poll(answered("SUCCESS_UNBIND"), 1, 0, s, 100, 0.5).next == JobState::succeeded);
+  CHECK(decide_after_poll(answered("SUCCESS_UNBIND"), 1, 0, s, 100, 0.5).next ==
+        JobState::succeeded);
 
   auto d = decide_after_poll(answered("RUNNING_UNBIND"), 1, 0, s, 100, 0.5);
   CHECK(d.next == JobState::delivered);

@@ -1,11 +1,12 @@
-#include <doctest/doctest.h>
-#include <sqlite3.h>
-#include <sys/stat.h>
-
 #include "job_store.hpp"
 #include "migrations.hpp"
 #include "sqlite.hpp"
 #include "temp_dir.hpp"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <sys/stat.h>
 
 using namespace kpsd;
 
@@ -64,8 +65,9 @@ TEST_CASE("migrations: a new database gets every migration in order once") {
     CHECK(store.schema_version() == newest);
   }
   CHECK(external_int(path, "PRAGMA user_version") == newest);
-  CHECK(external_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                           "('jobs','attempts','job_secrets')") == 3);
+  CHECK(external_int(path,
+                     "SELECT count(*) FROM sqlite_master WHERE name IN "
+                     "('jobs','attempts','job_secrets')") == 3);
   {
     sql::Database db(path);
     sql::Statement s(db, "PRAGMA journal_mode");

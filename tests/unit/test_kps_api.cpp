@@ -1,7 +1,8 @@
-#include <boost/json.hpp>
-#include <doctest/doctest.h>
-
 #include "kps_api.hpp"
+
+#include <boost/json.hpp>
+
+#include <doctest/doctest.h>
 
 using namespace kpsd;
 using namespace std::chrono_literals;
@@ -47,7 +48,8 @@ TEST_CASE("202 bodies: task_id with or without status") {
   auto b = parse_accepted_body(R"({"task_id":"t2"})", why);
   REQUIRE(b);
   CHECK(b->status.empty());
-  auto c = parse_accepted_body(R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"x"})", why);
+  auto c =
+      parse_accepted_body(R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"x"})", why);
   REQUIRE(c);
   CHECK(c->error_code == "KPS.0003");
   CHECK_FALSE(parse_accepted_body(R"({"status":"SUCCESS"})", why));
@@ -79,7 +81,8 @@ TEST_CASE("task status rule: SUCCESS_x done FAILED_x failed anything else pendin
   CHECK(task_phase("RUNNING_UNBIND") == TaskPhase::pending);
   CHECK(task_phase("") == TaskPhase::pending);
   std::string why;
-  auto t = parse_task_body(R"({"server_id":"s","task_id":"t","task_status":"RUNNING_UNBIND"})", why);
+  auto t =
+      parse_task_body(R"({"server_id":"s","task_id":"t","task_status":"RUNNING_UNBIND"})", why);
   REQUIRE(t);
   CHECK(t->task_status == "RUNNING_UNBIND");
   CHECK_FALSE(parse_task_body(R"({"task_id":"t"})", why));
@@ -95,12 +98,14 @@ TEST_CASE("Retry-After in seconds and as an HTTP date") {
 }
 
 TEST_CASE("classifier: every kind of outcome") {
-  auto delivered = classify_disassociate(response(202, R"({"task_id":"t","status":"SUCCESS"})"), now);
+  auto delivered =
+      classify_disassociate(response(202, R"({"task_id":"t","status":"SUCCESS"})"), now);
   CHECK(delivered.verdict == Verdict::delivered);
   CHECK(delivered.task_id == "t");
   CHECK(delivered.request_id == "req-42");
   CHECK(delivered.http_status == 202);
-  CHECK(classify_disassociate(response(202, R"({"task_id":"t"})"), now).verdict == Verdict::delivered);
+  CHECK(classify_disassociate(response(202, R"({"task_id":"t"})"), now).verdict ==
+        Verdict::delivered);
 
   auto failed202 = classify_disassociate(
       response(202, R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"dep"})"), now);
@@ -114,7 +119,8 @@ TEST_CASE("classifier: every kind of outcome") {
 
   for (unsigned status : {400u, 403u, 404u, 409u}) {
     auto p = classify_disassociate(
-        response(status, R"({"error_code":"KPS.4016","error_msg":"key pair does not exist"})"), now);
+        response(status, R"({"error_code":"KPS.4016","error_msg":"key pair does not exist"})"),
+        now);
     CHECK(p.verdict == Verdict::permanent);
     CHECK(p.error_code == "KPS.4016");
     CHECK(p.error_msg == "key pair does not exist");

@@ -1,16 +1,16 @@
 // KpsClient against the fake KPS on 127.0.0.1: request shape, keep-alive, deadlines, errors.
+#include "credentials.hpp"
+#include "fake_kps.hpp"
+#include "kps_client.hpp"
+#include "temp_dir.hpp"
+#include "url.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
-
-#include "credentials.hpp"
-#include "fake_kps.hpp"
-#include "kps_client.hpp"
-#include "temp_dir.hpp"
-#include "url.hpp"
 
 using namespace kpsd;
 using namespace std::chrono_literals;
@@ -64,7 +64,8 @@ struct Rig {
 
 TEST_CASE("disassociate sends the documented request and reads the 202") {
   Rig rig;
-  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-1", std::nullopt, nullptr)));
+  auto r =
+      rig.run(rig.client->disassociate(make_disassociate_body("srv-1", std::nullopt, nullptr)));
   CHECK(r.transport == HttpResult::Transport::ok);
   CHECK(r.status == 202);
   CHECK(r.request_id.starts_with("fake-req-"));
@@ -97,7 +98,8 @@ TEST_CASE("many calls reuse keep-alive connections and stay correct") {
 TEST_CASE("error answers come back as values with their body") {
   Rig rig;
   rig.fake.set_behavior("srv-bad", fake::error_answers(400, -1, "KPS.4016"));
-  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-bad", std::nullopt, nullptr)));
+  auto r =
+      rig.run(rig.client->disassociate(make_disassociate_body("srv-bad", std::nullopt, nullptr)));
   CHECK(r.status == 400);
   auto o = classify_disassociate(r, std::chrono::system_clock::now());
   CHECK(o.verdict == Verdict::permanent);
@@ -107,7 +109,8 @@ TEST_CASE("error answers come back as values with their body") {
 TEST_CASE("a slow answer hits the deadline and is reported as a timeout") {
   Rig rig(200ms);
   rig.fake.set_behavior("srv-slow", fake::slow_answers(2000ms));
-  auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv-slow", std::nullopt, nullptr)));
+  auto r =
+      rig.run(rig.client->disassociate(make_disassociate_body("srv-slow", std::nullopt, nullptr)));
   CHECK(r.transport == HttpResult::Transport::timed_out);
   CHECK(r.latency >= 200ms);
   CHECK(r.latency < 1500ms);
