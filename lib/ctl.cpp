@@ -570,7 +570,10 @@ int cmd_wait(const Options& opt, const std::vector<std::int64_t>& ids, double ti
 
 int run_kpsctl(int argc, char** argv) {
   CLI::App app{"kpsctl: control a running kpsd (enqueue key-pair unbinds, inspect jobs)"};
-  app.set_version_flag("--version", "kpsctl 0.1.0");
+  app.set_version_flag("--version", "kpsctl " KPSD_VERSION);
+  app.footer(
+      "Exit codes: 0 ok; 1 the operation failed (or a waited-for job did not succeed); 2 usage;\n"
+      "69 kpsd not reachable. `kpsctl COMMAND --help` describes each command.");
   Options opt;
   const char* env_socket = std::getenv("KPSD_SOCKET");
   opt.socket = env_socket && *env_socket ? env_socket : "/run/kpsd/kpsd.sock";
