@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
@@ -37,6 +38,25 @@ constexpr std::size_t max_response_body = 1024 * 1024;  // KPS answers are a few
 constexpr auto max_idle_reuse = std::chrono::seconds(4);
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// Request headers carry the token or the signature: their storage is zeroed when freed.
+template <class T>
+struct ZeroingAllocator {
+  using value_type = T;
+  ZeroingAllocator() = default;
+  template <class U>
+  ZeroingAllocator(const ZeroingAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    OPENSSL_cleanse(p, n * sizeof(T));
+    std::allocator<T>{}.deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const ZeroingAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+using Request = http::request<http::string_body, http::basic_fields<ZeroingAllocator<char>>>;
 
 struct Connection {
   std::shared_ptr<ssl::context> context;  // outlives the TLS stream made from it
@@ -181,7 +201,7 @@ struct HttpClient::Impl {
 
   template <class Stream>
   net::awaitable<HttpResult> send_on(Stream& stream, Connection& conn,
-                                     const http::request<http::string_body>& req, bool& reusable) {
+                                     const Request& req, bool& reusable) {
     set_deadline(stream, timeout);
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
     if (wec) co_return failure(transport_kind(wec), "write: " + wec.message());
@@ -216,7 +236,7 @@ struct HttpClient::Impl {
     if (cancelled)
       co_return failure(HttpResult::Transport::io_error, "cancelled: kpsd is stopping");
 
-    http::request<http::string_body> req{http::string_to_verb(request.method), request.target, 11};
+    Request req{http::string_to_verb(request.method), request.target, 11};
     req.set(http::field::host, host_header);
     req.set(http::field::user_agent, "kpsd/" KPSD_VERSION);
     for (const auto& [name, value] : request.headers) req.set(name, value);
