@@ -411,6 +411,10 @@ int cmd_show(const Options& opt, std::int64_t id) {
   row("task_status", text_of(j, "task_status"));
   row("error_code", text_of(j, "error_code"));
   row("error_msg", text_of(j, "error_msg"));
+  if (!text_of(j, "task_error_code").empty() || !text_of(j, "task_error_msg").empty()) {
+    row("task_error_code", text_of(j, "task_error_code"));  // the server's reason for FAILED_*
+    row("task_error_msg", text_of(j, "task_error_msg"));
+  }
   row("port", text_of(j, "port"));
   std::string auth = text_of(j, "auth_type");
   row("auth", auth.empty() ? "none (reset form)" : auth + " (redacted)");

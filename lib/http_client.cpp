@@ -200,8 +200,8 @@ struct HttpClient::Impl {
   }
 
   template <class Stream>
-  net::awaitable<HttpResult> send_on(Stream& stream, Connection& conn,
-                                     const Request& req, bool& reusable) {
+  net::awaitable<HttpResult> send_on(Stream& stream, Connection& conn, const Request& req,
+                                     bool& reusable) {
     set_deadline(stream, timeout);
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
     if (wec) co_return failure(transport_kind(wec), "write: " + wec.message());

@@ -83,6 +83,9 @@ TEST_CASE("one mixed batch with every fault ends each job as the rules say") {
   CHECK(rows["task-failed-0"].task_error_code == "KPS.0003");
   CHECK(rows["task-failed-0"].task_error_msg == "fake: cannot reach the server over SSH");
   CHECK(rig.fake().failed_task_lookups() >= 5);
+  auto shown = rig.ctl({"show", std::to_string(rows["task-failed-0"].id)});
+  CHECK(shown.out.find("task_error_msg: fake: cannot reach the server over SSH") !=
+        std::string::npos);
 
   // 429 with Retry-After: 1 — the next call started at least 1 s after the 429 arrived.
   for (int i = 0; i < 5; ++i) {

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <sys/stat.h>
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -225,6 +226,13 @@ TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or th
     }
   };
   check_files("while kpsd runs");
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    struct stat st {};
+    std::string path = rig.db_path() + suffix;
+    if (::stat(path.c_str(), &st) != 0) continue;
+    CAPTURE(path);
+    CHECK((st.st_mode & 0777) == 0600);  // database, WAL and shared-memory files are private
+  }
   CHECK(rig.stop() == 0);
   check_files("after kpsd stopped");
 }
