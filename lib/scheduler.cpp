@@ -117,18 +117,26 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     wake_pending = false;
   }
 
+  // The slot is given back when the coroutine ends, however it ends, so a stop never waits
+  // for a call that died with an exception (its job stays `running` until the next start).
   void spawn_delivery(DeliveryWork w) {
     ++in_flight;
     net::co_spawn(
         executor, deliver(std::move(w)),
-        [self = shared_from_this()](std::exception_ptr e) { log_exception("delivery", e); });
+        [self = shared_from_this()](std::exception_ptr e) { self->call_ended("delivery", e); });
   }
 
   void spawn_poll(PollWork w) {
     ++in_flight;
     net::co_spawn(executor, poll(std::move(w)), [self = shared_from_this()](std::exception_ptr e) {
-      log_exception("task poll", e);
+      self->call_ended("task poll", e);
     });
+  }
+
+  void call_ended(std::string_view what, std::exception_ptr e) {
+    log_exception(what, e);
+    --in_flight;
+    wake();
   }
 
   net::awaitable<void> deliver(DeliveryWork w) {
@@ -172,7 +180,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
                      f.next_attempt_at - now);
     }
-    --in_flight;
     pending_attempts.push_back(std::move(f));
     if (!flushing_attempts) {
       flushing_attempts = true;
@@ -254,7 +261,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     } else if (p.kind != PollOutcome::Kind::answered) {
       spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
     }
-    --in_flight;
     pending_polls.push_back(std::move(f));
     if (!flushing_polls) {
       flushing_polls = true;
