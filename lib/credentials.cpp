@@ -38,25 +38,6 @@ std::string resolve_credential_path(const std::string& configured, const std::st
 
 namespace {
 
-// Reads a one-line secret file (a trailing newline is not part of it).
-std::optional<Secret> read_secret_file(const std::string& path, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot read " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  std::string text = buf.str();
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (text.empty()) {
-    error = path + " is empty";
-    return std::nullopt;
-  }
-  Secret s(std::move(text));
-  return s;
-}
-
 class TokenFileCredentials final : public Credentials {
  public:
   explicit TokenFileCredentials(std::string path) : tokens_(std::move(path)) {
@@ -116,9 +97,9 @@ class AkSkCredentials final : public Credentials {
   }
   std::string reload() override {
     std::string error;
-    auto ak = read_secret_file(ak_file_, error);
+    auto ak = read_secret_file(ak_file_, "", error);
     if (!ak) return "auth.ak_file: " + error;
-    auto sk = read_secret_file(sk_file_, error);
+    auto sk = read_secret_file(sk_file_, "", error);
     if (!sk) return "auth.sk_file: " + error;
     ak_ = std::move(*ak);
     sk_ = std::move(*sk);
@@ -170,7 +151,7 @@ class IamPasswordCredentials final : public Credentials {
 
   std::string reload() override {
     std::string error;
-    auto pw = read_secret_file(password_file_, error);
+    auto pw = read_secret_file(password_file_, "", error);
     if (!pw) return "auth.password_file: " + error;
     password_ = std::move(*pw);
     token_ = Secret();  // the next call gets a token with the (new) password

@@ -8,6 +8,25 @@
 
 namespace kpsd {
 
+std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
+                                       std::string& error) {
+  std::string name = what.empty() ? path : std::string(what) + " " + path;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot read " + name + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string text = buf.str();
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) {
+    error = name + " is empty";
+    return std::nullopt;
+  }
+  return Secret(std::move(text));
+}
+
 std::optional<Secret> TokenSource::current(std::string& error) {
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
@@ -17,15 +36,10 @@ std::optional<Secret> TokenSource::current(std::string& error) {
   bool changed = st.st_mtim.tv_sec != mtime_.tv_sec || st.st_mtim.tv_nsec != mtime_.tv_nsec ||
                  st.st_size != size_ || token_.empty();
   if (changed) {
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) {
-      error = "cannot read token file " + path_ + ": " + std::strerror(errno);
-      return std::nullopt;
-    }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    std::string text = buf.str();
-    // A token is one line; editors and `echo` add a newline that is not part of it.
+    auto read = read_secret_file(path_, "token file", error);
+    if (!read) return std::nullopt;
+    // A token is one line; editors and `echo` add line ends or spaces that are not part of it.
+    std::string text(read->reveal());
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
       text.pop_back();
     }

@@ -7,8 +7,14 @@
 #include <ctime>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace kpsd {
+
+// Reads a secret file of one line (a trailing newline is not part of the secret). On failure
+// returns nullopt with `error` naming `what` and the path, never the content.
+std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
+                                       std::string& error);
 
 class TokenSource {
  public:
@@ -18,7 +24,6 @@ class TokenSource {
   std::optional<Secret> current(std::string& error);
   // Forces a re-read on the next call (after a 401).
   void invalidate() noexcept { mtime_ = {}; }
-  const std::string& path() const noexcept { return path_; }
 
  private:
   std::string path_;
