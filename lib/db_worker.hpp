@@ -47,8 +47,6 @@ class DbWorker {
     }
   }
 
-  // For start-up and tests, before the network thread runs: direct access on the caller's thread.
-  JobStore& store_for_startup() { return *store_; }
 
  private:
   template <bool void_result, class Handler, class Fn>

@@ -175,7 +175,6 @@ JobStore::JobStore(const std::string& path) {
   db_->exec("PRAGMA secure_delete = ON");
   schema_version_ = apply_migrations(*db_, embedded_migrations());
   st_ = std::make_unique<Statements>(*db_);
-  data_version_ = db_->pragma_int("data_version");
 }
 
 JobStore::~JobStore() = default;
@@ -342,13 +341,6 @@ std::optional<std::int64_t> JobStore::next_due_at() {
     s.reset();
   }
   return earliest;
-}
-
-bool JobStore::changed_by_others() {
-  std::int64_t v = db_->pragma_int("data_version");
-  bool changed = v != data_version_;
-  data_version_ = v;
-  return changed;
 }
 
 std::vector<Job> JobStore::list(const ListQuery& q) {

@@ -115,8 +115,6 @@ class JobStore {
 
   // Earliest next_attempt_at over queued, retrying and delivered jobs.
   std::optional<std::int64_t> next_due_at();
-  // True when another connection (kpsctl is not one; sqlite3 is) committed since the last call.
-  bool changed_by_others();
 
   std::vector<Job> list(const ListQuery& q);
   std::optional<Job> find(std::int64_t id);
@@ -139,7 +137,6 @@ class JobStore {
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<Statements> st_;
   int schema_version_ = 0;
-  std::int64_t data_version_ = 0;
 };
 
 }  // namespace kpsd
