@@ -115,6 +115,7 @@ class Parser {
                                          "control.socket",
                                          "metrics.listen",
                                          "control.socket_mode",
+                                         "control.max_clients",
                                          "log.level"};
     return k;
   }
@@ -334,6 +335,8 @@ Config parse_config(std::string_view text, std::string_view file_name) {
                  "world-accessible (use 0600 or 0660)");
     }
   }
+
+  p.unsigned_value("control.max_clients", c.control.max_clients, 1, 10000);
 
   std::string listen;
   p.string_value("metrics.listen", listen);

@@ -60,6 +60,9 @@ struct QueueConfig {
 struct ControlConfig {
   std::string socket = "/run/kpsd/kpsd.sock";
   unsigned socket_mode = 0660;  // octal; never world-accessible
+  // Control connections open at once. A new one past the cap closes the connection idle the
+  // longest (or is itself refused when every client is mid-request), with an error line.
+  unsigned max_clients = 256;
 };
 
 struct MetricsConfig {

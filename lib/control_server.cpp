@@ -1,15 +1,17 @@
 #include "control_server.hpp"
 
+#include "accept_backoff.hpp"
 #include "clock.hpp"
 #include "control_protocol.hpp"
 #include "db_worker.hpp"
 #include "logging.hpp"
+#include "metrics.hpp"
 #include "scheduler.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
@@ -18,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <list>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,8 +40,22 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 // long is gone. A client that does not read its reply within write_deadline is dropped.
 constexpr std::chrono::seconds idle_deadline{600};
 constexpr std::chrono::seconds write_deadline{10};
+// Unfinished request lines across all clients are held up to this much memory (one line may
+// be 1 MiB); a client whose next read would pass it gets an error line and is closed.
+constexpr std::size_t max_buffered_input = 16 * 1024 * 1024;
+constexpr std::size_t read_chunk = 16 * 1024;
+// Over-limit connections are said once per this period, with a count, not once each.
+constexpr std::chrono::seconds refusal_log_period{10};
 
 using Stream = beast::basic_stream<local, net::any_io_executor, beast::unlimited_rate_policy>;
+
+struct Client {
+  explicit Client(local::socket s) : stream(std::move(s)) {}
+  Stream stream;
+  bool busy = false;     // a request is being answered: never evicted
+  bool evicted = false;  // closed to make room for a newer client
+  std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();
+};
 
 struct PeerCred {
   pid_t pid = 0;
@@ -59,8 +76,14 @@ PeerCred peer_of(local::socket& s) {
 }  // namespace
 
 struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(net::any_io_executor ex, const ControlConfig& cfg, DbWorker& d, Scheduler& s)
-      : executor(ex), config(cfg), db(d), scheduler(s), acceptor(ex) {}
+  Impl(net::any_io_executor ex, const ControlConfig& cfg, DbWorker& d, Scheduler& s, Metrics& m)
+      : executor(ex),
+        config(cfg),
+        db(d),
+        scheduler(s),
+        metrics(m),
+        acceptor(ex),
+        accept_retry(ex) {}
 
   void listen() {
     const std::string& path = config.socket;
@@ -95,11 +118,22 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
 
   net::awaitable<void> accept_loop() {
     auto self = shared_from_this();
+    AcceptBackoff backoff("control socket");
     while (!stopped) {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec) {
         if (stopped || ec == net::error::operation_aborted) break;
-        spdlog::warn("control socket accept: {}", ec.message());
+        // EMFILE and friends: the pending connection stays in the backlog; try again later
+        // rather than at once (an immediate retry fails the same way, at full CPU).
+        accept_retry.expires_after(backoff.failed(ec.message()));
+        co_await accept_retry.async_wait(use_tuple);
+        continue;
+      }
+      backoff.succeeded();
+      if (clients.size() >= config.max_clients && !evict_idle_client()) {
+        note_refusal();
+        net::co_spawn(executor, refuse(std::move(socket)),
+                      [self](std::exception_ptr e) { log_exception("control client", e); });
         continue;
       }
       auto it = clients.emplace(clients.end(), std::move(socket));
@@ -108,29 +142,101 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  net::awaitable<void> serve(std::list<Stream>::iterator it) {
+  // Makes room for a new client by closing the one idle longest (none mid-request). The
+  // closed client is told why before its connection ends.
+  bool evict_idle_client() {
+    Client* oldest = nullptr;
+    for (Client& c : clients) {
+      if (c.busy || c.evicted) continue;
+      if (!oldest || c.last_active < oldest->last_active) oldest = &c;
+    }
+    if (!oldest) return false;
+    note_refusal();
+    oldest->evicted = true;
+    boost::system::error_code ignored;
+    oldest->stream.socket().cancel(ignored);  // its serve() wakes, says why and closes
+    return true;
+  }
+
+  void note_refusal() {
+    ++metrics.control_clients_refused;
+    ++refusals_unlogged;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log >= refusal_log_period) {
+      spdlog::warn(
+          "control socket: more than {} clients (control.max_clients); {} connection(s) closed "
+          "since the last report",
+          config.max_clients, refusals_unlogged);
+      refusals_unlogged = 0;
+      last_refusal_log = now;
+    }
+  }
+
+  std::string over_limit_reply() const {
+    return error_reply("too many control clients (limit " + std::to_string(config.max_clients) +
+                       ", control.max_clients); closing this connection, try again");
+  }
+
+  net::awaitable<void> refuse(local::socket socket) {
+    Stream stream(std::move(socket));
+    const std::string reply = over_limit_reply();
+    co_await send(stream, reply);
+    boost::system::error_code ignored;
+    stream.socket().close(ignored);
+  }
+
+  net::awaitable<void> serve(std::list<Client>::iterator it) {
     auto self = shared_from_this();
-    Stream& stream = *it;
+    Client& client = *it;
+    Stream& stream = client.stream;
     PeerCred peer = peer_of(stream.socket());
-    std::string buffer;
+    std::string buffer;  // unfinished input; counted in buffered_input
+    std::size_t scanned = 0;
+    std::array<char, read_chunk> chunk;
     while (!stopped) {
-      stream.expires_after(idle_deadline);
-      auto [ec, n] = co_await net::async_read_until(
-          stream, net::dynamic_buffer(buffer, max_request_line + 1), '\n', use_tuple);
-      if (ec == net::error::not_found) {
-        const std::string refusal = error_reply("request line longer than 1 MiB; closing");
-        co_await send(stream, refusal);
-        break;
+      std::size_t newline = buffer.find('\n', scanned);
+      if (newline == std::string::npos) {
+        scanned = buffer.size();
+        if (buffer.size() > max_request_line) {
+          const std::string refusal = error_reply("request line longer than 1 MiB; closing");
+          co_await send(stream, refusal);
+          break;
+        }
+        if (buffered_input + read_chunk > max_buffered_input) {
+          const std::string refusal =
+              error_reply("control input from all clients is over its limit; closing");
+          co_await send(stream, refusal);
+          break;
+        }
+        stream.expires_after(idle_deadline);
+        auto [ec, n] = co_await stream.async_read_some(net::buffer(chunk), use_tuple);
+        if (client.evicted) {
+          const std::string refusal = over_limit_reply();
+          co_await send(stream, refusal);
+          break;
+        }
+        if (ec) break;  // EOF, idle deadline, or stop()
+        buffer.append(chunk.data(), n);
+        buffered_input += n;
+        OPENSSL_cleanse(chunk.data(), n);  // the line may carry a job's key
+        continue;
       }
-      if (ec) break;  // EOF, idle deadline, or stop()
-      std::string line = buffer.substr(0, n - 1);
-      OPENSSL_cleanse(buffer.data(), n);  // the line may carry a job's key
-      buffer.erase(0, n);
+      std::string line = buffer.substr(0, newline);
+      OPENSSL_cleanse(buffer.data(), newline + 1);
+      buffer.erase(0, newline + 1);
+      buffered_input -= newline + 1;
+      scanned = 0;
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      client.busy = true;
       std::string reply = co_await handle(line, peer);
       OPENSSL_cleanse(line.data(), line.size());
-      if (!co_await send(stream, reply)) break;
+      bool sent = co_await send(stream, reply);
+      client.busy = false;
+      client.last_active = std::chrono::steady_clock::now();
+      if (!sent) break;
     }
+    OPENSSL_cleanse(buffer.data(), buffer.size());
+    buffered_input -= buffer.size();
     boost::system::error_code ignored;
     stream.socket().close(ignored);
     clients.erase(it);
@@ -282,22 +388,28 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     stopped = true;
     boost::system::error_code ignored;
     acceptor.close(ignored);
-    for (auto& c : clients) c.socket().close(ignored);
+    accept_retry.cancel();
+    for (auto& c : clients) c.stream.socket().close(ignored);
   }
 
   net::any_io_executor executor;
   ControlConfig config;
   DbWorker& db;
   Scheduler& scheduler;
+  Metrics& metrics;
   local::acceptor acceptor;
-  std::list<Stream> clients;
+  net::steady_timer accept_retry;
+  std::list<Client> clients;
+  std::size_t buffered_input = 0;  // bytes of unfinished request lines, all clients
+  std::uint64_t refusals_unlogged = 0;
+  std::chrono::steady_clock::time_point last_refusal_log{};
   bool stopped = false;
   bool bound = false;
 };
 
 ControlServer::ControlServer(net::any_io_executor executor, const ControlConfig& config,
-                             DbWorker& db, Scheduler& scheduler)
-    : impl_(std::make_shared<Impl>(executor, config, db, scheduler)) {
+                             DbWorker& db, Scheduler& scheduler, Metrics& metrics)
+    : impl_(std::make_shared<Impl>(executor, config, db, scheduler, metrics)) {
   impl_->listen();
 }
 

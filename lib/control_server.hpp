@@ -12,12 +12,13 @@ namespace kpsd {
 
 class DbWorker;
 class Scheduler;
+struct Metrics;
 
 class ControlServer {
  public:
   // Binds and listens now (start-up errors throw std::runtime_error naming the path).
   ControlServer(boost::asio::any_io_executor executor, const ControlConfig& config, DbWorker& db,
-                Scheduler& scheduler);
+                Scheduler& scheduler, Metrics& metrics);
   ~ControlServer();  // removes the socket file
 
   boost::asio::awaitable<void> run();  // accept loop; returns after stop()

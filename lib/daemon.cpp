@@ -3,7 +3,9 @@
 #include "clock.hpp"
 #include "control_server.hpp"
 #include "credentials.hpp"
+#include "db_lock.hpp"
 #include "db_worker.hpp"
+#include "fd_limit.hpp"
 #include "http_client.hpp"
 #include "kps_client.hpp"
 #include "logging.hpp"
@@ -11,13 +13,20 @@
 #include "metrics_server.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
+#include "sqlite.hpp"
+#include "store_health.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <optional>
 
 namespace kpsd {
 
@@ -32,6 +41,29 @@ auto log_failure(std::string what) {
 }  // namespace
 
 int run_daemon(const Config& config, const std::string& config_path) {
+  FdLimit fds = raise_fd_limit();
+  if (std::uint64_t need = descriptors_needed(config); need > fds.soft) {
+    spdlog::critical(
+        "queue.concurrency = {} with control.max_clients = {} needs up to {} open files, but "
+        "the limit is {} (hard limit {}): lower queue.concurrency or raise LimitNOFILE= in the "
+        "unit",
+        config.queue.concurrency, config.control.max_clients, need, fds.soft, fds.hard);
+    return exit_config;
+  }
+
+  // One daemon per database, decided before anything opens the file: a second kpsd must not
+  // run crash recovery on the first one's jobs, or switch the file's journal mode.
+  std::optional<DatabaseLock> db_lock;
+  if (config.queue.database != ":memory:") {
+    std::string lock_error;
+    bool held_by_other = false;
+    db_lock = DatabaseLock::acquire(config.queue.database, lock_error, held_by_other);
+    if (!db_lock) {
+      spdlog::critical("{}", lock_error);
+      return held_by_other ? exit_temp_fail : exit_cant_create;
+    }
+  }
+
   net::io_context io(1);
   std::unique_ptr<KpsClient> client;
   std::unique_ptr<Credentials> credentials;
@@ -60,6 +92,9 @@ int run_daemon(const Config& config, const std::string& config_path) {
                  store->schema_version(),
                  requeued ? fmt::format("; {} interrupted jobs back in the queue", requeued) : "");
     db = std::make_unique<DbWorker>(std::move(store));
+  } catch (const sql::Error& e) {
+    spdlog::critical("{}", e.what());
+    return is_malformed_database(e.code()) ? exit_data_err : exit_cant_create;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return exit_cant_create;
@@ -74,7 +109,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
   std::unique_ptr<ControlServer> control;
   std::unique_ptr<MetricsServer> metrics_server;
   try {
-    control = std::make_unique<ControlServer>(io.get_executor(), config.control, *db, scheduler);
+    control =
+        std::make_unique<ControlServer>(io.get_executor(), config.control, *db, scheduler, metrics);
     if (config.metrics.enabled) {
       metrics_server = std::make_unique<MetricsServer>(
           io.get_executor(), config.metrics.host, config.metrics.port, *db, scheduler, metrics);
@@ -89,36 +125,49 @@ int run_daemon(const Config& config, const std::string& config_path) {
   bool stopping = false;
   bool finished = false;
   // STATUS= for `systemctl status`, and WATCHDOG=1 when WatchdogSec= asks for it: both from one
-  // timer on the network thread, so a stuck network thread also stops the keep-alives.
+  // loop on the network thread, so a stuck network thread also stops the keep-alives. A store
+  // that cannot be read still gets a status line (and the watchdog its keep-alive).
   auto status_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
       systemd.watchdog_interval().value_or(std::chrono::seconds(5)));
   status_interval = std::min<std::chrono::milliseconds>(status_interval, std::chrono::seconds(5));
-  std::function<void()> send_status = [&] {
-    if (!systemd.enabled()) return;
-    net::co_spawn(
-        io,
-        [&]() -> net::awaitable<void> {
-          auto counts = co_await db->call([](JobStore& s) { return s.count_by_state(); });
-          auto st = scheduler.stats();
-          std::string msg = fmt::format(
-              "STATUS={}queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, "
-              "cancelled {}; {} in flight",
-              st.paused  ? "PAUSED; "
-              : stopping ? "stopping; "
-                         : "",
-              counts[JobState::queued], counts[JobState::running], counts[JobState::retrying],
-              counts[JobState::delivered], counts[JobState::succeeded], counts[JobState::failed],
-              counts[JobState::cancelled], st.in_flight);
-          if (systemd.watchdog_interval()) msg += "\nWATCHDOG=1";
-          if (finished) co_return;  // the daemon is ending: arm nothing that keeps io alive
-          systemd.notify(msg);
-          status_timer.expires_after(status_interval);
-          status_timer.async_wait([&](const boost::system::error_code& ec) {
-            if (!ec) send_status();
-          });
-        },
-        log_failure("status reporting"));
+  auto report_status = [&]() -> net::awaitable<void> {
+    std::string counts_text = "job counts unavailable";
+    try {
+      auto counts = co_await db->call([](JobStore& s) { return s.count_by_state(); });
+      counts_text = fmt::format(
+          "queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, "
+          "cancelled {}",
+          counts[JobState::queued], counts[JobState::running], counts[JobState::retrying],
+          counts[JobState::delivered], counts[JobState::succeeded], counts[JobState::failed],
+          counts[JobState::cancelled]);
+    } catch (const std::exception& e) {
+      spdlog::debug("status: {}", e.what());
+    }
+    if (finished) co_return;
+    auto st = scheduler.stats();
+    std::string prefix = !st.store_writable
+                             ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
+                                           st.store_problem, st.outcomes_waiting)
+                         : st.paused ? "PAUSED; "
+                         : stopping  ? "stopping; "
+                                     : "";
+    std::string msg = fmt::format("STATUS={}{}; {} in flight", prefix, counts_text, st.in_flight);
+    if (systemd.watchdog_interval()) msg += "\nWATCHDOG=1";
+    systemd.notify(msg);
   };
+  auto status_loop = [&]() -> net::awaitable<void> {
+    while (!finished) {
+      co_await report_status();
+      status_timer.expires_after(status_interval);
+      co_await status_timer.async_wait(net::as_tuple(net::use_awaitable));
+    }
+  };
+  // A store outage or recovery is said at once, not at the next tick.
+  scheduler.on_health_change([&] {
+    if (systemd.enabled() && !finished) {
+      net::co_spawn(io, report_status(), log_failure("status reporting"));
+    }
+  });
 
   // Stopping, in three steps: the first SIGTERM/SIGINT stops new calls and lets those in flight
   // finish for drain_grace; the end of the grace or a second signal cancels what is left (those
@@ -154,9 +203,12 @@ int run_daemon(const Config& config, const std::string& config_path) {
         } else if (stop_signals == 2) {
           cancel_in_flight("signal " + std::to_string(signo) + " again");
         } else {
+          // Like a crash, and as safe: every committed transition stands, and calls whose
+          // outcome was not recorded become "outcome lost" attempts at the next start. No
+          // destructor runs, so no coroutine can outlive what it uses.
           spdlog::warn("signal {} a third time: exiting now", signo);
-          io.stop();
-          return;
+          spdlog::default_logger()->flush();
+          std::_Exit(exit_ok);
         }
         signals.async_wait(on_signal);
       };
@@ -164,18 +216,21 @@ int run_daemon(const Config& config, const std::string& config_path) {
 
   net::co_spawn(io, control->run(), log_failure("control socket"));
   if (metrics_server) net::co_spawn(io, metrics_server->run(), log_failure("metrics server"));
+  // The scheduler is the daemon's purpose: when it ends (a stop, or a malformed database),
+  // everything else is stopped too, and io.run() returns once the last coroutine has ended.
+  // Nothing calls io.stop(): a coroutine left suspended would be destroyed after the objects it
+  // uses (the KPS client, the store) are gone.
   bool scheduler_failed = false;
   net::co_spawn(io, scheduler.run(), [&](std::exception_ptr e) {
     log_failure("scheduler")(e);
     scheduler_failed = e != nullptr;
     finished = true;
-    // The scheduler is the daemon's purpose: when it ends (stop, or a failure), kpsd ends.
+    if (e) scheduler.abort();
     control->stop();
     if (metrics_server) metrics_server->stop();
     signals.cancel();
     grace.cancel();
     status_timer.cancel();
-    if (e) io.stop();
   });
   spdlog::info("kpsd ready: endpoint {}, control socket {}, concurrency {}, rate {}/s{}",
                config.kps.endpoint.text, config.control.socket, config.queue.concurrency,
@@ -184,8 +239,12 @@ int run_daemon(const Config& config, const std::string& config_path) {
                                             config.metrics.host, metrics_server->port())
                               : "");
   systemd.notify("READY=1\nSTATUS=ready");
-  send_status();
+  if (systemd.enabled()) net::co_spawn(io, status_loop(), log_failure("status reporting"));
   io.run();
+  if (!scheduler.fatal_error().empty()) {
+    spdlog::critical("kpsd stopped: the database {} is malformed", config.queue.database);
+    return exit_data_err;
+  }
   spdlog::info("kpsd stopped");
   return scheduler_failed ? exit_software : exit_ok;
 }

@@ -11,9 +11,12 @@ class KpsClient;
 // Exit codes (sysexits.h).
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_usage = 64;
+inline constexpr int exit_data_err = 65;  // the database is malformed
+
 inline constexpr int exit_unavailable = 69;
 inline constexpr int exit_software = 70;
 inline constexpr int exit_cant_create = 73;
+inline constexpr int exit_temp_fail = 75;  // another kpsd holds the database's lock
 inline constexpr int exit_config = 78;
 
 // Runs kpsd until SIGTERM/SIGINT; returns the process exit code. Start-up failures are logged

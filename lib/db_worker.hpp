@@ -47,7 +47,6 @@ class DbWorker {
     }
   }
 
-
  private:
   template <bool void_result, class Handler, class Fn>
   void start(Handler handler, Fn fn) {

@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 #include <sys/socket.h>
+#include <tuple>
 
 namespace kpsd {
 
@@ -147,6 +148,16 @@ struct HttpClient::Impl {
     spdlog::error("{}; calls wait and retry without using up attempts (fix, then reload)", message);
   }
 
+  // Running out of descriptors is said once per episode too.
+  void report_no_descriptors(const std::string& message) {
+    if (no_descriptors_reported) return;
+    no_descriptors_reported = true;
+    spdlog::error(
+        "{}; calls wait without using up attempts (raise LimitNOFILE= or lower "
+        "queue.concurrency)",
+        message);
+  }
+
   net::awaitable<std::pair<std::unique_ptr<Connection>, HttpResult>> connect() {
     auto conn = std::make_unique<Connection>();
     const std::string port = std::to_string(endpoint.port);
@@ -159,13 +170,31 @@ struct HttpClient::Impl {
     conn->plain.emplace(executor);
     ActiveGuard guard(*this, conn.get());
     conn->plain->expires_after(timeout);
-    auto [cec, ep] = co_await conn->plain->async_connect(endpoints, use_tuple);
+    // Each address in turn, opening the socket here: a failed open (EMFILE at the open-file
+    // limit) is then seen for what it is, not as a cancelled connect.
+    boost::system::error_code cec = net::error::host_not_found;
+    for (const auto& entry : endpoints) {
+      auto& socket = conn->plain->socket();
+      boost::system::error_code ignored;
+      if (socket.is_open()) socket.close(ignored);
+      socket.open(entry.endpoint().protocol(), cec);
+      if (cec == net::error::no_descriptors || cec.value() == ENFILE) {
+        std::string message = "no free file descriptor for a connection to " + endpoint.host + ":" +
+                              port + " (" + cec.message() + ")";
+        report_no_descriptors(message);
+        co_return std::pair{nullptr, failure(HttpResult::Transport::no_descriptors, message)};
+      }
+      if (cec) continue;
+      std::tie(cec) = co_await conn->plain->async_connect(entry.endpoint(), use_tuple);
+      if (!cec || cec == beast::error::timeout || cancelled) break;
+    }
     if (cec) {
       auto kind = cec == beast::error::timeout ? HttpResult::Transport::timed_out
                                                : HttpResult::Transport::connect_failed;
       co_return std::pair{nullptr, failure(kind, "connect to " + endpoint.host + ":" + port + ": " +
                                                      cec.message())};
     }
+    no_descriptors_reported = false;
     conn->plain->socket().set_option(tcp::no_delay(true));
     if (!tls_context) co_return std::pair{std::move(conn), HttpResult{}};
 
@@ -288,6 +317,7 @@ struct HttpClient::Impl {
   std::set<Connection*> active;
   bool cancelled = false;
   std::string last_tls_error;
+  bool no_descriptors_reported = false;
 };
 
 HttpClient::HttpClient(net::any_io_executor executor, Endpoint endpoint, std::string ca_file,

@@ -3,6 +3,7 @@
 #include "migrations.hpp"
 #include "sqlite.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -54,6 +55,55 @@ void create_private_file(const std::string& path) {
     throw std::runtime_error("cannot open database " + path + ": " + std::strerror(errno));
   }
   ::close(fd);
+}
+
+constexpr std::int64_t kpsd_application_id = 1802531684;  // 'kpsd', set by migration 0004
+
+// Before the file is created or opened: an existing, non-empty file must be an SQLite database.
+void check_is_kpsd_database_file(const std::string& path) {
+  if (path == ":memory:" || path.empty()) return;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // created next (or the open below reports why not)
+  char header[16] = {};
+  ssize_t n = ::read(fd, header, sizeof(header));
+  ::close(fd);
+  if (n == 0) return;  // empty: a new database
+  if (n != 16 || std::memcmp(header, "SQLite format 3", 16) != 0) {
+    throw std::runtime_error("database " + path +
+                             " is not an SQLite database; refusing to touch it (check "
+                             "queue.database)");
+  }
+}
+
+// After opening, before the first change (journal mode, migrations): the database must be
+// kpsd's own, or empty. Reads only.
+void check_is_kpsd_database(sql::Database& db, const std::string& path) {
+  std::int64_t application_id = db.pragma_int("application_id");
+  if (application_id == kpsd_application_id) return;
+  std::int64_t version = db.pragma_int("user_version");
+  sql::Statement tables(db,
+                        "SELECT name FROM sqlite_schema WHERE type = 'table' "
+                        "AND name NOT LIKE 'sqlite_%' ORDER BY name");
+  std::vector<std::string> names;
+  while (tables.step()) names.push_back(tables.column_text(0));
+  tables.reset();
+  if (application_id == 0 && version == 0 && names.empty()) return;  // empty: ours to set up
+  auto has = [&](std::string_view t) {
+    return std::find(names.begin(), names.end(), t) != names.end();
+  };
+  // Written by kpsd before migration 0004 gave it an application id.
+  if (application_id == 0 && version >= 1 && has("jobs") && has("attempts") && has("job_secrets")) {
+    return;
+  }
+  std::string listed;
+  for (std::size_t i = 0; i < names.size() && i < 5; ++i) {
+    listed += (i ? ", " : "") + names[i];
+  }
+  if (names.size() > 5) listed += ", ...";
+  throw std::runtime_error("database " + path + " is not a kpsd database (application_id " +
+                           std::to_string(application_id) + ", user_version " +
+                           std::to_string(version) + (listed.empty() ? "" : ", tables " + listed) +
+                           "); refusing to change it (check queue.database)");
 }
 
 }  // namespace
@@ -163,11 +213,16 @@ struct JobStore::Statements {
 };
 
 JobStore::JobStore(const std::string& path) {
+  check_is_kpsd_database_file(path);
   create_private_file(path);
   db_ = std::make_unique<sql::Database>(path);
+  // A lock held by another writer (an sqlite3 shell inserting jobs) is waited for this long;
+  // past it the write fails, and the scheduler keeps its outcomes and tries again, so a short
+  // wait keeps the DB thread free to answer kpsctl during a long lock.
+  db_->exec("PRAGMA busy_timeout = 1000");
+  check_is_kpsd_database(*db_, path);
   // WAL: readers (sqlite3 by hand, later kpsctl) never block the writer. synchronous=FULL: a
   // committed transition survives power loss, not only a crash of kpsd.
-  db_->exec("PRAGMA busy_timeout = 5000");
   db_->exec("PRAGMA journal_mode = WAL");
   db_->exec("PRAGMA synchronous = FULL");
   db_->exec("PRAGMA foreign_keys = ON");

@@ -165,7 +165,8 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
                                      std::chrono::system_clock::time_point now) {
   AttemptOutcome out;
   if (r.transport == HttpResult::Transport::tls_failed ||
-      r.transport == HttpResult::Transport::no_credentials) {
+      r.transport == HttpResult::Transport::no_credentials ||
+      r.transport == HttpResult::Transport::no_descriptors) {
     out.verdict = Verdict::blocked;
     out.error_msg = r.transport_detail;
     return out;

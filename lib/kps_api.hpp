@@ -15,8 +15,17 @@ namespace kpsd {
 // What came back from one HTTP exchange. `transport` is set when no complete response arrived.
 struct HttpResult {
   // tls_failed: the server's certificate did not verify; no_credentials: kpsd had nothing to
-  // authenticate with (token file unreadable, IAM unreachable). Neither sent the request.
-  enum class Transport { ok, connect_failed, timed_out, io_error, tls_failed, no_credentials };
+  // authenticate with (token file unreadable, IAM unreachable); no_descriptors: kpsd is at its
+  // open-file limit and could not even open a socket. None of them sent the request.
+  enum class Transport {
+    ok,
+    connect_failed,
+    timed_out,
+    io_error,
+    tls_failed,
+    no_credentials,
+    no_descriptors
+  };
   Transport transport = Transport::ok;
   std::string transport_detail;  // e.g. "Connection refused"; never holds request data
   unsigned status = 0;

@@ -22,9 +22,10 @@ std::string Metrics::render(const Gauges& g) const {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   };
   header("kpsd_jobs", "gauge", "Jobs in the database by state.");
-  for (const auto& [state, n] : g.jobs) {
-    out += fmt::format("kpsd_jobs{{state=\"{}\"}} {}\n", to_string(state), n);
-  }
+  if (g.jobs_known)
+    for (const auto& [state, n] : g.jobs) {
+      out += fmt::format("kpsd_jobs{{state=\"{}\"}} {}\n", to_string(state), n);
+    }
   header("kpsd_calls_total", "counter",
          "Disassociate calls by outcome (delivered, retryable, permanent, throttled, "
          "reauthenticate, cancelled).");
@@ -67,6 +68,18 @@ std::string Metrics::render(const Gauges& g) const {
   out += fmt::format("kpsd_rate_limit_configured_per_second {}\n", g.configured_rate_per_second);
   header("kpsd_paused", "gauge", "1 while kpsctl pause is in effect.");
   out += fmt::format("kpsd_paused {}\n", g.paused ? 1 : 0);
+  header(
+      "kpsd_store_writable", "gauge",
+      "0 while the job store cannot be written (lock held, disk full, I/O error): no new calls.");
+  out += fmt::format("kpsd_store_writable {}\n", g.store_writable ? 1 : 0);
+  header("kpsd_store_outages_total", "counter", "Times the job store stopped being writable.");
+  out += fmt::format("kpsd_store_outages_total {}\n", store_outages);
+  header("kpsd_outcomes_unrecorded", "gauge",
+         "Call and poll outcomes waiting in memory for their commit.");
+  out += fmt::format("kpsd_outcomes_unrecorded {}\n", g.outcomes_waiting);
+  header("kpsd_control_clients_refused_total", "counter",
+         "Control connections closed because too many clients were connected.");
+  out += fmt::format("kpsd_control_clients_refused_total {}\n", control_clients_refused);
   return out;
 }
 

@@ -23,9 +23,11 @@ struct Histogram {
 struct Metrics {
   std::map<std::string, std::uint64_t> calls;       // by outcome (classifier verdict, "cancelled")
   std::map<std::string, std::uint64_t> task_polls;  // by outcome (succeeded, failed, pending ...)
-  std::map<std::string, Histogram> latency;  // by operation (disassociate, task, failed_tasks)
-  std::uint64_t retries = 0;                 // jobs sent back to `retrying`
-  std::uint64_t throttled_rate_cuts = 0;     // times a 429 lowered the rate
+  std::map<std::string, Histogram> latency;   // by operation (disassociate, task, failed_tasks)
+  std::uint64_t retries = 0;                  // jobs sent back to `retrying`
+  std::uint64_t throttled_rate_cuts = 0;      // times a 429 lowered the rate
+  std::uint64_t store_outages = 0;            // times the job store stopped being writable
+  std::uint64_t control_clients_refused = 0;  // control connections closed over the cap
 
   struct Gauges {
     std::map<JobState, std::int64_t> jobs;
@@ -33,6 +35,9 @@ struct Metrics {
     double rate_per_second = 0;  // current; 0 = unlimited
     double configured_rate_per_second = 0;
     bool paused = false;
+    bool store_writable = true;
+    std::int64_t outcomes_waiting = 0;
+    bool jobs_known = true;  // false: the store could not be read for this scrape
   };
   std::string render(const Gauges& gauges) const;  // Prometheus text format 0.0.4
 };

@@ -1,6 +1,8 @@
 #include "metrics_server.hpp"
 
+#include "accept_backoff.hpp"
 #include "db_worker.hpp"
+#include "fd_limit.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "scheduler.hpp"
@@ -8,6 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -30,14 +33,24 @@ constexpr std::chrono::seconds deadline{10};  // a scraper that stalls longer is
 
 struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   Impl(net::any_io_executor ex, DbWorker& d, Scheduler& s, const Metrics& m)
-      : executor(ex), acceptor(ex), db(d), scheduler(s), metrics(m) {}
+      : executor(ex), acceptor(ex), accept_retry(ex), db(d), scheduler(s), metrics(m) {}
 
   net::awaitable<void> accept_loop() {
     auto self = shared_from_this();
+    AcceptBackoff backoff("metrics listener");
     while (!stopped) {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec) {
         if (stopped || ec == net::error::operation_aborted) break;
+        accept_retry.expires_after(backoff.failed(ec.message()));
+        co_await accept_retry.async_wait(use_tuple);
+        continue;
+      }
+      backoff.succeeded();
+      if (clients.size() >= max_metrics_clients) {
+        // Scrapers are few; more at once is a fault: close, keeping descriptors for calls.
+        boost::system::error_code ignored;
+        socket.close(ignored);
         continue;
       }
       auto it = clients.emplace(clients.end(), std::move(socket));
@@ -59,8 +72,15 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       res.keep_alive(req.keep_alive());
       if (req.method() == http::verb::get && (req.target() == "/metrics" || req.target() == "/")) {
         Metrics::Gauges g;
-        g.jobs = co_await db.call([](JobStore& s) { return s.count_by_state(); });
+        try {
+          g.jobs = co_await db.call([](JobStore& s) { return s.count_by_state(); });
+        } catch (const std::exception& e) {
+          g.jobs_known = false;  // the rest still tells the story (kpsd_store_writable ...)
+          spdlog::debug("metrics: job counts unavailable: {}", e.what());
+        }
         auto st = scheduler.stats();
+        g.store_writable = st.store_writable;
+        g.outcomes_waiting = st.outcomes_waiting;
         g.in_flight = st.in_flight;
         g.rate_per_second = st.rate_per_second;
         g.configured_rate_per_second = st.configured_rate_per_second;
@@ -84,6 +104,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
 
   net::any_io_executor executor;
   tcp::acceptor acceptor;
+  net::steady_timer accept_retry;
   DbWorker& db;
   Scheduler& scheduler;
   const Metrics& metrics;
@@ -119,6 +140,7 @@ void MetricsServer::stop() {
   impl_->stopped = true;
   boost::system::error_code ignored;
   impl_->acceptor.close(ignored);
+  impl_->accept_retry.cancel();
   for (auto& c : impl_->clients) c.socket().close(ignored);
 }
 

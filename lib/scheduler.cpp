@@ -7,6 +7,8 @@
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "rate_limiter.hpp"
+#include "sqlite.hpp"
+#include "store_health.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -66,26 +68,54 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         co_await sleep(idle_check);  // resume() wakes it
         continue;
       }
+      if (store.failing(StoreHealth::Writer::outcomes)) {
+        // Outcomes wait in memory until their commit goes through: claim nothing meanwhile, so
+        // no more than `concurrency` of them ever wait. The flusher wakes this loop.
+        co_await sleep(idle_check);
+        continue;
+      }
       std::size_t tokens_taken = 0;
       while (tokens_taken < free && limiter.try_acquire(RateLimiter::Clock::now())) ++tokens_taken;
 
       std::size_t started = 0;
+      bool claim_failed = false;
       if (tokens_taken > 0) {
-        // Polls first: they finish work already delivered.
-        std::int64_t lease = now + config.kps.request_timeout.count() + 5000;
-        auto polls = co_await db.call([now, lease, n = tokens_taken](JobStore& s) {
-          return s.claim_for_poll(now, lease, n);
-        });
-        for (auto& w : polls) spawn_poll(std::move(w));
-        started += polls.size();
-        if (started < tokens_taken && !stopping) {
-          auto work = co_await db.call([now, n = tokens_taken - started](JobStore& s) {
-            return s.claim_for_delivery(now, n);
+        std::string problem;
+        int code = 0;
+        try {
+          // Polls first: they finish work already delivered.
+          std::int64_t lease = now + config.kps.request_timeout.count() + 5000;
+          auto polls = co_await db.call([now, lease, n = tokens_taken](JobStore& s) {
+            return s.claim_for_poll(now, lease, n);
           });
-          for (auto& w : work) spawn_delivery(std::move(w));
-          started += work.size();
+          for (auto& w : polls) spawn_poll(std::move(w));
+          started += polls.size();
+          if (started < tokens_taken && !stopping) {
+            auto work = co_await db.call([now, n = tokens_taken - started](JobStore& s) {
+              return s.claim_for_delivery(now, n);
+            });
+            for (auto& w : work) spawn_delivery(std::move(w));
+            started += work.size();
+          }
+        } catch (const sql::Error& e) {
+          claim_failed = true;
+          problem = e.what();
+          code = e.code();
+        } catch (const std::exception& e) {
+          claim_failed = true;
+          problem = e.what();
         }
         limiter.give_back(tokens_taken - started);
+        if (claim_failed) {
+          store_failed(StoreHealth::Writer::claim, problem, code);
+        } else {
+          store_succeeded(StoreHealth::Writer::claim);
+        }
+      }
+      if (claim_failed) {
+        // Nothing was claimed (the transaction rolled back): try again after a pause.
+        co_await sleep(store.retry_delay());
+        continue;
       }
       if (started > 0) continue;
 
@@ -95,16 +125,59 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(
                                   limiter.time_until_available(RateLimiter::Clock::now())));
       } else if (free > 0) {
-        auto next = co_await db.call([](JobStore& s) { return s.next_due_at(); });
+        std::optional<std::int64_t> next;
+        try {
+          next = co_await db.call([](JobStore& s) { return s.next_due_at(); });
+        } catch (const std::exception& e) {
+          spdlog::debug("next due time: {}", e.what());  // the periodic check covers it
+        }
         if (next)
           wait = std::min(wait,
                           std::chrono::milliseconds(std::max<std::int64_t>(0, *next - unix_ms())));
       }
       co_await sleep(wait);
     }
-    // Draining: calls in flight end by their own deadlines; wait for them to be recorded.
+    // Draining: calls in flight end by their own deadlines; wait for them to be recorded (or,
+    // after abort(), for the flushers to give up on a store that still cannot be written).
     while (in_flight > 0 || flushing_attempts || flushing_polls) co_await sleep(idle_check);
     client.close_idle();
+  }
+
+  void store_failed(StoreHealth::Writer writer, const std::string& problem, int code) {
+    if (is_malformed_database(code)) {
+      if (fatal_error.empty()) {
+        fatal_error = problem;
+        spdlog::critical(
+            "the database is malformed ({}): kpsd cannot record outcomes and stops; restore it "
+            "from a backup or move it aside",
+            problem);
+        stopping = true;
+        aborted = true;
+        client.cancel_all();
+        wake();
+      }
+      return;
+    }
+    if (store.failed(writer, problem, unix_ms()) == StoreHealth::Change::went_down) {
+      ++metrics.store_outages;
+      spdlog::error(
+          "job store cannot be written: {}; no new calls until it can ({} outcomes wait in "
+          "memory; retrying)",
+          problem, outcomes_waiting());
+      if (on_health_change) on_health_change();
+    }
+  }
+
+  void store_succeeded(StoreHealth::Writer writer) {
+    if (store.succeeded(writer, unix_ms()) == StoreHealth::Change::recovered) {
+      spdlog::warn("job store writable again after {} ms; resuming", store.last_outage_ms());
+      if (on_health_change) on_health_change();
+      wake();
+    }
+  }
+
+  std::size_t outcomes_waiting() const {
+    return pending_attempts.size() + pending_polls.size() + recording;
   }
 
   net::awaitable<void> sleep(std::chrono::milliseconds wait) {
@@ -181,12 +254,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                      f.next_attempt_at - now);
     }
     pending_attempts.push_back(std::move(f));
-    if (!flushing_attempts) {
-      flushing_attempts = true;
-      net::co_spawn(executor, flush_attempts(), [self = shared_from_this()](std::exception_ptr e) {
-        log_exception("recording call outcomes", e);
-      });
-    }
+    start_flush_attempts();
   }
 
   net::awaitable<void> poll(PollWork w) {
@@ -262,12 +330,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
     }
     pending_polls.push_back(std::move(f));
-    if (!flushing_polls) {
-      flushing_polls = true;
-      net::co_spawn(executor, flush_polls(), [self = shared_from_this()](std::exception_ptr e) {
-        log_exception("recording task polls", e);
-      });
-    }
+    start_flush_polls();
   }
 
   void throttled() {
@@ -312,26 +375,75 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     co_return std::nullopt;
   }
 
-  // Group commit: outcomes that arrive while a commit is running go into the next one.
-  net::awaitable<void> flush_attempts() {
-    while (!pending_attempts.empty()) {
-      auto batch = std::exchange(pending_attempts, {});
-      // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
-      auto record = [batch = std::move(batch)](JobStore& s) { s.finish_attempts(batch); };
-      co_await db.call(std::move(record));
-      wake();
+  // Group commit: outcomes that arrive while a commit is running go into the next one. A commit
+  // that fails keeps its outcomes (oldest first) and is tried again after a pause, for as long
+  // as it takes; only abort() (the end of a stop's grace) or a malformed database gives up, and
+  // then the jobs' open attempt rows become "outcome lost" at the next start.
+  template <class Finish, class Record>
+  net::awaitable<void> flush(std::vector<Finish>& pending, bool& flushing, Record record,
+                             std::string_view what) {
+    auto self = shared_from_this();
+    net::steady_timer retry_timer(executor);
+    while (!pending.empty()) {
+      auto batch = std::make_shared<std::vector<Finish>>(std::exchange(pending, {}));
+      recording += batch->size();
+      std::string problem;
+      int code = 0;
+      bool committed = false;
+      try {
+        // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
+        auto commit = [batch, record](JobStore& s) { record(s, *batch); };
+        co_await db.call(std::move(commit));
+        committed = true;
+      } catch (const sql::Error& e) {
+        problem = e.what();
+        code = e.code();
+      } catch (const std::exception& e) {
+        problem = e.what();
+      }
+      recording -= batch->size();
+      if (committed) {
+        store_succeeded(StoreHealth::Writer::outcomes);
+        wake();
+        continue;
+      }
+      batch->insert(batch->end(), std::make_move_iterator(pending.begin()),
+                    std::make_move_iterator(pending.end()));
+      pending = std::move(*batch);
+      store_failed(StoreHealth::Writer::outcomes, problem, code);
+      if (aborted || !fatal_error.empty()) {
+        spdlog::error(
+            "{} {} could not be recorded ({}); their jobs are recorded as \"outcome lost\" "
+            "and queued again at the next start",
+            pending.size(), what, problem);
+        pending.clear();
+        break;
+      }
+      retry_timer.expires_after(store.retry_delay());
+      co_await retry_timer.async_wait(net::as_tuple(net::use_awaitable));
     }
-    flushing_attempts = false;
+    flushing = false;
+    wake();
   }
 
-  net::awaitable<void> flush_polls() {
-    while (!pending_polls.empty()) {
-      auto batch = std::exchange(pending_polls, {});
-      auto record = [batch = std::move(batch)](JobStore& s) { s.finish_polls(batch); };
-      co_await db.call(std::move(record));
-      wake();
-    }
-    flushing_polls = false;
+  void start_flush_attempts() {
+    if (flushing_attempts) return;
+    flushing_attempts = true;
+    auto record = [](JobStore& s, const std::vector<AttemptFinish>& b) { s.finish_attempts(b); };
+    net::co_spawn(executor, flush(pending_attempts, flushing_attempts, record, "call outcomes"),
+                  [self = shared_from_this()](std::exception_ptr e) {
+                    log_exception("recording call outcomes", e);
+                  });
+  }
+
+  void start_flush_polls() {
+    if (flushing_polls) return;
+    flushing_polls = true;
+    auto record = [](JobStore& s, const std::vector<PollFinish>& b) { s.finish_polls(b); };
+    net::co_spawn(executor, flush(pending_polls, flushing_polls, record, "task poll outcomes"),
+                  [self = shared_from_this()](std::exception_ptr e) {
+                    log_exception("recording task polls", e);
+                  });
   }
 
   static void log_transition(std::int64_t id, std::string_view what, JobState next,
@@ -371,6 +483,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   std::vector<PollFinish> pending_polls;
   bool flushing_attempts = false;
   bool flushing_polls = false;
+  std::size_t recording = 0;  // outcomes in the commit now running
+  StoreHealth store;
+  std::string fatal_error;  // the database is malformed: run() ends
+  std::function<void()> on_health_change;
 };
 
 Scheduler::Scheduler(net::any_io_executor executor, const Config& config, DbWorker& db,
@@ -401,8 +517,23 @@ void Scheduler::set_paused(bool paused) {
 }
 
 Scheduler::Stats Scheduler::stats() const {
-  return {static_cast<std::int64_t>(impl_->in_flight), impl_->limiter.rate(),
-          impl_->limiter.configured_rate(), impl_->stopping, impl_->paused};
+  Stats s;
+  s.in_flight = static_cast<std::int64_t>(impl_->in_flight);
+  s.rate_per_second = impl_->limiter.rate();
+  s.configured_rate_per_second = impl_->limiter.configured_rate();
+  s.stopping = impl_->stopping;
+  s.paused = impl_->paused;
+  s.store_writable = impl_->store.writable();
+  s.store_problem = impl_->store.problem();
+  s.store_down_since_ms = impl_->store.writable() ? 0 : impl_->store.down_since_ms();
+  s.outcomes_waiting = static_cast<std::int64_t>(impl_->outcomes_waiting());
+  return s;
+}
+
+const std::string& Scheduler::fatal_error() const { return impl_->fatal_error; }
+
+void Scheduler::on_health_change(std::function<void()> listener) {
+  impl_->on_health_change = std::move(listener);
 }
 
 }  // namespace kpsd

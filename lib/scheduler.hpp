@@ -8,7 +8,9 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 
 namespace kpsd {
 
@@ -35,8 +37,16 @@ class Scheduler {
     double configured_rate_per_second = 0;
     bool stopping = false;
     bool paused = false;
+    bool store_writable = true;
+    std::string store_problem;             // why the store cannot be written (empty: it can)
+    std::int64_t store_down_since_ms = 0;  // Unix ms; 0 while writable
+    std::int64_t outcomes_waiting = 0;     // outcomes not yet committed
   };
   Stats stats() const;
+  // Set when the database proved malformed: run() has ended and kpsd must exit.
+  const std::string& fatal_error() const;
+  // Called on the network thread when the store stops or starts being writable.
+  void on_health_change(std::function<void()> listener);
 
  private:
   struct Impl;
