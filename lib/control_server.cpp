@@ -22,8 +22,11 @@
 
 #include <array>
 #include <list>
+#include <map>
+#include <optional>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 
 namespace kpsd {
@@ -312,9 +315,17 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(StatsRequest&, PeerCred) {
-    auto [counts, oldest] = co_await db.call([](JobStore& s) {
-      return std::pair{s.count_by_state(), s.oldest_queued_due()};
-    });
+    std::map<JobState, std::int64_t> counts;
+    std::optional<std::int64_t> oldest;
+    std::string read_problem;
+    try {
+      std::tie(counts, oldest) = co_await db.call([](JobStore& s) {
+        return std::pair{s.count_by_state(), s.oldest_queued_due()};
+      });
+    } catch (const std::exception& e) {
+      // Stats are what an operator asks for during an outage: answer with what is known.
+      read_problem = e.what();
+    }
     json::object states;
     std::int64_t total = 0;
     for (const auto& [state, n] : counts) {
@@ -322,6 +333,13 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       total += n;
     }
     auto sched = scheduler.stats();
+    json::object store{{"writable", sched.store_writable},
+                       {"outcomes_waiting", sched.outcomes_waiting}};
+    if (!sched.store_writable) {
+      store["problem"] = sched.store_problem;
+      store["down_ms"] = std::max<std::int64_t>(0, unix_ms() - sched.store_down_since_ms);
+    }
+    if (!read_problem.empty()) store["read_problem"] = read_problem;
     co_return json::object{
         {"states", std::move(states)},
         {"total", total},
@@ -331,7 +349,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         {"paused", sched.paused},
         {"oldest_queued_ms", oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
                                     : json::value(nullptr)},
-        {"stopping", sched.stopping}};
+        {"stopping", sched.stopping},
+        {"store", std::move(store)}};
   }
 
   static std::string summary(const ControlRequest& r) {

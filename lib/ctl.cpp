@@ -473,6 +473,20 @@ int cmd_stats(const Options& opt) {
   std::printf("rate       %s", rate_text(rate).c_str());
   if (rate != configured) std::printf(" (throttled; configured %s)", rate_text(configured).c_str());
   std::printf("\n");
+  if (auto* store = reply->if_contains("store"); store && store->is_object()) {
+    const json::object& st = store->as_object();
+    auto* writable = st.if_contains("writable");
+    if (writable && writable->is_bool() && !writable->as_bool()) {
+      auto* problem = st.if_contains("problem");
+      std::printf("STORE UNAVAILABLE for %.1f s: %s; no new calls, %lld outcomes waiting\n",
+                  static_cast<double>(int_of(st, "down_ms")) / 1000,
+                  problem && problem->is_string() ? problem->as_string().c_str() : "?",
+                  static_cast<long long>(int_of(st, "outcomes_waiting")));
+    }
+    if (auto* read = st.if_contains("read_problem"); read && read->is_string()) {
+      std::printf("job counts unavailable: %s\n", read->as_string().c_str());
+    }
+  }
   return exit_ok;
 }
 

@@ -48,6 +48,11 @@ TEST_CASE("bad control requests get a message that names what is wrong") {
       {"{}", "op is missing"},
       {R"({"op":5})", "op must be a string"},
       {R"({"op":"explode"})", "unknown op \"explode\""},
+      {R"({"op":"stats","op":"pause"})", "duplicate key \"op\" in the request"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a"},{"server_id":"b","port":22,"port":23}]})",
+       "duplicate key \"port\""},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"password","key":"x","key":"y"}}]})",
+       "duplicate key \"key\""},
       {R"({"op":"enqueue"})", "jobs is missing"},
       {R"({"op":"enqueue","jobs":{}})", "jobs must be an array"},
       {R"({"op":"enqueue","jobs":[]})", "jobs is empty"},
@@ -132,4 +137,13 @@ TEST_CASE("zeroing JSON storage parses like the default") {
   CHECK(v.at("n").as_array().size() == 3);
   parse_json_zeroing("{bad", ec);
   CHECK(ec);
+}
+
+TEST_CASE("the same key in different objects is not a duplicate") {
+  std::string error;
+  auto r = parse_control_request(
+      R"({"op":"enqueue","jobs":[{"server_id":"a","port":22},{"server_id":"b","port":23}]})",
+      error);
+  REQUIRE_MESSAGE(r.has_value(), error);
+  CHECK(std::get<EnqueueRequest>(*r).jobs.size() == 2);
 }

@@ -296,3 +296,49 @@ TEST_CASE("list pages by id and filters by state and server") {
   CHECK(counts[JobState::queued] == 20);
   CHECK(counts[JobState::failed] == 0);
 }
+
+TEST_CASE("the store refuses a file that is not a kpsd database and leaves it as it was") {
+  test::TempDir dir;
+  // Another application's database, in rollback-journal mode.
+  std::string other = dir.file("other.db");
+  external_exec(other, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)");
+  std::string before = test::TempDir::slurp_file(other);
+  try {
+    JobStore store(other);
+    FAIL("opened another application's database");
+  } catch (const std::runtime_error& e) {
+    std::string what = e.what();
+    CHECK(what.find(other) != std::string::npos);
+    CHECK(what.find("is not a kpsd database") != std::string::npos);
+    CHECK(what.find("customers") != std::string::npos);
+  }
+  CHECK(test::TempDir::slurp_file(other) == before);  // byte for byte: no WAL switch
+  CHECK_FALSE(std::filesystem::exists(other + "-wal"));
+
+  std::string text = dir.write("notes.txt", "just some notes, not a database\n");
+  CHECK_THROWS_WITH_AS(JobStore{text}, doctest::Contains("is not an SQLite database"),
+                       std::runtime_error);
+  CHECK(test::TempDir::slurp_file(text) == "just some notes, not a database\n");
+
+  // Empty files and kpsd's own databases open; a new one carries kpsd's application id.
+  std::string empty = dir.write("empty.db", "");
+  { JobStore store(empty); }
+  CHECK(external_int(empty, "PRAGMA application_id") == 1802531684);
+  { JobStore again(empty); }
+}
+
+TEST_CASE("a kpsd database written before the application id is recognised and upgraded") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    sql::Database db(path);
+    auto all = embedded_migrations();
+    apply_migrations(db, all.subspan(0, 3));  // as kpsd 0.1 with migrations 1-3 left it
+    db.exec("INSERT INTO jobs (server_id) VALUES ('old-1')");
+  }
+  CHECK(external_int(path, "PRAGMA application_id") == 0);
+  JobStore store(path);
+  CHECK(store.schema_version() >= 4);
+  CHECK(external_int(path, "PRAGMA application_id") == 1802531684);
+  CHECK(store.list({}).size() == 1);
+}
