@@ -168,7 +168,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     if (now - last_refusal_log >= refusal_log_period) {
       spdlog::warn(
           "control socket: more than {} clients (control.max_clients); {} connection(s) closed "
-          "since the last report",
+          "since the last report (kpsd_control_clients_refused_total counts them all)",
           config.max_clients, refusals_unlogged);
       refusals_unlogged = 0;
       last_refusal_log = now;

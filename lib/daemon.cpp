@@ -27,6 +27,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <thread>
 
 namespace kpsd {
 
@@ -85,8 +86,26 @@ int run_daemon(const Config& config, const std::string& config_path) {
   std::unique_ptr<DbWorker> db;
   bool start_paused = false;
   try {
-    auto store = std::make_unique<JobStore>(config.queue.database);
-    int requeued = store->recover_after_restart(unix_ms());
+    // Another writer (an sqlite3 shell inserting jobs) may hold the write lock for a while:
+    // wait for it rather than fail, since a unit that keeps failing to start helps nobody.
+    std::unique_ptr<JobStore> store;
+    int requeued = 0;
+    for (bool said = false;;) {
+      try {
+        store = std::make_unique<JobStore>(config.queue.database);
+        requeued = store->recover_after_restart(unix_ms());
+        break;
+      } catch (const sql::Error& e) {
+        if (!is_lock_conflict(e.code())) throw;
+        store.reset();
+        if (!said) {
+          spdlog::warn("{}: another process holds the database's write lock; waiting for it",
+                       e.what());
+          said = true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
     start_paused = store->paused();
     spdlog::info("database {} at schema version {}{}", config.queue.database,
                  store->schema_version(),

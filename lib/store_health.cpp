@@ -37,3 +37,12 @@ bool is_malformed_database(int sqlite_code) noexcept {
 }
 
 }  // namespace kpsd
+
+namespace kpsd {
+
+bool is_lock_conflict(int sqlite_code) noexcept {
+  int primary = sqlite_code & 0xff;
+  return primary == 5 /* SQLITE_BUSY */ || primary == 6 /* SQLITE_LOCKED */;
+}
+
+}  // namespace kpsd

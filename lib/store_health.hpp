@@ -45,5 +45,7 @@ class StoreHealth {
 // SQLite result codes that prove the file is not a usable database (SQLITE_CORRUPT,
 // SQLITE_NOTADB): the one database error that ends kpsd after start-up.
 bool is_malformed_database(int sqlite_code) noexcept;
+// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock; waiting helps.
+bool is_lock_conflict(int sqlite_code) noexcept;
 
 }  // namespace kpsd

@@ -27,6 +27,7 @@ struct RigOptions {
   std::string endpoint_host{"127.0.0.1"};       // the host name kpsd is told to use
   std::optional<fake::IamOptions> iam{};        // fake accepts only its IAM's tokens
   std::string ak{}, sk{};                       // fake requires AK/SK signatures
+  std::vector<std::string> launcher{};          // runs kpsd under this (e.g. prlimit ...)
 };
 
 inline fake::Options fake_options(const RigOptions& o) {
@@ -41,7 +42,8 @@ inline fake::Options fake_options(const RigOptions& o) {
 
 class Rig {
  public:
-  explicit Rig(RigOptions options = {}) : fake_(fake_options(options)) {
+  explicit Rig(RigOptions options = {})
+      : fake_(fake_options(options)), launcher_(options.launcher) {
     dir_.write("token", token + "\n");
     std::string scheme = options.tls_cert.empty() ? "http" : "https";
     std::map<std::string, std::string> cfg{
@@ -88,12 +90,14 @@ class Rig {
     }
   }
 
-  void start(const std::vector<std::string>& extra_env = {}) {
-    daemon_ =
-        std::make_unique<Process>(std::vector<std::string>{KPSD_BIN, "--config", config_path_},
-                                  dir_.file("kpsd.out"), log_path(), "/dev/null", extra_env);
+  void start(const std::vector<std::string>& extra_env = {},
+             std::chrono::seconds ready_within = std::chrono::seconds(15)) {
+    std::vector<std::string> argv = launcher_;
+    argv.insert(argv.end(), {KPSD_BIN, "--config", config_path_});
+    daemon_ = std::make_unique<Process>(argv, dir_.file("kpsd.out"), log_path(), "/dev/null",
+                                        extra_env);
     // Ready when the control socket answers.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    auto deadline = std::chrono::steady_clock::now() + ready_within;
     while (std::chrono::steady_clock::now() < deadline) {
       REQUIRE_MESSAGE(daemon_->running(), "kpsd exited early:\n" << log());
       if (ctl({"stats"}).exit_code == 0) return;
@@ -135,6 +139,7 @@ class Rig {
  private:
   TempDir dir_;
   fake::FakeKps fake_;
+  std::vector<std::string> launcher_;
   std::string config_path_;
   std::unique_ptr<Process> daemon_;
 };
