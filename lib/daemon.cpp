@@ -112,8 +112,15 @@ int run_daemon(const Config& config, const std::string& config_path) {
                  requeued ? fmt::format("; {} interrupted jobs back in the queue", requeued) : "");
     db = std::make_unique<DbWorker>(std::move(store));
   } catch (const sql::Error& e) {
+    if (is_malformed_database(e.code())) {
+      spdlog::critical(
+          "the database {} is malformed ({}): kpsd cannot use it; restore it from a backup or "
+          "move it aside",
+          config.queue.database, e.what());
+      return exit_data_err;
+    }
     spdlog::critical("{}", e.what());
-    return is_malformed_database(e.code()) ? exit_data_err : exit_cant_create;
+    return exit_cant_create;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return exit_cant_create;

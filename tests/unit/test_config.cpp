@@ -1,4 +1,5 @@
 #include "config.hpp"
+#include "fd_limit.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>
@@ -97,6 +98,7 @@ TEST_CASE("errors name the file the line and the key") {
        "test.conf:6: queue.backoff_max_ms: must not be smaller"},
       {minimal + "[control]\nsocket_mode = 0666\n",
        "test.conf:5: control.socket_mode: `0666` gives access to other users"},
+      {minimal + "[control]\nmax_clients = 0\n", "test.conf:5: control.max_clients: `0`"},
       {minimal + "[control]\nsocket_mode = 9\n",
        "test.conf:5: control.socket_mode: `9` is not a whole number"},
       {minimal + "[log]\nlevel = loud\n", "test.conf:5: log.level: `loud` is not one of"},
@@ -147,6 +149,8 @@ TEST_CASE("the shipped example configuration parses with the documented defaults
   CHECK(c.queue.drain_grace == defaults.queue.drain_grace);
   CHECK(c.queue.throttle_backoff == defaults.queue.throttle_backoff);
   CHECK(c.control.socket_mode == defaults.control.socket_mode);
+  CHECK(c.control.max_clients == defaults.control.max_clients);
+  CHECK(c.control.max_clients == 256);
   CHECK(c.auth.token_file == defaults.auth.token_file);
   CHECK_FALSE(c.metrics.enabled);
 }
@@ -176,4 +180,16 @@ TEST_CASE("load_config reads a file and says when it cannot") {
   CHECK(load_config(path).kps.endpoint.port == 8080);
   CHECK_THROWS_WITH_AS(load_config(dir.file("missing.conf")),
                        doctest::Contains("missing.conf: cannot read"), ConfigError);
+}
+
+TEST_CASE("descriptors needed: one per call and per client plus a reserve") {
+  Config c = parse_config(minimal, "minimal.conf");
+  c.queue.concurrency = 1500;
+  c.control.max_clients = 256;
+  CHECK(descriptors_needed(c) == 1500 + 256 + reserved_descriptors);
+  c.metrics.enabled = true;
+  CHECK(descriptors_needed(c) == 1500 + 256 + reserved_descriptors + max_metrics_clients);
+  FdLimit now = raise_fd_limit();
+  CHECK(now.soft > 0);
+  CHECK(now.soft <= now.hard);
 }
