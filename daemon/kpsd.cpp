@@ -14,6 +14,11 @@ int main(int argc, char** argv) {
       "Jobs arrive over the control socket (kpsctl) or as rows in the jobs table; every attempt\n"
       "and task is kept in SQLite. Logs go to stderr."};
   app.set_version_flag("--version", "kpsd " KPSD_VERSION);
+  app.footer(
+      "Exit codes: 0 stopped, 64 usage, 65 the database is malformed, 70 internal error,\n"
+      "73 cannot create the database, its lock or the control socket (or the file is not a\n"
+      "kpsd database), 75 another kpsd holds the database's lock, 78 configuration error\n"
+      "(also: concurrency too high for the open-file limit).");
   std::string config_path = "/etc/kpsd/kpsd.conf";
   bool check_only = false;
   app.add_option("-c,--config", config_path, "configuration file (INI)")->capture_default_str();

@@ -268,7 +268,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   if (systemd.enabled()) net::co_spawn(io, status_loop(), log_failure("status reporting"));
   io.run();
   if (!scheduler.fatal_error().empty()) {
-    spdlog::critical("kpsd stopped: the database {} is malformed", config.queue.database);
+    spdlog::info("kpsd stopped (exit {}: malformed database)", exit_data_err);
     return exit_data_err;
   }
   spdlog::info("kpsd stopped");

@@ -62,8 +62,11 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     while (!stopping) {
       std::int64_t now = unix_ms();
+      // A slot is free only once its call's outcome is committed: jobs `running` in the
+      // database never exceed `concurrency`, so neither do the calls a crash can repeat.
+      std::size_t busy = in_flight + outcomes_waiting();
       std::size_t free =
-          config.queue.concurrency - std::min<std::size_t>(in_flight, config.queue.concurrency);
+          config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
       if (paused) {
         co_await sleep(idle_check);  // resume() wakes it
         continue;
@@ -254,7 +257,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                      f.next_attempt_at - now);
     }
     pending_attempts.push_back(std::move(f));
-    start_flush_attempts();
+    start_flush(pending_attempts, flushing_attempts, "call outcomes");
   }
 
   net::awaitable<void> poll(PollWork w) {
@@ -330,7 +333,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
     }
     pending_polls.push_back(std::move(f));
-    start_flush_polls();
+    start_flush(pending_polls, flushing_polls, "task poll outcomes");
   }
 
   void throttled() {
@@ -426,23 +429,21 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     wake();
   }
 
-  void start_flush_attempts() {
-    if (flushing_attempts) return;
-    flushing_attempts = true;
-    auto record = [](JobStore& s, const std::vector<AttemptFinish>& b) { s.finish_attempts(b); };
-    net::co_spawn(executor, flush(pending_attempts, flushing_attempts, record, "call outcomes"),
-                  [self = shared_from_this()](std::exception_ptr e) {
-                    log_exception("recording call outcomes", e);
-                  });
+  static void record_outcomes(JobStore& s, const std::vector<AttemptFinish>& batch) {
+    s.finish_attempts(batch);
+  }
+  static void record_outcomes(JobStore& s, const std::vector<PollFinish>& batch) {
+    s.finish_polls(batch);
   }
 
-  void start_flush_polls() {
-    if (flushing_polls) return;
-    flushing_polls = true;
-    auto record = [](JobStore& s, const std::vector<PollFinish>& b) { s.finish_polls(b); };
-    net::co_spawn(executor, flush(pending_polls, flushing_polls, record, "task poll outcomes"),
-                  [self = shared_from_this()](std::exception_ptr e) {
-                    log_exception("recording task polls", e);
+  template <class Finish>
+  void start_flush(std::vector<Finish>& pending, bool& flushing, std::string_view what) {
+    if (flushing) return;
+    flushing = true;
+    auto record = [](JobStore& s, const std::vector<Finish>& b) { record_outcomes(s, b); };
+    net::co_spawn(executor, flush(pending, flushing, record, what),
+                  [self = shared_from_this(), what](std::exception_ptr e) {
+                    log_exception(std::string("recording ") + std::string(what), e);
                   });
   }
 

@@ -13,10 +13,14 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <poll.h>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -336,7 +340,7 @@ TEST_CASE("disk full on a small tmpfs: kpsd waits with its outcomes and recovers
   }
 }
 
-TEST_CASE("an immutable WAL (chattr +i): kpsd waits and recovers once it is writable") {
+TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered without a restart") {
   if (!running_as_root()) {
     MESSAGE("SKIPPED: chattr +i needs root (CI runs as root)");
     return;
@@ -344,14 +348,41 @@ TEST_CASE("an immutable WAL (chattr +i): kpsd waits and recovers once it is writ
   constexpr int concurrency = 16;
   Rig rig({.call_delay = 1500ms,
            .config = {{"queue.concurrency", std::to_string(concurrency)},
-                      {"kps.poll_tasks", "false"}}});
-  rig.start();
+                      {"kps.poll_tasks", "false"},
+                      {"metrics.listen", "127.0.0.1:0"}}});
+  // systemd's side of sd_notify: a datagram socket of the test's own.
+  std::string notify_path = rig.dir().file("notify.sock");
+  int notify_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, notify_path.c_str(), notify_path.size() + 1);
+  REQUIRE(::bind(notify_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  auto status_with = [&](const std::string& what, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{notify_fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      ssize_t n = ::recv(notify_fd, buf, sizeof(buf), 0);
+      if (n > 0 && std::string(buf, static_cast<std::size_t>(n)).find(what) != std::string::npos)
+        return true;
+    }
+    return false;
+  };
+  rig.start({"NOTIFY_SOCKET=" + notify_path});
+  std::smatch m;
+  std::string start_log = rig.log();
+  REQUIRE(
+      std::regex_search(start_log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
+  auto metrics_port = static_cast<std::uint16_t>(std::stoi(m[1]));
+
   REQUIRE(rig.ctl({"enqueue", "--file", enqueue_file(rig, "immutable-", 64)}).exit_code == 0);
   wait_for_calls(rig, concurrency);
   std::string wal = rig.db_path() + "-wal";
   auto chattr = run_command({"/usr/bin/chattr", "+i", wal}, rig.dir().path().string());
   if (chattr.exit_code != 0) {
     MESSAGE("SKIPPED: chattr +i does not work here: " << chattr.err);
+    ::close(notify_fd);
     return;
   }
   struct Unlock {
@@ -359,17 +390,23 @@ TEST_CASE("an immutable WAL (chattr +i): kpsd waits and recovers once it is writ
     ~Unlock() { run_command({"/usr/bin/chattr", "-i", path}, dir); }
   } unlock{wal, rig.dir().path().string()};
   REQUIRE(wait_for_store(rig, false, 10s));
+  CHECK(status_with("STATUS=STORE UNAVAILABLE", 3s));
+  CHECK(http_get(metrics_port, "/metrics").find("kpsd_store_writable 0") != std::string::npos);
+  CHECK(rig.ctl({"stats"}).out.find("STORE UNAVAILABLE") != std::string::npos);
   CHECK(calls_during(rig, 2s) == 0);
   CHECK(rig.daemon().running());
-  auto metrics_like = rig.ctl({"stats"});
-  CHECK(metrics_like.out.find("STORE UNAVAILABLE") != std::string::npos);
 
   REQUIRE(run_command({"/usr/bin/chattr", "-i", wal}, rig.dir().path().string()).exit_code == 0);
   REQUIRE(wait_for_store(rig, true, 10s));
   auto wait = rig.ctl({"wait", "--timeout", "60"});
   CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
   check_each_delivered_once(rig);
+  std::string metrics = http_get(metrics_port, "/metrics");
+  CHECK(metrics.find("kpsd_store_writable 1") != std::string::npos);
+  CHECK(metrics.find("kpsd_store_outages_total 1") != std::string::npos);
+  CHECK(count_of(rig.log(), "job store cannot be written") == 1);
   CHECK(rig.stop(10s) == 0);
+  ::close(notify_fd);
 }
 
 TEST_CASE("1000 idle control connections under a 1024-descriptor limit: calls keep flowing") {
