@@ -12,6 +12,10 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 using namespace kpsd;
 using namespace std::chrono_literals;
 namespace net = boost::asio;
@@ -129,6 +133,32 @@ TEST_CASE("a refused connection is reported not thrown") {
   CHECK(r.transport == HttpResult::Transport::connect_failed);
   CHECK(r.transport_detail.find("127.0.0.1") != std::string::npos);
   CHECK(r.latency >= 0ms);
+}
+
+TEST_CASE("at the open-file limit a call is blocked: nothing sent and no attempt used") {
+  Rig rig;
+  auto body = [] { return make_disassociate_body("fd-srv", std::nullopt, nullptr); };
+  REQUIRE(rig.run(rig.client->disassociate(body())).status == 202);  // the token is read
+  rig.client->close_idle();
+  // A low limit of this test process's own, then every descriptor taken.
+  rlimit lim{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &lim) == 0);
+  rlimit low = lim;
+  low.rlim_cur = std::min<rlim_t>(lim.rlim_cur, 256);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<int> taken;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) taken.push_back(fd);
+  int open_errno = errno;
+  auto r = rig.run(rig.client->disassociate(body()));
+  for (int fd : taken) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  CHECK(open_errno == EMFILE);
+  CHECK(r.transport == HttpResult::Transport::no_descriptors);
+  CHECK(r.transport_detail.find("no free file descriptor") != std::string::npos);
+  CHECK(classify_disassociate(r, std::chrono::system_clock::now()).verdict == Verdict::blocked);
+  CHECK(rig.fake.disassociate_calls() == 1);
+  // With descriptors back, calls go out again.
+  CHECK(rig.run(rig.client->disassociate(body())).status == 202);
 }
 
 TEST_CASE("a wrong token is answered 401 and seen by the fake") {
