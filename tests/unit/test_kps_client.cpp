@@ -136,6 +136,12 @@ TEST_CASE("a refused connection is reported not thrown") {
 }
 
 TEST_CASE("at the open-file limit a call is blocked: nothing sent and no attempt used") {
+#ifdef __SANITIZE_ADDRESS__
+  // UBSan checks dynamic types by probing memory through a pipe: with no descriptor left it
+  // reports false "invalid vptr" errors. The normal build runs this test.
+  MESSAGE("SKIPPED in the sanitizer build: UBSan needs a free descriptor for its own checks");
+  return;
+#endif
   Rig rig;
   auto body = [] { return make_disassociate_body("fd-srv", std::nullopt, nullptr); };
   REQUIRE(rig.run(rig.client->disassociate(body())).status == 202);  // the token is read
