@@ -112,6 +112,7 @@ class Parser {
                                          "queue.backoff_max_ms",
                                          "queue.throttle_backoff_ms",
                                          "queue.drain_grace_ms",
+                                         "queue.retry_after_max_ms",
                                          "control.socket",
                                          "metrics.listen",
                                          "control.socket_mode",
@@ -317,6 +318,7 @@ Config parse_config(std::string_view text, std::string_view file_name) {
   p.millis("queue.backoff_max_ms", c.queue.backoff_max, 1);
   p.millis("queue.throttle_backoff_ms", c.queue.throttle_backoff, 1);
   p.millis("queue.drain_grace_ms", c.queue.drain_grace, 0);
+  p.millis("queue.retry_after_max_ms", c.queue.retry_after_max, 1);
   if (c.queue.backoff_max < c.queue.backoff_initial) {
     p.fail(p.line_of("queue.backoff_max_ms"), "queue.backoff_max_ms",
            "must not be smaller than queue.backoff_initial_ms");

@@ -379,7 +379,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     scheduler.wake();
     co_return json::object{{"requeued", counts[RetryOutcome::requeued]},
                            {"rechecking", counts[RetryOutcome::rechecking]},
-                           {"skipped_key_gone", counts[RetryOutcome::key_gone]}};
+                           {"skipped_key_gone", counts[RetryOutcome::key_gone]},
+                           {"skipped_call_in_flight", counts[RetryOutcome::call_in_flight]}};
   }
 
   net::awaitable<json::object> execute(CancelRequest& r, PeerCred) {

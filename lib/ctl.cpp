@@ -514,6 +514,10 @@ int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
       std::cout << "; skipped " << skipped
                 << " replace-form jobs whose key is gone (enqueue them again with their key)";
     }
+    if (auto skipped = int_of(*reply, "skipped_call_in_flight")) {
+      std::cout << "; skipped " << skipped
+                << " cancelled jobs whose call is still in flight (retry once it has ended)";
+    }
     std::cout << "\n";
   }
   return exit_ok;

@@ -93,7 +93,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
     for (bool said = false;;) {
       try {
         store = std::make_unique<JobStore>(config.queue.database);
-        requeued = store->recover_after_restart(unix_ms());
+        requeued = store->recover_after_restart(unix_ms(), config.queue.max_attempts);
         break;
       } catch (const sql::Error& e) {
         if (!is_lock_conflict(e.code())) throw;

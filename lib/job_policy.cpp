@@ -6,9 +6,9 @@ namespace {
 
 // Throttling without Retry-After: the gateway counts per user over minutes, so come back after
 // throttle_backoff (tens of seconds by default) jittered 1x-2x, not the short first retry delay.
-std::chrono::milliseconds throttle_delay(const AttemptOutcome& o, const RetrySettings& s,
-                                         double u) {
-  if (o.retry_after) return *o.retry_after;
+std::chrono::milliseconds throttle_delay(std::optional<std::chrono::milliseconds> retry_after,
+                                         const RetrySettings& s, double u) {
+  if (retry_after) return *retry_after;
   return s.throttle_backoff +
          std::chrono::milliseconds(static_cast<std::int64_t>(s.throttle_backoff.count() * u));
 }
@@ -28,6 +28,8 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
                            const RetrySettings& s, std::int64_t now, double u,
                            bool previous_was_401) {
   Decision d;
+  auto retry_after = o.retry_after;
+  retry_after_capped(retry_after, s);
   switch (o.verdict) {
     case Verdict::delivered:
       d.next = s.poll_tasks ? JobState::delivered : JobState::succeeded;
@@ -40,7 +42,7 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
     case Verdict::throttled:
       d.counts_attempt = false;
       d.next = JobState::retrying;
-      d.next_attempt_at = now + throttle_delay(o, s, u).count();
+      d.next_attempt_at = now + throttle_delay(retry_after, s, u).count();
       return d;
     case Verdict::reauthenticate:
       if (!previous_was_401) {
@@ -59,16 +61,23 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
         return d;
       }
       d.next = JobState::retrying;
-      d.next_attempt_at = now + s.backoff.delay(static_cast<int>(used), u, o.retry_after).count();
+      d.next_attempt_at = now + s.backoff.delay(static_cast<int>(used), u, retry_after).count();
       return d;
     }
   }
   return d;
 }
 
+bool retry_after_capped(std::optional<std::chrono::milliseconds>& retry_after,
+                        const RetrySettings& s) {
+  if (!retry_after || *retry_after <= s.retry_after_max) return false;
+  retry_after = s.retry_after_max;
+  return true;
+}
+
 PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
                                std::int64_t delivered_at, const RetrySettings& s, std::int64_t now,
-                               double u) {
+                               double u, std::int64_t poll_refusals) {
   PollDecision d;
   auto retry_delivery = [&](std::string code, std::string msg) {
     // The task failed, so the delivery it belongs to failed: retry the disassociate if attempts
@@ -99,8 +108,21 @@ PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
         break;
     }
   } else if (p.kind == PollOutcome::Kind::rejected) {
-    retry_delivery(p.error_code, "task lookup rejected: " + p.error_msg);
+    // The task may be fine; only its lookup was refused (a policy without task-read rights,
+    // a 404 ...). Unbinding again would be the wrong call: ask again, then give up following.
+    d.poll_refusals = poll_refusals + 1;
+    if (d.poll_refusals >= s.max_poll_refusals) {
+      d.next = JobState::failed;
+      d.error_code = p.error_code;
+      d.error_msg = "cannot follow task " + p.task_id + ": " + p.error_msg +
+                    " (kpsctl retry re-checks the task; it does not unbind again)";
+      return d;
+    }
+    d.next = JobState::delivered;
+    d.next_attempt_at = now + s.poll_interval.count();
     return d;
+  } else {
+    d.poll_refusals = poll_refusals;  // no answer: neither a refusal nor an answer
   }
   if (now - delivered_at >= s.poll_timeout.count()) {
     d.next = JobState::failed;

@@ -20,6 +20,11 @@ struct RetrySettings {
   std::chrono::milliseconds poll_interval{20000};
   std::chrono::milliseconds poll_timeout{1800000};
   std::chrono::milliseconds throttle_backoff{15000};
+  // A server's Retry-After is followed up to this long (queue.retry_after_max_ms).
+  std::chrono::milliseconds retry_after_max{3600000};
+  // Task polls refused (4xx other than 401/429) in a row before the job fails "cannot follow
+  // task". A refused poll never leads to another disassociate.
+  std::int64_t max_poll_refusals = 3;
 };
 
 struct Decision {
@@ -43,6 +48,7 @@ Decision decide_after_cancelled_call(std::int64_t now_ms);
 // A task poll's result, as the scheduler saw it.
 struct PollOutcome {
   enum class Kind { answered, no_answer, rejected };
+  std::string task_id;
   Kind kind = Kind::no_answer;  // no_answer: transport error, 5xx, 429, bad body → ask again
   std::string task_status;      // when answered
   std::string error_code, error_msg;
@@ -54,10 +60,19 @@ struct PollDecision {
   JobState next = JobState::delivered;
   std::int64_t next_attempt_at = 0;
   std::optional<std::string> error_code, error_msg;  // set when the job leaves `delivered`
+  std::int64_t poll_refusals = 0;                    // refused polls in a row, after this one
 };
 
+// `poll_refusals`: refused polls in a row before this one. Only a task that KPS reports
+// FAILED_* leads to another disassociate; a refused poll is asked again a few times, then the
+// job fails "cannot follow task" (kpsctl retry re-checks the task, it never re-sends).
 PollDecision decide_after_poll(const PollOutcome& poll, std::int64_t attempts_used,
                                std::int64_t delivered_at, const RetrySettings& settings,
-                               std::int64_t now_ms, double uniform01);
+                               std::int64_t now_ms, double uniform01,
+                               std::int64_t poll_refusals = 0);
+
+// Retry-After beyond settings.retry_after_max is cut to it (the caller warns).
+bool retry_after_capped(std::optional<std::chrono::milliseconds>& retry_after,
+                        const RetrySettings& settings);
 
 }  // namespace kpsd

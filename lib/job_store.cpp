@@ -127,7 +127,14 @@ struct JobStore::Statements {
                    "FROM jobs j LEFT JOIN job_secrets s ON s.job_id = j.id "
                    "WHERE j.state = 'queued' AND j.next_attempt_at <= ?1 "
                    "ORDER BY j.next_attempt_at, j.id LIMIT ?2"),
-        mark_running(db, "UPDATE jobs SET state = 'running', updated_at = ?2 WHERE id = ?1"),
+        // The attempt is used when the call is claimed, so a call that kills kpsd still counts.
+        mark_running(db,
+                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 "
+                     "WHERE id = ?1"),
+        fail_key_gone(db,
+                      "UPDATE jobs SET state = 'failed', error_code = NULL, "
+                      "error_msg = 'key no longer held: enqueue again with the key', "
+                      "updated_at = ?2 WHERE id = ?1"),
         open_attempt(db,
                      "INSERT INTO attempts (job_id, n, started_at) VALUES (?1, "
                      "(SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2) "
@@ -138,19 +145,24 @@ struct JobStore::Statements {
                       "latency_ms = ?10 WHERE job_id = ?1 AND n = ?2"),
         update_after_attempt(
             db,
-            "UPDATE jobs SET state = ?2, attempts = attempts + ?3, next_attempt_at = ?4, "
+            // Fenced: only the job's current call (its newest attempt row) moves it.
+            "UPDATE jobs SET state = ?2, attempts = attempts - ?3, next_attempt_at = ?4, "
             "task_id = ?5, delivery_status = ?6, task_status = NULL, error_code = ?7, "
-            "error_msg = ?8, updated_at = ?9, delivered_at = CASE WHEN ?2 = 'delivered' "
-            "THEN ?9 ELSE delivered_at END WHERE id = ?1 AND state = 'running'"),
+            "error_msg = ?8, updated_at = ?9, poll_refusals = 0, "
+            "delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END "
+            "WHERE id = ?1 AND state = 'running' AND NOT EXISTS "
+            "(SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?10)"),
         delete_secret(db, "DELETE FROM job_secrets WHERE job_id = ?1"),
         select_polls(db,
-                     "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at) FROM jobs "
+                     "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at), "
+                     "poll_refusals FROM jobs "
                      "WHERE state = 'delivered' AND next_attempt_at <= ?1 "
                      "ORDER BY next_attempt_at, id LIMIT ?2"),
         lease_poll(db, "UPDATE jobs SET next_attempt_at = ?2 WHERE id = ?1"),
         // A success clears the reasons of earlier failed attempts; otherwise a NULL keeps them.
+        // Fenced: only the poll holding the current lease (next_attempt_at) moves the job.
         update_after_poll(db,
-                          "UPDATE jobs SET state = ?2, next_attempt_at = ?3, "
+                          "UPDATE jobs SET state = ?2, next_attempt_at = ?3, poll_refusals = ?11, "
                           "task_status = coalesce(?4, task_status), "
                           "error_code = CASE WHEN ?2 = 'succeeded' THEN NULL "
                           "ELSE coalesce(?5, error_code) END, "
@@ -158,11 +170,18 @@ struct JobStore::Statements {
                           "ELSE coalesce(?6, error_msg) END, "
                           "task_error_code = coalesce(?8, task_error_code), "
                           "task_error_msg = coalesce(?9, task_error_msg), updated_at = ?7 "
-                          "WHERE id = ?1 AND state = 'delivered'"),
+                          "WHERE id = ?1 AND state = 'delivered' AND next_attempt_at = ?10"),
         min_due(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = ?1"),
+        // A job whose calls keep killing kpsd runs out of attempts like any other.
         requeue_running(db,
-                        "UPDATE jobs SET state = 'queued', updated_at = ?1, next_attempt_at = ?1 "
+                        "UPDATE jobs SET updated_at = ?1, next_attempt_at = ?1, "
+                        "state = CASE WHEN attempts >= ?2 THEN 'failed' ELSE 'queued' END, "
+                        "error_msg = CASE WHEN attempts >= ?2 THEN 'gave up after ' || attempts || "
+                        "' attempts: outcome lost: daemon stopped' ELSE error_msg END "
                         "WHERE state = 'running'"),
+        delete_ended_secrets(db,
+                             "DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM jobs "
+                             "WHERE state IN ('succeeded','failed','cancelled'))"),
         close_lost_attempts(db,
                             "UPDATE attempts SET finished_at = ?1, "
                             "error_msg = 'outcome lost: daemon stopped' "
@@ -185,14 +204,18 @@ struct JobStore::Statements {
         retry_target(db,
                      "SELECT state, auth_type IS NOT NULL AND NOT EXISTS "
                      "(SELECT 1 FROM job_secrets s WHERE s.job_id = jobs.id), "
-                     "task_id IS NOT NULL AND coalesce(error_msg, '') LIKE 'task still pending%' "
+                     "task_id IS NOT NULL AND (coalesce(error_msg, '') LIKE 'task still pending%' "
+                     "OR coalesce(error_msg, '') LIKE 'cannot follow task%'), "
+                     "EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = jobs.id "
+                     "AND a.finished_at IS NULL) "
                      "FROM jobs WHERE id = ?1"),
         requeue_job(db,
                     "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?2, "
                     "error_code = NULL, error_msg = NULL, updated_at = ?2 WHERE id = ?1"),
         recheck_job(db,
                     "UPDATE jobs SET state = 'delivered', next_attempt_at = ?2, delivered_at = ?2, "
-                    "error_code = NULL, error_msg = NULL, updated_at = ?2 WHERE id = ?1"),
+                    "poll_refusals = 0, error_code = NULL, error_msg = NULL, updated_at = ?2 "
+                    "WHERE id = ?1"),
         ids_in_state(db, "SELECT id FROM jobs WHERE state = ?1 ORDER BY id"),
         cancel_job(db,
                    "UPDATE jobs SET state = 'cancelled', updated_at = ?2, "
@@ -205,11 +228,11 @@ struct JobStore::Statements {
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value") {}
 
   sql::Statement find_active_by_server, insert_job, insert_secret, promote_retries, select_due,
-      mark_running, open_attempt, close_attempt, update_after_attempt, delete_secret, select_polls,
-      lease_poll, update_after_poll, min_due, requeue_running, close_lost_attempts, find_job,
-      list_jobs, list_jobs_by_state, list_jobs_by_server, list_attempts, count_states,
-      oldest_queued, retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists,
-      get_setting, put_setting;
+      mark_running, fail_key_gone, open_attempt, close_attempt, update_after_attempt, delete_secret,
+      select_polls, lease_poll, update_after_poll, min_due, requeue_running, delete_ended_secrets,
+      close_lost_attempts, find_job, list_jobs, list_jobs_by_state, list_jobs_by_server,
+      list_attempts, count_states, oldest_queued, retry_target, requeue_job, recheck_job,
+      ids_in_state, cancel_job, job_exists, get_setting, put_setting;
 };
 
 JobStore::JobStore(const std::string& path) {
@@ -234,12 +257,15 @@ JobStore::JobStore(const std::string& path) {
 
 JobStore::~JobStore() = default;
 
-int JobStore::recover_after_restart(std::int64_t now) {
+int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts) {
   sql::Transaction tx(*db_);
   st_->close_lost_attempts.bind(1, now).run();
-  st_->requeue_running.bind(1, now).run();
+  st_->requeue_running.bind(1, now).bind(2, max_attempts).run();
   int requeued = db_->changes();
+  st_->delete_ended_secrets.run();
+  int deleted = db_->changes();
   tx.commit();
+  if (deleted) scrub_wal();
   return requeued;
 }
 
@@ -285,10 +311,17 @@ std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::si
       w.attempts_used = sel.column_int(4);
       if (auth_type && !sel.column_is_null(5))
         w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
+      w.key_gone = auth_type && sel.column_is_null(5);
       w.previous_was_401 = sel.column_optional_int(6) == 401;
       work.push_back(std::move(w));
     }
     sel.reset();
+    // A replace-form job whose key is gone is never sent in reset form.
+    std::erase_if(work, [&](const DeliveryWork& w) {
+      if (!w.key_gone) return false;
+      st_->fail_key_gone.bind(1, w.job_id).bind(2, now).run();
+      return true;
+    });
     for (DeliveryWork& w : work) {
       st_->mark_running.bind(1, w.job_id).bind(2, now).run();
       auto& open = st_->open_attempt;
@@ -334,13 +367,14 @@ void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
         .run();
     st_->update_after_attempt.bind(1, f.job_id)
         .bind(2, to_string(f.next_state))
-        .bind(3, std::int64_t{f.counts_attempt ? 1 : 0})
+        .bind(3, std::int64_t{f.counts_attempt ? 0 : 1})  // give back the claimed attempt
         .bind(4, f.next_attempt_at)
         .bind(5, non_empty(f.task_id))
         .bind(6, non_empty(f.delivery_status))
         .bind(7, non_empty(f.error_code))
         .bind(8, non_empty(f.error_msg))
         .bind(9, f.finished_at)
+        .bind(10, f.attempt_n)
         .run();
     if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
   }
@@ -356,7 +390,8 @@ std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t le
   auto& sel = st_->select_polls;
   sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
   while (sel.step()) {
-    work.push_back({sel.column_int(0), sel.column_int(1), sel.column_text(2), sel.column_int(3)});
+    work.push_back({sel.column_int(0), sel.column_int(1), sel.column_text(2), sel.column_int(3),
+                    sel.column_int(4), lease_until});
   }
   sel.reset();
   for (const PollWork& w : work) st_->lease_poll.bind(1, w.job_id).bind(2, lease_until).run();
@@ -377,6 +412,8 @@ void JobStore::finish_polls(std::span<const PollFinish> finished) {
         .bind(7, f.at)
         .bind(8, f.task_error_code)
         .bind(9, f.task_error_msg)
+        .bind(10, f.lease_until)
+        .bind(11, f.poll_refusals)
         .run();
     if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
   }
@@ -478,6 +515,8 @@ std::string_view describe(RetryOutcome o) noexcept {
       return "already succeeded";
     case RetryOutcome::key_gone:
       return "replace-form job whose key was deleted when it ended: enqueue it again with its key";
+    case RetryOutcome::call_in_flight:
+      return "its call (cancelled) is still in flight: retry once it has ended";
   }
   return "unknown";
 }
@@ -494,9 +533,11 @@ RetryOutcome retry_one(sql::Statement& target, sql::Statement& requeue, sql::Sta
   auto state = parse_job_state(target.column_text(0));
   bool key_gone = target.column_int(1) != 0;
   bool task_pending = target.column_int(2) != 0;
+  bool call_in_flight = target.column_int(3) != 0;
   target.reset();
   if (state == JobState::succeeded) return RetryOutcome::succeeded;
   if (state != JobState::failed && state != JobState::cancelled) return RetryOutcome::not_ended;
+  if (call_in_flight) return RetryOutcome::call_in_flight;
   if (task_pending) {
     recheck.bind(1, id).bind(2, now).run();
     return RetryOutcome::rechecking;

@@ -29,6 +29,7 @@ struct DeliveryWork {
   std::int64_t attempt_n = 0;      // the attempt row's n
   std::int64_t attempts_used = 0;  // jobs.attempts before this call
   bool previous_was_401 = false;   // the job's last attempt was answered 401
+  bool key_gone = false;           // replace form without its key: never sent (claim fails it)
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
@@ -40,6 +41,8 @@ struct PollWork {
   std::int64_t attempts_used = 0;
   std::string task_id;
   std::int64_t delivered_at = 0;
+  std::int64_t poll_refusals = 0;  // refused polls in a row before this one
+  std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).
@@ -50,7 +53,7 @@ struct AttemptFinish {
   std::int64_t latency_ms = 0;
   std::optional<std::int64_t> http_status;
   std::string request_id, task_id, delivery_status, error_code, error_msg;
-  bool counts_attempt = true;
+  bool counts_attempt = true;  // false: the attempt taken at claim is given back
   JobState next_state = JobState::failed;
   std::int64_t next_attempt_at = 0;
 };
@@ -64,6 +67,8 @@ struct PollFinish {
   std::int64_t next_attempt_at = 0;
   std::optional<std::string> error_code, error_msg;  // set when the job leaves `delivered`
   std::optional<std::string> task_error_code, task_error_msg;  // reason of a FAILED_* task
+  std::int64_t lease_until = 0;                                // PollWork::lease_until (the fence)
+  std::int64_t poll_refusals = 0;  // refused polls in a row, after this one
 };
 
 struct ListQuery {
@@ -78,9 +83,10 @@ enum class RetryOutcome {
   requeued,    // back to `queued` with its attempts reset
   rechecking,  // its task was still pending at the poll timeout: polling it again
   not_found,
-  not_ended,  // only failed or cancelled jobs are retried
-  succeeded,  // nothing to retry
-  key_gone,   // replace form, and its key was deleted when it ended: enqueue it again
+  not_ended,       // only failed or cancelled jobs are retried
+  succeeded,       // nothing to retry
+  key_gone,        // replace form, and its key was deleted when it ended: enqueue it again
+  call_in_flight,  // cancelled while its call was in flight: retry once the call has ended
 };
 std::string_view describe(RetryOutcome o) noexcept;
 
@@ -96,9 +102,10 @@ class JobStore {
 
   int schema_version() const noexcept { return schema_version_; }
 
-  // Start-up: jobs left `running` go back to `queued`; their open attempt rows are closed as
-  // "outcome lost". Returns how many jobs were requeued.
-  int recover_after_restart(std::int64_t now);
+  // Start-up: jobs left `running` go back to `queued` (or to `failed` once they have used
+  // `max_attempts`); their open attempt rows are closed as "outcome lost". Returns how many
+  // jobs were requeued or failed.
+  int recover_after_restart(std::int64_t now, std::int64_t max_attempts);
 
   std::vector<EnqueueResult> enqueue(std::span<const NewJob> jobs, std::int64_t now);
 

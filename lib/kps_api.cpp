@@ -99,8 +99,14 @@ std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body, st
   auto o = parse_object(body, why);
   if (!o) return std::nullopt;
   FailedTasksPage page;
-  if (auto* total = o->if_contains("total"); total && total->is_number()) {
-    page.total = total->to_number<std::int64_t>();
+  // Only an exact, non-negative integer counts; 1.5, 1e30 or -3 leave it unknown (never a
+  // throwing conversion: a bad number in a body is the server's fault, not kpsd's end).
+  if (auto* total = o->if_contains("total")) {
+    if (total->is_int64() && total->as_int64() >= 0) {
+      page.total = total->as_int64();
+    } else if (total->is_uint64() && total->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+      page.total = static_cast<std::int64_t>(total->as_uint64());
+    }
   }
   auto* tasks = o->if_contains("tasks");
   if (!tasks || !tasks->is_array()) {
@@ -133,14 +139,20 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     if (value.size() > 9) return std::chrono::hours(24 * 365);  // absurd: treat as "very long"
     return std::chrono::seconds(std::stoll(std::string(value)));
   }
-  // HTTP-date, IMF-fixdate form: "Sun, 06 Nov 1994 08:49:37 GMT".
-  std::tm tm{};
+  // HTTP-date (RFC 9110 5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", and the two
+  // obsolete forms a recipient must also accept: RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" and
+  // asctime "Sun Nov  6 08:49:37 1994".
   std::string text(value);
-  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (!end || *end != '\0') return std::nullopt;
-  auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
-  if (at <= now) return std::chrono::milliseconds(0);
-  return std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
+  for (const char* format :
+       {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+    std::tm tm{};
+    const char* end = strptime(text.c_str(), format, &tm);
+    if (!end || *end != '\0') continue;
+    auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+    if (at <= now) return std::chrono::milliseconds(0);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
+  }
+  return std::nullopt;
 }
 
 std::string_view to_string(Verdict v) noexcept {

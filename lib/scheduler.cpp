@@ -49,6 +49,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     settings.poll_interval = cfg.kps.poll_interval;
     settings.poll_timeout = cfg.kps.poll_timeout;
     settings.throttle_backoff = cfg.queue.throttle_backoff;
+    settings.retry_after_max = cfg.queue.retry_after_max;
   }
 
   double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
@@ -87,7 +88,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         int code = 0;
         try {
           // Polls first: they finish work already delivered.
-          std::int64_t lease = now + config.kps.request_timeout.count() + 5000;
+          // Long enough for the poll and its failed-tasks lookup (up to 5 pages); its outcome
+          // is fenced to this lease anyway, so an overrun only costs a harmless second GET.
+          std::int64_t lease = now + config.kps.request_timeout.count() * 7 + 5000;
           auto polls = co_await db.call([now, lease, n = tokens_taken](JobStore& s) {
             return s.claim_for_poll(now, lease, n);
           });
@@ -215,13 +218,52 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     wake();
   }
 
+  // Any exception inside a call becomes a recorded, retryable outcome of that call: the job is
+  // never left `running` until a restart.
   net::awaitable<void> deliver(DeliveryWork w) {
+    bool recorded = false;
+    std::string failure;
+    try {
+      co_await deliver_and_record(w, recorded);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (...) {
+      failure = "unknown exception";
+    }
+    if (failure.empty() || recorded) co_return;
+    spdlog::error(
+        "job {} ({}): internal error during its call: {}; recorded as a retryable failure",
+        w.job_id, w.server_id, failure);
+    AttemptOutcome outcome;
+    outcome.verdict = Verdict::retryable;
+    outcome.error_msg = "internal error: " + failure;
+    std::int64_t now = unix_ms();
+    Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
+    AttemptFinish f;
+    f.job_id = w.job_id;
+    f.attempt_n = w.attempt_n;
+    f.finished_at = now;
+    f.error_msg = d.error_msg.empty() ? outcome.error_msg : d.error_msg;
+    f.counts_attempt = d.counts_attempt;
+    f.next_state = d.next;
+    f.next_attempt_at = d.next_attempt_at;
+    pending_attempts.push_back(std::move(f));
+    start_flush(pending_attempts, flushing_attempts, "call outcomes");
+  }
+
+  net::awaitable<void> deliver_and_record(DeliveryWork& w, bool& recorded) {
     std::string body = make_disassociate_body(w.server_id, w.port, w.auth ? &*w.auth : nullptr);
     HttpResult result = co_await client.disassociate(body);
     OPENSSL_cleanse(body.data(), body.size());  // the body may hold a password or private key
     w.auth.reset();
 
     AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
+    if (auto asked = outcome.retry_after; retry_after_capped(outcome.retry_after, settings)) {
+      spdlog::warn(
+          "job {} ({}): Retry-After of {} s is longer than queue.retry_after_max_ms; "
+          "waiting {} s",
+          w.job_id, w.server_id, asked->count() / 1000, settings.retry_after_max.count() / 1000);
+    }
     std::int64_t now = unix_ms();
     Decision d;
     metrics.latency["disassociate"].observe(result.latency);
@@ -257,13 +299,41 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                      f.next_attempt_at - now);
     }
     pending_attempts.push_back(std::move(f));
+    recorded = true;
     start_flush(pending_attempts, flushing_attempts, "call outcomes");
   }
 
+  // As for calls: an exception inside a poll becomes a recorded outcome (the job stays
+  // `delivered` and is asked again), never a job stuck until a restart.
   net::awaitable<void> poll(PollWork w) {
+    bool recorded = false;
+    std::string failure;
+    try {
+      co_await poll_and_record(w, recorded);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (...) {
+      failure = "unknown exception";
+    }
+    if (failure.empty() || recorded) co_return;
+    spdlog::error("job {} (task {}): internal error during its task poll: {}; asking again",
+                  w.job_id, w.task_id, failure);
+    PollFinish f;
+    f.job_id = w.job_id;
+    f.at = unix_ms();
+    f.next_state = JobState::delivered;
+    f.next_attempt_at = f.at + settings.poll_interval.count();
+    f.lease_until = w.lease_until;
+    f.poll_refusals = w.poll_refusals;
+    pending_polls.push_back(std::move(f));
+    start_flush(pending_polls, flushing_polls, "task poll outcomes");
+  }
+
+  net::awaitable<void> poll_and_record(PollWork& w, bool& recorded) {
     HttpResult result = co_await client.get_task(w.task_id);
     metrics.latency["task"].observe(result.latency);
     PollOutcome p;
+    p.task_id = w.task_id;
     if (result.transport != HttpResult::Transport::ok) {
       p.kind = PollOutcome::Kind::no_answer;
       p.error_msg = result.transport_detail;
@@ -297,8 +367,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     if (aborted && p.kind == PollOutcome::Kind::no_answer) {
       d.next = JobState::delivered;  // ask again after the restart
       d.next_attempt_at = now;
+      d.poll_refusals = w.poll_refusals;
     } else {
-      d = decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform());
+      d = decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform(),
+                            w.poll_refusals);
     }
     if (p.kind == PollOutcome::Kind::answered) {
       switch (task_phase(p.task_status)) {
@@ -326,6 +398,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.error_msg = d.error_msg;
     if (!p.task_error_code.empty()) f.task_error_code = p.task_error_code;
     if (!p.task_error_msg.empty()) f.task_error_msg = p.task_error_msg;
+    f.lease_until = w.lease_until;
+    f.poll_refusals = d.poll_refusals;
     if (d.next != JobState::delivered) {
       log_transition(w.job_id, "task " + w.task_id, d.next, d.error_code.value_or(""),
                      d.error_msg.value_or(""), d.next_attempt_at - now);
@@ -333,6 +407,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
     }
     pending_polls.push_back(std::move(f));
+    recorded = true;
     start_flush(pending_polls, flushing_polls, "task poll outcomes");
   }
 

@@ -222,11 +222,41 @@ TEST_CASE("after a poll: success - failure retries the delivery - pending until 
   CHECK(d.next == JobState::failed);
   CHECK(d.error_msg == "gave up after 3 attempts: task ended FAILED_UNBIND: ssh refused");
 
+  // A refused poll never re-sends the disassociate: it asks again, then stops following.
   PollOutcome rejected;
   rejected.kind = PollOutcome::Kind::rejected;
+  rejected.task_id = "t-9";
   rejected.error_code = "KPS.0001";
-  rejected.error_msg = "HTTP 400: taskId is illegal";
-  d = decide_after_poll(rejected, 1, 0, s, 100, 0.5);
-  CHECK(d.next == JobState::retrying);
+  rejected.error_msg = "HTTP 403: no permission";
+  d = decide_after_poll(rejected, 1, 0, s, 100, 0.5, 0);
+  CHECK(d.next == JobState::delivered);
+  CHECK(d.poll_refusals == 1);
+  CHECK(d.next_attempt_at == 100 + s.poll_interval.count());
+  d = decide_after_poll(rejected, 1, 0, s, 100, 0.5, s.max_poll_refusals - 1);
+  CHECK(d.next == JobState::failed);
   CHECK(d.error_code == "KPS.0001");
+  CHECK(d.error_msg->starts_with("cannot follow task t-9: HTTP 403: no permission"));
+  // An answer in between starts the count again; no answer keeps it.
+  PollOutcome pending;
+  pending.kind = PollOutcome::Kind::answered;
+  pending.task_status = "RUNNING_UNBIND";
+  CHECK(decide_after_poll(pending, 1, 0, s, 100, 0.5, 2).poll_refusals == 0);
+  PollOutcome silent;
+  CHECK(decide_after_poll(silent, 1, 0, s, 100, 0.5, 2).poll_refusals == 2);
+}
+
+TEST_CASE("Retry-After is followed up to retry_after_max and no further") {
+  RetrySettings s;
+  s.retry_after_max = std::chrono::milliseconds(3600000);
+  AttemptOutcome throttled;
+  throttled.verdict = Verdict::throttled;
+  throttled.retry_after = std::chrono::milliseconds(86400000);
+  auto d = decide_after_call(throttled, 0, s, 1000, 0.5);
+  CHECK(d.next_attempt_at == 1000 + 3600000);
+  std::optional<std::chrono::milliseconds> asked = std::chrono::milliseconds(86400000);
+  CHECK(retry_after_capped(asked, s));
+  CHECK(asked == std::chrono::milliseconds(3600000));
+  std::optional<std::chrono::milliseconds> fine = std::chrono::milliseconds(2000);
+  CHECK_FALSE(retry_after_capped(fine, s));
+  CHECK(fine == std::chrono::milliseconds(2000));
 }

@@ -165,13 +165,27 @@ TEST_CASE("claim → running with an open attempt / finish → delivered / poll 
   CHECK(polls[0].delivered_at == 1500);
   CHECK(store.claim_for_poll(1600, 5000, 10).empty());  // leased: not polled twice
 
+  CHECK(polls[0].lease_until == 5000);
+
   PollFinish running = poll_finish(j.id, 1700, "RUNNING_UNBIND", JobState::delivered, 1800);
+  running.lease_until = polls[0].lease_until;
   std::vector<PollFinish> p1{running};
   store.finish_polls(p1);
   CHECK(store.find(j.id)->task_status == "RUNNING_UNBIND");
   CHECK(store.next_due_at() == 1000);  // srv-2 is still queued since 1000
 
+  auto again = store.claim_for_poll(1800, 6000, 10);
+  REQUIRE(again.size() == 1);
+  // A late answer from the first poll (its lease is gone) changes nothing.
+  PollFinish late = poll_finish(j.id, 1850, "FAILED_UNBIND", JobState::retrying, 1900);
+  late.lease_until = polls[0].lease_until;
+  std::vector<PollFinish> stale{late};
+  store.finish_polls(stale);
+  CHECK(store.find(j.id)->state == JobState::delivered);
+  CHECK(store.find(j.id)->task_status == "RUNNING_UNBIND");
+
   PollFinish success = poll_finish(j.id, 1900, "SUCCESS_UNBIND", JobState::succeeded, 0);
+  success.lease_until = again[0].lease_until;
   std::vector<PollFinish> p2{success};
   store.finish_polls(p2);
   j = *store.find(j.id);
@@ -234,7 +248,7 @@ TEST_CASE("recovery after a crash: running jobs go back to queued their attempt 
   store.enqueue(batch, 0);
   auto w = store.claim_for_delivery(0, 2);
   REQUIRE(w.size() == 2);
-  CHECK(store.recover_after_restart(50) == 2);
+  CHECK(store.recover_after_restart(50, 8) == 2);
   for (const auto& item : w) {
     Job j = *store.find(item.job_id);
     CHECK(j.state == JobState::queued);
@@ -341,4 +355,78 @@ TEST_CASE("a kpsd database written before the application id is recognised and u
   CHECK(store.schema_version() >= 4);
   CHECK(external_int(path, "PRAGMA application_id") == 1802531684);
   CHECK(store.list({}).size() == 1);
+}
+
+TEST_CASE("attempts are used at claim: a job whose calls keep killing kpsd fails at the limit") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-crash")};
+  store.enqueue(batch, 0);
+  for (int crash = 1; crash <= 3; ++crash) {
+    auto w = store.claim_for_delivery(crash * 100, 1);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0].attempts_used == crash - 1);
+    CHECK(store.find(w[0].job_id)->attempts == crash);  // counted before the call
+    store.recover_after_restart(crash * 100 + 50, 3);
+  }
+  Job j = store.list({}).front();
+  CHECK(j.state == JobState::failed);
+  CHECK(j.attempts == 3);
+  CHECK(j.error_msg == "gave up after 3 attempts: outcome lost: daemon stopped");
+  CHECK(store.attempts_of(j.id).size() == 3);
+}
+
+TEST_CASE("an outcome that does not count gives back the attempt taken at claim") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-429")};
+  store.enqueue(batch, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  AttemptFinish f = finish(w[0], JobState::retrying, 10);
+  f.counts_attempt = false;
+  std::vector<AttemptFinish> fs{f};
+  store.finish_attempts(fs);
+  CHECK(store.find(w[0].job_id)->attempts == 0);
+}
+
+TEST_CASE("outcomes are fenced: an old call's outcome does not move the job") {
+  JobStore store(":memory:");
+  std::vector<NewJob> batch{job("srv-fence")};
+  store.enqueue(batch, 0);
+  auto first = store.claim_for_delivery(0, 1);
+  // Cancelled while its call is in flight: a retry must wait for that call to end.
+  CHECK(store.cancel(first[0].job_id, 5) == CancelOutcome::cancelled);
+  CHECK(store.retry(first[0].job_id, 6) == RetryOutcome::call_in_flight);
+  std::vector<AttemptFinish> late{finish(first[0], JobState::delivered, 20)};
+  store.finish_attempts(late);
+  Job j = *store.find(first[0].job_id);
+  CHECK(j.state == JobState::cancelled);                   // the late 202 did not revive it
+  CHECK(store.attempts_of(j.id)[0].finished_at == 20);     // but its attempt row is closed
+  CHECK(store.retry(j.id, 30) == RetryOutcome::requeued);  // now it may go again
+  auto second = store.claim_for_delivery(30, 1);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].attempt_n == 2);
+  // A duplicate outcome for attempt 1 arriving now changes nothing.
+  std::vector<AttemptFinish> stale{finish(first[0], JobState::failed, 40)};
+  store.finish_attempts(stale);
+  CHECK(store.find(j.id)->state == JobState::running);
+}
+
+TEST_CASE("a replace-form job whose key is gone is failed at claim and never handed out") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  std::vector<NewJob> batch{NewJob{"srv-key", std::nullopt, JobAuth{"keypair", Secret("k")}}};
+  auto r = store.enqueue(batch, 10);
+  auto w = store.claim_for_delivery(10, 1);
+  REQUIRE(w.size() == 1);
+  std::vector<AttemptFinish> back{finish(w[0], JobState::retrying, 11)};
+  back[0].next_attempt_at = 12;
+  store.finish_attempts(back);
+  // The key is gone while the job is due again (as after "task still pending" deleted it and
+  // a re-check then saw the task fail).
+  external_exec(path, "DELETE FROM job_secrets WHERE job_id = " + std::to_string(r[0].id));
+  CHECK(store.claim_for_delivery(20, 10).empty());
+  Job j = *store.find(r[0].id);
+  CHECK(j.state == JobState::failed);
+  CHECK(j.error_msg == "key no longer held: enqueue again with the key");
+  CHECK(store.attempts_of(j.id).size() == 1);  // no second call
 }

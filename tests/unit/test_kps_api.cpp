@@ -93,8 +93,14 @@ TEST_CASE("Retry-After in seconds and as an HTTP date") {
   CHECK(parse_retry_after(" 0 ", now) == 0ms);
   CHECK(parse_retry_after("Mon, 24 Nov 2025 16:00:30 GMT", now) == 30000ms);
   CHECK(parse_retry_after("Mon, 24 Nov 2025 15:00:00 GMT", now) == 0ms);  // in the past
+  // RFC 9110's two obsolete date forms, which a recipient must accept too.
+  CHECK(parse_retry_after("Monday, 24-Nov-25 16:00:30 GMT", now) == 30000ms);
+  CHECK(parse_retry_after("Mon Nov 24 16:00:30 2025", now) == 30000ms);
+  CHECK(parse_retry_after("Mon Nov  3 15:00:00 2025", now) == 0ms);  // padded day, in the past
   CHECK_FALSE(parse_retry_after("", now));
   CHECK_FALSE(parse_retry_after("soon", now));
+  CHECK_FALSE(parse_retry_after("Mon, 24 Nov 2025 16:00:30 PST", now));
+  CHECK_FALSE(parse_retry_after("-5", now));
 }
 
 TEST_CASE("classifier: every kind of outcome") {
@@ -159,4 +165,21 @@ TEST_CASE("failed-tasks bodies keep each task's reason") {
   CHECK(page->tasks[0].error_msg == "ssh refused");
   CHECK_FALSE(parse_failed_tasks_body(R"({"total":0})", why));
   CHECK(why == "failed-tasks response without a tasks array");
+}
+
+TEST_CASE("failed-tasks: a total that is not an exact count is ignored without throwing") {
+  std::string why;
+  for (const char* total : {"1.5", "1e30", "-3", "18446744073709551615", "\"7\""}) {
+    CAPTURE(total);
+    std::string body = std::string(R"({"total":)") + total +
+                       R"(,"tasks":[{"id":"t-1","operate_type":"unbind","error_code":"E1"}]})";
+    std::optional<FailedTasksPage> page;
+    CHECK_NOTHROW(page = parse_failed_tasks_body(body, why));
+    REQUIRE(page.has_value());
+    CHECK(page->total == 0);
+    CHECK(page->tasks.size() == 1);
+  }
+  auto exact = parse_failed_tasks_body(R"({"total":12,"tasks":[]})", why);
+  REQUIRE(exact.has_value());
+  CHECK(exact->total == 12);
 }

@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace kpsd;
@@ -146,6 +147,9 @@ TEST_CASE("at the open-file limit a call is blocked: nothing sent and no attempt
   auto body = [] { return make_disassociate_body("fd-srv", std::nullopt, nullptr); };
   REQUIRE(rig.run(rig.client->disassociate(body())).status == 202);  // the token is read
   rig.client->close_idle();
+  // The fake (in this process) closes its side of that connection: let it, or the descriptor
+  // it frees would be the one the next call gets.
+  std::this_thread::sleep_for(200ms);
   // A low limit of this test process's own, then every descriptor taken.
   rlimit lim{};
   REQUIRE(::getrlimit(RLIMIT_NOFILE, &lim) == 0);
