@@ -350,7 +350,13 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         {"oldest_queued_ms", oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
                                     : json::value(nullptr)},
         {"stopping", sched.stopping},
-        {"store", std::move(store)}};
+        {"store", std::move(store)},
+        {"blocked",
+         sched.blocked_reason.empty()
+             ? json::value(nullptr)
+             : json::value(json::object{
+                   {"reason", sched.blocked_reason},
+                   {"for_ms", std::max<std::int64_t>(0, unix_ms() - sched.blocked_since_ms)}})}};
   }
 
   static std::string summary(const ControlRequest& r) {

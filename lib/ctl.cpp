@@ -473,6 +473,13 @@ int cmd_stats(const Options& opt) {
   std::printf("rate       %s", rate_text(rate).c_str());
   if (rate != configured) std::printf(" (throttled; configured %s)", rate_text(configured).c_str());
   std::printf("\n");
+  if (auto* blocked = reply->if_contains("blocked"); blocked && blocked->is_object()) {
+    const json::object& b = blocked->as_object();
+    auto* reason = b.if_contains("reason");
+    std::printf("BLOCKED for %.1f s: %s; calls paused, one probe at a time\n",
+                static_cast<double>(int_of(b, "for_ms")) / 1000,
+                reason && reason->is_string() ? reason->as_string().c_str() : "?");
+  }
   if (auto* store = reply->if_contains("store"); store && store->is_object()) {
     const json::object& st = store->as_object();
     auto* writable = st.if_contains("writable");

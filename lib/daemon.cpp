@@ -171,11 +171,12 @@ int run_daemon(const Config& config, const std::string& config_path) {
     }
     if (finished) co_return;
     auto st = scheduler.stats();
-    std::string prefix = !st.store_writable
-                             ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
-                                           st.store_problem, st.outcomes_waiting)
-                         : st.paused ? "PAUSED; "
-                         : stopping  ? "stopping; "
+    std::string prefix =
+        !st.store_writable           ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
+                                                   st.store_problem, st.outcomes_waiting)
+        : !st.blocked_reason.empty() ? fmt::format("BLOCKED: {}; ", st.blocked_reason)
+        : st.paused                  ? "PAUSED; "
+        : stopping                   ? "stopping; "
                                      : "";
     std::string msg = fmt::format("STATUS={}{}; {} in flight", prefix, counts_text, st.in_flight);
     if (systemd.watchdog_interval()) msg += "\nWATCHDOG=1";
@@ -212,6 +213,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
         if (ec) return;
         if (signo == SIGHUP) {
           reload(config_path, *credentials, *client);
+          scheduler.probe_now();
           signals.async_wait(on_signal);
           return;
         }

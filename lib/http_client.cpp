@@ -145,7 +145,8 @@ struct HttpClient::Impl {
   void report_tls(const std::string& message) {
     if (message == last_tls_error) return;
     last_tls_error = message;
-    spdlog::error("{}; calls wait and retry without using up attempts (fix, then reload)", message);
+    // The scheduler says it once for everyone ("calls paused: ..."); this is for tracing.
+    spdlog::debug("{}", message);
   }
 
   // Running out of descriptors is said once per episode too.

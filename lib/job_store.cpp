@@ -153,6 +153,13 @@ struct JobStore::Statements {
             "WHERE id = ?1 AND state = 'running' AND NOT EXISTS "
             "(SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?10)"),
         delete_secret(db, "DELETE FROM job_secrets WHERE job_id = ?1"),
+        delete_open_attempt(db,
+                            "DELETE FROM attempts WHERE job_id = ?1 AND n = ?2 "
+                            "AND finished_at IS NULL"),
+        release_claim(db,
+                      "UPDATE jobs SET state = 'queued', attempts = attempts - 1, "
+                      "next_attempt_at = ?3, updated_at = ?3 WHERE id = ?1 AND state = 'running' "
+                      "AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?2)"),
         select_polls(db,
                      "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at), "
                      "poll_refusals FROM jobs "
@@ -229,10 +236,11 @@ struct JobStore::Statements {
 
   sql::Statement find_active_by_server, insert_job, insert_secret, promote_retries, select_due,
       mark_running, fail_key_gone, open_attempt, close_attempt, update_after_attempt, delete_secret,
-      select_polls, lease_poll, update_after_poll, min_due, requeue_running, delete_ended_secrets,
-      close_lost_attempts, find_job, list_jobs, list_jobs_by_state, list_jobs_by_server,
-      list_attempts, count_states, oldest_queued, retry_target, requeue_job, recheck_job,
-      ids_in_state, cancel_job, job_exists, get_setting, put_setting;
+      delete_open_attempt, release_claim, select_polls, lease_poll, update_after_poll, min_due,
+      requeue_running, delete_ended_secrets, close_lost_attempts, find_job, list_jobs,
+      list_jobs_by_state, list_jobs_by_server, list_attempts, count_states, oldest_queued,
+      retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists, get_setting,
+      put_setting;
 };
 
 JobStore::JobStore(const std::string& path) {
@@ -354,6 +362,11 @@ void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
   int deleted = 0;
   sql::Transaction tx(*db_);
   for (const AttemptFinish& f : finished) {
+    if (f.release_claim) {
+      st_->release_claim.bind(1, f.job_id).bind(2, f.attempt_n).bind(3, f.next_attempt_at).run();
+      st_->delete_open_attempt.bind(1, f.job_id).bind(2, f.attempt_n).run();
+      continue;
+    }
     st_->close_attempt.bind(1, f.job_id)
         .bind(2, f.attempt_n)
         .bind(3, f.finished_at)

@@ -30,6 +30,7 @@ struct DeliveryWork {
   std::int64_t attempts_used = 0;  // jobs.attempts before this call
   bool previous_was_401 = false;   // the job's last attempt was answered 401
   bool key_gone = false;           // replace form without its key: never sent (claim fails it)
+  bool probe = false;              // set by the scheduler: a probe while calls are paused
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
@@ -43,6 +44,7 @@ struct PollWork {
   std::int64_t delivered_at = 0;
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
+  bool probe = false;              // set by the scheduler: a probe while calls are paused
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).
@@ -54,6 +56,9 @@ struct AttemptFinish {
   std::optional<std::int64_t> http_status;
   std::string request_id, task_id, delivery_status, error_code, error_msg;
   bool counts_attempt = true;  // false: the attempt taken at claim is given back
+  // Nothing was sent (blocked): the claim is undone: the open attempt row is deleted and the
+  // job goes back to `queued` at next_attempt_at, its attempt given back.
+  bool release_claim = false;
   JobState next_state = JobState::failed;
   std::int64_t next_attempt_at = 0;
 };

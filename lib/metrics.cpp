@@ -72,6 +72,9 @@ std::string Metrics::render(const Gauges& g) const {
       "kpsd_store_writable", "gauge",
       "0 while the job store cannot be written (lock held, disk full, I/O error): no new calls.");
   out += fmt::format("kpsd_store_writable {}\n", g.store_writable ? 1 : 0);
+  header("kpsd_blocked", "gauge",
+         "1 while calls are paused because nothing can reach KPS (credentials, TLS, descriptors).");
+  out += fmt::format("kpsd_blocked {}\n", g.blocked ? 1 : 0);
   header("kpsd_store_outages_total", "counter", "Times the job store stopped being writable.");
   out += fmt::format("kpsd_store_outages_total {}\n", store_outages);
   header("kpsd_outcomes_unrecorded", "gauge",

@@ -36,6 +36,7 @@ struct Metrics {
     double configured_rate_per_second = 0;
     bool paused = false;
     bool store_writable = true;
+    bool blocked = false;  // calls paused: credentials, TLS or descriptors
     std::int64_t outcomes_waiting = 0;
     bool jobs_known = true;  // false: the store could not be read for this scrape
   };

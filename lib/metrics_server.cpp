@@ -80,6 +80,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         }
         auto st = scheduler.stats();
         g.store_writable = st.store_writable;
+        g.blocked = !st.blocked_reason.empty();
         g.outcomes_waiting = st.outcomes_waiting;
         g.in_flight = st.in_flight;
         g.rate_per_second = st.rate_per_second;

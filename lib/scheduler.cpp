@@ -78,6 +78,20 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         co_await sleep(idle_check);
         continue;
       }
+      bool probing = !blocked_reason.empty();
+      if (probing) {
+        // Blocked (credentials, TLS, descriptors): one probe call at a time, with backoff.
+        auto until = next_probe - std::chrono::steady_clock::now();
+        if (probe_in_flight || until > std::chrono::steady_clock::duration::zero()) {
+          co_await sleep(std::min<std::chrono::milliseconds>(
+              idle_check, std::chrono::ceil<std::chrono::milliseconds>(
+                              std::max(until, std::chrono::steady_clock::duration::zero()))));
+          continue;
+        }
+        free = std::min<std::size_t>(free, 1);
+        // Set before the probe starts: a coroutine may run to its end inside co_spawn.
+        probe_in_flight = true;
+      }
       std::size_t tokens_taken = 0;
       while (tokens_taken < free && limiter.try_acquire(RateLimiter::Clock::now())) ++tokens_taken;
 
@@ -94,15 +108,22 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           auto polls = co_await db.call([now, lease, n = tokens_taken](JobStore& s) {
             return s.claim_for_poll(now, lease, n);
           });
-          for (auto& w : polls) spawn_poll(std::move(w));
+          for (auto& w : polls) {
+            w.probe = probing;
+            spawn_poll(std::move(w));
+          }
           started += polls.size();
           if (started < tokens_taken && !stopping) {
             auto work = co_await db.call([now, n = tokens_taken - started](JobStore& s) {
               return s.claim_for_delivery(now, n);
             });
-            for (auto& w : work) spawn_delivery(std::move(w));
+            for (auto& w : work) {
+              w.probe = probing;
+              spawn_delivery(std::move(w));
+            }
             started += work.size();
           }
+          if (probing && started > 0) spdlog::debug("blocked: probe sent");
         } catch (const sql::Error& e) {
           claim_failed = true;
           problem = e.what();
@@ -112,12 +133,14 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           problem = e.what();
         }
         limiter.give_back(tokens_taken - started);
+        if (probing && started == 0) probe_in_flight = false;
         if (claim_failed) {
           store_failed(StoreHealth::Writer::claim, problem, code);
         } else {
           store_succeeded(StoreHealth::Writer::claim);
         }
       }
+      if (probing && started == 0) probe_in_flight = false;
       if (claim_failed) {
         // Nothing was claimed (the transaction rolled back): try again after a pause.
         co_await sleep(store.retry_delay());
@@ -172,6 +195,41 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           problem, outcomes_waiting());
       if (on_health_change) on_health_change();
     }
+  }
+
+  // Blocked: nothing can reach KPS (credentials, TLS, descriptors). Dispatch pauses for every
+  // job; one probe at a time goes out, 1 s apart doubling to 30 s, until one gets through.
+  void enter_blocked(const std::string& reason, bool was_probe) {
+    auto now = std::chrono::steady_clock::now();
+    if (blocked_reason.empty()) {
+      blocked_reason = reason.empty() ? "blocked" : reason;
+      blocked_since_ms = unix_ms();
+      probe_delay = std::chrono::seconds(1);
+      next_probe = now + probe_delay;
+      spdlog::error(
+          "calls paused: {}; one probe at a time until it clears, no attempts used (fix it; "
+          "SIGHUP re-reads credentials and CA and probes at once)",
+          blocked_reason);
+      if (on_health_change) on_health_change();
+      return;
+    }
+    if (!reason.empty()) blocked_reason = reason;
+    if (was_probe) {
+      probe_in_flight = false;
+      probe_delay = std::min<std::chrono::milliseconds>(probe_delay * 2, std::chrono::seconds(30));
+      next_probe = now + probe_delay;
+      wake();
+    }
+  }
+
+  void leave_blocked() {
+    probe_in_flight = false;
+    if (blocked_reason.empty()) return;
+    spdlog::warn("calls resume: {} cleared after {} ms", blocked_reason,
+                 unix_ms() - blocked_since_ms);
+    blocked_reason.clear();
+    if (on_health_change) on_health_change();
+    wake();
   }
 
   void store_succeeded(StoreHealth::Writer writer) {
@@ -271,9 +329,20 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       d = decide_after_cancelled_call(now);
       ++metrics.calls["cancelled"];
     } else {
+      if (outcome.verdict == Verdict::reauthenticate && (w.previous_was_401 || w.probe)) {
+        // Refused again right after a refresh (or while already paused for it): the
+        // credentials are wrong, not this job.
+        outcome.verdict = Verdict::blocked;
+        outcome.error_msg = "credentials refused: HTTP 401 again after a refresh";
+      }
       ++metrics.calls[std::string(to_string(outcome.verdict))];
       if (outcome.verdict == Verdict::throttled) throttled();
       d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
+      if (outcome.verdict == Verdict::blocked) {
+        enter_blocked(outcome.error_msg, w.probe);
+      } else if (w.probe) {
+        leave_blocked();  // only a call sent while paused proves the cause is gone
+      }
     }
 
     AttemptFinish f;
@@ -289,11 +358,15 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.error_msg = d.error_msg.empty() ? outcome.error_msg : d.error_msg;
     f.counts_attempt = d.counts_attempt;
     f.next_state = d.next;
-    if (d.next == JobState::retrying) ++metrics.retries;
     f.next_attempt_at = d.next_attempt_at;
+    if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
     if (outcome.verdict == Verdict::blocked && !aborted) {
-      // The cause (TLS, credentials) is reported once where it happens, not once per job.
-      spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, f.error_msg);
+      // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
+      // waits in the queue while dispatch is paused. The cause is logged once, by enter_blocked.
+      f.release_claim = true;
+      f.next_state = JobState::queued;
+      f.next_attempt_at = now;
+      spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, outcome.error_msg);
     } else {
       log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
                      f.next_attempt_at - now);
@@ -334,6 +407,15 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     metrics.latency["task"].observe(result.latency);
     PollOutcome p;
     p.task_id = w.task_id;
+    if (result.transport == HttpResult::Transport::tls_failed ||
+        result.transport == HttpResult::Transport::no_credentials ||
+        result.transport == HttpResult::Transport::no_descriptors) {
+      if (!aborted) enter_blocked(result.transport_detail, w.probe);
+    } else if (w.probe && result.transport == HttpResult::Transport::ok && result.status != 401) {
+      leave_blocked();
+    } else if (w.probe) {
+      enter_blocked("", true);  // the probe proved nothing either way: back off, try again
+    }
     if (result.transport != HttpResult::Transport::ok) {
       p.kind = PollOutcome::Kind::no_answer;
       p.error_msg = result.transport_detail;
@@ -563,6 +645,11 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   StoreHealth store;
   std::string fatal_error;  // the database is malformed: run() ends
   std::function<void()> on_health_change;
+  std::string blocked_reason;  // empty: calls flow
+  std::int64_t blocked_since_ms = 0;
+  std::chrono::milliseconds probe_delay{1000};
+  std::chrono::steady_clock::time_point next_probe{};
+  bool probe_in_flight = false;
 };
 
 Scheduler::Scheduler(net::any_io_executor executor, const Config& config, DbWorker& db,
@@ -587,6 +674,12 @@ void Scheduler::abort() {
   impl_->wake();
 }
 
+void Scheduler::probe_now() {
+  if (impl_->blocked_reason.empty()) return;
+  impl_->next_probe = std::chrono::steady_clock::now();
+  impl_->wake();
+}
+
 void Scheduler::set_paused(bool paused) {
   impl_->paused = paused;
   impl_->wake();
@@ -603,6 +696,8 @@ Scheduler::Stats Scheduler::stats() const {
   s.store_problem = impl_->store.problem();
   s.store_down_since_ms = impl_->store.writable() ? 0 : impl_->store.down_since_ms();
   s.outcomes_waiting = static_cast<std::int64_t>(impl_->outcomes_waiting());
+  s.blocked_reason = impl_->blocked_reason;
+  s.blocked_since_ms = impl_->blocked_since_ms;
   return s;
 }
 

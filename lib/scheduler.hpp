@@ -30,6 +30,7 @@ class Scheduler {
   void stop();   // stop starting calls; in-flight ones finish and are recorded
   void abort();  // (after stop) cancel calls still in flight; their jobs go back to `queued`
   void set_paused(bool paused);  // paused: no new calls (calls in flight finish)
+  void probe_now();              // blocked: send the next probe now (after SIGHUP fixed it)
 
   struct Stats {
     std::int64_t in_flight = 0;
@@ -41,6 +42,8 @@ class Scheduler {
     std::string store_problem;             // why the store cannot be written (empty: it can)
     std::int64_t store_down_since_ms = 0;  // Unix ms; 0 while writable
     std::int64_t outcomes_waiting = 0;     // outcomes not yet committed
+    std::string blocked_reason;            // calls paused (credentials, TLS ...); empty: not
+    std::int64_t blocked_since_ms = 0;
   };
   Stats stats() const;
   // Set when the database proved malformed: run() has ended and kpsd must exit.

@@ -427,12 +427,21 @@ struct FakeKps::Impl {
                            {"task_error_msg", "fake: cannot reach the server over SSH"}});
         }
       }
+      if (!options.failed_tasks_total.empty()) {
+        // A number kpsd must read without trusting it (1.5, 1e30 ...): the body by hand.
+        Response res = reply(200, {}, v, ka);
+        res.body() = "{\"total\":" + options.failed_tasks_total +
+                     ",\"tasks\":" + json::serialize(list) + "}";
+        res.prepare_payload();
+        co_return res;
+      }
       co_return reply(200, json::object{{"total", total}, {"tasks", std::move(list)}}, v, ka);
     }
 
     if (req.method() == http::verb::get && rest.starts_with("tasks/")) {
       std::string task_id = rest.substr(6);
       Task task;
+      int poll_refusal = 0;
       {
         std::lock_guard lock(mutex);
         ++task_polls;
@@ -442,6 +451,18 @@ struct FakeKps::Impl {
           co_return error(400, "KPS.0001", "taskId is illegal", v, ka);
         }
         task = it->second;
+        std::int64_t n = ++polls_by_server[task.server_id];
+        if (auto b = behaviors.find(task.server_id); b != behaviors.end()) {
+          const Behavior& bh = b->second;
+          if (bh.task_poll_status != 0 && (bh.task_poll_times < 0 || n <= bh.task_poll_times)) {
+            poll_refusal = bh.task_poll_status;
+          }
+        }
+      }
+      if (poll_refusal != 0) {
+        co_return error(
+            static_cast<unsigned>(poll_refusal), poll_refusal == 403 ? "KPS.9003" : "KPS.0001",
+            poll_refusal == 403 ? "no permission to read tasks" : "task not found", v, ka);
       }
       auto age = std::chrono::steady_clock::now() - task.created;
       std::string status = age >= options.task_duration
@@ -542,6 +563,7 @@ struct FakeKps::Impl {
   std::int64_t tls_handshake_failures = 0;
   std::vector<std::string> violations;
   std::int64_t requests = 0, disassociate_calls = 0, task_polls = 0, task_counter = 0;
+  std::map<std::string, std::int64_t> polls_by_server;
   std::atomic<std::int64_t> request_counter{0};
 };
 
@@ -604,6 +626,12 @@ std::int64_t FakeKps::disassociate_calls() const {
   return impl_->disassociate_calls;
 }
 
+std::int64_t FakeKps::task_polls_for(const std::string& server_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->polls_by_server.find(server_id);
+  return it == impl_->polls_by_server.end() ? 0 : it->second;
+}
+
 std::int64_t FakeKps::task_polls() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->task_polls;
@@ -654,6 +682,10 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
         b.drop_times = n;
       else if (key == "garbage_times")
         b.garbage_times = n;
+      else if (key == "task_poll_status")
+        b.task_poll_status = n;
+      else if (key == "task_poll_times")
+        b.task_poll_times = n;
       else if (key == "task_failed_times")
         b.task_failed_times = n;
       else

@@ -26,6 +26,8 @@ struct Behavior {
   int drop_times = 0;                  // close the connection without answering
   int garbage_times = 0;               // 202 with a body that is not JSON
   int task_failed_times = 0;           // this server's first N tasks end FAILED_UNBIND
+  int task_poll_status = 0;            // answer polls of this server's tasks with this status
+  int task_poll_times = 0;             // ... this many times (-1: every poll)
 };
 
 // Shorthands for one fault each.
@@ -59,6 +61,12 @@ inline Behavior garbage_bodies(int times) {
   b.garbage_times = times;
   return b;
 }
+inline Behavior refused_polls(int status, int times) {
+  Behavior b;
+  b.task_poll_status = status;
+  b.task_poll_times = times;
+  return b;
+}
 inline Behavior failed_tasks(int times) {
   Behavior b;
   b.task_failed_times = times;
@@ -79,8 +87,9 @@ struct Options {
   std::chrono::milliseconds task_duration{0};   // a task is RUNNING_UNBIND this long, then SUCCESS
   std::chrono::milliseconds call_delay{0};      // every disassociate call takes at least this
   std::string tls_cert_file{}, tls_key_file{};  // set both to serve https
-  std::optional<IamOptions> iam{};  // accept tokens issued by the fake IAM instead of `token`
-  std::string ak{}, sk{};           // set both to require AK/SK signatures instead
+  std::optional<IamOptions> iam{};   // accept tokens issued by the fake IAM instead of `token`
+  std::string ak{}, sk{};            // set both to require AK/SK signatures instead
+  std::string failed_tasks_total{};  // raw JSON for failed-tasks' "total" ("1.5", "1e30" ...)
 };
 
 class FakeKps {
@@ -102,6 +111,7 @@ class FakeKps {
   std::map<std::string, std::int64_t> calls() const;
   std::int64_t disassociate_calls() const;
   std::int64_t task_polls() const;
+  std::int64_t task_polls_for(const std::string& server_id) const;
   std::int64_t requests() const;
   std::vector<std::string> violations() const;  // what kpsd sent wrong, one line each
   std::string stats_json() const;

@@ -28,6 +28,7 @@ struct RigOptions {
   std::optional<fake::IamOptions> iam{};        // fake accepts only its IAM's tokens
   std::string ak{}, sk{};                       // fake requires AK/SK signatures
   std::vector<std::string> launcher{};          // runs kpsd under this (e.g. prlimit ...)
+  std::string failed_tasks_total{};             // fake: raw JSON for failed-tasks' total
 };
 
 inline fake::Options fake_options(const RigOptions& o) {
@@ -37,6 +38,7 @@ inline fake::Options fake_options(const RigOptions& o) {
   f.iam = o.iam;
   f.ak = o.ak;
   f.sk = o.sk;
+  f.failed_tasks_total = o.failed_tasks_total;
   return f;
 }
 
@@ -94,8 +96,8 @@ class Rig {
              std::chrono::seconds ready_within = std::chrono::seconds(15)) {
     std::vector<std::string> argv = launcher_;
     argv.insert(argv.end(), {KPSD_BIN, "--config", config_path_});
-    daemon_ = std::make_unique<Process>(argv, dir_.file("kpsd.out"), log_path(), "/dev/null",
-                                        extra_env);
+    daemon_ =
+        std::make_unique<Process>(argv, dir_.file("kpsd.out"), log_path(), "/dev/null", extra_env);
     // Ready when the control socket answers.
     auto deadline = std::chrono::steady_clock::now() + ready_within;
     while (std::chrono::steady_clock::now() < deadline) {
