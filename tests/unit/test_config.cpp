@@ -148,6 +148,8 @@ TEST_CASE("the shipped example configuration parses with the documented defaults
   CHECK(c.queue.max_attempts == defaults.queue.max_attempts);
   CHECK(c.queue.drain_grace == defaults.queue.drain_grace);
   CHECK(c.queue.throttle_backoff == defaults.queue.throttle_backoff);
+  CHECK(c.queue.retry_after_max == defaults.queue.retry_after_max);
+  CHECK(c.queue.retry_after_max == std::chrono::hours(1));
   CHECK(c.control.socket_mode == defaults.control.socket_mode);
   CHECK(c.control.max_clients == defaults.control.max_clients);
   CHECK(c.control.max_clients == 256);
