@@ -111,15 +111,6 @@ class AkSkCredentials final : public Credentials {
   Secret ak_, sk_;
 };
 
-// expires_at as IAM writes it: 2026-11-26T12:00:00.000000Z
-std::optional<std::chrono::system_clock::time_point> parse_iam_time(std::string_view text) {
-  std::tm tm{};
-  std::string s(text.substr(0, 19));
-  const char* end = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!end || *end != '\0') return std::nullopt;
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
-}
-
 class IamPasswordCredentials final : public Credentials {
  public:
   IamPasswordCredentials(net::any_io_executor ex, const Config& c)
@@ -206,15 +197,7 @@ class IamPasswordCredentials final : public Credentials {
     }
     auto now = std::chrono::system_clock::now();
     auto expires = now + std::chrono::hours(24);  // the documented lifetime, if the body is silent
-    boost::system::error_code ec;
-    json::value v = json::parse(r.body, ec);
-    if (!ec && v.is_object()) {
-      if (auto* t = v.as_object().if_contains("token"); t && t->is_object()) {
-        if (auto* e = t->as_object().if_contains("expires_at"); e && e->is_string()) {
-          if (auto at = parse_iam_time(e->as_string())) expires = *at;
-        }
-      }
-    }
+    if (auto at = parse_iam_token_expiry(r.body)) expires = *at;
     // Refresh well ahead: an hour before expiry, or halfway for a short-lived token.
     auto left = expires - now;
     refresh_at_ =

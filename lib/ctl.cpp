@@ -3,6 +3,7 @@
 #include "control_protocol.hpp"
 #include "daemon.hpp"
 #include "job.hpp"
+#include "job_lines.hpp"
 #include "zeroing_storage.hpp"
 
 #include <boost/json.hpp>
@@ -163,59 +164,14 @@ bool read_job_file(
   std::size_t line_no = 0;
   while (std::getline(*in, line)) {
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    std::string_view t = line;
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (t.empty() || t.front() == '#') continue;
-    NewJob job;
-    std::string error;
-    if (t.front() == '{') {
-      boost::system::error_code ec;
-      json::value v = json::parse(t, ec);
-      if (ec || !v.is_object()) {
-        error = "not a JSON object";
-      } else {
-        const json::object& o = v.as_object();
-        for (const auto& kv : o) {
-          if (kv.key() != "server_id" && kv.key() != "port" && kv.key() != "auth") {
-            error = "unknown field " + std::string(kv.key());
-          }
-        }
-        if (error.empty()) {
-          if (auto* s = o.if_contains("server_id"); s && s->is_string()) {
-            job.server_id = std::string(s->as_string());
-          } else {
-            error = "server_id missing or not a string";
-          }
-        }
-        if (error.empty()) {
-          if (auto* p = o.if_contains("port")) {
-            if (p->is_int64() && p->as_int64() >= 1 && p->as_int64() <= 65535) {
-              job.port = p->as_int64();
-            } else {
-              error = "port must be an integer from 1 to 65535";
-            }
-          }
-        }
-        if (error.empty()) {
-          if (auto* a = o.if_contains("auth")) {
-            const json::object* ao = a->if_object();
-            const json::value* type = ao ? ao->if_contains("type") : nullptr;
-            const json::value* key_file = ao ? ao->if_contains("key_file") : nullptr;
-            if (!type || !type->is_string() || !key_file || !key_file->is_string()) {
-              error = "auth must be {\"type\": \"password\"|\"keypair\", \"key_file\": PATH}";
-            } else if (!auth_of(std::string(type->as_string()), job,
-                                std::string(key_file->as_string()))) {
-              error = "auth: see above";
-            }
-          }
-        }
-      }
-    } else {
-      job.server_id = std::string(t);
+    JobLine parsed;
+    std::string error = parse_job_line(line, parsed);
+    if (error.empty() && parsed.kind == JobLine::Kind::skip) continue;
+    NewJob job = std::move(parsed.job);
+    if (error.empty() && !parsed.key_file.empty() &&
+        !auth_of(parsed.key_type, job, parsed.key_file)) {
+      error = "auth: see above";
     }
-    if (error.empty()) error = validate_server_id(job.server_id);
     if (!error.empty()) {
       std::cerr << "kpsctl: " << file << ":" << line_no << ": " << error << "\n";
       return false;

@@ -128,6 +128,15 @@ TaskPhase task_phase(std::string_view s) noexcept {
   return TaskPhase::pending;
 }
 
+namespace {
+// A broken-down UTC time as a time_point, for years 1970 to 2199 only: the clock counts
+// nanoseconds in 64 bits, which overflow in 2262 (a fuzzer found a date in 2347).
+std::optional<std::chrono::system_clock::time_point> utc_time_point(std::tm tm) {
+  if (tm.tm_year < 70 || tm.tm_year > 299) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+}  // namespace
+
 std::optional<std::chrono::milliseconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now) {
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
@@ -148,11 +157,28 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     std::tm tm{};
     const char* end = strptime(text.c_str(), format, &tm);
     if (!end || *end != '\0') continue;
-    auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+    auto when = utc_time_point(tm);
+    if (!when) return std::nullopt;
+    auto at = *when;
     if (at <= now) return std::chrono::milliseconds(0);
     return std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
   }
   return std::nullopt;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_iam_token_expiry(std::string_view body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  auto* t = v.as_object().if_contains("token");
+  if (!t || !t->is_object()) return std::nullopt;
+  auto* e = t->as_object().if_contains("expires_at");
+  if (!e || !e->is_string()) return std::nullopt;
+  std::tm tm{};
+  std::string text(e->as_string().subview().substr(0, 19));
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!end || *end != '\0') return std::nullopt;
+  return utc_time_point(tm);
 }
 
 std::string_view to_string(Verdict v) noexcept {

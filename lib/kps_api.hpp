@@ -36,6 +36,10 @@ struct HttpResult {
   std::chrono::milliseconds latency{0};
 };
 
+// IAM's token answer (POST /v3/auth/tokens, 201): token.expires_at, as IAM writes it
+// ("2026-11-26T12:00:00.000000Z"). nullopt when absent or unreadable.
+std::optional<std::chrono::system_clock::time_point> parse_iam_token_expiry(std::string_view body);
+
 // Body of POST /v3/{project_id}/keypairs/disassociate. The auth key is written into the body
 // (that is the API); the body is never logged.
 std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,

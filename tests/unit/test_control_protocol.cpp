@@ -1,4 +1,5 @@
 #include "control_protocol.hpp"
+#include "job_lines.hpp"
 #include "zeroing_storage.hpp"
 
 #include <boost/json.hpp>
@@ -44,6 +45,9 @@ TEST_CASE("bad control requests get a message that names what is wrong") {
   };
   const Case cases[] = {
       {"not json", "request is not valid JSON"},
+      // Found by fuzz_control_request: a parse failing mid-object freed blocks with another
+      // size and alignment than they were allocated with (tests/fuzz/corpus/.../regression-*).
+      {R"({"op":"retry","state":"op":"retryfailed"})", "request is not valid JSON"},
       {"[1,2]", "request must be a JSON object"},
       {"{}", "op is missing"},
       {R"({"op":5})", "op must be a string"},
@@ -146,4 +150,29 @@ TEST_CASE("the same key in different objects is not a duplicate") {
       error);
   REQUIRE_MESSAGE(r.has_value(), error);
   CHECK(std::get<EnqueueRequest>(*r).jobs.size() == 2);
+}
+
+TEST_CASE("kpsctl job file lines: ids - comments - NDJSON - errors that name the problem") {
+  JobLine l;
+  CHECK(parse_job_line("   ", l).empty());
+  CHECK(l.kind == JobLine::Kind::skip);
+  CHECK(parse_job_line("# inventory", l).empty());
+  CHECK(l.kind == JobLine::Kind::skip);
+  CHECK(parse_job_line("  srv-1\r", l).empty());
+  CHECK(l.kind == JobLine::Kind::job);
+  CHECK(l.job.server_id == "srv-1");
+  CHECK(parse_job_line(
+            R"({"server_id":"s2","port":2222,"auth":{"type":"keypair","key_file":"/k"}})", l)
+            .empty());
+  CHECK(l.job.port == 2222);
+  CHECK(l.key_type == "keypair");
+  CHECK(l.key_file == "/k");
+  CHECK(parse_job_line(R"({"server_id":"s","port":0})", l) ==
+        "port must be an integer from 1 to 65535");
+  CHECK(parse_job_line(R"({"server_id":"s","colour":1})", l) == "unknown field colour");
+  CHECK(parse_job_line(R"({"port":22})", l) == "server_id missing or not a string");
+  CHECK(parse_job_line("{nope", l) == "not a JSON object");
+  CHECK(parse_job_line(R"({"server_id":"s","auth":{"type":"password"}})", l)
+            .starts_with("auth must"));
+  CHECK_FALSE(parse_job_line("a b", l).empty());
 }

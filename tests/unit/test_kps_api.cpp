@@ -101,6 +101,9 @@ TEST_CASE("Retry-After in seconds and as an HTTP date") {
   CHECK_FALSE(parse_retry_after("soon", now));
   CHECK_FALSE(parse_retry_after("Mon, 24 Nov 2025 16:00:30 PST", now));
   CHECK_FALSE(parse_retry_after("-5", now));
+  // Found by fuzz_retry_after: dates the clock cannot hold (it overflows in 2262) are not read.
+  CHECK_FALSE(parse_retry_after("Sun Nov  6 08:49:37 2477", now));
+  CHECK_FALSE(parse_retry_after(std::string("Sun Nov  6 08:49:37 19\0\0\094", 27), now));
 }
 
 TEST_CASE("classifier: every kind of outcome") {
@@ -182,4 +185,18 @@ TEST_CASE("failed-tasks: a total that is not an exact count is ignored without t
   auto exact = parse_failed_tasks_body(R"({"total":12,"tasks":[]})", why);
   REQUIRE(exact.has_value());
   CHECK(exact->total == 12);
+}
+
+TEST_CASE("IAM token answer: expires_at is read - anything else gives nothing") {
+  auto at = parse_iam_token_expiry(R"({"token":{"expires_at":"2026-11-27T12:00:00.000000Z"}})");
+  REQUIRE(at.has_value());
+  CHECK(std::chrono::duration_cast<std::chrono::seconds>(at->time_since_epoch()).count() ==
+        1795780800);
+  CHECK_FALSE(parse_iam_token_expiry(R"({"token":{"expires_at":"tomorrow"}})"));
+  CHECK_FALSE(parse_iam_token_expiry(R"({"token":{"expires_at":5}})"));
+  CHECK_FALSE(parse_iam_token_expiry(R"({"token":[]})"));
+  CHECK_FALSE(parse_iam_token_expiry("not json"));
+  // Found by fuzz_kps_bodies: years the clock cannot hold.
+  CHECK_FALSE(parse_iam_token_expiry(R"({"token":{"expires_at":"2347-11-27T12:00:00.000000Z"}})"));
+  CHECK_FALSE(parse_iam_token_expiry(R"({"token":{"expires_at":"1013-11-27T12:00:00.00000Z"}})"));
 }

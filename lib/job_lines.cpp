@@ -1,0 +1,54 @@
+#include "job_lines.hpp"
+
+#include <boost/json.hpp>
+
+namespace kpsd {
+
+namespace json = boost::json;
+
+std::string parse_job_line(std::string_view t, JobLine& out) {
+  out = JobLine{};
+  if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  if (t.empty() || t.front() == '#') return {};
+  out.kind = JobLine::Kind::job;
+  if (t.front() != '{') {
+    out.job.server_id = std::string(t);
+    return validate_server_id(out.job.server_id);
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(t, ec);
+  if (ec || !v.is_object()) return "not a JSON object";
+  const json::object& o = v.as_object();
+  for (const auto& kv : o) {
+    if (kv.key() != "server_id" && kv.key() != "port" && kv.key() != "auth") {
+      return "unknown field " + std::string(kv.key().substr(0, 64));
+    }
+  }
+  if (auto* s = o.if_contains("server_id"); s && s->is_string()) {
+    out.job.server_id = std::string(s->as_string());
+  } else {
+    return "server_id missing or not a string";
+  }
+  if (auto* p = o.if_contains("port")) {
+    if (p->is_int64() && p->as_int64() >= 1 && p->as_int64() <= 65535) {
+      out.job.port = p->as_int64();
+    } else {
+      return "port must be an integer from 1 to 65535";
+    }
+  }
+  if (auto* a = o.if_contains("auth")) {
+    const json::object* ao = a->if_object();
+    const json::value* type = ao ? ao->if_contains("type") : nullptr;
+    const json::value* key_file = ao ? ao->if_contains("key_file") : nullptr;
+    if (!type || !type->is_string() || !key_file || !key_file->is_string()) {
+      return "auth must be {\"type\": \"password\"|\"keypair\", \"key_file\": PATH}";
+    }
+    out.key_type = std::string(type->as_string());
+    out.key_file = std::string(key_file->as_string());
+  }
+  return validate_server_id(out.job.server_id);
+}
+
+}  // namespace kpsd

@@ -1,0 +1,23 @@
+#pragma once
+// One line of a `kpsctl enqueue --file` file: a server id, or an NDJSON object
+// {"server_id": ..., "port": ..., "auth": {"type": ..., "key_file": ...}}. Parsing only; the
+// key file is read by the caller. No I/O, so it is fuzzed on its own (tests/fuzz).
+#include "job.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace kpsd {
+
+struct JobLine {
+  enum class Kind { skip, job };  // skip: blank or a # comment
+  Kind kind = Kind::skip;
+  NewJob job;            // server_id and port
+  std::string key_type;  // auth.type when the line names a key file ("" otherwise)
+  std::string key_file;  // auth.key_file
+};
+
+// Returns an error message naming what is wrong (never the line itself), or empty.
+std::string parse_job_line(std::string_view line, JobLine& out);
+
+}  // namespace kpsd

@@ -1,0 +1,14 @@
+// libFuzzer: one control-socket request line (parse_control_request, with the duplicate-key
+// check). Any input must give a request or an error message, never a crash or an exception.
+#include "control_protocol.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string error;
+  auto request = kpsd::parse_control_request(
+      std::string_view(reinterpret_cast<const char*>(data), size), error);
+  if (!request && error.empty()) __builtin_trap();  // a refusal always says why
+  return 0;
+}

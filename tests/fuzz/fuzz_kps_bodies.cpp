@@ -1,0 +1,23 @@
+// libFuzzer: every KPS and IAM body parser kpsd has (202, error, task, failed-tasks, IAM
+// token) on the same bytes, and the classifier over a 202/400/429 answer carrying them.
+#include "kps_api.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view body(reinterpret_cast<const char*>(data), size);
+  std::string why;
+  if (auto a = kpsd::parse_accepted_body(body, why); !a && why.empty()) __builtin_trap();
+  kpsd::parse_error_body(body);
+  if (auto t = kpsd::parse_task_body(body, why); t) (void)kpsd::task_phase(t->task_status);
+  if (auto f = kpsd::parse_failed_tasks_body(body, why); f && f->total < 0) __builtin_trap();
+  kpsd::parse_iam_token_expiry(body);
+  for (unsigned status : {202u, 400u, 429u, 503u}) {
+    kpsd::HttpResult r;
+    r.status = status;
+    r.body = std::string(body);
+    kpsd::classify_disassociate(r, std::chrono::system_clock::now());
+  }
+  return 0;
+}
