@@ -131,6 +131,16 @@ std::int64_t int_of(const json::object& o, std::string_view key) {
   return 0;
 }
 
+// Any JSON number as a double (no throwing conversion); 0 when absent or not a number.
+double number_of(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v) return 0;
+  if (v->is_double()) return v->as_double();
+  if (v->is_int64()) return static_cast<double>(v->as_int64());
+  if (v->is_uint64()) return static_cast<double>(v->as_uint64());
+  return 0;
+}
+
 // Sends a request; a refused request prints the daemon's reason and yields nullopt.
 std::optional<json::object> ask(ControlClient& c, const json::object& req) {
   json::object reply = c.request(req);
@@ -417,15 +427,15 @@ int cmd_stats(const Options& opt) {
   std::printf("in flight  %lld\n", static_cast<long long>(int_of(*reply, "in_flight")));
   if (auto* oldest = reply->if_contains("oldest_queued_ms"); oldest && !oldest->is_null()) {
     std::printf("oldest queued  %.1f s\n",
-                static_cast<double>(oldest->to_number<std::int64_t>()) / 1000);
+                static_cast<double>(int_of(*reply, "oldest_queued_ms")) / 1000);
   }
   if (auto* paused = reply->if_contains("paused");
       paused && paused->is_bool() && paused->as_bool()) {
     std::printf("PAUSED (kpsctl resume to continue)\n");
   }
   auto rate_text = [](double r) { return r > 0 ? fmt_rate(r) : std::string("unlimited"); };
-  double rate = reply->at("rate_per_second").to_number<double>();
-  double configured = reply->at("configured_rate_per_second").to_number<double>();
+  double rate = number_of(*reply, "rate_per_second");
+  double configured = number_of(*reply, "configured_rate_per_second");
   std::printf("rate       %s", rate_text(rate).c_str());
   if (rate != configured) std::printf(" (throttled; configured %s)", rate_text(configured).c_str());
   std::printf("\n");
@@ -536,7 +546,7 @@ int cmd_wait(const Options& opt, const std::vector<std::int64_t>& ids, double ti
       } else if (ids.empty()) {
         for (const auto& kv : summary) {
           std::printf("%-10s %lld\n", std::string(kv.key()).c_str(),
-                      static_cast<long long>(kv.value().to_number<std::int64_t>()));
+                      static_cast<long long>(int_of(summary, kv.key())));
         }
       } else {
         print_job_table(summary.at("jobs").as_array());
