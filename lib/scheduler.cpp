@@ -133,7 +133,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           problem = e.what();
         }
         limiter.give_back(tokens_taken - started);
-        if (probing && started == 0) probe_in_flight = false;
         if (claim_failed) {
           store_failed(StoreHealth::Writer::claim, problem, code);
         } else {
@@ -276,18 +275,25 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     wake();
   }
 
-  // Any exception inside a call becomes a recorded, retryable outcome of that call: the job is
-  // never left `running` until a restart.
-  net::awaitable<void> deliver(DeliveryWork w) {
-    bool recorded = false;
+  // Runs `op` to its end; what it threw, as a message (empty when it threw nothing).
+  static net::awaitable<std::string> what_it_threw(net::awaitable<void> op) {
     std::string failure;
     try {
-      co_await deliver_and_record(w, recorded);
+      co_await std::move(op);
     } catch (const std::exception& e) {
       failure = e.what();
     } catch (...) {
       failure = "unknown exception";
     }
+    co_return failure;
+  }
+
+  // Any exception inside a call becomes a recorded, retryable outcome of that call: the job is
+  // never left `running` until a restart.
+  net::awaitable<void> deliver(DeliveryWork w) {
+    bool recorded = false;
+    auto op = deliver_and_record(w, recorded);  // named: see DbWorker::call on GCC 12
+    std::string failure = co_await what_it_threw(std::move(op));
     if (failure.empty() || recorded) co_return;
     spdlog::error(
         "job {} ({}): internal error during its call: {}; recorded as a retryable failure",
@@ -380,14 +386,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   // `delivered` and is asked again), never a job stuck until a restart.
   net::awaitable<void> poll(PollWork w) {
     bool recorded = false;
-    std::string failure;
-    try {
-      co_await poll_and_record(w, recorded);
-    } catch (const std::exception& e) {
-      failure = e.what();
-    } catch (...) {
-      failure = "unknown exception";
-    }
+    auto op = poll_and_record(w, recorded);
+    std::string failure = co_await what_it_threw(std::move(op));
     if (failure.empty() || recorded) co_return;
     spdlog::error("job {} (task {}): internal error during its task poll: {}; asking again",
                   w.job_id, w.task_id, failure);

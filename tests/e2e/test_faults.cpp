@@ -4,6 +4,7 @@
 // kpsd lives on (or refuses cleanly), no job is lost and no server is called twice except
 // for calls in flight at a crash, each explained by an "outcome lost" attempt.
 #include "e2e_rig.hpp"
+#include "notify_listener.hpp"
 #include "raw_client.hpp"
 
 #include <boost/json.hpp>
@@ -350,26 +351,8 @@ TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered withou
            .config = {{"queue.concurrency", std::to_string(concurrency)},
                       {"kps.poll_tasks", "false"},
                       {"metrics.listen", "127.0.0.1:0"}}});
-  // systemd's side of sd_notify: a datagram socket of the test's own.
-  std::string notify_path = rig.dir().file("notify.sock");
-  int notify_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, notify_path.c_str(), notify_path.size() + 1);
-  REQUIRE(::bind(notify_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  auto status_with = [&](const std::string& what, std::chrono::milliseconds limit) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{notify_fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::recv(notify_fd, buf, sizeof(buf), 0);
-      if (n > 0 && std::string(buf, static_cast<std::size_t>(n)).find(what) != std::string::npos)
-        return true;
-    }
-    return false;
-  };
-  rig.start({"NOTIFY_SOCKET=" + notify_path});
+  NotifyListener notify(rig.dir().file("notify.sock"));  // systemd's side of sd_notify
+  rig.start({notify.env()});
   std::smatch m;
   std::string start_log = rig.log();
   REQUIRE(
@@ -382,7 +365,6 @@ TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered withou
   auto chattr = run_command({"/usr/bin/chattr", "+i", wal}, rig.dir().path().string());
   if (chattr.exit_code != 0) {
     MESSAGE("SKIPPED: chattr +i does not work here: " << chattr.err);
-    ::close(notify_fd);
     return;
   }
   struct Unlock {
@@ -390,7 +372,7 @@ TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered withou
     ~Unlock() { run_command({"/usr/bin/chattr", "-i", path}, dir); }
   } unlock{wal, rig.dir().path().string()};
   REQUIRE(wait_for_store(rig, false, 10s));
-  CHECK(status_with("STATUS=STORE UNAVAILABLE", 3s));
+  CHECK(notify.received("STATUS=STORE UNAVAILABLE", 3s));
   CHECK(http_get(metrics_port, "/metrics").find("kpsd_store_writable 0") != std::string::npos);
   CHECK(rig.ctl({"stats"}).out.find("STORE UNAVAILABLE") != std::string::npos);
   CHECK(calls_during(rig, 2s) == 0);
@@ -406,7 +388,6 @@ TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered withou
   CHECK(metrics.find("kpsd_store_outages_total 1") != std::string::npos);
   CHECK(count_of(rig.log(), "job store cannot be written") == 1);
   CHECK(rig.stop(10s) == 0);
-  ::close(notify_fd);
 }
 
 TEST_CASE("1000 idle control connections under a 1024-descriptor limit: calls keep flowing") {

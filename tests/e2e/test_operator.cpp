@@ -1,6 +1,7 @@
 // End to end: what an operator touches — every kpsctl command in both output modes, the
 // control protocol under abuse, metrics, systemd notifications, reload.
 #include "e2e_rig.hpp"
+#include "notify_listener.hpp"
 #include "raw_client.hpp"
 
 #include <boost/json.hpp>
@@ -339,20 +340,9 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
 
 TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
   Rig rig;
-  std::string path = rig.dir().file("notify.sock");
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  auto receive = [&](std::chrono::milliseconds timeout) -> std::string {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string{};
-  };
-  rig.start({"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=2000000"});
+  NotifyListener notify(rig.dir().file("notify.sock"));
+  auto receive = [&](std::chrono::milliseconds timeout) { return notify.receive(timeout); };
+  rig.start({notify.env(), "WATCHDOG_USEC=2000000"});
   std::string all;
   for (int i = 0; i < 5 && all.find("WATCHDOG=1") == std::string::npos; ++i)
     all += receive(5s) + "\n";
@@ -364,7 +354,6 @@ TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
   for (int i = 0; i < 5 && stopping.find("STOPPING=1") == std::string::npos; ++i)
     stopping += receive(5s);
   CHECK(stopping.find("STOPPING=1") != std::string::npos);
-  ::close(fd);
 }
 
 TEST_CASE("SIGHUP reloads the log level and the credentials") {
