@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <deque>
 #include <optional>
 #include <set>
 #include <sys/socket.h>
@@ -256,6 +257,20 @@ struct HttpClient::Impl {
     co_return r;
   }
 
+  // The most recently used idle connection that is still open, or null. Only the one about to
+  // be reused is peeked at (one syscall per call, whatever the pool's size); connections idle
+  // too long are dropped from the old end without a syscall.
+  std::unique_ptr<Connection> take_idle() {
+    auto now = std::chrono::steady_clock::now();
+    while (!idle.empty() && now - idle.front()->idle_since > max_idle_reuse) idle.pop_front();
+    while (!idle.empty()) {
+      std::unique_ptr<Connection> c = std::move(idle.back());
+      idle.pop_back();
+      if (!closed_by_peer(*c)) return c;
+    }
+    return nullptr;
+  }
+
   net::awaitable<HttpResult> exchange(const HttpRequest& request) {
     auto started = std::chrono::steady_clock::now();
     auto finish = [&](HttpResult r) {
@@ -274,15 +289,8 @@ struct HttpClient::Impl {
     req.keep_alive(true);
     req.prepare_payload();
 
-    std::unique_ptr<Connection> conn;
-    auto now = std::chrono::steady_clock::now();
-    std::erase_if(idle, [&](const std::unique_ptr<Connection>& c) {
-      return now - c->idle_since > max_idle_reuse || closed_by_peer(*c);
-    });
-    if (!idle.empty()) {
-      conn = std::move(idle.back());
-      idle.pop_back();
-    } else {
+    std::unique_ptr<Connection> conn = take_idle();
+    if (!conn) {
       auto [fresh, err] = co_await connect();
       if (!fresh) co_return finish(std::move(err));
       conn = std::move(fresh);
@@ -313,8 +321,8 @@ struct HttpClient::Impl {
   std::chrono::milliseconds timeout;
   tcp::resolver resolver;
   std::string host_header;
-  std::shared_ptr<ssl::context> tls_context;  // null for http://
-  std::vector<std::unique_ptr<Connection>> idle;
+  std::shared_ptr<ssl::context> tls_context;     // null for http://
+  std::deque<std::unique_ptr<Connection>> idle;  // oldest first
   std::set<Connection*> active;
   bool cancelled = false;
   std::string last_tls_error;

@@ -52,6 +52,11 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     settings.retry_after_max = cfg.queue.retry_after_max;
   }
 
+  // Free slots worth a claim transaction while calls are in flight: an eighth of concurrency
+  // (at least 1). Claiming one job per transaction made fsync and SQLite's locking the cost of
+  // a job; waiting for a few slots costs a few percent of concurrency.
+  std::size_t claim_batch() const { return std::max<std::size_t>(1, config.queue.concurrency / 8); }
+
   double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
 
   void wake() {
@@ -79,6 +84,12 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       bool probing = !blocked_reason.empty();
+      if (!probing && busy > 0 && free < claim_batch()) {
+        // Claim in batches: one transaction (one fsync) claims many jobs, and a call ending
+        // wakes this loop, so the slots fill again within one call's time.
+        co_await sleep(idle_check);
+        continue;
+      }
       if (probing) {
         // Blocked (credentials, TLS, descriptors): one probe call at a time, with backoff.
         auto until = next_probe - std::chrono::steady_clock::now();

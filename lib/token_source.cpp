@@ -27,7 +27,12 @@ std::optional<Secret> read_secret_file(const std::string& path, std::string_view
   return Secret(std::move(text));
 }
 
-std::optional<Secret> TokenSource::current(std::string& error) {
+std::optional<Secret> TokenSource::current(std::string& error,
+                                           std::chrono::steady_clock::time_point now) {
+  if (!token_.empty() && checked_ != std::chrono::steady_clock::time_point{} &&
+      now - checked_ < check_interval && now >= checked_) {
+    return token_;
+  }
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
     error = "cannot read token file " + path_ + ": " + std::strerror(errno);
@@ -55,6 +60,7 @@ std::optional<Secret> TokenSource::current(std::string& error) {
     mtime_ = st.st_mtim;
     size_ = st.st_size;
   }
+  checked_ = now;
   return token_;
 }
 

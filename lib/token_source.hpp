@@ -1,9 +1,11 @@
 #pragma once
 // The IAM token kpsd sends as X-Auth-Token, read from a file (systemd's LoadCredential= puts it
 // under $CREDENTIALS_DIRECTORY). The file is re-read when it changes, so a token can be rotated
-// without a restart.
+// without a restart. It is looked at (one stat) at most once a second, not once per call: a
+// rotated token is picked up within a second, or at once after a 401.
 #include "secret.hpp"
 
+#include <chrono>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -21,15 +23,22 @@ class TokenSource {
   explicit TokenSource(std::string path) : path_(std::move(path)) {}
 
   // The current token, or nullopt with `error` saying why (the message never holds the token).
-  std::optional<Secret> current(std::string& error);
+  std::optional<Secret> current(std::string& error, std::chrono::steady_clock::time_point now =
+                                                        std::chrono::steady_clock::now());
   // Forces a re-read on the next call (after a 401).
-  void invalidate() noexcept { mtime_ = {}; }
+  void invalidate() noexcept {
+    mtime_ = {};
+    checked_ = {};
+  }
+
+  static constexpr std::chrono::seconds check_interval{1};
 
  private:
   std::string path_;
   Secret token_;
   timespec mtime_{};
   off_t size_ = -1;
+  std::chrono::steady_clock::time_point checked_{};  // last stat; {} = never
 };
 
 }  // namespace kpsd

@@ -180,11 +180,13 @@ TEST_CASE("a job whose call kills kpsd every time fails after max_attempts") {
 
 TEST_CASE(
     "broken credentials pause dispatch: no attempt rows - no attempts used - resume by itself") {
+  // About 200 calls/s, so the batch (7 s of calls) outlasts both outages: a token file change
+  // is noticed within a second (TokenSource::check_interval).
   Rig rig(
-      {.call_delay = 5ms, .config = {{"queue.concurrency", "16"}, {"kps.poll_tasks", "false"}}});
+      {.call_delay = 20ms, .config = {{"queue.concurrency", "4"}, {"kps.poll_tasks", "false"}}});
   rig.start();
   std::string ids;
-  for (int i = 0; i < 400; ++i) ids += "cred-" + std::to_string(i) + "\n";
+  for (int i = 0; i < 1500; ++i) ids += "cred-" + std::to_string(i) + "\n";
   REQUIRE(rig.ctl({"enqueue", "--file", rig.dir().write("ids", ids)}).exit_code == 0);
   wait_until([&] { return rig.fake().disassociate_calls() >= 40; }, 20s, "40 calls");
 

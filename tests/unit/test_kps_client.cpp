@@ -3,6 +3,7 @@
 #include "fake_kps.hpp"
 #include "kps_client.hpp"
 #include "temp_dir.hpp"
+#include "token_source.hpp"
 #include "url.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -181,6 +182,7 @@ TEST_CASE("a wrong token is answered 401 and seen by the fake") {
 TEST_CASE("a token file that disappears fails the call without sending anything") {
   Rig rig;
   std::filesystem::remove(rig.config.auth.token_file);
+  std::this_thread::sleep_for(TokenSource::check_interval + 100ms);  // noticed within a second
   auto r = rig.run(rig.client->disassociate(make_disassociate_body("srv", std::nullopt, nullptr)));
   CHECK(r.transport == HttpResult::Transport::no_credentials);
   CHECK(r.transport_detail.find("cannot read token file") != std::string::npos);
@@ -193,4 +195,26 @@ TEST_CASE("percent-encoding keeps unreserved characters only") {
   CHECK(percent_encode("a/b c") == "a%2Fb%20c");
   CHECK(percent_encode("\xc3\xa9") == "%C3%A9");
   CHECK(percent_decode("a%2Fb%20c%zz%4") == "a/b c%zz%4");
+}
+
+TEST_CASE("the token file is looked at once a second and not once per call and a 401 re-reads it") {
+  test::TempDir dir;
+  std::string path = dir.file("token");
+  auto write = [&](const char* text) { std::ofstream(path, std::ios::trunc) << text << "\n"; };
+  write("first-token");
+  TokenSource tokens(path);
+  std::string error;
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(tokens.current(error, t0));
+  CHECK(tokens.current(error, t0)->reveal() == "first-token");
+  write("second-token-longer");  // rotated (another size, so the change is seen whatever mtime)
+  CHECK(tokens.current(error, t0 + 500ms)->reveal() == "first-token");  // within the second
+  CHECK(tokens.current(error, t0 + 1001ms)->reveal() == "second-token-longer");
+  write("third-token-even-longer");
+  tokens.invalidate();  // what a 401 does
+  CHECK(tokens.current(error, t0 + 1100ms)->reveal() == "third-token-even-longer");
+  std::filesystem::remove(path);
+  CHECK(tokens.current(error, t0 + 1200ms));  // cached within the second
+  CHECK_FALSE(tokens.current(error, t0 + 2200ms));
+  CHECK(error.find("cannot read token file") != std::string::npos);
 }
