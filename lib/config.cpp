@@ -305,11 +305,14 @@ Config parse_config(std::string_view text, std::string_view file_name) {
   p.unsigned_value("queue.concurrency", c.queue.concurrency, 1, 4096);
   if (const auto* s = p.get("queue.rate_per_second")) {
     double v = 0;
-    auto [ptr, ec] = std::from_chars(s->value.data(), s->value.data() + s->value.size(), v);
-    if (ec != std::errc{} || ptr != s->value.data() + s->value.size() || s->value.empty() ||
-        !(v >= 0 && v <= 100000)) {
-      p.fail(s->line, "queue.rate_per_second",
-             "`" + s->value + "` must be a number from 0 (unlimited) to 100000");
+    // "auto" (no ceiling: the gateway's 429s alone set the pace) is the same as 0.
+    if (s->value != "auto") {
+      auto [ptr, ec] = std::from_chars(s->value.data(), s->value.data() + s->value.size(), v);
+      if (ec != std::errc{} || ptr != s->value.data() + s->value.size() || s->value.empty() ||
+          !(v >= 0 && v <= 100000)) {
+        p.fail(s->line, "queue.rate_per_second",
+               "`" + s->value + "` must be auto, or a number from 0 (no ceiling) to 100000");
+      }
     }
     c.queue.rate_per_second = v;
   }

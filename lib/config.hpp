@@ -48,11 +48,11 @@ struct AuthConfig {
 struct QueueConfig {
   std::string database = "/var/lib/kpsd/jobs.db";
   unsigned concurrency = 64;              // calls in flight at once; >= 1
-  double rate_per_second = 10;            // calls started per second; 0 = unlimited
+  double rate_per_second = 0;             // ceiling on calls per second; 0 = auto (none)
   unsigned max_attempts = 8;              // delivery attempts before failed; >= 1
   milliseconds backoff_initial{1000};     // first retry delay (before jitter); > 0
   milliseconds backoff_max{300000};       // cap on any retry delay; >= backoff_initial
-  milliseconds throttle_backoff{15000};   // 429 without Retry-After: wait 1x-2x this; > 0
+  milliseconds throttle_backoff{15000};   // quota wall: longest gap between probes; > 0
   milliseconds retry_after_max{3600000};  // a server's Retry-After is followed up to this; > 0
   milliseconds drain_grace{30000};        // on SIGTERM, wait this long for calls in
                                           // flight, then cancel them; 0 = cancel at once

@@ -346,6 +346,10 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         {"in_flight", sched.in_flight},
         {"rate_per_second", sched.rate_per_second},
         {"configured_rate_per_second", sched.configured_rate_per_second},
+        {"throttled_share", sched.throttled_share},
+        {"quota", json::object{{"holding", sched.holding_for_quota},
+                               {"window_ms", sched.quota_window_ms},
+                               {"calls", sched.quota_calls}}},
         {"paused", sched.paused},
         {"oldest_queued_ms", oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
                                     : json::value(nullptr)},

@@ -433,12 +433,25 @@ int cmd_stats(const Options& opt) {
       paused && paused->is_bool() && paused->as_bool()) {
     std::printf("PAUSED (kpsctl resume to continue)\n");
   }
-  auto rate_text = [](double r) { return r > 0 ? fmt_rate(r) : std::string("unlimited"); };
   double rate = number_of(*reply, "rate_per_second");
   double configured = number_of(*reply, "configured_rate_per_second");
-  std::printf("rate       %s", rate_text(rate).c_str());
-  if (rate != configured) std::printf(" (throttled; configured %s)", rate_text(configured).c_str());
-  std::printf("\n");
+  double share = number_of(*reply, "throttled_share");
+  std::printf("rate       %s (%s)", rate > 0 ? fmt_rate(rate).c_str() : "not paced",
+              configured > 0 ? ("at most " + fmt_rate(configured)).c_str() : "auto");
+  std::printf("; 429s %.1f%% of answers in the last minute\n", 100 * share);
+  if (auto* quota = reply->if_contains("quota"); quota && quota->is_object()) {
+    const json::object& q = quota->as_object();
+    std::int64_t window_ms = int_of(q, "window_ms");
+    auto* holding = q.if_contains("holding");
+    bool is_holding = holding && holding->is_bool() && holding->as_bool();
+    if (window_ms > 0) {
+      std::printf("quota      about %lld calls per %.1f s window%s\n",
+                  static_cast<long long>(int_of(q, "calls")), static_cast<double>(window_ms) / 1000,
+                  is_holding ? "; used up: waiting for the window to turn" : "");
+    } else if (is_holding) {
+      std::printf("quota      the gateway refuses every call: waiting, one probe at a time\n");
+    }
+  }
   if (auto* blocked = reply->if_contains("blocked"); blocked && blocked->is_object()) {
     const json::object& b = blocked->as_object();
     auto* reason = b.if_contains("reason");

@@ -260,12 +260,15 @@ int run_daemon(const Config& config, const std::string& config_path) {
     grace.cancel();
     status_timer.cancel();
   });
-  spdlog::info("kpsd ready: endpoint {}, control socket {}, concurrency {}, rate {}/s{}",
-               config.kps.endpoint.text, config.control.socket, config.queue.concurrency,
-               config.queue.rate_per_second,
-               metrics_server ? fmt::format(", metrics on http://{}:{}/metrics",
-                                            config.metrics.host, metrics_server->port())
-                              : "");
+  spdlog::info(
+      "kpsd ready: endpoint {}, control socket {}, concurrency {}, rate {}{}",
+      config.kps.endpoint.text, config.control.socket, config.queue.concurrency,
+      config.queue.rate_per_second > 0
+          ? fmt::format("at most {}/s (below it, found from 429s)", config.queue.rate_per_second)
+          : std::string("auto (found from 429s)"),
+      metrics_server ? fmt::format(", metrics on http://{}:{}/metrics", config.metrics.host,
+                                   metrics_server->port())
+                     : "");
   systemd.notify("READY=1\nSTATUS=ready");
   if (systemd.enabled()) net::co_spawn(io, status_loop(), log_failure("status reporting"));
   io.run();

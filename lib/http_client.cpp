@@ -38,6 +38,7 @@ constexpr std::size_t max_response_body = 1024 * 1024;  // KPS answers are a few
 // does not resend a failed request on its own (that would be a call without its attempt row),
 // so it avoids connections likely to be stale instead.
 constexpr auto max_idle_reuse = std::chrono::seconds(4);
+constexpr auto recently_used = std::chrono::milliseconds(50);
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
@@ -266,7 +267,9 @@ struct HttpClient::Impl {
     while (!idle.empty()) {
       std::unique_ptr<Connection> c = std::move(idle.back());
       idle.pop_back();
-      if (!closed_by_peer(*c)) return c;
+      // Idle for moments only: no server closes a keep-alive connection that fast (one that
+      // means to close says so on its answer), so the peek's syscall is spared.
+      if (now - c->idle_since < recently_used || !closed_by_peer(*c)) return c;
     }
     return nullptr;
   }

@@ -4,13 +4,12 @@ namespace kpsd {
 
 namespace {
 
-// Throttling without Retry-After: the gateway counts per user over minutes, so come back after
-// throttle_backoff (tens of seconds by default) jittered 1x-2x, not the short first retry delay.
-std::chrono::milliseconds throttle_delay(std::optional<std::chrono::milliseconds> retry_after,
-                                         const RetrySettings& s, double u) {
-  if (retry_after) return *retry_after;
-  return s.throttle_backoff +
-         std::chrono::milliseconds(static_cast<std::int64_t>(s.throttle_backoff.count() * u));
+// A throttled (or blocked) call's job is due again at once, or when Retry-After says: the shared
+// rate controller, not a per-job wait, decides when calls go out (it slows down, or holds for a
+// quota window to turn). Parking each job for tens of seconds left a batch's tail waiting long
+// after the gateway would admit it.
+std::chrono::milliseconds throttle_delay(std::optional<std::chrono::milliseconds> retry_after) {
+  return retry_after.value_or(std::chrono::milliseconds(0));
 }
 
 }  // namespace
@@ -42,7 +41,7 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
     case Verdict::throttled:
       d.counts_attempt = false;
       d.next = JobState::retrying;
-      d.next_attempt_at = now + throttle_delay(retry_after, s, u).count();
+      d.next_attempt_at = now + throttle_delay(retry_after).count();
       return d;
     case Verdict::reauthenticate:
       if (!previous_was_401) {

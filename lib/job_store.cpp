@@ -304,8 +304,14 @@ std::vector<EnqueueResult> JobStore::enqueue(std::span<const NewJob> jobs, std::
 }
 
 std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit) {
-  std::vector<DeliveryWork> work;
   sql::Transaction tx(*db_);
+  auto work = claim_deliveries(now, limit);
+  tx.commit();
+  return work;
+}
+
+std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size_t limit) {
+  std::vector<DeliveryWork> work;
   st_->promote_retries.bind(1, now).run();
   if (limit > 0) {
     auto& sel = st_->select_due;
@@ -339,7 +345,6 @@ std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::si
       open.reset();
     }
   }
-  tx.commit();
   return work;
 }
 
@@ -359,8 +364,14 @@ void JobStore::scrub_wal() {
 }
 
 void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
-  int deleted = 0;
   sql::Transaction tx(*db_);
+  int deleted = record_attempts(finished);
+  tx.commit();
+  if (deleted) scrub_wal();
+}
+
+int JobStore::record_attempts(std::span<const AttemptFinish> finished) {
+  int deleted = 0;
   for (const AttemptFinish& f : finished) {
     if (f.release_claim) {
       st_->release_claim.bind(1, f.job_id).bind(2, f.attempt_n).bind(3, f.next_attempt_at).run();
@@ -391,15 +402,22 @@ void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
         .run();
     if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
   }
-  tx.commit();
-  if (deleted) scrub_wal();
+  return deleted;
 }
 
 std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t lease_until,
                                                std::size_t limit) {
+  if (limit == 0) return {};
+  sql::Transaction tx(*db_);
+  auto work = claim_polls(now, lease_until, limit);
+  tx.commit();
+  return work;
+}
+
+std::vector<PollWork> JobStore::claim_polls(std::int64_t now, std::int64_t lease_until,
+                                            std::size_t limit) {
   std::vector<PollWork> work;
   if (limit == 0) return work;
-  sql::Transaction tx(*db_);
   auto& sel = st_->select_polls;
   sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
   while (sel.step()) {
@@ -408,13 +426,18 @@ std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t le
   }
   sel.reset();
   for (const PollWork& w : work) st_->lease_poll.bind(1, w.job_id).bind(2, lease_until).run();
-  tx.commit();
   return work;
 }
 
 void JobStore::finish_polls(std::span<const PollFinish> finished) {
-  int deleted = 0;
   sql::Transaction tx(*db_);
+  int deleted = record_polls(finished);
+  tx.commit();
+  if (deleted) scrub_wal();
+}
+
+int JobStore::record_polls(std::span<const PollFinish> finished) {
+  int deleted = 0;
   for (const PollFinish& f : finished) {
     st_->update_after_poll.bind(1, f.job_id)
         .bind(2, to_string(f.next_state))
@@ -430,8 +453,35 @@ void JobStore::finish_polls(std::span<const PollFinish> finished) {
         .run();
     if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
   }
+  return deleted;
+}
+
+Claimed JobStore::claim(const ClaimRequest& next) {
+  Claimed c;
+  if (next.limit == 0) return c;
+  c.polls = claim_polls(next.now, next.poll_lease_until, next.limit);
+  if (c.polls.size() < next.limit)
+    c.deliveries = claim_deliveries(next.now, next.limit - c.polls.size());
+  return c;
+}
+
+Claimed JobStore::record_and_claim(const std::function<int()>& record, const ClaimRequest& next) {
+  sql::Transaction tx(*db_);
+  int deleted = record();
+  Claimed c = claim(next);
   tx.commit();
   if (deleted) scrub_wal();
+  return c;
+}
+
+Claimed JobStore::finish_and_claim(std::span<const AttemptFinish> finished,
+                                   const ClaimRequest& next) {
+  return record_and_claim([&] { return record_attempts(finished); }, next);
+}
+
+Claimed JobStore::finish_and_claim(std::span<const PollFinish> finished,
+                                   const ClaimRequest& next) {
+  return record_and_claim([&] { return record_polls(finished); }, next);
 }
 
 std::optional<std::int64_t> JobStore::next_due_at() {

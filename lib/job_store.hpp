@@ -3,7 +3,9 @@
 // transaction committed before the caller acts on it. Used from one thread (the DB thread).
 #include "job.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,6 +33,7 @@ struct DeliveryWork {
   bool previous_was_401 = false;   // the job's last attempt was answered 401
   bool key_gone = false;           // replace form without its key: never sent (claim fails it)
   bool probe = false;              // set by the scheduler: a probe while calls are paused
+  std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
@@ -45,6 +48,7 @@ struct PollWork {
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
   bool probe = false;              // set by the scheduler: a probe while calls are paused
+  std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).
@@ -74,6 +78,18 @@ struct PollFinish {
   std::optional<std::string> task_error_code, task_error_msg;  // reason of a FAILED_* task
   std::int64_t lease_until = 0;                                // PollWork::lease_until (the fence)
   std::int64_t poll_refusals = 0;  // refused polls in a row, after this one
+};
+
+// What to claim in the same transaction as a batch of outcomes (limit 0: nothing).
+struct ClaimRequest {
+  std::int64_t now = 0;
+  std::int64_t poll_lease_until = 0;
+  std::size_t limit = 0;  // polls first, then deliveries
+};
+
+struct Claimed {
+  std::vector<PollWork> polls;
+  std::vector<DeliveryWork> deliveries;
 };
 
 struct ListQuery {
@@ -125,6 +141,11 @@ class JobStore {
                                        std::size_t limit);
   void finish_polls(std::span<const PollFinish> finished);
 
+  // Records outcomes and claims what `next` asks for (polls first), in one transaction: one
+  // fsync covers both, and the slots the outcomes free are filled without another round trip.
+  Claimed finish_and_claim(std::span<const AttemptFinish> finished, const ClaimRequest& next);
+  Claimed finish_and_claim(std::span<const PollFinish> finished, const ClaimRequest& next);
+
   // Earliest next_attempt_at over queued, retrying and delivered jobs.
   std::optional<std::int64_t> next_due_at();
 
@@ -143,6 +164,13 @@ class JobStore {
   void set_paused(bool paused);
 
  private:
+  // The parts, inside the caller's transaction. The record_* return secrets deleted.
+  int record_attempts(std::span<const AttemptFinish> finished);
+  int record_polls(std::span<const PollFinish> finished);
+  std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit);
+  std::vector<PollWork> claim_polls(std::int64_t now, std::int64_t lease_until, std::size_t limit);
+  Claimed claim(const ClaimRequest& next);
+  Claimed record_and_claim(const std::function<int()>& record, const ClaimRequest& next);
   int delete_secret(std::int64_t job_id);  // rows deleted
   void scrub_wal();
   struct Statements;

@@ -38,7 +38,8 @@ std::string Metrics::render(const Gauges& g) const {
   }
   header("kpsd_retries_total", "counter", "Times a job was scheduled for another attempt.");
   out += fmt::format("kpsd_retries_total {}\n", retries);
-  header("kpsd_rate_cuts_total", "counter", "Times a 429 halved the request rate.");
+  header("kpsd_rate_cuts_total", "counter",
+         "Congestion episodes: times a 429 cut the request rate (once per episode).");
   out += fmt::format("kpsd_rate_cuts_total {}\n", throttled_rate_cuts);
   header("kpsd_http_request_duration_seconds", "histogram",
          "Latency of KPS API calls that got an answer or failed, by operation.");
@@ -61,11 +62,17 @@ std::string Metrics::render(const Gauges& g) const {
   header("kpsd_calls_in_flight", "gauge", "API calls in flight.");
   out += fmt::format("kpsd_calls_in_flight {}\n", g.in_flight);
   header("kpsd_rate_limit_per_second", "gauge",
-         "Current request rate limit after throttling (0 = unlimited).");
+         "Current pace found from the gateway's 429s, under the ceiling (0 = not paced).");
   out += fmt::format("kpsd_rate_limit_per_second {}\n", g.rate_per_second);
   header("kpsd_rate_limit_configured_per_second", "gauge",
-         "Configured rate_per_second (0 = unlimited).");
+         "Configured rate_per_second: the ceiling (0 = auto, none).");
   out += fmt::format("kpsd_rate_limit_configured_per_second {}\n", g.configured_rate_per_second);
+  header("kpsd_throttled_share", "gauge",
+         "Share of API answers in the last minute that were 429 (0 to 1).");
+  out += fmt::format("kpsd_throttled_share {}\n", g.throttled_share);
+  header("kpsd_quota_holding", "gauge",
+         "1 while the gateway refuses every call (a quota window) and kpsd waits for it to turn.");
+  out += fmt::format("kpsd_quota_holding {}\n", g.holding_for_quota ? 1 : 0);
   header("kpsd_paused", "gauge", "1 while kpsctl pause is in effect.");
   out += fmt::format("kpsd_paused {}\n", g.paused ? 1 : 0);
   header(

@@ -25,7 +25,7 @@ struct Metrics {
   std::map<std::string, std::uint64_t> task_polls;  // by outcome (succeeded, failed, pending ...)
   std::map<std::string, Histogram> latency;   // by operation (disassociate, task, failed_tasks)
   std::uint64_t retries = 0;                  // jobs sent back to `retrying`
-  std::uint64_t throttled_rate_cuts = 0;      // times a 429 lowered the rate
+  std::uint64_t throttled_rate_cuts = 0;      // congestion episodes: times a 429 cut the rate
   std::uint64_t store_outages = 0;            // times the job store stopped being writable
   std::uint64_t control_clients_refused = 0;  // control connections closed over the cap
 
@@ -34,6 +34,8 @@ struct Metrics {
     std::int64_t in_flight = 0;
     double rate_per_second = 0;  // current; 0 = unlimited
     double configured_rate_per_second = 0;
+    double throttled_share = 0;  // 429s among answers in the last minute
+    bool holding_for_quota = false;
     bool paused = false;
     bool store_writable = true;
     bool blocked = false;  // calls paused: credentials, TLS or descriptors

@@ -85,6 +85,8 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         g.in_flight = st.in_flight;
         g.rate_per_second = st.rate_per_second;
         g.configured_rate_per_second = st.configured_rate_per_second;
+        g.throttled_share = st.throttled_share;
+        g.holding_for_quota = st.holding_for_quota;
         g.paused = st.paused;
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         res.body() = metrics.render(g);

@@ -1,9 +1,26 @@
 #pragma once
-// Token bucket shared by every outgoing call, with AIMD: it halves its rate when the API
-// gateway throttles (429) and creeps back toward the configured rate after quiet periods.
-// Time is passed in, so tests need no clock.
+// The rate controller shared by every outgoing call: a token bucket whose rate it finds by
+// itself from the API gateway's answers. Time is passed in, so tests need no clock.
+//
+// - No limit found yet: calls go as fast as concurrency allows (or at the ceiling,
+//   queue.rate_per_second, when one is set; it is never exceeded).
+// - A 429 starts a congestion episode: the rate is cut once, to `cut` times the rate calls were
+//   going at. 429s for calls sent before that cut are the same episode and cut nothing more.
+// - After a cut the rate climbs back toward the rate that was cut (fast at first, within about
+//   `recover_time`), then probes above it, slowly at first and faster the longer no 429 comes,
+//   so a gateway that admits more is found again.
+// - A quota window (N calls per T, then 429 to everything until the window turns): a 429 for a
+//   call sent after the cut, with no call admitted since, is not congestion. The controller
+//   holds: nothing is sent but one probe at a time, spaced out, until one is admitted (the
+//   window turned), and then the rate from before the wall applies again. After two turns it
+//   knows the window's length and how many calls it admits: it stops by itself when that many
+//   have gone out and probes again just as the next window is due.
+// - A Retry-After on a 429 holds everything until then.
+#include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 
 namespace kpsd {
 
@@ -12,47 +29,113 @@ class RateLimiter {
   using Clock = std::chrono::steady_clock;
 
   struct Tuning {
-    Clock::duration quiet_period = std::chrono::seconds(10);  // no 429 this long → step up
-    double step_fraction = 0.1;  // each step adds this share of the ceiling
-    double min_rate = 0.1;       // never slower than one call per 10 s
-    Clock::duration decrease_cooldown = std::chrono::seconds(2);  // one halving per burst of 429s
+    double min_rate = 0.1;                                   // never slower than one call per 10 s
+    double cut = 0.8;                                        // a congestion episode: rate x this
+    Clock::duration recover_time = std::chrono::seconds(1);  // time constant of the climb back
+    double probe_growth = 0.05;  // above the cut rate: + this share of it per second, growing
+    Clock::duration burst = std::chrono::milliseconds(25);  // the bucket holds this much (>= 1)
+    Clock::duration first_probe = std::chrono::milliseconds(100);  // quota wall: first probe
+    Clock::duration max_probe_gap = std::chrono::seconds(15);      // and the longest gap
+    Clock::duration probe_timeout = std::chrono::minutes(2);       // a probe's answer is lost
   };
 
-  // configured_rate 0 = unlimited (until the first 429). The bucket holds at most max(1, rate)
-  // tokens: one second of burst.
-  RateLimiter(double configured_rate, Clock::time_point now, Tuning tuning);
-  RateLimiter(double configured_rate, Clock::time_point now)
-      : RateLimiter(configured_rate, now, Tuning{}) {}
+  // ceiling: calls per second never exceeded; 0 = none.
+  RateLimiter(double ceiling, Clock::time_point now, Tuning tuning);
+  RateLimiter(double ceiling, Clock::time_point now) : RateLimiter(ceiling, now, Tuning{}) {}
 
-  bool try_acquire(Clock::time_point now);  // takes one token if there is one
-  void give_back(std::size_t tokens);       // returns tokens taken but not used (capped)
+  bool try_acquire(Clock::time_point now);  // takes one token (a call may start) if there is one
+  void give_back(std::size_t tokens);       // tokens taken but not used
   Clock::duration time_until_available(Clock::time_point now);  // 0 when one is there
+  // Until `tokens` are there (at most what the bucket holds): waking once for several calls
+  // costs a fraction of waking for each.
+  Clock::duration time_until_available(Clock::time_point now, std::size_t tokens);
 
-  // A 429 arrived: halve the rate (at most once per decrease_cooldown). True if it changed.
-  bool on_throttled(Clock::time_point now);
+  enum class Answer {
+    admitted,   // any HTTP answer but 429: the gateway let it through
+    throttled,  // 429
+    none,       // no answer (connection error, timeout): says nothing about the gateway
+  };
+  enum class Change { none, cut, holding, resumed };
+  // The answer to a call that took its token at `sent_at`.
+  Change on_answer(Clock::time_point sent_at, Clock::time_point now, Answer answer,
+                   std::optional<Clock::duration> retry_after = std::nullopt);
 
-  double rate() const noexcept { return rate_; }  // current; 0 = unlimited
-  double configured_rate() const noexcept { return configured_; }
+  double rate(Clock::time_point now) const;  // calls per second now; 0 = not paced
+  double ceiling() const noexcept { return ceiling_; }
+  void set_ceiling(double ceiling) noexcept { ceiling_ = ceiling; }
+  bool holding() const noexcept { return holding_; }
+  // 429s among the answers of the last minute (0 when there were none).
+  double throttled_share(Clock::time_point now) const;
+  // The quota window, once two turns have been seen.
+  std::optional<Clock::duration> window() const;
+  std::int64_t window_quota() const noexcept { return window_quota_; }  // 0 = unknown
 
  private:
+  enum class Hold { wall, quota, retry_after };
+  double found_rate(Clock::time_point now) const;  // 0 = no limit found
+  double observed_send_rate(Clock::time_point now) const;
   void refill(Clock::time_point now);
-  void recover(Clock::time_point now);
-  void set_rate(double rate);
-  double observed_rate(Clock::time_point now) const;
+  void make_cut(Clock::time_point now);
+  void enter_hold(Clock::time_point now, Hold kind, std::optional<Clock::duration> retry_after);
+  void schedule_probe(Clock::time_point now, std::optional<Clock::duration> retry_after);
+  void window_turned(Clock::time_point probe_sent);
+
+  // Counts per second over the last minute: [second % 60].
+  struct Minute {
+    std::array<std::int64_t, 60> second{}, admitted{}, throttled{};  // [s % 60]
+    void count(std::int64_t s, bool was_throttled);
+  };
 
   Tuning tuning_;
-  double configured_;
-  double rate_;
-  double ceiling_;  // where recovery stops: configured, or what unlimited ran at before a 429
-  double tokens_;
+  double ceiling_;
+  Clock::time_point origin_;
+
+  // Token bucket.
+  double tokens_ = 1;
   Clock::time_point last_refill_;
-  Clock::time_point last_change_;
-  Clock::time_point last_decrease_;
-  bool decreased_ = false;
-  // Calls started in the current and previous one-second windows: what "unlimited" was doing.
-  Clock::time_point window_start_;
-  double window_count_ = 0;
-  double previous_window_rate_ = 0;
+
+  // The rate found: none until the first 429. After a cut, found_rate() climbs from `to` back
+  // toward `from` and then probes above it.
+  struct Cut {
+    bool active = false;
+    double from = 0, to = 0;
+    Clock::time_point at{};
+  };
+  Cut cut_;
+  Cut before_cut_;  // what the newest cut replaced (a quota wall undoes that cut)
+  bool admitted_since_cut_ = false;
+
+  // Calls sent per 100 ms over the last second (what "not paced" is doing).
+  struct Tick {
+    std::int64_t tick = -1;
+    std::int64_t count = 0;
+  };
+  std::array<Tick, 10> sent_{};
+  std::optional<Clock::time_point> first_sent_;
+  void count_sent(Clock::time_point now, std::int64_t n);
+
+  // Holding: nothing goes out but one probe at a time.
+  bool holding_ = false;
+  Hold hold_kind_ = Hold::wall;
+  Clock::time_point hold_started_{};
+  bool probe_out_ = false;
+  Clock::time_point probe_sent_{};  // the probe out (its token's time)
+  Clock::time_point hold_until_{};
+  Clock::duration probe_gap_{};
+  Clock::time_point last_refused_probe_{};  // sent time of the newest probe answered 429
+  int refused_probes_ = 0;                  // in this hold
+  Cut cut_at_hold_;                         // the state a false wall (congestion) goes back to
+
+  // The window, learned from turns (midway between the last refused and the admitted probe).
+  std::optional<Clock::time_point> last_turn_;
+  Clock::duration turn_uncertainty_{};
+  std::optional<Clock::duration> window_;
+  std::int64_t sent_in_window_ = 0;
+  std::int64_t admitted_in_window_ = 0;
+  bool window_started_by_turn_ = false;
+  std::int64_t window_quota_ = 0;
+
+  Minute minute_;
 };
 
 }  // namespace kpsd

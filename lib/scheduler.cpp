@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <random>
 #include <vector>
 
@@ -40,7 +41,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         client(c),
         metrics(m),
         timer(ex),
-        limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now()),
+        limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now(), limiter_tuning(cfg)),
         rng(std::random_device{}()) {
     settings.max_attempts = cfg.queue.max_attempts;
     settings.backoff = Backoff(cfg.queue.backoff_initial, cfg.queue.backoff_max);
@@ -50,6 +51,13 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     settings.poll_timeout = cfg.kps.poll_timeout;
     settings.throttle_backoff = cfg.queue.throttle_backoff;
     settings.retry_after_max = cfg.queue.retry_after_max;
+  }
+
+  static RateLimiter::Tuning limiter_tuning(const Config& cfg) {
+    RateLimiter::Tuning t;
+    // While the gateway refuses everything (a quota window), probes go at most this far apart.
+    t.max_probe_gap = cfg.queue.throttle_backoff;
+    return t;
   }
 
   // Free slots worth a claim transaction while calls are in flight: an eighth of concurrency
@@ -70,10 +78,11 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       std::int64_t now = unix_ms();
       // A slot is free only once its call's outcome is committed: jobs `running` in the
       // database never exceed `concurrency`, so neither do the calls a crash can repeat.
-      std::size_t busy = in_flight + outcomes_waiting();
+      std::size_t busy = in_flight + outcomes_waiting() + ready.size() + reserved;
       std::size_t free =
           config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
       if (paused) {
+        release_ready("paused");
         co_await sleep(idle_check);  // resume() wakes it
         continue;
       }
@@ -84,6 +93,24 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       bool probing = !blocked_reason.empty();
+      if (probing || limiter.holding()) release_ready("calls held");
+      if (!ready.empty()) {
+        // Jobs claimed ahead of their tokens go out as the pace allows, before any new claim.
+        auto token_time = RateLimiter::Clock::now();
+        bool sent = false;
+        while (!ready.empty() && limiter.try_acquire(token_time)) {
+          DeliveryWork w = std::move(ready.front());
+          ready.pop_front();
+          w.sent_at = token_time;
+          spawn_delivery(std::move(w));
+          sent = true;
+        }
+        if (sent) continue;
+        co_await sleep(std::min<std::chrono::milliseconds>(
+            idle_check, std::chrono::ceil<std::chrono::milliseconds>(limiter.time_until_available(
+                            RateLimiter::Clock::now(), ready.size()))));
+        continue;
+      }
       if (!probing && busy > 0 && free < claim_batch()) {
         // Claim in batches: one transaction (one fsync) claims many jobs, and a call ending
         // wakes this loop, so the slots fill again within one call's time.
@@ -104,7 +131,16 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         probe_in_flight = true;
       }
       std::size_t tokens_taken = 0;
-      while (tokens_taken < free && limiter.try_acquire(RateLimiter::Clock::now())) ++tokens_taken;
+      // The calls' send time for the rate controller: the time their tokens were taken.
+      auto sent_at = RateLimiter::Clock::now();
+      while (tokens_taken < free && limiter.try_acquire(sent_at)) ++tokens_taken;
+      // Paced: claim the next 100 ms of calls in the same transaction (one fsync for many jobs,
+      // not one per token); they wait in `ready` for their tokens.
+      std::size_t ahead = 0;
+      if (double pace = limiter.rate(sent_at);
+          !probing && !limiter.holding() && pace > 0 && tokens_taken > 0) {
+        ahead = std::min(free - tokens_taken, static_cast<std::size_t>(pace * 0.1));
+      }
 
       std::size_t started = 0;
       bool claim_failed = false;
@@ -121,18 +157,25 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           });
           for (auto& w : polls) {
             w.probe = probing;
+            w.sent_at = sent_at;
             spawn_poll(std::move(w));
           }
           started += polls.size();
-          if (started < tokens_taken && !stopping) {
-            auto work = co_await db.call([now, n = tokens_taken - started](JobStore& s) {
+          if ((started < tokens_taken || ahead > 0) && !stopping) {
+            std::size_t with_tokens = tokens_taken - started;
+            auto work = co_await db.call([now, n = with_tokens + ahead](JobStore& s) {
               return s.claim_for_delivery(now, n);
             });
             for (auto& w : work) {
               w.probe = probing;
-              spawn_delivery(std::move(w));
+              w.sent_at = sent_at;
+              if (started < tokens_taken) {
+                spawn_delivery(std::move(w));
+                ++started;
+              } else {
+                ready.push_back(std::move(w));
+              }
             }
-            started += work.size();
           }
           if (probing && started > 0) spdlog::debug("blocked: probe sent");
         } catch (const sql::Error& e) {
@@ -156,7 +199,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         co_await sleep(store.retry_delay());
         continue;
       }
-      if (started > 0) continue;
+      if (started > 0 || !ready.empty()) continue;
 
       // Idle: sleep until woken, the next due time, a rate token, or the periodic check.
       auto wait = std::chrono::milliseconds(idle_check);
@@ -176,10 +219,31 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       }
       co_await sleep(wait);
     }
+    release_ready("stopping");
     // Draining: calls in flight end by their own deadlines; wait for them to be recorded (or,
     // after abort(), for the flushers to give up on a store that still cannot be written).
     while (in_flight > 0 || flushing_attempts || flushing_polls) co_await sleep(idle_check);
     client.close_idle();
+  }
+
+  // Jobs claimed ahead but not sent go back to the queue as if never claimed (no attempt used,
+  // their open attempt rows deleted): nothing was sent for them.
+  void release_ready(std::string_view why) {
+    if (ready.empty()) return;
+    spdlog::debug("{} job(s) claimed ahead go back to the queue: {}", ready.size(), why);
+    std::int64_t now = unix_ms();
+    for (DeliveryWork& w : ready) {
+      AttemptFinish f;
+      f.job_id = w.job_id;
+      f.attempt_n = w.attempt_n;
+      f.finished_at = now;
+      f.release_claim = true;
+      f.next_state = JobState::queued;
+      f.next_attempt_at = now;
+      pending_attempts.push_back(std::move(f));
+    }
+    ready.clear();
+    start_flush(pending_attempts, flushing_attempts, "call outcomes");
   }
 
   void store_failed(StoreHealth::Writer writer, const std::string& problem, int code) {
@@ -333,6 +397,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     w.auth.reset();
 
     AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
+    answered(w.sent_at, result, outcome.retry_after);
     if (auto asked = outcome.retry_after; retry_after_capped(outcome.retry_after, settings)) {
       spdlog::warn(
           "job {} ({}): Retry-After of {} s is longer than queue.retry_after_max_ms; "
@@ -353,7 +418,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         outcome.error_msg = "credentials refused: HTTP 401 again after a refresh";
       }
       ++metrics.calls[std::string(to_string(outcome.verdict))];
-      if (outcome.verdict == Verdict::throttled) throttled();
       d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
       if (outcome.verdict == Verdict::blocked) {
         enter_blocked(outcome.error_msg, w.probe);
@@ -416,6 +480,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   net::awaitable<void> poll_and_record(PollWork& w, bool& recorded) {
     HttpResult result = co_await client.get_task(w.task_id);
     metrics.latency["task"].observe(result.latency);
+    answered(w.sent_at, result,
+             parse_retry_after(result.retry_after, std::chrono::system_clock::now()));
     PollOutcome p;
     p.task_id = w.task_id;
     if (result.transport == HttpResult::Transport::tls_failed ||
@@ -439,7 +505,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         p.error_msg = why;
       }
     } else if (result.status == 401 || result.status == 429 || result.status >= 500) {
-      if (result.status == 429) throttled();
       p.error_msg = "HTTP " + std::to_string(result.status);
     } else {
       p.kind = PollOutcome::Kind::rejected;
@@ -504,18 +569,74 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     start_flush(pending_polls, flushing_polls, "task poll outcomes");
   }
 
-  void throttled() {
-    if (limiter.on_throttled(RateLimiter::Clock::now())) {
-      ++metrics.throttled_rate_cuts;
-      spdlog::warn("throttled by the API gateway (429): rate lowered to {:.2f}/s", limiter.rate());
+  // Tells the rate controller how the gateway answered a call that took its token at `sent_at`.
+  void answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
+                std::optional<std::chrono::milliseconds> retry_after) {
+    auto answer = RateLimiter::Answer::admitted;
+    if (r.transport != HttpResult::Transport::ok) {
+      answer = RateLimiter::Answer::none;  // nothing known of the gateway (or nothing sent)
+    } else if (r.status == 429) {
+      answer = RateLimiter::Answer::throttled;
+    }
+    auto now = RateLimiter::Clock::now();
+    std::optional<RateLimiter::Clock::duration> wait;
+    if (answer == RateLimiter::Answer::throttled && retry_after) {
+      retry_after_capped(retry_after, settings);
+      wait = *retry_after;
+    }
+    switch (limiter.on_answer(sent_at, now, answer, wait)) {
+      case RateLimiter::Change::none:
+        return;
+      case RateLimiter::Change::cut:
+        ++metrics.throttled_rate_cuts;
+        // One line a minute at most: a steady gateway limit is found again every few seconds.
+        if (++cuts_unreported, now - last_cut_report >= std::chrono::minutes(1)) {
+          spdlog::warn(
+              "throttled by the API gateway (429): rate now {:.1f}/s ({} cut{} since the last "
+              "report; {:.1f}% of answers in the last minute were 429)",
+              limiter.rate(now), cuts_unreported, cuts_unreported == 1 ? "" : "s",
+              100 * limiter.throttled_share(now));
+          cuts_unreported = 0;
+          last_cut_report = now;
+        }
+        break;
+      case RateLimiter::Change::holding:
+        if (wait) {
+          spdlog::info("throttled with Retry-After: no calls for {} ms",
+                       std::chrono::duration_cast<std::chrono::milliseconds>(*wait).count());
+        } else if (!hold_reported) {
+          hold_reported = true;
+          spdlog::warn(
+              "the API gateway refuses every call (a quota window): holding, one probe at a "
+              "time until it admits calls again");
+        } else {
+          spdlog::debug("quota window: holding");
+        }
+        break;
+      case RateLimiter::Change::resumed:
+        if (auto window = limiter.window(); window && !window_reported && limiter.window_quota()) {
+          window_reported = true;
+          spdlog::info(
+              "quota window recognised: about {} calls per {} ms; calls stop at the "
+              "quota and resume when the window turns",
+              limiter.window_quota(),
+              std::chrono::duration_cast<std::chrono::milliseconds>(*window).count());
+        } else {
+          spdlog::debug("quota window turned: calls resume");
+        }
+        wake();
+        break;
     }
   }
 
-  // Waits for a rate token (calls outside the dispatch loop, like failed-task lookups).
-  net::awaitable<void> acquire_token() {
+  // Waits for a rate token (calls outside the dispatch loop, like failed-task lookups); returns
+  // the time it was taken.
+  net::awaitable<RateLimiter::Clock::time_point> acquire_token() {
     net::steady_timer wait(executor);
-    while (!limiter.try_acquire(RateLimiter::Clock::now())) {
-      wait.expires_after(limiter.time_until_available(RateLimiter::Clock::now()));
+    for (;;) {
+      auto now = RateLimiter::Clock::now();
+      if (limiter.try_acquire(now)) co_return now;
+      wait.expires_after(limiter.time_until_available(now));
       co_await wait.async_wait(net::as_tuple(net::use_awaitable));
     }
   }
@@ -526,11 +647,11 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     constexpr int page_size = 100;
     constexpr int max_pages = 5;
     for (int page = 0; page < max_pages && !aborted; ++page) {
-      co_await acquire_token();
+      auto sent_at = co_await acquire_token();
       HttpResult r = co_await client.get_failed_tasks(page_size, std::int64_t{page} * page_size);
       metrics.latency["failed_tasks"].observe(r.latency);
+      answered(sent_at, r, std::nullopt);
       if (r.transport != HttpResult::Transport::ok || r.status != 200) {
-        if (r.status == 429) throttled();
         spdlog::debug("failed-tasks lookup for task {}: {}", task_id,
                       r.status ? "HTTP " + std::to_string(r.status) : r.transport_detail);
         co_return std::nullopt;
@@ -556,15 +677,24 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     net::steady_timer retry_timer(executor);
     while (!pending.empty()) {
+      if (gather_outcomes(pending.size())) {
+        // Paced and with slots to spare: wait a moment so one commit covers several outcomes.
+        retry_timer.expires_after(std::chrono::milliseconds(50));
+        co_await retry_timer.async_wait(net::as_tuple(net::use_awaitable));
+      }
       auto batch = std::make_shared<std::vector<Finish>>(std::exchange(pending, {}));
       recording += batch->size();
+      ClaimPlan plan = plan_claim(batch->size());
       std::string problem;
       int code = 0;
       bool committed = false;
+      Claimed claimed;
       try {
         // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
-        auto commit = [batch, record](JobStore& s) { record(s, *batch); };
-        co_await db.call(std::move(commit));
+        auto commit = [batch, record, next = plan.request](JobStore& s) {
+          return record(s, *batch, next);
+        };
+        claimed = co_await db.call(std::move(commit));
         committed = true;
       } catch (const sql::Error& e) {
         problem = e.what();
@@ -573,6 +703,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         problem = e.what();
       }
       recording -= batch->size();
+      start_claimed(plan, std::move(claimed));
       if (committed) {
         store_succeeded(StoreHealth::Writer::outcomes);
         wake();
@@ -597,18 +728,87 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     wake();
   }
 
-  static void record_outcomes(JobStore& s, const std::vector<AttemptFinish>& batch) {
-    s.finish_attempts(batch);
+  // Whether a commit of `waiting` outcomes should wait for more: only while calls are paced
+  // (so they trickle in), never while stopping, and only when the slots they hold are not
+  // needed (a slot frees when its outcome commits).
+  bool gather_outcomes(std::size_t waiting) const {
+    if (stopping || waiting >= claim_batch()) return false;
+    if (limiter.rate(RateLimiter::Clock::now()) <= 0) return false;
+    return 2 * (in_flight + outcomes_waiting() + ready.size()) < config.queue.concurrency;
   }
-  static void record_outcomes(JobStore& s, const std::vector<PollFinish>& batch) {
-    s.finish_polls(batch);
+
+  // Work claimed in an outcome commit: the slots it reserved and the tokens it took.
+  struct ClaimPlan {
+    ClaimRequest request;
+    RateLimiter::Clock::time_point sent_at{};
+  };
+
+  // While calls flow unpaced, the commit that records outcomes also claims jobs for the slots
+  // they free (and any other free ones): one transaction and one fsync per cycle instead of
+  // two, and no wait for the dispatch loop in between. The slots are reserved meanwhile.
+  ClaimPlan plan_claim(std::size_t outcomes) {
+    ClaimPlan plan;
+    auto now = RateLimiter::Clock::now();
+    if (stopping || paused || !blocked_reason.empty() || !fatal_error.empty() ||
+        limiter.holding() || limiter.rate(now) > 0 || store.failing(StoreHealth::Writer::outcomes))
+      return plan;  // paced or held: the dispatch loop claims, at the pace
+    std::size_t busy = in_flight + outcomes_waiting() + ready.size() + reserved;
+    busy -= std::min(busy, outcomes);  // these free their slots when this commit succeeds
+    std::size_t free =
+        config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
+    if (free < claim_batch()) return plan;
+    std::size_t tokens = 0;
+    while (tokens < free && limiter.try_acquire(now)) ++tokens;
+    std::int64_t unix_now = unix_ms();
+    plan.request = {unix_now, unix_now + config.kps.request_timeout.count() * 7 + 5000, tokens};
+    plan.sent_at = now;
+    reserved += tokens;
+    return plan;
+  }
+
+  // After the commit: starts what it claimed (or gives back the slots and tokens of a commit
+  // that failed, when nothing was claimed).
+  void start_claimed(const ClaimPlan& plan, Claimed claimed) {
+    std::size_t asked = plan.request.limit;
+    if (asked == 0) return;
+    reserved -= asked;
+    std::size_t got = claimed.polls.size() + claimed.deliveries.size();
+    limiter.give_back(asked - got);
+    for (auto& w : claimed.polls) {
+      w.sent_at = plan.sent_at;
+      spawn_poll(std::move(w));
+    }
+    for (auto& w : claimed.deliveries) {
+      w.sent_at = plan.sent_at;
+      // Stopping or paused meanwhile: they were claimed but must not go out.
+      if (stopping || paused || !blocked_reason.empty()) {
+        ready.push_back(std::move(w));
+      } else {
+        spawn_delivery(std::move(w));
+      }
+    }
+    if (!ready.empty() && (stopping || paused || !blocked_reason.empty())) {
+      release_ready("stopping or paused");
+    }
+    if (got > 0) store_succeeded(StoreHealth::Writer::claim);
+  }
+
+  static Claimed record_outcomes(JobStore& s, const std::vector<AttemptFinish>& batch,
+                                 const ClaimRequest& next) {
+    return s.finish_and_claim(batch, next);
+  }
+  static Claimed record_outcomes(JobStore& s, const std::vector<PollFinish>& batch,
+                                 const ClaimRequest& next) {
+    return s.finish_and_claim(batch, next);
   }
 
   template <class Finish>
   void start_flush(std::vector<Finish>& pending, bool& flushing, std::string_view what) {
     if (flushing) return;
     flushing = true;
-    auto record = [](JobStore& s, const std::vector<Finish>& b) { record_outcomes(s, b); };
+    auto record = [](JobStore& s, const std::vector<Finish>& b, const ClaimRequest& next) {
+      return record_outcomes(s, b, next);
+    };
     net::co_spawn(executor, flush(pending, flushing, record, what),
                   [self = shared_from_this(), what](std::exception_ptr e) {
                     log_exception(std::string("recording ") + std::string(what), e);
@@ -641,6 +841,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   Metrics& metrics;
   net::steady_timer timer;
   RateLimiter limiter;
+  std::int64_t cuts_unreported = 0;
+  RateLimiter::Clock::time_point last_cut_report{};
+  bool hold_reported = false;
+  bool window_reported = false;
   RetrySettings settings;
   std::mt19937_64 rng;
   std::size_t in_flight = 0;
@@ -648,6 +852,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool aborted = false;
   bool paused = false;
   bool wake_pending = false;
+  std::deque<DeliveryWork> ready;  // claimed ahead of their rate tokens (paced only)
+  std::size_t reserved = 0;        // slots an outcome commit is claiming jobs for
   std::vector<AttemptFinish> pending_attempts;
   std::vector<PollFinish> pending_polls;
   bool flushing_attempts = false;
@@ -699,8 +905,15 @@ void Scheduler::set_paused(bool paused) {
 Scheduler::Stats Scheduler::stats() const {
   Stats s;
   s.in_flight = static_cast<std::int64_t>(impl_->in_flight);
-  s.rate_per_second = impl_->limiter.rate();
-  s.configured_rate_per_second = impl_->limiter.configured_rate();
+  auto now = RateLimiter::Clock::now();
+  s.rate_per_second = impl_->limiter.rate(now);
+  s.configured_rate_per_second = impl_->limiter.ceiling();
+  s.throttled_share = impl_->limiter.throttled_share(now);
+  s.holding_for_quota = impl_->limiter.holding();
+  if (auto w = impl_->limiter.window()) {
+    s.quota_window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*w).count();
+    s.quota_calls = impl_->limiter.window_quota();
+  }
   s.stopping = impl_->stopping;
   s.paused = impl_->paused;
   s.store_writable = impl_->store.writable();

@@ -34,8 +34,12 @@ class Scheduler {
 
   struct Stats {
     std::int64_t in_flight = 0;
-    double rate_per_second = 0;  // current, after throttling; 0 = unlimited
-    double configured_rate_per_second = 0;
+    double rate_per_second = 0;             // current pace found from 429s; 0 = not paced
+    double configured_rate_per_second = 0;  // the ceiling; 0 = none (auto)
+    double throttled_share = 0;             // 429s among answers in the last minute
+    bool holding_for_quota = false;         // the gateway refuses everything: probing only
+    std::int64_t quota_window_ms = 0;       // quota window recognised (0: none)
+    std::int64_t quota_calls = 0;           // calls it admits (0: unknown)
     bool stopping = false;
     bool paused = false;
     bool store_writable = true;

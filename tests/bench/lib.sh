@@ -31,8 +31,8 @@ free_port() {
     echo $((20000 + RANDOM % 30000))
 }
 
-# start_nginx 'LOCATION BODY' ['HTTP-LEVEL DIRECTIVES']: one worker (as in the issue), the body
-# answers every path. Sets nginx_port.
+# start_nginx 'LOCATION BODY' ['HTTP-LEVEL DIRECTIVES'] ['SERVER-LEVEL DIRECTIVES']: one
+# worker (as in the issue); the location answers every path. Sets nginx_port.
 accepted_body='{"server_id":"s","task_id":"t-1","status":"SUCCESS"}'
 start_nginx() {
   need nginx
@@ -61,6 +61,7 @@ http {
   server {
     listen 127.0.0.1:$nginx_port backlog=4096;
     location / { $1 }
+    ${3:-}
   }
 }
 CONF

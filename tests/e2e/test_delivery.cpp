@@ -211,3 +211,39 @@ TEST_CASE("a second SIGTERM cancels at once") {
   auto rows = read_jobs(rig.db_path());
   CHECK(rows["stuck-1"].state == "queued");
 }
+
+TEST_CASE(
+    "a quota window gateway: kpsd waits for each window to turn - few 429s - no attempt used") {
+  // 60 calls per 1 s window, then 429 APIGW.0308 to everything until it turns; 360 jobs.
+  Rig rig({.config = {{"queue.concurrency", "16"},
+                      {"queue.rate_per_second", "auto"},
+                      {"kps.poll_tasks", "false"}},
+           .window_quota = 60,
+           .quota_window = 1000ms});
+  rig.start();
+  std::string ids;
+  for (int i = 0; i < 360; ++i) ids += "quota-" + std::to_string(i) + "\n";
+  auto started = std::chrono::steady_clock::now();
+  REQUIRE(rig.ctl({"enqueue", "--file", rig.dir().write("ids", ids)}).exit_code == 0);
+  auto wait = rig.ctl({"wait", "--timeout", "60"});
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  REQUIRE_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
+  // Six windows' worth: at least five turns, and not much more than the gateway allows.
+  CHECK(elapsed >= 4s);
+  CHECK(elapsed < 12s);
+  std::int64_t refused = rig.fake().quota_refusals();
+  std::int64_t calls = rig.fake().disassociate_calls() + refused;
+  MESSAGE("360 jobs in " << std::chrono::duration<double>(elapsed).count() << " s; " << refused
+                         << " of " << calls << " calls refused by the quota");
+  CHECK(refused * 10 <= calls);  // the 429s: calls in flight at each wall, and a few probes
+  for (const auto& [id, row] : read_jobs(rig.db_path())) {
+    CHECK_MESSAGE(row.state == "succeeded", id);
+    CHECK_MESSAGE(row.attempts == 1, id);  // a 429 does not use up an attempt
+  }
+  auto stats = rig.ctl_json({"stats"});
+  std::int64_t window_ms = stats.at("quota").at("window_ms").as_int64();
+  CHECK(window_ms > 800);
+  CHECK(window_ms < 1200);
+  CHECK(stats.at("throttled_share").as_double() > 0);
+  CHECK(rig.log().find("refuses every call (a quota window)") != std::string::npos);
+}

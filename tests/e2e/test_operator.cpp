@@ -127,7 +127,10 @@ TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
   CHECK(stats.at("paused").as_bool() == false);
   auto human_stats = rig.ctl({"stats"});
   CHECK(human_stats.out.find("succeeded  30") != std::string::npos);
-  CHECK(human_stats.out.find("rate       unlimited") != std::string::npos);
+  CHECK(human_stats.out.find("rate       not paced (auto); 429s 0.0% of answers") !=
+        std::string::npos);
+  CHECK(stats.at("throttled_share").as_double() == 0);
+  CHECK(stats.at("quota").at("holding").as_bool() == false);
 
   std::int64_t bad_id = failed.at("jobs").as_array()[0].at("id").as_int64();
   auto wait_one = rig.ctl({"--json", "wait", std::to_string(bad_id)});

@@ -312,6 +312,15 @@ struct FakeKps::Impl {
       violation("unknown path " + target);
       co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
     }
+    if (options.window_quota > 0 && !admitted_by_quota()) {
+      // As API Gateway words it (kps-api.md), with this quota's numbers.
+      co_return error(429, "APIGW.0308",
+                      "The throttling threshold has been reached: policy user over ratelimit,"
+                      "limit:" +
+                          std::to_string(options.window_quota) +
+                          ",time:" + std::to_string(options.quota_window.count()) + " millisecond",
+                      v, ka);
+    }
     if (auto refusal = check_auth(req); !refusal.empty()) {
       co_return error(401, refusal == "expired" ? "APIGW.0307" : "APIGW.0301",
                       refusal == "expired" ? "The token must be updated"
@@ -538,11 +547,29 @@ struct FakeKps::Impl {
     return json::serialize(json::object{{"requests", requests},
                                         {"disassociate_calls", disassociate_calls},
                                         {"task_polls", task_polls},
+                                        {"quota_refusals", quota_refusals},
                                         {"calls", std::move(calls_obj)},
                                         {"violations", std::move(v)}});
   }
 
+  bool admitted_by_quota() {
+    std::lock_guard lock(mutex);
+    auto window = (std::chrono::steady_clock::now() - started) / options.quota_window;
+    if (window != quota_window_index) {
+      quota_window_index = window;
+      quota_used = 0;
+    }
+    if (quota_used >= options.window_quota) {
+      ++quota_refusals;
+      return false;
+    }
+    ++quota_used;
+    return true;
+  }
+
   Options options;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::int64_t quota_window_index = -1, quota_used = 0, quota_refusals = 0;
   net::io_context io;
   tcp::acceptor acceptor;
   net::ssl::context tls;
@@ -640,6 +667,11 @@ std::int64_t FakeKps::task_polls() const {
 std::int64_t FakeKps::requests() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->requests;
+}
+
+std::int64_t FakeKps::quota_refusals() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->quota_refusals;
 }
 
 std::vector<std::string> FakeKps::violations() const {

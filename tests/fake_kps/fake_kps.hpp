@@ -90,6 +90,10 @@ struct Options {
   std::optional<IamOptions> iam{};   // accept tokens issued by the fake IAM instead of `token`
   std::string ak{}, sk{};            // set both to require AK/SK signatures instead
   std::string failed_tasks_total{};  // raw JSON for failed-tasks' "total" ("1.5", "1e30" ...)
+  // A gateway quota in fixed windows: this many API calls per window, then 429 APIGW.0308 to
+  // every call until the window turns (0 = none). Windows start when the fake does.
+  std::int64_t window_quota = 0;
+  std::chrono::milliseconds quota_window{10000};
 };
 
 class FakeKps {
@@ -113,6 +117,7 @@ class FakeKps {
   std::int64_t task_polls() const;
   std::int64_t task_polls_for(const std::string& server_id) const;
   std::int64_t requests() const;
+  std::int64_t quota_refusals() const;          // 429s from the window quota
   std::vector<std::string> violations() const;  // what kpsd sent wrong, one line each
   std::string stats_json() const;
 

@@ -24,11 +24,16 @@ int main(int argc, char** argv) {
   CLI::App app{"fake_kps: a fake KPS v3 endpoint on 127.0.0.1 for tests and the demo"};
   std::string project_id, token_file, behaviors_file, port_file;
   int task_ms = 0;
+  std::int64_t window_quota = 0, quota_window_ms = 10000;
   app.add_option("--project-id", project_id, "project id expected in paths")->required();
   app.add_option("--token-file", token_file, "file with the X-Auth-Token expected")->required();
   app.add_option("--behaviors", behaviors_file, "JSON file: per server id faults");
   app.add_option("--port-file", port_file, "write the chosen port here");
   app.add_option("--task-ms", task_ms, "how long a task runs before SUCCESS_UNBIND");
+  app.add_option("--window-quota", window_quota,
+                 "gateway quota: this many calls per window, then 429 until it turns");
+  app.add_option("--quota-window-ms", quota_window_ms, "the quota window (default 10000)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     kpsd::fake::Options o;
@@ -37,6 +42,8 @@ int main(int argc, char** argv) {
     while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r'))
       o.token.pop_back();
     o.task_duration = std::chrono::milliseconds(task_ms);
+    o.window_quota = window_quota;
+    o.quota_window = std::chrono::milliseconds(quota_window_ms);
     kpsd::fake::FakeKps fake(o);
     if (!behaviors_file.empty()) {
       for (auto& [id, b] : kpsd::fake::parse_behaviors(read_file(behaviors_file))) {

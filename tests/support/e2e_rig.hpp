@@ -29,6 +29,8 @@ struct RigOptions {
   std::string ak{}, sk{};                       // fake requires AK/SK signatures
   std::vector<std::string> launcher{};          // runs kpsd under this (e.g. prlimit ...)
   std::string failed_tasks_total{};             // fake: raw JSON for failed-tasks' total
+  std::int64_t window_quota = 0;                // fake: calls per quota window (0: none)
+  std::chrono::milliseconds quota_window{10000};
 };
 
 inline fake::Options fake_options(const RigOptions& o) {
@@ -39,6 +41,8 @@ inline fake::Options fake_options(const RigOptions& o) {
   f.ak = o.ak;
   f.sk = o.sk;
   f.failed_tasks_total = o.failed_tasks_total;
+  f.window_quota = o.window_quota;
+  f.quota_window = o.quota_window;
   return f;
 }
 

@@ -38,7 +38,7 @@ TEST_CASE("a minimal config gets the documented defaults") {
   CHECK(c.auth.token_file == "/run/credentials/kpsd.service/kps-token");
   CHECK(c.queue.database == "/var/lib/kpsd/jobs.db");
   CHECK(c.queue.concurrency == 64);
-  CHECK(c.queue.rate_per_second == 10);
+  CHECK(c.queue.rate_per_second == 0);  // auto
   CHECK(c.queue.max_attempts == 8);
   CHECK(c.queue.backoff_initial == 1000ms);
   CHECK(c.queue.backoff_max == 300000ms);
@@ -70,6 +70,12 @@ TEST_CASE("every key is read with comments and blank lines around") {
   CHECK(c.queue.database == "/tmp/j.db");
   CHECK(c.queue.concurrency == 3);
   CHECK(c.queue.rate_per_second == 2.5);
+  auto automatic = parse_config(
+      "[kps]\nendpoint = https://kps.example.com\nproject_id = 0123456789abcdef0123456789abcdef\n"
+      "[auth]\ntoken_file = /t\n"
+      "[queue]\nrate_per_second = auto\n",
+      "auto.conf");
+  CHECK(automatic.queue.rate_per_second == 0);
   CHECK(c.queue.max_attempts == 4);
   CHECK(c.queue.backoff_initial == 10ms);
   CHECK(c.queue.backoff_max == 20ms);
@@ -94,6 +100,8 @@ TEST_CASE("errors name the file the line and the key") {
       {minimal + "[queue]\nconcurrency = -1\n",
        "test.conf:5: queue.concurrency: `-1` is out of range"},
       {minimal + "[queue]\nrate_per_second = fast\n", "test.conf:5: queue.rate_per_second: `fast`"},
+      {minimal + "[queue]\nrate_per_second = Auto\n",
+       "test.conf:5: queue.rate_per_second: `Auto` must be auto"},
       {minimal + "[queue]\nbackoff_initial_ms = 100\nbackoff_max_ms = 10\n",
        "test.conf:6: queue.backoff_max_ms: must not be smaller"},
       {minimal + "[control]\nsocket_mode = 0666\n",

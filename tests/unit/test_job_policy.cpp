@@ -32,84 +32,6 @@ TEST_CASE("backoff: exponential ceiling - capped - full jitter - never sooner th
 }
 
 namespace {
-using Clock = RateLimiter::Clock;
-const Clock::time_point t0 = Clock::time_point{} + 1000s;
-}  // namespace
-
-TEST_CASE("rate limiter: burst of one second then refill at the rate") {
-  RateLimiter r(4, t0);
-  for (int i = 0; i < 4; ++i) CHECK(r.try_acquire(t0));
-  CHECK_FALSE(r.try_acquire(t0));
-  CHECK(r.time_until_available(t0) == 250ms);
-  CHECK_FALSE(r.try_acquire(t0 + 249ms));
-  CHECK(r.try_acquire(t0 + 250ms));
-  r.give_back(1);
-  CHECK(r.try_acquire(t0 + 250ms));
-  CHECK_FALSE(r.try_acquire(t0 + 250ms));
-  // A long pause does not bank more than one second of burst.
-  int burst = 0;
-  while (r.try_acquire(t0 + 100s)) ++burst;
-  CHECK(burst == 4);
-  RateLimiter unlimited(0, t0);
-  for (int i = 0; i < 1000; ++i) CHECK(unlimited.try_acquire(t0));
-  CHECK(unlimited.time_until_available(t0) == Clock::duration::zero());
-}
-
-TEST_CASE("rate limiter: a 429 halves the rate once per burst and quiet periods bring it back") {
-  RateLimiter::Tuning tuning;  // quiet 10 s, steps of 10 % of the ceiling, cooldown 2 s
-  RateLimiter r(10, t0, tuning);
-  CHECK(r.on_throttled(t0));
-  CHECK(r.rate() == 5);
-  CHECK_FALSE(r.on_throttled(t0 + 1s));  // the same burst of 429s: no second halving
-  CHECK(r.rate() == 5);
-  CHECK(r.on_throttled(t0 + 3s));  // a later 429: halve again
-  CHECK(r.rate() == 2.5);
-  CHECK(r.configured_rate() == 10);
-  // The tokens follow the new rate: 2.5/s means one token every 400 ms.
-  while (r.try_acquire(t0 + 3s)) {
-  }
-  auto t1 = t0 + 3s + r.time_until_available(t0 + 3s);
-  CHECK(r.try_acquire(t1));
-  CHECK(r.time_until_available(t1) == 400ms);
-  // 10 s without a 429: +1/s (10 % of 10); again and again until the configured rate.
-  r.try_acquire(t0 + 13s);
-  CHECK(r.rate() == doctest::Approx(3.5));
-  r.try_acquire(t0 + 23s);
-  CHECK(r.rate() == doctest::Approx(4.5));
-  r.try_acquire(t0 + 83s);
-  CHECK(r.rate() == 10);
-  r.try_acquire(t0 + 500s);
-  CHECK(r.rate() == 10);  // never above the configuration
-}
-
-TEST_CASE("rate limiter: never below the floor") {
-  RateLimiter r(1, t0);
-  for (int i = 0; i < 20; ++i) r.on_throttled(t0 + std::chrono::seconds(3 * i));
-  CHECK(r.rate() == doctest::Approx(0.1));
-}
-
-TEST_CASE(
-    "rate limiter: unlimited becomes limited at half the observed rate on a 429 then unlimited "
-    "again") {
-  RateLimiter r(0, t0);
-  // 40 calls per second for two seconds.
-  for (int i = 0; i < 80; ++i) CHECK(r.try_acquire(t0 + std::chrono::milliseconds(25 * i)));
-  r.on_throttled(t0 + 2s);
-  CHECK(r.rate() == doctest::Approx(20).epsilon(0.1));
-  CHECK_FALSE(r.try_acquire(t0 + 2s));  // no burst right after "too many"
-  r.try_acquire(t0 + 2s + 10s * 11);
-  CHECK(r.rate() == 0);  // recovered: unlimited as configured
-}
-
-TEST_CASE("rate limiter: a burst just started counts as calls in the last second") {
-  RateLimiter r(0, t0);
-  CHECK(r.try_acquire(t0 + 30s));  // idle for a long while, then a burst
-  for (int i = 0; i < 74; ++i) CHECK(r.try_acquire(t0 + 30s + 1ms));
-  r.on_throttled(t0 + 30s + 40ms);
-  CHECK(r.rate() == doctest::Approx(37.5));
-}
-
-namespace {
 RetrySettings settings() {
   RetrySettings s;
   s.max_attempts = 3;
@@ -159,7 +81,7 @@ TEST_CASE("after a call: delivered - retrying with backoff - failed when attempt
   CHECK(d.error_msg.empty());  // the outcome's own code and message stand
 }
 
-TEST_CASE("after a call: throttling waits and does not use up attempts") {
+TEST_CASE("after a call: throttling waits for Retry-After only and does not use up attempts") {
   auto s = settings();
   auto throttled = outcome(Verdict::throttled);
   throttled.retry_after = 1000ms;
@@ -167,9 +89,9 @@ TEST_CASE("after a call: throttling waits and does not use up attempts") {
   CHECK(d.next == JobState::retrying);  // even on the last attempt
   CHECK_FALSE(d.counts_attempt);
   CHECK(d.next_attempt_at == 2000);
+  // Without Retry-After it is due at once: the shared rate controller paces it.
   throttled.retry_after.reset();
-  CHECK(decide_after_call(throttled, 0, s, 1000, 0.0).next_attempt_at == 6000);    // 1x
-  CHECK(decide_after_call(throttled, 0, s, 1000, 0.99).next_attempt_at == 10950);  // ~2x
+  CHECK(decide_after_call(throttled, 0, s, 1000, 0.99).next_attempt_at == 1000);
 }
 
 TEST_CASE("after a call: 401 retries at once for free the first time then counts") {
