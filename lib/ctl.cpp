@@ -30,7 +30,15 @@ namespace {
 
 constexpr int exit_failed = 1;
 constexpr int exit_cli_usage = 2;
-constexpr std::size_t enqueue_chunk = 1000;
+// Jobs per enqueue request: one transaction (one fsync) each in kpsd, so big chunks, but the
+// request line stays well under kpsd's 1 MiB limit (keys make jobs large).
+constexpr std::size_t enqueue_chunk = 4000;
+constexpr std::size_t enqueue_chunk_bytes = 512 * 1024;
+
+// What one job adds to a request line, roughly (JSON keys, quotes, escapes of a key).
+std::size_t request_bytes(const NewJob& j) {
+  return 64 + j.server_id.size() + (j.auth ? 2 * j.auth->key.reveal().size() : 0);
+}
 
 struct Unreachable : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -170,6 +178,7 @@ bool read_job_file(
     in = &f;
   }
   std::vector<NewJob> chunk;
+  std::size_t chunk_bytes = 0;
   std::string line;
   std::size_t line_no = 0;
   while (std::getline(*in, line)) {
@@ -186,10 +195,12 @@ bool read_job_file(
       std::cerr << "kpsctl: " << file << ":" << line_no << ": " << error << "\n";
       return false;
     }
+    chunk_bytes += request_bytes(job);
     chunk.push_back(std::move(job));
-    if (chunk.size() >= enqueue_chunk) {
+    if (chunk.size() >= enqueue_chunk || chunk_bytes >= enqueue_chunk_bytes) {
       if (!sink(chunk)) return false;
       chunk.clear();
+      chunk_bytes = 0;
     }
   }
   if (!chunk.empty() && !sink(chunk)) return false;

@@ -6,7 +6,21 @@ namespace kpsd::sql {
 
 void Database::Closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
 
+namespace {
+// Before SQLite's first use: no global memory statistics. They are on by default and take a
+// global mutex on every allocation; kpsd never reads them (a profile of enqueue showed 12 % of
+// kpsd's time in that mutex).
+void configure_sqlite_once() {
+  static const int configured = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);  // SQLITE_MISUSE if already initialised: fine
+    return 0;
+  }();
+  (void)configured;
+}
+}  // namespace
+
 Database::Database(const std::string& path, Mode mode) : path_(path) {
+  configure_sqlite_once();
   sqlite3* raw = nullptr;
   int flags =
       mode == Mode::read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
