@@ -19,16 +19,10 @@ echo bench-token >"$work/token"
 need() {
   for tool in "$@"; do
     command -v "$tool" >/dev/null || {
-      echo "needs $tool: apt-get install nginx-light libnginx-mod-http-echo wrk sqlite3 bc curl" >&2
+      echo "needs $tool: scripts/install-deps --bench" >&2
       exit 69
     }
   done
-}
-
-# A free loopback port (nginx cannot be told port 0): bind one, read it, let it go.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-    echo $((20000 + RANDOM % 30000))
 }
 
 # start_nginx 'LOCATION BODY' ['HTTP-LEVEL DIRECTIVES'] ['SERVER-LEVEL DIRECTIVES']: one
@@ -38,8 +32,21 @@ start_nginx() {
   need nginx
   local module=/usr/lib/nginx/modules/ngx_http_echo_module.so
   [ -f "$module" ] || { echo "needs libnginx-mod-http-echo" >&2; exit 69; }
-  nginx_port=$(free_port)
   mkdir -p "$work/nginx"
+  # nginx cannot be told port 0: try random ports until one binds.
+  for _ in $(seq 20); do
+    nginx_port=$((20000 + RANDOM % 40000))
+    write_nginx_conf "$@"
+    nginx -c "$work/nginx.conf" -e "$work/nginx/error.log" 2>/dev/null || continue
+    for _ in $(seq 100); do [ -s "$work/nginx.pid" ] && return 0; sleep 0.05; done
+  done
+  echo "nginx did not start:" >&2
+  cat "$work/nginx/error.log" >&2
+  exit 1
+}
+
+write_nginx_conf() {
+  local module=/usr/lib/nginx/modules/ngx_http_echo_module.so
   cat >"$work/nginx.conf" <<CONF
 load_module $module;
 worker_processes 1;
@@ -65,8 +72,6 @@ http {
   }
 }
 CONF
-  nginx -c "$work/nginx.conf" -e "$work/nginx/error.log"
-  for _ in $(seq 100); do [ -s "$work/nginx.pid" ] && break; sleep 0.05; done
 }
 
 # wrk's rate against the same nginx, same path and body: the reference for "raw".

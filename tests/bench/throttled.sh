@@ -2,16 +2,17 @@
 # A throttling gateway: the API admits RATE calls/s and answers 429 APIGW.0308 (no Retry-After)
 # to the rest. Two shapes:
 #   leaky   nginx limit_req (RATE/s, burst 20, nodelay) in front of a static 202
-#   window  a fixed-window quota (the fake KPS: RATE x 10 calls per 10 s window, then 429 to
-#           everything until the window turns)
+#   window  a fixed-window quota (the fake KPS: RATE x WINDOW_S calls per window of WINDOW_S
+#           seconds, 10 by default, then 429 to everything until the window turns)
 # TOLD is kpsd's rate_per_second: auto (not told), or a number (a ceiling).
-#   tests/bench/throttled.sh leaky|window [JOBS] [TOLD] [RATE] [CONCURRENCY]
+#   tests/bench/throttled.sh leaky|window [JOBS] [TOLD] [RATE] [CONCURRENCY] [WINDOW_S]
 source "$(dirname "$0")/lib.sh"
 shape=${1:-leaky}
 jobs=${2:-4000}
 told=${3:-auto}
 rate=${4:-200}
 concurrency=${5:-64}
+window_s=${6:-10}
 need sqlite3 bc
 case "$shape" in
 leaky)
@@ -22,7 +23,7 @@ leaky)
   endpoint=http://127.0.0.1:$nginx_port
   ;;
 window)
-  start_fake --window-quota $((rate * 10)) --quota-window-ms 10000
+  start_fake --window-quota $((rate * window_s)) --quota-window-ms $((window_s * 1000))
   endpoint=http://127.0.0.1:$fake_port
   ;;
 *)
