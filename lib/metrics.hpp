@@ -32,7 +32,7 @@ struct Metrics {
   struct Gauges {
     std::map<JobState, std::int64_t> jobs;
     std::int64_t in_flight = 0;
-    double rate_per_second = 0;  // current; 0 = unlimited
+    double rate_per_second = 0;  // current pace; 0 = not paced
     double configured_rate_per_second = 0;
     double throttled_share = 0;  // 429s among answers in the last minute
     bool holding_for_quota = false;

@@ -147,6 +147,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       if (tokens_taken > 0) {
         std::string problem;
         int code = 0;
+        // The slots this claim may fill are taken while it runs: an outcome commit claiming at
+        // the same time must not count them as free (jobs `running` never exceed concurrency).
+        std::size_t claiming = tokens_taken + ahead;
+        reserved += claiming;
         try {
           // Polls first: they finish work already delivered.
           // Long enough for the poll and its failed-tasks lookup (up to 5 pages); its outcome
@@ -161,6 +165,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
             spawn_poll(std::move(w));
           }
           started += polls.size();
+          reserved -= polls.size();  // now in flight
+          claiming -= polls.size();
           if ((started < tokens_taken || ahead > 0) && !stopping) {
             std::size_t with_tokens = tokens_taken - started;
             auto work = co_await db.call([now, n = with_tokens + ahead](JobStore& s) {
@@ -176,6 +182,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                 ready.push_back(std::move(w));
               }
             }
+            spdlog::trace("claimed {} job(s), {} of them ahead of their rate tokens", work.size(),
+                          ready.size());
           }
           if (probing && started > 0) spdlog::debug("blocked: probe sent");
         } catch (const sql::Error& e) {
@@ -186,6 +194,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           claim_failed = true;
           problem = e.what();
         }
+        reserved -= claiming;
         limiter.give_back(tokens_taken - started);
         if (claim_failed) {
           store_failed(StoreHealth::Writer::claim, problem, code);
@@ -774,22 +783,35 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     reserved -= asked;
     std::size_t got = claimed.polls.size() + claimed.deliveries.size();
     limiter.give_back(asked - got);
+    // Stopping, paused or blocked meanwhile: what was claimed must not go out.
+    bool hold_back = stopping || paused || !blocked_reason.empty();
     for (auto& w : claimed.polls) {
       w.sent_at = plan.sent_at;
-      spawn_poll(std::move(w));
+      if (hold_back) {
+        PollFinish f;  // the lease is given up: due again at once, nothing else changes
+        f.job_id = w.job_id;
+        f.at = unix_ms();
+        f.next_state = JobState::delivered;
+        f.next_attempt_at = f.at;
+        f.lease_until = w.lease_until;
+        f.poll_refusals = w.poll_refusals;
+        pending_polls.push_back(std::move(f));
+      } else {
+        spawn_poll(std::move(w));
+      }
+    }
+    if (hold_back && !claimed.polls.empty()) {
+      start_flush(pending_polls, flushing_polls, "task poll outcomes");
     }
     for (auto& w : claimed.deliveries) {
       w.sent_at = plan.sent_at;
-      // Stopping or paused meanwhile: they were claimed but must not go out.
-      if (stopping || paused || !blocked_reason.empty()) {
+      if (hold_back) {
         ready.push_back(std::move(w));
       } else {
         spawn_delivery(std::move(w));
       }
     }
-    if (!ready.empty() && (stopping || paused || !blocked_reason.empty())) {
-      release_ready("stopping or paused");
-    }
+    if (hold_back) release_ready("stopping, paused or blocked");
     if (got > 0) store_succeeded(StoreHealth::Writer::claim);
   }
 
@@ -853,7 +875,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool paused = false;
   bool wake_pending = false;
   std::deque<DeliveryWork> ready;  // claimed ahead of their rate tokens (paced only)
-  std::size_t reserved = 0;        // slots an outcome commit is claiming jobs for
+  std::size_t reserved = 0;        // slots a claim in progress (loop or outcome commit) may fill
   std::vector<AttemptFinish> pending_attempts;
   std::vector<PollFinish> pending_polls;
   bool flushing_attempts = false;

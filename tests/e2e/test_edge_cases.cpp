@@ -20,15 +20,6 @@ std::int64_t job_id_of(Rig& rig, const std::string& server) {
   return read_jobs(rig.db_path()).at(server).id;
 }
 
-void wait_until(const std::function<bool()>& done, std::chrono::seconds limit,
-                const std::string& what) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "timed out waiting for " << what);
-    std::this_thread::sleep_for(10ms);
-  }
-}
-
 std::string state_of(Rig& rig, const std::string& server) {
   return read_jobs(rig.db_path()).at(server).state;
 }

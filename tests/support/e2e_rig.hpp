@@ -150,6 +150,16 @@ class Rig {
   std::unique_ptr<Process> daemon_;
 };
 
+// Polls `done` every 10 ms; fails the test after `limit`.
+inline void wait_until(const std::function<bool()>& done, std::chrono::seconds limit,
+                       const std::string& what) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "timed out waiting for " << what);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 struct JobRow {
   std::int64_t id = 0;
   std::string server_id, state, task_id, task_status, error_code, error_msg, task_error_code,

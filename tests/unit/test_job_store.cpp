@@ -430,3 +430,35 @@ TEST_CASE("a replace-form job whose key is gone is failed at claim and never han
   CHECK(j.error_msg == "key no longer held: enqueue again with the key");
   CHECK(store.attempts_of(j.id).size() == 1);  // no second call
 }
+
+TEST_CASE("outcomes and the next claims commit in one transaction - polls first") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  std::vector<NewJob> batch{job("a"), job("b"), job("c"), job("d")};
+  store.enqueue(batch, 1000);
+  auto first = store.claim_for_delivery(1000, 2);  // a and b
+  REQUIRE(first.size() == 2);
+  // a is delivered (its poll is due at once), b succeeds; claim 2 more in the same commit.
+  auto delivered = finish(first[0], JobState::delivered, 1100);
+  delivered.next_attempt_at = 1100;
+  std::vector<AttemptFinish> outcomes{delivered, finish(first[1], JobState::succeeded, 1100)};
+  Claimed next = store.finish_and_claim(outcomes, ClaimRequest{1200, 9000, 2});
+  REQUIRE(next.polls.size() == 1);  // a's task poll comes first ...
+  CHECK(next.polls[0].job_id == first[0].job_id);
+  CHECK(next.polls[0].lease_until == 9000);
+  REQUIRE(next.deliveries.size() == 1);  // ... then c
+  CHECK(next.deliveries[0].server_id == "c");
+  CHECK(store.find(next.deliveries[0].job_id)->state == JobState::running);
+  CHECK(store.find(first[1].job_id)->state == JobState::succeeded);
+  CHECK(external_int(path, "SELECT count(*) FROM attempts WHERE finished_at IS NULL") == 1);
+
+  // A claim of nothing records the outcomes alone.
+  std::vector<AttemptFinish> last{finish(next.deliveries[0], JobState::succeeded, 1300)};
+  Claimed none = store.finish_and_claim(last, ClaimRequest{});
+  CHECK(none.polls.empty());
+  CHECK(none.deliveries.empty());
+  CHECK(store.find(next.deliveries[0].job_id)->state == JobState::succeeded);
+  CHECK(store.find(first[0].job_id)->state == JobState::delivered);
+  CHECK(store.count_by_state()[JobState::queued] == 1);  // d was not claimed
+}
