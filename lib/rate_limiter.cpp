@@ -51,15 +51,38 @@ void RateLimiter::count_sent(Clock::time_point now, std::int64_t n) {
   sent_in_window_ = std::max<std::int64_t>(0, sent_in_window_ + n);
 }
 
+void RateLimiter::count_tick(std::array<Tick, 10>& ticks, std::int64_t tick) {
+  Tick& t = ticks[static_cast<std::size_t>(tick % 10)];
+  if (t.tick != tick) t = {tick, 0};
+  ++t.count;
+}
+
+double RateLimiter::recent_throttled_share(Clock::time_point now) const {
+  std::int64_t tick = (now - origin_) / tick_length;
+  auto sum = [&](const std::array<Tick, 10>& ticks) {
+    std::int64_t n = 0;
+    for (const Tick& t : ticks) {
+      if (t.tick > tick - 10 && t.tick <= tick) n += t.count;
+    }
+    return n;
+  };
+  std::int64_t throttled = sum(throttled_recent_), admitted = sum(admitted_recent_);
+  if (throttled + admitted == 0) return 0;
+  return static_cast<double>(throttled) / static_cast<double>(throttled + admitted);
+}
+
 double RateLimiter::observed_send_rate(Clock::time_point now) const {
   if (!first_sent_) return 0;
+  // Since calls last started flowing: a second that included a hold is not what they do.
+  Clock::time_point since = std::max(*first_sent_, flowing_since_);
   std::int64_t tick = (now - origin_) / tick_length;
+  std::int64_t first_tick = std::max(tick - 9, (since - origin_) / tick_length);
   std::int64_t sent = 0;
   for (const Tick& t : sent_) {
-    if (t.tick > tick - 10 && t.tick <= tick) sent += t.count;
+    if (t.tick >= first_tick && t.tick <= tick) sent += t.count;
   }
   // Spread over at least 100 ms: 64 calls in the first millisecond are 640/s, not 64,000/s.
-  double span = std::clamp(seconds(now - *first_sent_), 0.1, 1.0);
+  double span = std::clamp(seconds(now - since), 0.1, 1.0);
   return static_cast<double>(sent) / span;
 }
 
@@ -222,6 +245,8 @@ RateLimiter::Change RateLimiter::on_answer(Clock::time_point sent_at, Clock::tim
   if (answer != Answer::none) {
     minute_.count(std::chrono::duration_cast<std::chrono::seconds>(now - origin_).count(),
                   answer == Answer::throttled);
+    count_tick(answer == Answer::throttled ? throttled_recent_ : admitted_recent_,
+               (now - origin_) / tick_length);
   }
   // Calls sent before the hold are still coming back: only the probe's answer ends it.
   bool probe = holding_ && probe_out_ && sent_at >= probe_sent_;
@@ -253,6 +278,7 @@ RateLimiter::Change RateLimiter::on_answer(Clock::time_point sent_at, Clock::tim
     }
     tokens_ = 0;
     last_refill_ = now;
+    flowing_since_ = sent_at;  // the probe was the first call of the new flow
     return Change::resumed;
   }
 
@@ -282,6 +308,7 @@ RateLimiter::Change RateLimiter::on_answer(Clock::time_point sent_at, Clock::tim
     enter_hold(now, Hold::wall, std::nullopt);
     return Change::holding;
   }
+  if (recent_throttled_share(now) < tuning_.cut_share) return Change::none;  // a lone 429
   make_cut(now);
   return Change::cut;
 }

@@ -37,6 +37,10 @@ class RateLimiter {
     Clock::duration first_probe = std::chrono::milliseconds(100);  // quota wall: first probe
     Clock::duration max_probe_gap = std::chrono::seconds(15);      // and the longest gap
     Clock::duration probe_timeout = std::chrono::minutes(2);       // a probe's answer is lost
+    // A 429 cuts only when 429s are at least this share of the last second's answers: a lone
+    // 429 among hundreds of admitted calls is not the gateway's limit (and cutting for each
+    // would drive the rate down step by step).
+    double cut_share = 0.02;
   };
 
   // ceiling: calls per second never exceeded; 0 = none.
@@ -111,7 +115,11 @@ class RateLimiter {
     std::int64_t count = 0;
   };
   std::array<Tick, 10> sent_{};
+  std::array<Tick, 10> admitted_recent_{}, throttled_recent_{};  // answers, per 100 ms
+  static void count_tick(std::array<Tick, 10>& ticks, std::int64_t tick);
+  double recent_throttled_share(Clock::time_point now) const;
   std::optional<Clock::time_point> first_sent_;
+  Clock::time_point flowing_since_{};  // the end of the last hold
   void count_sent(Clock::time_point now, std::int64_t n);
 
   // Holding: nothing goes out but one probe at a time.

@@ -55,7 +55,8 @@ TEST_CASE("chaos: faults - SIGKILLs at random moments - sqlite3 inserts: nothing
       {"bad-request", fake::error_answers(400, -1, "KPS.4016"), "failed", 0, "KPS.4016"},
       {"task-failed", fake::failed_tasks(1), "succeeded", 2},
   };
-  // 429s are few: each one lowers the shared rate for everyone (as a gateway's would).
+  // 429s are few: each one cuts the shared rate for everyone, and one with Retry-After holds
+  // every call for that long (as a gateway's would).
   const ChaosGroup throttled_retry_after{
       "throttled-retry-after", fake::error_answers(429, 1, "APIGW.0308", "1"), "succeeded", 1};
   const ChaosGroup throttled_plain{"throttled-plain", fake::error_answers(429, 1, "APIGW.0308"),
@@ -69,7 +70,7 @@ TEST_CASE("chaos: faults - SIGKILLs at random moments - sqlite3 inserts: nothing
   std::map<std::string, const ChaosGroup*> expected;
   std::string ids;
   for (int i = 0; i < job_count; ++i) {
-    const ChaosGroup& g = i % 300 == 150   ? throttled_retry_after
+    const ChaosGroup& g = i % 1000 == 150  ? throttled_retry_after
                           : i % 300 == 299 ? throttled_plain
                                            : groups[static_cast<std::size_t>(i) % groups.size()];
     std::string id = g.name + "-" + std::to_string(i);

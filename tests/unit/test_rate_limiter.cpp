@@ -260,3 +260,25 @@ TEST_CASE("rate limiter: a fixed window with a ceiling below its quota never wai
   CHECK(result.throttled == 0);
   CHECK(2000 / result.seconds >= 0.95 * 90);
 }
+
+TEST_CASE("rate limiter: a lone 429 among many admitted answers cuts nothing") {
+  RateLimiter r(0, t0);
+  for (int i = 0; i < 500; ++i) {
+    auto t = t0 + std::chrono::milliseconds(2 * i);
+    REQUIRE(r.try_acquire(t));
+    r.on_answer(t, t + 1ms, RateLimiter::Answer::admitted);
+  }
+  auto now = t0 + 1s;
+  REQUIRE(r.try_acquire(now));
+  CHECK(r.on_answer(now, now + 1ms, RateLimiter::Answer::throttled) == RateLimiter::Change::none);
+  CHECK(r.rate(now + 1ms) == 0);  // still not paced
+  // Many 429s in the same second are the gateway's limit.
+  RateLimiter::Change last = RateLimiter::Change::none;
+  for (int i = 0; i < 20 && last == RateLimiter::Change::none; ++i) {
+    auto t = now + std::chrono::milliseconds(2 + i);
+    REQUIRE(r.try_acquire(t));
+    last = r.on_answer(t, t + 1ms, RateLimiter::Answer::throttled);
+  }
+  CHECK(last == RateLimiter::Change::cut);
+  CHECK(r.rate(now + 30ms) > 0);
+}
