@@ -44,6 +44,11 @@ struct Unreachable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The socket is there but this user may not use it: a different fix from "start kpsd".
+struct NotPermitted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // One blocking connection to the control socket; one request line, one reply line.
 class ControlClient {
  public:
@@ -58,6 +63,12 @@ class ControlClient {
       int err = errno;
       ::close(fd_);
       fd_ = -1;
+      if (err == EACCES || err == EPERM) {
+        throw NotPermitted("permission denied on kpsd's control socket " + path +
+                           " (or a folder above it): run kpsctl as root or as a member of the "
+                           "socket's group (ls -l " +
+                           path + "; control.socket_mode in kpsd.conf)");
+      }
       throw Unreachable("cannot reach kpsd at " + path + ": " + std::strerror(err) +
                         " (is kpsd running? set --socket or KPSD_SOCKET)");
     }
@@ -248,6 +259,11 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
   }
   if (!auth_type.empty() && key_file.empty()) {
     std::cerr << "kpsctl enqueue: --auth-type needs --key-file\n";
+    return exit_cli_usage;
+  }
+  if (auth_type.empty() && !key_file.empty()) {
+    // Without a type the key would be dropped and the job sent in reset form: refuse.
+    std::cerr << "kpsctl enqueue: --key-file needs --auth-type (password or keypair)\n";
     return exit_cli_usage;
   }
   std::optional<JobAuth> common_auth;
@@ -592,7 +608,8 @@ int run_kpsctl(int argc, char** argv) {
   app.set_version_flag("--version", "kpsctl " KPSD_VERSION);
   app.footer(
       "Exit codes: 0 ok; 1 the operation failed (or a waited-for job did not succeed); 2 usage;\n"
-      "69 kpsd not reachable. `kpsctl COMMAND --help` describes each command.");
+      "69 kpsd not reachable; 77 not allowed to use kpsd's control socket.\n"
+      "`kpsctl COMMAND --help` describes each command.");
   Options opt;
   const char* env_socket = std::getenv("KPSD_SOCKET");
   opt.socket = env_socket && *env_socket ? env_socket : "/run/kpsd/kpsd.sock";
@@ -656,6 +673,27 @@ int run_kpsctl(int argc, char** argv) {
   wait->add_option("job_ids", wait_ids, "job ids (default: every job)");
   wait->add_option("--timeout", timeout_s, "give up after this many seconds (exit 1); 0 = never");
 
+  // The first word that is not an option must be a command: say so by name (CLI11 would say
+  // "A subcommand is required").
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--socket") {
+      ++i;
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known = known || sub->get_name() == arg;
+    }
+    if (!known) {
+      std::cerr << "kpsctl: unknown command `" << arg << "` (commands: " << names << ")\n";
+      return exit_cli_usage;
+    }
+    break;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -688,6 +726,9 @@ int run_kpsctl(int argc, char** argv) {
     }
     if (app.got_subcommand("resume")) return cmd_simple(opt, {{"op", "resume"}}, "resumed");
     if (*wait) return cmd_wait(opt, wait_ids, timeout_s);
+  } catch (const NotPermitted& e) {
+    std::cerr << "kpsctl: " << e.what() << "\n";
+    return exit_no_perm;
   } catch (const Unreachable& e) {
     std::cerr << "kpsctl: " << e.what() << "\n";
     return exit_unavailable;

@@ -424,3 +424,34 @@ TEST_CASE("the systemd unit passes systemd-analyze verify") {
     CHECK_MESSAGE(unit.find(key) != std::string::npos, key);
   }
 }
+
+TEST_CASE(
+    "kpsctl says what is wrong: an unknown command - a key file without its type - no permission") {
+  Rig rig;
+  rig.start();
+  auto bogus = rig.ctl({"bogus"});
+  CHECK(bogus.exit_code == 2);
+  CHECK(bogus.err.find("unknown command `bogus` (commands: enqueue, list") != std::string::npos);
+
+  // Without --auth-type the key would be dropped and the job sent in reset form: refused.
+  auto keyed = rig.ctl({"enqueue", "--key-file", rig.dir().write("key", "pw\n"), "srv-key"});
+  CHECK(keyed.exit_code == 2);
+  CHECK(keyed.err.find("--key-file needs --auth-type") != std::string::npos);
+  CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 0);
+
+  // Another user, not in the socket's group: 77 and the reason, not "is kpsd running?".
+  if (::geteuid() != 0) {
+    MESSAGE("SKIPPED: the permission check needs root to run kpsctl as another user");
+    return;
+  }
+  if (::access("/usr/bin/setpriv", X_OK) != 0) {
+    MESSAGE("SKIPPED: setpriv (util-linux) is not installed");
+    return;
+  }
+  auto denied = run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             KPSCTL_BIN, "--socket", rig.socket_path(), "stats"},
+                            "/", std::chrono::seconds(20));
+  CHECK(denied.exit_code == 77);
+  CHECK(denied.err.find("permission denied on kpsd's control socket") != std::string::npos);
+  CHECK(denied.err.find("is kpsd running") == std::string::npos);
+}
