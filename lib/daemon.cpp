@@ -261,7 +261,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
     status_timer.cancel();
   });
   spdlog::info(
-      "kpsd ready: endpoint {}, control socket {}, concurrency {}, rate {}{}",
+      "kpsd {} ready: endpoint {}, control socket {}, concurrency {}, rate {}{}", KPSD_VERSION,
       config.kps.endpoint.text, config.control.socket, config.queue.concurrency,
       config.queue.rate_per_second > 0
           ? fmt::format("at most {}/s (below it, found from 429s)", config.queue.rate_per_second)

@@ -162,7 +162,7 @@ struct JobStore::Statements {
                       "AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?2)"),
         select_polls(db,
                      "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at), "
-                     "poll_refusals FROM jobs "
+                     "poll_refusals, server_id FROM jobs "
                      "WHERE state = 'delivered' AND next_attempt_at <= ?1 "
                      "ORDER BY next_attempt_at, id LIMIT ?2"),
         lease_poll(db, "UPDATE jobs SET next_attempt_at = ?2 WHERE id = ?1"),
@@ -421,8 +421,15 @@ std::vector<PollWork> JobStore::claim_polls(std::int64_t now, std::int64_t lease
   auto& sel = st_->select_polls;
   sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
   while (sel.step()) {
-    work.push_back({sel.column_int(0), sel.column_int(1), sel.column_text(2), sel.column_int(3),
-                    sel.column_int(4), lease_until});
+    PollWork w;
+    w.job_id = sel.column_int(0);
+    w.attempts_used = sel.column_int(1);
+    w.task_id = sel.column_text(2);
+    w.delivered_at = sel.column_int(3);
+    w.poll_refusals = sel.column_int(4);
+    w.lease_until = lease_until;
+    w.server_id = sel.column_text(5);
+    work.push_back(std::move(w));
   }
   sel.reset();
   for (const PollWork& w : work) st_->lease_poll.bind(1, w.job_id).bind(2, lease_until).run();
@@ -479,8 +486,7 @@ Claimed JobStore::finish_and_claim(std::span<const AttemptFinish> finished,
   return record_and_claim([&] { return record_attempts(finished); }, next);
 }
 
-Claimed JobStore::finish_and_claim(std::span<const PollFinish> finished,
-                                   const ClaimRequest& next) {
+Claimed JobStore::finish_and_claim(std::span<const PollFinish> finished, const ClaimRequest& next) {
   return record_and_claim([&] { return record_polls(finished); }, next);
 }
 

@@ -48,6 +48,7 @@ struct PollWork {
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
   bool probe = false;              // set by the scheduler: a probe while calls are paused
+  std::string server_id;           // for log lines: operators look for servers, not tasks
   std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
 };
 

@@ -1,5 +1,6 @@
 #include "logging.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +21,39 @@ void log_exception(std::string_view what, std::exception_ptr e) {
   }
 }
 
+int syslog_priority(spdlog::level::level_enum level) noexcept {
+  switch (level) {
+    case spdlog::level::critical:
+      return 2;  // LOG_CRIT
+    case spdlog::level::err:
+      return 3;  // LOG_ERR
+    case spdlog::level::warn:
+      return 4;  // LOG_WARNING
+    case spdlog::level::info:
+      return 6;  // LOG_INFO
+    default:
+      return 7;  // LOG_DEBUG (debug, trace)
+  }
+}
+
+namespace {
+
+// "<N>" at the start of a line: journald reads it as the line's priority (sd-daemon(3)), so
+// `journalctl -p warning` finds kpsd's warnings.
+class PriorityPrefix final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    char prefix[4] = {'<', static_cast<char>('0' + syslog_priority(msg.level)), '>', '\0'};
+    dest.append(prefix, prefix + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<PriorityPrefix>();
+  }
+};
+
+}  // namespace
+
 void setup_logging(const std::string& level) {
   std::shared_ptr<spdlog::logger> logger;
   if (::isatty(STDERR_FILENO)) {
@@ -28,9 +62,13 @@ void setup_logging(const std::string& level) {
     logger = spdlog::stderr_logger_mt("kpsd");
   }
   if (std::getenv("JOURNAL_STREAM")) {
-    logger->set_pattern("%l: %v");
+    // journald adds its own timestamp; the prefix carries the priority.
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<PriorityPrefix>('*').set_pattern("%*%l: %v");
+    logger->set_formatter(std::move(formatter));
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    // RFC 3339 in UTC, as kpsctl prints times.
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   }
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::trace);  // stderr: every line out at once, none lost on a kill

@@ -1,4 +1,6 @@
 #pragma once
+#include <spdlog/common.h>
+
 #include <exception>
 #include <string>
 #include <string_view>
@@ -8,8 +10,13 @@ namespace kpsd {
 // Logs what a finished coroutine threw (co_spawn completion handlers); nothing for null.
 void log_exception(std::string_view what, std::exception_ptr e);
 
-// Logs go to stderr: journald adds its own timestamps when JOURNAL_STREAM is set, colours only
-// on a terminal. `level` is an spdlog level name (validated by the config parser).
+// Logs go to stderr. Under systemd (JOURNAL_STREAM set) each line starts with its syslog
+// priority as "<N>" and carries no timestamp (journald adds both); elsewhere lines start with an
+// RFC 3339 UTC timestamp, coloured on a terminal. `level` is an spdlog level name (validated by
+// the config parser).
 void setup_logging(const std::string& level);
+
+// The syslog priority journald gives a line of this spdlog level.
+int syslog_priority(spdlog::level::level_enum level) noexcept;
 
 }  // namespace kpsd

@@ -473,8 +473,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     auto op = poll_and_record(w, recorded);
     std::string failure = co_await what_it_threw(std::move(op));
     if (failure.empty() || recorded) co_return;
-    spdlog::error("job {} (task {}): internal error during its task poll: {}; asking again",
-                  w.job_id, w.task_id, failure);
+    spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
+                  w.job_id, w.server_id, w.task_id, failure);
     PollFinish f;
     f.job_id = w.job_id;
     f.at = unix_ms();
@@ -568,8 +568,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.lease_until = w.lease_until;
     f.poll_refusals = d.poll_refusals;
     if (d.next != JobState::delivered) {
-      log_transition(w.job_id, "task " + w.task_id, d.next, d.error_code.value_or(""),
-                     d.error_msg.value_or(""), d.next_attempt_at - now);
+      log_transition(w.job_id, w.server_id + ", task " + w.task_id, d.next,
+                     d.error_code.value_or(""), d.error_msg.value_or(""), d.next_attempt_at - now);
     } else if (p.kind != PollOutcome::Kind::answered) {
       spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
     }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <sys/stat.h>
 #include <thread>
 
@@ -454,4 +455,32 @@ TEST_CASE(
   CHECK(denied.exit_code == 77);
   CHECK(denied.err.find("permission denied on kpsd's control socket") != std::string::npos);
   CHECK(denied.err.find("is kpsd running") == std::string::npos);
+}
+
+TEST_CASE("log lines: a syslog priority under journald - UTC times otherwise - the server named") {
+  Rig journal({.task_duration = 20ms});
+  journal.fake().set_behavior("srv-bad", fake::error_answers(400, -1, "KPS.4016"));
+  journal.start({"JOURNAL_STREAM=8:12345"});
+  REQUIRE(journal.ctl({"enqueue", "srv-ok", "srv-bad"}).exit_code == 0);
+  journal.ctl({"wait", "--timeout", "30"});
+  std::string log = journal.log();
+  std::istringstream lines(log);
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    CHECK_MESSAGE(std::regex_search(line, std::regex("^<[2-7]>")), line);
+  }
+  CHECK(count >= 4);
+  CHECK(std::regex_search(log, std::regex("(^|\n)<6>info: kpsd [0-9][^ ]* ready: ")));
+  CHECK(std::regex_search(log,
+                          std::regex("\n<4>warning: job [0-9]+ \\(srv-bad\\): failed: KPS.4016")));
+  // A job that ends on its task poll is named by its server, not only by its task.
+  CHECK(std::regex_search(
+      log, std::regex("\n<6>info: job [0-9]+ \\(srv-ok, task fake-task-[0-9]+\\): succeeded")));
+  CHECK(journal.stop() == 0);
+
+  Rig plain;
+  plain.start();
+  CHECK(std::regex_search(
+      plain.log(),
+      std::regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z info ")));
 }
