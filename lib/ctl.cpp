@@ -278,6 +278,9 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
   std::size_t total = 0, existing = 0;
   bool refused = false;
   bool progress = !file.empty() && ::isatty(STDERR_FILENO);
+  // The server -> job lines are the output: written whenever stdout is a file or a pipe
+  // (`enqueue --file f > map.tsv`); only on a terminal does the progress line stand in for them.
+  bool job_lines = !progress || !::isatty(STDOUT_FILENO);
   if (opt.json_output) std::cout << "{\"jobs\":[";
   auto sink = [&](std::vector<NewJob>& chunk) {
     json::array jobs(zeroing_storage());
@@ -302,7 +305,7 @@ int cmd_enqueue(const Options& opt, const std::vector<std::string>& ids, const s
         std::cout << (total ? "," : "")
                   << json::serialize(json::object{
                          {"id", r.at("id")}, {"server_id", chunk[i].server_id}, {"existing", dup}});
-      } else if (!progress) {
+      } else if (job_lines) {
         std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
                   << (dup ? "\talready queued" : "\tqueued") << "\n";
       }

@@ -484,3 +484,25 @@ TEST_CASE("log lines: a syslog priority under journald - UTC times otherwise - t
       plain.log(),
       std::regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z info ")));
 }
+
+TEST_CASE("kpsctl enqueue --file with stderr on a terminal still writes every job line to a file") {
+  if (::access("/usr/bin/script", X_OK) != 0) {
+    MESSAGE("SKIPPED: script (util-linux) is not installed to give kpsctl a terminal");
+    return;
+  }
+  Rig rig;
+  rig.start();
+  std::string ids = rig.dir().write("ids", "tty-1\ntty-2\ntty-3\n");
+  std::string map = rig.dir().file("map.tsv");
+  // script(1) runs the command on a pseudo-terminal: stderr is a terminal, stdout the file.
+  std::string command = std::string(KPSCTL_BIN) + " --socket " + rig.socket_path() +
+                        " enqueue --file " + ids + " > " + map;
+  auto r = run_command({"/usr/bin/script", "-qec", command, "/dev/null"}, rig.dir().path().string(),
+                       std::chrono::seconds(30));
+  REQUIRE_MESSAGE(r.exit_code == 0, r.out << r.err);
+  CHECK(r.out.find("enqueued 3 jobs") != std::string::npos);  // the progress, on the terminal
+  std::string lines = test::TempDir::slurp_file(map);
+  CAPTURE(lines);
+  CHECK(std::regex_search(lines, std::regex("^[0-9]+\ttty-1\tqueued\n[0-9]+\ttty-2\tqueued\n"
+                                            "[0-9]+\ttty-3\tqueued\nenqueued 3 jobs")));
+}
