@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
   std::string config_path = "/etc/kpsd/kpsd.conf";
   bool check_only = false;
   app.add_option("-c,--config", config_path, "configuration file (INI)")->capture_default_str();
-  app.add_flag("--check-config", check_only, "parse the configuration, report, and exit");
+  app.add_flag("--check-config", check_only,
+               "parse the configuration, check the credential and CA files it names can be "
+               "read, report, and exit (78 when not)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -38,7 +40,12 @@ int main(int argc, char** argv) {
     return kpsd::exit_config;
   }
   if (check_only) {
-    std::cout << config_path << ": ok\n";
+    // Also the files kpsd reads at start, so "ok" means it would start (no call is made).
+    if (std::string problem = kpsd::check_startup_files(config); !problem.empty()) {
+      std::cerr << "kpsd: " << config_path << ": " << problem << "\n";
+      return kpsd::exit_config;
+    }
+    std::cout << config_path << ": ok (credential and CA files readable; no call made)\n";
     return 0;
   }
   kpsd::setup_logging(config.log.level);

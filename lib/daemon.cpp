@@ -41,6 +41,17 @@ auto log_failure(std::string what) {
 
 }  // namespace
 
+std::string check_startup_files(const Config& config) {
+  try {
+    net::io_context io(1);  // never run: the checks only read files
+    KpsClient client(io.get_executor(), config.kps);
+    auto credentials = make_credentials(io.get_executor(), config, client.host_header());
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
+}
+
 int run_daemon(const Config& config, const std::string& config_path) {
   FdLimit fds = raise_fd_limit();
   if (std::uint64_t need = descriptors_needed(config); need > fds.soft) {

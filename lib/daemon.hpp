@@ -20,6 +20,11 @@ inline constexpr int exit_temp_fail = 75;  // another kpsd holds the database's 
 inline constexpr int exit_no_perm = 77;    // kpsctl: not allowed on the control socket
 inline constexpr int exit_config = 78;
 
+// What `kpsd --check-config` checks beyond parsing: the files kpsd reads at start (the token,
+// AK/SK or IAM password files, the CA file) exist and can be read. Makes no network call and
+// opens no database. Returns the reason it would not start, or empty.
+std::string check_startup_files(const Config& config);
+
 // Runs kpsd until SIGTERM/SIGINT; returns the process exit code. Start-up failures are logged
 // as one line and mapped to an exit code. `config_path` is re-read on SIGHUP.
 int run_daemon(const Config& config, const std::string& config_path);

@@ -506,3 +506,26 @@ TEST_CASE("kpsctl enqueue --file with stderr on a terminal still writes every jo
   CHECK(std::regex_search(lines, std::regex("^[0-9]+\ttty-1\tqueued\n[0-9]+\ttty-2\tqueued\n"
                                             "[0-9]+\ttty-3\tqueued\nenqueued 3 jobs")));
 }
+
+TEST_CASE("kpsd --check-config also reads the credential and CA files: a missing one is exit 78") {
+  Rig good;
+  auto ok = run_command({KPSD_BIN, "--config", good.config_path(), "--check-config"},
+                        good.dir().path().string(), std::chrono::seconds(20));
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find(": ok") != std::string::npos);
+
+  Rig no_token({.config = {{"auth.token_file", "/nonexistent/kps-token"}}});
+  auto missing = run_command({KPSD_BIN, "--config", no_token.config_path(), "--check-config"},
+                             no_token.dir().path().string(), std::chrono::seconds(20));
+  CHECK(missing.exit_code == 78);
+  CHECK(missing.err.find("cannot read token file /nonexistent/kps-token") != std::string::npos);
+  CHECK(missing.out.empty());
+
+  // The CA file is read for an https endpoint (nothing is called: port 9 is never reached).
+  Rig no_ca({.config = {{"kps.endpoint", "https://127.0.0.1:9"},
+                        {"kps.ca_file", "/nonexistent/ca.pem"}}});
+  auto ca = run_command({KPSD_BIN, "--config", no_ca.config_path(), "--check-config"},
+                        no_ca.dir().path().string(), std::chrono::seconds(20));
+  CHECK(ca.exit_code == 78);
+  CHECK(ca.err.find("/nonexistent/ca.pem") != std::string::npos);
+}
