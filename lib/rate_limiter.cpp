@@ -42,31 +42,33 @@ double RateLimiter::throttled_share(Clock::time_point now) const {
 
 std::optional<Clock::duration> RateLimiter::window() const { return window_; }
 
-void RateLimiter::count_sent(Clock::time_point now, std::int64_t n) {
-  if (!first_sent_) first_sent_ = now;
-  std::int64_t tick = (now - origin_) / tick_length;
-  Tick& t = sent_[static_cast<std::size_t>(tick % 10)];
+void RateLimiter::add_to_tick(std::array<Tick, 10>& ticks, std::int64_t tick, std::int64_t n) {
+  Tick& t = ticks[static_cast<std::size_t>(tick % 10)];
   if (t.tick != tick) t = {tick, 0};
   t.count = std::max<std::int64_t>(0, t.count + n);
+}
+
+std::int64_t RateLimiter::sum_of_ticks(const std::array<Tick, 10>& ticks, std::int64_t first,
+                                       std::int64_t last) {
+  std::int64_t n = 0;
+  for (const Tick& t : ticks) {
+    if (t.tick >= first && t.tick <= last) n += t.count;
+  }
+  return n;
+}
+
+std::int64_t RateLimiter::tick_of(Clock::time_point t) const { return (t - origin_) / tick_length; }
+
+void RateLimiter::count_sent(Clock::time_point now, std::int64_t n) {
+  if (!first_sent_) first_sent_ = now;
+  add_to_tick(sent_, tick_of(now), n);
   sent_in_window_ = std::max<std::int64_t>(0, sent_in_window_ + n);
 }
 
-void RateLimiter::count_tick(std::array<Tick, 10>& ticks, std::int64_t tick) {
-  Tick& t = ticks[static_cast<std::size_t>(tick % 10)];
-  if (t.tick != tick) t = {tick, 0};
-  ++t.count;
-}
-
 double RateLimiter::recent_throttled_share(Clock::time_point now) const {
-  std::int64_t tick = (now - origin_) / tick_length;
-  auto sum = [&](const std::array<Tick, 10>& ticks) {
-    std::int64_t n = 0;
-    for (const Tick& t : ticks) {
-      if (t.tick > tick - 10 && t.tick <= tick) n += t.count;
-    }
-    return n;
-  };
-  std::int64_t throttled = sum(throttled_recent_), admitted = sum(admitted_recent_);
+  std::int64_t tick = tick_of(now);
+  std::int64_t throttled = sum_of_ticks(throttled_recent_, tick - 9, tick);
+  std::int64_t admitted = sum_of_ticks(admitted_recent_, tick - 9, tick);
   if (throttled + admitted == 0) return 0;
   return static_cast<double>(throttled) / static_cast<double>(throttled + admitted);
 }
@@ -75,12 +77,8 @@ double RateLimiter::observed_send_rate(Clock::time_point now) const {
   if (!first_sent_) return 0;
   // Since calls last started flowing: a second that included a hold is not what they do.
   Clock::time_point since = std::max(*first_sent_, flowing_since_);
-  std::int64_t tick = (now - origin_) / tick_length;
-  std::int64_t first_tick = std::max(tick - 9, (since - origin_) / tick_length);
-  std::int64_t sent = 0;
-  for (const Tick& t : sent_) {
-    if (t.tick >= first_tick && t.tick <= tick) sent += t.count;
-  }
+  std::int64_t tick = tick_of(now);
+  std::int64_t sent = sum_of_ticks(sent_, std::max(tick - 9, tick_of(since)), tick);
   // Spread over at least 100 ms: 64 calls in the first millisecond are 640/s, not 64,000/s.
   double span = std::clamp(seconds(now - since), 0.1, 1.0);
   return static_cast<double>(sent) / span;
@@ -184,7 +182,6 @@ void RateLimiter::enter_hold(Clock::time_point now, Hold kind,
   if (!holding_) {
     holding_ = true;
     hold_kind_ = kind;
-    hold_started_ = now;
     refused_probes_ = 0;
     probe_out_ = false;
     probe_gap_ = tuning_.first_probe;
@@ -245,8 +242,8 @@ RateLimiter::Change RateLimiter::on_answer(Clock::time_point sent_at, Clock::tim
   if (answer != Answer::none) {
     minute_.count(std::chrono::duration_cast<std::chrono::seconds>(now - origin_).count(),
                   answer == Answer::throttled);
-    count_tick(answer == Answer::throttled ? throttled_recent_ : admitted_recent_,
-               (now - origin_) / tick_length);
+    add_to_tick(answer == Answer::throttled ? throttled_recent_ : admitted_recent_, tick_of(now),
+                1);
   }
   // Calls sent before the hold are still coming back: only the probe's answer ends it.
   bool probe = holding_ && probe_out_ && sent_at >= probe_sent_;

@@ -116,7 +116,10 @@ class RateLimiter {
   };
   std::array<Tick, 10> sent_{};
   std::array<Tick, 10> admitted_recent_{}, throttled_recent_{};  // answers, per 100 ms
-  static void count_tick(std::array<Tick, 10>& ticks, std::int64_t tick);
+  static void add_to_tick(std::array<Tick, 10>& ticks, std::int64_t tick, std::int64_t n);
+  static std::int64_t sum_of_ticks(const std::array<Tick, 10>& ticks, std::int64_t first,
+                                   std::int64_t last);
+  std::int64_t tick_of(Clock::time_point t) const;  // 100 ms ticks since construction
   double recent_throttled_share(Clock::time_point now) const;
   std::optional<Clock::time_point> first_sent_;
   Clock::time_point flowing_since_{};  // the end of the last hold
@@ -125,7 +128,6 @@ class RateLimiter {
   // Holding: nothing goes out but one probe at a time.
   bool holding_ = false;
   Hold hold_kind_ = Hold::wall;
-  Clock::time_point hold_started_{};
   bool probe_out_ = false;
   Clock::time_point probe_sent_{};  // the probe out (its token's time)
   Clock::time_point hold_until_{};
