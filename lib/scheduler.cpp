@@ -65,6 +65,13 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   // a job; waiting for a few slots costs a few percent of concurrency.
   std::size_t claim_batch() const { return std::max<std::size_t>(1, config.queue.concurrency / 8); }
 
+  // A claimed poll's lease: long enough for the poll and its failed-tasks lookup (up to 5
+  // pages); its outcome is fenced to the lease anyway, so an overrun only costs a harmless
+  // second GET.
+  std::int64_t poll_lease_until(std::int64_t now_ms) const {
+    return now_ms + config.kps.request_timeout.count() * 7 + 5000;
+  }
+
   double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
 
   void wake() {
@@ -78,9 +85,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       std::int64_t now = unix_ms();
       // A slot is free only once its call's outcome is committed: jobs `running` in the
       // database never exceed `concurrency`, so neither do the calls a crash can repeat.
-      std::size_t busy = in_flight + outcomes_waiting() + ready.size() + reserved;
-      std::size_t free =
-          config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
+      std::size_t busy = busy_slots();
+      std::size_t free = free_slots(busy);
       if (paused) {
         release_ready("paused");
         co_await sleep(idle_check);  // resume() wakes it
@@ -153,9 +159,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         reserved += claiming;
         try {
           // Polls first: they finish work already delivered.
-          // Long enough for the poll and its failed-tasks lookup (up to 5 pages); its outcome
-          // is fenced to this lease anyway, so an overrun only costs a harmless second GET.
-          std::int64_t lease = now + config.kps.request_timeout.count() * 7 + 5000;
+          std::int64_t lease = poll_lease_until(now);
           auto polls = co_await db.call([now, lease, n = tokens_taken](JobStore& s) {
             return s.claim_for_poll(now, lease, n);
           });
@@ -321,6 +325,15 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       if (on_health_change) on_health_change();
       wake();
     }
+  }
+
+  // Slots taken: calls in flight, outcomes not yet committed, jobs claimed ahead, and claims in
+  // progress. A slot is free only once its call's outcome is committed.
+  std::size_t busy_slots() const {
+    return in_flight + outcomes_waiting() + ready.size() + reserved;
+  }
+  std::size_t free_slots(std::size_t busy) const {
+    return config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
   }
 
   std::size_t outcomes_waiting() const {
@@ -761,15 +774,14 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     if (stopping || paused || !blocked_reason.empty() || !fatal_error.empty() ||
         limiter.holding() || limiter.rate(now) > 0 || store.failing(StoreHealth::Writer::outcomes))
       return plan;  // paced or held: the dispatch loop claims, at the pace
-    std::size_t busy = in_flight + outcomes_waiting() + ready.size() + reserved;
+    std::size_t busy = busy_slots();
     busy -= std::min(busy, outcomes);  // these free their slots when this commit succeeds
-    std::size_t free =
-        config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
+    std::size_t free = free_slots(busy);
     if (free < claim_batch()) return plan;
     std::size_t tokens = 0;
     while (tokens < free && limiter.try_acquire(now)) ++tokens;
     std::int64_t unix_now = unix_ms();
-    plan.request = {unix_now, unix_now + config.kps.request_timeout.count() * 7 + 5000, tokens};
+    plan.request = {unix_now, poll_lease_until(unix_now), tokens};
     plan.sent_at = now;
     reserved += tokens;
     return plan;
