@@ -41,11 +41,28 @@ auto log_failure(std::string what) {
 
 }  // namespace
 
+namespace {
+
+// The KPS client with its credentials, as kpsd starts them: reads the CA and credential files
+// (no call is made). Throws what make_credentials and the client throw.
+struct Connection {
+  std::unique_ptr<KpsClient> client;
+  std::unique_ptr<Credentials> credentials;
+};
+Connection make_connection(net::any_io_executor executor, const Config& config) {
+  Connection c;
+  c.client = std::make_unique<KpsClient>(executor, config.kps);
+  c.credentials = make_credentials(executor, config, c.client->host_header());
+  c.client->set_credentials(*c.credentials);
+  return c;
+}
+
+}  // namespace
+
 std::string check_startup_files(const Config& config) {
   try {
     net::io_context io(1);  // never run: the checks only read files
-    KpsClient client(io.get_executor(), config.kps);
-    auto credentials = make_credentials(io.get_executor(), config, client.host_header());
+    make_connection(io.get_executor(), config);
   } catch (const std::exception& e) {
     return e.what();
   }
@@ -80,9 +97,9 @@ int run_daemon(const Config& config, const std::string& config_path) {
   std::unique_ptr<KpsClient> client;
   std::unique_ptr<Credentials> credentials;
   try {
-    client = std::make_unique<KpsClient>(io.get_executor(), config.kps);
-    credentials = make_credentials(io.get_executor(), config, client->host_header());
-    client->set_credentials(*credentials);
+    auto connection = make_connection(io.get_executor(), config);
+    client = std::move(connection.client);
+    credentials = std::move(connection.credentials);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return exit_config;

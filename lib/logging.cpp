@@ -21,6 +21,9 @@ void log_exception(std::string_view what, std::exception_ptr e) {
   }
 }
 
+namespace {
+
+// The syslog priority journald gives a line of this spdlog level.
 int syslog_priority(spdlog::level::level_enum level) noexcept {
   switch (level) {
     case spdlog::level::critical:
@@ -35,8 +38,6 @@ int syslog_priority(spdlog::level::level_enum level) noexcept {
       return 7;  // LOG_DEBUG (debug, trace)
   }
 }
-
-namespace {
 
 // "<N>" at the start of a line: journald reads it as the line's priority (sd-daemon(3)), so
 // `journalctl -p warning` finds kpsd's warnings.

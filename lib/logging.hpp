@@ -1,6 +1,4 @@
 #pragma once
-#include <spdlog/common.h>
-
 #include <exception>
 #include <string>
 #include <string_view>
@@ -15,8 +13,5 @@ void log_exception(std::string_view what, std::exception_ptr e);
 // RFC 3339 UTC timestamp, coloured on a terminal. `level` is an spdlog level name (validated by
 // the config parser).
 void setup_logging(const std::string& level);
-
-// The syslog priority journald gives a line of this spdlog level.
-int syslog_priority(spdlog::level::level_enum level) noexcept;
 
 }  // namespace kpsd
