@@ -113,6 +113,7 @@ class Parser {
                                          "queue.throttle_backoff_ms",
                                          "queue.drain_grace_ms",
                                          "queue.retry_after_max_ms",
+                                         "queue.retention_days",
                                          "control.socket",
                                          "metrics.listen",
                                          "control.socket_mode",
@@ -322,6 +323,7 @@ Config parse_config(std::string_view text, std::string_view file_name) {
   p.millis("queue.throttle_backoff_ms", c.queue.throttle_backoff, 1);
   p.millis("queue.drain_grace_ms", c.queue.drain_grace, 0);
   p.millis("queue.retry_after_max_ms", c.queue.retry_after_max, 1);
+  p.unsigned_value("queue.retention_days", c.queue.retention_days, 0, 36500);
   if (c.queue.backoff_max < c.queue.backoff_initial) {
     p.fail(p.line_of("queue.backoff_max_ms"), "queue.backoff_max_ms",
            "must not be smaller than queue.backoff_initial_ms");

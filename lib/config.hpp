@@ -56,6 +56,9 @@ struct QueueConfig {
   milliseconds retry_after_max{3600000};  // a server's Retry-After is followed up to this; > 0
   milliseconds drain_grace{30000};        // on SIGTERM, wait this long for calls in
                                           // flight, then cancel them; 0 = cancel at once
+  // Finished jobs (succeeded, failed, cancelled) are deleted this many days after they ended,
+  // with their attempts; 0 keeps them for ever. Checked hourly.
+  unsigned retention_days = 30;
 };
 
 struct ControlConfig {

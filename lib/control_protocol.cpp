@@ -113,6 +113,16 @@ void reject_unknown(const json::object& o, std::initializer_list<std::string_vie
   }
 }
 
+// A batch named by id (a number, or digits in a string) or by name.
+std::string batch_field(const json::object& o) {
+  const json::value& v = o.at("batch");
+  if (v.is_int64() && v.as_int64() > 0) return std::to_string(v.as_int64());
+  if (!v.is_string() || v.as_string().empty() || v.as_string().size() > 64) {
+    throw Invalid{"batch must be a batch id or name (1 to 64 characters)"};
+  }
+  return std::string(v.as_string());
+}
+
 NewJob parse_job(const json::value& v, std::size_t index) {
   std::string where = "jobs[" + std::to_string(index) + "].";
   if (!v.is_object()) throw Invalid{"jobs[" + std::to_string(index) + "] must be an object"};
@@ -168,7 +178,7 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
     if (!o.contains("op")) throw Invalid{"op is missing"};
     std::string op = string_field(o, "op", "");
     if (op == "enqueue") {
-      reject_unknown(o, {"op", "jobs"}, "");
+      reject_unknown(o, {"op", "jobs", "batch", "batch_id"}, "");
       if (!o.contains("jobs")) throw Invalid{"jobs is missing"};
       if (!o.at("jobs").is_array()) throw Invalid{"jobs must be an array"};
       const json::array& arr = o.at("jobs").as_array();
@@ -178,13 +188,23 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
                       " entries; send them in chunks"};
       }
       EnqueueRequest r;
+      if (o.contains("batch") && o.contains("batch_id")) {
+        throw Invalid{"give batch (a new batch's name) or batch_id (an existing batch), not both"};
+      }
+      if (o.contains("batch_id")) r.batch.id = integer_field(o, "batch_id", 1, INT64_MAX, "");
+      if (o.contains("batch")) {
+        std::string name = string_field(o, "batch", "");
+        if (auto problem = validate_batch_name(name); !problem.empty()) throw Invalid{problem};
+        r.batch.name = name;
+      }
       r.jobs.reserve(arr.size());
       for (std::size_t i = 0; i < arr.size(); ++i) r.jobs.push_back(parse_job(arr[i], i));
       return r;
     }
     if (op == "list") {
-      reject_unknown(o, {"op", "state", "server_id", "limit", "after_id"}, "");
+      reject_unknown(o, {"op", "state", "server_id", "limit", "after_id", "batch"}, "");
       ListRequest r;
+      if (o.contains("batch")) r.batch = batch_field(o);
       if (o.contains("state")) {
         std::string s = string_field(o, "state", "");
         auto state = parse_job_state(s);
@@ -202,8 +222,38 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
       return ShowRequest{integer_field(o, "id", 1, INT64_MAX, "")};
     }
     if (op == "stats") {
+      reject_unknown(o, {"op", "batch", "unfinished_since"}, "");
+      StatsRequest r;
+      if (o.contains("batch")) r.batch = batch_field(o);
+      if (o.contains("unfinished_since")) {
+        const json::value& u = o.at("unfinished_since");
+        if (!u.is_object()) throw Invalid{"unfinished_since must be an object"};
+        const json::object& uo = u.as_object();
+        reject_unknown(uo, {"max_id", "since"}, "unfinished_since.");
+        if (!uo.contains("max_id") || !uo.contains("since")) {
+          throw Invalid{"unfinished_since needs max_id and since"};
+        }
+        r.unfinished_since = StatsRequest::UnfinishedSince{
+            integer_field(uo, "max_id", 0, INT64_MAX, "unfinished_since."),
+            integer_field(uo, "since", 0, INT64_MAX, "unfinished_since.")};
+      }
+      if (r.batch && r.unfinished_since) throw Invalid{"give batch or unfinished_since, not both"};
+      return r;
+    }
+    if (op == "batches") {
+      reject_unknown(o, {"op", "limit"}, "");
+      BatchesRequest r;
+      if (o.contains("limit")) r.limit = integer_field(o, "limit", 1, 10000, "");
+      return r;
+    }
+    if (op == "prune") {
+      reject_unknown(o, {"op", "older_than_ms"}, "");
+      if (!o.contains("older_than_ms")) throw Invalid{"older_than_ms is missing"};
+      return PruneRequest{integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "")};
+    }
+    if (op == "version") {
       reject_unknown(o, {"op"}, "");
-      return StatsRequest{};
+      return VersionRequest{};
     }
     if (op == "retry") {
       reject_unknown(o, {"op", "id", "state"}, "");
@@ -263,6 +313,22 @@ json::object job_to_json(const Job& j) {
   put(o, "auth_type", j.auth_type);  // the type only; the key is never sent back
   put(o, "task_error_code", j.task_error_code);
   put(o, "task_error_msg", j.task_error_msg);
+  return o;
+}
+
+json::object batch_to_json(const Batch& b) {
+  json::object o;
+  o["id"] = b.id;
+  put(o, "name", b.name);
+  o["created_at"] = b.created_at;
+  json::object states;
+  std::int64_t total = 0;
+  for (const auto& [state, n] : b.states) {
+    states[to_string(state)] = n;
+    total += n;
+  }
+  o["states"] = std::move(states);
+  o["total"] = total;
   return o;
 }
 

@@ -21,14 +21,31 @@ inline constexpr std::size_t max_auth_key_bytes = 64 * 1024;
 
 struct EnqueueRequest {
   std::vector<NewJob> jobs;
+  BatchTarget batch;  // "batch_id": a later chunk of the same enqueue; "batch": a new batch's name
 };
 struct ListRequest {
   ListQuery query;
+  std::optional<std::string> batch;  // id or name; resolved to query.batch_id by the server
 };
 struct ShowRequest {
   std::int64_t id = 0;
 };
-struct StatsRequest {};
+struct StatsRequest {
+  std::optional<std::string> batch;  // this batch's jobs only (id or name)
+  // A bare `kpsctl wait`: jobs with id <= max_id that had not finished at `since` (ms).
+  struct UnfinishedSince {
+    std::int64_t max_id = 0;
+    std::int64_t since = 0;
+  };
+  std::optional<UnfinishedSince> unfinished_since;
+};
+struct BatchesRequest {
+  std::int64_t limit = 20;
+};
+struct PruneRequest {
+  std::int64_t older_than_ms = 0;  // finished jobs that ended longer ago than this
+};
+struct VersionRequest {};
 struct RetryRequest {
   std::optional<std::int64_t> id;  // one job ...
   std::optional<JobState> state;   // ... or every job in this state (failed or cancelled)
@@ -40,13 +57,15 @@ struct PauseRequest {
   bool pause = true;  // false: resume
 };
 
-using ControlRequest = std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest,
-                                    RetryRequest, CancelRequest, PauseRequest>;
+using ControlRequest =
+    std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest, RetryRequest,
+                 CancelRequest, PauseRequest, BatchesRequest, PruneRequest, VersionRequest>;
 
 // Requests that change state; the server logs the peer's uid and pid for these.
 inline bool changes_state(const ControlRequest& r) {
   return !std::holds_alternative<ListRequest>(r) && !std::holds_alternative<ShowRequest>(r) &&
-         !std::holds_alternative<StatsRequest>(r);
+         !std::holds_alternative<StatsRequest>(r) && !std::holds_alternative<BatchesRequest>(r) &&
+         !std::holds_alternative<VersionRequest>(r);
 }
 
 // Parses one request line. On failure returns nullopt and sets `error` to a message naming the
@@ -54,6 +73,7 @@ inline bool changes_state(const ControlRequest& r) {
 std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error);
 
 boost::json::object job_to_json(const Job& job);
+boost::json::object batch_to_json(const Batch& batch);  // id, name, created_at, states, total
 boost::json::object attempt_to_json(const Attempt& attempt);
 std::string error_reply(std::string_view message);  // {"ok":false,"error":...} + '\n'
 

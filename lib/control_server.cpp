@@ -6,6 +6,7 @@
 #include "db_worker.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
+#include "pruning.hpp"
 #include "scheduler.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -276,24 +277,39 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     std::int64_t now = unix_ms();
     std::size_t count = r.jobs.size();
     // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
-    auto store_jobs = [jobs = std::move(r.jobs), now](JobStore& s) { return s.enqueue(jobs, now); };
+    auto store_jobs = [jobs = std::move(r.jobs), now, batch = r.batch](JobStore& s) {
+      return s.enqueue(jobs, now, batch);
+    };
     auto results = co_await db.call(std::move(store_jobs));
+    if (!results.error.empty()) co_return json::object{{"error", results.error}};
     std::size_t existing = 0;
     json::array out;
-    out.reserve(results.size());
-    for (const auto& res : results) {
+    out.reserve(results.jobs.size());
+    for (const auto& res : results.jobs) {
       existing += res.existing ? 1 : 0;
       out.push_back(json::object{{"id", res.id}, {"existing", res.existing}});
     }
-    spdlog::info("enqueue from uid {} pid {}: {} jobs ({} new, {} already queued)", peer.uid,
-                 peer.pid, count, count - existing, existing);
+    spdlog::info("enqueue from uid {} pid {}: {} jobs ({} new, {} already queued) into batch {}",
+                 peer.uid, peer.pid, count, count - existing, existing, results.batch_id);
     scheduler.wake();
-    co_return json::object{{"jobs", std::move(out)}};
+    co_return json::object{{"jobs", std::move(out)}, {"batch_id", results.batch_id}};
   }
 
   net::awaitable<json::object> execute(ListRequest& r, PeerCred) {
-    auto list_jobs = [q = r.query](JobStore& s) { return s.list(q); };
-    auto jobs = co_await db.call(std::move(list_jobs));
+    // The batch is resolved in the same DB call as the list: one round trip.
+    auto list_jobs = [q = r.query, batch = r.batch](JobStore& s) mutable {
+      std::optional<std::vector<Job>> jobs;
+      if (batch) {
+        auto found = s.find_batch(*batch);
+        if (!found) return jobs;
+        q.batch_id = found->id;
+      }
+      jobs = s.list(q);
+      return jobs;
+    };
+    auto found_jobs = co_await db.call(std::move(list_jobs));
+    if (!found_jobs) co_return json::object{{"error", "no batch " + *r.batch}};
+    const std::vector<Job>& jobs = *found_jobs;
     json::array out;
     out.reserve(jobs.size());
     for (const Job& j : jobs) out.push_back(job_to_json(j));
@@ -314,18 +330,44 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     co_return json::object{{"job", job_to_json(*job)}, {"attempts", std::move(out)}};
   }
 
-  net::awaitable<json::object> execute(StatsRequest&, PeerCred) {
+  // What a stats request reads from the store, in one DB call.
+  struct StoreStats {
     std::map<JobState, std::int64_t> counts;
     std::optional<std::int64_t> oldest;
+    std::optional<Batch> batch;
+    bool batch_missing = false;
+    std::int64_t max_id = 0;
+  };
+
+  net::awaitable<json::object> execute(StatsRequest& r, PeerCred) {
+    StoreStats read;
     std::string read_problem;
+    std::int64_t now = unix_ms();
     try {
-      std::tie(counts, oldest) = co_await db.call([](JobStore& s) {
-        return std::pair{s.count_by_state(), s.oldest_queued_due()};
-      });
+      auto read_stats = [r](JobStore& s) {
+        StoreStats out;
+        out.max_id = s.max_job_id();
+        out.oldest = s.oldest_queued_due();
+        if (r.batch) {
+          out.batch = s.find_batch(*r.batch);
+          out.batch_missing = !out.batch;
+          if (out.batch) out.counts = out.batch->states;
+        } else if (r.unfinished_since) {
+          out.counts =
+              s.count_unfinished_since(r.unfinished_since->max_id, r.unfinished_since->since);
+        } else {
+          out.counts = s.count_by_state();
+        }
+        return out;
+      };
+      read = co_await db.call(std::move(read_stats));
     } catch (const std::exception& e) {
       // Stats are what an operator asks for during an outage: answer with what is known.
       read_problem = e.what();
     }
+    if (read.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
+    const auto& counts = read.counts;
+    const auto& oldest = read.oldest;
     json::object states;
     std::int64_t total = 0;
     for (const auto& [state, n] : counts) {
@@ -340,9 +382,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       store["down_ms"] = std::max<std::int64_t>(0, unix_ms() - sched.store_down_since_ms);
     }
     if (!read_problem.empty()) store["read_problem"] = read_problem;
-    co_return json::object{
+    json::object reply{
         {"states", std::move(states)},
         {"total", total},
+        {"now_ms", now},
+        {"max_id", read.max_id},
         {"in_flight", sched.in_flight},
         {"rate_per_second", sched.rate_per_second},
         {"configured_rate_per_second", sched.configured_rate_per_second},
@@ -361,6 +405,30 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
              : json::value(json::object{
                    {"reason", sched.blocked_reason},
                    {"for_ms", std::max<std::int64_t>(0, unix_ms() - sched.blocked_since_ms)}})}};
+    if (read.batch) reply["batch"] = batch_to_json(*read.batch);
+    co_return reply;
+  }
+
+  net::awaitable<json::object> execute(BatchesRequest& r, PeerCred) {
+    auto recent =
+        co_await db.call([limit = r.limit](JobStore& s) { return s.list_batches(limit); });
+    json::array out;
+    for (const Batch& b : recent) out.push_back(batch_to_json(b));
+    co_return json::object{{"batches", std::move(out)}};
+  }
+
+  net::awaitable<json::object> execute(PruneRequest& r, PeerCred) {
+    std::int64_t before = unix_ms() - r.older_than_ms;
+    std::int64_t pruned = co_await prune_finished_jobs(db, before);
+    metrics.jobs_pruned += static_cast<std::uint64_t>(pruned);
+    co_return json::object{{"pruned", pruned}, {"before_ms", before}};
+  }
+
+  net::awaitable<json::object> execute(VersionRequest&, PeerCred) {
+    int schema = co_await db.call([](JobStore& s) { return s.schema_version(); });
+    co_return json::object{{"version", KPSD_VERSION},
+                           {"schema_version", schema},
+                           {"pid", static_cast<std::int64_t>(::getpid())}};
   }
 
   static std::string summary(const ControlRequest& r) {
@@ -370,6 +438,9 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     }
     if (auto* c = std::get_if<CancelRequest>(&r)) return "cancel job " + std::to_string(c->id);
     if (auto* p = std::get_if<PauseRequest>(&r)) return p->pause ? "pause" : "resume";
+    if (auto* p = std::get_if<PruneRequest>(&r)) {
+      return "prune finished jobs older than " + std::to_string(p->older_than_ms / 1000) + " s";
+    }
     return "request";
   }
 

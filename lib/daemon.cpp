@@ -11,6 +11,7 @@
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
+#include "pruning.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
 #include "sqlite.hpp"
@@ -270,6 +271,16 @@ int run_daemon(const Config& config, const std::string& config_path) {
       };
   signals.async_wait(on_signal);
 
+  std::optional<Retention> retention;
+  if (config.queue.retention_days > 0) {
+    retention.emplace(io.get_executor(), *db, std::chrono::hours(24) * config.queue.retention_days,
+                      std::chrono::hours(1), [&](std::int64_t n) {
+                        metrics.jobs_pruned += static_cast<std::uint64_t>(n);
+                        spdlog::info("retention: deleted {} finished jobs older than {} days", n,
+                                     config.queue.retention_days);
+                      });
+    net::co_spawn(io, retention->run(), log_failure("retention"));
+  }
   net::co_spawn(io, control->run(), log_failure("control socket"));
   if (metrics_server) net::co_spawn(io, metrics_server->run(), log_failure("metrics server"));
   // The scheduler is the daemon's purpose: when it ends (a stop, or a malformed database),
@@ -283,6 +294,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
     finished = true;
     if (e) scheduler.abort();
     control->stop();
+    if (retention) retention->stop();
     if (metrics_server) metrics_server->stop();
     signals.cancel();
     grace.cancel();

@@ -1,5 +1,6 @@
 #pragma once
 #include "config.hpp"
+#include "exit_codes.hpp"
 
 #include <string>
 
@@ -7,18 +8,6 @@ namespace kpsd {
 
 class Credentials;
 class KpsClient;
-
-// Exit codes (sysexits.h).
-inline constexpr int exit_ok = 0;
-inline constexpr int exit_usage = 64;
-inline constexpr int exit_data_err = 65;  // the database is malformed
-
-inline constexpr int exit_unavailable = 69;
-inline constexpr int exit_software = 70;
-inline constexpr int exit_cant_create = 73;
-inline constexpr int exit_temp_fail = 75;  // another kpsd holds the database's lock
-inline constexpr int exit_no_perm = 77;    // kpsctl: not allowed on the control socket
-inline constexpr int exit_config = 78;
 
 // What `kpsd --check-config` checks beyond parsing: the files kpsd reads at start (the token,
 // AK/SK or IAM password files, the CA file) exist and can be read. Makes no network call and

@@ -40,4 +40,15 @@ std::string validate_server_id(std::string_view id) {
   return {};
 }
 
+std::string validate_batch_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return "batch name must be 1 to 64 characters";
+  bool all_digits = true;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return "batch name has a control character";
+    all_digits = all_digits && c >= '0' && c <= '9';
+  }
+  if (all_digits) return "batch name must not be a number (numbers are batch ids)";
+  return "";
+}
+
 }  // namespace kpsd

@@ -35,6 +35,9 @@ struct NewJob {
 // Checks a server id as the daemon accepts it; returns what is wrong, or empty.
 std::string validate_server_id(std::string_view id);
 
+// Checks a batch name: 1 to 64 printable characters, not all digits (a number is a batch id).
+std::string validate_batch_name(std::string_view name);
+
 struct Job {
   std::int64_t id = 0;
   std::string server_id;

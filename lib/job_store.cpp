@@ -229,6 +229,42 @@ struct JobStore::Statements {
                    "error_msg = 'cancelled by the operator' WHERE id = ?1 AND state IN "
                    "('queued','running','retrying','delivered')"),
         job_exists(db, "SELECT 1 FROM jobs WHERE id = ?1"),
+        insert_batch(db, "INSERT INTO batches (name, created_at) VALUES (?1, ?2)"),
+        batch_by_id(db, "SELECT id, name, created_at FROM batches WHERE id = ?1"),
+        batch_by_name(db, "SELECT id, name, created_at FROM batches WHERE name = ?1"),
+        recent_batches(db, "SELECT id, name, created_at FROM batches ORDER BY id DESC LIMIT ?1"),
+        add_to_batch(db, "INSERT OR IGNORE INTO batch_jobs (batch_id, job_id) VALUES (?1, ?2)"),
+        count_batch(db,
+                    "SELECT j.state, count(*) FROM batch_jobs b JOIN jobs j ON j.id = b.job_id "
+                    "WHERE b.batch_id = ?1 GROUP BY j.state"),
+        list_jobs_by_batch(db, std::string("SELECT ") + job_columns +
+                                   " FROM batch_jobs b JOIN jobs j ON j.id = b.job_id "
+                                   "WHERE b.batch_id = ?5 AND b.job_id > ?1 "
+                                   "AND (?2 IS NULL OR j.state = ?2) "
+                                   "AND (?3 IS NULL OR j.server_id = ?3) "
+                                   "ORDER BY b.job_id LIMIT ?4"),
+        // Two halves so each walks an index: unfinished jobs by state, finished ones by when
+        // they ended (the partial index jobs_finished, named: without statistics SQLite would
+        // walk every finished job through jobs_state).
+        count_unfinished_since(
+            db,
+            "SELECT state, count(*) FROM jobs WHERE state IN "
+            "('queued','running','retrying','delivered') AND id <= ?1 GROUP BY state "
+            "UNION ALL "
+            "SELECT state, count(*) FROM jobs INDEXED BY jobs_finished "
+            "WHERE state IN ('succeeded','failed','cancelled') "
+            "AND updated_at >= ?2 AND id <= ?1 GROUP BY state"),
+        max_job_id(db, "SELECT coalesce(max(id), 0) FROM jobs"),
+        select_prunable(db,
+                        // Without statistics SQLite would pick jobs_state and sort every
+                        // finished job for each chunk.
+                        "SELECT id FROM jobs INDEXED BY jobs_finished "
+                        "WHERE state IN ('succeeded','failed','cancelled') "
+                        "AND updated_at < ?1 ORDER BY updated_at LIMIT ?2"),
+        delete_job(db, "DELETE FROM jobs WHERE id = ?1"),
+        delete_empty_batches(db,
+                             "DELETE FROM batches WHERE created_at < ?1 AND NOT EXISTS "
+                             "(SELECT 1 FROM batch_jobs b WHERE b.batch_id = batches.id)"),
         get_setting(db, "SELECT value FROM settings WHERE key = ?1"),
         put_setting(db,
                     "INSERT INTO settings (key, value) VALUES (?1, ?2) "
@@ -239,8 +275,10 @@ struct JobStore::Statements {
       delete_open_attempt, release_claim, select_polls, lease_poll, update_after_poll, min_due,
       requeue_running, delete_ended_secrets, close_lost_attempts, find_job, list_jobs,
       list_jobs_by_state, list_jobs_by_server, list_attempts, count_states, oldest_queued,
-      retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists, get_setting,
-      put_setting;
+      retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists, insert_batch,
+      batch_by_id, batch_by_name, recent_batches, add_to_batch, count_batch, list_jobs_by_batch,
+      count_unfinished_since, max_job_id, select_prunable, delete_job, delete_empty_batches,
+      get_setting, put_setting;
 };
 
 JobStore::JobStore(const std::string& path) {
@@ -278,29 +316,61 @@ int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts)
 }
 
 std::vector<EnqueueResult> JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now) {
-  std::vector<EnqueueResult> results;
-  results.reserve(jobs.size());
+  return enqueue(jobs, now, BatchTarget{}).jobs;
+}
+
+EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now,
+                                     const BatchTarget& batch) {
+  EnqueueBatchResult out;
+  out.jobs.reserve(jobs.size());
   sql::Transaction tx(*db_);
+  if (batch.id) {
+    auto& find = st_->batch_by_id;
+    find.bind(1, *batch.id);
+    bool found = find.step();
+    find.reset();
+    if (!found) {
+      out.error = "no batch " + std::to_string(*batch.id);
+      return out;
+    }
+    out.batch_id = *batch.id;
+  } else {
+    if (batch.name) {
+      auto& find = st_->batch_by_name;
+      find.bind(1, std::string_view(*batch.name));
+      if (find.step()) {
+        out.error = "batch name `" + *batch.name + "` is taken (batch " +
+                    std::to_string(find.column_int(0)) + "); choose another";
+        find.reset();
+        return out;
+      }
+      find.reset();
+    }
+    st_->insert_batch.bind(1, batch.name).bind(2, now).run();
+    out.batch_id = db_->last_insert_rowid();
+  }
   for (const NewJob& job : jobs) {
     auto& find = st_->find_active_by_server;
     find.bind(1, std::string_view(job.server_id));
+    EnqueueResult r;
     if (find.step()) {
-      results.push_back({find.column_int(0), true});
+      r = {find.column_int(0), true};
       find.reset();
-      continue;
+    } else {
+      find.reset();
+      st_->insert_job.bind(1, std::string_view(job.server_id))
+          .bind(2, now)
+          .bind(3, job.port)
+          .bind(4, job.auth ? std::optional<std::string>(job.auth->type) : std::nullopt)
+          .run();
+      r = {db_->last_insert_rowid(), false};
+      if (job.auth) st_->insert_secret.bind(1, r.id).bind_blob(2, job.auth->key.reveal()).run();
     }
-    find.reset();
-    st_->insert_job.bind(1, std::string_view(job.server_id))
-        .bind(2, now)
-        .bind(3, job.port)
-        .bind(4, job.auth ? std::optional<std::string>(job.auth->type) : std::nullopt)
-        .run();
-    std::int64_t id = db_->last_insert_rowid();
-    if (job.auth) st_->insert_secret.bind(1, id).bind_blob(2, job.auth->key.reveal()).run();
-    results.push_back({id, false});
+    st_->add_to_batch.bind(1, out.batch_id).bind(2, r.id).run();
+    out.jobs.push_back(r);
   }
   tx.commit();
-  return results;
+  return out;
 }
 
 std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit) {
@@ -506,14 +576,16 @@ std::optional<std::int64_t> JobStore::next_due_at() {
 
 std::vector<Job> JobStore::list(const ListQuery& q) {
   std::vector<Job> jobs;
-  auto& s = q.server_id ? st_->list_jobs_by_server
-            : q.state   ? st_->list_jobs_by_state
-                        : st_->list_jobs;
+  auto& s = q.batch_id    ? st_->list_jobs_by_batch
+            : q.server_id ? st_->list_jobs_by_server
+            : q.state     ? st_->list_jobs_by_state
+                          : st_->list_jobs;
   s.bind(1, q.after_id)
       .bind(2,
             q.state ? std::optional<std::string>(std::string(to_string(*q.state))) : std::nullopt)
       .bind(3, q.server_id)
       .bind(4, q.limit);
+  if (q.batch_id) s.bind(5, *q.batch_id);
   while (s.step()) jobs.push_back(read_job(s));
   s.reset();
   return jobs;
@@ -551,15 +623,74 @@ std::vector<Attempt> JobStore::attempts_of(std::int64_t job_id) {
   return out;
 }
 
-std::map<JobState, std::int64_t> JobStore::count_by_state() {
+namespace {
+// Rows of (state, count) added into a map that starts at 0 for every state.
+std::map<JobState, std::int64_t> read_state_counts(sql::Statement& s) {
   std::map<JobState, std::int64_t> counts;
-  for (JobState s : all_job_states) counts[s] = 0;
-  auto& s = st_->count_states;
+  for (JobState state : all_job_states) counts[state] = 0;
   while (s.step()) {
-    if (auto state = parse_job_state(s.column_text(0))) counts[*state] = s.column_int(1);
+    if (auto state = parse_job_state(s.column_text(0))) counts[*state] += s.column_int(1);
   }
   s.reset();
   return counts;
+}
+}  // namespace
+
+std::optional<Batch> JobStore::find_batch(std::string_view id_or_name) {
+  bool is_id = !id_or_name.empty() && id_or_name.size() <= 18 &&
+               id_or_name.find_first_not_of("0123456789") == std::string_view::npos;
+  auto& find = is_id ? st_->batch_by_id : st_->batch_by_name;
+  if (is_id)
+    find.bind(1, std::stoll(std::string(id_or_name)));
+  else
+    find.bind(1, id_or_name);
+  if (!find.step()) {
+    find.reset();
+    return std::nullopt;
+  }
+  Batch b{find.column_int(0), find.column_optional_text(1), find.column_int(2), {}};
+  find.reset();
+  b.states = read_state_counts(st_->count_batch.bind(1, b.id));
+  return b;
+}
+
+std::vector<Batch> JobStore::list_batches(std::int64_t limit) {
+  std::vector<Batch> out;
+  auto& s = st_->recent_batches;
+  s.bind(1, limit);
+  while (s.step()) out.push_back({s.column_int(0), s.column_optional_text(1), s.column_int(2), {}});
+  s.reset();
+  for (Batch& b : out) b.states = read_state_counts(st_->count_batch.bind(1, b.id));
+  return out;
+}
+
+std::map<JobState, std::int64_t> JobStore::count_by_state() {
+  return read_state_counts(st_->count_states);
+}
+
+std::map<JobState, std::int64_t> JobStore::count_unfinished_since(std::int64_t max_id,
+                                                                  std::int64_t since) {
+  return read_state_counts(st_->count_unfinished_since.bind(1, max_id).bind(2, since));
+}
+
+std::int64_t JobStore::max_job_id() {
+  auto& s = st_->max_job_id;
+  std::int64_t id = s.step() ? s.column_int(0) : 0;
+  s.reset();
+  return id;
+}
+
+std::int64_t JobStore::prune_finished(std::int64_t before, std::int64_t limit) {
+  sql::Transaction tx(*db_);
+  std::vector<std::int64_t> ids;
+  auto& sel = st_->select_prunable;
+  sel.bind(1, before).bind(2, limit);
+  while (sel.step()) ids.push_back(sel.column_int(0));
+  sel.reset();
+  for (std::int64_t id : ids) st_->delete_job.bind(1, id).run();
+  st_->delete_empty_batches.bind(1, before).run();
+  tx.commit();
+  return static_cast<std::int64_t>(ids.size());
 }
 
 std::optional<std::int64_t> JobStore::oldest_queued_due() {

@@ -25,6 +25,26 @@ struct EnqueueResult {
   bool existing = false;  // the server already had a non-terminal job: this is its id
 };
 
+// Which batch an enqueue adds its jobs to: an existing one (a later chunk of the same
+// `kpsctl enqueue`), or a new one, named or not.
+struct BatchTarget {
+  std::optional<std::int64_t> id;
+  std::optional<std::string> name;  // for a new batch; unique
+};
+
+struct EnqueueBatchResult {
+  std::string error;  // the batch name is taken, or the batch id is unknown: nothing queued
+  std::int64_t batch_id = 0;
+  std::vector<EnqueueResult> jobs;
+};
+
+struct Batch {
+  std::int64_t id = 0;
+  std::optional<std::string> name;
+  std::int64_t created_at = 0;
+  std::map<JobState, std::int64_t> states;  // its jobs per state (filled by count queries)
+};
+
 // A job claimed for a disassociate call (now `running`, its attempt row open).
 struct DeliveryWork {
   std::int64_t job_id = 0;
@@ -96,6 +116,7 @@ struct Claimed {
 struct ListQuery {
   std::optional<JobState> state;
   std::optional<std::string> server_id;
+  std::optional<std::int64_t> batch_id;
   std::int64_t limit = 100;
   std::int64_t after_id = 0;  // paging: ids greater than this
 };
@@ -129,7 +150,25 @@ class JobStore {
   // jobs were requeued or failed.
   int recover_after_restart(std::int64_t now, std::int64_t max_attempts);
 
+  // Queues jobs into a batch (see BatchTarget), all in one transaction. The first overload
+  // makes a new unnamed batch.
   std::vector<EnqueueResult> enqueue(std::span<const NewJob> jobs, std::int64_t now);
+  EnqueueBatchResult enqueue(std::span<const NewJob> jobs, std::int64_t now,
+                             const BatchTarget& batch);
+
+  // A batch by id ("42") or name, with its jobs counted per state; nullopt if there is none.
+  std::optional<Batch> find_batch(std::string_view id_or_name);
+  // The newest batches first, each with its jobs counted per state.
+  std::vector<Batch> list_batches(std::int64_t limit);
+  // What a bare `kpsctl wait` follows: jobs with id <= max_id that were unfinished at
+  // `since` (still unfinished, or finished at or after it), per state.
+  std::map<JobState, std::int64_t> count_unfinished_since(std::int64_t max_id, std::int64_t since);
+  std::int64_t max_job_id();
+
+  // Deletes up to `limit` finished jobs (succeeded, failed, cancelled) that ended before
+  // `before`, with their attempts and batch memberships, oldest first, and the batches left
+  // empty: one transaction. Returns the jobs deleted (0: nothing older is left).
+  std::int64_t prune_finished(std::int64_t before, std::int64_t limit);
 
   // retrying → queued for due jobs, then claims up to `limit` due queued jobs: each becomes
   // `running` with an open attempt row, all in one transaction.

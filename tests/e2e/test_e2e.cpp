@@ -22,7 +22,8 @@ TEST_CASE("1000 jobs from kpsctl enqueue --file all succeed each server called e
   std::string file = rig.dir().write("servers.txt", ids);
   auto enq = rig.ctl({"enqueue", "--file", file});
   REQUIRE_MESSAGE(enq.exit_code == 0, enq.err);
-  CHECK(enq.out.find("enqueued 1000 jobs (1000 new, 0 already queued)") != std::string::npos);
+  CHECK(enq.err.find(": enqueued 1000 jobs (1000 new, 0 already queued)") != std::string::npos);
+  CHECK(enq.out.find("enqueued") == std::string::npos);  // stdout: the job lines only
 
   auto wait = rig.ctl({"wait", "--timeout", "150"});
   CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
@@ -56,8 +57,8 @@ TEST_CASE("a 400 ends failed with its error_code / a 202+FAILED is retried and t
   auto jobs = json::parse(enq.out).at("jobs").as_array();
   REQUIRE(jobs.size() == 3);
 
-  auto wait = rig.ctl({"wait", "--timeout", "60"});
-  CHECK(wait.exit_code == 1);  // one job failed: wait says so
+  auto wait = rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"});
+  CHECK(wait.exit_code == 1);  // one job of the batch failed: wait says so
 
   auto rows = read_jobs(rig.db_path());
   CHECK(rows["srv-gone"].state == "failed");

@@ -195,7 +195,8 @@ TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or th
           0);
   REQUIRE(run({"enqueue", "--auth-type", "password", "--key-file", pw_file, "sec-cli"}).exit_code ==
           0);
-  CHECK(run({"wait", "--timeout", "60"}).exit_code == 1);  // two fail permanently by design
+  // Two fail permanently by design.
+  CHECK(run({"wait", "1", "2", "3", "4", "5", "6", "--timeout", "60"}).exit_code == 1);
   for (int id = 1; id <= 6; ++id) {
     run({"show", std::to_string(id)});
     run({"--json", "show", std::to_string(id)});

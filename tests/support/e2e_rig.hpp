@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <regex>
 #include <string>
 
 namespace kpsd::test {
@@ -125,6 +126,15 @@ class Rig {
     std::vector<std::string> argv{KPSCTL_BIN, "--socket", socket_path()};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv, dir_.path().string(), std::chrono::seconds(180), stdin_file);
+  }
+
+  // The batch an enqueue made: "batch_id" of its --json document, or "batch N" on stderr.
+  static std::string batch_of(const CommandResult& enqueue) {
+    std::smatch m;
+    if (std::regex_search(enqueue.out, m, std::regex("\"batch_id\":([0-9]+)"))) return m[1];
+    if (std::regex_search(enqueue.err, m, std::regex("batch ([0-9]+)"))) return m[1];
+    FAIL("no batch id in the enqueue output: " << enqueue.out << enqueue.err);
+    return "";
   }
 
   boost::json::object ctl_json(std::vector<std::string> args) {

@@ -462,3 +462,151 @@ TEST_CASE("outcomes and the next claims commit in one transaction - polls first"
   CHECK(store.find(first[0].job_id)->state == JobState::delivered);
   CHECK(store.count_by_state()[JobState::queued] == 1);  // d was not claimed
 }
+
+TEST_CASE("batches: each enqueue makes one and a later chunk joins it by id") {
+  JobStore store(":memory:");
+  std::vector<NewJob> first{job("srv-a"), job("srv-b")};
+  auto r1 = store.enqueue(first, 1000, BatchTarget{std::nullopt, std::string("night-run")});
+  REQUIRE(r1.error.empty());
+  std::vector<NewJob> second{job("srv-c")};
+  auto r2 = store.enqueue(second, 1001, BatchTarget{r1.batch_id, std::nullopt});
+  REQUIRE(r2.error.empty());
+  CHECK(r2.batch_id == r1.batch_id);
+
+  // A later batch that names srv-a (still queued) gets the existing job as a member.
+  std::vector<NewJob> third{job("srv-a"), job("srv-d")};
+  auto r3 = store.enqueue(third, 1002, BatchTarget{});
+  REQUIRE(r3.error.empty());
+  CHECK(r3.batch_id != r1.batch_id);
+  CHECK(r3.jobs[0].existing);
+  CHECK(r3.jobs[0].id == r1.jobs[0].id);
+
+  auto by_name = store.find_batch("night-run");
+  REQUIRE(by_name.has_value());
+  CHECK(by_name->id == r1.batch_id);
+  CHECK(by_name->name == "night-run");
+  CHECK(by_name->states[JobState::queued] == 3);
+  auto by_id = store.find_batch(std::to_string(r3.batch_id));
+  REQUIRE(by_id.has_value());
+  CHECK_FALSE(by_id->name.has_value());
+  CHECK(by_id->states[JobState::queued] == 2);
+  CHECK_FALSE(store.find_batch("no-such-batch").has_value());
+  CHECK_FALSE(store.find_batch("999").has_value());
+
+  ListQuery q;
+  q.batch_id = r3.batch_id;
+  auto listed = store.list(q);
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].server_id == "srv-a");
+  CHECK(listed[1].server_id == "srv-d");
+  q.after_id = listed[0].id;
+  CHECK(store.list(q).size() == 1);
+
+  auto recent = store.list_batches(10);
+  REQUIRE(recent.size() == 2);
+  CHECK(recent[0].id == r3.batch_id);  // newest first
+
+  // A taken name and an unknown id queue nothing.
+  std::vector<NewJob> more{job("srv-e")};
+  auto taken = store.enqueue(more, 1003, BatchTarget{std::nullopt, std::string("night-run")});
+  CHECK(taken.error.find("taken") != std::string::npos);
+  auto unknown = store.enqueue(more, 1003, BatchTarget{std::int64_t{999}, std::nullopt});
+  CHECK(unknown.error == "no batch 999");
+  CHECK(store.count_by_state()[JobState::queued] == 4);
+}
+
+TEST_CASE("batch names: printable and not a number") {
+  CHECK(validate_batch_name("night-run 2026-11-26").empty());
+  CHECK_FALSE(validate_batch_name("").empty());
+  CHECK_FALSE(validate_batch_name("1234").empty());
+  CHECK_FALSE(validate_batch_name(std::string(65, 'x')).empty());
+  CHECK_FALSE(validate_batch_name("a\nb").empty());
+}
+
+TEST_CASE("a bare wait counts the jobs unfinished when it started - not history") {
+  JobStore store(":memory:");
+  std::vector<NewJob> old{job("old-1"), job("old-2")};
+  store.enqueue(old, 1000);
+  auto w = store.claim_for_delivery(1000, 2);
+  REQUIRE(w.size() == 2);
+  AttemptFinish failed = finish(w[0], JobState::failed, 1100);
+  AttemptFinish running_on = finish(w[1], JobState::delivered, 1100);
+  std::vector<AttemptFinish> f{failed, running_on};
+  store.finish_attempts(f);
+  std::vector<NewJob> fresh{job("new-1")};
+  store.enqueue(fresh, 1200);
+
+  // The wait starts at 2000: old-1 failed before it (history), old-2 and new-1 are unfinished.
+  std::int64_t max_id = store.max_job_id();
+  auto counts = store.count_unfinished_since(max_id, 2000);
+  CHECK(counts[JobState::failed] == 0);
+  CHECK(counts[JobState::delivered] == 1);
+  CHECK(counts[JobState::queued] == 1);
+
+  // new-1 succeeds after the wait started: it is counted as succeeded; a job queued after the
+  // start is not counted at all.
+  auto w2 = store.claim_for_delivery(2100, 1);
+  REQUIRE(w2.size() == 1);
+  std::vector<AttemptFinish> f2{finish(w2[0], JobState::succeeded, 2200)};
+  store.finish_attempts(f2);
+  std::vector<NewJob> later{job("later-1")};
+  store.enqueue(later, 2300);
+  counts = store.count_unfinished_since(max_id, 2000);
+  CHECK(counts[JobState::succeeded] == 1);
+  CHECK(counts[JobState::queued] == 0);
+  CHECK(counts[JobState::delivered] == 1);
+  CHECK(counts[JobState::failed] == 0);
+}
+
+TEST_CASE("prune deletes finished jobs older than the cut with their attempts - nothing else") {
+  test::TempDir dir;
+  std::string path = (dir.path() / "jobs.db").string();
+  std::int64_t batch_id = 0;
+  {
+    JobStore store(path);
+    std::vector<NewJob> jobs{job("done-old"), job("failed-old"), job("queued-old"),
+                             job("done-new")};
+    batch_id = store.enqueue(jobs, 1000, BatchTarget{}).batch_id;
+    auto w = store.claim_for_delivery(1000, 4);
+    REQUIRE(w.size() == 4);
+    // done-old and failed-old end at 2000; done-new at 9000; queued-old is given back.
+    std::vector<AttemptFinish> f{finish(w[0], JobState::succeeded, 2000),
+                                 finish(w[1], JobState::failed, 2000),
+                                 finish(w[3], JobState::succeeded, 9000)};
+    AttemptFinish back = finish(w[2], JobState::queued, 2000);
+    back.release_claim = true;
+    f.push_back(back);
+    store.finish_attempts(f);
+
+    CHECK(store.prune_finished(5000, 1) == 1);  // chunked: one per call
+    CHECK(store.prune_finished(5000, 100) == 1);
+    CHECK(store.prune_finished(5000, 100) == 0);
+    auto counts = store.count_by_state();
+    CHECK(counts[JobState::succeeded] == 1);
+    CHECK(counts[JobState::failed] == 0);
+    CHECK(counts[JobState::queued] == 1);
+    // The batch keeps its two remaining jobs.
+    auto b = store.find_batch(std::to_string(batch_id));
+    REQUIRE(b.has_value());
+    CHECK(b->states[JobState::succeeded] + b->states[JobState::queued] == 2);
+  }
+  CHECK(external_int(path,
+                     "SELECT count(*) FROM attempts a WHERE NOT EXISTS "
+                     "(SELECT 1 FROM jobs j WHERE j.id = a.job_id)") == 0);
+  CHECK(external_int(path, "SELECT count(*) FROM batch_jobs") == 2);
+  {
+    JobStore store(path);
+    CHECK(store.prune_finished(10000, 100) == 1);  // done-new now too; queued-old stays
+    CHECK(store.find_batch(std::to_string(batch_id)).has_value());
+  }
+  // A batch whose jobs are all pruned goes with them.
+  {
+    JobStore store(path);
+    auto w = store.claim_for_delivery(20000, 1);
+    REQUIRE(w.size() == 1);
+    std::vector<AttemptFinish> f{finish(w[0], JobState::succeeded, 20000)};
+    store.finish_attempts(f);
+    CHECK(store.prune_finished(30000, 100) == 1);
+    CHECK_FALSE(store.find_batch(std::to_string(batch_id)).has_value());
+  }
+}

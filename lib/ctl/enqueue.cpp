@@ -1,0 +1,205 @@
+// kpsctl enqueue: check every input, then queue it into one batch, in chunks.
+#include "commands.hpp"
+#include "job_file.hpp"
+#include "zeroing_storage.hpp"
+
+#include <boost/json.hpp>
+
+#include <iostream>
+#include <unistd.h>
+
+namespace kpsd::ctl {
+
+namespace json = boost::json;
+
+namespace {
+
+// Jobs per enqueue request: one transaction (one fsync) each in kpsd, so big chunks, but the
+// request line stays well under kpsd's 1 MiB limit (keys make jobs large).
+constexpr std::size_t enqueue_chunk = 4000;
+constexpr std::size_t enqueue_chunk_bytes = 512 * 1024;
+
+json::object job_request(const NewJob& j) {
+  json::object o({{"server_id", j.server_id}}, zeroing_storage());  // may hold a key
+  if (j.port) o["port"] = *j.port;
+  if (j.auth) {
+    json::object auth(zeroing_storage());
+    auth["type"] = j.auth->type;
+    auth["key"] = j.auth->key.reveal();
+    o["auth"] = std::move(auth);
+  }
+  return o;
+}
+
+int report_bad_lines(const Options& opt, const JobFile& file, const JobFileCheck& check) {
+  if (!check.error.empty()) return fail(opt, exit_failed, check.error);
+  std::string summary = file.name() + ": " + std::to_string(check.bad_line_count) + " bad line" +
+                        (check.bad_line_count == 1 ? "" : "s") + "; nothing queued";
+  if (opt.json()) {
+    json::array lines;
+    for (const auto& b : check.bad_lines) {
+      lines.push_back(json::object{{"line", b.line}, {"error", b.error}});
+    }
+    print_json(json::object{{"ok", false},
+                            {"error", summary},
+                            {"bad_line_count", check.bad_line_count},
+                            {"bad_lines", std::move(lines)},
+                            {"exit_code", exit_failed}});
+    return exit_failed;
+  }
+  for (const auto& b : check.bad_lines) {
+    std::cerr << "kpsctl: " << file.name() << ":" << b.line << ": " << b.error << "\n";
+  }
+  if (check.bad_line_count > check.bad_lines.size()) {
+    std::cerr << "kpsctl: ... and " << check.bad_line_count - check.bad_lines.size() << " more\n";
+  }
+  std::cerr << "kpsctl: " << summary << "\n";
+  return exit_failed;
+}
+
+}  // namespace
+
+int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
+  if (a.server_ids.empty() == a.file.empty()) {
+    return fail(opt, exit_cli_usage, "enqueue: give server ids or --file FILE (not both)");
+  }
+  if (!a.auth_type.empty() && a.key_file.empty()) {
+    return fail(opt, exit_cli_usage, "enqueue: --auth-type needs --key-file");
+  }
+  if (a.auth_type.empty() && !a.key_file.empty()) {
+    // Without a type the key would be dropped and the job sent in reset form: refuse.
+    return fail(opt, exit_cli_usage, "enqueue: --key-file needs --auth-type (password or keypair)");
+  }
+  if (!a.batch.empty()) {
+    if (auto problem = validate_batch_name(a.batch); !problem.empty()) {
+      return fail(opt, exit_cli_usage, "enqueue: --batch `" + a.batch + "`: " + problem);
+    }
+  }
+  if (opt.format == Format::csv) {
+    return fail(opt, exit_cli_usage, "enqueue: --output csv is not offered (table or json)");
+  }
+  std::optional<JobAuth> common_auth;
+  if (!a.auth_type.empty()) {
+    std::string error;
+    auto key = read_key_file(a.auth_type, a.key_file, error);
+    if (!key) return fail(opt, exit_failed, error);
+    common_auth = JobAuth{a.auth_type, std::move(*key)};
+  }
+
+  // Check everything before anything is queued.
+  std::optional<JobFile> file;
+  std::size_t checked = a.server_ids.size();
+  if (!a.file.empty()) {
+    file.emplace(a.file);
+    JobFileCheck check = file->check();
+    if (!check.ok()) return report_bad_lines(opt, *file, check);
+    checked = check.jobs;
+  } else {
+    for (const auto& id : a.server_ids) {
+      if (auto problem = validate_server_id(id); !problem.empty()) {
+        return fail(opt, exit_cli_usage, "enqueue: `" + id + "`: " + problem);
+      }
+    }
+  }
+  if (checked == 0) return fail(opt, exit_failed, "enqueue: " + a.file + " holds no jobs");
+  if (a.dry_run) {
+    std::string what = a.file.empty() ? "arguments" : a.file;
+    if (opt.json()) {
+      print_json(json::object{{"ok", true}, {"dry_run", true}, {"jobs", checked}});
+    } else {
+      std::cout << what << ": " << checked << " job" << (checked == 1 ? "" : "s")
+                << ", every line valid (dry run: nothing queued)\n";
+    }
+    return exit_ok;
+  }
+
+  ControlClient client(opt.socket);
+  // Results are printed as they come (also in --json mode, as one streamed document), so a
+  // file of a million ids needs no more memory than one chunk.
+  std::size_t total = 0, existing = 0;
+  std::int64_t batch_id = 0;
+  std::string refusal;
+  bool progress = file && ::isatty(STDERR_FILENO);
+  // The server -> job lines are the output: written whenever stdout is a file or a pipe
+  // (`enqueue --file f > map.tsv`); only on a terminal does the progress line stand in for them.
+  bool job_lines = !progress || !::isatty(STDOUT_FILENO);
+  if (opt.json()) std::cout << "{\"jobs\":[";
+  auto sink = [&](std::vector<NewJob>& chunk) {
+    json::array jobs(zeroing_storage());
+    for (NewJob& j : chunk) {
+      if (a.port > 0 && !j.port) j.port = a.port;
+      if (common_auth && !j.auth) j.auth = common_auth;
+      jobs.push_back(job_request(j));
+    }
+    json::object request({{"op", "enqueue"}}, zeroing_storage());
+    request["jobs"] = std::move(jobs);
+    // The first chunk makes the batch; the others join it.
+    if (batch_id > 0) {
+      request["batch_id"] = batch_id;
+    } else if (!a.batch.empty()) {
+      request["batch"] = a.batch;
+    }
+    json::object reply = client.request(request);
+    if (auto* ok = reply.if_contains("ok"); !ok || !ok->is_bool() || !ok->as_bool()) {
+      refusal = "kpsd refused the request: " + text_of(reply, "error");
+      return false;
+    }
+    batch_id = int_of(reply, "batch_id");
+    const json::array& res = reply.at("jobs").as_array();
+    for (std::size_t i = 0; i < res.size() && i < chunk.size(); ++i) {
+      const json::object& r = res[i].as_object();
+      bool dup = r.at("existing").as_bool();
+      existing += dup ? 1 : 0;
+      if (opt.json()) {
+        std::cout << (total ? "," : "")
+                  << to_json_text(json::object{
+                         {"id", r.at("id")}, {"server_id", chunk[i].server_id}, {"existing", dup}});
+      } else if (job_lines) {
+        std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
+                  << (dup ? "\talready queued" : "\tqueued") << "\n";
+      }
+      ++total;
+    }
+    if (progress) std::cerr << "\renqueued " << total << " jobs..." << std::flush;
+    return true;
+  };
+  std::string error;
+  bool ok;
+  if (file) {
+    ok = file->send(enqueue_chunk, enqueue_chunk_bytes, sink, error);
+  } else {
+    ok = true;
+    std::vector<NewJob> jobs;
+    for (const auto& id : a.server_ids) {
+      jobs.push_back(NewJob{id, std::nullopt, std::nullopt});
+      if (jobs.size() >= enqueue_chunk) {
+        if (!(ok = sink(jobs))) break;
+        jobs.clear();
+      }
+    }
+    ok = ok && (jobs.empty() || sink(jobs));
+  }
+  if (error.empty()) error = refusal;
+  if (progress) std::cerr << "\n";
+  if (opt.json()) {
+    std::cout << "],\"ok\":" << (ok ? "true" : "false") << ",\"batch_id\":" << batch_id
+              << ",\"total\":" << total << ",\"existing\":" << existing;
+    if (!ok) std::cout << ",\"error\":" << to_json_text(json::string(error));
+    std::cout << "}\n";
+    return ok ? exit_ok : exit_failed;
+  }
+  // The summary goes to stderr: stdout holds only the server -> job lines, for scripts.
+  if (batch_id > 0) {
+    std::cerr << "batch " << batch_id << (a.batch.empty() ? "" : " (" + a.batch + ")")
+              << ": enqueued " << total << " job" << (total == 1 ? "" : "s") << " ("
+              << total - existing << " new, " << existing << " already queued)\n";
+  }
+  if (!ok) {
+    std::cerr << "kpsctl: " << error;
+    if (total > 0) std::cerr << " (the " << total << " jobs above are queued)";
+    std::cerr << "\n";
+  }
+  return ok ? exit_ok : exit_failed;
+}
+
+}  // namespace kpsd::ctl

@@ -1,0 +1,293 @@
+// kpsctl list, show, report, batches, retry, cancel/pause/resume and prune.
+#include "commands.hpp"
+#include "job.hpp"
+
+#include <boost/json.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+
+namespace kpsd::ctl {
+
+namespace json = boost::json;
+
+namespace {
+
+void print_job_table(const json::array& jobs) {
+  std::printf("%-8s %-10s %-4s %-38s %-16s %s\n", "ID", "STATE", "TRY", "SERVER", "TASK_STATUS",
+              "ERROR");
+  for (const auto& v : jobs) {
+    const json::object& j = v.as_object();
+    std::printf("%-8lld %-10s %-4lld %-38s %-16s %s\n", static_cast<long long>(int_of(j, "id")),
+                text_of(j, "state").c_str(), static_cast<long long>(int_of(j, "attempts")),
+                text_of(j, "server_id").c_str(), text_of(j, "task_status").c_str(),
+                reason_of(j).c_str());
+  }
+}
+
+// One CSV row per job: what `report` and `list --output csv` print.
+constexpr const char* job_csv_header =
+    "id,server_id,state,attempts,task_id,task_status,reason,created_at,updated_at\n";
+void print_job_csv(const json::array& jobs) {
+  for (const auto& v : jobs) {
+    const json::object& j = v.as_object();
+    std::cout << int_of(j, "id") << "," << csv_field(text_of(j, "server_id")) << ","
+              << text_of(j, "state") << "," << int_of(j, "attempts") << ","
+              << csv_field(text_of(j, "task_id")) << "," << csv_field(text_of(j, "task_status"))
+              << "," << csv_field(reason_of(j)) << "," << format_time(int_of(j, "created_at"))
+              << "," << format_time(int_of(j, "updated_at")) << "\n";
+  }
+}
+
+}  // namespace
+
+std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
+  if (text.size() < 2) return std::nullopt;
+  std::int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
+  if (ec != std::errc{} || ptr != text.data() + text.size() - 1 || n < 0) return std::nullopt;
+  std::int64_t unit = 0;
+  switch (text.back()) {
+    case 's':
+      unit = 1000;
+      break;
+    case 'm':
+      unit = 60 * 1000;
+      break;
+    case 'h':
+      unit = 3600 * 1000;
+      break;
+    case 'd':
+      unit = 24 * 3600 * 1000;
+      break;
+    case 'w':
+      unit = 7 * 24 * 3600 * 1000;
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (n > INT64_MAX / 2 / unit) return std::nullopt;
+  return n * unit;
+}
+
+int cmd_list(const Options& opt, const ListArgs& a) {
+  ControlClient client(opt.socket);
+  json::object req{{"op", "list"}, {"limit", a.limit}, {"after_id", a.after}};
+  if (!a.state.empty()) req["state"] = a.state;
+  if (!a.server.empty()) req["server_id"] = a.server;
+  if (!a.batch.empty()) req["batch"] = a.batch;
+  auto reply = ask(opt, client, req);
+  if (!reply) return exit_failed;
+  if (opt.format == Format::json) {
+    print_json(*reply);
+  } else if (opt.format == Format::csv) {
+    std::cout << job_csv_header;
+    print_job_csv(reply->at("jobs").as_array());
+  } else {
+    print_job_table(reply->at("jobs").as_array());
+    if (reply->contains("next_after_id")) {
+      std::cout << "(more: --after " << int_of(*reply, "next_after_id") << ")\n";
+    }
+  }
+  return exit_ok;
+}
+
+int cmd_report(const Options& opt, const std::string& batch) {
+  ControlClient client(opt.socket);
+  // Every job of the batch, a page at a time, streamed: a million jobs need one page of memory.
+  std::int64_t after = 0;
+  bool first = true;
+  for (;;) {
+    json::object req{{"op", "list"}, {"limit", 10000}, {"after_id", after}};
+    if (!batch.empty()) req["batch"] = batch;
+    auto reply = ask(opt, client, req);
+    if (!reply) {
+      if (opt.json() && !first) std::cout << "]}\n";  // a partial report stays one document
+      return exit_failed;
+    }
+    const json::array& jobs = reply->at("jobs").as_array();
+    if (opt.json()) {
+      if (first) std::cout << "{\"ok\":true,\"jobs\":[";
+      for (const auto& v : jobs) {
+        const json::object& j = v.as_object();
+        std::cout << (first ? "" : ",")
+                  << to_json_text(json::object{{"id", j.at("id")},
+                                               {"server_id", j.at("server_id")},
+                                               {"state", j.at("state")},
+                                               {"attempts", j.at("attempts")},
+                                               {"task_id", j.at("task_id")},
+                                               {"task_status", j.at("task_status")},
+                                               {"reason", reason_of(j)},
+                                               {"created_at", j.at("created_at")},
+                                               {"updated_at", j.at("updated_at")}});
+        first = false;
+      }
+      first = false;
+    } else {
+      if (first) std::cout << job_csv_header;
+      first = false;
+      print_job_csv(jobs);
+    }
+    if (!reply->contains("next_after_id")) break;
+    after = int_of(*reply, "next_after_id");
+  }
+  if (opt.json()) std::cout << "]}\n";
+  return exit_ok;
+}
+
+int cmd_batches(const Options& opt, int limit) {
+  ControlClient client(opt.socket);
+  auto reply = ask(opt, client, {{"op", "batches"}, {"limit", limit}});
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+    return exit_ok;
+  }
+  const json::array& batches = reply->at("batches").as_array();
+  if (opt.format == Format::csv) {
+    std::cout << "id,name,created_at,total,unfinished,succeeded,failed,cancelled\n";
+  } else {
+    std::printf("%-6s %-24s %-20s %8s %10s %9s %6s %9s\n", "ID", "NAME", "CREATED", "JOBS",
+                "UNFINISHED", "SUCCEEDED", "FAILED", "CANCELLED");
+  }
+  for (const auto& v : batches) {
+    const json::object& b = v.as_object();
+    const json::object& st = b.at("states").as_object();
+    std::int64_t unfinished = int_of(st, "queued") + int_of(st, "running") +
+                              int_of(st, "retrying") + int_of(st, "delivered");
+    if (opt.format == Format::csv) {
+      std::cout << int_of(b, "id") << "," << csv_field(text_of(b, "name")) << ","
+                << format_time(int_of(b, "created_at")) << "," << int_of(b, "total") << ","
+                << unfinished << "," << int_of(st, "succeeded") << "," << int_of(st, "failed")
+                << "," << int_of(st, "cancelled") << "\n";
+    } else {
+      std::string name = text_of(b, "name");
+      std::printf("%-6lld %-24s %-20s %8lld %10lld %9lld %6lld %9lld\n",
+                  static_cast<long long>(int_of(b, "id")), name.empty() ? "-" : name.c_str(),
+                  format_time(int_of(b, "created_at")).c_str(),
+                  static_cast<long long>(int_of(b, "total")), static_cast<long long>(unfinished),
+                  static_cast<long long>(int_of(st, "succeeded")),
+                  static_cast<long long>(int_of(st, "failed")),
+                  static_cast<long long>(int_of(st, "cancelled")));
+    }
+  }
+  return exit_ok;
+}
+
+int cmd_show(const Options& opt, std::int64_t id) {
+  if (opt.format == Format::csv) {
+    return fail(opt, exit_cli_usage, "show: --output csv is not offered (table or json)");
+  }
+  ControlClient client(opt.socket);
+  auto reply = ask(opt, client, {{"op", "show"}, {"id", id}});
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+    return exit_ok;
+  }
+  const json::object& j = reply->at("job").as_object();
+  auto row = [](const char* k, const std::string& v) {
+    std::printf("%s: %s\n", k, v.empty() ? "-" : v.c_str());
+  };
+  row("id", text_of(j, "id"));
+  row("server_id", text_of(j, "server_id"));
+  row("state", text_of(j, "state"));
+  row("attempts", text_of(j, "attempts"));
+  row("task_id", text_of(j, "task_id"));
+  row("delivery_status", text_of(j, "delivery_status"));
+  row("task_status", text_of(j, "task_status"));
+  row("error_code", text_of(j, "error_code"));
+  row("error_msg", text_of(j, "error_msg"));
+  if (!text_of(j, "task_error_code").empty() || !text_of(j, "task_error_msg").empty()) {
+    row("task_error_code", text_of(j, "task_error_code"));  // the server's reason for FAILED_*
+    row("task_error_msg", text_of(j, "task_error_msg"));
+  }
+  row("port", text_of(j, "port"));
+  std::string auth = text_of(j, "auth_type");
+  row("auth", auth.empty() ? "none (reset form)" : auth + " (redacted)");
+  row("created_at", format_time(int_of(j, "created_at")));
+  row("updated_at", format_time(int_of(j, "updated_at")));
+  const json::array& attempts = reply->at("attempts").as_array();
+  std::printf("\nattempts:\n%-3s %-20s %-6s %-8s %-38s %s\n", "N", "STARTED", "HTTP", "LATENCY",
+              "REQUEST_ID", "RESULT");
+  for (const auto& v : attempts) {
+    const json::object& at = v.as_object();
+    std::string result = text_of(at, "delivery_status");
+    if (!text_of(at, "task_id").empty()) result += " task " + text_of(at, "task_id");
+    std::string err = text_of(at, "error_code") + " " + text_of(at, "error_msg");
+    if (err != " ") result += (result.empty() ? "" : "; ") + err;
+    std::string latency = text_of(at, "latency_ms");
+    std::printf("%-3s %-20s %-6s %-8s %-38s %s\n", text_of(at, "n").c_str(),
+                format_time(int_of(at, "started_at")).c_str(), text_of(at, "http_status").c_str(),
+                latency.empty() ? "-" : (latency + "ms").c_str(), text_of(at, "request_id").c_str(),
+                result.c_str());
+  }
+  return exit_ok;
+}
+
+int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
+  if ((id > 0) == !state.empty()) {
+    return fail(opt, exit_cli_usage, "retry: give a JOB_ID or --state failed|cancelled");
+  }
+  ControlClient client(opt.socket);
+  json::object req{{"op", "retry"}};
+  if (id > 0)
+    req["id"] = id;
+  else
+    req["state"] = state;
+  auto reply = ask(opt, client, req);
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else if (id > 0) {
+    std::cout << "job " << id << ": " << text_of(*reply, "result") << "\n";
+  } else {
+    std::cout << "requeued " << int_of(*reply, "requeued") << ", rechecking "
+              << int_of(*reply, "rechecking") << " pending tasks";
+    if (auto skipped = int_of(*reply, "skipped_key_gone")) {
+      std::cout << "; skipped " << skipped
+                << " replace-form jobs whose key is gone (enqueue them again with their key)";
+    }
+    if (auto skipped = int_of(*reply, "skipped_call_in_flight")) {
+      std::cout << "; skipped " << skipped
+                << " cancelled jobs whose call is still in flight (retry once it has ended)";
+    }
+    std::cout << "\n";
+  }
+  return exit_ok;
+}
+
+int cmd_prune(const Options& opt, const std::string& older_than) {
+  auto ms = parse_duration_ms(older_than);
+  if (!ms) {
+    return fail(opt, exit_cli_usage,
+                "prune: --older-than `" + older_than +
+                    "` is not a duration (a whole number and s, m, h, d or w: 7d, 12h)");
+  }
+  ControlClient client(opt.socket);
+  auto reply = ask(opt, client, {{"op", "prune"}, {"older_than_ms", *ms}});
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else {
+    std::cout << "pruned " << int_of(*reply, "pruned")
+              << " finished jobs (and their attempts) that ended before "
+              << format_time(int_of(*reply, "before_ms")) << "\n";
+  }
+  return exit_ok;
+}
+
+int cmd_simple(const Options& opt, const json::object& req, const std::string& done) {
+  ControlClient client(opt.socket);
+  auto reply = ask(opt, client, req);
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else {
+    std::cout << done << "\n";
+  }
+  return exit_ok;
+}
+
+}  // namespace kpsd::ctl

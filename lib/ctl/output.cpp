@@ -1,0 +1,145 @@
+#include "output.hpp"
+
+#include <boost/json.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <ctime>
+#include <iostream>
+
+namespace kpsd::ctl {
+
+namespace json = boost::json;
+
+int fail(const Options& opt, int exit_code, std::string_view message) {
+  if (opt.json()) {
+    print_json(json::object{{"ok", false}, {"error", message}, {"exit_code", exit_code}});
+  } else {
+    std::cerr << "kpsctl: " << message << "\n";
+  }
+  return exit_code;
+}
+
+std::optional<json::object> ask(const Options& opt, ControlClient& client,
+                                const json::object& req) {
+  json::object reply = client.request(req);
+  auto* ok = reply.if_contains("ok");
+  if (!ok || !ok->is_bool() || !ok->as_bool()) {
+    fail(opt, exit_failed, "kpsd refused the request: " + text_of(reply, "error"));
+    return std::nullopt;
+  }
+  return reply;
+}
+
+namespace {
+void write_json(std::string& out, const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : v.as_object()) {
+        if (!first) out += ',';
+        first = false;
+        out += json::serialize(json::string_view(kv.key()));
+        out += ':';
+        write_json(out, kv.value());
+      }
+      out += '}';
+      return;
+    }
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& e : v.as_array()) {
+        if (!first) out += ',';
+        first = false;
+        write_json(out, e);
+      }
+      out += ']';
+      return;
+    }
+    case json::kind::double_: {
+      double d = v.as_double();
+      char buf[32];
+      if (!std::isfinite(d)) {
+        out += "null";
+        return;
+      }
+      if (std::trunc(d) == d && std::fabs(d) < 9007199254740992.0) {
+        auto r = std::to_chars(buf, buf + sizeof(buf), static_cast<std::int64_t>(d));
+        out.append(buf, r.ptr);
+        return;
+      }
+      auto r = std::to_chars(buf, buf + sizeof(buf), d);  // shortest round-trip form
+      out.append(buf, r.ptr);
+      return;
+    }
+    default:
+      out += json::serialize(v);
+  }
+}
+}  // namespace
+
+std::string to_json_text(const json::value& v) {
+  std::string out;
+  write_json(out, v);
+  return out;
+}
+
+void print_json(const json::value& v) { std::cout << to_json_text(v) << "\n"; }
+
+std::string csv_field(std::string_view text) {
+  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string format_time(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string text_of(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v || v->is_null()) return "";
+  if (v->is_string()) return std::string(v->as_string());
+  return to_json_text(*v);
+}
+
+std::int64_t int_of(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (v && v->is_int64()) return v->as_int64();
+  if (v && v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+  return 0;
+}
+
+double number_of(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v) return 0;
+  if (v->is_double()) return v->as_double();
+  if (v->is_int64()) return static_cast<double>(v->as_int64());
+  if (v->is_uint64()) return static_cast<double>(v->as_uint64());
+  return 0;
+}
+
+std::string reason_of(const json::object& j) {
+  std::string reason = text_of(j, "error_code");
+  std::string msg = text_of(j, "error_msg");
+  if (!msg.empty()) reason += (reason.empty() ? "" : " ") + msg;
+  std::string task = text_of(j, "task_error_code");
+  std::string task_msg = text_of(j, "task_error_msg");
+  if (!task_msg.empty()) task += (task.empty() ? "" : " ") + task_msg;
+  if (!task.empty()) reason += (reason.empty() ? "" : "; ") + ("task: " + task);
+  return reason;
+}
+
+}  // namespace kpsd::ctl

@@ -1,0 +1,51 @@
+#pragma once
+// How kpsctl prints: the output format, errors (JSON on stdout under --json, a line on stderr
+// otherwise), JSON with integers as integers, CSV fields, times, and reading reply fields.
+#include "control_client.hpp"
+#include "exit_codes.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kpsd::ctl {
+
+inline constexpr int exit_failed = 1;
+inline constexpr int exit_cli_usage = 2;
+
+enum class Format { table, json, csv };
+
+struct Options {
+  std::string socket;
+  Format format = Format::table;
+  bool json() const { return format == Format::json; }
+};
+
+// Reports an error the way the chosen format wants it and returns `exit_code`.
+int fail(const Options& opt, int exit_code, std::string_view message);
+
+// Sends a request; a refused one is reported through fail() and yields nullopt.
+std::optional<boost::json::object> ask(const Options& opt, ControlClient& client,
+                                       const boost::json::object& req);
+
+// JSON text with every whole number written as an integer (Boost.JSON writes 13.0 as 1.3E1)
+// and other numbers in their shortest form.
+std::string to_json_text(const boost::json::value& v);
+void print_json(const boost::json::value& v);  // one line on stdout
+
+std::string csv_field(std::string_view text);  // quoted when it must be (RFC 4180)
+
+std::string format_time(std::int64_t unix_ms);                            // RFC 3339 UTC; "-" for 0
+std::string text_of(const boost::json::object& o, std::string_view key);  // "" if null/absent
+std::int64_t int_of(const boost::json::object& o, std::string_view key);  // 0 if absent
+double number_of(const boost::json::object& o, std::string_view key);     // 0 if absent
+
+// Why a job ended as it did: its error, or the task's reason for a FAILED_* task.
+std::string reason_of(const boost::json::object& job);
+
+}  // namespace kpsd::ctl
