@@ -469,6 +469,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     auto outcome = co_await db.call([id = r.id, now](JobStore& s) { return s.cancel(id, now); });
     switch (outcome) {
       case CancelOutcome::cancelled:
+        ++metrics.jobs_finished[JobState::cancelled];
         co_return json::object{{"id", r.id}, {"result", "cancelled"}};
       case CancelOutcome::not_found:
         co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};

@@ -199,6 +199,19 @@ std::string_view to_string(Verdict v) noexcept {
   return "unknown";
 }
 
+std::string_view blocked_cause(HttpResult::Transport t) noexcept {
+  switch (t) {
+    case HttpResult::Transport::tls_failed:
+      return "tls";
+    case HttpResult::Transport::no_credentials:
+      return "credentials";
+    case HttpResult::Transport::no_descriptors:
+      return "descriptors";
+    default:
+      return "";
+  }
+}
+
 AttemptOutcome classify_disassociate(const HttpResult& r,
                                      std::chrono::system_clock::time_point now) {
   AttemptOutcome out;

@@ -1,6 +1,10 @@
 #include "metrics.hpp"
 
+#include "kps_api.hpp"
+
 #include <spdlog/fmt/fmt.h>
+
+#include <array>
 
 namespace kpsd {
 
@@ -16,34 +20,69 @@ void Histogram::observe(std::chrono::milliseconds latency) {
   sum += seconds;
 }
 
+namespace {
+// Label values kpsd knows of; others that appear are written too, after them.
+constexpr std::array<const char*, 7> call_outcomes{
+    "delivered", "retryable", "permanent", "throttled", "reauthenticate", "blocked", "cancelled"};
+constexpr std::array<const char*, 5> poll_outcomes{"succeeded", "failed", "pending", "rejected",
+                                                   "no_answer"};
+constexpr std::array<const char*, 3> operations{"disassociate", "task", "failed_tasks"};
+
+// The map's counts, with every known key present (0 when it never happened).
+template <class Known>
+std::map<std::string, std::uint64_t> with_known(const std::map<std::string, std::uint64_t>& seen,
+                                                const Known& known) {
+  std::map<std::string, std::uint64_t> all(seen);
+  for (const char* k : known) all.emplace(k, 0);
+  return all;
+}
+}  // namespace
+
 std::string Metrics::render(const Gauges& g) const {
   std::string out;
   auto header = [&](const char* name, const char* type, const char* help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  // A metric with one unlabelled sample.
+  auto single = [&](const char* name, const char* type, const char* help, auto value) {
+    header(name, type, help);
+    out += fmt::format("{} {}\n", name, value);
   };
   header("kpsd_jobs", "gauge", "Jobs in the database by state.");
   if (g.jobs_known)
     for (const auto& [state, n] : g.jobs) {
       out += fmt::format("kpsd_jobs{{state=\"{}\"}} {}\n", to_string(state), n);
     }
+  header("kpsd_jobs_finished_total", "counter",
+         "Jobs that reached a terminal state since kpsd started, by state.");
+  for (JobState s : {JobState::succeeded, JobState::failed, JobState::cancelled}) {
+    auto it = jobs_finished.find(s);
+    out += fmt::format("kpsd_jobs_finished_total{{state=\"{}\"}} {}\n", to_string(s),
+                       it == jobs_finished.end() ? 0 : it->second);
+  }
+  single("kpsd_oldest_queued_age_seconds", "gauge",
+         "How long the oldest due queued job has waited for its call (0: none waiting).",
+         g.oldest_queued_age_s);
   header("kpsd_calls_total", "counter",
          "Disassociate calls by outcome (delivered, retryable, permanent, throttled, "
-         "reauthenticate, cancelled).");
-  for (const auto& [outcome, n] : calls) {
+         "reauthenticate, blocked: nothing sent, cancelled).");
+  for (const auto& [outcome, n] : with_known(calls, call_outcomes)) {
     out += fmt::format("kpsd_calls_total{{outcome=\"{}\"}} {}\n", outcome, n);
   }
   header("kpsd_task_polls_total", "counter", "Task polls by outcome.");
-  for (const auto& [outcome, n] : task_polls) {
+  for (const auto& [outcome, n] : with_known(task_polls, poll_outcomes)) {
     out += fmt::format("kpsd_task_polls_total{{outcome=\"{}\"}} {}\n", outcome, n);
   }
-  header("kpsd_retries_total", "counter", "Times a job was scheduled for another attempt.");
-  out += fmt::format("kpsd_retries_total {}\n", retries);
-  header("kpsd_rate_cuts_total", "counter",
-         "Congestion episodes: times a 429 cut the request rate (once per episode).");
-  out += fmt::format("kpsd_rate_cuts_total {}\n", throttled_rate_cuts);
+  single("kpsd_retries_total", "counter", "Times a job was scheduled for another attempt.",
+         retries);
+  single("kpsd_rate_cuts_total", "counter",
+         "Congestion episodes: times a 429 cut the request rate (once per episode).",
+         throttled_rate_cuts);
   header("kpsd_http_request_duration_seconds", "histogram",
          "Latency of KPS API calls that got an answer or failed, by operation.");
-  for (const auto& [op, h] : latency) {
+  std::map<std::string, Histogram> all_latency(latency);
+  for (const char* op : operations) all_latency.emplace(op, Histogram{});
+  for (const auto& [op, h] : all_latency) {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < Histogram::bounds.size(); ++i) {
       cumulative += h.counts[i];
@@ -59,37 +98,43 @@ std::string Metrics::render(const Gauges& g) const {
     out += fmt::format("kpsd_http_request_duration_seconds_count{{operation=\"{}\"}} {}\n", op,
                        h.total);
   }
-  header("kpsd_calls_in_flight", "gauge", "API calls in flight.");
-  out += fmt::format("kpsd_calls_in_flight {}\n", g.in_flight);
-  header("kpsd_rate_limit_per_second", "gauge",
-         "Current pace found from the gateway's 429s, under the ceiling (0 = not paced).");
-  out += fmt::format("kpsd_rate_limit_per_second {}\n", g.rate_per_second);
-  header("kpsd_rate_limit_configured_per_second", "gauge",
-         "Configured rate_per_second: the ceiling (0 = auto, none).");
-  out += fmt::format("kpsd_rate_limit_configured_per_second {}\n", g.configured_rate_per_second);
-  header("kpsd_throttled_share", "gauge",
-         "Share of API answers in the last minute that were 429 (0 to 1).");
-  out += fmt::format("kpsd_throttled_share {}\n", g.throttled_share);
-  header("kpsd_quota_holding", "gauge",
-         "1 while the gateway refuses every call (a quota window) and kpsd waits for it to turn.");
-  out += fmt::format("kpsd_quota_holding {}\n", g.holding_for_quota ? 1 : 0);
-  header("kpsd_paused", "gauge", "1 while kpsctl pause is in effect.");
-  out += fmt::format("kpsd_paused {}\n", g.paused ? 1 : 0);
-  header(
-      "kpsd_store_writable", "gauge",
-      "0 while the job store cannot be written (lock held, disk full, I/O error): no new calls.");
-  out += fmt::format("kpsd_store_writable {}\n", g.store_writable ? 1 : 0);
+  single("kpsd_calls_in_flight", "gauge", "API calls in flight.", g.in_flight);
+  single("kpsd_rate_limit_per_second", "gauge",
+         "Current pace found from the gateway's 429s, under the ceiling (0 = not paced).",
+         g.rate_per_second);
+  single("kpsd_rate_limit_configured_per_second", "gauge",
+         "Configured rate_per_second: the ceiling (0 = auto, none).", g.configured_rate_per_second);
+  single("kpsd_throttled_share", "gauge",
+         "Share of API answers in the last minute that were 429 (0 to 1).", g.throttled_share);
+  single("kpsd_quota_holding", "gauge",
+         "1 while the gateway refuses every call (a quota window) and kpsd waits for it to turn.",
+         g.holding_for_quota ? 1 : 0);
+  single("kpsd_paused", "gauge", "1 while kpsctl pause is in effect.", g.paused ? 1 : 0);
+  single("kpsd_store_writable", "gauge",
+         "0 while the job store cannot be written (lock held, disk full, I/O error): no new calls.",
+         g.store_writable ? 1 : 0);
   header("kpsd_blocked", "gauge",
-         "1 while calls are paused because nothing can reach KPS (credentials, TLS, descriptors).");
-  out += fmt::format("kpsd_blocked {}\n", g.blocked ? 1 : 0);
-  header("kpsd_store_outages_total", "counter", "Times the job store stopped being writable.");
-  out += fmt::format("kpsd_store_outages_total {}\n", store_outages);
-  header("kpsd_outcomes_unrecorded", "gauge",
-         "Call and poll outcomes waiting in memory for their commit.");
-  out += fmt::format("kpsd_outcomes_unrecorded {}\n", g.outcomes_waiting);
-  header("kpsd_control_clients_refused_total", "counter",
-         "Control connections closed because too many clients were connected.");
-  out += fmt::format("kpsd_control_clients_refused_total {}\n", control_clients_refused);
+         "1 while calls are paused because nothing can reach KPS, by reason (credentials, tls, "
+         "descriptors).");
+  for (std::string_view cause : blocked_causes) {
+    bool this_one = g.blocked && (g.blocked_cause == cause ||
+                                  (g.blocked_cause.empty() && cause == "credentials"));
+    out += fmt::format("kpsd_blocked{{reason=\"{}\"}} {}\n", cause, this_one ? 1 : 0);
+  }
+  single("kpsd_calls_started_per_second", "gauge",
+         "Calls started per second (disassociate, polls, lookups), measured over the last second.",
+         g.send_rate_per_second);
+  single("kpsd_jobs_pruned_total", "counter",
+         "Finished jobs deleted by kpsctl prune and [queue] retention_days.", jobs_pruned);
+  header("kpsd_build_info", "gauge", "Always 1; the version kpsd was built as, as a label.");
+  out += fmt::format("kpsd_build_info{{version=\"{}\"}} 1\n", KPSD_VERSION);
+  single("kpsd_store_outages_total", "counter", "Times the job store stopped being writable.",
+         store_outages);
+  single("kpsd_outcomes_unrecorded", "gauge",
+         "Call and poll outcomes waiting in memory for their commit.", g.outcomes_waiting);
+  single("kpsd_control_clients_refused_total", "counter",
+         "Control connections closed because too many clients were connected.",
+         control_clients_refused);
   return out;
 }
 

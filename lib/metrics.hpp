@@ -29,6 +29,7 @@ struct Metrics {
   std::uint64_t store_outages = 0;            // times the job store stopped being writable
   std::uint64_t control_clients_refused = 0;  // control connections closed over the cap
   std::uint64_t jobs_pruned = 0;              // finished jobs deleted (prune, retention)
+  std::map<JobState, std::uint64_t> jobs_finished;  // jobs that reached a terminal state
 
   struct Gauges {
     std::map<JobState, std::int64_t> jobs;
@@ -39,11 +40,16 @@ struct Metrics {
     bool holding_for_quota = false;
     bool paused = false;
     bool store_writable = true;
-    bool blocked = false;  // calls paused: credentials, TLS or descriptors
+    bool blocked = false;             // calls paused: credentials, TLS or descriptors
+    std::string blocked_cause;        // "credentials", "tls" or "descriptors" while blocked
+    double send_rate_per_second = 0;  // calls started per second, measured
+    double oldest_queued_age_s = 0;   // how long the oldest due queued job has waited
     std::int64_t outcomes_waiting = 0;
     bool jobs_known = true;  // false: the store could not be read for this scrape
   };
-  std::string render(const Gauges& gauges) const;  // Prometheus text format 0.0.4
+  // Prometheus text format 0.0.4. Every known label value is written from the start (at 0),
+  // so rate() and absent() work before the first event.
+  std::string render(const Gauges& gauges) const;
 };
 
 }  // namespace kpsd

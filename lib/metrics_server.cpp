@@ -1,6 +1,7 @@
 #include "metrics_server.hpp"
 
 #include "accept_backoff.hpp"
+#include "clock.hpp"
 #include "db_worker.hpp"
 #include "fd_limit.hpp"
 #include "logging.hpp"
@@ -73,7 +74,14 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       if (req.method() == http::verb::get && (req.target() == "/metrics" || req.target() == "/")) {
         Metrics::Gauges g;
         try {
-          g.jobs = co_await db.call([](JobStore& s) { return s.count_by_state(); });
+          auto read = co_await db.call([](JobStore& s) {
+            return std::pair{s.count_by_state(), s.oldest_queued_due()};
+          });
+          g.jobs = std::move(read.first);
+          if (read.second) {
+            g.oldest_queued_age_s =
+                static_cast<double>(std::max<std::int64_t>(0, unix_ms() - *read.second)) / 1000;
+          }
         } catch (const std::exception& e) {
           g.jobs_known = false;  // the rest still tells the story (kpsd_store_writable ...)
           spdlog::debug("metrics: job counts unavailable: {}", e.what());
@@ -81,6 +89,8 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         auto st = scheduler.stats();
         g.store_writable = st.store_writable;
         g.blocked = !st.blocked_reason.empty();
+        g.blocked_cause = std::string(st.blocked_cause);
+        g.send_rate_per_second = st.send_rate_per_second;
         g.outcomes_waiting = st.outcomes_waiting;
         g.in_flight = st.in_flight;
         g.rate_per_second = st.rate_per_second;

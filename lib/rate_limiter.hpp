@@ -73,11 +73,11 @@ class RateLimiter {
   // The quota window, once two turns have been seen.
   std::optional<Clock::duration> window() const;
   std::int64_t window_quota() const noexcept { return window_quota_; }  // 0 = unknown
+  double observed_send_rate(Clock::time_point now) const;  // calls sent in the last second
 
  private:
   enum class Hold { wall, quota, retry_after };
   double found_rate(Clock::time_point now) const;  // 0 = no limit found
-  double observed_send_rate(Clock::time_point now) const;
   void refill(Clock::time_point now);
   void make_cut(Clock::time_point now);
   void enter_hold(Clock::time_point now, Hold kind, std::optional<Clock::duration> retry_after);

@@ -286,8 +286,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
 
   // Blocked: nothing can reach KPS (credentials, TLS, descriptors). Dispatch pauses for every
   // job; one probe at a time goes out, 1 s apart doubling to 30 s, until one gets through.
-  void enter_blocked(const std::string& reason, bool was_probe) {
+  void enter_blocked(const std::string& reason, std::string_view cause, bool was_probe) {
     auto now = std::chrono::steady_clock::now();
+    if (!cause.empty()) blocked_kind = cause;
     if (blocked_reason.empty()) {
       blocked_reason = reason.empty() ? "blocked" : reason;
       blocked_since_ms = unix_ms();
@@ -442,7 +443,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       ++metrics.calls[std::string(to_string(outcome.verdict))];
       d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
       if (outcome.verdict == Verdict::blocked) {
-        enter_blocked(outcome.error_msg, w.probe);
+        // A 401 after a refresh is the credentials; otherwise the transport says what.
+        std::string_view cause = blocked_cause(result.transport);
+        enter_blocked(outcome.error_msg, cause.empty() ? "credentials" : cause, w.probe);
       } else if (w.probe) {
         leave_blocked();  // only a call sent while paused proves the cause is gone
       }
@@ -463,6 +466,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.next_state = d.next;
     f.next_attempt_at = d.next_attempt_at;
     if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
+    if (is_terminal(d.next)) ++metrics.jobs_finished[d.next];
     if (outcome.verdict == Verdict::blocked && !aborted) {
       // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
       // waits in the queue while dispatch is paused. The cause is logged once, by enter_blocked.
@@ -509,11 +513,13 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     if (result.transport == HttpResult::Transport::tls_failed ||
         result.transport == HttpResult::Transport::no_credentials ||
         result.transport == HttpResult::Transport::no_descriptors) {
-      if (!aborted) enter_blocked(result.transport_detail, w.probe);
+      if (!aborted) {
+        enter_blocked(result.transport_detail, blocked_cause(result.transport), w.probe);
+      }
     } else if (w.probe && result.transport == HttpResult::Transport::ok && result.status != 401) {
       leave_blocked();
     } else if (w.probe) {
-      enter_blocked("", true);  // the probe proved nothing either way: back off, try again
+      enter_blocked("", "", true);  // the probe proved nothing either way: back off, try again
     }
     if (result.transport != HttpResult::Transport::ok) {
       p.kind = PollOutcome::Kind::no_answer;
@@ -568,6 +574,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       ++metrics.task_polls[p.kind == PollOutcome::Kind::rejected ? "rejected" : "no_answer"];
     }
     if (d.next == JobState::retrying) ++metrics.retries;
+    if (is_terminal(d.next)) ++metrics.jobs_finished[d.next];
     PollFinish f;
     f.job_id = w.job_id;
     f.at = now;
@@ -896,7 +903,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   StoreHealth store;
   std::string fatal_error;  // the database is malformed: run() ends
   std::function<void()> on_health_change;
-  std::string blocked_reason;  // empty: calls flow
+  std::string blocked_reason;      // empty: calls flow
+  std::string_view blocked_kind;  // credentials, tls or descriptors (kpsd_blocked's label)
   std::int64_t blocked_since_ms = 0;
   std::chrono::milliseconds probe_delay{1000};
   std::chrono::steady_clock::time_point next_probe{};
@@ -955,6 +963,8 @@ Scheduler::Stats Scheduler::stats() const {
   s.store_down_since_ms = impl_->store.writable() ? 0 : impl_->store.down_since_ms();
   s.outcomes_waiting = static_cast<std::int64_t>(impl_->outcomes_waiting());
   s.blocked_reason = impl_->blocked_reason;
+  s.blocked_cause = impl_->blocked_reason.empty() ? "" : impl_->blocked_kind;
+  s.send_rate_per_second = impl_->limiter.observed_send_rate(now);
   s.blocked_since_ms = impl_->blocked_since_ms;
   return s;
 }

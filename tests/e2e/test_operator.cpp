@@ -348,6 +348,76 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
   CHECK(after.find(token) == std::string::npos);
 }
 
+TEST_CASE(
+    "metrics for alerting: known labels from 0 - finished jobs - blocked reason - every name the "
+    "rules use") {
+  Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
+  rig.fake().set_behavior("a-bad", fake::error_answers(400, -1, "KPS.4016"));
+  rig.start();
+  std::smatch m;
+  std::string log = rig.log();
+  REQUIRE(std::regex_search(log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
+  auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  std::string fresh = http_get(port, "/metrics");
+  for (const char* line :
+       {"kpsd_calls_total{outcome=\"delivered\"} 0", "kpsd_calls_total{outcome=\"blocked\"} 0",
+        "kpsd_calls_total{outcome=\"cancelled\"} 0", "kpsd_task_polls_total{outcome=\"failed\"} 0",
+        "kpsd_jobs_finished_total{state=\"failed\"} 0", "kpsd_blocked{reason=\"credentials\"} 0",
+        "kpsd_blocked{reason=\"tls\"} 0", "kpsd_blocked{reason=\"descriptors\"} 0",
+        "kpsd_oldest_queued_age_seconds 0", "kpsd_jobs_pruned_total 0",
+        "kpsd_http_request_duration_seconds_count{operation=\"failed_tasks\"} 0",
+        "kpsd_build_info{version=\"" KPSD_VERSION "\"} 1"}) {
+    CHECK_MESSAGE(fresh.find(std::string(line) + "\n") != std::string::npos, line);
+  }
+
+  // Every kpsd_ name in the shipped rules and dashboard is served.
+  std::string shipped = slurp(KPSD_SOURCE_DIR "/conf/prometheus/kpsd-alerts.yml") +
+                        slurp(KPSD_SOURCE_DIR "/conf/grafana/kpsd-dashboard.json");
+  std::set<std::string> names;
+  const std::regex metric_name("kpsd_[a-z_]+");
+  for (std::sregex_iterator it(shipped.begin(), shipped.end(), metric_name), end; it != end; ++it) {
+    names.insert(it->str());
+  }
+  CHECK(names.size() >= 12);
+  for (const auto& name : names) {
+    bool served = fresh.find("\n# TYPE " + name + " ") != std::string::npos ||
+                  fresh.find("\n" + name + "{") != std::string::npos;
+    CHECK_MESSAGE(served, name << " is used by conf/ but kpsd does not serve it");
+  }
+  if (::access("/usr/bin/promtool", X_OK) == 0) {
+    std::string scrape = rig.dir().write("scrape.txt", fresh.substr(fresh.find("\r\n\r\n") + 4));
+    auto lint = run_command({"/bin/sh", "-c", "promtool check metrics < " + scrape},
+                            rig.dir().path().string(), 30s);
+    CHECK_MESSAGE(lint.exit_code == 0, lint.out << lint.err);
+  } else {
+    MESSAGE("SKIPPED: promtool check metrics (promtool is not installed)");
+  }
+
+  auto enq = rig.ctl({"enqueue", "a-1", "a-2", "a-bad"});
+  REQUIRE(enq.exit_code == 0);
+  rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"});
+  std::string after = http_get(port, "/metrics");
+  CHECK(after.find("kpsd_jobs_finished_total{state=\"succeeded\"} 2\n") != std::string::npos);
+  CHECK(after.find("kpsd_jobs_finished_total{state=\"failed\"} 1\n") != std::string::npos);
+  CHECK(after.find("kpsd_retries_total 0\n") != std::string::npos);
+
+  // The token file goes away: calls pause with reason credentials, and a queued job waits.
+  ::unlink(rig.dir().file("token").c_str());
+  rig.daemon().signal(SIGHUP);
+  REQUIRE(rig.ctl({"enqueue", "a-3"}).exit_code == 0);
+  wait_until(
+      [&] {
+        return http_get(port, "/metrics").find("kpsd_blocked{reason=\"credentials\"} 1\n") !=
+               std::string::npos;
+      },
+      20s, "kpsd_blocked{reason=credentials} 1");
+  std::string blocked = http_get(port, "/metrics");
+  CHECK(blocked.find("kpsd_blocked{reason=\"tls\"} 0\n") != std::string::npos);
+  CHECK(blocked.find("kpsd_calls_total{outcome=\"blocked\"} ") != std::string::npos);
+  CHECK(blocked.find("kpsd_retries_total 0\n") != std::string::npos);  // blocked is not a retry
+  CHECK(rig.stop() == 0);
+}
+
 TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
   Rig rig;
   NotifyListener notify(rig.dir().file("notify.sock"));
