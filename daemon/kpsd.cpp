@@ -2,6 +2,7 @@
 #include "config.hpp"
 #include "daemon.hpp"
 #include "logging.hpp"
+#include "preflight.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -21,10 +22,16 @@ int main(int argc, char** argv) {
       "(also: concurrency too high for the open-file limit).");
   std::string config_path = "/etc/kpsd/kpsd.conf";
   bool check_only = false;
+  bool preflight = false;
   app.add_option("-c,--config", config_path, "configuration file (INI)")->capture_default_str();
   app.add_flag("--check-config", check_only,
                "parse the configuration, check the credential and CA files it names can be "
                "read, report, and exit (78 when not)");
+  app.add_flag("--preflight", preflight,
+               "with --check-config: also make one read-only authenticated call (GET "
+               "failed-tasks, limit 1) and say ok or why not (77 credentials refused or not "
+               "permitted, 69 unreachable, 78 wrong endpoint or project)")
+      ->needs("--check-config");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,8 +52,17 @@ int main(int argc, char** argv) {
       std::cerr << "kpsd: " << config_path << ": " << problem << "\n";
       return kpsd::exit_config;
     }
-    std::cout << config_path << ": ok (credential and CA files readable; no call made)\n";
-    return 0;
+    if (!preflight) {
+      std::cout << config_path << ": ok (credential and CA files readable; no call made)\n";
+      return 0;
+    }
+    // The client's own warnings would repeat the reason printed below.
+    spdlog::set_level(spdlog::level::off);
+    kpsd::PreflightVerdict verdict = kpsd::run_preflight(config);
+    (verdict.exit_code == 0 ? std::cout : std::cerr)
+        << (verdict.exit_code == 0 ? "" : "kpsd: ") << config_path << ": preflight "
+        << verdict.message << "\n";
+    return verdict.exit_code;
   }
   kpsd::setup_logging(config.log.level);
   try {

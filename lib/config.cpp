@@ -2,6 +2,7 @@
 
 #include <spdlog/common.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <fstream>
@@ -38,6 +39,7 @@ struct Setting {
 class Parser {
  public:
   Parser(std::string_view file_name) : file_(file_name) {}
+  const std::map<std::string, std::string>& written() const { return written_; }
 
   [[noreturn]] void fail(int line, std::string_view key, std::string_view what) const {
     std::string msg = file_;
@@ -79,6 +81,7 @@ class Parser {
              "set twice (first on line " + std::to_string(settings_[full].line) + ")");
       }
       settings_[full] = Setting{value, line_no};
+      written_[full] = value;
     }
   }
 
@@ -184,6 +187,7 @@ class Parser {
  private:
   std::string file_;
   std::map<std::string, Setting> settings_;
+  std::map<std::string, std::string> written_;
 };
 
 bool is_hex(std::string_view s) {
@@ -371,7 +375,30 @@ Config parse_config(std::string_view text, std::string_view file_name) {
     p.fail(p.line_of("log.level"), "log.level",
            "`" + c.log.level + "` is not one of trace, debug, info, warn, error, critical, off");
   }
+  c.written = p.written();
   return c;
+}
+
+std::vector<std::string> changed_keys(const Config& before, const Config& after) {
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : before.written) {
+    auto it = after.written.find(key);
+    if (it == after.written.end() || it->second != value) changed.push_back(key);
+  }
+  for (const auto& [key, value] : after.written) {
+    if (!before.written.contains(key)) changed.push_back(key);
+  }
+  std::sort(changed.begin(), changed.end());
+  return changed;
+}
+
+bool applies_on_reload(std::string_view key) {
+  static constexpr std::string_view live[] = {
+      "kps.ca_file",           "kps.poll_tasks",           "kps.poll_initial_delay_ms",
+      "kps.poll_interval_ms",  "kps.poll_timeout_ms",      "queue.concurrency",
+      "queue.rate_per_second", "queue.max_attempts",       "queue.backoff_initial_ms",
+      "queue.backoff_max_ms",  "queue.retry_after_max_ms", "log.level"};
+  return std::find(std::begin(live), std::end(live), key) != std::end(live);
 }
 
 Config load_config(const std::string& path) {

@@ -3,9 +3,11 @@
 // design.md. Every field says its default and what 0 means where 0 is allowed.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kpsd {
 
@@ -86,7 +88,15 @@ struct Config {
   ControlConfig control;
   MetricsConfig metrics;
   LogConfig log;
+  // Every key the file sets ("section.key"), with its value as written (secrets are never in
+  // the file, only paths to them): what SIGHUP compares to say what changed.
+  std::map<std::string, std::string> written;
 };
+
+// Keys whose value differs between two configurations (set in one and not the other too).
+std::vector<std::string> changed_keys(const Config& before, const Config& after);
+// Keys SIGHUP applies while running; a change to any other key needs a restart.
+bool applies_on_reload(std::string_view key);
 
 // A start-up failure: the message is one line, `file:line: key: what is wrong`.
 class ConfigError : public std::runtime_error {

@@ -157,6 +157,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
 
   Metrics metrics;
   Scheduler scheduler(io.get_executor(), config, *db, *client, metrics);
+  Config running_config = config;  // what SIGHUP compares a fresh read with
   if (start_paused) {
     spdlog::warn("starting paused (kpsctl pause was in effect): no calls until kpsctl resume");
     scheduler.set_paused(true);
@@ -241,7 +242,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          reload(config_path, *credentials, *client);
+          reload(config_path, running_config, *credentials, *client, scheduler, fds.soft);
           scheduler.probe_now();
           signals.async_wait(on_signal);
           return;
@@ -320,20 +321,79 @@ int run_daemon(const Config& config, const std::string& config_path) {
   return scheduler_failed ? exit_software : exit_ok;
 }
 
-void reload(const std::string& config_path, Credentials& credentials, KpsClient& client) {
-  // Only what can change safely while running: the log level, the credential files and the CA
-  // file. Other changes need a restart.
+void reload(const std::string& config_path, Config& running, Credentials& credentials,
+            KpsClient& client, Scheduler& scheduler, std::uint64_t open_file_limit) {
+  // What can change safely while running: the log level, the credential files, the CA file,
+  // concurrency, the rate ceiling and the retry and poll settings. Other changes are named and
+  // need a restart.
   std::string error = credentials.reload();
   if (!error.empty()) spdlog::error("SIGHUP: {}; keeping the credentials in use", error);
+  Config fresh;
   try {
-    Config fresh = load_config(config_path);
-    spdlog::set_level(spdlog::level::from_str(fresh.log.level));
-    if (auto ca_error = client.reload_ca(fresh.kps.ca_file); !ca_error.empty()) {
-      spdlog::error("SIGHUP: {}; keeping the CA in use", ca_error);
-    }
-    spdlog::info("SIGHUP: reloaded log level ({}), credentials and CA file", fresh.log.level);
+    fresh = load_config(config_path);
   } catch (const ConfigError& e) {
     spdlog::error("SIGHUP: {}; keeping the running configuration", e.what());
+    return;
+  }
+  spdlog::set_level(spdlog::level::from_str(fresh.log.level));
+  if (auto ca_error = client.reload_ca(fresh.kps.ca_file); !ca_error.empty()) {
+    spdlog::error("SIGHUP: {}; keeping the CA in use", ca_error);
+  }
+  spdlog::info("SIGHUP: reloaded log level ({}), credentials and CA file", fresh.log.level);
+
+  std::vector<std::string> applied, need_restart;
+  Config next = running;  // what runs after this reload
+  for (const std::string& key : changed_keys(running, fresh)) {
+    auto value_of = [&key](const Config& c) {
+      auto it = c.written.find(key);
+      return it == c.written.end() ? std::string("(default)") : it->second;
+    };
+    std::string change = key + " " + value_of(running) + " -> " + value_of(fresh);
+    if (!applies_on_reload(key)) {
+      need_restart.push_back(change);
+      continue;
+    }
+    if (key == "queue.concurrency" && descriptors_needed(fresh) > open_file_limit) {
+      spdlog::error(
+          "SIGHUP: queue.concurrency = {} needs up to {} open files, but the limit is {}; "
+          "keeping {}",
+          fresh.queue.concurrency, descriptors_needed(fresh), open_file_limit,
+          running.queue.concurrency);
+      continue;
+    }
+    applied.push_back(change);
+    if (auto it = fresh.written.find(key); it != fresh.written.end()) {
+      next.written[key] = it->second;
+    } else {
+      next.written.erase(key);
+    }
+  }
+  // The live settings take the fresh values, except a concurrency that was refused above.
+  next.kps.poll_tasks = fresh.kps.poll_tasks;
+  next.kps.poll_initial_delay = fresh.kps.poll_initial_delay;
+  next.kps.poll_interval = fresh.kps.poll_interval;
+  next.kps.poll_timeout = fresh.kps.poll_timeout;
+  next.kps.ca_file = fresh.kps.ca_file;
+  next.log = fresh.log;
+  next.queue.rate_per_second = fresh.queue.rate_per_second;
+  next.queue.max_attempts = fresh.queue.max_attempts;
+  next.queue.backoff_initial = fresh.queue.backoff_initial;
+  next.queue.backoff_max = fresh.queue.backoff_max;
+  next.queue.retry_after_max = fresh.queue.retry_after_max;
+  if (descriptors_needed(fresh) <= open_file_limit) {
+    next.queue.concurrency = fresh.queue.concurrency;
+  }
+  scheduler.apply(next);
+  running = std::move(next);
+  auto joined = [](const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+    return out;
+  };
+  if (!applied.empty()) spdlog::info("SIGHUP: applied {}", joined(applied));
+  if (!need_restart.empty()) {
+    spdlog::warn("SIGHUP: these changes need a restart (systemctl restart kpsd): {}",
+                 joined(need_restart));
   }
 }
 

@@ -8,6 +8,7 @@ namespace kpsd {
 
 class Credentials;
 class KpsClient;
+class Scheduler;
 
 // What `kpsd --check-config` checks beyond parsing: the files kpsd reads at start (the token,
 // AK/SK or IAM password files, the CA file) exist and can be read. Makes no network call and
@@ -18,7 +19,10 @@ std::string check_startup_files(const Config& config);
 // as one line and mapped to an exit code. `config_path` is re-read on SIGHUP.
 int run_daemon(const Config& config, const std::string& config_path);
 
-// SIGHUP: re-read the log level and CA file from the configuration file, and the credentials.
-void reload(const std::string& config_path, Credentials& credentials, KpsClient& client);
+// SIGHUP: re-reads the configuration and the credential and CA files; applies what can change
+// while running (see applies_on_reload) to `running` and the scheduler, and logs the changed
+// keys that need a restart.
+void reload(const std::string& config_path, Config& running, Credentials& credentials,
+            KpsClient& client, Scheduler& scheduler, std::uint64_t open_file_limit);
 
 }  // namespace kpsd

@@ -42,14 +42,21 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         metrics(m),
         timer(ex),
         limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now(), limiter_tuning(cfg)),
-        rng(std::random_device{}()) {
+        rng(std::random_device{}()),
+        concurrency(cfg.queue.concurrency) {
+    apply_settings(cfg);
+    // Also the rate limiter's longest probe gap, fixed at construction: a restart changes it.
+    settings.throttle_backoff = cfg.queue.throttle_backoff;
+  }
+
+  // The retry policy's settings from a configuration: at start, and again on SIGHUP.
+  void apply_settings(const Config& cfg) {
     settings.max_attempts = cfg.queue.max_attempts;
     settings.backoff = Backoff(cfg.queue.backoff_initial, cfg.queue.backoff_max);
     settings.poll_tasks = cfg.kps.poll_tasks;
     settings.poll_initial_delay = cfg.kps.poll_initial_delay;
     settings.poll_interval = cfg.kps.poll_interval;
     settings.poll_timeout = cfg.kps.poll_timeout;
-    settings.throttle_backoff = cfg.queue.throttle_backoff;
     settings.retry_after_max = cfg.queue.retry_after_max;
   }
 
@@ -63,7 +70,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   // Free slots worth a claim transaction while calls are in flight: an eighth of concurrency
   // (at least 1). Claiming one job per transaction made fsync and SQLite's locking the cost of
   // a job; waiting for a few slots costs a few percent of concurrency.
-  std::size_t claim_batch() const { return std::max<std::size_t>(1, config.queue.concurrency / 8); }
+  std::size_t claim_batch() const { return std::max<std::size_t>(1, concurrency / 8); }
 
   // A claimed poll's lease: long enough for the poll and its failed-tasks lookup (up to 5
   // pages); its outcome is fenced to the lease anyway, so an overrun only costs a harmless
@@ -334,7 +341,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     return in_flight + outcomes_waiting() + ready.size() + reserved;
   }
   std::size_t free_slots(std::size_t busy) const {
-    return config.queue.concurrency - std::min<std::size_t>(busy, config.queue.concurrency);
+    return concurrency - std::min<std::size_t>(busy, concurrency);
   }
 
   std::size_t outcomes_waiting() const {
@@ -763,7 +770,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool gather_outcomes(std::size_t waiting) const {
     if (stopping || waiting >= claim_batch()) return false;
     if (limiter.rate(RateLimiter::Clock::now()) <= 0) return false;
-    return 2 * (in_flight + outcomes_waiting() + ready.size()) < config.queue.concurrency;
+    return 2 * (in_flight + outcomes_waiting() + ready.size()) < concurrency;
   }
 
   // Work claimed in an outcome commit: the slots it reserved and the tokens it took.
@@ -888,6 +895,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool window_reported = false;
   RetrySettings settings;
   std::mt19937_64 rng;
+  // queue.concurrency, changed by SIGHUP. Lowered, it takes effect as calls end: no call is
+  // cut short, and calls in flight never exceed the value they were started under.
+  std::size_t concurrency;
   std::size_t in_flight = 0;
   bool stopping = false;
   bool aborted = false;
@@ -903,7 +913,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   StoreHealth store;
   std::string fatal_error;  // the database is malformed: run() ends
   std::function<void()> on_health_change;
-  std::string blocked_reason;      // empty: calls flow
+  std::string blocked_reason;     // empty: calls flow
   std::string_view blocked_kind;  // credentials, tls or descriptors (kpsd_blocked's label)
   std::int64_t blocked_since_ms = 0;
   std::chrono::milliseconds probe_delay{1000};
@@ -931,6 +941,13 @@ void Scheduler::abort() {
   impl_->aborted = true;
   impl_->client.cancel_all();
   impl_->wake();
+}
+
+void Scheduler::apply(const Config& fresh) {
+  impl_->concurrency = fresh.queue.concurrency;
+  impl_->limiter.set_ceiling(fresh.queue.rate_per_second);
+  impl_->apply_settings(fresh);
+  impl_->wake();  // a higher concurrency or ceiling has free slots at once
 }
 
 void Scheduler::probe_now() {

@@ -30,7 +30,11 @@ class Scheduler {
   void stop();   // stop starting calls; in-flight ones finish and are recorded
   void abort();  // (after stop) cancel calls still in flight; their jobs go back to `queued`
   void set_paused(bool paused);  // paused: no new calls (calls in flight finish)
-  void probe_now();              // blocked: send the next probe now (after SIGHUP fixed it)
+  // SIGHUP: applies queue.concurrency, queue.rate_per_second, the attempt, backoff, poll and
+  // throttle settings from a fresh configuration (the caller has checked it). A lower
+  // concurrency takes effect as calls end.
+  void apply(const Config& fresh);
+  void probe_now();  // blocked: send the next probe now (after SIGHUP fixed it)
 
   struct Stats {
     std::int64_t in_flight = 0;

@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -436,6 +437,59 @@ TEST_CASE("systemd notifications: READY then STATUS then STOPPING") {
   CHECK(stopping.find("STOPPING=1") != std::string::npos);
 }
 
+TEST_CASE("SIGHUP applies concurrency and rate_per_second and names the keys that need a restart") {
+  // Under a 1024-descriptor limit, so that a concurrency too high for it can be refused.
+  RigOptions options{.call_delay = 150ms};
+  if (std::filesystem::exists("/usr/bin/prlimit")) {
+    options.launcher = {"/usr/bin/prlimit", "--nofile=1024:1024", "--"};
+  }
+  Rig rig(options);
+  rig.start();
+  std::string conf = slurp(rig.config_path());
+  for (auto [from, to] : {std::pair{"concurrency = 32", "concurrency = 2"},
+                          std::pair{"rate_per_second = 0", "rate_per_second = 20"},
+                          std::pair{"request_timeout_ms = 2000", "request_timeout_ms = 3000"}}) {
+    conf.replace(conf.find(from), std::string(from).size(), to);
+  }
+  rig.dir().write("kpsd.conf", conf);
+  rig.daemon().signal(SIGHUP);
+  wait_until([&] { return rig.log().find("SIGHUP: applied") != std::string::npos; }, 10s,
+             "the SIGHUP log line");
+  CHECK(
+      rig.log().find("SIGHUP: applied queue.concurrency 32 -> 2, queue.rate_per_second 0 -> 20") !=
+      std::string::npos);
+  CHECK(rig.log().find("SIGHUP: these changes need a restart (systemctl restart kpsd): "
+                       "kps.request_timeout_ms 2000 -> 3000") != std::string::npos);
+  CHECK(rig.ctl_json({"stats"}).at("configured_rate_per_second").to_number<double>() == 20);
+
+  std::vector<std::string> args{"enqueue"};
+  for (int i = 0; i < 12; ++i) args.push_back("hup-c-" + std::to_string(i));
+  auto enq = rig.ctl(args);
+  REQUIRE(enq.exit_code == 0);
+  std::int64_t most = 0;
+  for (int i = 0; i < 40; ++i) {
+    most = std::max(most, rig.ctl_json({"stats"}).at("in_flight").as_int64());
+    std::this_thread::sleep_for(25ms);
+  }
+  CHECK(most >= 1);
+  CHECK(most <= 2);  // the new concurrency holds
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"}).exit_code == 0);
+
+  if (options.launcher.empty()) {
+    MESSAGE("SKIPPED: a concurrency over the open-file limit (prlimit is not installed)");
+    CHECK(rig.stop() == 0);
+    return;
+  }
+  // Too high for the open-file limit: refused, the running value kept.
+  rig.dir().write("kpsd.conf",
+                  conf.replace(conf.find("concurrency = 2"), 15, "concurrency = 4096"));
+  rig.daemon().signal(SIGHUP);
+  wait_until([&] { return rig.log().find("keeping 2") != std::string::npos; }, 10s, "the refusal");
+  CHECK(rig.log().find("SIGHUP: queue.concurrency = 4096 needs up to") != std::string::npos);
+  CHECK(rig.daemon().running());
+  CHECK(rig.stop() == 0);
+}
+
 TEST_CASE("SIGHUP reloads the log level and the credentials") {
   Rig rig;
   rig.start();
@@ -605,4 +659,50 @@ TEST_CASE("kpsd --check-config also reads the credential and CA files: a missing
                         no_ca.dir().path().string(), std::chrono::seconds(20));
   CHECK(ca.exit_code == 78);
   CHECK(ca.err.find("/nonexistent/ca.pem") != std::string::npos);
+}
+
+TEST_CASE("kpsd --check-config --preflight makes one authenticated read and names what is wrong") {
+  Rig rig;
+  auto preflight = [&](const std::string& config) {
+    return run_command({KPSD_BIN, "--config", config, "--check-config", "--preflight"},
+                       rig.dir().path().string(), std::chrono::seconds(30));
+  };
+  auto ok = preflight(rig.config_path());
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+  CHECK(std::regex_search(ok.out, std::regex(": preflight ok: http://127.0.0.1:[0-9]+ accepted the "
+                                             "credentials \\(GET failed-tasks: HTTP 200 in "
+                                             "[0-9]+ ms, 0 failed tasks on record")));
+  CHECK(rig.fake().disassociate_calls() == 0);  // read-only
+  CHECK(rig.fake().violations().empty());
+
+  // A token the service refuses: 77, with the gateway's code.
+  rig.dir().write("token", "not-the-token\n");
+  auto refused = preflight(rig.config_path());
+  CHECK(refused.exit_code == 77);
+  CHECK(refused.err.find("preflight credentials refused: HTTP 401 APIGW.0301") !=
+        std::string::npos);
+  CHECK(refused.err.find("not-the-token") == std::string::npos);
+  rig.dir().write("token", std::string(token) + "\n");
+
+  // Another project: 404 names the keys to check.
+  std::string conf = slurp(rig.config_path());
+  std::string other = conf;
+  other.replace(other.find(project), 32, std::string(32, 'a'));
+  auto wrong = preflight(rig.dir().write("other.conf", other));
+  CHECK(wrong.exit_code == 78);
+  CHECK(wrong.err.find("HTTP 404 APIGW.0101") != std::string::npos);
+  CHECK(wrong.err.find("check kps.endpoint and kps.project_id") != std::string::npos);
+
+  // Nobody listening: 69.
+  std::string closed = conf;
+  std::smatch m;
+  REQUIRE(std::regex_search(conf, m, std::regex("endpoint = (http://127.0.0.1:[0-9]+)")));
+  closed.replace(closed.find(m[1].str()), m[1].length(), "http://127.0.0.1:9");
+  auto away = preflight(rig.dir().write("closed.conf", closed));
+  CHECK(away.exit_code == 69);
+  CHECK(away.err.find("cannot reach http://127.0.0.1:9") != std::string::npos);
+
+  auto alone = run_command({KPSD_BIN, "--config", rig.config_path(), "--preflight"},
+                           rig.dir().path().string(), std::chrono::seconds(10));
+  CHECK(alone.exit_code == 64);  // --preflight needs --check-config
 }

@@ -203,3 +203,20 @@ TEST_CASE("descriptors needed: one per call and per client plus a reserve") {
   CHECK(now.soft > 0);
   CHECK(now.soft <= now.hard);
 }
+
+TEST_CASE("SIGHUP's comparison names changed - added and removed keys and which apply live") {
+  Config before = parse_config(minimal + "[queue]\nconcurrency = 8\nmax_attempts = 3\n", "a");
+  Config after = parse_config(minimal + "[queue]\nconcurrency = 16\nrate_per_second = 5\n", "b");
+  auto changed = changed_keys(before, after);
+  REQUIRE(changed.size() == 3);
+  CHECK(changed[0] == "queue.concurrency");
+  CHECK(changed[1] == "queue.max_attempts");
+  CHECK(changed[2] == "queue.rate_per_second");
+  CHECK(changed_keys(before, before).empty());
+  CHECK(applies_on_reload("queue.concurrency"));
+  CHECK(applies_on_reload("queue.rate_per_second"));
+  CHECK(applies_on_reload("log.level"));
+  CHECK_FALSE(applies_on_reload("kps.endpoint"));
+  CHECK_FALSE(applies_on_reload("auth.method"));
+  CHECK_FALSE(applies_on_reload("queue.database"));
+}

@@ -1,4 +1,5 @@
 #include "kps_api.hpp"
+#include "preflight.hpp"
 
 #include <boost/json.hpp>
 
@@ -199,4 +200,34 @@ TEST_CASE("IAM token answer: expires_at is read - anything else gives nothing") 
   // Found by fuzz_kps_bodies: years the clock cannot hold.
   CHECK_FALSE(parse_iam_token_expiry(R"({"token":{"expires_at":"2347-11-27T12:00:00.000000Z"}})"));
   CHECK_FALSE(parse_iam_token_expiry(R"({"token":{"expires_at":"1013-11-27T12:00:00.00000Z"}})"));
+}
+
+TEST_CASE("preflight verdicts: each answer gets its exit code and a reason naming the cause") {
+  HttpResult r;
+  r.transport = HttpResult::Transport::tls_failed;
+  r.transport_detail = "certificate verify failed";
+  auto tls = judge_preflight(r, "https://kms.example");
+  CHECK(tls.exit_code == 69);
+  CHECK(tls.message == "TLS with https://kms.example failed: certificate verify failed "
+                       "(kps.ca_file for a private CA)");
+  r = HttpResult{};
+  r.status = 403;
+  r.body = R"({"error_code":"KPS.9003","error_msg":"no permission"})";
+  r.request_id = "req-9";
+  auto forbidden = judge_preflight(r, "e");
+  CHECK(forbidden.exit_code == 77);
+  CHECK(forbidden.message.starts_with(
+      "not permitted: HTTP 403 KPS.9003: no permission (X-Request-Id req-9)"));
+  r.status = 503;
+  r.body = "";
+  CHECK(judge_preflight(r, "e").exit_code == 69);
+  r.status = 200;
+  r.body = "<html>a proxy page</html>";
+  auto not_kps = judge_preflight(r, "e");
+  CHECK(not_kps.exit_code == 69);
+  CHECK(not_kps.message.find("is kps.endpoint the KPS (KMS) endpoint?") != std::string::npos);
+  r.body = R"({"total": 3, "tasks": []})";
+  auto ok = judge_preflight(r, "e");
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.message.find("3 failed tasks on record") != std::string::npos);
 }
