@@ -39,7 +39,7 @@ enum class AuthMethod { token, iam_password, aksk };
 struct AuthConfig {
   AuthMethod method = AuthMethod::token;
   // token
-  std::string token_file = "/run/credentials/kpsd.service/kps-token";
+  std::string token_file = "/etc/kpsd/kps-token";
   // iam_password: POST {iam_endpoint}/v3/auth/tokens
   Endpoint iam_endpoint;
   std::string domain, user, password_file, project;

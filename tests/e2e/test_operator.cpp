@@ -548,10 +548,12 @@ TEST_CASE("the systemd unit passes systemd-analyze verify") {
   CHECK_MESSAGE(r.exit_code == 0, r.out << r.err);
   CHECK(r.err.find("kpsd.service") == std::string::npos);  // no warning about the unit
   for (const char* key :
-       {"StateDirectory=kpsd", "RuntimeDirectory=kpsd", "LoadCredential=kps-token",
-        "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "PrivateDevices=yes",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
-        "UMask=0077", "CapabilityBoundingSet=\n", "TimeoutStopSec=45s", "WatchdogSec="}) {
+       {"StateDirectory=kpsd", "RuntimeDirectory=kpsd", "LoadCredential=kpsd-iam-password:",
+        "LoadCredential=kpsd-ak:", "LoadCredential=kpsd-sk:", "PrivateUsers=yes",
+        "RestartPreventExitStatus=65 78", "ProtectSystem=strict", "NoNewPrivileges=yes",
+        "PrivateTmp=yes", "PrivateDevices=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service", "UMask=0077", "CapabilityBoundingSet=\n",
+        "TimeoutStopSec=45s", "WatchdogSec="}) {
     CHECK_MESSAGE(unit.find(key) != std::string::npos, key);
   }
 }

@@ -35,7 +35,7 @@ TEST_CASE("a minimal config gets the documented defaults") {
   CHECK(c.kps.poll_initial_delay == 10000ms);
   CHECK(c.kps.poll_interval == 20000ms);
   CHECK(c.kps.poll_timeout == 1800000ms);
-  CHECK(c.auth.token_file == "/run/credentials/kpsd.service/kps-token");
+  CHECK(c.auth.token_file == "/etc/kpsd/kps-token");
   CHECK(c.queue.database == "/var/lib/kpsd/jobs.db");
   CHECK(c.queue.concurrency == 64);
   CHECK(c.queue.rate_per_second == 0);  // auto
