@@ -222,18 +222,23 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
       return ShowRequest{integer_field(o, "id", 1, INT64_MAX, "")};
     }
     if (op == "stats") {
-      reject_unknown(o, {"op", "batch", "unfinished_since"}, "");
+      reject_unknown(o, {"op", "batch", "unfinished_since", "wait"}, "");
       StatsRequest r;
+      if (o.contains("wait")) {
+        if (!o.at("wait").is_bool()) throw Invalid{"wait must be true or false"};
+        r.wait = o.at("wait").as_bool();
+      }
       if (o.contains("batch")) r.batch = batch_field(o);
       if (o.contains("unfinished_since")) {
         const json::value& u = o.at("unfinished_since");
         if (!u.is_object()) throw Invalid{"unfinished_since must be an object"};
         const json::object& uo = u.as_object();
-        reject_unknown(uo, {"max_id", "since"}, "unfinished_since.");
-        if (!uo.contains("max_id") || !uo.contains("since")) {
-          throw Invalid{"unfinished_since needs max_id and since"};
+        reject_unknown(uo, {"min_id", "max_id", "since"}, "unfinished_since.");
+        if (!uo.contains("min_id") || !uo.contains("max_id") || !uo.contains("since")) {
+          throw Invalid{"unfinished_since needs min_id, max_id and since"};
         }
         r.unfinished_since = StatsRequest::UnfinishedSince{
+            integer_field(uo, "min_id", 0, INT64_MAX, "unfinished_since."),
             integer_field(uo, "max_id", 0, INT64_MAX, "unfinished_since."),
             integer_field(uo, "since", 0, INT64_MAX, "unfinished_since.")};
       }
@@ -247,9 +252,17 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
       return r;
     }
     if (op == "prune") {
-      reject_unknown(o, {"op", "older_than_ms"}, "");
-      if (!o.contains("older_than_ms")) throw Invalid{"older_than_ms is missing"};
-      return PruneRequest{integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "")};
+      reject_unknown(o, {"op", "older_than_ms", "before_ms"}, "");
+      if (o.contains("older_than_ms") == o.contains("before_ms")) {
+        throw Invalid{"give older_than_ms or before_ms"};
+      }
+      PruneRequest r;
+      if (o.contains("older_than_ms")) {
+        r.older_than_ms = integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "");
+      } else {
+        r.before_ms = integer_field(o, "before_ms", 0, INT64_MAX / 2, "");
+      }
+      return r;
     }
     if (op == "version") {
       reject_unknown(o, {"op"}, "");

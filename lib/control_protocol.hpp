@@ -32,18 +32,24 @@ struct ShowRequest {
 };
 struct StatsRequest {
   std::optional<std::string> batch;  // this batch's jobs only (id or name)
-  // A bare `kpsctl wait`: jobs with id <= max_id that had not finished at `since` (ms).
+  // A bare `kpsctl wait`: jobs with ids from min_id to max_id that had not finished at `since`
+  // (ms).
   struct UnfinishedSince {
+    std::int64_t min_id = 0;
     std::int64_t max_id = 0;
     std::int64_t since = 0;
   };
   std::optional<UnfinishedSince> unfinished_since;
+  // The caller waits for these jobs to finish: while any is unfinished the reply says
+  // "waiting": true and counts nothing (a seek, not a count of a million rows).
+  bool wait = false;
 };
 struct BatchesRequest {
   std::int64_t limit = 20;
 };
 struct PruneRequest {
-  std::int64_t older_than_ms = 0;  // finished jobs that ended longer ago than this
+  std::int64_t older_than_ms = 0;         // finished jobs that ended longer ago than this ...
+  std::optional<std::int64_t> before_ms;  // ... or before this time (a later request of a run)
 };
 struct VersionRequest {};
 struct RetryRequest {

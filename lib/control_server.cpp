@@ -300,7 +300,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     auto list_jobs = [q = r.query, batch = r.batch](JobStore& s) mutable {
       std::optional<std::vector<Job>> jobs;
       if (batch) {
-        auto found = s.find_batch(*batch);
+        auto found = s.find_batch(*batch, /*count=*/false);
         if (!found) return jobs;
         q.batch_id = found->id;
       }
@@ -337,6 +337,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     std::optional<Batch> batch;
     bool batch_missing = false;
     std::int64_t max_id = 0;
+    std::optional<std::int64_t> min_unfinished_id;
+    bool waiting = false;  // a wait request whose jobs are not all finished: nothing counted
   };
 
   net::awaitable<json::object> execute(StatsRequest& r, PeerCred) {
@@ -347,14 +349,21 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       auto read_stats = [r](JobStore& s) {
         StoreStats out;
         out.max_id = s.max_job_id();
+        out.min_unfinished_id = s.min_unfinished_id();
         out.oldest = s.oldest_queued_due();
         if (r.batch) {
-          out.batch = s.find_batch(*r.batch);
+          out.batch = s.find_batch(*r.batch, /*count=*/false);
           out.batch_missing = !out.batch;
-          if (out.batch) out.counts = out.batch->states;
+          if (out.batch) {
+            out.waiting = r.wait && s.batch_unfinished(out.batch->id);
+            if (!out.waiting) out.batch->states = s.count_batch(out.batch->id);
+            out.counts = out.batch->states;
+          }
         } else if (r.unfinished_since) {
-          out.counts =
-              s.count_unfinished_since(r.unfinished_since->max_id, r.unfinished_since->since);
+          const auto& u = *r.unfinished_since;
+          out.waiting = r.wait && s.any_unfinished_between(u.min_id, u.max_id);
+          out.counts = out.waiting ? s.count_by_state()
+                                   : s.count_unfinished_since(u.min_id, u.max_id, u.since);
         } else {
           out.counts = s.count_by_state();
         }
@@ -387,6 +396,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         {"total", total},
         {"now_ms", now},
         {"max_id", read.max_id},
+        {"min_unfinished_id",
+         read.min_unfinished_id ? json::value(*read.min_unfinished_id) : json::value(nullptr)},
         {"in_flight", sched.in_flight},
         {"rate_per_second", sched.rate_per_second},
         {"configured_rate_per_second", sched.configured_rate_per_second},
@@ -406,6 +417,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
                    {"reason", sched.blocked_reason},
                    {"for_ms", std::max<std::int64_t>(0, unix_ms() - sched.blocked_since_ms)}})}};
     if (read.batch) reply["batch"] = batch_to_json(*read.batch);
+    if (r.wait) reply["waiting"] = read.waiting;
     co_return reply;
   }
 
@@ -418,10 +430,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   net::awaitable<json::object> execute(PruneRequest& r, PeerCred) {
-    std::int64_t before = unix_ms() - r.older_than_ms;
-    std::int64_t pruned = co_await prune_finished_jobs(db, before);
-    metrics.jobs_pruned += static_cast<std::uint64_t>(pruned);
-    co_return json::object{{"pruned", pruned}, {"before_ms", before}};
+    std::int64_t before = r.before_ms ? *r.before_ms : unix_ms() - r.older_than_ms;
+    // Well inside kpsctl's 60 s reply timeout; kpsctl asks again while "more" is true.
+    PruneProgress p = co_await prune_finished_jobs(db, before, std::chrono::seconds(20));
+    metrics.jobs_pruned += static_cast<std::uint64_t>(p.pruned);
+    co_return json::object{{"pruned", p.pruned}, {"more", p.more}, {"before_ms", before}};
   }
 
   net::awaitable<json::object> execute(VersionRequest&, PeerCred) {
@@ -439,7 +452,9 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     if (auto* c = std::get_if<CancelRequest>(&r)) return "cancel job " + std::to_string(c->id);
     if (auto* p = std::get_if<PauseRequest>(&r)) return p->pause ? "pause" : "resume";
     if (auto* p = std::get_if<PruneRequest>(&r)) {
-      return "prune finished jobs older than " + std::to_string(p->older_than_ms / 1000) + " s";
+      return p->before_ms ? "prune finished jobs that ended before " + std::to_string(*p->before_ms)
+                          : "prune finished jobs older than " +
+                                std::to_string(p->older_than_ms / 1000) + " s";
     }
     return "request";
   }

@@ -10,7 +10,7 @@ inline constexpr int exit_unavailable = 69;
 inline constexpr int exit_software = 70;
 inline constexpr int exit_cant_create = 73;
 inline constexpr int exit_temp_fail = 75;  // another kpsd holds the database's lock
-inline constexpr int exit_no_perm = 77;  // not allowed: the control socket, credentials refused
+inline constexpr int exit_no_perm = 77;    // not allowed: the control socket, credentials refused
 inline constexpr int exit_config = 78;
 
 }  // namespace kpsd

@@ -111,11 +111,11 @@ void check_is_kpsd_database(sql::Database& db, const std::string& path) {
 struct JobStore::Statements {
   explicit Statements(sql::Database& db)
       : find_active_by_server(db,
-                              "SELECT id FROM jobs WHERE server_id = ?1 AND state IN "
+                              "SELECT id, batch_id FROM jobs WHERE server_id = ?1 AND state IN "
                               "('queued','running','retrying','delivered') LIMIT 1"),
         insert_job(db,
                    "INSERT INTO jobs (server_id, state, next_attempt_at, created_at, updated_at, "
-                   "port, auth_type) VALUES (?1, 'queued', ?2, ?2, ?2, ?3, ?4)"),
+                   "port, auth_type, batch_id) VALUES (?1, 'queued', ?2, ?2, ?2, ?3, ?4, ?5)"),
         insert_secret(db, "INSERT INTO job_secrets (job_id, key) VALUES (?1, ?2)"),
         promote_retries(db,
                         "UPDATE jobs SET state = 'queued', updated_at = ?1 "
@@ -234,36 +234,65 @@ struct JobStore::Statements {
         batch_by_name(db, "SELECT id, name, created_at FROM batches WHERE name = ?1"),
         recent_batches(db, "SELECT id, name, created_at FROM batches ORDER BY id DESC LIMIT ?1"),
         add_to_batch(db, "INSERT OR IGNORE INTO batch_jobs (batch_id, job_id) VALUES (?1, ?2)"),
+        // ?2 and ?3: the batch's first_job_id and last_job_id (a rowid range; see 0006).
+        batch_range(db,
+                    "SELECT coalesce(first_job_id, 1), coalesce(last_job_id, 0) FROM batches "
+                    "WHERE id = ?1"),
+        extend_batch(db,
+                     "UPDATE batches SET first_job_id = min(coalesce(first_job_id, ?2), ?2), "
+                     "last_job_id = max(coalesce(last_job_id, ?3), ?3) WHERE id = ?1"),
+        // The jobs it created, then those that joined it.
         count_batch(db,
+                    "SELECT state, count(*) FROM jobs WHERE id BETWEEN ?2 AND ?3 AND batch_id = ?1 "
+                    "GROUP BY state UNION ALL "
                     "SELECT j.state, count(*) FROM batch_jobs b JOIN jobs j ON j.id = b.job_id "
                     "WHERE b.batch_id = ?1 GROUP BY j.state"),
-        list_jobs_by_batch(db, std::string("SELECT ") + job_columns +
-                                   " FROM batch_jobs b JOIN jobs j ON j.id = b.job_id "
-                                   "WHERE b.batch_id = ?5 AND b.job_id > ?1 "
-                                   "AND (?2 IS NULL OR j.state = ?2) "
-                                   "AND (?3 IS NULL OR j.server_id = ?3) "
-                                   "ORDER BY b.job_id LIMIT ?4"),
-        // Two halves so each walks an index: unfinished jobs by state, finished ones by when
-        // they ended (the partial index jobs_finished, named: without statistics SQLite would
-        // walk every finished job through jobs_state).
+        // The jobs it created (a rowid range) merged in id order with those that joined it, so
+        // a page of a million-job batch is a short walk, not a sort.
+        list_jobs_by_batch(
+            db, std::string("SELECT ") + job_columns +
+                    " FROM jobs WHERE id > ?1 AND id BETWEEN ?6 AND ?7 AND batch_id = ?5 "
+                    "AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR server_id = ?3) "
+                    "UNION ALL SELECT " +
+                    job_columns +
+                    " FROM jobs WHERE id IN (SELECT job_id FROM batch_jobs WHERE batch_id = ?5 "
+                    "AND job_id > ?1) AND (?2 IS NULL OR state = ?2) "
+                    "AND (?3 IS NULL OR server_id = ?3) ORDER BY 1 LIMIT ?4"),
+        // A bare wait's jobs lie between the lowest unfinished id and the highest id when it
+        // started: a rowid range, however many older jobs the database holds.
         count_unfinished_since(
             db,
-            "SELECT state, count(*) FROM jobs WHERE state IN "
-            "('queued','running','retrying','delivered') AND id <= ?1 GROUP BY state "
-            "UNION ALL "
-            "SELECT state, count(*) FROM jobs INDEXED BY jobs_finished "
-            "WHERE state IN ('succeeded','failed','cancelled') "
-            "AND updated_at >= ?2 AND id <= ?1 GROUP BY state"),
+            "SELECT state, count(*) FROM jobs WHERE id BETWEEN ?1 AND ?2 AND (state IN "
+            "('queued','running','retrying','delivered') OR updated_at >= ?3) GROUP BY state"),
         max_job_id(db, "SELECT coalesce(max(id), 0) FROM jobs"),
+        // Whether any job in an id range is unfinished: a seek per state in jobs_state, however
+        // many jobs the range holds (a waiting kpsctl asks this every 200 ms).
+        unfinished_between(db,
+                           "SELECT 1 FROM jobs INDEXED BY jobs_state WHERE state IN "
+                           "('queued','running','retrying','delivered') "
+                           "AND id BETWEEN ?1 AND ?2 AND (?3 IS NULL OR batch_id = ?3) LIMIT 1"),
+        joined_unfinished(db,
+                          "SELECT 1 FROM batch_jobs b JOIN jobs j ON j.id = b.job_id "
+                          "WHERE b.batch_id = ?1 AND j.state IN "
+                          "('queued','running','retrying','delivered') LIMIT 1"),
+        // Each state's lowest id is the first entry of its jobs_state range.
+        min_unfinished_id(db,
+                          "SELECT min(m) FROM ("
+                          "SELECT min(id) AS m FROM jobs WHERE state = 'queued' UNION ALL "
+                          "SELECT min(id) FROM jobs WHERE state = 'running' UNION ALL "
+                          "SELECT min(id) FROM jobs WHERE state = 'retrying' UNION ALL "
+                          "SELECT min(id) FROM jobs WHERE state = 'delivered')"),
+        // In id order through jobs_state: the oldest jobs have the lowest ids, so a chunk is
+        // found near the start of each state's range. There is no index on the end time: it
+        // would cost every job an index write as it ends (a quarter of the raw throughput).
         select_prunable(db,
-                        // Without statistics SQLite would pick jobs_state and sort every
-                        // finished job for each chunk.
-                        "SELECT id FROM jobs INDEXED BY jobs_finished "
-                        "WHERE state IN ('succeeded','failed','cancelled') "
-                        "AND updated_at < ?1 ORDER BY updated_at LIMIT ?2"),
+                        "SELECT id FROM jobs WHERE state IN ('succeeded','failed','cancelled') "
+                        "AND updated_at < ?1 LIMIT ?2"),
         delete_job(db, "DELETE FROM jobs WHERE id = ?1"),
         delete_empty_batches(db,
                              "DELETE FROM batches WHERE created_at < ?1 AND NOT EXISTS "
+                             "(SELECT 1 FROM jobs j WHERE j.id BETWEEN batches.first_job_id AND "
+                             "batches.last_job_id AND j.batch_id = batches.id) AND NOT EXISTS "
                              "(SELECT 1 FROM batch_jobs b WHERE b.batch_id = batches.id)"),
         get_setting(db, "SELECT value FROM settings WHERE key = ?1"),
         put_setting(db,
@@ -276,8 +305,9 @@ struct JobStore::Statements {
       requeue_running, delete_ended_secrets, close_lost_attempts, find_job, list_jobs,
       list_jobs_by_state, list_jobs_by_server, list_attempts, count_states, oldest_queued,
       retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists, insert_batch,
-      batch_by_id, batch_by_name, recent_batches, add_to_batch, count_batch, list_jobs_by_batch,
-      count_unfinished_since, max_job_id, select_prunable, delete_job, delete_empty_batches,
+      batch_by_id, batch_by_name, recent_batches, add_to_batch, batch_range, extend_batch,
+      count_batch, list_jobs_by_batch, count_unfinished_since, max_job_id, unfinished_between,
+      joined_unfinished, min_unfinished_id, select_prunable, delete_job, delete_empty_batches,
       get_setting, put_setting;
 };
 
@@ -349,25 +379,34 @@ EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t 
     st_->insert_batch.bind(1, batch.name).bind(2, now).run();
     out.batch_id = db_->last_insert_rowid();
   }
+  std::optional<std::int64_t> first_created, last_created;
   for (const NewJob& job : jobs) {
     auto& find = st_->find_active_by_server;
     find.bind(1, std::string_view(job.server_id));
     EnqueueResult r;
     if (find.step()) {
       r = {find.column_int(0), true};
+      bool same_batch = find.column_optional_int(1) == out.batch_id;
       find.reset();
+      // Already queued by another batch (or by plain SQL): it joins this one too.
+      if (!same_batch) st_->add_to_batch.bind(1, out.batch_id).bind(2, r.id).run();
     } else {
       find.reset();
       st_->insert_job.bind(1, std::string_view(job.server_id))
           .bind(2, now)
           .bind(3, job.port)
           .bind(4, job.auth ? std::optional<std::string>(job.auth->type) : std::nullopt)
+          .bind(5, out.batch_id)
           .run();
       r = {db_->last_insert_rowid(), false};
       if (job.auth) st_->insert_secret.bind(1, r.id).bind_blob(2, job.auth->key.reveal()).run();
+      if (!first_created) first_created = r.id;
+      last_created = r.id;
     }
-    st_->add_to_batch.bind(1, out.batch_id).bind(2, r.id).run();
     out.jobs.push_back(r);
+  }
+  if (first_created) {
+    st_->extend_batch.bind(1, out.batch_id).bind(2, *first_created).bind(3, *last_created).run();
   }
   tx.commit();
   return out;
@@ -585,7 +624,10 @@ std::vector<Job> JobStore::list(const ListQuery& q) {
             q.state ? std::optional<std::string>(std::string(to_string(*q.state))) : std::nullopt)
       .bind(3, q.server_id)
       .bind(4, q.limit);
-  if (q.batch_id) s.bind(5, *q.batch_id);
+  if (q.batch_id) {
+    auto [first, last] = batch_range(*q.batch_id);
+    s.bind(5, *q.batch_id).bind(6, first).bind(7, last);
+  }
   while (s.step()) jobs.push_back(read_job(s));
   s.reset();
   return jobs;
@@ -636,7 +678,7 @@ std::map<JobState, std::int64_t> read_state_counts(sql::Statement& s) {
 }
 }  // namespace
 
-std::optional<Batch> JobStore::find_batch(std::string_view id_or_name) {
+std::optional<Batch> JobStore::find_batch(std::string_view id_or_name, bool count) {
   bool is_id = !id_or_name.empty() && id_or_name.size() <= 18 &&
                id_or_name.find_first_not_of("0123456789") == std::string_view::npos;
   auto& find = is_id ? st_->batch_by_id : st_->batch_by_name;
@@ -650,8 +692,22 @@ std::optional<Batch> JobStore::find_batch(std::string_view id_or_name) {
   }
   Batch b{find.column_int(0), find.column_optional_text(1), find.column_int(2), {}};
   find.reset();
-  b.states = read_state_counts(st_->count_batch.bind(1, b.id));
+  if (count) b.states = count_batch(b.id);
   return b;
+}
+
+std::map<JobState, std::int64_t> JobStore::count_batch(std::int64_t batch_id) {
+  auto [first, last] = batch_range(batch_id);
+  return read_state_counts(st_->count_batch.bind(1, batch_id).bind(2, first).bind(3, last));
+}
+
+std::pair<std::int64_t, std::int64_t> JobStore::batch_range(std::int64_t batch_id) {
+  auto& s = st_->batch_range;
+  s.bind(1, batch_id);
+  std::pair<std::int64_t, std::int64_t> range{1, 0};  // empty
+  if (s.step()) range = {s.column_int(0), s.column_int(1)};
+  s.reset();
+  return range;
 }
 
 std::vector<Batch> JobStore::list_batches(std::int64_t limit) {
@@ -660,7 +716,7 @@ std::vector<Batch> JobStore::list_batches(std::int64_t limit) {
   s.bind(1, limit);
   while (s.step()) out.push_back({s.column_int(0), s.column_optional_text(1), s.column_int(2), {}});
   s.reset();
-  for (Batch& b : out) b.states = read_state_counts(st_->count_batch.bind(1, b.id));
+  for (Batch& b : out) b.states = count_batch(b.id);
   return out;
 }
 
@@ -668,9 +724,40 @@ std::map<JobState, std::int64_t> JobStore::count_by_state() {
   return read_state_counts(st_->count_states);
 }
 
-std::map<JobState, std::int64_t> JobStore::count_unfinished_since(std::int64_t max_id,
+std::map<JobState, std::int64_t> JobStore::count_unfinished_since(std::int64_t min_id,
+                                                                  std::int64_t max_id,
                                                                   std::int64_t since) {
-  return read_state_counts(st_->count_unfinished_since.bind(1, max_id).bind(2, since));
+  return read_state_counts(
+      st_->count_unfinished_since.bind(1, min_id).bind(2, max_id).bind(3, since));
+}
+
+namespace {
+// Runs a query that answers with at most one row; true if it did.
+bool has_row(sql::Statement& s) {
+  bool found = s.step();
+  s.reset();
+  return found;
+}
+}  // namespace
+
+bool JobStore::any_unfinished_between(std::int64_t min_id, std::int64_t max_id) {
+  return has_row(st_->unfinished_between.bind(1, min_id).bind(2, max_id));
+}
+
+bool JobStore::batch_unfinished(std::int64_t batch_id) {
+  // Its own jobs lie between its first and last id (others' jobs may be interleaved).
+  auto [first, last] = batch_range(batch_id);
+  if (has_row(st_->unfinished_between.bind(1, first).bind(2, last).bind(3, batch_id))) {
+    return true;
+  }
+  return has_row(st_->joined_unfinished.bind(1, batch_id));
+}
+
+std::optional<std::int64_t> JobStore::min_unfinished_id() {
+  auto& s = st_->min_unfinished_id;
+  std::optional<std::int64_t> id = s.step() ? s.column_optional_int(0) : std::nullopt;
+  s.reset();
+  return id;
 }
 
 std::int64_t JobStore::max_job_id() {

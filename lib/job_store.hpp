@@ -157,17 +157,24 @@ class JobStore {
                              const BatchTarget& batch);
 
   // A batch by id ("42") or name, with its jobs counted per state; nullopt if there is none.
-  std::optional<Batch> find_batch(std::string_view id_or_name);
+  // `count`: also count its jobs per state (a pass over the batch; list needs only the id).
+  std::optional<Batch> find_batch(std::string_view id_or_name, bool count = true);
+  std::map<JobState, std::int64_t> count_batch(std::int64_t batch_id);
   // The newest batches first, each with its jobs counted per state.
   std::vector<Batch> list_batches(std::int64_t limit);
-  // What a bare `kpsctl wait` follows: jobs with id <= max_id that were unfinished at
-  // `since` (still unfinished, or finished at or after it), per state.
-  std::map<JobState, std::int64_t> count_unfinished_since(std::int64_t max_id, std::int64_t since);
+  // What a bare `kpsctl wait` follows: jobs with ids from min_id to max_id that were
+  // unfinished at `since` (still unfinished, or finished at or after it), per state.
+  std::map<JobState, std::int64_t> count_unfinished_since(std::int64_t min_id, std::int64_t max_id,
+                                                          std::int64_t since);
   std::int64_t max_job_id();
+  // Cheap questions for a waiting kpsctl (index seeks, not counts): is any job unfinished?
+  bool any_unfinished_between(std::int64_t min_id, std::int64_t max_id);
+  bool batch_unfinished(std::int64_t batch_id);
+  std::optional<std::int64_t> min_unfinished_id();  // nullopt: every job has finished
 
   // Deletes up to `limit` finished jobs (succeeded, failed, cancelled) that ended before
-  // `before`, with their attempts and batch memberships, oldest first, and the batches left
-  // empty: one transaction. Returns the jobs deleted (0: nothing older is left).
+  // `before`, with their attempts and batch memberships, and the batches left empty: one
+  // transaction. Returns the jobs deleted (0: nothing older is left).
   std::int64_t prune_finished(std::int64_t before, std::int64_t limit);
 
   // retrying → queued for due jobs, then claims up to `limit` due queued jobs: each becomes
@@ -212,6 +219,8 @@ class JobStore {
   Claimed claim(const ClaimRequest& next);
   Claimed record_and_claim(const std::function<int()>& record, const ClaimRequest& next);
   int delete_secret(std::int64_t job_id);  // rows deleted
+  // A batch's first_job_id and last_job_id; {1, 0} (empty) when it created no job.
+  std::pair<std::int64_t, std::int64_t> batch_range(std::int64_t batch_id);
   void scrub_wal();
   struct Statements;
   std::unique_ptr<sql::Database> db_;

@@ -11,17 +11,23 @@ namespace kpsd {
 
 namespace net = boost::asio;
 
-net::awaitable<std::int64_t> prune_finished_jobs(DbWorker& db, std::int64_t before) {
-  std::int64_t total = 0;
+net::awaitable<PruneProgress> prune_finished_jobs(DbWorker& db, std::int64_t before,
+                                                  std::chrono::steady_clock::duration budget) {
+  PruneProgress progress;
+  auto started = std::chrono::steady_clock::now();
   for (;;) {
     auto prune_chunk_of_jobs = [before](JobStore& s) {
       return s.prune_finished(before, prune_chunk);
     };
     std::int64_t n = co_await db.call(std::move(prune_chunk_of_jobs));
-    total += n;
+    progress.pruned += n;
     if (n < prune_chunk) break;
+    if (std::chrono::steady_clock::now() - started >= budget) {
+      progress.more = true;
+      break;
+    }
   }
-  co_return total;
+  co_return progress;
 }
 
 Retention::Retention(net::any_io_executor executor, DbWorker& db,
@@ -39,8 +45,8 @@ net::awaitable<void> Retention::run() {
   co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
   while (!stopped_) {
     try {
-      std::int64_t n = co_await prune_finished_jobs(db_, unix_ms() - retention_.count());
-      if (n > 0) pruned_(n);
+      PruneProgress p = co_await prune_finished_jobs(db_, unix_ms() - retention_.count());
+      if (p.pruned > 0) pruned_(p.pruned);
     } catch (const std::exception& e) {
       // A store outage is reported by the scheduler; retention tries again next period.
       spdlog::warn("retention: could not prune finished jobs: {}", e.what());

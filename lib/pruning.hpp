@@ -18,8 +18,16 @@ namespace kpsd {
 inline constexpr std::int64_t prune_chunk = 2000;
 
 // Deletes every finished job that ended before `before` (Unix ms), a chunk per DB call so
-// other store work runs in between. Returns how many went.
-boost::asio::awaitable<std::int64_t> prune_finished_jobs(DbWorker& db, std::int64_t before);
+// other store work runs in between, for at most `budget` (a million jobs take about 20 s:
+// kpsctl asks again rather than wait past its reply timeout). Returns how many went, and
+// whether older finished jobs are left.
+struct PruneProgress {
+  std::int64_t pruned = 0;
+  bool more = false;
+};
+boost::asio::awaitable<PruneProgress> prune_finished_jobs(
+    DbWorker& db, std::int64_t before,
+    std::chrono::steady_clock::duration budget = std::chrono::steady_clock::duration::max());
 
 // Retention: a little after start and then every `period`, deletes finished jobs that ended
 // more than `retention` ago, and reports each non-empty pass through `pruned`.

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdio>
 #include <iostream>
+#include <unistd.h>
 
 namespace kpsd::ctl {
 
@@ -266,14 +267,30 @@ int cmd_prune(const Options& opt, const std::string& older_than) {
                     "` is not a duration (a whole number and s, m, h, d or w: 7d, 12h)");
   }
   ControlClient client(opt.socket);
-  auto reply = ask(opt, client, {{"op", "prune"}, {"older_than_ms", *ms}});
-  if (!reply) return exit_failed;
+  // kpsd prunes for a while per request and says whether more is left: ask until it is not,
+  // with the cut the first request fixed.
+  std::int64_t pruned = 0;
+  std::int64_t before = 0;
+  for (;;) {
+    json::object req{{"op", "prune"}};
+    if (before > 0) {
+      req["before_ms"] = before;
+    } else {
+      req["older_than_ms"] = *ms;
+    }
+    auto reply = ask(opt, client, req);
+    if (!reply) return exit_failed;
+    pruned += int_of(*reply, "pruned");
+    before = int_of(*reply, "before_ms");
+    auto* more = reply->if_contains("more");
+    if (!more || !more->is_bool() || !more->as_bool()) break;
+    if (::isatty(STDERR_FILENO)) std::cerr << "\rpruned " << pruned << " jobs..." << std::flush;
+  }
   if (opt.json()) {
-    print_json(*reply);
+    print_json(json::object{{"ok", true}, {"pruned", pruned}, {"before_ms", before}});
   } else {
-    std::cout << "pruned " << int_of(*reply, "pruned")
-              << " finished jobs (and their attempts) that ended before "
-              << format_time(int_of(*reply, "before_ms")) << "\n";
+    std::cout << "pruned " << pruned << " finished jobs (and their attempts) that ended before "
+              << format_time(before) << "\n";
   }
   return exit_ok;
 }

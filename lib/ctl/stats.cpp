@@ -227,7 +227,11 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
   if (a.ids.empty() && a.batch.empty()) {
     auto start = kpsd.ask_until({{"op", "stats"}}, deadline, refused);
     if (!start) return gone();
-    bare_filter = {{"max_id", int_of(*start, "max_id")}, {"since", int_of(*start, "now_ms")}};
+    // Nothing unfinished: nothing to wait for (min_id past max_id counts no job).
+    std::int64_t max_id = int_of(*start, "max_id");
+    std::int64_t min_id =
+        start->at("min_unfinished_id").is_null() ? max_id + 1 : int_of(*start, "min_unfinished_id");
+    bare_filter = {{"min_id", min_id}, {"max_id", max_id}, {"since", int_of(*start, "now_ms")}};
   }
   auto interval = std::chrono::milliseconds(200);
   for (;;) {
@@ -246,12 +250,18 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
       }
       look.summary["jobs"] = std::move(jobs);
     } else {
-      json::object req{{"op", "stats"}};
+      // "wait": kpsd only checks whether any is unfinished, and counts once they have all ended.
+      json::object req{{"op", "stats"}, {"wait", true}};
       if (!a.batch.empty()) req["batch"] = a.batch;
       if (!bare_filter.empty()) req["unfinished_since"] = bare_filter;
       auto reply = kpsd.ask_until(req, deadline, refused);
       if (!reply) return gone();
-      look = look_at_states(reply->at("states").as_object());
+      auto* waiting = reply->if_contains("waiting");
+      if (waiting && waiting->is_bool() && waiting->as_bool()) {
+        look.done = false;
+      } else {
+        look = look_at_states(reply->at("states").as_object());
+      }
       if (auto* b = reply->if_contains("batch")) look.summary["batch"] = *b;
     }
     if (look.done) {

@@ -538,7 +538,10 @@ TEST_CASE("a bare wait counts the jobs unfinished when it started - not history"
 
   // The wait starts at 2000: old-1 failed before it (history), old-2 and new-1 are unfinished.
   std::int64_t max_id = store.max_job_id();
-  auto counts = store.count_unfinished_since(max_id, 2000);
+  REQUIRE(store.min_unfinished_id().has_value());
+  std::int64_t min_id = *store.min_unfinished_id();
+  CHECK(min_id == 2);  // old-2 (old-1 failed)
+  auto counts = store.count_unfinished_since(min_id, max_id, 2000);
   CHECK(counts[JobState::failed] == 0);
   CHECK(counts[JobState::delivered] == 1);
   CHECK(counts[JobState::queued] == 1);
@@ -551,7 +554,7 @@ TEST_CASE("a bare wait counts the jobs unfinished when it started - not history"
   store.finish_attempts(f2);
   std::vector<NewJob> later{job("later-1")};
   store.enqueue(later, 2300);
-  counts = store.count_unfinished_since(max_id, 2000);
+  counts = store.count_unfinished_since(min_id, max_id, 2000);
   CHECK(counts[JobState::succeeded] == 1);
   CHECK(counts[JobState::queued] == 0);
   CHECK(counts[JobState::delivered] == 1);
@@ -593,7 +596,7 @@ TEST_CASE("prune deletes finished jobs older than the cut with their attempts - 
   CHECK(external_int(path,
                      "SELECT count(*) FROM attempts a WHERE NOT EXISTS "
                      "(SELECT 1 FROM jobs j WHERE j.id = a.job_id)") == 0);
-  CHECK(external_int(path, "SELECT count(*) FROM batch_jobs") == 2);
+  CHECK(external_int(path, "SELECT count(*) FROM jobs WHERE batch_id IS NOT NULL") == 2);
   {
     JobStore store(path);
     CHECK(store.prune_finished(10000, 100) == 1);  // done-new now too; queued-old stays
@@ -609,4 +612,36 @@ TEST_CASE("prune deletes finished jobs older than the cut with their attempts - 
     CHECK(store.prune_finished(30000, 100) == 1);
     CHECK_FALSE(store.find_batch(std::to_string(batch_id)).has_value());
   }
+}
+
+TEST_CASE("batches interleaved in id order keep their own jobs - list - counts - waiting") {
+  JobStore store(":memory:");
+  std::vector<NewJob> a1{job("a-1"), job("a-2")};
+  auto a = store.enqueue(a1, 1000, BatchTarget{std::nullopt, std::string("a")});
+  std::vector<NewJob> b1{job("b-1")};
+  auto b = store.enqueue(b1, 1001, BatchTarget{std::nullopt, std::string("b")});
+  std::vector<NewJob> a2{job("a-3")};
+  store.enqueue(a2, 1002, BatchTarget{a.batch_id, std::nullopt});  // after b's job
+
+  ListQuery q;
+  q.batch_id = a.batch_id;
+  auto listed = store.list(q);
+  REQUIRE(listed.size() == 3);
+  CHECK(listed[2].server_id == "a-3");
+  CHECK(store.count_batch(a.batch_id)[JobState::queued] == 3);
+  CHECK(store.count_batch(b.batch_id)[JobState::queued] == 1);
+  CHECK(store.batch_unfinished(a.batch_id));
+
+  // b's job ends: b has nothing unfinished although it lies inside a's range.
+  auto work = store.claim_for_delivery(2000, 10);
+  REQUIRE(work.size() == 4);
+  std::vector<AttemptFinish> f;
+  for (const auto& w : work) {
+    if (w.server_id == "b-1") f.push_back(finish(w, JobState::succeeded, 2100));
+  }
+  store.finish_attempts(f);
+  CHECK_FALSE(store.batch_unfinished(b.batch_id));
+  CHECK(store.batch_unfinished(a.batch_id));
+  CHECK(store.any_unfinished_between(1, 4));
+  CHECK_FALSE(store.any_unfinished_between(3, 3));  // b-1 has id 3
 }

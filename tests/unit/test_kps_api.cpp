@@ -208,8 +208,9 @@ TEST_CASE("preflight verdicts: each answer gets its exit code and a reason namin
   r.transport_detail = "certificate verify failed";
   auto tls = judge_preflight(r, "https://kms.example");
   CHECK(tls.exit_code == 69);
-  CHECK(tls.message == "TLS with https://kms.example failed: certificate verify failed "
-                       "(kps.ca_file for a private CA)");
+  CHECK(tls.message ==
+        "TLS with https://kms.example failed: certificate verify failed "
+        "(kps.ca_file for a private CA)");
   r = HttpResult{};
   r.status = 403;
   r.body = R"({"error_code":"KPS.9003","error_msg":"no permission"})";

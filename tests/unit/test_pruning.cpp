@@ -56,3 +56,37 @@ TEST_CASE("retention prunes finished jobs on its period and stops when asked") {
   CHECK(counts[JobState::succeeded] == 0);
   CHECK(counts[JobState::queued] == 1);
 }
+
+TEST_CASE("a prune with a used-up time budget stops after a chunk and says more is left") {
+  auto store = std::make_unique<JobStore>(":memory:");
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 2500; ++i)
+    jobs.push_back({"p-" + std::to_string(i), std::nullopt, std::nullopt});
+  store->enqueue(jobs, 1000);
+  auto work = store->claim_for_delivery(1000, 3000);
+  REQUIRE(work.size() == 2500);
+  std::vector<AttemptFinish> finished;
+  for (const auto& w : work) {
+    AttemptFinish f;
+    f.job_id = w.job_id;
+    f.attempt_n = w.attempt_n;
+    f.finished_at = 2000;
+    f.next_state = JobState::succeeded;
+    finished.push_back(f);
+  }
+  store->finish_attempts(finished);
+  DbWorker db(std::move(store));
+  net::io_context io;
+  std::vector<PruneProgress> runs;
+  auto prune_twice = [&]() -> net::awaitable<void> {
+    runs.push_back(co_await prune_finished_jobs(db, 5000, std::chrono::seconds(0)));
+    runs.push_back(co_await prune_finished_jobs(db, 5000, std::chrono::seconds(0)));
+  };
+  net::co_spawn(io, prune_twice(), net::detached);
+  io.run_for(std::chrono::seconds(30));
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0].pruned == prune_chunk);
+  CHECK(runs[0].more);
+  CHECK(runs[1].pruned == 2500 - prune_chunk);
+  CHECK_FALSE(runs[1].more);
+}
