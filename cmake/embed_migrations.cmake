@@ -1,6 +1,7 @@
 # Turns migrations/NNNN_name.sql into a C++ source with one table of {version, name, sql}.
 # Run at build time (cmake -P) so the daemon needs no files besides its binary.
 # Inputs: MIGRATIONS_DIR, OUTPUT.
+include(${CMAKE_CURRENT_LIST_DIR}/write_if_changed.cmake)
 file(GLOB sql_files "${MIGRATIONS_DIR}/[0-9][0-9][0-9][0-9]_*.sql")
 list(SORT sql_files)
 set(body "")
@@ -21,11 +22,4 @@ foreach(file IN LISTS sql_files)
   string(APPEND body "    {${version}, \"${name}\", R\"kpsd_sql(${sql})kpsd_sql\"},\n")
 endforeach()
 set(content "// Generated from migrations/ by cmake/embed_migrations.cmake. Do not edit.\n#include \"migrations.hpp\"\n\nnamespace kpsd {\n\nstd::span<const Migration> embedded_migrations() {\n  static const Migration table[] = {\n${body}  };\n  return table;\n}\n\n}  // namespace kpsd\n")
-# Only touch the file when it changes, so an unchanged migration set does not rebuild.
-if(EXISTS "${OUTPUT}")
-  file(READ "${OUTPUT}" old)
-  if(old STREQUAL content)
-    return()
-  endif()
-endif()
-file(WRITE "${OUTPUT}" "${content}")
+write_if_changed("${OUTPUT}" "${content}")

@@ -485,6 +485,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     switch (outcome) {
       case CancelOutcome::cancelled:
         ++metrics.jobs_finished[JobState::cancelled];
+        metrics.history.finished(JobState::cancelled, unix_ms());
         co_return json::object{{"id", r.id}, {"result", "cancelled"}};
       case CancelOutcome::not_found:
         co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};

@@ -207,6 +207,9 @@ struct JobStore::Statements {
                       "delivery_status, error_code, error_msg, request_id, latency_ms "
                       "FROM attempts WHERE job_id = ?1 ORDER BY n"),
         count_states(db, "SELECT state, n FROM job_counts"),
+        last_request_id(db,
+                        "SELECT request_id FROM attempts WHERE job_id = ?1 "
+                        "AND request_id IS NOT NULL ORDER BY n DESC LIMIT 1"),
         oldest_queued(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued'"),
         retry_target(db,
                      "SELECT state, auth_type IS NOT NULL AND NOT EXISTS "
@@ -303,12 +306,12 @@ struct JobStore::Statements {
       mark_running, fail_key_gone, open_attempt, close_attempt, update_after_attempt, delete_secret,
       delete_open_attempt, release_claim, select_polls, lease_poll, update_after_poll, min_due,
       requeue_running, delete_ended_secrets, close_lost_attempts, find_job, list_jobs,
-      list_jobs_by_state, list_jobs_by_server, list_attempts, count_states, oldest_queued,
-      retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists, insert_batch,
-      batch_by_id, batch_by_name, recent_batches, add_to_batch, batch_range, extend_batch,
-      count_batch, list_jobs_by_batch, count_unfinished_since, max_job_id, unfinished_between,
-      joined_unfinished, min_unfinished_id, select_prunable, delete_job, delete_empty_batches,
-      get_setting, put_setting;
+      list_jobs_by_state, list_jobs_by_server, list_attempts, count_states, last_request_id,
+      oldest_queued, retry_target, requeue_job, recheck_job, ids_in_state, cancel_job, job_exists,
+      insert_batch, batch_by_id, batch_by_name, recent_batches, add_to_batch, batch_range,
+      extend_batch, count_batch, list_jobs_by_batch, count_unfinished_since, max_job_id,
+      unfinished_between, joined_unfinished, min_unfinished_id, select_prunable, delete_job,
+      delete_empty_batches, get_setting, put_setting;
 };
 
 JobStore::JobStore(const std::string& path) {
@@ -699,6 +702,14 @@ std::optional<Batch> JobStore::find_batch(std::string_view id_or_name, bool coun
 std::map<JobState, std::int64_t> JobStore::count_batch(std::int64_t batch_id) {
   auto [first, last] = batch_range(batch_id);
   return read_state_counts(st_->count_batch.bind(1, batch_id).bind(2, first).bind(3, last));
+}
+
+std::optional<std::string> JobStore::last_request_id(std::int64_t job_id) {
+  auto& s = st_->last_request_id;
+  s.bind(1, job_id);
+  std::optional<std::string> id = s.step() ? s.column_optional_text(0) : std::nullopt;
+  s.reset();
+  return id;
 }
 
 std::pair<std::int64_t, std::int64_t> JobStore::batch_range(std::int64_t batch_id) {

@@ -199,6 +199,8 @@ class JobStore {
   std::vector<Job> list(const ListQuery& q);
   std::optional<Job> find(std::int64_t id);
   std::vector<Attempt> attempts_of(std::int64_t job_id);
+  // The X-Request-Id of the job's newest attempt that has one (what support asks for).
+  std::optional<std::string> last_request_id(std::int64_t job_id);
   std::map<JobState, std::int64_t> count_by_state();  // kept by triggers: seven rows
   std::optional<std::int64_t> oldest_queued_due();    // min next_attempt_at of queued jobs
 

@@ -20,6 +20,40 @@ void Histogram::observe(std::chrono::milliseconds latency) {
   sum += seconds;
 }
 
+MinuteHistory::Minute& MinuteHistory::at(std::int64_t unix_ms) {
+  std::int64_t minute = unix_ms / 60000;
+  Minute& m = ring[static_cast<std::size_t>(minute % static_cast<std::int64_t>(minutes))];
+  if (m.minute != minute) m = Minute{minute};
+  return m;
+}
+
+void MinuteHistory::finished(JobState state, std::int64_t unix_ms) {
+  Minute& m = at(unix_ms);
+  if (state == JobState::succeeded) ++m.succeeded;
+  if (state == JobState::failed) ++m.failed;
+  if (state == JobState::cancelled) ++m.cancelled;
+}
+
+void MinuteHistory::answered(bool throttled, std::int64_t unix_ms) {
+  Minute& m = at(unix_ms);
+  ++m.answers;
+  if (throttled) ++m.throttled;
+}
+
+std::vector<MinuteHistory::Minute> MinuteHistory::last(std::int64_t now_unix_ms,
+                                                       std::size_t span) const {
+  span = std::min(span, minutes);
+  std::int64_t newest = now_unix_ms / 60000;
+  std::vector<Minute> out;
+  out.reserve(span);
+  for (std::int64_t minute = newest - static_cast<std::int64_t>(span) + 1; minute <= newest;
+       ++minute) {
+    const Minute& m = ring[static_cast<std::size_t>(minute % static_cast<std::int64_t>(minutes))];
+    out.push_back(m.minute == minute ? m : Minute{minute});
+  }
+  return out;
+}
+
 namespace {
 // Label values kpsd knows of; others that appear are written too, after them.
 constexpr std::array<const char*, 7> call_outcomes{

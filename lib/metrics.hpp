@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace kpsd {
 
@@ -20,6 +21,22 @@ struct Histogram {
   void observe(std::chrono::milliseconds latency);
 };
 
+// What happened minute by minute over the last hours, for the status page's chart: jobs that
+// ended and API answers (all, and 429s). A ring of minutes by Unix minute number.
+struct MinuteHistory {
+  static constexpr std::size_t minutes = 360;  // six hours
+  struct Minute {
+    std::int64_t minute = -1;  // Unix ms / 60,000; -1: empty
+    std::uint32_t succeeded = 0, failed = 0, cancelled = 0, answers = 0, throttled = 0;
+  };
+  std::array<Minute, minutes> ring{};
+  Minute& at(std::int64_t unix_ms);  // the bucket of that minute, emptied if it held an older one
+  void finished(JobState state, std::int64_t unix_ms);
+  void answered(bool throttled, std::int64_t unix_ms);
+  // The minutes from `now` back over `span` minutes, oldest first, empty ones included.
+  std::vector<Minute> last(std::int64_t now_unix_ms, std::size_t span) const;
+};
+
 struct Metrics {
   std::map<std::string, std::uint64_t> calls;       // by outcome (classifier verdict, "cancelled")
   std::map<std::string, std::uint64_t> task_polls;  // by outcome (succeeded, failed, pending ...)
@@ -30,6 +47,7 @@ struct Metrics {
   std::uint64_t control_clients_refused = 0;  // control connections closed over the cap
   std::uint64_t jobs_pruned = 0;              // finished jobs deleted (prune, retention)
   std::map<JobState, std::uint64_t> jobs_finished;  // jobs that reached a terminal state
+  MinuteHistory history;
 
   struct Gauges {
     std::map<JobState, std::int64_t> jobs;

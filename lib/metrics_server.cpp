@@ -7,6 +7,7 @@
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "scheduler.hpp"
+#include "status_api.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -34,7 +35,13 @@ constexpr std::chrono::seconds deadline{10};  // a scraper that stalls longer is
 
 struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   Impl(net::any_io_executor ex, DbWorker& d, Scheduler& s, const Metrics& m)
-      : executor(ex), acceptor(ex), accept_retry(ex), db(d), scheduler(s), metrics(m) {}
+      : executor(ex),
+        acceptor(ex),
+        accept_retry(ex),
+        db(d),
+        scheduler(s),
+        metrics(m),
+        status(d, s, m) {}
 
   net::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -60,6 +67,12 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  static void not_found(http::response<http::string_body>& res) {
+    res.result(http::status::not_found);
+    res.set(http::field::content_type, "text/plain");
+    res.body() = "kpsd serves /metrics, the status page at / and /api/\n";
+  }
+
   net::awaitable<void> serve(std::list<beast::tcp_stream>::iterator it) {
     auto self = shared_from_this();
     beast::tcp_stream& stream = *it;
@@ -71,7 +84,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       if (ec) break;
       http::response<http::string_body> res{http::status::ok, req.version()};
       res.keep_alive(req.keep_alive());
-      if (req.method() == http::verb::get && (req.target() == "/metrics" || req.target() == "/")) {
+      if (req.method() == http::verb::get && req.target() == "/metrics") {
         Metrics::Gauges g;
         try {
           auto read = co_await db.call([](JobStore& s) {
@@ -100,10 +113,33 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
         g.paused = st.paused;
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         res.body() = metrics.render(g);
+      } else if (req.method() == http::verb::get) {
+        std::optional<WebAnswer> page;
+        std::string target(req.target());  // named: no temporary inside co_await (GCC 12)
+        try {
+          page = co_await status.get(target);
+        } catch (const std::exception& e) {
+          page = WebAnswer{500, "application/json", "{\"error\":\"internal error\"}\n", false};
+          spdlog::warn("status page: {}", e.what());
+        }
+        if (page) {
+          res.result(page->status);
+          res.set(http::field::content_type, page->content_type);
+          res.set(http::field::cache_control, page->is_page ? "max-age=60" : "no-store");
+          // The page loads only its own files and talks only to this server; nothing it shows
+          // can run as script (every value is set as text by app.js).
+          res.set("Content-Security-Policy",
+                  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                  "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                  "frame-ancestors 'none'");
+          res.set("X-Content-Type-Options", "nosniff");
+          res.set("Referrer-Policy", "no-referrer");
+          res.body() = std::move(page->body);
+        } else {
+          not_found(res);
+        }
       } else {
-        res.result(http::status::not_found);
-        res.set(http::field::content_type, "text/plain");
-        res.body() = "kpsd serves /metrics only\n";
+        not_found(res);
       }
       res.prepare_payload();
       stream.expires_after(deadline);
@@ -121,6 +157,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   DbWorker& db;
   Scheduler& scheduler;
   const Metrics& metrics;
+  StatusApi status;
   std::list<beast::tcp_stream> clients;
   bool stopped = false;
 };

@@ -473,7 +473,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     f.next_state = d.next;
     f.next_attempt_at = d.next_attempt_at;
     if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
-    if (is_terminal(d.next)) ++metrics.jobs_finished[d.next];
+    if (is_terminal(d.next)) {
+      ++metrics.jobs_finished[d.next];
+      metrics.history.finished(d.next, now);
+    }
     if (outcome.verdict == Verdict::blocked && !aborted) {
       // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
       // waits in the queue while dispatch is paused. The cause is logged once, by enter_blocked.
@@ -581,7 +584,10 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       ++metrics.task_polls[p.kind == PollOutcome::Kind::rejected ? "rejected" : "no_answer"];
     }
     if (d.next == JobState::retrying) ++metrics.retries;
-    if (is_terminal(d.next)) ++metrics.jobs_finished[d.next];
+    if (is_terminal(d.next)) {
+      ++metrics.jobs_finished[d.next];
+      metrics.history.finished(d.next, now);
+    }
     PollFinish f;
     f.job_id = w.job_id;
     f.at = now;
@@ -613,6 +619,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       answer = RateLimiter::Answer::none;  // nothing known of the gateway (or nothing sent)
     } else if (r.status == 429) {
       answer = RateLimiter::Answer::throttled;
+    }
+    if (answer != RateLimiter::Answer::none) {
+      metrics.history.answered(answer == RateLimiter::Answer::throttled, unix_ms());
     }
     auto now = RateLimiter::Clock::now();
     std::optional<RateLimiter::Clock::duration> wait;

@@ -708,3 +708,87 @@ TEST_CASE("kpsd --check-config --preflight makes one authenticated read and name
                            rig.dir().path().string(), std::chrono::seconds(10));
   CHECK(alone.exit_code == 64);  // --preflight needs --check-config
 }
+
+namespace {
+// The body of an HTTP answer from http_get, parsed as JSON.
+json::object api_json(std::uint16_t port, const std::string& path) {
+  std::string answer = http_get(port, path);
+  auto body = answer.find("\r\n\r\n");
+  REQUIRE_MESSAGE(body != std::string::npos, answer);
+  return json::parse(answer.substr(body + 4)).as_object();
+}
+}  // namespace
+
+TEST_CASE("the status page's API: overview - failures paged and filtered - job detail - headers") {
+  Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
+  rig.fake().set_behavior("w-bad-1", fake::error_answers(400, -1, "KPS.4016"));
+  rig.fake().set_behavior("w-bad-2", fake::error_answers(400, -1, "KPS.6004"));
+  rig.start();
+  std::smatch m;
+  std::string log = rig.log();
+  REQUIRE(std::regex_search(log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
+  auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  std::string key_file = rig.dir().write("pw", "page-secret-pw\n");
+  auto enq = rig.ctl({"enqueue", "--batch", "web", "--auth-type", "password", "--key-file",
+                      key_file, "w-1", "w-2", "w-bad-1", "w-bad-2"});
+  REQUIRE(enq.exit_code == 0);
+  rig.ctl({"wait", "--batch", "web", "--timeout", "60"});
+
+  std::string page = http_get(port, "/");
+  CHECK(page.starts_with("HTTP/1.1 200"));
+  CHECK(page.find("Content-Security-Policy: default-src 'none'; script-src 'self';") !=
+        std::string::npos);
+  CHECK(page.find("X-Content-Type-Options: nosniff") != std::string::npos);
+  CHECK(page.find("<script src=\"/static/app.js\" defer></script>") != std::string::npos);
+  CHECK(page.find("<script>") == std::string::npos);  // no inline script
+  CHECK(http_get(port, "/static/app.js").find("Content-Type: text/javascript") !=
+        std::string::npos);
+  CHECK(http_get(port, "/static/nope.js").starts_with("HTTP/1.1 404"));
+  CHECK(http_get(port, "/api/nope").starts_with("HTTP/1.1 404"));
+
+  auto overview = api_json(port, "/api/overview");
+  auto stats = rig.ctl_json({"stats"});
+  CHECK(overview.at("total").as_int64() == stats.at("total").as_int64());
+  CHECK(overview.at("states").at("failed").as_int64() == 2);
+  CHECK(overview.at("batches").as_array()[0].at("name").as_string() == "web");
+  CHECK(overview.at("batches").as_array()[0].at("states").at("succeeded").as_int64() == 2);
+  CHECK(overview.at("history").as_array().size() == 360);
+  std::int64_t finished = 0;
+  for (const auto& minute : overview.at("history").as_array()) {
+    finished += minute.at("succeeded").as_int64() + minute.at("failed").as_int64();
+  }
+  CHECK(finished == 4);
+  CHECK(overview.at("blocked").is_null());
+
+  auto failures = api_json(port, "/api/failures?batch=web");
+  auto jobs = failures.at("jobs").as_array();
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].at("error_code").as_string() == "KPS.4016");
+  CHECK(jobs[1].at("error_code").as_string() == "KPS.6004");
+  CHECK(jobs[0].at("last_request_id").is_string());
+  auto paged = api_json(port, "/api/failures?batch=web&state=any&limit=3");
+  CHECK(paged.at("jobs").as_array().size() == 3);
+  std::int64_t next = paged.at("next_after_id").as_int64();
+  auto rest =
+      api_json(port, "/api/failures?batch=web&state=any&limit=3&after=" + std::to_string(next));
+  CHECK(rest.at("jobs").as_array().size() == 1);
+  CHECK(http_get(port, "/api/failures?limit=0").starts_with("HTTP/1.1 400"));
+  CHECK(http_get(port, "/api/failures?state=bogus").starts_with("HTTP/1.1 400"));
+  CHECK(http_get(port, "/api/failures?batch=nope").starts_with("HTTP/1.1 404"));
+
+  std::int64_t id = jobs[0].at("id").as_int64();
+  auto detail = api_json(port, "/api/jobs/" + std::to_string(id));
+  CHECK(detail.at("job").at("auth_type").as_string() == "password");
+  CHECK(detail.at("attempts").as_array().size() == 1);
+  CHECK(http_get(port, "/api/jobs/999999").starts_with("HTTP/1.1 404"));
+  CHECK(http_get(port, "/api/jobs/x").starts_with("HTTP/1.1 400"));
+
+  // No secret is ever served: the key, the token.
+  for (const char* path :
+       {"/api/overview", "/api/failures?state=any", "/api/jobs/1", "/api/jobs/3"}) {
+    std::string answer = http_get(port, path);
+    CHECK(answer.find("page-secret-pw") == std::string::npos);
+    CHECK(answer.find(token) == std::string::npos);
+  }
+  CHECK(rig.stop() == 0);
+}

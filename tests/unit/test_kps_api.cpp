@@ -1,5 +1,6 @@
 #include "kps_api.hpp"
 #include "preflight.hpp"
+#include "status_api.hpp"
 
 #include <boost/json.hpp>
 
@@ -231,4 +232,14 @@ TEST_CASE("preflight verdicts: each answer gets its exit code and a reason namin
   auto ok = judge_preflight(r, "e");
   CHECK(ok.exit_code == 0);
   CHECK(ok.message.find("3 failed tasks on record") != std::string::npos);
+}
+
+TEST_CASE("status page query strings: percent-decoding - plus - empty and repeated keys") {
+  auto q = parse_query("batch=night%20run&state=failed&after=&x+y=a+b&state=any&&bad=%zz%4");
+  CHECK(q["batch"] == "night run");
+  CHECK(q["state"] == "any");  // a later key replaces an earlier one
+  CHECK(q["after"].empty());
+  CHECK(q["x y"] == "a b");
+  CHECK(q["bad"] == "%zz%4");  // not an escape: kept as written
+  CHECK(q.size() == 5);
 }

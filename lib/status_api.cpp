@@ -1,0 +1,264 @@
+#include "status_api.hpp"
+
+#include "clock.hpp"
+#include "control_protocol.hpp"
+#include "job_store.hpp"
+#include "metrics.hpp"
+#include "scheduler.hpp"
+#include "web_assets.hpp"
+
+#include <boost/json.hpp>
+
+#include <charconv>
+
+namespace kpsd {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::int64_t default_page = 50;
+constexpr std::int64_t max_page = 500;
+constexpr std::size_t history_minutes = 360;
+constexpr std::int64_t recent_batches = 20;
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out += ' ';
+    } else if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 &&
+               hex_value(in[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
+      i += 2;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
+std::optional<std::int64_t> to_int(std::string_view text) {
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || ptr != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+WebAnswer json_answer(const json::object& o, unsigned status = 200) {
+  return WebAnswer{status, "application/json", json::serialize(o) + "\n", false};
+}
+
+WebAnswer error_answer(unsigned status, std::string_view message) {
+  return json_answer(json::object{{"error", message}}, status);
+}
+
+json::object states_json(const std::map<JobState, std::int64_t>& counts) {
+  json::object states;
+  for (const auto& [state, n] : counts) states[to_string(state)] = n;
+  return states;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> parse_query(std::string_view query) {
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    std::string key = percent_decode(pair.substr(0, eq));
+    std::string value = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    out[std::move(key)] = std::move(value);
+  }
+  return out;
+}
+
+StatusApi::StatusApi(DbWorker& db, Scheduler& scheduler, const Metrics& metrics)
+    : db_(db), scheduler_(scheduler), metrics_(metrics) {}
+
+net::awaitable<std::optional<WebAnswer>> StatusApi::get(std::string target) {
+  std::string_view t = target;
+  auto q = t.find('?');
+  std::string_view path = t.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+  if (path == "/index.html") path = "/";
+  for (const WebAsset& a : web_assets()) {
+    if (a.path == path) {
+      co_return WebAnswer{200, std::string(a.content_type), std::string(a.body), true};
+    }
+  }
+  if (path == "/api/overview") co_return co_await overview();
+  if (path == "/api/failures") co_return co_await failures(parse_query(query));
+  if (path.starts_with("/api/jobs/")) {
+    auto id = to_int(path.substr(10));
+    if (!id || *id <= 0) co_return error_answer(400, "job id must be a positive number");
+    co_return co_await job(*id);
+  }
+  if (path.starts_with("/api/")) co_return error_answer(404, "no such API");
+  co_return std::nullopt;
+}
+
+net::awaitable<WebAnswer> StatusApi::overview() {
+  std::int64_t now = unix_ms();
+  auto clock_now = std::chrono::steady_clock::now();
+  bool refresh_batches =
+      batches_at_ == std::chrono::steady_clock::time_point{} ||
+      clock_now - batches_at_ >= std::max<std::chrono::steady_clock::duration>(
+                                     std::chrono::seconds(3), 50 * batches_took_);
+  struct Read {
+    std::map<JobState, std::int64_t> counts;
+    std::optional<std::int64_t> oldest;
+    std::optional<std::vector<Batch>> batches;
+  };
+  Read read;
+  std::string read_problem;
+  try {
+    auto read_store = [refresh_batches](JobStore& s) {
+      Read r;
+      r.counts = s.count_by_state();
+      r.oldest = s.oldest_queued_due();
+      if (refresh_batches) r.batches = s.list_batches(recent_batches);
+      return r;
+    };
+    read = co_await db_.call(std::move(read_store));
+  } catch (const std::exception& e) {
+    read_problem = e.what();  // shown, not hidden: an outage is what the page is for
+  }
+  if (read.batches) {
+    batches_ = std::move(*read.batches);
+    batches_took_ = std::chrono::steady_clock::now() - clock_now;
+    batches_at_ = std::chrono::steady_clock::now();
+  }
+  auto st = scheduler_.stats();
+  std::int64_t total = 0;
+  for (const auto& [state, n] : read.counts) total += n;
+  json::array batches;
+  for (const Batch& b : batches_) batches.push_back(batch_to_json(b));
+  json::array history;
+  for (const auto& m : metrics_.history.last(now, history_minutes)) {
+    history.push_back(json::object{{"minute_ms", m.minute * 60000},
+                                   {"succeeded", m.succeeded},
+                                   {"failed", m.failed},
+                                   {"cancelled", m.cancelled},
+                                   {"answers", m.answers},
+                                   {"throttled", m.throttled}});
+  }
+  json::object store{{"writable", st.store_writable}, {"outcomes_waiting", st.outcomes_waiting}};
+  if (!st.store_writable) store["problem"] = st.store_problem;
+  if (!read_problem.empty()) store["read_problem"] = read_problem;
+  json::value blocked = nullptr;
+  if (!st.blocked_reason.empty()) {
+    blocked = json::object{{"reason", st.blocked_reason},
+                           {"cause", st.blocked_cause},
+                           {"for_ms", std::max<std::int64_t>(0, now - st.blocked_since_ms)}};
+  }
+  co_return json_answer(json::object{
+      {"now_ms", now},
+      {"version", KPSD_VERSION},
+      {"states", states_json(read.counts)},
+      {"total", total},
+      {"in_flight", st.in_flight},
+      {"rate_per_second", st.rate_per_second},
+      {"send_rate_per_second", st.send_rate_per_second},
+      {"configured_rate_per_second", st.configured_rate_per_second},
+      {"throttled_share", st.throttled_share},
+      {"quota", json::object{{"holding", st.holding_for_quota},
+                             {"window_ms", st.quota_window_ms},
+                             {"calls", st.quota_calls}}},
+      {"paused", st.paused},
+      {"oldest_queued_ms", read.oldest ? json::value(std::max<std::int64_t>(0, now - *read.oldest))
+                                       : json::value(nullptr)},
+      {"blocked", std::move(blocked)},
+      {"store", std::move(store)},
+      {"batches", std::move(batches)},
+      {"batches_counted_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - batches_at_)
+                                 .count()},
+      {"history", std::move(history)}});
+}
+
+net::awaitable<WebAnswer> StatusApi::failures(const std::map<std::string, std::string>& query) {
+  ListQuery q;
+  q.limit = default_page;
+  std::optional<std::string> batch;
+  // The failures view by default; `state=any` (or another state) lists the rest.
+  std::string state = "failed";
+  for (const auto& [key, value] : query) {
+    if (key == "state") {
+      state = value;
+    } else if (key == "batch") {
+      if (!value.empty()) batch = value;
+    } else if (key == "after" || key == "limit") {
+      auto n = to_int(value);
+      if (!n || *n < 0 || (key == "limit" && (*n < 1 || *n > max_page))) {
+        co_return error_answer(400, key + " must be " +
+                                        (key == "limit" ? "1 to " + std::to_string(max_page)
+                                                        : std::string("a job id")));
+      }
+      (key == "after" ? q.after_id : q.limit) = *n;
+    } else {
+      co_return error_answer(400, "unknown parameter " + key);
+    }
+  }
+  if (state != "any") {
+    auto parsed = parse_job_state(state);
+    if (!parsed) co_return error_answer(400, "state must be a job state or any");
+    q.state = parsed;
+  }
+  struct Page {
+    bool batch_missing = false;
+    std::vector<Job> jobs;
+    std::vector<std::optional<std::string>> request_ids;
+  };
+  auto read_page = [q, batch](JobStore& s) mutable {
+    Page p;
+    if (batch) {
+      auto found = s.find_batch(*batch, /*count=*/false);
+      if (!found) {
+        p.batch_missing = true;
+        return p;
+      }
+      q.batch_id = found->id;
+    }
+    p.jobs = s.list(q);
+    for (const Job& j : p.jobs) p.request_ids.push_back(s.last_request_id(j.id));
+    return p;
+  };
+  Page page = co_await db_.call(std::move(read_page));
+  if (page.batch_missing) co_return error_answer(404, "no batch " + *batch);
+  json::array jobs;
+  for (std::size_t i = 0; i < page.jobs.size(); ++i) {
+    json::object j = job_to_json(page.jobs[i]);
+    j["last_request_id"] =
+        page.request_ids[i] ? json::value(*page.request_ids[i]) : json::value(nullptr);
+    jobs.push_back(std::move(j));
+  }
+  json::object reply{{"jobs", std::move(jobs)}};
+  if (!page.jobs.empty() && static_cast<std::int64_t>(page.jobs.size()) == q.limit) {
+    reply["next_after_id"] = page.jobs.back().id;
+  }
+  co_return json_answer(reply);
+}
+
+net::awaitable<WebAnswer> StatusApi::job(std::int64_t id) {
+  auto read_job = [id](JobStore& s) { return std::pair{s.find(id), s.attempts_of(id)}; };
+  auto [found, attempts] = co_await db_.call(std::move(read_job));
+  if (!found) co_return error_answer(404, "no job with id " + std::to_string(id));
+  json::array out;
+  for (const Attempt& a : attempts) out.push_back(attempt_to_json(a));
+  co_return json_answer(json::object{{"job", job_to_json(*found)}, {"attempts", std::move(out)}});
+}
+
+}  // namespace kpsd
