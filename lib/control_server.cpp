@@ -8,6 +8,7 @@
 #include "metrics.hpp"
 #include "pruning.hpp"
 #include "scheduler.hpp"
+#include "stats_json.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -375,47 +376,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       read_problem = e.what();
     }
     if (read.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
-    const auto& counts = read.counts;
-    const auto& oldest = read.oldest;
-    json::object states;
-    std::int64_t total = 0;
-    for (const auto& [state, n] : counts) {
-      states[to_string(state)] = n;
-      total += n;
-    }
-    auto sched = scheduler.stats();
-    json::object store{{"writable", sched.store_writable},
-                       {"outcomes_waiting", sched.outcomes_waiting}};
-    if (!sched.store_writable) {
-      store["problem"] = sched.store_problem;
-      store["down_ms"] = std::max<std::int64_t>(0, unix_ms() - sched.store_down_since_ms);
-    }
-    if (!read_problem.empty()) store["read_problem"] = read_problem;
-    json::object reply{
-        {"states", std::move(states)},
-        {"total", total},
-        {"now_ms", now},
-        {"max_id", read.max_id},
-        {"min_unfinished_id",
-         read.min_unfinished_id ? json::value(*read.min_unfinished_id) : json::value(nullptr)},
-        {"in_flight", sched.in_flight},
-        {"rate_per_second", sched.rate_per_second},
-        {"configured_rate_per_second", sched.configured_rate_per_second},
-        {"throttled_share", sched.throttled_share},
-        {"quota", json::object{{"holding", sched.holding_for_quota},
-                               {"window_ms", sched.quota_window_ms},
-                               {"calls", sched.quota_calls}}},
-        {"paused", sched.paused},
-        {"oldest_queued_ms", oldest ? json::value(std::max<std::int64_t>(0, unix_ms() - *oldest))
-                                    : json::value(nullptr)},
-        {"stopping", sched.stopping},
-        {"store", std::move(store)},
-        {"blocked",
-         sched.blocked_reason.empty()
-             ? json::value(nullptr)
-             : json::value(json::object{
-                   {"reason", sched.blocked_reason},
-                   {"for_ms", std::max<std::int64_t>(0, unix_ms() - sched.blocked_since_ms)}})}};
+    json::object reply = stats_json(read.counts, read.oldest, read_problem, scheduler.stats(), now);
+    reply["now_ms"] = now;
+    reply["max_id"] = read.max_id;
+    reply["min_unfinished_id"] =
+        read.min_unfinished_id ? json::value(*read.min_unfinished_id) : json::value(nullptr);
     if (read.batch) reply["batch"] = batch_to_json(*read.batch);
     if (r.wait) reply["waiting"] = read.waiting;
     co_return reply;

@@ -157,7 +157,9 @@ int run_daemon(const Config& config, const std::string& config_path) {
 
   Metrics metrics;
   Scheduler scheduler(io.get_executor(), config, *db, *client, metrics);
-  Config running_config = config;  // what SIGHUP compares a fresh read with
+  // What SIGHUP compares a fresh read with: the keys as written that are in force, and the
+  // concurrency in force (a refused one keeps the old value).
+  Config running_config = config;
   if (start_paused) {
     spdlog::warn("starting paused (kpsctl pause was in effect): no calls until kpsctl resume");
     scheduler.set_paused(true);
@@ -342,7 +344,7 @@ void reload(const std::string& config_path, Config& running, Credentials& creden
   spdlog::info("SIGHUP: reloaded log level ({}), credentials and CA file", fresh.log.level);
 
   std::vector<std::string> applied, need_restart;
-  Config next = running;  // what runs after this reload
+  bool concurrency_fits = descriptors_needed(fresh) <= open_file_limit;
   for (const std::string& key : changed_keys(running, fresh)) {
     auto value_of = [&key](const Config& c) {
       auto it = c.written.find(key);
@@ -353,7 +355,7 @@ void reload(const std::string& config_path, Config& running, Credentials& creden
       need_restart.push_back(change);
       continue;
     }
-    if (key == "queue.concurrency" && descriptors_needed(fresh) > open_file_limit) {
+    if (key == "queue.concurrency" && !concurrency_fits) {
       spdlog::error(
           "SIGHUP: queue.concurrency = {} needs up to {} open files, but the limit is {}; "
           "keeping {}",
@@ -363,28 +365,17 @@ void reload(const std::string& config_path, Config& running, Credentials& creden
     }
     applied.push_back(change);
     if (auto it = fresh.written.find(key); it != fresh.written.end()) {
-      next.written[key] = it->second;
+      running.written[key] = it->second;
     } else {
-      next.written.erase(key);
+      running.written.erase(key);
     }
   }
-  // The live settings take the fresh values, except a concurrency that was refused above.
-  next.kps.poll_tasks = fresh.kps.poll_tasks;
-  next.kps.poll_initial_delay = fresh.kps.poll_initial_delay;
-  next.kps.poll_interval = fresh.kps.poll_interval;
-  next.kps.poll_timeout = fresh.kps.poll_timeout;
-  next.kps.ca_file = fresh.kps.ca_file;
-  next.log = fresh.log;
-  next.queue.rate_per_second = fresh.queue.rate_per_second;
-  next.queue.max_attempts = fresh.queue.max_attempts;
-  next.queue.backoff_initial = fresh.queue.backoff_initial;
-  next.queue.backoff_max = fresh.queue.backoff_max;
-  next.queue.retry_after_max = fresh.queue.retry_after_max;
-  if (descriptors_needed(fresh) <= open_file_limit) {
-    next.queue.concurrency = fresh.queue.concurrency;
-  }
-  scheduler.apply(next);
-  running = std::move(next);
+  // The scheduler reads only live keys: it takes them all from the fresh read, except a
+  // concurrency refused above.
+  Config live = fresh;
+  if (!concurrency_fits) live.queue.concurrency = running.queue.concurrency;
+  scheduler.apply(live);
+  running.queue.concurrency = live.queue.concurrency;
   auto joined = [](const std::vector<std::string>& items) {
     std::string out;
     for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;

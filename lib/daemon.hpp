@@ -20,8 +20,8 @@ std::string check_startup_files(const Config& config);
 int run_daemon(const Config& config, const std::string& config_path);
 
 // SIGHUP: re-reads the configuration and the credential and CA files; applies what can change
-// while running (see applies_on_reload) to `running` and the scheduler, and logs the changed
-// keys that need a restart.
+// while running (see applies_on_reload) to the scheduler, records in `running` the keys in
+// force (written) and the concurrency, and logs the changed keys that need a restart.
 void reload(const std::string& config_path, Config& running, Credentials& credentials,
             KpsClient& client, Scheduler& scheduler, std::uint64_t open_file_limit);
 

@@ -669,6 +669,18 @@ std::vector<Attempt> JobStore::attempts_of(std::int64_t job_id) {
 }
 
 namespace {
+// The first column of a query that answers with at most one row; nullopt for no row or NULL.
+std::optional<std::int64_t> single_int(sql::Statement& s) {
+  std::optional<std::int64_t> v = s.step() ? s.column_optional_int(0) : std::nullopt;
+  s.reset();
+  return v;
+}
+
+// A row of (id, name, created_at) from batches, its counts not yet made.
+Batch read_batch(const sql::Statement& s) {
+  return Batch{s.column_int(0), s.column_optional_text(1), s.column_int(2), {}};
+}
+
 // Rows of (state, count) added into a map that starts at 0 for every state.
 std::map<JobState, std::int64_t> read_state_counts(sql::Statement& s) {
   std::map<JobState, std::int64_t> counts;
@@ -693,7 +705,7 @@ std::optional<Batch> JobStore::find_batch(std::string_view id_or_name, bool coun
     find.reset();
     return std::nullopt;
   }
-  Batch b{find.column_int(0), find.column_optional_text(1), find.column_int(2), {}};
+  Batch b = read_batch(find);
   find.reset();
   if (count) b.states = count_batch(b.id);
   return b;
@@ -725,7 +737,7 @@ std::vector<Batch> JobStore::list_batches(std::int64_t limit) {
   std::vector<Batch> out;
   auto& s = st_->recent_batches;
   s.bind(1, limit);
-  while (s.step()) out.push_back({s.column_int(0), s.column_optional_text(1), s.column_int(2), {}});
+  while (s.step()) out.push_back(read_batch(s));
   s.reset();
   for (Batch& b : out) b.states = count_batch(b.id);
   return out;
@@ -765,18 +777,10 @@ bool JobStore::batch_unfinished(std::int64_t batch_id) {
 }
 
 std::optional<std::int64_t> JobStore::min_unfinished_id() {
-  auto& s = st_->min_unfinished_id;
-  std::optional<std::int64_t> id = s.step() ? s.column_optional_int(0) : std::nullopt;
-  s.reset();
-  return id;
+  return single_int(st_->min_unfinished_id);
 }
 
-std::int64_t JobStore::max_job_id() {
-  auto& s = st_->max_job_id;
-  std::int64_t id = s.step() ? s.column_int(0) : 0;
-  s.reset();
-  return id;
-}
+std::int64_t JobStore::max_job_id() { return single_int(st_->max_job_id).value_or(0); }
 
 std::int64_t JobStore::prune_finished(std::int64_t before, std::int64_t limit) {
   sql::Transaction tx(*db_);
@@ -792,11 +796,7 @@ std::int64_t JobStore::prune_finished(std::int64_t before, std::int64_t limit) {
 }
 
 std::optional<std::int64_t> JobStore::oldest_queued_due() {
-  auto& s = st_->oldest_queued;
-  std::optional<std::int64_t> v;
-  if (s.step()) v = s.column_optional_int(0);
-  s.reset();
-  return v;
+  return single_int(st_->oldest_queued);
 }
 
 std::string_view describe(RetryOutcome o) noexcept {

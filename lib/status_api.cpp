@@ -5,6 +5,7 @@
 #include "job_store.hpp"
 #include "metrics.hpp"
 #include "scheduler.hpp"
+#include "stats_json.hpp"
 #include "web_assets.hpp"
 
 #include <boost/json.hpp>
@@ -60,12 +61,6 @@ WebAnswer json_answer(const json::object& o, unsigned status = 200) {
 
 WebAnswer error_answer(unsigned status, std::string_view message) {
   return json_answer(json::object{{"error", message}}, status);
-}
-
-json::object states_json(const std::map<JobState, std::int64_t>& counts) {
-  json::object states;
-  for (const auto& [state, n] : counts) states[to_string(state)] = n;
-  return states;
 }
 
 }  // namespace
@@ -141,9 +136,6 @@ net::awaitable<WebAnswer> StatusApi::overview() {
     batches_took_ = std::chrono::steady_clock::now() - clock_now;
     batches_at_ = std::chrono::steady_clock::now();
   }
-  auto st = scheduler_.stats();
-  std::int64_t total = 0;
-  for (const auto& [state, n] : read.counts) total += n;
   json::array batches;
   for (const Batch& b : batches_) batches.push_back(batch_to_json(b));
   json::array history;
@@ -155,38 +147,15 @@ net::awaitable<WebAnswer> StatusApi::overview() {
                                    {"answers", m.answers},
                                    {"throttled", m.throttled}});
   }
-  json::object store{{"writable", st.store_writable}, {"outcomes_waiting", st.outcomes_waiting}};
-  if (!st.store_writable) store["problem"] = st.store_problem;
-  if (!read_problem.empty()) store["read_problem"] = read_problem;
-  json::value blocked = nullptr;
-  if (!st.blocked_reason.empty()) {
-    blocked = json::object{{"reason", st.blocked_reason},
-                           {"cause", st.blocked_cause},
-                           {"for_ms", std::max<std::int64_t>(0, now - st.blocked_since_ms)}};
-  }
-  co_return json_answer(json::object{
-      {"now_ms", now},
-      {"version", KPSD_VERSION},
-      {"states", states_json(read.counts)},
-      {"total", total},
-      {"in_flight", st.in_flight},
-      {"rate_per_second", st.rate_per_second},
-      {"send_rate_per_second", st.send_rate_per_second},
-      {"configured_rate_per_second", st.configured_rate_per_second},
-      {"throttled_share", st.throttled_share},
-      {"quota", json::object{{"holding", st.holding_for_quota},
-                             {"window_ms", st.quota_window_ms},
-                             {"calls", st.quota_calls}}},
-      {"paused", st.paused},
-      {"oldest_queued_ms", read.oldest ? json::value(std::max<std::int64_t>(0, now - *read.oldest))
-                                       : json::value(nullptr)},
-      {"blocked", std::move(blocked)},
-      {"store", std::move(store)},
-      {"batches", std::move(batches)},
-      {"batches_counted_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::steady_clock::now() - batches_at_)
-                                 .count()},
-      {"history", std::move(history)}});
+  json::object reply = stats_json(read.counts, read.oldest, read_problem, scheduler_.stats(), now);
+  reply["now_ms"] = now;
+  reply["version"] = KPSD_VERSION;
+  reply["batches"] = std::move(batches);
+  reply["batches_counted_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - batches_at_)
+                                    .count();
+  reply["history"] = std::move(history);
+  co_return json_answer(reply);
 }
 
 net::awaitable<WebAnswer> StatusApi::failures(const std::map<std::string, std::string>& query) {

@@ -9,7 +9,7 @@
 namespace kpsd {
 
 std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
-                                       std::string& error) {
+                                       std::string& error, bool one_line) {
   std::string name = what.empty() ? path : std::string(what) + " " + path;
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -19,7 +19,9 @@ std::optional<Secret> read_secret_file(const std::string& path, std::string_view
   std::ostringstream buf;
   buf << in.rdbuf();
   std::string text = buf.str();
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  while (one_line && !text.empty() && (text.back() == '\n' || text.back() == '\r')) {
+    text.pop_back();
+  }
   if (text.empty()) {
     error = name + " is empty";
     return std::nullopt;

@@ -13,10 +13,11 @@
 
 namespace kpsd {
 
-// Reads a secret file of one line (a trailing newline is not part of the secret). On failure
-// returns nullopt with `error` naming `what` and the path, never the content.
+// Reads a secret file of one line (a trailing newline is not part of the secret; with
+// `one_line` false the content is kept as it is, as for a private key). On failure returns
+// nullopt with `error` naming `what` and the path, never the content.
 std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
-                                       std::string& error);
+                                       std::string& error, bool one_line = true);
 
 class TokenSource {
  public:

@@ -1,6 +1,7 @@
 #include "job_file.hpp"
 
 #include "job_lines.hpp"
+#include "token_source.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -12,22 +13,9 @@ namespace kpsd::ctl {
 
 std::optional<Secret> read_key_file(const std::string& type, const std::string& path,
                                     std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot read key file " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  std::string key = buf.str();
-  if (type == "password") {
-    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
-  }
-  if (key.empty()) {
-    error = "key file " + path + " is empty";
-    return std::nullopt;
-  }
-  return Secret(std::move(key));
+  // A password file's trailing newline is not part of the password; a private key is sent as
+  // it is.
+  return read_secret_file(path, "key file", error, /*one_line=*/type == "password");
 }
 
 std::size_t request_bytes(const NewJob& j) {

@@ -353,11 +353,7 @@ TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered withou
                       {"metrics.listen", "127.0.0.1:0"}}});
   NotifyListener notify(rig.dir().file("notify.sock"));  // systemd's side of sd_notify
   rig.start({notify.env()});
-  std::smatch m;
-  std::string start_log = rig.log();
-  REQUIRE(
-      std::regex_search(start_log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
-  auto metrics_port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  auto metrics_port = rig.metrics_port();
 
   REQUIRE(rig.ctl({"enqueue", "--file", enqueue_file(rig, "immutable-", 64)}).exit_code == 0);
   wait_for_calls(rig, concurrency);

@@ -319,10 +319,7 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
   rig.fake().set_behavior("m-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.fake().set_behavior("m-flaky", fake::error_answers(503, 1));
   rig.start();
-  std::smatch m;
-  std::string log = rig.log();
-  REQUIRE(std::regex_search(log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
-  auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  auto port = rig.metrics_port();
   auto before = http_get(port, "/metrics");
   CHECK(before.starts_with("HTTP/1.1 200"));
   CHECK(before.find("kpsd_jobs{state=\"succeeded\"} 0") != std::string::npos);
@@ -355,10 +352,7 @@ TEST_CASE(
   Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
   rig.fake().set_behavior("a-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
-  std::smatch m;
-  std::string log = rig.log();
-  REQUIRE(std::regex_search(log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
-  auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  auto port = rig.metrics_port();
   std::string fresh = http_get(port, "/metrics");
   for (const char* line :
        {"kpsd_calls_total{outcome=\"delivered\"} 0", "kpsd_calls_total{outcome=\"blocked\"} 0",
@@ -724,10 +718,7 @@ TEST_CASE("the status page's API: overview - failures paged and filtered - job d
   rig.fake().set_behavior("w-bad-1", fake::error_answers(400, -1, "KPS.4016"));
   rig.fake().set_behavior("w-bad-2", fake::error_answers(400, -1, "KPS.6004"));
   rig.start();
-  std::smatch m;
-  std::string log = rig.log();
-  REQUIRE(std::regex_search(log, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")));
-  auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  auto port = rig.metrics_port();
   std::string key_file = rig.dir().write("pw", "page-secret-pw\n");
   auto enq = rig.ctl({"enqueue", "--batch", "web", "--auth-type", "password", "--key-file",
                       key_file, "w-1", "w-2", "w-bad-1", "w-bad-2"});

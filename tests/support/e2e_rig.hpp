@@ -128,6 +128,17 @@ class Rig {
     return run_command(argv, dir_.path().string(), std::chrono::seconds(180), stdin_file);
   }
 
+  // The port of the metrics listener (and status page), as kpsd logged it at start (for
+  // metrics.listen = 127.0.0.1:0).
+  std::uint16_t metrics_port() const {
+    std::smatch m;
+    std::string text = log();
+    REQUIRE_MESSAGE(
+        std::regex_search(text, m, std::regex("metrics on http://127.0.0.1:([0-9]+)/metrics")),
+        text);
+    return static_cast<std::uint16_t>(std::stoi(m[1]));
+  }
+
   // The batch an enqueue made: "batch_id" of its --json document, or "batch N" on stderr.
   static std::string batch_of(const CommandResult& enqueue) {
     std::smatch m;
