@@ -11,8 +11,11 @@ clients=${3:-4}
 interval=${4:-0.25}
 need sqlite3 bc curl
 start_nginx "return 202 '$accepted_body';"
-# A port nobody listens on (kpsd logs its port only at info level, which a bench keeps quiet).
-page_port=$((20000 + RANDOM % 30000))
+# A port nobody listens on (kpsd logs its port only at info level, which a bench keeps quiet),
+# below the kernel's ephemeral range: a port there may be the local end of any connection (the
+# benches' own), and binding it fails.
+read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range
+page_port=$((10000 + RANDOM % (ephemeral_low - 10000)))
 while (exec 3<>"/dev/tcp/127.0.0.1/$page_port") 2>/dev/null; do page_port=$((page_port + 1)); done
 write_config "http://127.0.0.1:$nginx_port" "$concurrency" 0 false
 printf '[metrics]\nlisten = 127.0.0.1:%s\n' "$page_port" >>"$work/kpsd.conf"
