@@ -93,6 +93,8 @@ class AkSkCredentials final : public Credentials {
     co_return std::string{};
   }
   void rejected(std::uint64_t) override {
+    // The refresh for AK/SK: read both files again (a rotated key pair is picked up at once).
+    if (auto error = reload(); !error.empty()) spdlog::warn("after a 401: {}", error);
     spdlog::warn("KPS rejected an AK/SK signature (401): check ak_file/sk_file and the clock");
   }
   std::string reload() override {

@@ -1,5 +1,7 @@
 #include "http_client.hpp"
 
+#include "answer_reader.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -31,14 +33,13 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
-constexpr std::size_t max_response_body = 1024 * 1024;  // KPS answers are a few hundred bytes
+// Bytes asked of the socket per read: an answer's header and body usually arrive in one.
+constexpr std::size_t read_chunk = 16 * 1024;
 
 // An idle connection older than this is not reused: servers close idle keep-alive connections
-// (typically after 60 s or more), and a request written into one that is closing fails. kpsd
-// does not resend a failed request on its own (that would be a call without its attempt row),
-// so it avoids connections likely to be stale instead.
+// (typically after 60 s or more). A request written into one that closed anyway fails before
+// any answer and is sent again on a fresh connection (exchange), which costs a round trip.
 constexpr auto max_idle_reuse = std::chrono::seconds(4);
-constexpr auto recently_used = std::chrono::milliseconds(50);
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
@@ -231,47 +232,108 @@ struct HttpClient::Impl {
     co_return std::pair{std::move(conn), HttpResult{}};
   }
 
+  // How one request on one connection went, beyond its result.
+  struct SendOutcome {
+    HttpResult result;
+    bool keep = false;   // the connection may go back to the pool (keep_connection)
+    bool stale = false;  // it failed before one byte of answer, as a connection the server
+                         // closed while idle does (EOF, reset, broken pipe)
+  };
+
+  static bool closed_under_us(const boost::system::error_code& ec) {
+    return ec == net::error::eof || ec == net::error::connection_reset ||
+           ec == net::error::broken_pipe || ec == ssl::error::stream_truncated ||
+           ec == http::error::end_of_stream;
+  }
+
   template <class Stream>
-  net::awaitable<HttpResult> send_on(Stream& stream, Connection& conn, const Request& req,
-                                     bool& reusable) {
+  net::awaitable<SendOutcome> send_on(Stream& stream, Connection& conn, const Request& req) {
+    SendOutcome out;
     set_deadline(stream, timeout);
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
-    if (wec) co_return failure(transport_kind(wec), "write: " + wec.message());
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(max_response_body);
+    if (wec) {
+      // Not sent in full: the server cannot have acted on it.
+      out.stale = closed_under_us(wec);
+      out.result = failure(transport_kind(wec), "write: " + wec.message());
+      co_return out;
+    }
+    out.result = co_await read_answer(stream, conn, out);
+    out.result.request_sent = true;
+    co_return out;
+  }
+
+  // Reads the final answer to the request just written (interim 1xx answers read past), with
+  // one deadline for the whole answer.
+  template <class Stream>
+  net::awaitable<HttpResult> read_answer(Stream& stream, Connection& conn, SendOutcome& out) {
+    AnswerReader reader;
     set_deadline(stream, timeout);
-    auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, use_tuple);
-    if (rec) co_return failure(transport_kind(rec), "read: " + rec.message());
-    auto& res = parser.get();
+    bool closed = false;  // the peer closed: what is buffered is all there will be
+    for (;;) {
+      AnswerReader::Step step = AnswerReader::Step::need_more;
+      if (conn.buffer.size() > 0) {
+        std::size_t used = 0;
+        auto data = conn.buffer.data();
+        step = reader.put({static_cast<const char*>(data.data()), data.size()}, used);
+        conn.buffer.consume(used);
+      }
+      if (step == AnswerReader::Step::need_more && closed) {
+        step = reader.put_eof();
+        out.stale = step == AnswerReader::Step::failed && !reader.got_bytes();
+      } else if (step == AnswerReader::Step::need_more) {
+        auto [rec, n] = co_await stream.async_read_some(conn.buffer.prepare(read_chunk), use_tuple);
+        conn.buffer.commit(n);
+        if (rec && !closed_under_us(rec)) {
+          co_return failure(transport_kind(rec), "read: " + rec.message());
+        }
+        closed = static_cast<bool>(rec);
+        continue;
+      }
+      if (step == AnswerReader::Step::failed) {
+        co_return failure(HttpResult::Transport::io_error, "read: " + reader.error());
+      }
+      if (step == AnswerReader::Step::done) break;
+    }
     HttpResult r;
-    r.status = res.result_int();
-    r.body = std::move(res.body());
-    if (auto it = res.find("X-Request-Id"); it != res.end())
-      r.request_id = std::string(it->value());
-    if (auto it = res.find(http::field::retry_after); it != res.end()) {
-      r.retry_after = std::string(it->value());
-    }
-    if (auto it = res.find("X-Subject-Token"); it != res.end()) {
-      r.subject_token = Secret(std::string(it->value()));
-    }
-    reusable = res.keep_alive();
+    reader.take(r);
+    out.keep = keep_connection({true, reader.keep_alive(), conn.buffer.size(), cancelled});
     co_return r;
   }
 
   // The most recently used idle connection that is still open, or null. Only the one about to
-  // be reused is peeked at (one syscall per call, whatever the pool's size); connections idle
-  // too long are dropped from the old end without a syscall.
+  // be reused is peeked at (one syscall per call, whatever the pool's size), however briefly
+  // it was idle: the peek is what sees bytes a server sent unasked (which must never be read
+  // as the next answer), and it costs about a microsecond. Connections idle too long are
+  // dropped from the old end without a syscall.
   std::unique_ptr<Connection> take_idle() {
     auto now = std::chrono::steady_clock::now();
     while (!idle.empty() && now - idle.front()->idle_since > max_idle_reuse) idle.pop_front();
     while (!idle.empty()) {
       std::unique_ptr<Connection> c = std::move(idle.back());
       idle.pop_back();
-      // Idle for moments only: no server closes a keep-alive connection that fast (one that
-      // means to close says so on its answer), so the peek's syscall is spared.
-      if (now - c->idle_since < recently_used || !closed_by_peer(*c)) return c;
+      if (!closed_by_peer(*c)) return c;
     }
     return nullptr;
+  }
+
+  // One request on `conn` (a reused one, or fresh); the connection goes back to the pool only
+  // when keep_connection allows.
+  net::awaitable<SendOutcome> send(std::unique_ptr<Connection> conn, const Request& req) {
+    ActiveGuard guard(*this, conn.get());
+    // Two statements, not `?:` with a co_await in each branch: GCC 12 mishandles temporaries
+    // of co_await inside conditional expressions.
+    SendOutcome out;
+    if (conn->tls) {
+      out = co_await send_on(*conn->tls, *conn, req);
+    } else {
+      out = co_await send_on(*conn->plain, *conn, req);
+    }
+    if (out.keep && !cancelled) {
+      conn->lowest().expires_never();
+      conn->idle_since = std::chrono::steady_clock::now();
+      idle.push_back(std::move(conn));
+    }
+    co_return out;
   }
 
   net::awaitable<HttpResult> exchange(const HttpRequest& request) {
@@ -293,30 +355,30 @@ struct HttpClient::Impl {
     req.prepare_payload();
 
     std::unique_ptr<Connection> conn = take_idle();
-    if (!conn) {
-      auto [fresh, err] = co_await connect();
-      if (!fresh) co_return finish(std::move(err));
-      conn = std::move(fresh);
+    bool reused = conn != nullptr;
+    SendOutcome out;
+    bool resent = false;
+    for (int tries = 0; tries < 2; ++tries) {
+      if (!conn) {
+        auto [fresh, err] = co_await connect();
+        if (!fresh) {
+          out.result = std::move(err);
+          break;
+        }
+        conn = std::move(fresh);
+      }
+      out = co_await send(std::move(conn), req);
+      // A keep-alive connection the server had closed while it sat idle fails before one byte
+      // of answer: the server never read the request. Sent again at once, once, on a fresh
+      // connection; it uses no attempt (the caller sees one call).
+      if (!(out.stale && reused && tries == 0 && !cancelled)) break;
+      resent = true;
+      reused = false;
     }
-
-    ActiveGuard guard(*this, conn.get());
-    bool reusable = false;
-    // Two statements, not `?:` with a co_await in each branch: GCC 12 mishandles temporaries
-    // of co_await inside conditional expressions.
-    HttpResult r;
-    if (conn->tls) {
-      r = co_await send_on(*conn->tls, *conn, req, reusable);
-    } else {
-      r = co_await send_on(*conn->plain, *conn, req, reusable);
-    }
+    out.result.resent_on_fresh_connection = resent;
     // The request may hold a token or a job's key: do not leave it in freed memory.
     OPENSSL_cleanse(req.body().data(), req.body().size());
-    if (r.transport == HttpResult::Transport::ok && reusable && !cancelled) {
-      conn->lowest().expires_never();
-      conn->idle_since = std::chrono::steady_clock::now();
-      idle.push_back(std::move(conn));
-    }
-    co_return finish(std::move(r));
+    co_return finish(std::move(out.result));
   }
 
   net::any_io_executor executor;

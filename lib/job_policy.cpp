@@ -51,12 +51,16 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
         d.next_attempt_at = now;
         return d;
       }
-      [[fallthrough]];  // refreshed once already and still refused: an ordinary failure
+      [[fallthrough]];      // refreshed once already and still refused: an ordinary failure
+    case Verdict::unknown:  // the server may have acted; sent again like a retryable failure
     case Verdict::retryable: {
       std::int64_t used = attempts_used + 1;
       if (used >= static_cast<std::int64_t>(s.max_attempts)) {
         d.next = JobState::failed;
         d.error_msg = "gave up after " + std::to_string(used) + " attempts: " + o.error_msg;
+        // Not a refusal: the last call reached the server and its answer was lost.
+        if (o.verdict == Verdict::unknown)
+          d.error_msg += " (outcome unknown: the server may have carried out the unbind)";
         return d;
       }
       d.next = JobState::retrying;

@@ -195,6 +195,8 @@ std::string_view to_string(Verdict v) noexcept {
       return "reauthenticate";
     case Verdict::blocked:
       return "blocked";
+    case Verdict::unknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -223,7 +225,12 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
     return out;
   }
   if (r.transport != HttpResult::Transport::ok) {
-    out.verdict = Verdict::retryable;
+    // Sent in full and then no readable answer: the server may have acted. Never a refusal.
+    out.verdict = r.request_sent ? Verdict::unknown : Verdict::retryable;
+    if (r.request_sent && r.transport == HttpResult::Transport::io_error) {
+      out.error_msg = "answer unreadable after send: " + r.transport_detail;
+      return out;
+    }
     switch (r.transport) {
       case HttpResult::Transport::connect_failed:
         out.error_msg = "connect failed: ";

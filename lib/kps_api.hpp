@@ -34,6 +34,12 @@ struct HttpResult {
   std::string retry_after;  // Retry-After, raw
   Secret subject_token;     // X-Subject-Token (IAM's token answer)
   std::chrono::milliseconds latency{0};
+  // The whole request was written: a transport failure after that (no answer, an answer that
+  // cannot be read, a timeout) leaves the outcome unknown: the server may have acted on it.
+  bool request_sent = false;
+  // The request first went out on a reused keep-alive connection that the server had closed
+  // (EOF or reset before one byte of answer) and was sent again, once, on a fresh one.
+  bool resent_on_fresh_connection = false;
 };
 
 // IAM's token answer (POST /v3/auth/tokens, 201): token.expires_at, as IAM writes it
@@ -93,6 +99,9 @@ enum class Verdict {
   reauthenticate,  // 401: refresh credentials once, then retry
   blocked,         // TLS verification failed or no credentials: nothing was sent; wait for the
                    // operator to fix it, without using up attempts
+  unknown,         // the request was sent but no readable answer came back (unreadable, cut
+                   // short, timed out): the server may have acted. Retried like `retryable`
+                   // (it uses up an attempt); never taken for a refusal.
 };
 std::string_view to_string(Verdict v) noexcept;
 

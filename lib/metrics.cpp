@@ -56,8 +56,9 @@ std::vector<MinuteHistory::Minute> MinuteHistory::last(std::int64_t now_unix_ms,
 
 namespace {
 // Label values kpsd knows of; others that appear are written too, after them.
-constexpr std::array<const char*, 7> call_outcomes{
-    "delivered", "retryable", "permanent", "throttled", "reauthenticate", "blocked", "cancelled"};
+constexpr std::array<const char*, 8> call_outcomes{"delivered", "retryable",      "permanent",
+                                                   "throttled", "reauthenticate", "blocked",
+                                                   "cancelled", "unknown"};
 constexpr std::array<const char*, 5> poll_outcomes{"succeeded", "failed", "pending", "rejected",
                                                    "no_answer"};
 constexpr std::array<const char*, 3> operations{"disassociate", "task", "failed_tasks"};
@@ -158,6 +159,14 @@ std::string Metrics::render(const Gauges& g) const {
   single("kpsd_calls_started_per_second", "gauge",
          "Calls started per second (disassociate, polls, lookups), measured over the last second.",
          g.send_rate_per_second);
+  single("kpsd_answers_unreadable_total", "counter",
+         "API requests sent in full whose answer could not be read (cut short, over a limit, "
+         "badly framed): the outcome is unknown, the server may have acted.",
+         answers_unreadable);
+  single("kpsd_stale_connection_resends_total", "counter",
+         "Requests sent again, at once and once, on a fresh connection because the reused "
+         "keep-alive connection had been closed by the server (no attempt used).",
+         stale_connection_resends);
   single("kpsd_jobs_pruned_total", "counter",
          "Finished jobs deleted by kpsctl prune and [queue] retention_days.", jobs_pruned);
   header("kpsd_build_info", "gauge", "Always 1; the version kpsd was built as, as a label.");

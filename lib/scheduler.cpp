@@ -1,5 +1,6 @@
 #include "scheduler.hpp"
 
+#include "call_gate.hpp"
 #include "clock.hpp"
 #include "db_worker.hpp"
 #include "job_policy.hpp"
@@ -105,7 +106,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         co_await sleep(idle_check);
         continue;
       }
-      bool probing = !blocked_reason.empty();
+      bool probing = gate.holding();
       if (probing || limiter.holding()) release_ready("calls held");
       if (!ready.empty()) {
         // Jobs claimed ahead of their tokens go out as the pace allows, before any new claim.
@@ -131,17 +132,18 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       if (probing) {
-        // Blocked (credentials, TLS, descriptors): one probe call at a time, with backoff.
-        auto until = next_probe - std::chrono::steady_clock::now();
-        if (probe_in_flight || until > std::chrono::steady_clock::duration::zero()) {
+        // Verifying the credentials, or blocked (credentials, TLS, descriptors): one probe
+        // call at a time (with backoff while blocked).
+        auto steady_now = std::chrono::steady_clock::now();
+        if (!gate.may_probe(steady_now)) {
           co_await sleep(std::min<std::chrono::milliseconds>(
-              idle_check, std::chrono::ceil<std::chrono::milliseconds>(
-                              std::max(until, std::chrono::steady_clock::duration::zero()))));
+              idle_check,
+              std::chrono::ceil<std::chrono::milliseconds>(gate.until_probe(steady_now))));
           continue;
         }
         free = std::min<std::size_t>(free, 1);
         // Set before the probe starts: a coroutine may run to its end inside co_spawn.
-        probe_in_flight = true;
+        gate.probe_sent();
       }
       std::size_t tokens_taken = 0;
       // The calls' send time for the rate controller: the time their tokens were taken.
@@ -196,7 +198,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
             spdlog::trace("claimed {} job(s), {} of them ahead of their rate tokens", work.size(),
                           ready.size());
           }
-          if (probing && started > 0) spdlog::debug("blocked: probe sent");
+          if (probing && started > 0) spdlog::debug("calls held: probe sent");
         } catch (const sql::Error& e) {
           claim_failed = true;
           problem = e.what();
@@ -213,7 +215,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           store_succeeded(StoreHealth::Writer::claim);
         }
       }
-      if (probing && started == 0) probe_in_flight = false;
+      if (probing && started == 0) gate.probe_unsent();
       if (claim_failed) {
         // Nothing was claimed (the transaction rolled back): try again after a pause.
         co_await sleep(store.retry_delay());
@@ -291,40 +293,51 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Blocked: nothing can reach KPS (credentials, TLS, descriptors). Dispatch pauses for every
-  // job; one probe at a time goes out, 1 s apart doubling to 30 s, until one gets through.
-  void enter_blocked(const std::string& reason, std::string_view cause, bool was_probe) {
-    auto now = std::chrono::steady_clock::now();
-    if (!cause.empty()) blocked_kind = cause;
-    if (blocked_reason.empty()) {
-      blocked_reason = reason.empty() ? "blocked" : reason;
-      blocked_since_ms = unix_ms();
-      probe_delay = std::chrono::seconds(1);
-      next_probe = now + probe_delay;
-      spdlog::error(
-          "calls paused: {}; one probe at a time until it clears, no attempts used (fix it; "
-          "SIGHUP re-reads credentials and CA and probes at once)",
-          blocked_reason);
-      if (on_health_change) on_health_change();
-      return;
+  // What the gate's change means to the operator and the rest of kpsd: said once per episode.
+  void gate_changed(CallGate::Change change) {
+    switch (change) {
+      case CallGate::Change::none:
+        return;
+      case CallGate::Change::verifying:
+        spdlog::warn(
+            "KPS refused the credentials (401): calls held while they are refreshed; one probe "
+            "call goes first");
+        break;
+      case CallGate::Change::blocked:
+        spdlog::error(
+            "calls paused: {}; one probe at a time until it clears, no attempts used (fix it; "
+            "SIGHUP re-reads credentials and CA and probes at once)",
+            gate.blocked_reason());
+        if (on_health_change) on_health_change();
+        break;
+      case CallGate::Change::resumed:
+        spdlog::warn("calls resume: {} cleared after {} ms", blocked_reason_was,
+                     unix_ms() - blocked_since_was);
+        if (on_health_change) on_health_change();
+        break;
     }
-    if (!reason.empty()) blocked_reason = reason;
-    if (was_probe) {
-      probe_in_flight = false;
-      probe_delay = std::min<std::chrono::milliseconds>(probe_delay * 2, std::chrono::seconds(30));
-      next_probe = now + probe_delay;
-      wake();
-    }
+    wake();
   }
 
-  void leave_blocked() {
-    probe_in_flight = false;
-    if (blocked_reason.empty()) return;
-    spdlog::warn("calls resume: {} cleared after {} ms", blocked_reason,
-                 unix_ms() - blocked_since_ms);
-    blocked_reason.clear();
-    if (on_health_change) on_health_change();
-    wake();
+  // Tells the gate how a call or poll's answer went: a 401, a transport that sent nothing
+  // (TLS, credentials, descriptors), an answer that proves the credentials, or nothing known.
+  void tell_gate(const HttpResult& r, bool probe, std::string_view blocked_reason_text) {
+    auto now = std::chrono::steady_clock::now();
+    blocked_reason_was = gate.blocked_reason();
+    blocked_since_was = gate.blocked_since_ms();
+    std::string_view cause = blocked_cause(r.transport);
+    if (!cause.empty()) {
+      if (!aborted)
+        gate_changed(
+            gate.on_blocked(std::string(blocked_reason_text), cause, probe, now, unix_ms()));
+    } else if (r.transport == HttpResult::Transport::ok && r.status == 401) {
+      gate_changed(gate.on_refused(probe, now, unix_ms()));
+    } else if (r.transport == HttpResult::Transport::ok && r.status != 429) {
+      gate_changed(gate.on_admitted(probe));
+    } else if (probe) {
+      gate.on_inconclusive(probe, now);  // proved nothing either way: back off, try again
+      wake();
+    }
   }
 
   void store_succeeded(StoreHealth::Writer writer) {
@@ -403,6 +416,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     spdlog::error(
         "job {} ({}): internal error during its call: {}; recorded as a retryable failure",
         w.job_id, w.server_id, failure);
+    if (w.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
     AttemptOutcome outcome;
     outcome.verdict = Verdict::retryable;
     outcome.error_msg = "internal error: " + failure;
@@ -441,22 +455,17 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       d = decide_after_cancelled_call(now);
       ++metrics.calls["cancelled"];
     } else {
-      if (outcome.verdict == Verdict::reauthenticate && (w.previous_was_401 || w.probe)) {
-        // Refused again right after a refresh (or while already paused for it): the
-        // credentials are wrong, not this job.
+      tell_gate(result, w.probe, outcome.error_msg);
+      if (outcome.verdict == Verdict::reauthenticate &&
+          (w.previous_was_401 || (w.probe && gate.mode() == CallGate::Mode::blocked))) {
+        // Refused again right after a refresh: the credentials are wrong, not this job.
         outcome.verdict = Verdict::blocked;
         outcome.error_msg = "credentials refused: HTTP 401 again after a refresh";
       }
       ++metrics.calls[std::string(to_string(outcome.verdict))];
       d = decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
-      if (outcome.verdict == Verdict::blocked) {
-        // A 401 after a refresh is the credentials; otherwise the transport says what.
-        std::string_view cause = blocked_cause(result.transport);
-        enter_blocked(outcome.error_msg, cause.empty() ? "credentials" : cause, w.probe);
-      } else if (w.probe) {
-        leave_blocked();  // only a call sent while paused proves the cause is gone
-      }
     }
+    count_transport(result);
 
     AttemptFinish f;
     f.job_id = w.job_id;
@@ -479,7 +488,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     }
     if (outcome.verdict == Verdict::blocked && !aborted) {
       // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
-      // waits in the queue while dispatch is paused. The cause is logged once, by enter_blocked.
+      // waits in the queue while dispatch is paused. The cause is logged once, by gate_changed.
       f.release_claim = true;
       f.next_state = JobState::queued;
       f.next_attempt_at = now;
@@ -502,6 +511,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     if (failure.empty() || recorded) co_return;
     spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
                   w.job_id, w.server_id, w.task_id, failure);
+    if (w.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
     PollFinish f;
     f.job_id = w.job_id;
     f.at = unix_ms();
@@ -520,17 +530,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
              parse_retry_after(result.retry_after, std::chrono::system_clock::now()));
     PollOutcome p;
     p.task_id = w.task_id;
-    if (result.transport == HttpResult::Transport::tls_failed ||
-        result.transport == HttpResult::Transport::no_credentials ||
-        result.transport == HttpResult::Transport::no_descriptors) {
-      if (!aborted) {
-        enter_blocked(result.transport_detail, blocked_cause(result.transport), w.probe);
-      }
-    } else if (w.probe && result.transport == HttpResult::Transport::ok && result.status != 401) {
-      leave_blocked();
-    } else if (w.probe) {
-      enter_blocked("", "", true);  // the probe proved nothing either way: back off, try again
-    }
+    tell_gate(result, w.probe, result.transport_detail);
+    count_transport(result);
     if (result.transport != HttpResult::Transport::ok) {
       p.kind = PollOutcome::Kind::no_answer;
       p.error_msg = result.transport_detail;
@@ -609,6 +610,14 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     pending_polls.push_back(std::move(f));
     recorded = true;
     start_flush(pending_polls, flushing_polls, "task poll outcomes");
+  }
+
+  // Counts what the wire did beyond the call's outcome: an answer lost after the request was
+  // sent, and a stale keep-alive connection the request was sent again past.
+  void count_transport(const HttpResult& r) {
+    if (r.request_sent && r.transport == HttpResult::Transport::io_error)
+      ++metrics.answers_unreadable;
+    if (r.resent_on_fresh_connection) ++metrics.stale_connection_resends;
   }
 
   // Tells the rate controller how the gateway answered a call that took its token at `sent_at`.
@@ -701,6 +710,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                       r.status ? "HTTP " + std::to_string(r.status) : r.transport_detail);
         co_return std::nullopt;
       }
+      count_transport(r);
       std::string why;
       auto body = parse_failed_tasks_body(r.body, why);
       if (!body) co_return std::nullopt;
@@ -794,8 +804,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   ClaimPlan plan_claim(std::size_t outcomes) {
     ClaimPlan plan;
     auto now = RateLimiter::Clock::now();
-    if (stopping || paused || !blocked_reason.empty() || !fatal_error.empty() ||
-        limiter.holding() || limiter.rate(now) > 0 || store.failing(StoreHealth::Writer::outcomes))
+    if (stopping || paused || gate.holding() || !fatal_error.empty() || limiter.holding() ||
+        limiter.rate(now) > 0 || store.failing(StoreHealth::Writer::outcomes))
       return plan;  // paced or held: the dispatch loop claims, at the pace
     std::size_t busy = busy_slots();
     busy -= std::min(busy, outcomes);  // these free their slots when this commit succeeds
@@ -819,7 +829,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     std::size_t got = claimed.polls.size() + claimed.deliveries.size();
     limiter.give_back(asked - got);
     // Stopping, paused or blocked meanwhile: what was claimed must not go out.
-    bool hold_back = stopping || paused || !blocked_reason.empty();
+    bool hold_back = stopping || paused || gate.holding();
     for (auto& w : claimed.polls) {
       w.sent_at = plan.sent_at;
       if (hold_back) {
@@ -922,12 +932,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   StoreHealth store;
   std::string fatal_error;  // the database is malformed: run() ends
   std::function<void()> on_health_change;
-  std::string blocked_reason;     // empty: calls flow
-  std::string_view blocked_kind;  // credentials, tls or descriptors (kpsd_blocked's label)
-  std::int64_t blocked_since_ms = 0;
-  std::chrono::milliseconds probe_delay{1000};
-  std::chrono::steady_clock::time_point next_probe{};
-  bool probe_in_flight = false;
+  CallGate gate;                   // open, verifying the credentials, or blocked; starts verifying
+  std::string blocked_reason_was;  // what the gate said before its last change (for the log)
+  std::int64_t blocked_since_was = 0;
 };
 
 Scheduler::Scheduler(net::any_io_executor executor, const Config& config, DbWorker& db,
@@ -960,8 +967,8 @@ void Scheduler::apply(const Config& fresh) {
 }
 
 void Scheduler::probe_now() {
-  if (impl_->blocked_reason.empty()) return;
-  impl_->next_probe = std::chrono::steady_clock::now();
+  if (!impl_->gate.holding()) return;
+  impl_->gate.probe_now(std::chrono::steady_clock::now());
   impl_->wake();
 }
 
@@ -988,10 +995,10 @@ Scheduler::Stats Scheduler::stats() const {
   s.store_problem = impl_->store.problem();
   s.store_down_since_ms = impl_->store.writable() ? 0 : impl_->store.down_since_ms();
   s.outcomes_waiting = static_cast<std::int64_t>(impl_->outcomes_waiting());
-  s.blocked_reason = impl_->blocked_reason;
-  s.blocked_cause = impl_->blocked_reason.empty() ? "" : impl_->blocked_kind;
+  s.blocked_reason = impl_->gate.blocked_reason();
+  s.blocked_cause = impl_->gate.blocked_cause();
   s.send_rate_per_second = impl_->limiter.observed_send_rate(now);
-  s.blocked_since_ms = impl_->blocked_since_ms;
+  s.blocked_since_ms = impl_->gate.blocked_since_ms();
   return s;
 }
 

@@ -114,16 +114,10 @@ TEST_CASE("plain http to another host is allowed with a warning") {
 
 TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothing fails") {
   fake::IamOptions iam{"acct", "ops", "pw-123", "cn-north-4", 400ms};
-  Rig rig({.task_duration = 20ms,
-           .call_delay = 25ms,
-           .config = {{"auth.method", "iam_password"},
-                      {"auth.iam_endpoint", "http://{fake}"},
-                      {"auth.domain", "acct"},
-                      {"auth.user", "ops"},
-                      {"auth.password_file", "iam-password"},
-                      {"auth.project", "cn-north-4"},
-                      {"queue.concurrency", "8"}},
-           .iam = iam});
+  RigOptions options = iam_password_options(iam);
+  options.task_duration = 20ms;
+  options.call_delay = 25ms;
+  Rig rig(options);
   rig.dir().write("iam-password", "pw-123\n");
   rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
   std::string ids;

@@ -77,6 +77,12 @@ struct FakeKps::Impl {
   };
 
   using Response = http::response<http::string_body>;
+  // A final answer, and the interim one (100, 103) to send before it.
+  struct Answer {
+    Answer(Response r, unsigned interim = 0) : res(std::move(r)), interim_status(interim) {}
+    Response res;
+    unsigned interim_status = 0;
+  };
 
   Response reply(unsigned status, json::object body, unsigned version, bool keep_alive) {
     Response res{static_cast<http::status>(status), version};
@@ -109,6 +115,10 @@ struct FakeKps::Impl {
       return why;
     }
     std::string token(req["X-Auth-Token"]);
+    {
+      std::lock_guard lock(mutex);
+      largest_token = std::max(largest_token, token.size());
+    }
     if (options.iam) {
       std::lock_guard lock(mutex);
       auto it = issued.find(token);
@@ -122,11 +132,14 @@ struct FakeKps::Impl {
       }
       return {};
     }
-    if (token != options.token) {
-      violation("wrong or missing X-Auth-Token on " + target);
-      return "wrong";
+    std::lock_guard lock(mutex);
+    if (token == accepted_token) return {};
+    if (retired_tokens.contains(token)) {
+      ++expired_rejections;
+      return "expired";
     }
-    return {};
+    violations.push_back("wrong or missing X-Auth-Token on " + target);
+    return "wrong";
   }
 
   // Recomputes the SDK-HMAC-SHA256 signature from what arrived.
@@ -220,7 +233,9 @@ struct FakeKps::Impl {
     std::string token;
     {
       std::lock_guard lock(mutex);
-      token = "fake-iam-token-" + std::to_string(++tokens_issued);
+      token = "fake-iam-token-" + std::to_string(++tokens_issued) + "-";
+      // A PKI token's size: base64-like filler after a unique prefix.
+      while (token.size() < iam.token_bytes) token += static_cast<char>('A' + token.size() % 26);
       issued[token] = std::chrono::steady_clock::now() + iam.token_lifetime;
     }
     std::time_t expires = std::time(nullptr) + 24 * 3600;
@@ -286,7 +301,7 @@ struct FakeKps::Impl {
   }
 
   // nullopt: drop the connection without an answer.
-  net::awaitable<std::optional<Response>> handle(const http::request<http::string_body>& req) {
+  net::awaitable<std::optional<Answer>> handle(const http::request<http::string_body>& req) {
     unsigned v = req.version();
     bool ka = req.keep_alive();
     std::string target(req.target());
@@ -322,6 +337,10 @@ struct FakeKps::Impl {
                       v, ka);
     }
     if (auto refusal = check_auth(req); !refusal.empty()) {
+      {
+        std::lock_guard lock(mutex);
+        ++auth_refusals;
+      }
       co_return error(401, refusal == "expired" ? "APIGW.0307" : "APIGW.0301",
                       refusal == "expired" ? "The token must be updated"
                                            : "Incorrect IAM authentication information",
@@ -389,9 +408,11 @@ struct FakeKps::Impl {
         tasks[task_id] =
             Task{server_id, std::chrono::steady_clock::now(), nth_task <= b.task_failed_times};
       }
-      co_return reply(
+      Response res = reply(
           202, json::object{{"server_id", server_id}, {"task_id", task_id}, {"status", "SUCCESS"}},
           v, ka);
+      if (b.set_cookie_bytes > 0) add_cookie(res, static_cast<std::size_t>(b.set_cookie_bytes));
+      co_return Answer(std::move(res), static_cast<unsigned>(b.interim_status));
     }
 
     if (req.method() == http::verb::get &&
@@ -492,20 +513,54 @@ struct FakeKps::Impl {
     co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
   }
 
+  static void add_cookie(Response& res, std::size_t bytes) {
+    std::string cookie = "LB_SESSION=";
+    while (cookie.size() < bytes) cookie += static_cast<char>('a' + cookie.size() % 26);
+    res.insert(http::field::set_cookie, cookie + "; Path=/; HttpOnly");
+  }
+
+  // An interim answer as servers send it: 100 Continue bare, 103 Early Hints with a Link.
+  static std::string interim_text(unsigned status) {
+    if (status == 103) return "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+    if (status == 102) return "HTTP/1.1 102 Processing\r\n\r\n";
+    return "HTTP/1.1 100 Continue\r\n\r\n";
+  }
+
   template <class Stream>
   net::awaitable<void> serve(Stream& stream, beast::flat_buffer& buffer) {
-    for (;;) {
+    for (int answers = 1;; ++answers) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(4 * 1024 * 1024);
+      // IAM tokens and gateways' headers are large: accept what kpsd accepts (64 KiB).
+      parser.header_limit(64 * 1024);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
       if (ec) break;
       auto req = parser.release();
-      std::optional<Response> res = co_await handle(req);
-      if (!res) break;  // a dropped connection: no answer at all
+      std::optional<Answer> answer = co_await handle(req);
+      if (!answer) break;  // a dropped connection: no answer at all
+      Response& res = answer->res;
+      if (options.set_cookie_bytes > 0) add_cookie(res, options.set_cookie_bytes);
+      bool last = options.close_after > 0 && answers % options.close_after == 0;
+      if (last && options.close_announced) res.keep_alive(false);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-      auto [wec, wn] = co_await http::async_write(stream, *res, use_tuple);
-      if (wec || !res->keep_alive()) break;
+      unsigned interim = answer->interim_status ? answer->interim_status : options.interim_status;
+      if (interim != 0) {
+        std::string text = interim_text(interim);
+        auto [iec, in] = co_await net::async_write(stream, net::buffer(text), use_tuple);
+        if (iec) break;
+      }
+      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+      if (wec || !res.keep_alive()) break;
+      if (last) {
+        // Closed silently, as a server's idle timer fires: it loses the race with the
+        // client's next request, which arrives and is never read (the client sees EOF or a
+        // reset before any answer).
+        auto [rec, rn] = co_await stream.async_read_some(buffer.prepare(1), use_tuple);
+        std::lock_guard lock(mutex);
+        if (!rec) ++unread_requests;
+        break;
+      }
     }
   }
 
@@ -534,6 +589,10 @@ struct FakeKps::Impl {
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec) break;
+      {
+        std::lock_guard lock(mutex);
+        ++connections;
+      }
       net::co_spawn(io, session(std::move(socket)), net::detached);
     }
   }
@@ -586,7 +645,12 @@ struct FakeKps::Impl {
   std::set<std::string> failed_listed;
   std::int64_t failed_task_lookups = 0;
   std::map<std::string, std::chrono::steady_clock::time_point> issued;  // IAM token → dies at
-  std::int64_t tokens_issued = 0, expired_rejections = 0, signatures = 0;
+  std::int64_t tokens_issued = 0, expired_rejections = 0, signatures = 0, auth_refusals = 0;
+  std::int64_t connections = 0;
+  std::int64_t unread_requests = 0;  // requests that met a silent close (close_after)
+  std::size_t largest_token = 0;
+  std::string accepted_token = options.token;  // method token: what is accepted now
+  std::set<std::string> retired_tokens;        // ... and what was accepted before
   std::int64_t tls_handshake_failures = 0;
   std::vector<std::string> violations;
   std::int64_t requests = 0, disassociate_calls = 0, task_polls = 0, task_counter = 0;
@@ -631,6 +695,38 @@ std::int64_t FakeKps::iam_tokens_issued() const {
 std::int64_t FakeKps::expired_token_rejections() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->expired_rejections;
+}
+
+void FakeKps::set_token(std::string token) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->retired_tokens.insert(impl_->accepted_token);
+  impl_->accepted_token = std::move(token);
+}
+
+std::int64_t FakeKps::auth_refusals() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->auth_refusals;
+}
+
+std::size_t FakeKps::largest_auth_token() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->largest_token;
+}
+
+std::int64_t FakeKps::unread_requests() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->unread_requests;
+}
+
+std::string FakeKps::server_of_task(const std::string& task_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->tasks.find(task_id);
+  return it == impl_->tasks.end() ? std::string{} : it->second.server_id;
+}
+
+std::int64_t FakeKps::connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->connections;
 }
 
 std::int64_t FakeKps::signatures_checked() const {
@@ -720,6 +816,10 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
         b.task_poll_times = n;
       else if (key == "task_failed_times")
         b.task_failed_times = n;
+      else if (key == "set_cookie_bytes")
+        b.set_cookie_bytes = n;
+      else if (key == "interim_status")
+        b.interim_status = n;
       else
         throw std::runtime_error(where + "unknown key " + std::string(key));
     }

@@ -28,6 +28,11 @@ struct Behavior {
   int task_failed_times = 0;           // this server's first N tasks end FAILED_UNBIND
   int task_poll_status = 0;            // answer polls of this server's tasks with this status
   int task_poll_times = 0;             // ... this many times (-1: every poll)
+  // As real gateways and proxies answer (shared/kps-api.md), on this server's disassociate
+  // answers: a Set-Cookie of this many bytes (load balancers add 10 KB and more), and an
+  // interim answer (100 Continue, 103 Early Hints) sent before the final one.
+  int set_cookie_bytes = 0;
+  int interim_status = 0;
 };
 
 // Shorthands for one fault each.
@@ -67,6 +72,16 @@ inline Behavior refused_polls(int status, int times) {
   b.task_poll_times = times;
   return b;
 }
+inline Behavior big_cookie(int bytes) {
+  Behavior b;
+  b.set_cookie_bytes = bytes;
+  return b;
+}
+inline Behavior interim_first(int status) {
+  Behavior b;
+  b.interim_status = status;
+  return b;
+}
 inline Behavior failed_tasks(int times) {
   Behavior b;
   b.task_failed_times = times;
@@ -79,6 +94,9 @@ struct IamOptions {
   // How long an issued token really works. The answer's expires_at always says 24 h, as
   // IAM's does: a token can die early (password or permission change), which kpsd sees as 401.
   std::chrono::milliseconds token_lifetime{std::chrono::hours(24)};
+  // Issued tokens are this long (PKI tokens pass 8 KB; the vendor documents up to 100 KB+);
+  // 0: short ones.
+  std::size_t token_bytes = 0;
 };
 
 struct Options {
@@ -94,6 +112,14 @@ struct Options {
   // every call until the window turns (0 = none). Windows start when the fake does.
   std::int64_t window_quota = 0;
   std::chrono::milliseconds quota_window{10000};
+  // What real servers do to every answer (each also per server in Behavior, where noted):
+  std::size_t set_cookie_bytes = 0;  // a Set-Cookie header of this many bytes on every answer
+  unsigned interim_status = 0;       // 100 or 103 sent before every answer (0: none)
+  // Close each connection after this many answers (0: never): saying Connection: close on the
+  // last answer (as servers that cap keep-alive use do), or silently, as an idle timer firing
+  // just as the client's next request arrives (that request is never read).
+  int close_after = 0;
+  bool close_announced = false;
 };
 
 class FakeKps {
@@ -105,12 +131,20 @@ class FakeKps {
 
   std::uint16_t port() const;
   void set_behavior(const std::string& server_id, Behavior behavior);
+  // The X-Auth-Token accepted from now on (method token): the old one is refused 401 as an
+  // expired token is (APIGW.0307), as when a password or permission change kills it early.
+  void set_token(std::string token);
 
   std::int64_t calls_for(const std::string& server_id) const;     // disassociate calls
   std::int64_t accepted_for(const std::string& server_id) const;  // 202s that created a task
   std::int64_t failed_task_lookups() const;                       // GET failed-tasks
   std::int64_t iam_tokens_issued() const;
   std::int64_t expired_token_rejections() const;  // 401s for issued tokens past their lifetime
+  std::int64_t auth_refusals() const;             // every 401 for a token or signature (KPS calls)
+  std::size_t largest_auth_token() const;         // the longest X-Auth-Token a KPS call carried
+  std::int64_t connections() const;               // connections accepted
+  std::int64_t unread_requests() const;  // requests a silent close (close_after) never read
+  std::string server_of_task(const std::string& task_id) const;  // "" for an unknown task
   std::int64_t signatures_checked() const;
   std::map<std::string, std::int64_t> calls() const;
   std::int64_t disassociate_calls() const;

@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
   std::string project_id, token_file, behaviors_file, port_file;
   int task_ms = 0;
   std::int64_t window_quota = 0, quota_window_ms = 10000;
+  std::size_t set_cookie_bytes = 0;
+  unsigned interim = 0;
+  int close_after = 0;
+  bool close_announced = false;
   app.add_option("--project-id", project_id, "project id expected in paths")->required();
   app.add_option("--token-file", token_file, "file with the X-Auth-Token expected")->required();
   app.add_option("--behaviors", behaviors_file, "JSON file: per server id faults");
@@ -34,6 +38,16 @@ int main(int argc, char** argv) {
                  "gateway quota: this many calls per window, then 429 until it turns");
   app.add_option("--quota-window-ms", quota_window_ms, "the quota window (default 10000)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--set-cookie-bytes", set_cookie_bytes,
+                 "a Set-Cookie header of this many bytes on every answer, as load balancers add");
+  app.add_option("--interim", interim,
+                 "send this interim answer (100, 102, 103) before every answer")
+      ->check(CLI::IsMember({100, 102, 103}));
+  app.add_option("--close-after", close_after,
+                 "close each connection after this many answers, without saying so")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--close-announced", close_announced,
+               "with --close-after: say Connection: close on the last answer");
   CLI11_PARSE(app, argc, argv);
   try {
     kpsd::fake::Options o;
@@ -44,6 +58,10 @@ int main(int argc, char** argv) {
     o.task_duration = std::chrono::milliseconds(task_ms);
     o.window_quota = window_quota;
     o.quota_window = std::chrono::milliseconds(quota_window_ms);
+    o.set_cookie_bytes = set_cookie_bytes;
+    o.interim_status = interim;
+    o.close_after = close_after;
+    o.close_announced = close_announced;
     kpsd::fake::FakeKps fake(o);
     if (!behaviors_file.empty()) {
       for (auto& [id, b] : kpsd::fake::parse_behaviors(read_file(behaviors_file))) {

@@ -32,7 +32,26 @@ struct RigOptions {
   std::string failed_tasks_total{};             // fake: raw JSON for failed-tasks' total
   std::int64_t window_quota = 0;                // fake: calls per quota window (0: none)
   std::chrono::milliseconds quota_window{10000};
+  std::size_t set_cookie_bytes = 0;  // fake: a Set-Cookie this long on every answer
+  unsigned interim_status = 0;       // fake: 100 or 103 before every answer
+  int close_after = 0;               // fake: close connections after N answers
+  bool close_announced = false;      // ... saying Connection: close on the last
 };
+
+// [auth] method = iam_password against the fake's IAM as `iam` says; the password file is
+// "iam-password" under $CREDENTIALS_DIRECTORY (start kpsd with it set to the rig's folder).
+inline RigOptions iam_password_options(fake::IamOptions iam, std::string concurrency = "8") {
+  RigOptions o;
+  o.config = {{"auth.method", "iam_password"},
+              {"auth.iam_endpoint", "http://{fake}"},
+              {"auth.domain", iam.domain},
+              {"auth.user", iam.user},
+              {"auth.password_file", "iam-password"},
+              {"auth.project", iam.project},
+              {"queue.concurrency", std::move(concurrency)}};
+  o.iam = std::move(iam);
+  return o;
+}
 
 inline fake::Options fake_options(const RigOptions& o) {
   fake::Options f{project, token, o.task_duration, o.call_delay};
@@ -44,6 +63,10 @@ inline fake::Options fake_options(const RigOptions& o) {
   f.failed_tasks_total = o.failed_tasks_total;
   f.window_quota = o.window_quota;
   f.quota_window = o.quota_window;
+  f.set_cookie_bytes = o.set_cookie_bytes;
+  f.interim_status = o.interim_status;
+  f.close_after = o.close_after;
+  f.close_announced = o.close_announced;
   return f;
 }
 
