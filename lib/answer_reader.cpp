@@ -39,6 +39,7 @@ AnswerReader::Step AnswerReader::put(std::string_view bytes, std::size_t& consum
     }
     unsigned status = parser_->get().result_int();
     if (status >= 200) return Step::done;
+    if (status < 100) return fail("status " + std::to_string(status) + " is not HTTP");
     if (status == 101) return fail("unexpected 101 Switching Protocols");
     // An interim answer: read past it, to the final answer that follows (RFC 9110 §15.2).
     if (++interim_ > max_interim_answers)

@@ -36,7 +36,11 @@ CallGate::Change CallGate::on_refused(bool was_probe, Clock::time_point now, std
       return on_blocked("credentials refused: HTTP 401 again after a refresh", "credentials", true,
                         now, unix_ms);
     case Mode::blocked:
-      if (was_probe) back_off(now);
+      if (!was_probe) return Change::none;
+      // Whatever blocked calls before (TLS, say), the credentials are what fails now.
+      reason_ = "credentials refused: HTTP 401 again after a refresh";
+      cause_ = "credentials";
+      back_off(now);
       return Change::none;
   }
   return Change::none;
@@ -62,7 +66,8 @@ CallGate::Change CallGate::on_blocked(std::string reason, std::string_view cause
     reason_ = reason.empty() ? "blocked" : std::move(reason);
     cause_ = cause;
     since_ms_ = unix_ms;
-    probe_in_flight_ = false;
+    // A probe still in flight (sent while verifying) keeps its place: one at a time.
+    if (was_probe) probe_in_flight_ = false;
     probe_delay_ = first_probe_delay;
     next_probe_ = now + probe_delay_;
     return Change::blocked;

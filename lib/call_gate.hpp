@@ -45,7 +45,8 @@ class CallGate {
 
   // A 401 (the credentials were refused) to a call; `was_probe` says it was sent as a probe.
   Change on_refused(bool was_probe, Clock::time_point now, std::int64_t unix_ms);
-  // Any answer from the API other than 401 or 429: it accepted the credentials.
+  // An answer from the API that accepted the credentials: 2xx to 4xx other than 401 and 429
+  // (a 5xx may come from a load balancer in front of authentication: inconclusive).
   Change on_admitted(bool was_probe) noexcept;
   // Nothing could be sent: TLS failed, no credentials, no descriptors (`cause` labels it).
   Change on_blocked(std::string reason, std::string_view cause, bool was_probe,

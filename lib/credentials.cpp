@@ -93,7 +93,11 @@ class AkSkCredentials final : public Credentials {
     co_return std::string{};
   }
   void rejected(std::uint64_t) override {
-    // The refresh for AK/SK: read both files again (a rotated key pair is picked up at once).
+    // The refresh for AK/SK: read both files again (a rotated key pair is picked up at once),
+    // once however many calls in flight come back refused together.
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_refresh_ < std::chrono::seconds(1)) return;
+    last_refresh_ = now;
     if (auto error = reload(); !error.empty()) spdlog::warn("after a 401: {}", error);
     spdlog::warn("KPS rejected an AK/SK signature (401): check ak_file/sk_file and the clock");
   }
@@ -111,6 +115,7 @@ class AkSkCredentials final : public Credentials {
  private:
   std::string ak_file_, sk_file_, project_id_, host_header_;
   Secret ak_, sk_;
+  std::chrono::steady_clock::time_point last_refresh_{};
 };
 
 class IamPasswordCredentials final : public Credentials {

@@ -84,9 +84,18 @@ HttpResult::Transport transport_kind(const boost::system::error_code& ec) {
   return HttpResult::Transport::io_error;
 }
 
+// Bytes the TLS layer has read from the socket but kpsd has not: a decrypted record waiting in
+// OpenSSL, or raw bytes in its read BIO. The socket peek cannot see them.
+std::size_t tls_unread(Connection& c) {
+  if (!c.tls) return 0;
+  SSL* ssl = c.tls->native_handle();
+  return static_cast<std::size_t>(SSL_pending(ssl)) + BIO_ctrl_pending(SSL_get_rbio(ssl));
+}
+
 // True when the server has closed (or reset) an idle connection: a non-blocking peek sees EOF
 // or an error instead of "nothing to read yet".
 bool closed_by_peer(Connection& c) {
+  if (tls_unread(c) > 0) return true;  // unsolicited bytes: not a state to reuse
   char byte;
   ssize_t n = ::recv(c.lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return true;
@@ -296,7 +305,8 @@ struct HttpClient::Impl {
     }
     HttpResult r;
     reader.take(r);
-    out.keep = keep_connection({true, reader.keep_alive(), conn.buffer.size(), cancelled});
+    out.keep = keep_connection(
+        {true, reader.keep_alive(), conn.buffer.size() + tls_unread(conn), cancelled});
     co_return r;
   }
 

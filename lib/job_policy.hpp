@@ -45,17 +45,6 @@ Decision decide_after_call(const AttemptOutcome& outcome, std::int64_t attempts_
 // the queue without using up an attempt (delivery is at-least-once).
 Decision decide_after_cancelled_call(std::int64_t now_ms);
 
-// A task poll's result, as the scheduler saw it.
-struct PollOutcome {
-  enum class Kind { answered, no_answer, rejected };
-  std::string task_id;
-  Kind kind = Kind::no_answer;  // no_answer: transport error, 5xx, 429, bad body → ask again
-  std::string task_status;      // when answered
-  std::string error_code, error_msg;
-  // For FAILED_* tasks: the server's reason from failed-tasks (empty when not found).
-  std::string task_error_code, task_error_msg;
-};
-
 struct PollDecision {
   JobState next = JobState::delivered;
   std::int64_t next_attempt_at = 0;

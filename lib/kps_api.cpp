@@ -214,6 +214,45 @@ std::string_view blocked_cause(HttpResult::Transport t) noexcept {
   }
 }
 
+PollOutcome classify_task_poll(const HttpResult& r, std::string task_id) {
+  PollOutcome p;
+  p.task_id = std::move(task_id);
+  if (r.transport != HttpResult::Transport::ok) {
+    p.error_msg = r.transport_detail;
+  } else if (r.status == 200) {
+    std::string why;
+    if (auto body = parse_task_body(r.body, why)) {
+      p.kind = PollOutcome::Kind::answered;
+      p.task_status = body->task_status;
+    } else {
+      p.error_msg = why;
+    }
+  } else if (r.status == 401 || r.status == 429 || r.status >= 500) {
+    p.error_msg = "HTTP " + std::to_string(r.status);
+  } else {
+    p.kind = PollOutcome::Kind::rejected;
+    ApiErrorBody err = parse_error_body(r.body);
+    p.error_code = err.code;
+    p.error_msg = "HTTP " + std::to_string(r.status) +
+                  (err.message.empty() ? "" : ": " + excerpt(err.message));
+  }
+  return p;
+}
+
+std::string_view poll_label(const PollOutcome& p) noexcept {
+  if (p.kind == PollOutcome::Kind::rejected) return "rejected";
+  if (p.kind == PollOutcome::Kind::no_answer) return "no_answer";
+  switch (task_phase(p.task_status)) {
+    case TaskPhase::succeeded:
+      return "succeeded";
+    case TaskPhase::failed:
+      return "failed";
+    case TaskPhase::pending:
+      break;
+  }
+  return "pending";
+}
+
 AttemptOutcome classify_disassociate(const HttpResult& r,
                                      std::chrono::system_clock::time_point now) {
   AttemptOutcome out;

@@ -123,4 +123,23 @@ struct AttemptOutcome {
 AttemptOutcome classify_disassociate(const HttpResult& result,
                                      std::chrono::system_clock::time_point now);
 
+// A task poll's result (GET /v3/{project_id}/tasks/{task_id}), as the job's rules see it.
+struct PollOutcome {
+  enum class Kind { answered, no_answer, rejected };
+  std::string task_id;
+  Kind kind = Kind::no_answer;  // no_answer: transport error, 5xx, 429, 401, bad body → ask again
+  std::string task_status;      // when answered
+  std::string error_code, error_msg;
+  // For FAILED_* tasks: the server's reason from failed-tasks (empty when not found).
+  std::string task_error_code, task_error_msg;
+};
+
+// The one place that maps a task poll's result to an outcome: 200 with a task body is
+// answered; 401, 429, 5xx, a transport failure or an unreadable body is no answer (asked
+// again); any other status is a refusal, with the API's error_code and error_msg.
+PollOutcome classify_task_poll(const HttpResult& result, std::string task_id);
+
+// The metric label of a poll outcome: succeeded, failed, pending (answered), rejected, no_answer.
+std::string_view poll_label(const PollOutcome& poll) noexcept;
+
 }  // namespace kpsd

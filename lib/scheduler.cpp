@@ -7,6 +7,7 @@
 #include "kps_client.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
+#include "outcome_records.hpp"
 #include "rate_limiter.hpp"
 #include "sqlite.hpp"
 #include "store_health.hpp"
@@ -108,21 +109,29 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       }
       bool probing = gate.holding();
       if (probing || limiter.holding()) release_ready("calls held");
-      if (!ready.empty()) {
-        // Jobs claimed ahead of their tokens go out as the pace allows, before any new claim.
+      if (claimed_ahead() > 0) {
+        // Calls claimed ahead of their tokens go out as the pace allows, before any new claim:
+        // polls first (they finish work already delivered).
         auto token_time = RateLimiter::Clock::now();
         bool sent = false;
-        while (!ready.empty() && limiter.try_acquire(token_time)) {
-          DeliveryWork w = std::move(ready.front());
-          ready.pop_front();
-          w.sent_at = token_time;
-          spawn_delivery(std::move(w));
+        while (claimed_ahead() > 0 && limiter.try_acquire(token_time)) {
+          if (!ready_polls.empty()) {
+            PollWork w = std::move(ready_polls.front());
+            ready_polls.pop_front();
+            w.sent_at = token_time;
+            spawn_poll(std::move(w));
+          } else {
+            DeliveryWork w = std::move(ready.front());
+            ready.pop_front();
+            w.sent_at = token_time;
+            spawn_delivery(std::move(w));
+          }
           sent = true;
         }
         if (sent) continue;
         co_await sleep(std::min<std::chrono::milliseconds>(
             idle_check, std::chrono::ceil<std::chrono::milliseconds>(limiter.time_until_available(
-                            RateLimiter::Clock::now(), ready.size()))));
+                            RateLimiter::Clock::now(), claimed_ahead()))));
         continue;
       }
       if (!probing && busy > 0 && free < claim_batch()) {
@@ -167,28 +176,36 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         std::size_t claiming = tokens_taken + ahead;
         reserved += claiming;
         try {
-          // Polls first: they finish work already delivered.
+          // Polls first, for the calls ahead too: they finish work already delivered, and a
+          // paced queue of deliveries must not keep finished tasks waiting (issue 18).
           std::int64_t lease = poll_lease_until(now);
-          auto polls = co_await db.call([now, lease, n = tokens_taken](JobStore& s) {
+          auto polls = co_await db.call([now, lease, n = tokens_taken + ahead](JobStore& s) {
             return s.claim_for_poll(now, lease, n);
           });
+          // A 401 or a TLS failure may have closed the gate while the claim ran: then what
+          // was claimed waits (and is given back by the next turn of the loop).
+          bool held = !probing && gate.holding();
           for (auto& w : polls) {
             w.probe = probing;
             w.sent_at = sent_at;
-            spawn_poll(std::move(w));
+            if (started < tokens_taken && !held) {
+              spawn_poll(std::move(w));
+              ++started;
+            } else {
+              ready_polls.push_back(std::move(w));
+            }
           }
-          started += polls.size();
-          reserved -= polls.size();  // now in flight
+          reserved -= polls.size();  // now in flight, or waiting in ready_polls
           claiming -= polls.size();
-          if ((started < tokens_taken || ahead > 0) && !stopping) {
-            std::size_t with_tokens = tokens_taken - started;
-            auto work = co_await db.call([now, n = with_tokens + ahead](JobStore& s) {
-              return s.claim_for_delivery(now, n);
-            });
+          std::size_t want = tokens_taken + ahead - polls.size();
+          if (want > 0 && !stopping) {
+            auto work = co_await db.call(
+                [now, n = want](JobStore& s) { return s.claim_for_delivery(now, n); });
+            held = !probing && gate.holding();
             for (auto& w : work) {
               w.probe = probing;
               w.sent_at = sent_at;
-              if (started < tokens_taken) {
+              if (started < tokens_taken && !held) {
                 spawn_delivery(std::move(w));
                 ++started;
               } else {
@@ -221,7 +238,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         co_await sleep(store.retry_delay());
         continue;
       }
-      if (started > 0 || !ready.empty()) continue;
+      if (started > 0 || claimed_ahead() > 0) continue;
 
       // Idle: sleep until woken, the next due time, a rate token, or the periodic check.
       auto wait = std::chrono::milliseconds(idle_check);
@@ -248,25 +265,22 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     client.close_idle();
   }
 
-  // Jobs claimed ahead but not sent go back to the queue as if never claimed (no attempt used,
-  // their open attempt rows deleted): nothing was sent for them.
+  // Calls claimed ahead but not sent go back as if never claimed: deliveries to the queue (no
+  // attempt used, their open attempt rows deleted), polls to `delivered` with their lease given
+  // up. Nothing was sent for them.
   void release_ready(std::string_view why) {
-    if (ready.empty()) return;
-    spdlog::debug("{} job(s) claimed ahead go back to the queue: {}", ready.size(), why);
+    if (claimed_ahead() == 0) return;
+    spdlog::debug("{} job(s) claimed ahead go back to the queue: {}", claimed_ahead(), why);
     std::int64_t now = unix_ms();
-    for (DeliveryWork& w : ready) {
-      AttemptFinish f;
-      f.job_id = w.job_id;
-      f.attempt_n = w.attempt_n;
-      f.finished_at = now;
-      f.release_claim = true;
-      f.next_state = JobState::queued;
-      f.next_attempt_at = now;
-      pending_attempts.push_back(std::move(f));
-    }
+    for (DeliveryWork& w : ready) pending_attempts.push_back(claim_released(w, now));
+    for (PollWork& w : ready_polls) pending_polls.push_back(lease_released(w, now));
+    if (!ready.empty()) start_flush(pending_attempts, flushing_attempts, "call outcomes");
+    if (!ready_polls.empty()) start_flush(pending_polls, flushing_polls, "task poll outcomes");
     ready.clear();
-    start_flush(pending_attempts, flushing_attempts, "call outcomes");
+    ready_polls.clear();
   }
+
+  std::size_t claimed_ahead() const { return ready.size() + ready_polls.size(); }
 
   void store_failed(StoreHealth::Writer writer, const std::string& problem, int code) {
     if (is_malformed_database(code)) {
@@ -332,7 +346,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
             gate.on_blocked(std::string(blocked_reason_text), cause, probe, now, unix_ms()));
     } else if (r.transport == HttpResult::Transport::ok && r.status == 401) {
       gate_changed(gate.on_refused(probe, now, unix_ms()));
-    } else if (r.transport == HttpResult::Transport::ok && r.status != 429) {
+    } else if (r.transport == HttpResult::Transport::ok && r.status != 429 && r.status < 500) {
       gate_changed(gate.on_admitted(probe));
     } else if (probe) {
       gate.on_inconclusive(probe, now);  // proved nothing either way: back off, try again
@@ -351,7 +365,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   // Slots taken: calls in flight, outcomes not yet committed, jobs claimed ahead, and claims in
   // progress. A slot is free only once its call's outcome is committed.
   std::size_t busy_slots() const {
-    return in_flight + outcomes_waiting() + ready.size() + reserved;
+    return in_flight + outcomes_waiting() + claimed_ahead() + reserved;
   }
   std::size_t free_slots(std::size_t busy) const {
     return concurrency - std::min<std::size_t>(busy, concurrency);
@@ -422,15 +436,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     outcome.error_msg = "internal error: " + failure;
     std::int64_t now = unix_ms();
     Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
-    AttemptFinish f;
-    f.job_id = w.job_id;
-    f.attempt_n = w.attempt_n;
-    f.finished_at = now;
-    f.error_msg = d.error_msg.empty() ? outcome.error_msg : d.error_msg;
-    f.counts_attempt = d.counts_attempt;
-    f.next_state = d.next;
-    f.next_attempt_at = d.next_attempt_at;
-    pending_attempts.push_back(std::move(f));
+    pending_attempts.push_back(attempt_finish(w, outcome, d, now));
     start_flush(pending_attempts, flushing_attempts, "call outcomes");
   }
 
@@ -467,20 +473,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     }
     count_transport(result);
 
-    AttemptFinish f;
-    f.job_id = w.job_id;
-    f.attempt_n = w.attempt_n;
-    f.finished_at = now;
-    f.latency_ms = result.latency.count();
-    f.http_status = outcome.http_status;
-    f.request_id = outcome.request_id;
-    f.task_id = outcome.task_id;
-    f.delivery_status = outcome.delivery_status;
-    f.error_code = outcome.error_code;
-    f.error_msg = d.error_msg.empty() ? outcome.error_msg : d.error_msg;
-    f.counts_attempt = d.counts_attempt;
-    f.next_state = d.next;
-    f.next_attempt_at = d.next_attempt_at;
+    AttemptFinish f = attempt_finish(w, outcome, d, now, result.latency);
     if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
     if (is_terminal(d.next)) {
       ++metrics.jobs_finished[d.next];
@@ -489,9 +482,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     if (outcome.verdict == Verdict::blocked && !aborted) {
       // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
       // waits in the queue while dispatch is paused. The cause is logged once, by gate_changed.
-      f.release_claim = true;
-      f.next_state = JobState::queued;
-      f.next_attempt_at = now;
+      f = claim_released(w, now);
       spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, outcome.error_msg);
     } else {
       log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
@@ -512,14 +503,14 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
                   w.job_id, w.server_id, w.task_id, failure);
     if (w.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
-    PollFinish f;
-    f.job_id = w.job_id;
-    f.at = unix_ms();
-    f.next_state = JobState::delivered;
-    f.next_attempt_at = f.at + settings.poll_interval.count();
-    f.lease_until = w.lease_until;
-    f.poll_refusals = w.poll_refusals;
-    pending_polls.push_back(std::move(f));
+    std::int64_t now = unix_ms();
+    PollOutcome p;  // no answer: asked again, neither a refusal nor an answer
+    p.task_id = w.task_id;
+    p.error_msg = "internal error: " + failure;
+    PollDecision d;
+    d.next_attempt_at = now + settings.poll_interval.count();
+    d.poll_refusals = w.poll_refusals;
+    pending_polls.push_back(poll_finish(w, p, d, now));
     start_flush(pending_polls, flushing_polls, "task poll outcomes");
   }
 
@@ -528,30 +519,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     metrics.latency["task"].observe(result.latency);
     answered(w.sent_at, result,
              parse_retry_after(result.retry_after, std::chrono::system_clock::now()));
-    PollOutcome p;
-    p.task_id = w.task_id;
     tell_gate(result, w.probe, result.transport_detail);
     count_transport(result);
-    if (result.transport != HttpResult::Transport::ok) {
-      p.kind = PollOutcome::Kind::no_answer;
-      p.error_msg = result.transport_detail;
-    } else if (result.status == 200) {
-      std::string why;
-      if (auto body = parse_task_body(result.body, why)) {
-        p.kind = PollOutcome::Kind::answered;
-        p.task_status = body->task_status;
-      } else {
-        p.error_msg = why;
-      }
-    } else if (result.status == 401 || result.status == 429 || result.status >= 500) {
-      p.error_msg = "HTTP " + std::to_string(result.status);
-    } else {
-      p.kind = PollOutcome::Kind::rejected;
-      ApiErrorBody err = parse_error_body(result.body);
-      p.error_code = err.code;
-      p.error_msg =
-          "HTTP " + std::to_string(result.status) + (err.message.empty() ? "" : ": " + err.message);
-    }
+    PollOutcome p = classify_task_poll(result, w.task_id);
     if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
       auto reason = co_await find_failed_task(w.task_id);
       if (reason) {
@@ -569,45 +539,19 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       d = decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform(),
                             w.poll_refusals);
     }
-    if (p.kind == PollOutcome::Kind::answered) {
-      switch (task_phase(p.task_status)) {
-        case TaskPhase::succeeded:
-          ++metrics.task_polls["succeeded"];
-          break;
-        case TaskPhase::failed:
-          ++metrics.task_polls["failed"];
-          break;
-        case TaskPhase::pending:
-          ++metrics.task_polls["pending"];
-          break;
-      }
-    } else {
-      ++metrics.task_polls[p.kind == PollOutcome::Kind::rejected ? "rejected" : "no_answer"];
-    }
+    ++metrics.task_polls[std::string(poll_label(p))];
     if (d.next == JobState::retrying) ++metrics.retries;
     if (is_terminal(d.next)) {
       ++metrics.jobs_finished[d.next];
       metrics.history.finished(d.next, now);
     }
-    PollFinish f;
-    f.job_id = w.job_id;
-    f.at = now;
-    if (p.kind == PollOutcome::Kind::answered) f.task_status = p.task_status;
-    f.next_state = d.next;
-    f.next_attempt_at = d.next_attempt_at;
-    f.error_code = d.error_code;
-    f.error_msg = d.error_msg;
-    if (!p.task_error_code.empty()) f.task_error_code = p.task_error_code;
-    if (!p.task_error_msg.empty()) f.task_error_msg = p.task_error_msg;
-    f.lease_until = w.lease_until;
-    f.poll_refusals = d.poll_refusals;
     if (d.next != JobState::delivered) {
       log_transition(w.job_id, w.server_id + ", task " + w.task_id, d.next,
                      d.error_code.value_or(""), d.error_msg.value_or(""), d.next_attempt_at - now);
     } else if (p.kind != PollOutcome::Kind::answered) {
       spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
     }
-    pending_polls.push_back(std::move(f));
+    pending_polls.push_back(poll_finish(w, p, d, now));
     recorded = true;
     start_flush(pending_polls, flushing_polls, "task poll outcomes");
   }
@@ -789,7 +733,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool gather_outcomes(std::size_t waiting) const {
     if (stopping || waiting >= claim_batch()) return false;
     if (limiter.rate(RateLimiter::Clock::now()) <= 0) return false;
-    return 2 * (in_flight + outcomes_waiting() + ready.size()) < concurrency;
+    return 2 * (in_flight + outcomes_waiting() + claimed_ahead()) < concurrency;
   }
 
   // Work claimed in an outcome commit: the slots it reserved and the tokens it took.
@@ -833,14 +777,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     for (auto& w : claimed.polls) {
       w.sent_at = plan.sent_at;
       if (hold_back) {
-        PollFinish f;  // the lease is given up: due again at once, nothing else changes
-        f.job_id = w.job_id;
-        f.at = unix_ms();
-        f.next_state = JobState::delivered;
-        f.next_attempt_at = f.at;
-        f.lease_until = w.lease_until;
-        f.poll_refusals = w.poll_refusals;
-        pending_polls.push_back(std::move(f));
+        pending_polls.push_back(lease_released(w, unix_ms()));
       } else {
         spawn_poll(std::move(w));
       }
@@ -922,8 +859,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool aborted = false;
   bool paused = false;
   bool wake_pending = false;
-  std::deque<DeliveryWork> ready;  // claimed ahead of their rate tokens (paced only)
-  std::size_t reserved = 0;        // slots a claim in progress (loop or outcome commit) may fill
+  std::deque<DeliveryWork> ready;    // claimed ahead of their rate tokens (paced only)
+  std::deque<PollWork> ready_polls;  // ... polls, which go first
+  std::size_t reserved = 0;          // slots a claim in progress (loop or outcome commit) may fill
   std::vector<AttemptFinish> pending_attempts;
   std::vector<PollFinish> pending_polls;
   bool flushing_attempts = false;

@@ -3,6 +3,7 @@
 // refused with a queue waiting.
 #include "e2e_rig.hpp"
 #include "raw_client.hpp"
+#include "tls_certs.hpp"
 
 #include <doctest/doctest.h>
 
@@ -177,4 +178,23 @@ TEST_CASE("a token revoked while calls flow costs the calls in flight and one pr
     CHECK(row.state == "succeeded");
   }
   CHECK(rig.log().find("calls paused") == std::string::npos);  // never blocked: one probe did
+}
+
+TEST_CASE("over https too: 103 before every answer and a silent close every 3rd answer") {
+  TempDir certs;
+  auto good = make_certs(certs, "wire-", "DNS:localhost,IP:127.0.0.1");
+  Rig rig({.task_duration = 10ms,
+           .config = {{"kps.ca_file", good.ca},
+                      {"queue.concurrency", "16"},
+                      {"queue.max_attempts", "1"}},
+           .tls_cert = good.leaf,
+           .tls_key = good.leaf_key,
+           .endpoint_host = "localhost",
+           .interim_status = 103,
+           .close_after = 3});
+  rig.start();
+  enqueue_ids(rig, "tls-wire-", 120);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  check_each_once(rig, 120);
+  CHECK(rig.fake().unread_requests() > 0);  // closes were met, and cost nothing
 }

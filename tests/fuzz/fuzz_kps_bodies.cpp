@@ -1,5 +1,6 @@
 // libFuzzer: every KPS and IAM body parser kpsd has (202, error, task, failed-tasks, IAM
-// token) on the same bytes, and the classifier over a 202/400/429 answer carrying them.
+// token) on the same bytes, and the classifiers (disassociate, task poll) over answers carrying
+// them.
 #include "kps_api.hpp"
 
 #include <cstddef>
@@ -18,6 +19,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     r.status = status;
     r.body = std::string(body);
     kpsd::classify_disassociate(r, std::chrono::system_clock::now());
+  }
+  // The task poll's classifier: a 200 answered only with a task body, a 4xx refused.
+  for (unsigned status : {200u, 403u, 429u}) {
+    kpsd::HttpResult r;
+    r.status = status;
+    r.body = std::string(body);
+    auto p = kpsd::classify_task_poll(r, "t");
+    if (status != 200 && p.kind == kpsd::PollOutcome::Kind::answered) __builtin_trap();
+    (void)kpsd::poll_label(p);
   }
   return 0;
 }

@@ -163,3 +163,9 @@ TEST_CASE("an HTTP/1.0 answer without keep-alive closes the connection") {
   REQUIRE(feed(reader, bytes, bytes.size()).step == AnswerReader::Step::done);
   CHECK_FALSE(reader.keep_alive());
 }
+
+TEST_CASE("a status under 100 is not HTTP") {
+  AnswerReader reader;
+  CHECK(feed(reader, "HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n", 64).step ==
+        AnswerReader::Step::failed);
+}

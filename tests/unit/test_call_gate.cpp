@@ -170,3 +170,27 @@ TEST_CASE("a token that dies while calls flow costs the calls in flight and one 
   CHECK(sim.gate.mode() == Mode::open);
   CHECK(sim.refused - before <= sim.concurrency + 1);
 }
+
+TEST_CASE("a probe in flight keeps its place when an older call blocks the gate") {
+  CallGate gate;
+  auto now = CallGate::Clock::time_point{} + 1h;
+  gate.probe_sent();
+  // A call sent before the hold fails TLS: blocked, but the probe is still out.
+  CHECK(gate.on_blocked("TLS handshake failed", "tls", false, now, 1) == Change::blocked);
+  now += 5s;
+  CHECK_FALSE(gate.may_probe(now));  // never two probes at once
+  gate.probe_now(now);
+  CHECK_FALSE(gate.may_probe(now));
+  CHECK(gate.on_admitted(true) == Change::resumed);
+}
+
+TEST_CASE("a probe refused while blocked for TLS says the credentials are what fails now") {
+  CallGate gate(false);
+  auto now = CallGate::Clock::time_point{} + 1h;
+  gate.on_blocked("TLS handshake failed", "tls", false, now, 1);
+  now += gate.until_probe(now);
+  gate.probe_sent();
+  gate.on_refused(true, now, 2);
+  CHECK(gate.blocked_cause() == "credentials");
+  CHECK(gate.blocked_reason().find("401") != std::string::npos);
+}

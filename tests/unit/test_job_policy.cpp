@@ -182,3 +182,18 @@ TEST_CASE("Retry-After is followed up to retry_after_max and no further") {
   CHECK_FALSE(retry_after_capped(fine, s));
   CHECK(fine == std::chrono::milliseconds(2000));
 }
+
+TEST_CASE("an unknown outcome is retried like a failure and its last reason says the server may have acted") {
+  RetrySettings s;
+  s.max_attempts = 2;
+  AttemptOutcome o;
+  o.verdict = Verdict::unknown;
+  o.error_msg = "answer unreadable after send: read: end of stream";
+  Decision first = decide_after_call(o, 0, s, 1000, 0.5);
+  CHECK(first.next == JobState::retrying);
+  CHECK(first.counts_attempt);
+  Decision last = decide_after_call(o, 1, s, 1000, 0.5);
+  CHECK(last.next == JobState::failed);
+  CHECK(last.error_msg.find("outcome unknown: the server may have carried out the unbind") !=
+        std::string::npos);
+}

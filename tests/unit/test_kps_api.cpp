@@ -243,3 +243,50 @@ TEST_CASE("status page query strings: percent-decoding - plus - empty and repeat
   CHECK(q["bad"] == "%zz%4");  // not an escape: kept as written
   CHECK(q.size() == 5);
 }
+
+TEST_CASE("task poll: answered - no answer - refused each classified in one place") {
+  auto ok = classify_task_poll(
+      response(200, R"({"server_id":"s","task_id":"t-1","task_status":"SUCCESS_UNBIND"})"), "t-1");
+  CHECK(ok.kind == PollOutcome::Kind::answered);
+  CHECK(ok.task_status == "SUCCESS_UNBIND");
+  CHECK(poll_label(ok) == "succeeded");
+  CHECK(poll_label(classify_task_poll(
+            response(200, R"({"task_id":"t","task_status":"FAILED_UNBIND"})"), "t")) == "failed");
+  CHECK(poll_label(classify_task_poll(
+            response(200, R"({"task_id":"t","task_status":"RUNNING_UNBIND"})"), "t")) == "pending");
+  for (unsigned status : {401u, 429u, 500u, 503u}) {
+    auto p = classify_task_poll(response(status, "{}"), "t");
+    CHECK(p.kind == PollOutcome::Kind::no_answer);
+    CHECK(p.error_msg == "HTTP " + std::to_string(status));
+  }
+  auto garbage = classify_task_poll(response(200, "{\"task_id\":"), "t");
+  CHECK(garbage.kind == PollOutcome::Kind::no_answer);
+  CHECK(poll_label(garbage) == "no_answer");
+  HttpResult cut;
+  cut.transport = HttpResult::Transport::io_error;
+  cut.transport_detail = "read: end of stream";
+  cut.request_sent = true;
+  CHECK(classify_task_poll(cut, "t").error_msg == "read: end of stream");
+  auto refused =
+      classify_task_poll(response(403, R"({"error_code":"KPS.9003","error_msg":"no"})"), "t-9");
+  CHECK(refused.kind == PollOutcome::Kind::rejected);
+  CHECK(refused.error_code == "KPS.9003");
+  CHECK(refused.error_msg == "HTTP 403: no");
+  CHECK(refused.task_id == "t-9");
+  CHECK(poll_label(refused) == "rejected");
+}
+
+TEST_CASE("an answer unreadable after the request was sent is an unknown outcome not a refusal") {
+  HttpResult r;
+  r.transport = HttpResult::Transport::io_error;
+  r.transport_detail = "read: header limit exceeded";
+  r.request_sent = true;
+  auto o = classify_disassociate(r, now);
+  CHECK(o.verdict == Verdict::unknown);
+  CHECK(o.error_msg == "answer unreadable after send: read: header limit exceeded");
+  r.request_sent = false;  // the write failed: nothing reached the server
+  CHECK(classify_disassociate(r, now).verdict == Verdict::retryable);
+  r.transport = HttpResult::Transport::timed_out;
+  r.request_sent = true;
+  CHECK(classify_disassociate(r, now).verdict == Verdict::unknown);
+}
