@@ -22,13 +22,16 @@ inline constexpr std::size_t max_auth_key_bytes = 64 * 1024;
 struct EnqueueRequest {
   std::vector<NewJob> jobs;
   BatchTarget batch;  // "batch_id": a later chunk of the same enqueue; "batch": a new batch's name
+  bool operator==(const EnqueueRequest&) const = default;
 };
 struct ListRequest {
   ListQuery query;
   std::optional<std::string> batch;  // id or name; resolved to query.batch_id by the server
+  bool operator==(const ListRequest&) const = default;
 };
 struct ShowRequest {
   std::int64_t id = 0;
+  bool operator==(const ShowRequest&) const = default;
 };
 struct StatsRequest {
   std::optional<std::string> batch;  // this batch's jobs only (id or name)
@@ -38,29 +41,38 @@ struct StatsRequest {
     std::int64_t min_id = 0;
     std::int64_t max_id = 0;
     std::int64_t since = 0;
+    bool operator==(const UnfinishedSince&) const = default;
   };
   std::optional<UnfinishedSince> unfinished_since;
   // The caller waits for these jobs to finish: while any is unfinished the reply says
   // "waiting": true and counts nothing (a seek, not a count of a million rows).
   bool wait = false;
+  bool operator==(const StatsRequest&) const = default;
 };
 struct BatchesRequest {
   std::int64_t limit = 20;
+  bool operator==(const BatchesRequest&) const = default;
 };
 struct PruneRequest {
   std::int64_t older_than_ms = 0;         // finished jobs that ended longer ago than this ...
   std::optional<std::int64_t> before_ms;  // ... or before this time (a later request of a run)
+  bool operator==(const PruneRequest&) const = default;
 };
-struct VersionRequest {};
+struct VersionRequest {
+  bool operator==(const VersionRequest&) const = default;
+};
 struct RetryRequest {
   std::optional<std::int64_t> id;  // one job ...
   std::optional<JobState> state;   // ... or every job in this state (failed or cancelled)
+  bool operator==(const RetryRequest&) const = default;
 };
 struct CancelRequest {
   std::int64_t id = 0;
+  bool operator==(const CancelRequest&) const = default;
 };
 struct PauseRequest {
   bool pause = true;  // false: resume
+  bool operator==(const PauseRequest&) const = default;
 };
 
 using ControlRequest =
@@ -77,6 +89,11 @@ inline bool changes_state(const ControlRequest& r) {
 // Parses one request line. On failure returns nullopt and sets `error` to a message naming the
 // offending field (never its value when the field is a secret).
 std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error);
+
+// The request as one line's JSON object, as kpsctl sends it and parse_control_request reads it
+// back: parse(to_json(r)) == r for every op. An enqueue's object uses zeroing storage (it may
+// carry job keys).
+boost::json::object to_json(const ControlRequest& request);
 
 boost::json::object job_to_json(const Job& job);
 boost::json::object batch_to_json(const Batch& batch);  // id, name, created_at, states, total

@@ -24,12 +24,14 @@ inline constexpr JobState all_job_states[] = {
 struct JobAuth {
   std::string type;  // "password" or "keypair"
   Secret key;
+  bool operator==(const JobAuth&) const = default;
 };
 
 struct NewJob {
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
+  bool operator==(const NewJob&) const = default;
 };
 
 // Checks a server id as the daemon accepts it; returns what is wrong, or empty.

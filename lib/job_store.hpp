@@ -30,6 +30,7 @@ struct EnqueueResult {
 struct BatchTarget {
   std::optional<std::int64_t> id;
   std::optional<std::string> name;  // for a new batch; unique
+  bool operator==(const BatchTarget&) const = default;
 };
 
 struct EnqueueBatchResult {
@@ -119,6 +120,7 @@ struct ListQuery {
   std::optional<std::int64_t> batch_id;
   std::int64_t limit = 100;
   std::int64_t after_id = 0;  // paging: ids greater than this
+  bool operator==(const ListQuery&) const = default;
 };
 
 // What `retry` did to one job.

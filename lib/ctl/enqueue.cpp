@@ -1,5 +1,6 @@
 // kpsctl enqueue: check every input, then queue it into one batch, in chunks.
 #include "commands.hpp"
+#include "control_protocol.hpp"
 #include "job_file.hpp"
 #include "zeroing_storage.hpp"
 
@@ -18,18 +19,6 @@ namespace {
 // request line stays well under kpsd's 1 MiB limit (keys make jobs large).
 constexpr std::size_t enqueue_chunk = 4000;
 constexpr std::size_t enqueue_chunk_bytes = 512 * 1024;
-
-json::object job_request(const NewJob& j) {
-  json::object o({{"server_id", j.server_id}}, zeroing_storage());  // may hold a key
-  if (j.port) o["port"] = *j.port;
-  if (j.auth) {
-    json::object auth(zeroing_storage());
-    auth["type"] = j.auth->type;
-    auth["key"] = j.auth->key.reveal();
-    o["auth"] = std::move(auth);
-  }
-  return o;
-}
 
 int report_bad_lines(const Options& opt, const JobFile& file, const JobFileCheck& check) {
   if (!check.error.empty()) return fail(opt, exit_failed, check.error);
@@ -125,21 +114,19 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
   bool job_lines = !progress || !::isatty(STDOUT_FILENO);
   if (opt.json()) std::cout << "{\"jobs\":[";
   auto sink = [&](std::vector<NewJob>& chunk) {
-    json::array jobs(zeroing_storage());
+    EnqueueRequest request;
     for (NewJob& j : chunk) {
       if (a.port > 0 && !j.port) j.port = a.port;
       if (common_auth && !j.auth) j.auth = common_auth;
-      jobs.push_back(job_request(j));
     }
-    json::object request({{"op", "enqueue"}}, zeroing_storage());
-    request["jobs"] = std::move(jobs);
+    request.jobs = chunk;
     // The first chunk makes the batch; the others join it.
     if (batch_id > 0) {
-      request["batch_id"] = batch_id;
+      request.batch.id = batch_id;
     } else if (!a.batch.empty()) {
-      request["batch"] = a.batch;
+      request.batch.name = a.batch;
     }
-    json::object reply = client.request(request);
+    json::object reply = client.request(to_json(request));
     if (auto* ok = reply.if_contains("ok"); !ok || !ok->is_bool() || !ok->as_bool()) {
       refusal = "kpsd refused the request: " + text_of(reply, "error");
       return false;

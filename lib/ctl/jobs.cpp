@@ -1,5 +1,6 @@
 // kpsctl list, show, report, batches, retry, cancel/pause/resume and prune.
 #include "commands.hpp"
+#include "control_protocol.hpp"
 #include "job.hpp"
 
 #include <boost/json.hpp>
@@ -74,11 +75,13 @@ std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
 
 int cmd_list(const Options& opt, const ListArgs& a) {
   ControlClient client(opt.socket);
-  json::object req{{"op", "list"}, {"limit", a.limit}, {"after_id", a.after}};
-  if (!a.state.empty()) req["state"] = a.state;
-  if (!a.server.empty()) req["server_id"] = a.server;
-  if (!a.batch.empty()) req["batch"] = a.batch;
-  auto reply = ask(opt, client, req);
+  ListRequest req;
+  req.query.limit = a.limit;
+  req.query.after_id = a.after;
+  if (!a.state.empty()) req.query.state = parse_job_state(a.state);  // checked by the CLI
+  if (!a.server.empty()) req.query.server_id = a.server;
+  if (!a.batch.empty()) req.batch = a.batch;
+  auto reply = ask(opt, client, to_json(req));
   if (!reply) return exit_failed;
   if (opt.format == Format::json) {
     print_json(*reply);
@@ -100,9 +103,11 @@ int cmd_report(const Options& opt, const std::string& batch) {
   std::int64_t after = 0;
   bool first = true;
   for (;;) {
-    json::object req{{"op", "list"}, {"limit", 10000}, {"after_id", after}};
-    if (!batch.empty()) req["batch"] = batch;
-    auto reply = ask(opt, client, req);
+    ListRequest req;
+    req.query.limit = 10000;
+    req.query.after_id = after;
+    if (!batch.empty()) req.batch = batch;
+    auto reply = ask(opt, client, to_json(req));
     if (!reply) {
       if (opt.json() && !first) std::cout << "]}\n";  // a partial report stays one document
       return exit_failed;
@@ -139,7 +144,7 @@ int cmd_report(const Options& opt, const std::string& batch) {
 
 int cmd_batches(const Options& opt, int limit) {
   ControlClient client(opt.socket);
-  auto reply = ask(opt, client, {{"op", "batches"}, {"limit", limit}});
+  auto reply = ask(opt, client, to_json(BatchesRequest{limit}));
   if (!reply) return exit_failed;
   if (opt.json()) {
     print_json(*reply);
@@ -181,7 +186,7 @@ int cmd_show(const Options& opt, std::int64_t id) {
     return fail(opt, exit_cli_usage, "show: --output csv is not offered (table or json)");
   }
   ControlClient client(opt.socket);
-  auto reply = ask(opt, client, {{"op", "show"}, {"id", id}});
+  auto reply = ask(opt, client, to_json(ShowRequest{id}));
   if (!reply) return exit_failed;
   if (opt.json()) {
     print_json(*reply);
@@ -232,12 +237,12 @@ int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
     return fail(opt, exit_cli_usage, "retry: give a JOB_ID or --state failed|cancelled");
   }
   ControlClient client(opt.socket);
-  json::object req{{"op", "retry"}};
+  RetryRequest req;
   if (id > 0)
-    req["id"] = id;
+    req.id = id;
   else
-    req["state"] = state;
-  auto reply = ask(opt, client, req);
+    req.state = parse_job_state(state);  // failed or cancelled, checked by the CLI
+  auto reply = ask(opt, client, to_json(req));
   if (!reply) return exit_failed;
   if (opt.json()) {
     print_json(*reply);
@@ -272,13 +277,13 @@ int cmd_prune(const Options& opt, const std::string& older_than) {
   std::int64_t pruned = 0;
   std::int64_t before = 0;
   for (;;) {
-    json::object req{{"op", "prune"}};
+    PruneRequest req;
     if (before > 0) {
-      req["before_ms"] = before;
+      req.before_ms = before;
     } else {
-      req["older_than_ms"] = *ms;
+      req.older_than_ms = *ms;
     }
-    auto reply = ask(opt, client, req);
+    auto reply = ask(opt, client, to_json(req));
     if (!reply) return exit_failed;
     pruned += int_of(*reply, "pruned");
     before = int_of(*reply, "before_ms");

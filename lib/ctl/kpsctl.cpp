@@ -1,6 +1,7 @@
 #include "kpsctl.hpp"
 
 #include "commands.hpp"
+#include "control_protocol.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -184,13 +185,14 @@ int run_kpsctl(int argc, char** argv) {
       if (cancel_id <= 0) {
         return fail(opt, exit_cli_usage, "cancel: job id must be a positive number");
       }
-      return cmd_simple(opt, {{"op", "cancel"}, {"id", cancel_id}},
+      return cmd_simple(opt, to_json(CancelRequest{cancel_id}),
                         "job " + std::to_string(cancel_id) + " cancelled");
     }
     if (*pause) {
-      return cmd_simple(opt, {{"op", "pause"}}, "paused: no new calls until kpsctl resume");
+      return cmd_simple(opt, to_json(PauseRequest{true}),
+                        "paused: no new calls until kpsctl resume");
     }
-    if (*resume) return cmd_simple(opt, {{"op", "resume"}}, "resumed");
+    if (*resume) return cmd_simple(opt, to_json(PauseRequest{false}), "resumed");
     if (*prune) return cmd_prune(opt, older_than);
     if (*wait) return cmd_wait(opt, wt);
     if (*version) return cmd_version(opt);

@@ -1,5 +1,6 @@
 // kpsctl stats, wait and version: what kpsd is doing, and waiting for it to finish.
 #include "commands.hpp"
+#include "control_protocol.hpp"
 #include "job.hpp"
 
 #include <boost/json.hpp>
@@ -25,9 +26,9 @@ std::string fmt_rate(double r) {
 
 int cmd_stats(const Options& opt, const std::string& batch) {
   ControlClient client(opt.socket);
-  json::object req{{"op", "stats"}};
-  if (!batch.empty()) req["batch"] = batch;
-  auto reply = ask(opt, client, req);
+  StatsRequest req;
+  if (!batch.empty()) req.batch = batch;
+  auto reply = ask(opt, client, to_json(req));
   if (!reply) return exit_failed;
   if (opt.json()) {
     print_json(*reply);
@@ -223,15 +224,15 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
   };
   // A bare wait follows the jobs that are unfinished now: failures from before it started are
   // history, and jobs queued after it are someone else's.
-  json::object bare_filter;
+  std::optional<StatsRequest::UnfinishedSince> bare_filter;
   if (a.ids.empty() && a.batch.empty()) {
-    auto start = kpsd.ask_until({{"op", "stats"}}, deadline, refused);
+    auto start = kpsd.ask_until(to_json(StatsRequest{}), deadline, refused);
     if (!start) return gone();
     // Nothing unfinished: nothing to wait for (min_id past max_id counts no job).
     std::int64_t max_id = int_of(*start, "max_id");
     std::int64_t min_id =
         start->at("min_unfinished_id").is_null() ? max_id + 1 : int_of(*start, "min_unfinished_id");
-    bare_filter = {{"min_id", min_id}, {"max_id", max_id}, {"since", int_of(*start, "now_ms")}};
+    bare_filter = StatsRequest::UnfinishedSince{min_id, max_id, int_of(*start, "now_ms")};
   }
   auto interval = std::chrono::milliseconds(200);
   for (;;) {
@@ -240,7 +241,7 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
     if (!a.ids.empty()) {
       json::array jobs;
       for (std::int64_t id : a.ids) {
-        auto reply = kpsd.ask_until({{"op", "show"}, {"id", id}}, deadline, refused);
+        auto reply = kpsd.ask_until(to_json(ShowRequest{id}), deadline, refused);
         if (!reply) return gone();
         const json::object& j = reply->at("job").as_object();
         auto state = parse_job_state(text_of(j, "state"));
@@ -251,10 +252,11 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
       look.summary["jobs"] = std::move(jobs);
     } else {
       // "wait": kpsd only checks whether any is unfinished, and counts once they have all ended.
-      json::object req{{"op", "stats"}, {"wait", true}};
-      if (!a.batch.empty()) req["batch"] = a.batch;
-      if (!bare_filter.empty()) req["unfinished_since"] = bare_filter;
-      auto reply = kpsd.ask_until(req, deadline, refused);
+      StatsRequest req;
+      req.wait = true;
+      if (!a.batch.empty()) req.batch = a.batch;
+      req.unfinished_since = bare_filter;
+      auto reply = kpsd.ask_until(to_json(req), deadline, refused);
       if (!reply) return gone();
       auto* waiting = reply->if_contains("waiting");
       if (waiting && waiting->is_bool() && waiting->as_bool()) {
@@ -285,7 +287,7 @@ int cmd_version(const Options& opt) {
   int rc = exit_ok;
   try {
     ControlClient client(opt.socket);
-    json::object reply = client.request({{"op", "version"}});
+    json::object reply = client.request(to_json(VersionRequest{}));
     if (auto* ok = reply.if_contains("ok"); ok && ok->is_bool() && ok->as_bool()) {
       out["kpsd"] = json::object{{"version", reply.at("version")},
                                  {"schema_version", reply.at("schema_version")},

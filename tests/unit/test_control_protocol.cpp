@@ -176,3 +176,61 @@ TEST_CASE("kpsctl job file lines: ids - comments - NDJSON - errors that name the
             .starts_with("auth must"));
   CHECK_FALSE(parse_job_line("a b", l).empty());
 }
+
+// kpsctl builds its requests with to_json from the typed values kpsd parses: one definition of
+// the wire, checked for every op (a field one end forgets fails here, not in production).
+TEST_CASE("every control request survives to_json then parse unchanged") {
+  EnqueueRequest enqueue;
+  enqueue.jobs.push_back(NewJob{"srv-a", std::nullopt, std::nullopt});
+  enqueue.jobs.push_back(NewJob{"srv-b", 2222, JobAuth{"keypair", Secret("-----BEGIN KEY")}});
+  enqueue.batch.name = "rollout-1";
+  EnqueueRequest chunk = enqueue;
+  chunk.batch = BatchTarget{7, std::nullopt};
+  ListRequest list;
+  list.query.state = JobState::failed;
+  list.query.server_id = "srv-a";
+  list.query.limit = 50;
+  list.query.after_id = 99;
+  list.batch = "rollout-1";
+  ListRequest by_id;
+  by_id.batch = "12";
+  StatsRequest bare;
+  bare.wait = true;
+  bare.unfinished_since = StatsRequest::UnfinishedSince{3, 900, 1764000000000};
+  StatsRequest of_batch;
+  of_batch.batch = "rollout-1";
+  PruneRequest older;
+  older.older_than_ms = 7 * 86400000LL;
+  PruneRequest before;
+  before.before_ms = 1764000000000;
+  RetryRequest one;
+  one.id = 5;
+  RetryRequest all;
+  all.state = JobState::cancelled;
+  const std::vector<ControlRequest> requests{enqueue,
+                                             chunk,
+                                             list,
+                                             by_id,
+                                             ListRequest{},
+                                             ShowRequest{42},
+                                             StatsRequest{},
+                                             bare,
+                                             of_batch,
+                                             one,
+                                             all,
+                                             CancelRequest{8},
+                                             PauseRequest{true},
+                                             PauseRequest{false},
+                                             BatchesRequest{5},
+                                             older,
+                                             before,
+                                             VersionRequest{}};
+  for (const ControlRequest& r : requests) {
+    std::string line = boost::json::serialize(to_json(r));
+    CAPTURE(r.index());
+    std::string error;
+    auto back = parse_control_request(line, error);
+    REQUIRE_MESSAGE(back.has_value(), error);
+    CHECK(*back == r);
+  }
+}

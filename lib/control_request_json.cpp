@@ -1,0 +1,88 @@
+// The control protocol's requests as JSON: what kpsctl sends, built from the same typed
+// requests parse_control_request returns, so the two ends share one definition of the wire
+// (a round-trip test covers every op).
+#include "control_protocol.hpp"
+#include "zeroing_storage.hpp"
+
+#include <boost/json.hpp>
+
+namespace kpsd {
+
+namespace json = boost::json;
+
+namespace {
+
+json::object job_json(const NewJob& j) {
+  json::object o({{"server_id", j.server_id}}, zeroing_storage());  // may hold a key
+  if (j.port) o["port"] = *j.port;
+  if (j.auth) {
+    json::object auth(zeroing_storage());
+    auth["type"] = j.auth->type;
+    auth["key"] = j.auth->key.reveal();
+    o["auth"] = std::move(auth);
+  }
+  return o;
+}
+
+// "batch" is a batch's id (digits) or name, sent as the string the operator gave.
+void put_batch(json::object& o, const std::optional<std::string>& batch) {
+  if (batch) o["batch"] = *batch;
+}
+
+struct ToJson {
+  json::object operator()(const EnqueueRequest& r) const {
+    json::object o({{"op", "enqueue"}}, zeroing_storage());
+    json::array jobs(zeroing_storage());
+    for (const NewJob& j : r.jobs) jobs.push_back(job_json(j));
+    o["jobs"] = std::move(jobs);
+    if (r.batch.id) o["batch_id"] = *r.batch.id;
+    if (r.batch.name) o["batch"] = *r.batch.name;
+    return o;
+  }
+  json::object operator()(const ListRequest& r) const {
+    json::object o{{"op", "list"}, {"limit", r.query.limit}, {"after_id", r.query.after_id}};
+    if (r.query.state) o["state"] = to_string(*r.query.state);
+    if (r.query.server_id) o["server_id"] = *r.query.server_id;
+    put_batch(o, r.batch);
+    return o;
+  }
+  json::object operator()(const ShowRequest& r) const { return {{"op", "show"}, {"id", r.id}}; }
+  json::object operator()(const StatsRequest& r) const {
+    json::object o{{"op", "stats"}};
+    if (r.wait) o["wait"] = true;
+    put_batch(o, r.batch);
+    if (const auto& u = r.unfinished_since) {
+      o["unfinished_since"] = {{"min_id", u->min_id}, {"max_id", u->max_id}, {"since", u->since}};
+    }
+    return o;
+  }
+  json::object operator()(const RetryRequest& r) const {
+    json::object o{{"op", "retry"}};
+    if (r.id) o["id"] = *r.id;
+    if (r.state) o["state"] = to_string(*r.state);
+    return o;
+  }
+  json::object operator()(const CancelRequest& r) const { return {{"op", "cancel"}, {"id", r.id}}; }
+  json::object operator()(const PauseRequest& r) const {
+    return {{"op", r.pause ? "pause" : "resume"}};
+  }
+  json::object operator()(const BatchesRequest& r) const {
+    return {{"op", "batches"}, {"limit", r.limit}};
+  }
+  json::object operator()(const PruneRequest& r) const {
+    json::object o{{"op", "prune"}};
+    if (r.before_ms) {
+      o["before_ms"] = *r.before_ms;
+    } else {
+      o["older_than_ms"] = r.older_than_ms;
+    }
+    return o;
+  }
+  json::object operator()(const VersionRequest&) const { return {{"op", "version"}}; }
+};
+
+}  // namespace
+
+json::object to_json(const ControlRequest& request) { return std::visit(ToJson{}, request); }
+
+}  // namespace kpsd
