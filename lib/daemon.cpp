@@ -3,6 +3,7 @@
 #include "clock.hpp"
 #include "control_server.hpp"
 #include "credentials.hpp"
+#include "daemon_parts.hpp"
 #include "db_lock.hpp"
 #include "db_worker.hpp"
 #include "fd_limit.hpp"
@@ -70,37 +71,37 @@ std::string check_startup_files(const Config& config) {
   return {};
 }
 
-int run_daemon(const Config& config, const std::string& config_path) {
-  FdLimit fds = raise_fd_limit();
-  if (std::uint64_t need = descriptors_needed(config); need > fds.soft) {
-    spdlog::critical(
-        "queue.concurrency = {} with control.max_clients = {} needs up to {} open files, but "
-        "the limit is {} (hard limit {}): lower queue.concurrency or raise LimitNOFILE= in the "
-        "unit",
-        config.queue.concurrency, config.control.max_clients, need, fds.soft, fds.hard);
-    return exit_config;
-  }
+namespace {
 
-  // One daemon per database, decided before anything opens the file: a second kpsd must not
-  // run crash recovery on the first one's jobs, or switch the file's journal mode.
-  std::optional<DatabaseLock> db_lock;
-  if (config.queue.database != ":memory:") {
-    std::string lock_error;
-    bool held_by_other = false;
-    db_lock = DatabaseLock::acquire(config.queue.database, lock_error, held_by_other);
-    if (!db_lock) {
-      spdlog::critical("{}", lock_error);
-      return held_by_other ? exit_temp_fail : exit_cant_create;
-    }
-  }
+// Enough open files for queue.concurrency calls and control.max_clients clients; 0, or 78.
+int check_descriptors(const Config& config, const FdLimit& fds) {
+  std::uint64_t need = descriptors_needed(config);
+  if (need <= fds.soft) return 0;
+  spdlog::critical(
+      "queue.concurrency = {} with control.max_clients = {} needs up to {} open files, but "
+      "the limit is {} (hard limit {}): lower queue.concurrency or raise LimitNOFILE= in the "
+      "unit",
+      config.queue.concurrency, config.control.max_clients, need, fds.soft, fds.hard);
+  return exit_config;
+}
 
-  net::io_context io(1);
-  std::unique_ptr<KpsClient> client;
-  std::unique_ptr<Credentials> credentials;
+// One daemon per database, decided before anything opens the file: a second kpsd must not run
+// crash recovery on the first one's jobs, or switch the file's journal mode. 0, 75 (held by
+// another kpsd) or 73.
+int lock_database(const Config& config, std::optional<DatabaseLock>& lock) {
+  if (config.queue.database == ":memory:") return 0;
+  std::string lock_error;
+  bool held_by_other = false;
+  lock = DatabaseLock::acquire(config.queue.database, lock_error, held_by_other);
+  if (lock) return 0;
+  spdlog::critical("{}", lock_error);
+  return held_by_other ? exit_temp_fail : exit_cant_create;
+}
+
+// The KPS client and credentials from the configuration (files read, no call made); 0 or 78.
+int connect_kps(net::io_context& io, const Config& config, Connection& kps) {
   try {
-    auto connection = make_connection(io.get_executor(), config);
-    client = std::move(connection.client);
-    credentials = std::move(connection.credentials);
+    kps = make_connection(io.get_executor(), config);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return exit_config;
@@ -111,49 +112,54 @@ int run_daemon(const Config& config, const std::string& config_path) {
         "the network unencrypted. Use https:// outside tests.",
         config.kps.endpoint.text);
   }
+  return 0;
+}
 
-  std::unique_ptr<DbWorker> db;
-  bool start_paused = false;
-  try {
-    // Another writer (an sqlite3 shell inserting jobs) may hold the write lock for a while:
-    // wait for it rather than fail, since a unit that keeps failing to start helps nobody.
-    std::unique_ptr<JobStore> store;
-    int requeued = 0;
-    for (bool said = false;;) {
-      try {
-        store = std::make_unique<JobStore>(config.queue.database);
-        requeued = store->recover_after_restart(unix_ms(), config.queue.max_attempts);
-        break;
-      } catch (const sql::Error& e) {
-        if (!is_lock_conflict(e.code())) throw;
-        store.reset();
-        if (!said) {
-          spdlog::warn("{}: another process holds the database's write lock; waiting for it",
-                       e.what());
-          said = true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      }
-    }
-    start_paused = store->paused();
-    spdlog::info("database {} at schema version {}{}", config.queue.database,
-                 store->schema_version(),
-                 requeued ? fmt::format("; {} interrupted jobs back in the queue", requeued) : "");
-    db = std::make_unique<DbWorker>(std::move(store));
-  } catch (const sql::Error& e) {
-    if (is_malformed_database(e.code())) {
-      spdlog::critical(
-          "the database {} is malformed ({}): kpsd cannot use it; restore it from a backup or "
-          "move it aside",
-          config.queue.database, e.what());
-      return exit_data_err;
-    }
-    spdlog::critical("{}", e.what());
-    return exit_cant_create;
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return exit_cant_create;
-  }
+// [queue] retention_days: deletes finished jobs older than that, hourly (null when 0).
+std::unique_ptr<Retention> start_retention(net::io_context& io, const Config& config, DbWorker& db,
+                                           Metrics& metrics) {
+  if (config.queue.retention_days <= 0) return nullptr;
+  auto retention = std::make_unique<Retention>(
+      io.get_executor(), db, std::chrono::hours(24) * config.queue.retention_days,
+      std::chrono::hours(1), [&metrics, days = config.queue.retention_days](std::int64_t n) {
+        metrics.jobs_pruned += static_cast<std::uint64_t>(n);
+        spdlog::info("retention: deleted {} finished jobs older than {} days", n, days);
+      });
+  net::co_spawn(io, retention->run(), log_failure("retention"));
+  return retention;
+}
+
+void log_ready(const Config& config, const MetricsServer* metrics_server) {
+  spdlog::info(
+      "kpsd {} ready: endpoint {}, control socket {}, concurrency {}, rate {}{}", KPSD_VERSION,
+      config.kps.endpoint.text, config.control.socket, config.queue.concurrency,
+      config.queue.rate_per_second > 0
+          ? fmt::format("at most {}/s (below it, found from 429s)", config.queue.rate_per_second)
+          : std::string("auto (found from 429s)"),
+      metrics_server ? fmt::format(", metrics on http://{}:{}/metrics", config.metrics.host,
+                                   metrics_server->port())
+                     : "");
+}
+
+}  // namespace
+
+// A short script of named parts: limits, the lock, the KPS client, the store, the servers, the
+// status reporter and the stop sequence; then the network thread runs until the scheduler ends.
+int run_daemon(const Config& config, const std::string& config_path) {
+  FdLimit fds = raise_fd_limit();
+  if (int code = check_descriptors(config, fds)) return code;
+  std::optional<DatabaseLock> db_lock;
+  if (int code = lock_database(config, db_lock)) return code;
+  net::io_context io(1);
+  Connection kps;
+  if (int code = connect_kps(io, config, kps)) return code;
+  std::unique_ptr<KpsClient>& client = kps.client;
+  std::unique_ptr<Credentials>& credentials = kps.credentials;
+
+  OpenedStore opened = open_store(config);
+  if (!opened.db) return opened.exit_code;
+  std::unique_ptr<DbWorker> db = std::move(opened.db);
+  bool start_paused = opened.paused;
 
   Metrics metrics;
   Scheduler scheduler(io.get_executor(), config, *db, *client, metrics);
@@ -179,111 +185,16 @@ int run_daemon(const Config& config, const std::string& config_path) {
   }
 
   SdNotifier systemd;
-  net::steady_timer status_timer(io);
-  bool stopping = false;
-  bool finished = false;
-  // STATUS= for `systemctl status`, and WATCHDOG=1 when WatchdogSec= asks for it: both from one
-  // loop on the network thread, so a stuck network thread also stops the keep-alives. A store
-  // that cannot be read still gets a status line (and the watchdog its keep-alive).
-  auto status_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
-      systemd.watchdog_interval().value_or(std::chrono::seconds(5)));
-  status_interval = std::min<std::chrono::milliseconds>(status_interval, std::chrono::seconds(5));
-  auto report_status = [&]() -> net::awaitable<void> {
-    std::string counts_text = "job counts unavailable";
-    try {
-      auto counts = co_await db->call([](JobStore& s) { return s.count_by_state(); });
-      counts_text = fmt::format(
-          "queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, "
-          "cancelled {}",
-          counts[JobState::queued], counts[JobState::running], counts[JobState::retrying],
-          counts[JobState::delivered], counts[JobState::succeeded], counts[JobState::failed],
-          counts[JobState::cancelled]);
-    } catch (const std::exception& e) {
-      spdlog::debug("status: {}", e.what());
-    }
-    if (finished) co_return;
-    auto st = scheduler.stats();
-    std::string prefix =
-        !st.store_writable           ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
-                                                   st.store_problem, st.outcomes_waiting)
-        : !st.blocked_reason.empty() ? fmt::format("BLOCKED: {}; ", st.blocked_reason)
-        : st.paused                  ? "PAUSED; "
-        : stopping                   ? "stopping; "
-                                     : "";
-    std::string msg = fmt::format("STATUS={}{}; {} in flight", prefix, counts_text, st.in_flight);
-    if (systemd.watchdog_interval()) msg += "\nWATCHDOG=1";
-    systemd.notify(msg);
-  };
-  auto status_loop = [&]() -> net::awaitable<void> {
-    while (!finished) {
-      co_await report_status();
-      status_timer.expires_after(status_interval);
-      co_await status_timer.async_wait(net::as_tuple(net::use_awaitable));
-    }
-  };
+  StatusReporter status(io, *db, scheduler, systemd);
   // A store outage or recovery is said at once, not at the next tick.
-  scheduler.on_health_change([&] {
-    if (systemd.enabled() && !finished) {
-      net::co_spawn(io, report_status(), log_failure("status reporting"));
-    }
+  scheduler.on_health_change([&] { status.report_now(); });
+  StopSequence stop_sequence(io, scheduler, status, systemd, config.queue.drain_grace, [&] {
+    reload(config_path, running_config, *credentials, *client, scheduler, fds.soft);
+    scheduler.probe_now();
   });
+  stop_sequence.start();
 
-  // Stopping, in three steps: the first SIGTERM/SIGINT stops new calls and lets those in flight
-  // finish for drain_grace; the end of the grace or a second signal cancels what is left (those
-  // jobs go back to `queued`); a third signal stops at once. SIGHUP reloads the log level and
-  // the token file.
-  net::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
-  net::steady_timer grace(io);
-  int stop_signals = 0;
-  auto cancel_in_flight = [&](std::string_view why) {
-    auto in_flight = scheduler.stats().in_flight;
-    if (in_flight > 0) spdlog::warn("{}: cancelling {} calls in flight", why, in_flight);
-    scheduler.abort();
-  };
-  std::function<void(const boost::system::error_code&, int)> on_signal =
-      [&](const boost::system::error_code& ec, int signo) {
-        if (ec) return;
-        if (signo == SIGHUP) {
-          reload(config_path, running_config, *credentials, *client, scheduler, fds.soft);
-          scheduler.probe_now();
-          signals.async_wait(on_signal);
-          return;
-        }
-        ++stop_signals;
-        if (stop_signals == 1) {
-          spdlog::info("signal {}: stopping; calls in flight get up to {} ms to finish", signo,
-                       config.queue.drain_grace.count());
-          stopping = true;
-          systemd.notify("STOPPING=1\nSTATUS=stopping: finishing calls in flight");
-          scheduler.stop();
-          grace.expires_after(config.queue.drain_grace);
-          grace.async_wait([&](const boost::system::error_code& gec) {
-            if (!gec) cancel_in_flight("grace period over");
-          });
-        } else if (stop_signals == 2) {
-          cancel_in_flight("signal " + std::to_string(signo) + " again");
-        } else {
-          // Like a crash, and as safe: every committed transition stands, and calls whose
-          // outcome was not recorded become "outcome lost" attempts at the next start. No
-          // destructor runs, so no coroutine can outlive what it uses.
-          spdlog::warn("signal {} a third time: exiting now", signo);
-          spdlog::default_logger()->flush();
-          std::_Exit(exit_ok);
-        }
-        signals.async_wait(on_signal);
-      };
-  signals.async_wait(on_signal);
-
-  std::optional<Retention> retention;
-  if (config.queue.retention_days > 0) {
-    retention.emplace(io.get_executor(), *db, std::chrono::hours(24) * config.queue.retention_days,
-                      std::chrono::hours(1), [&](std::int64_t n) {
-                        metrics.jobs_pruned += static_cast<std::uint64_t>(n);
-                        spdlog::info("retention: deleted {} finished jobs older than {} days", n,
-                                     config.queue.retention_days);
-                      });
-    net::co_spawn(io, retention->run(), log_failure("retention"));
-  }
+  std::unique_ptr<Retention> retention = start_retention(io, config, *db, metrics);
   net::co_spawn(io, control->run(), log_failure("control socket"));
   if (metrics_server) net::co_spawn(io, metrics_server->run(), log_failure("metrics server"));
   // The scheduler is the daemon's purpose: when it ends (a stop, or a malformed database),
@@ -294,26 +205,16 @@ int run_daemon(const Config& config, const std::string& config_path) {
   net::co_spawn(io, scheduler.run(), [&](std::exception_ptr e) {
     log_failure("scheduler")(e);
     scheduler_failed = e != nullptr;
-    finished = true;
+    status.finish();
     if (e) scheduler.abort();
     control->stop();
     if (retention) retention->stop();
     if (metrics_server) metrics_server->stop();
-    signals.cancel();
-    grace.cancel();
-    status_timer.cancel();
+    stop_sequence.cancel();
   });
-  spdlog::info(
-      "kpsd {} ready: endpoint {}, control socket {}, concurrency {}, rate {}{}", KPSD_VERSION,
-      config.kps.endpoint.text, config.control.socket, config.queue.concurrency,
-      config.queue.rate_per_second > 0
-          ? fmt::format("at most {}/s (below it, found from 429s)", config.queue.rate_per_second)
-          : std::string("auto (found from 429s)"),
-      metrics_server ? fmt::format(", metrics on http://{}:{}/metrics", config.metrics.host,
-                                   metrics_server->port())
-                     : "");
+  log_ready(config, metrics_server.get());
   systemd.notify("READY=1\nSTATUS=ready");
-  if (systemd.enabled()) net::co_spawn(io, status_loop(), log_failure("status reporting"));
+  status.start();
   io.run();
   if (!scheduler.fatal_error().empty()) {
     spdlog::info("kpsd stopped (exit {}: malformed database)", exit_data_err);

@@ -2,7 +2,6 @@
 #include "commands.hpp"
 #include "control_protocol.hpp"
 #include "job_file.hpp"
-#include "zeroing_storage.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,0 +1,198 @@
+#include "daemon_parts.hpp"
+
+#include "clock.hpp"
+#include "db_worker.hpp"
+#include "exit_codes.hpp"
+#include "logging.hpp"
+#include "scheduler.hpp"
+#include "sd_notify.hpp"
+#include "sqlite.hpp"
+#include "store_health.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+namespace kpsd {
+
+namespace net = boost::asio;
+
+namespace {
+
+// Opens the store, waiting while another writer holds the write lock (a unit that keeps
+// failing to start helps nobody). Throws sql::Error for anything else.
+std::unique_ptr<JobStore> open_waiting(const Config& config, int& requeued) {
+  for (bool said = false;;) {
+    try {
+      auto store = std::make_unique<JobStore>(config.queue.database);
+      requeued = store->recover_after_restart(unix_ms(), config.queue.max_attempts);
+      return store;
+    } catch (const sql::Error& e) {
+      if (!is_lock_conflict(e.code())) throw;
+      if (!said) {
+        spdlog::warn("{}: another process holds the database's write lock; waiting for it",
+                     e.what());
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+}
+
+}  // namespace
+
+OpenedStore open_store(const Config& config) {
+  OpenedStore out;
+  try {
+    int requeued = 0;
+    std::unique_ptr<JobStore> store = open_waiting(config, requeued);
+    out.paused = store->paused();
+    spdlog::info("database {} at schema version {}{}", config.queue.database,
+                 store->schema_version(),
+                 requeued ? fmt::format("; {} interrupted jobs back in the queue", requeued) : "");
+    out.db = std::make_unique<DbWorker>(std::move(store));
+  } catch (const sql::Error& e) {
+    if (is_malformed_database(e.code())) {
+      spdlog::critical(
+          "the database {} is malformed ({}): kpsd cannot use it; restore it from a backup or "
+          "move it aside",
+          config.queue.database, e.what());
+      out.exit_code = exit_data_err;
+      return out;
+    }
+    spdlog::critical("{}", e.what());
+    out.exit_code = exit_cant_create;
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    out.exit_code = exit_cant_create;
+  }
+  return out;
+}
+
+StatusReporter::StatusReporter(net::io_context& io, DbWorker& db, Scheduler& scheduler,
+                               SdNotifier& systemd)
+    : io_(io),
+      db_(db),
+      scheduler_(scheduler),
+      systemd_(systemd),
+      timer_(io),
+      interval_(std::min<std::chrono::milliseconds>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(
+              systemd.watchdog_interval().value_or(std::chrono::seconds(5))),
+          std::chrono::seconds(5))) {}
+
+void StatusReporter::start() {
+  if (!systemd_.enabled()) return;
+  net::co_spawn(io_, loop(),
+                [](std::exception_ptr e) { log_exception("status reporting stopped", e); });
+}
+
+void StatusReporter::report_now() {
+  if (!systemd_.enabled() || finished_) return;
+  net::co_spawn(io_, report(),
+                [](std::exception_ptr e) { log_exception("status reporting stopped", e); });
+}
+
+void StatusReporter::finish() {
+  finished_ = true;
+  timer_.cancel();
+}
+
+net::awaitable<void> StatusReporter::loop() {
+  while (!finished_) {
+    co_await report();
+    timer_.expires_after(interval_);
+    co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+net::awaitable<void> StatusReporter::report() {
+  std::string counts_text = "job counts unavailable";
+  try {
+    auto counts = co_await db_.call([](JobStore& s) { return s.count_by_state(); });
+    counts_text = fmt::format(
+        "queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, cancelled {}",
+        counts[JobState::queued], counts[JobState::running], counts[JobState::retrying],
+        counts[JobState::delivered], counts[JobState::succeeded], counts[JobState::failed],
+        counts[JobState::cancelled]);
+  } catch (const std::exception& e) {
+    spdlog::debug("status: {}", e.what());
+  }
+  if (finished_) co_return;
+  auto st = scheduler_.stats();
+  std::string prefix =
+      !st.store_writable           ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
+                                                 st.store_problem, st.outcomes_waiting)
+      : !st.blocked_reason.empty() ? fmt::format("BLOCKED: {}; ", st.blocked_reason)
+      : st.paused                  ? "PAUSED; "
+      : stopping_                  ? "stopping; "
+                                   : "";
+  std::string msg = fmt::format("STATUS={}{}; {} in flight", prefix, counts_text, st.in_flight);
+  if (systemd_.watchdog_interval()) msg += "\nWATCHDOG=1";
+  systemd_.notify(msg);
+}
+
+StopSequence::StopSequence(net::io_context& io, Scheduler& scheduler, StatusReporter& status,
+                           SdNotifier& systemd, std::chrono::milliseconds drain_grace,
+                           std::function<void()> on_reload)
+    : scheduler_(scheduler),
+      status_(status),
+      systemd_(systemd),
+      drain_grace_(drain_grace),
+      on_reload_(std::move(on_reload)),
+      signals_(io, SIGTERM, SIGINT, SIGHUP),
+      grace_(io) {}
+
+void StopSequence::start() {
+  signals_.async_wait([this](const auto& ec, int signo) { on_signal(ec, signo); });
+}
+
+void StopSequence::cancel() {
+  signals_.cancel();
+  grace_.cancel();
+}
+
+void StopSequence::cancel_in_flight(std::string_view why) {
+  auto in_flight = scheduler_.stats().in_flight;
+  if (in_flight > 0) spdlog::warn("{}: cancelling {} calls in flight", why, in_flight);
+  scheduler_.abort();
+}
+
+void StopSequence::on_signal(const boost::system::error_code& ec, int signo) {
+  if (ec) return;
+  if (signo == SIGHUP) {
+    on_reload_();
+    start();
+    return;
+  }
+  ++stop_signals_;
+  if (stop_signals_ == 1) {
+    spdlog::info("signal {}: stopping; calls in flight get up to {} ms to finish", signo,
+                 drain_grace_.count());
+    status_.set_stopping();
+    systemd_.notify("STOPPING=1\nSTATUS=stopping: finishing calls in flight");
+    scheduler_.stop();
+    grace_.expires_after(drain_grace_);
+    grace_.async_wait([this](const boost::system::error_code& gec) {
+      if (!gec) cancel_in_flight("grace period over");
+    });
+  } else if (stop_signals_ == 2) {
+    cancel_in_flight("signal " + std::to_string(signo) + " again");
+  } else {
+    // Like a crash, and as safe: every committed transition stands, and calls whose outcome
+    // was not recorded become "outcome lost" attempts at the next start. No destructor runs,
+    // so no coroutine can outlive what it uses.
+    spdlog::warn("signal {} a third time: exiting now", signo);
+    spdlog::default_logger()->flush();
+    std::_Exit(exit_ok);
+  }
+  start();
+}
+
+}  // namespace kpsd
