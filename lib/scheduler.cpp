@@ -3,6 +3,7 @@
 #include "call_gate.hpp"
 #include "clock.hpp"
 #include "db_worker.hpp"
+#include "dispatch_plan.hpp"
 #include "job_policy.hpp"
 #include "kps_client.hpp"
 #include "logging.hpp"
@@ -69,10 +70,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     return t;
   }
 
-  // Free slots worth a claim transaction while calls are in flight: an eighth of concurrency
-  // (at least 1). Claiming one job per transaction made fsync and SQLite's locking the cost of
-  // a job; waiting for a few slots costs a few percent of concurrency.
-  std::size_t claim_batch() const { return std::max<std::size_t>(1, concurrency / 8); }
+  // Free slots worth a claim transaction (dispatch_plan): claiming one job per transaction made
+  // fsync and SQLite's locking the cost of a job; waiting for a few slots costs a few percent.
+  std::size_t claim_batch() const { return kpsd::claim_batch(concurrency); }
 
   // A claimed poll's lease: long enough for the poll and its failed-tasks lookup (up to 5
   // pages); its outcome is fenced to the lease anyway, so an overrun only costs a harmless
@@ -94,8 +94,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
       std::int64_t now = unix_ms();
       // A slot is free only once its call's outcome is committed: jobs `running` in the
       // database never exceed `concurrency`, so neither do the calls a crash can repeat.
-      std::size_t busy = busy_slots();
-      std::size_t free = free_slots(busy);
+      std::size_t free = free_slots(slot_count(), concurrency);
       if (paused) {
         release_ready("paused");
         co_await sleep(idle_check);  // resume() wakes it
@@ -134,7 +133,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                             RateLimiter::Clock::now(), claimed_ahead()))));
         continue;
       }
-      if (!probing && busy > 0 && free < claim_batch()) {
+      if (wait_for_slots(slot_count(), concurrency, probing)) {
         // Claim in batches: one transaction (one fsync) claims many jobs, and a call ending
         // wakes this loop, so the slots fill again within one call's time.
         co_await sleep(idle_check);
@@ -150,21 +149,18 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
               std::chrono::ceil<std::chrono::milliseconds>(gate.until_probe(steady_now))));
           continue;
         }
-        free = std::min<std::size_t>(free, 1);
         // Set before the probe starts: a coroutine may run to its end inside co_spawn.
         gate.probe_sent();
       }
       std::size_t tokens_taken = 0;
       // The calls' send time for the rate controller: the time their tokens were taken.
       auto sent_at = RateLimiter::Clock::now();
-      while (tokens_taken < free && limiter.try_acquire(sent_at)) ++tokens_taken;
-      // Paced: claim the next 100 ms of calls in the same transaction (one fsync for many jobs,
-      // not one per token); they wait in `ready` for their tokens.
-      std::size_t ahead = 0;
-      if (double pace = limiter.rate(sent_at);
-          !probing && !limiter.holding() && pace > 0 && tokens_taken > 0) {
-        ahead = std::min(free - tokens_taken, static_cast<std::size_t>(pace * 0.1));
-      }
+      std::size_t room = probing ? std::min<std::size_t>(free, 1) : free;
+      while (tokens_taken < room && limiter.try_acquire(sent_at)) ++tokens_taken;
+      // Paced: the next 100 ms of calls are claimed in the same transaction (one fsync for many
+      // jobs, not one per token); they wait in `ready_polls` and `ready` for their tokens.
+      ClaimSize size =
+          claim_size(free, tokens_taken, limiter.rate(sent_at), probing, limiter.holding());
 
       std::size_t started = 0;
       bool claim_failed = false;
@@ -173,22 +169,22 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
         int code = 0;
         // The slots this claim may fill are taken while it runs: an outcome commit claiming at
         // the same time must not count them as free (jobs `running` never exceed concurrency).
-        std::size_t claiming = tokens_taken + ahead;
+        std::size_t claiming = size.total();
         reserved += claiming;
         try {
           // Polls first, for the calls ahead too: they finish work already delivered, and a
           // paced queue of deliveries must not keep finished tasks waiting (issue 18).
           std::int64_t lease = poll_lease_until(now);
-          auto polls = co_await db.call([now, lease, n = tokens_taken + ahead](JobStore& s) {
+          auto polls = co_await db.call([now, lease, n = size.total()](JobStore& s) {
             return s.claim_for_poll(now, lease, n);
           });
           // A 401 or a TLS failure may have closed the gate while the claim ran: then what
           // was claimed waits (and is given back by the next turn of the loop).
-          bool held = !probing && gate.holding();
+          Placement place = place_claimed(size, polls.size(), 0, !probing && gate.holding());
           for (auto& w : polls) {
             w.probe = probing;
             w.sent_at = sent_at;
-            if (started < tokens_taken && !held) {
+            if (started < place.polls_now) {
               spawn_poll(std::move(w));
               ++started;
             } else {
@@ -197,21 +193,22 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
           }
           reserved -= polls.size();  // now in flight, or waiting in ready_polls
           claiming -= polls.size();
-          std::size_t want = tokens_taken + ahead - polls.size();
-          if (want > 0 && !stopping) {
+          if (std::size_t want = size.total() - polls.size(); want > 0 && !stopping) {
             auto work = co_await db.call(
                 [now, n = want](JobStore& s) { return s.claim_for_delivery(now, n); });
-            held = !probing && gate.holding();
+            place = place_claimed(size, started, work.size(), !probing && gate.holding());
+            std::size_t deliveries_started = 0;
             for (auto& w : work) {
               w.probe = probing;
               w.sent_at = sent_at;
-              if (started < tokens_taken && !held) {
+              if (deliveries_started < place.deliveries_now) {
                 spawn_delivery(std::move(w));
-                ++started;
+                ++deliveries_started;
               } else {
                 ready.push_back(std::move(w));
               }
             }
+            started += deliveries_started;
             spdlog::trace("claimed {} job(s), {} of them ahead of their rate tokens", work.size(),
                           ready.size());
           }
@@ -362,13 +359,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Slots taken: calls in flight, outcomes not yet committed, jobs claimed ahead, and claims in
-  // progress. A slot is free only once its call's outcome is committed.
-  std::size_t busy_slots() const {
-    return in_flight + outcomes_waiting() + claimed_ahead() + reserved;
-  }
-  std::size_t free_slots(std::size_t busy) const {
-    return concurrency - std::min<std::size_t>(busy, concurrency);
+  // Slots taken (dispatch_plan): a slot is free only once its call's outcome is committed.
+  SlotCount slot_count() const {
+    return {in_flight, outcomes_waiting(), claimed_ahead(), reserved};
   }
 
   std::size_t outcomes_waiting() const {
@@ -751,10 +744,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
     if (stopping || paused || gate.holding() || !fatal_error.empty() || limiter.holding() ||
         limiter.rate(now) > 0 || store.failing(StoreHealth::Writer::outcomes))
       return plan;  // paced or held: the dispatch loop claims, at the pace
-    std::size_t busy = busy_slots();
-    busy -= std::min(busy, outcomes);  // these free their slots when this commit succeeds
-    std::size_t free = free_slots(busy);
-    if (free < claim_batch()) return plan;
+    std::size_t free = commit_claim_slots(slot_count(), outcomes, concurrency);
+    if (free == 0) return plan;
     std::size_t tokens = 0;
     while (tokens < free && limiter.try_acquire(now)) ++tokens;
     std::int64_t unix_now = unix_ms();

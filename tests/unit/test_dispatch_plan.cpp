@@ -1,0 +1,262 @@
+// The dispatch arithmetic, alone and driving a model of the scheduler's loop on a virtual clock
+// with the real RateLimiter and CallGate: running <= concurrency at every step, one probe at a
+// time, and task polls never starved by paced deliveries. No socket, no sleep.
+#include "call_gate.hpp"
+#include "dispatch_plan.hpp"
+#include "rate_limiter.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <numeric>
+#include <random>
+#include <vector>
+
+using namespace kpsd;
+using namespace std::chrono_literals;
+using Clock = RateLimiter::Clock;
+
+TEST_CASE("slots: busy counts every stage and free never underflows") {
+  SlotCount s{3, 2, 1, 4};
+  CHECK(s.busy() == 10);
+  CHECK(free_slots(s, 16) == 6);
+  CHECK(free_slots(s, 8) == 0);  // a SIGHUP lowered concurrency below what is busy
+  CHECK(claim_batch(64) == 8);
+  CHECK(claim_batch(4) == 1);
+  CHECK(wait_for_slots({60, 0, 0, 0}, 64, false));  // 4 free < 8: wait for more
+  CHECK_FALSE(wait_for_slots({56, 0, 0, 0}, 64, false));
+  CHECK_FALSE(wait_for_slots({60, 0, 0, 0}, 64, true));  // a probe needs one slot
+  CHECK_FALSE(wait_for_slots({}, 64, false));            // nothing in flight: claim what is due
+}
+
+TEST_CASE("claim size: tokens now and 100 ms ahead when paced, one while probing") {
+  CHECK(claim_size(64, 10, 0, false, false).total() == 10);  // unpaced: nothing ahead
+  ClaimSize paced = claim_size(64, 1, 40, false, false);
+  CHECK(paced.now == 1);
+  CHECK(paced.ahead == 4);                                // 40/s x 100 ms
+  CHECK(claim_size(3, 1, 400, false, false).ahead == 2);  // never past the free slots
+  CHECK(claim_size(64, 1, 40, false, true).ahead == 0);   // the rate controller holds
+  CHECK(claim_size(64, 0, 40, false, false).total() == 0);
+  ClaimSize probe = claim_size(64, 5, 40, true, false);
+  CHECK(probe.now == 1);
+  CHECK(probe.ahead == 0);
+}
+
+TEST_CASE("claimed calls start polls first and nothing starts when the gate closed meanwhile") {
+  ClaimSize size{3, 4};
+  Placement p = place_claimed(size, 2, 5, false);
+  CHECK(p.polls_now == 2);
+  CHECK(p.deliveries_now == 1);
+  p = place_claimed(size, 6, 1, false);
+  CHECK(p.polls_now == 3);
+  CHECK(p.deliveries_now == 0);
+  CHECK(place_claimed(size, 2, 5, true).started() == 0);
+}
+
+TEST_CASE("an outcome commit claims only for a batch of freed slots") {
+  CHECK(commit_claim_slots({0, 8, 0, 56}, 8, 64) == 8);
+  CHECK(commit_claim_slots({0, 2, 0, 62}, 2, 64) == 0);  // 2 < claim_batch(64)
+  CHECK(commit_claim_slots({0, 70, 0, 0}, 10, 64) == 0);
+}
+
+namespace {
+
+// A model of the scheduler's loop: jobs to deliver, tasks that end `task_time` after their
+// 202, polls due `poll_interval` apart, calls that take a random time, outcomes committed a
+// random time after the call ends. It uses the plan exactly as the scheduler does.
+struct Model {
+  struct Call {
+    Clock::time_point ends, committed;
+    bool poll = false, probe = false;
+    int job = 0;
+    Clock::time_point sent;
+  };
+  std::size_t concurrency = 64;
+  Clock::time_point now = Clock::time_point{} + 1h;
+  RateLimiter limiter;
+  CallGate gate{false};
+  std::mt19937 rng{7};
+  std::chrono::milliseconds task_time{3000}, poll_interval{1000};
+  std::deque<int> queued;                      // jobs due for a delivery
+  std::map<int, Clock::time_point> task_ends;  // delivered jobs: when their task ends
+  std::map<int, Clock::time_point> poll_due;   // delivered jobs: next poll
+  std::vector<Call> calls;                     // in flight or waiting for their commit
+  std::deque<int> ready_polls, ready;          // claimed ahead of their tokens
+  std::vector<double> lag_ms;                  // task end to the poll that saw it
+  std::size_t max_busy = 0, probes_out = 0, max_probes_out = 0;
+  std::int64_t refused_until_probe = 0;  // 401s to send before a probe admits
+
+  explicit Model(double ceiling) : limiter(ceiling, Clock::time_point{} + 1h) {}
+
+  SlotCount slots() const {
+    SlotCount s;
+    for (const Call& c : calls) (c.ends > now ? s.in_flight : s.outcomes_waiting)++;
+    s.claimed_ahead = ready_polls.size() + ready.size();
+    return s;
+  }
+
+  void start(int job, bool poll, bool probe) {
+    std::uniform_int_distribution<int> call_ms(10, 200), commit_ms(0, 60);
+    Call c{now + std::chrono::milliseconds(call_ms(rng)), {}, poll, probe, job, now};
+    c.committed = c.ends + std::chrono::milliseconds(commit_ms(rng));
+    if (probe) max_probes_out = std::max(max_probes_out, ++probes_out);
+    calls.push_back(c);
+  }
+
+  // Due polls in due order, then queued deliveries: what claim_for_poll/_delivery return.
+  std::vector<int> due_polls(std::size_t n) {
+    std::vector<std::pair<Clock::time_point, int>> due;
+    for (auto& [job, at] : poll_due)
+      if (at <= now) due.emplace_back(at, job);
+    std::sort(due.begin(), due.end());
+    std::vector<int> out;
+    for (std::size_t i = 0; i < due.size() && out.size() < n; ++i) {
+      out.push_back(due[i].second);
+      poll_due.erase(due[i].second);  // leased
+    }
+    return out;
+  }
+
+  void finish(const Call& c) {
+    if (c.probe) --probes_out;
+    if (refused_until_probe > 0 && !c.probe) {
+      gate.on_refused(false, now, 0);
+      if (c.poll)
+        poll_due[c.job] = now;
+      else
+        queued.push_back(c.job);
+      return;
+    }
+    if (c.probe && refused_until_probe > 0) --refused_until_probe;
+    gate.on_admitted(c.probe);
+    limiter.on_answer(c.sent, now, RateLimiter::Answer::admitted);
+    if (!c.poll) {
+      task_ends[c.job] = now + task_time;
+      poll_due[c.job] = now + poll_interval;
+    } else if (now >= task_ends[c.job]) {
+      lag_ms.push_back(std::chrono::duration<double, std::milli>(now - task_ends[c.job]).count());
+      task_ends.erase(c.job);
+    } else {
+      poll_due[c.job] = now + poll_interval;
+    }
+  }
+
+  // One turn of the loop, as Scheduler::Impl::run takes it.
+  void turn() {
+    bool probing = gate.holding();
+    std::size_t free = free_slots(slots(), concurrency);
+    if (probing || limiter.holding()) {  // release what waits for tokens
+      for (int j : ready_polls) poll_due[j] = now;
+      for (int j : ready) queued.push_front(j);
+      ready_polls.clear();
+      ready.clear();
+    }
+    if (!ready_polls.empty() || !ready.empty()) {
+      while ((!ready_polls.empty() || !ready.empty()) && limiter.try_acquire(now)) {
+        bool poll = !ready_polls.empty();
+        int job = poll ? ready_polls.front() : ready.front();
+        (poll ? ready_polls : ready).pop_front();
+        start(job, poll, false);
+      }
+      return;
+    }
+    if (wait_for_slots(slots(), concurrency, probing)) return;
+    if (probing && !gate.may_probe(now)) return;
+    if (probing) gate.probe_sent();
+    std::size_t room = probing ? std::min<std::size_t>(free, 1) : free, tokens = 0;
+    while (tokens < room && limiter.try_acquire(now)) ++tokens;
+    ClaimSize size = claim_size(free, tokens, limiter.rate(now), probing, limiter.holding());
+    std::vector<int> polls = due_polls(size.total());
+    std::vector<int> deliveries;
+    while (deliveries.size() < size.total() - polls.size() && !queued.empty()) {
+      deliveries.push_back(queued.front());
+      queued.pop_front();
+    }
+    Placement p = place_claimed(size, polls.size(), deliveries.size(), false);
+    for (std::size_t i = 0; i < polls.size(); ++i) {
+      if (i < p.polls_now)
+        start(polls[i], true, probing);
+      else
+        ready_polls.push_back(polls[i]);
+    }
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+      if (i < p.deliveries_now)
+        start(deliveries[i], false, probing);
+      else
+        ready.push_back(deliveries[i]);
+    }
+    limiter.give_back(tokens - p.started());
+    if (probing && p.started() == 0) gate.probe_unsent();
+  }
+
+  // Runs until every job's task was seen ended (or `limit` of virtual time).
+  void run(int jobs, std::chrono::seconds limit) {
+    for (int j = 0; j < jobs; ++j) queued.push_back(j);
+    auto end = now + limit;
+    while (now < end && static_cast<int>(lag_ms.size()) < jobs) {
+      turn();
+      max_busy = std::max(max_busy, slots().busy());
+      REQUIRE(slots().busy() <= concurrency);
+      now += 5ms;
+      // Calls end; outcomes commit (a committed call frees its slot).
+      for (auto it = calls.begin(); it != calls.end();) {
+        if (it->committed <= now) {
+          Call c = *it;
+          it = calls.erase(it);
+          finish(c);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+};
+
+double mean(const std::vector<double>& v) {
+  return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+double p95(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() * 95 / 100];
+}
+
+}  // namespace
+
+TEST_CASE("polls get their share under a 40 per second ceiling: 600 jobs of 3 s tasks") {
+  Model m(40);
+  m.run(600, 600s);
+  REQUIRE(m.lag_ms.size() == 600);
+  MESSAGE("virtual clock, 40/s, 600 jobs: poll lag mean " << mean(m.lag_ms) << " ms, p95 "
+                                                          << p95(m.lag_ms) << " ms");
+  CHECK(mean(m.lag_ms) <= 2000);  // within a poll interval plus a pacing step
+  CHECK(p95(m.lag_ms) <= 3000);
+  CHECK(m.max_busy <= m.concurrency);
+}
+
+TEST_CASE("unpaced: running never passes concurrency under random call and commit times") {
+  for (std::size_t concurrency : {1u, 7u, 64u}) {
+    CAPTURE(concurrency);
+    Model m(0);
+    m.concurrency = concurrency;
+    m.rng.seed(static_cast<unsigned>(concurrency));
+    m.task_time = 200ms;
+    m.poll_interval = 100ms;
+    m.run(400, 600s);  // REQUIREs busy <= concurrency at every step
+    CHECK(m.lag_ms.size() == 400);
+    CHECK(m.max_busy <= concurrency);
+    CHECK(m.max_busy >= std::min<std::size_t>(concurrency, 2));
+  }
+}
+
+TEST_CASE("a 401 while calls flow: one probe at a time until one is admitted") {
+  Model m(0);
+  m.task_time = 100ms;
+  m.poll_interval = 100ms;
+  m.refused_until_probe = 3;  // every call refused until three probes went out
+  m.run(200, 600s);
+  CHECK(m.lag_ms.size() == 200);
+  CHECK(m.max_probes_out == 1);
+  CHECK(m.gate.mode() == CallGate::Mode::open);
+}
