@@ -1,14 +1,12 @@
 #include "control_server.hpp"
 
 #include "accept_backoff.hpp"
-#include "clock.hpp"
+#include "control_handlers.hpp"
 #include "control_protocol.hpp"
 #include "db_worker.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
-#include "pruning.hpp"
 #include "scheduler.hpp"
-#include "stats_json.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -24,7 +22,6 @@
 
 #include <array>
 #include <list>
-#include <map>
 #include <optional>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -62,11 +59,6 @@ struct Client {
   std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();
 };
 
-struct PeerCred {
-  pid_t pid = 0;
-  uid_t uid = 0;
-};
-
 PeerCred peer_of(local::socket& s) {
   PeerCred p;
   ucred cred{};
@@ -88,7 +80,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         scheduler(s),
         metrics(m),
         acceptor(ex),
-        accept_retry(ex) {}
+        accept_retry(ex),
+        handlers(d, s, m) {}
 
   void listen() {
     const std::string& path = config.socket;
@@ -233,7 +226,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
       scanned = 0;
       if (!line.empty() && line.back() == '\r') line.pop_back();
       client.busy = true;
-      std::string reply = co_await handle(line, peer);
+      std::string reply = co_await handlers.handle(line, peer);
       OPENSSL_cleanse(line.data(), line.size());
       bool sent = co_await send(stream, reply);
       client.busy = false;
@@ -251,220 +244,6 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     stream.expires_after(write_deadline);
     auto [ec, n] = co_await net::async_write(stream, net::buffer(reply), use_tuple);
     co_return !ec;
-  }
-
-  net::awaitable<std::string> handle(const std::string& line, PeerCred peer) {
-    std::string error;
-    auto request = parse_control_request(line, error);
-    if (!request) co_return error_reply(error);
-    if (changes_state(*request) && !std::holds_alternative<EnqueueRequest>(*request)) {
-      // Who changed what: the peer's credentials, as the kernel vouches for them.
-      spdlog::info("control: uid {} pid {}: {}", peer.uid, peer.pid, summary(*request));
-    }
-    try {
-      json::object reply = co_await std::visit(
-          [&](auto& r) -> net::awaitable<json::object> { return execute(r, peer); }, *request);
-      // An execute() that could not do what was asked answers {"error": ...}.
-      reply.emplace("ok", !reply.contains("error"));
-      co_return json::serialize(reply) + "\n";
-    } catch (const std::exception& e) {
-      // A store failure (disk full, corrupt file) is reported, not hidden; the daemon lives on.
-      spdlog::error("control request failed: {}", e.what());
-      co_return error_reply(std::string("internal error: ") + e.what());
-    }
-  }
-
-  net::awaitable<json::object> execute(EnqueueRequest& r, PeerCred peer) {
-    std::int64_t now = unix_ms();
-    std::size_t count = r.jobs.size();
-    // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
-    auto store_jobs = [jobs = std::move(r.jobs), now, batch = r.batch](JobStore& s) {
-      return s.enqueue(jobs, now, batch);
-    };
-    auto results = co_await db.call(std::move(store_jobs));
-    if (!results.error.empty()) co_return json::object{{"error", results.error}};
-    std::size_t existing = 0;
-    json::array out;
-    out.reserve(results.jobs.size());
-    for (const auto& res : results.jobs) {
-      existing += res.existing ? 1 : 0;
-      out.push_back(json::object{{"id", res.id}, {"existing", res.existing}});
-    }
-    spdlog::info("enqueue from uid {} pid {}: {} jobs ({} new, {} already queued) into batch {}",
-                 peer.uid, peer.pid, count, count - existing, existing, results.batch_id);
-    scheduler.wake();
-    co_return json::object{{"jobs", std::move(out)}, {"batch_id", results.batch_id}};
-  }
-
-  net::awaitable<json::object> execute(ListRequest& r, PeerCred) {
-    // The batch is resolved in the same DB call as the list: one round trip.
-    auto list_jobs = [q = r.query, batch = r.batch](JobStore& s) mutable {
-      std::optional<std::vector<Job>> jobs;
-      if (batch) {
-        auto found = s.find_batch(*batch, /*count=*/false);
-        if (!found) return jobs;
-        q.batch_id = found->id;
-      }
-      jobs = s.list(q);
-      return jobs;
-    };
-    auto found_jobs = co_await db.call(std::move(list_jobs));
-    if (!found_jobs) co_return json::object{{"error", "no batch " + *r.batch}};
-    const std::vector<Job>& jobs = *found_jobs;
-    json::array out;
-    out.reserve(jobs.size());
-    for (const Job& j : jobs) out.push_back(job_to_json(j));
-    json::object reply{{"jobs", std::move(out)}};
-    if (!jobs.empty() && static_cast<std::int64_t>(jobs.size()) == r.query.limit) {
-      reply["next_after_id"] = jobs.back().id;
-    }
-    co_return reply;
-  }
-
-  net::awaitable<json::object> execute(ShowRequest& r, PeerCred) {
-    auto [job, attempts] = co_await db.call([id = r.id](JobStore& s) {
-      return std::pair{s.find(id), s.attempts_of(id)};
-    });
-    if (!job) co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
-    json::array out;
-    for (const Attempt& a : attempts) out.push_back(attempt_to_json(a));
-    co_return json::object{{"job", job_to_json(*job)}, {"attempts", std::move(out)}};
-  }
-
-  // What a stats request reads from the store, in one DB call.
-  struct StoreStats {
-    std::map<JobState, std::int64_t> counts;
-    std::optional<std::int64_t> oldest;
-    std::optional<Batch> batch;
-    bool batch_missing = false;
-    std::int64_t max_id = 0;
-    std::optional<std::int64_t> min_unfinished_id;
-    bool waiting = false;  // a wait request whose jobs are not all finished: nothing counted
-  };
-
-  net::awaitable<json::object> execute(StatsRequest& r, PeerCred) {
-    StoreStats read;
-    std::string read_problem;
-    std::int64_t now = unix_ms();
-    try {
-      auto read_stats = [r](JobStore& s) {
-        StoreStats out;
-        out.max_id = s.max_job_id();
-        out.min_unfinished_id = s.min_unfinished_id();
-        out.oldest = s.oldest_queued_due();
-        if (r.batch) {
-          out.batch = s.find_batch(*r.batch, /*count=*/false);
-          out.batch_missing = !out.batch;
-          if (out.batch) {
-            out.waiting = r.wait && s.batch_unfinished(out.batch->id);
-            if (!out.waiting) out.batch->states = s.count_batch(out.batch->id);
-            out.counts = out.batch->states;
-          }
-        } else if (r.unfinished_since) {
-          const auto& u = *r.unfinished_since;
-          out.waiting = r.wait && s.any_unfinished_between(u.min_id, u.max_id);
-          out.counts = out.waiting ? s.count_by_state()
-                                   : s.count_unfinished_since(u.min_id, u.max_id, u.since);
-        } else {
-          out.counts = s.count_by_state();
-        }
-        return out;
-      };
-      read = co_await db.call(std::move(read_stats));
-    } catch (const std::exception& e) {
-      // Stats are what an operator asks for during an outage: answer with what is known.
-      read_problem = e.what();
-    }
-    if (read.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
-    json::object reply = stats_json(read.counts, read.oldest, read_problem, scheduler.stats(), now);
-    reply["now_ms"] = now;
-    reply["max_id"] = read.max_id;
-    reply["min_unfinished_id"] =
-        read.min_unfinished_id ? json::value(*read.min_unfinished_id) : json::value(nullptr);
-    if (read.batch) reply["batch"] = batch_to_json(*read.batch);
-    if (r.wait) reply["waiting"] = read.waiting;
-    co_return reply;
-  }
-
-  net::awaitable<json::object> execute(BatchesRequest& r, PeerCred) {
-    auto recent =
-        co_await db.call([limit = r.limit](JobStore& s) { return s.list_batches(limit); });
-    json::array out;
-    for (const Batch& b : recent) out.push_back(batch_to_json(b));
-    co_return json::object{{"batches", std::move(out)}};
-  }
-
-  net::awaitable<json::object> execute(PruneRequest& r, PeerCred) {
-    std::int64_t before = r.before_ms ? *r.before_ms : unix_ms() - r.older_than_ms;
-    // Well inside kpsctl's 60 s reply timeout; kpsctl asks again while "more" is true.
-    PruneProgress p = co_await prune_finished_jobs(db, before, std::chrono::seconds(20));
-    metrics.jobs_pruned += static_cast<std::uint64_t>(p.pruned);
-    co_return json::object{{"pruned", p.pruned}, {"more", p.more}, {"before_ms", before}};
-  }
-
-  net::awaitable<json::object> execute(VersionRequest&, PeerCred) {
-    int schema = co_await db.call([](JobStore& s) { return s.schema_version(); });
-    co_return json::object{{"version", KPSD_VERSION},
-                           {"schema_version", schema},
-                           {"pid", static_cast<std::int64_t>(::getpid())}};
-  }
-
-  static std::string summary(const ControlRequest& r) {
-    if (auto* q = std::get_if<RetryRequest>(&r)) {
-      return q->id ? "retry job " + std::to_string(*q->id)
-                   : "retry all " + std::string(to_string(*q->state)) + " jobs";
-    }
-    if (auto* c = std::get_if<CancelRequest>(&r)) return "cancel job " + std::to_string(c->id);
-    if (auto* p = std::get_if<PauseRequest>(&r)) return p->pause ? "pause" : "resume";
-    if (auto* p = std::get_if<PruneRequest>(&r)) {
-      return p->before_ms ? "prune finished jobs that ended before " + std::to_string(*p->before_ms)
-                          : "prune finished jobs older than " +
-                                std::to_string(p->older_than_ms / 1000) + " s";
-    }
-    return "request";
-  }
-
-  net::awaitable<json::object> execute(RetryRequest& r, PeerCred) {
-    std::int64_t now = unix_ms();
-    if (r.id) {
-      auto outcome = co_await db.call([id = *r.id, now](JobStore& s) { return s.retry(id, now); });
-      if (outcome != RetryOutcome::requeued && outcome != RetryOutcome::rechecking) {
-        co_return json::object{
-            {"error", "job " + std::to_string(*r.id) + ": " + std::string(describe(outcome))}};
-      }
-      scheduler.wake();
-      co_return json::object{{"id", *r.id}, {"result", describe(outcome)}};
-    }
-    auto counts =
-        co_await db.call([state = *r.state, now](JobStore& s) { return s.retry_all(state, now); });
-    scheduler.wake();
-    co_return json::object{{"requeued", counts[RetryOutcome::requeued]},
-                           {"rechecking", counts[RetryOutcome::rechecking]},
-                           {"skipped_key_gone", counts[RetryOutcome::key_gone]},
-                           {"skipped_call_in_flight", counts[RetryOutcome::call_in_flight]}};
-  }
-
-  net::awaitable<json::object> execute(CancelRequest& r, PeerCred) {
-    std::int64_t now = unix_ms();
-    auto outcome = co_await db.call([id = r.id, now](JobStore& s) { return s.cancel(id, now); });
-    switch (outcome) {
-      case CancelOutcome::cancelled:
-        ++metrics.jobs_finished[JobState::cancelled];
-        metrics.history.finished(JobState::cancelled, unix_ms());
-        co_return json::object{{"id", r.id}, {"result", "cancelled"}};
-      case CancelOutcome::not_found:
-        co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
-      case CancelOutcome::already_ended:
-        co_return json::object{{"error", "job " + std::to_string(r.id) + " has already ended"}};
-    }
-    co_return json::object{{"error", "unknown cancel outcome"}};
-  }
-
-  net::awaitable<json::object> execute(PauseRequest& r, PeerCred) {
-    // Committed first, so a restart keeps the operator's choice.
-    co_await db.call([pause = r.pause](JobStore& s) { s.set_paused(pause); });
-    scheduler.set_paused(r.pause);
-    co_return json::object{{"paused", r.pause}};
   }
 
   void stop() {
@@ -486,6 +265,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
   std::size_t buffered_input = 0;  // bytes of unfinished request lines, all clients
   std::uint64_t refusals_unlogged = 0;
   std::chrono::steady_clock::time_point last_refusal_log{};
+  ControlHandlers handlers;
   bool stopped = false;
   bool bound = false;
 };
