@@ -1,6 +1,7 @@
 #include "http_client.hpp"
 
 #include "answer_reader.hpp"
+#include "http_connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -41,36 +42,11 @@ constexpr std::size_t read_chunk = 16 * 1024;
 // any answer and is sent again on a fresh connection (exchange), which costs a round trip.
 constexpr auto max_idle_reuse = std::chrono::seconds(4);
 
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-
-// Request headers carry the token or the signature: their storage is zeroed when freed.
-template <class T>
-struct ZeroingAllocator {
-  using value_type = T;
-  ZeroingAllocator() = default;
-  template <class U>
-  ZeroingAllocator(const ZeroingAllocator<U>&) noexcept {}
-  T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
-  void deallocate(T* p, std::size_t n) noexcept {
-    OPENSSL_cleanse(p, n * sizeof(T));
-    std::allocator<T>{}.deallocate(p, n);
-  }
-  template <class U>
-  bool operator==(const ZeroingAllocator<U>&) const noexcept {
-    return true;
-  }
-};
-using Request = http::request<http::string_body, http::basic_fields<ZeroingAllocator<char>>>;
-
-struct Connection {
-  std::shared_ptr<ssl::context> context;  // outlives the TLS stream made from it
-  std::optional<beast::tcp_stream> plain;
-  std::optional<TlsStream> tls;
-  beast::flat_buffer buffer;
-  std::chrono::steady_clock::time_point idle_since;
-
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-};
+using detail::closed_by_peer;
+using detail::Connection;
+using detail::make_tls_context;
+using detail::Request;
+using detail::tls_unread;
 
 HttpResult failure(HttpResult::Transport kind, std::string detail) {
   HttpResult r;
@@ -82,41 +58,6 @@ HttpResult failure(HttpResult::Transport kind, std::string detail) {
 HttpResult::Transport transport_kind(const boost::system::error_code& ec) {
   if (ec == beast::error::timeout) return HttpResult::Transport::timed_out;
   return HttpResult::Transport::io_error;
-}
-
-// Bytes the TLS layer has read from the socket but kpsd has not: a decrypted record waiting in
-// OpenSSL, or raw bytes in its read BIO. The socket peek cannot see them.
-std::size_t tls_unread(Connection& c) {
-  if (!c.tls) return 0;
-  SSL* ssl = c.tls->native_handle();
-  return static_cast<std::size_t>(SSL_pending(ssl)) + BIO_ctrl_pending(SSL_get_rbio(ssl));
-}
-
-// True when the server has closed (or reset) an idle connection: a non-blocking peek sees EOF
-// or an error instead of "nothing to read yet".
-bool closed_by_peer(Connection& c) {
-  if (tls_unread(c) > 0) return true;  // unsolicited bytes: not a state to reuse
-  char byte;
-  ssize_t n = ::recv(c.lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return true;
-  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
-  return true;  // unsolicited bytes on an idle connection: not a state to reuse
-}
-
-std::shared_ptr<ssl::context> make_tls_context(const std::string& ca_file, std::string& error) {
-  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-  boost::system::error_code ec;
-  ctx->set_default_verify_paths(ec);  // the system trust store ...
-  if (!ca_file.empty()) {
-    ctx->load_verify_file(ca_file, ec);  // ... plus a private CA
-    if (ec) {
-      error = "cannot load CA file " + ca_file + ": " + ec.message();
-      return nullptr;
-    }
-  }
-  ctx->set_verify_mode(ssl::verify_peer);
-  return ctx;
 }
 
 template <class Stream>
