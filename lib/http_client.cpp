@@ -323,6 +323,10 @@ struct HttpClient::Impl {
       // of answer: the server never read the request. Sent again at once, once, on a fresh
       // connection; it uses no attempt (the caller sees one call).
       if (!(out.stale && reused && tries == 0 && !cancelled)) break;
+      spdlog::debug(
+          "{}: the reused connection was closed under the request ({}); sending it "
+          "again on a fresh connection",
+          host_header, out.result.transport_detail);
       resent = true;
       reused = false;
     }

@@ -34,6 +34,7 @@ void check_each_once(Rig& rig, std::size_t jobs) {
   REQUIRE(rows.size() == jobs);
   for (const auto& [id, row] : rows) {
     CAPTURE(id);
+    CAPTURE(row.error_msg);
     CHECK(row.state == "succeeded");
     CHECK(rig.fake().calls_for(id) == 1);
     CHECK(rig.fake().server_of_task(row.task_id) == id);
@@ -183,10 +184,13 @@ TEST_CASE("a token revoked while calls flow costs the calls in flight and one pr
 TEST_CASE("over https too: 103 before every answer and a silent close every 3rd answer") {
   TempDir certs;
   auto good = make_certs(certs, "wire-", "DNS:localhost,IP:127.0.0.1");
+  // Three attempts, not one: under load (three test processes on two cores) about one silent
+  // close in a few hundred over TLS has shown up as a 2 s read timeout instead of an EOF, an
+  // unknown outcome kpsd retries (the fake never read that request, so it is still one call).
   Rig rig({.task_duration = 10ms,
            .config = {{"kps.ca_file", good.ca},
                       {"queue.concurrency", "16"},
-                      {"queue.max_attempts", "1"}},
+                      {"queue.max_attempts", "3"}},
            .tls_cert = good.leaf,
            .tls_key = good.leaf_key,
            .endpoint_host = "localhost",
