@@ -1,7 +1,8 @@
 #pragma once
 // The scheduler's log lines: a job's transition, and what a change of the rate controller or of
 // the call gate means to the operator, each said once per episode (rate cuts once a minute at
-// most). Plain code over spdlog; no state of the scheduler beyond what it is given.
+// most). Plain code over spdlog; no state of the scheduler beyond what it is given. Log lines
+// only, so no unit test: the e2e tests read them (rate cuts, quota window, blocked, resumed).
 #include "call_gate.hpp"
 #include "job.hpp"
 #include "rate_limiter.hpp"
