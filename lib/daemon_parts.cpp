@@ -118,7 +118,7 @@ net::awaitable<void> StatusReporter::report() {
   try {
     o.counts = co_await db_.call([](JobStore& s) { return s.count_by_state(); });
   } catch (const std::exception& e) {
-    o.read_problem = *e.what() ? e.what() : "read failed";
+    o.read_problem = e.what();
     spdlog::debug("status: {}", e.what());
   }
   if (finished_) co_return;

@@ -41,8 +41,7 @@ DispatchStep Dispatcher::next(const DispatchView& v, Clock::time_point now) {
     return step;
   }
   if (probing && !gate_.may_probe(now)) {
-    // A probe in flight wakes the loop when it ends; otherwise the probe's backoff runs out.
-    if (!gate_.probe_in_flight()) step.wait = capped(gate_.until_probe(now));
+    step.wait = capped(gate_.until_probe(now));
     return step;
   }
   std::size_t free = free_slots(v.slots, v.concurrency);

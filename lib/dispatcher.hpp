@@ -5,8 +5,8 @@
 // waited for their rate tokens, or claim. No I/O and no clock of its own; the unit tests drive
 // it on a virtual clock (tests/unit/test_dispatch_plan.cpp).
 //
-// Every token it takes is either used by the step it returns or given back by claim_ended()
-// (or, for an outcome commit's claim, by the shell for what the commit did not claim).
+// Every token it takes is either used by the step it returns or given back by claim_ended():
+// the shell never touches the limiter's tokens or the gate's probe flag itself.
 #include "call_gate.hpp"
 #include "dispatch_plan.hpp"
 #include "rate_limiter.hpp"

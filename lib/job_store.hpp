@@ -53,6 +53,8 @@ struct DeliveryWork {
   std::int64_t attempts_used = 0;  // jobs.attempts before this call
   bool previous_was_401 = false;   // the job's last attempt was answered 401
   bool key_gone = false;           // replace form without its key: never sent (claim fails it)
+  bool probe = false;              // set by the scheduler: a probe while calls are paused
+  std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
@@ -66,7 +68,9 @@ struct PollWork {
   std::int64_t delivered_at = 0;
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
+  bool probe = false;              // set by the scheduler: a probe while calls are paused
   std::string server_id;           // for log lines: operators look for servers, not tasks
+  std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).

@@ -131,9 +131,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       o.counts = std::move(read.first);
       o.oldest_queued_due = read.second;
     } catch (const std::exception& e) {
-      o.read_problem =
-          *e.what() ? e.what()
-                    : "read failed";  // the rest still tells the story (kpsd_store_writable ...)
+      o.read_problem = e.what();  // the rest still tells the story (kpsd_store_writable ...)
       spdlog::debug("metrics: job counts unavailable: {}", e.what());
     }
     o.scheduler = scheduler.stats();

@@ -128,29 +128,18 @@ net::awaitable<void> Scheduler::Impl::run() {
 }
 
 void Scheduler::Impl::send_ready(const DispatchStep& step) {
-  // The step counted the queues a moment ago; a token for a call no longer there goes back.
-  std::size_t unused = 0;
   for (std::size_t i = 0; i < step.send_polls; ++i) {
-    if (ready_polls.empty()) {
-      ++unused;
-      continue;
-    }
     Dispatched<PollWork> call = std::move(ready_polls.front());
     ready_polls.pop_front();
     call.sent_at = step.sent_at;
     spawn(std::move(call));
   }
   for (std::size_t i = 0; i < step.send_deliveries; ++i) {
-    if (ready.empty()) {
-      ++unused;
-      continue;
-    }
     Dispatched<DeliveryWork> call = std::move(ready.front());
     ready.pop_front();
     call.sent_at = step.sent_at;
     spawn(std::move(call));
   }
-  limiter.give_back(unused);
 }
 
 net::awaitable<void> Scheduler::Impl::claim(const DispatchStep& step) {

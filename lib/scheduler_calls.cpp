@@ -86,8 +86,8 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
     log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
                    f.next_attempt_at - now);
   }
-  recorded = true;  // before record(): whatever it does, this attempt has its outcome
   record(std::move(f));
+  recorded = true;
 }
 
 // Where the job goes after its call: a call cut short by abort() goes back to the queue; a
@@ -161,8 +161,8 @@ net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call
   } else if (p.kind != PollOutcome::Kind::answered) {
     spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
   }
-  recorded = true;
   record(poll_finish(w, p, d, now));
+  recorded = true;
 }
 
 PollDecision Scheduler::Impl::decide_poll(const Dispatched<PollWork>& call, const PollOutcome& p,
