@@ -2,7 +2,6 @@
 
 #include "aksk_signer.hpp"
 #include "http_client.hpp"
-#include "kps_api.hpp"
 #include "token_source.hpp"
 
 #include <boost/asio/as_tuple.hpp>

@@ -123,20 +123,6 @@ struct ListQuery {
   bool operator==(const ListQuery&) const = default;
 };
 
-// A page of jobs as both front doors show it (kpsctl list, the status page's /api/jobs).
-struct JobPage {
-  bool batch_missing = false;  // the batch asked for does not exist: no jobs
-  std::vector<Job> jobs;
-  // With with_request_ids: each job's newest X-Request-Id, in the order of `jobs`.
-  std::vector<std::optional<std::string>> request_ids;
-};
-
-// A job and its attempts, oldest first (kpsctl show, /api/jobs/{id}).
-struct JobDetail {
-  Job job;
-  std::vector<Attempt> attempts;
-};
-
 // What `retry` did to one job.
 enum class RetryOutcome {
   requeued,    // back to `queued` with its attempts reset
@@ -213,11 +199,6 @@ class JobStore {
   std::optional<std::int64_t> next_due_at();
 
   std::vector<Job> list(const ListQuery& q);
-  // The use cases both front doors share, each one read: a page of jobs, narrowed to a batch
-  // given by id ("42") or name when `batch` is set (it overrides q.batch_id); and a job with its
-  // attempts (nullopt: no such job).
-  JobPage list_page(ListQuery q, const std::optional<std::string>& batch, bool with_request_ids);
-  std::optional<JobDetail> job_with_attempts(std::int64_t id);
   std::optional<Job> find(std::int64_t id);
   std::vector<Attempt> attempts_of(std::int64_t job_id);
   // The X-Request-Id of the job's newest attempt that has one (what support asks for).
@@ -245,16 +226,9 @@ class JobStore {
   // A batch's first_job_id and last_job_id; {1, 0} (empty) when it created no job.
   std::pair<std::int64_t, std::int64_t> batch_range(std::int64_t batch_id);
   void scrub_wal();
-  // The rooms' statements (job_store_rooms.hpp), each prepared in its room's file.
-  struct Upkeep;
-  struct Lifecycle;
-  struct Commands;
-  struct Queries;
+  struct Statements;
   std::unique_ptr<sql::Database> db_;
-  std::unique_ptr<Upkeep> upkeep_;
-  std::unique_ptr<Lifecycle> lifecycle_;
-  std::unique_ptr<Commands> commands_;
-  std::unique_ptr<Queries> queries_;
+  std::unique_ptr<Statements> st_;
   int schema_version_ = 0;
 };
 
