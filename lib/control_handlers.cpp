@@ -3,9 +3,9 @@
 #include "clock.hpp"
 #include "db_worker.hpp"
 #include "metrics.hpp"
+#include "overview.hpp"
 #include "pruning.hpp"
 #include "scheduler.hpp"
-#include "stats_json.hpp"
 
 #include <boost/json.hpp>
 
@@ -83,37 +83,18 @@ net::awaitable<json::object> ControlHandlers::execute(EnqueueRequest& r, PeerCre
 
 net::awaitable<json::object> ControlHandlers::execute(ListRequest& r, PeerCred) {
   // The batch is resolved in the same DB call as the list: one round trip.
-  auto list_jobs = [q = r.query, batch = r.batch](JobStore& s) mutable {
-    std::optional<std::vector<Job>> jobs;
-    if (batch) {
-      auto found = s.find_batch(*batch, /*count=*/false);
-      if (!found) return jobs;
-      q.batch_id = found->id;
-    }
-    jobs = s.list(q);
-    return jobs;
+  auto read_page = [q = r.query, batch = r.batch](JobStore& s) {
+    return s.list_page(q, batch, /*with_request_ids=*/false);
   };
-  auto found_jobs = co_await db_.call(std::move(list_jobs));
-  if (!found_jobs) co_return json::object{{"error", "no batch " + *r.batch}};
-  const std::vector<Job>& jobs = *found_jobs;
-  json::array out;
-  out.reserve(jobs.size());
-  for (const Job& j : jobs) out.push_back(job_to_json(j));
-  json::object reply{{"jobs", std::move(out)}};
-  if (!jobs.empty() && static_cast<std::int64_t>(jobs.size()) == r.query.limit) {
-    reply["next_after_id"] = jobs.back().id;
-  }
-  co_return reply;
+  JobPage page = co_await db_.call(std::move(read_page));
+  if (page.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
+  co_return job_page_to_json(page, r.query.limit);
 }
 
 net::awaitable<json::object> ControlHandlers::execute(ShowRequest& r, PeerCred) {
-  auto [job, attempts] = co_await db_.call([id = r.id](JobStore& s) {
-    return std::pair{s.find(id), s.attempts_of(id)};
-  });
-  if (!job) co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
-  json::array out;
-  for (const Attempt& a : attempts) out.push_back(attempt_to_json(a));
-  co_return json::object{{"job", job_to_json(*job)}, {"attempts", std::move(out)}};
+  auto found = co_await db_.call([id = r.id](JobStore& s) { return s.job_with_attempts(id); });
+  if (!found) co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
+  co_return job_detail_to_json(*found);
 }
 
 net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred) {
@@ -150,7 +131,8 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
     read_problem = e.what();
   }
   if (read.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
-  json::object reply = stats_json(read.counts, read.oldest, read_problem, scheduler_.stats(), now);
+  json::object reply =
+      stats_json(Overview{read.counts, read.oldest, read_problem, scheduler_.stats()}, now);
   reply["now_ms"] = now;
   reply["max_id"] = read.max_id;
   reply["min_unfinished_id"] =

@@ -158,6 +158,148 @@ NewJob parse_job(const json::value& v, std::size_t index) {
 
 }  // namespace
 
+namespace {
+
+ControlRequest parse_enqueue(const json::object& o) {
+  reject_unknown(o, {"op", "jobs", "batch", "batch_id"}, "");
+  if (!o.contains("jobs")) throw Invalid{"jobs is missing"};
+  if (!o.at("jobs").is_array()) throw Invalid{"jobs must be an array"};
+  const json::array& arr = o.at("jobs").as_array();
+  if (arr.empty()) throw Invalid{"jobs is empty"};
+  if (arr.size() > max_jobs_per_enqueue) {
+    throw Invalid{"jobs holds more than " + std::to_string(max_jobs_per_enqueue) +
+                  " entries; send them in chunks"};
+  }
+  EnqueueRequest r;
+  if (o.contains("batch") && o.contains("batch_id")) {
+    throw Invalid{"give batch (a new batch's name) or batch_id (an existing batch), not both"};
+  }
+  if (o.contains("batch_id")) r.batch.id = integer_field(o, "batch_id", 1, INT64_MAX, "");
+  if (o.contains("batch")) {
+    std::string name = string_field(o, "batch", "");
+    if (auto problem = validate_batch_name(name); !problem.empty()) throw Invalid{problem};
+    r.batch.name = name;
+  }
+  r.jobs.reserve(arr.size());
+  for (std::size_t i = 0; i < arr.size(); ++i) r.jobs.push_back(parse_job(arr[i], i));
+  return r;
+}
+
+ControlRequest parse_list(const json::object& o) {
+  reject_unknown(o, {"op", "state", "server_id", "limit", "after_id", "batch"}, "");
+  ListRequest r;
+  if (o.contains("batch")) r.batch = batch_field(o);
+  if (o.contains("state")) {
+    std::string s = string_field(o, "state", "");
+    auto state = parse_job_state(s);
+    if (!state) throw Invalid{"state \"" + s + "\" is not a job state"};
+    r.query.state = state;
+  }
+  if (o.contains("server_id")) r.query.server_id = string_field(o, "server_id", "");
+  if (o.contains("limit")) r.query.limit = integer_field(o, "limit", 1, 10000, "");
+  if (o.contains("after_id")) r.query.after_id = integer_field(o, "after_id", 0, INT64_MAX, "");
+  return r;
+}
+
+ControlRequest parse_show(const json::object& o) {
+  reject_unknown(o, {"op", "id"}, "");
+  if (!o.contains("id")) throw Invalid{"id is missing"};
+  return ShowRequest{integer_field(o, "id", 1, INT64_MAX, "")};
+}
+
+ControlRequest parse_stats(const json::object& o) {
+  reject_unknown(o, {"op", "batch", "unfinished_since", "wait"}, "");
+  StatsRequest r;
+  if (o.contains("wait")) {
+    if (!o.at("wait").is_bool()) throw Invalid{"wait must be true or false"};
+    r.wait = o.at("wait").as_bool();
+  }
+  if (o.contains("batch")) r.batch = batch_field(o);
+  if (o.contains("unfinished_since")) {
+    const json::value& u = o.at("unfinished_since");
+    if (!u.is_object()) throw Invalid{"unfinished_since must be an object"};
+    const json::object& uo = u.as_object();
+    reject_unknown(uo, {"min_id", "max_id", "since"}, "unfinished_since.");
+    if (!uo.contains("min_id") || !uo.contains("max_id") || !uo.contains("since")) {
+      throw Invalid{"unfinished_since needs min_id, max_id and since"};
+    }
+    r.unfinished_since = StatsRequest::UnfinishedSince{
+        integer_field(uo, "min_id", 0, INT64_MAX, "unfinished_since."),
+        integer_field(uo, "max_id", 0, INT64_MAX, "unfinished_since."),
+        integer_field(uo, "since", 0, INT64_MAX, "unfinished_since.")};
+  }
+  if (r.batch && r.unfinished_since) throw Invalid{"give batch or unfinished_since, not both"};
+  return r;
+}
+
+ControlRequest parse_batches(const json::object& o) {
+  reject_unknown(o, {"op", "limit"}, "");
+  BatchesRequest r;
+  if (o.contains("limit")) r.limit = integer_field(o, "limit", 1, 10000, "");
+  return r;
+}
+
+ControlRequest parse_prune(const json::object& o) {
+  reject_unknown(o, {"op", "older_than_ms", "before_ms"}, "");
+  if (o.contains("older_than_ms") == o.contains("before_ms")) {
+    throw Invalid{"give older_than_ms or before_ms"};
+  }
+  PruneRequest r;
+  if (o.contains("older_than_ms")) {
+    r.older_than_ms = integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "");
+  } else {
+    r.before_ms = integer_field(o, "before_ms", 0, INT64_MAX / 2, "");
+  }
+  return r;
+}
+
+ControlRequest parse_version(const json::object& o) {
+  reject_unknown(o, {"op"}, "");
+  return VersionRequest{};
+}
+
+ControlRequest parse_retry(const json::object& o) {
+  reject_unknown(o, {"op", "id", "state"}, "");
+  RetryRequest r;
+  if (o.contains("id")) r.id = integer_field(o, "id", 1, INT64_MAX, "");
+  if (o.contains("state")) {
+    std::string s = string_field(o, "state", "");
+    if (s != "failed" && s != "cancelled")
+      throw Invalid{"state must be \"failed\" or \"cancelled\""};
+    r.state = parse_job_state(s);
+  }
+  if (r.id.has_value() == r.state.has_value()) throw Invalid{"give either id or state"};
+  return r;
+}
+
+ControlRequest parse_cancel(const json::object& o) {
+  reject_unknown(o, {"op", "id"}, "");
+  if (!o.contains("id")) throw Invalid{"id is missing"};
+  return CancelRequest{integer_field(o, "id", 1, INT64_MAX, "")};
+}
+
+ControlRequest parse_pause(const json::object& o) {
+  reject_unknown(o, {"op"}, "");
+  return PauseRequest{true};
+}
+
+ControlRequest parse_resume(const json::object& o) {
+  reject_unknown(o, {"op"}, "");
+  return PauseRequest{false};
+}
+
+using OpParser = ControlRequest (*)(const json::object& o);
+
+// Every op and its parser: one line an op.
+constexpr std::pair<std::string_view, OpParser> op_parsers[] = {
+    {"enqueue", parse_enqueue}, {"list", parse_list},       {"show", parse_show},
+    {"stats", parse_stats},     {"batches", parse_batches}, {"prune", parse_prune},
+    {"version", parse_version}, {"retry", parse_retry},     {"cancel", parse_cancel},
+    {"pause", parse_pause},     {"resume", parse_resume},
+};
+
+}  // namespace
+
 std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error) {
   boost::system::error_code ec;
   json::value v = parse_json_zeroing(line, ec);  // it may carry a job's key
@@ -177,187 +319,14 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
   try {
     if (!o.contains("op")) throw Invalid{"op is missing"};
     std::string op = string_field(o, "op", "");
-    if (op == "enqueue") {
-      reject_unknown(o, {"op", "jobs", "batch", "batch_id"}, "");
-      if (!o.contains("jobs")) throw Invalid{"jobs is missing"};
-      if (!o.at("jobs").is_array()) throw Invalid{"jobs must be an array"};
-      const json::array& arr = o.at("jobs").as_array();
-      if (arr.empty()) throw Invalid{"jobs is empty"};
-      if (arr.size() > max_jobs_per_enqueue) {
-        throw Invalid{"jobs holds more than " + std::to_string(max_jobs_per_enqueue) +
-                      " entries; send them in chunks"};
-      }
-      EnqueueRequest r;
-      if (o.contains("batch") && o.contains("batch_id")) {
-        throw Invalid{"give batch (a new batch's name) or batch_id (an existing batch), not both"};
-      }
-      if (o.contains("batch_id")) r.batch.id = integer_field(o, "batch_id", 1, INT64_MAX, "");
-      if (o.contains("batch")) {
-        std::string name = string_field(o, "batch", "");
-        if (auto problem = validate_batch_name(name); !problem.empty()) throw Invalid{problem};
-        r.batch.name = name;
-      }
-      r.jobs.reserve(arr.size());
-      for (std::size_t i = 0; i < arr.size(); ++i) r.jobs.push_back(parse_job(arr[i], i));
-      return r;
-    }
-    if (op == "list") {
-      reject_unknown(o, {"op", "state", "server_id", "limit", "after_id", "batch"}, "");
-      ListRequest r;
-      if (o.contains("batch")) r.batch = batch_field(o);
-      if (o.contains("state")) {
-        std::string s = string_field(o, "state", "");
-        auto state = parse_job_state(s);
-        if (!state) throw Invalid{"state \"" + s + "\" is not a job state"};
-        r.query.state = state;
-      }
-      if (o.contains("server_id")) r.query.server_id = string_field(o, "server_id", "");
-      if (o.contains("limit")) r.query.limit = integer_field(o, "limit", 1, 10000, "");
-      if (o.contains("after_id")) r.query.after_id = integer_field(o, "after_id", 0, INT64_MAX, "");
-      return r;
-    }
-    if (op == "show") {
-      reject_unknown(o, {"op", "id"}, "");
-      if (!o.contains("id")) throw Invalid{"id is missing"};
-      return ShowRequest{integer_field(o, "id", 1, INT64_MAX, "")};
-    }
-    if (op == "stats") {
-      reject_unknown(o, {"op", "batch", "unfinished_since", "wait"}, "");
-      StatsRequest r;
-      if (o.contains("wait")) {
-        if (!o.at("wait").is_bool()) throw Invalid{"wait must be true or false"};
-        r.wait = o.at("wait").as_bool();
-      }
-      if (o.contains("batch")) r.batch = batch_field(o);
-      if (o.contains("unfinished_since")) {
-        const json::value& u = o.at("unfinished_since");
-        if (!u.is_object()) throw Invalid{"unfinished_since must be an object"};
-        const json::object& uo = u.as_object();
-        reject_unknown(uo, {"min_id", "max_id", "since"}, "unfinished_since.");
-        if (!uo.contains("min_id") || !uo.contains("max_id") || !uo.contains("since")) {
-          throw Invalid{"unfinished_since needs min_id, max_id and since"};
-        }
-        r.unfinished_since = StatsRequest::UnfinishedSince{
-            integer_field(uo, "min_id", 0, INT64_MAX, "unfinished_since."),
-            integer_field(uo, "max_id", 0, INT64_MAX, "unfinished_since."),
-            integer_field(uo, "since", 0, INT64_MAX, "unfinished_since.")};
-      }
-      if (r.batch && r.unfinished_since) throw Invalid{"give batch or unfinished_since, not both"};
-      return r;
-    }
-    if (op == "batches") {
-      reject_unknown(o, {"op", "limit"}, "");
-      BatchesRequest r;
-      if (o.contains("limit")) r.limit = integer_field(o, "limit", 1, 10000, "");
-      return r;
-    }
-    if (op == "prune") {
-      reject_unknown(o, {"op", "older_than_ms", "before_ms"}, "");
-      if (o.contains("older_than_ms") == o.contains("before_ms")) {
-        throw Invalid{"give older_than_ms or before_ms"};
-      }
-      PruneRequest r;
-      if (o.contains("older_than_ms")) {
-        r.older_than_ms = integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "");
-      } else {
-        r.before_ms = integer_field(o, "before_ms", 0, INT64_MAX / 2, "");
-      }
-      return r;
-    }
-    if (op == "version") {
-      reject_unknown(o, {"op"}, "");
-      return VersionRequest{};
-    }
-    if (op == "retry") {
-      reject_unknown(o, {"op", "id", "state"}, "");
-      RetryRequest r;
-      if (o.contains("id")) r.id = integer_field(o, "id", 1, INT64_MAX, "");
-      if (o.contains("state")) {
-        std::string s = string_field(o, "state", "");
-        if (s != "failed" && s != "cancelled")
-          throw Invalid{"state must be \"failed\" or \"cancelled\""};
-        r.state = parse_job_state(s);
-      }
-      if (r.id.has_value() == r.state.has_value()) throw Invalid{"give either id or state"};
-      return r;
-    }
-    if (op == "cancel") {
-      reject_unknown(o, {"op", "id"}, "");
-      if (!o.contains("id")) throw Invalid{"id is missing"};
-      return CancelRequest{integer_field(o, "id", 1, INT64_MAX, "")};
-    }
-    if (op == "pause" || op == "resume") {
-      reject_unknown(o, {"op"}, "");
-      return PauseRequest{op == "pause"};
+    for (const auto& [name, parse] : op_parsers) {
+      if (name == op) return parse(o);
     }
     throw Invalid{"unknown op \"" + op + "\""};
   } catch (const Invalid& e) {
     error = e.message;
     return std::nullopt;
   }
-}
-
-namespace {
-template <class T>
-void put(json::object& o, std::string_view key, const std::optional<T>& v) {
-  if (v) {
-    o[key] = *v;
-  } else {
-    o[key] = nullptr;
-  }
-}
-}  // namespace
-
-json::object job_to_json(const Job& j) {
-  json::object o;
-  o["id"] = j.id;
-  o["server_id"] = j.server_id;
-  o["state"] = to_string(j.state);
-  o["attempts"] = j.attempts;
-  o["next_attempt_at"] = j.next_attempt_at;
-  put(o, "task_id", j.task_id);
-  put(o, "delivery_status", j.delivery_status);
-  put(o, "task_status", j.task_status);
-  put(o, "error_code", j.error_code);
-  put(o, "error_msg", j.error_msg);
-  o["created_at"] = j.created_at;
-  o["updated_at"] = j.updated_at;
-  put(o, "port", j.port);
-  put(o, "auth_type", j.auth_type);  // the type only; the key is never sent back
-  put(o, "task_error_code", j.task_error_code);
-  put(o, "task_error_msg", j.task_error_msg);
-  return o;
-}
-
-json::object batch_to_json(const Batch& b) {
-  json::object o;
-  o["id"] = b.id;
-  put(o, "name", b.name);
-  o["created_at"] = b.created_at;
-  json::object states;
-  std::int64_t total = 0;
-  for (const auto& [state, n] : b.states) {
-    states[to_string(state)] = n;
-    total += n;
-  }
-  o["states"] = std::move(states);
-  o["total"] = total;
-  return o;
-}
-
-json::object attempt_to_json(const Attempt& a) {
-  json::object o;
-  o["n"] = a.n;
-  o["started_at"] = a.started_at;
-  put(o, "finished_at", a.finished_at);
-  put(o, "http_status", a.http_status);
-  put(o, "task_id", a.task_id);
-  put(o, "delivery_status", a.delivery_status);
-  put(o, "error_code", a.error_code);
-  put(o, "error_msg", a.error_msg);
-  put(o, "request_id", a.request_id);
-  put(o, "latency_ms", a.latency_ms);
-  return o;
 }
 
 std::string error_reply(std::string_view message) {

@@ -2,6 +2,7 @@
 // The control protocol's requests and replies as values: parsing and validation of one request
 // line, and the JSON shapes of jobs and attempts. No I/O; the ControlServer does that.
 #include "job.hpp"
+#include "job_json.hpp"
 #include "job_store.hpp"
 
 #include <boost/json/object.hpp>
@@ -95,9 +96,6 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
 // carry job keys).
 boost::json::object to_json(const ControlRequest& request);
 
-boost::json::object job_to_json(const Job& job);
-boost::json::object batch_to_json(const Batch& batch);  // id, name, created_at, states, total
-boost::json::object attempt_to_json(const Attempt& attempt);
 std::string error_reply(std::string_view message);  // {"ok":false,"error":...} + '\n'
 
 }  // namespace kpsd

@@ -1,6 +1,6 @@
 #include "control_server.hpp"
 
-#include "accept_backoff.hpp"
+#include "accept_loop.hpp"
 #include "control_handlers.hpp"
 #include "control_protocol.hpp"
 #include "db_worker.hpp"
@@ -116,28 +116,22 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
 
   net::awaitable<void> accept_loop() {
     auto self = shared_from_this();
-    AcceptBackoff backoff("control socket");
-    while (!stopped) {
-      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
-      if (ec) {
-        if (stopped || ec == net::error::operation_aborted) break;
-        // EMFILE and friends: the pending connection stays in the backlog; try again later
-        // rather than at once (an immediate retry fails the same way, at full CPU).
-        accept_retry.expires_after(backoff.failed(ec.message()));
-        co_await accept_retry.async_wait(use_tuple);
-        continue;
-      }
-      backoff.succeeded();
-      if (clients.size() >= config.max_clients && !evict_idle_client()) {
-        note_refusal();
-        net::co_spawn(executor, refuse(std::move(socket)),
-                      [self](std::exception_ptr e) { log_exception("control client", e); });
-        continue;
-      }
-      auto it = clients.emplace(clients.end(), std::move(socket));
-      net::co_spawn(executor, serve(it),
+    // Named, not temporaries inside co_await: GCC 12 destroys those twice (see DbWorker::call).
+    auto loop = accept_each(acceptor, accept_retry, stopped, "control socket",
+                            [this, self](local::socket socket) { admit(std::move(socket), self); });
+    co_await std::move(loop);
+  }
+
+  void admit(local::socket socket, const std::shared_ptr<Impl>& self) {
+    if (clients.size() >= config.max_clients && !evict_idle_client()) {
+      note_refusal();
+      net::co_spawn(executor, refuse(std::move(socket)),
                     [self](std::exception_ptr e) { log_exception("control client", e); });
+      return;
     }
+    auto it = clients.emplace(clients.end(), std::move(socket));
+    net::co_spawn(executor, serve(it),
+                  [self](std::exception_ptr e) { log_exception("control client", e); });
   }
 
   // Makes room for a new client by closing the one idle longest (none mid-request). The

@@ -2,6 +2,7 @@
 
 #include "aksk_signer.hpp"
 #include "http_client.hpp"
+#include "kps_api.hpp"
 #include "token_source.hpp"
 
 #include <boost/asio/as_tuple.hpp>

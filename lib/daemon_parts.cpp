@@ -4,6 +4,7 @@
 #include "db_worker.hpp"
 #include "exit_codes.hpp"
 #include "logging.hpp"
+#include "overview.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
 #include "sqlite.hpp"
@@ -113,27 +114,16 @@ net::awaitable<void> StatusReporter::loop() {
 }
 
 net::awaitable<void> StatusReporter::report() {
-  std::string counts_text = "job counts unavailable";
+  Overview o;
   try {
-    auto counts = co_await db_.call([](JobStore& s) { return s.count_by_state(); });
-    counts_text = fmt::format(
-        "queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, cancelled {}",
-        counts[JobState::queued], counts[JobState::running], counts[JobState::retrying],
-        counts[JobState::delivered], counts[JobState::succeeded], counts[JobState::failed],
-        counts[JobState::cancelled]);
+    o.counts = co_await db_.call([](JobStore& s) { return s.count_by_state(); });
   } catch (const std::exception& e) {
+    o.read_problem = *e.what() ? e.what() : "read failed";
     spdlog::debug("status: {}", e.what());
   }
   if (finished_) co_return;
-  auto st = scheduler_.stats();
-  std::string prefix =
-      !st.store_writable           ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
-                                                 st.store_problem, st.outcomes_waiting)
-      : !st.blocked_reason.empty() ? fmt::format("BLOCKED: {}; ", st.blocked_reason)
-      : st.paused                  ? "PAUSED; "
-      : stopping_                  ? "stopping; "
-                                   : "";
-  std::string msg = fmt::format("STATUS={}{}; {} in flight", prefix, counts_text, st.in_flight);
+  o.scheduler = scheduler_.stats();
+  std::string msg = status_line(o, stopping_);
   if (systemd_.watchdog_interval()) msg += "\nWATCHDOG=1";
   systemd_.notify(msg);
 }

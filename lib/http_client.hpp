@@ -4,7 +4,7 @@
 // (always: chain against the system store plus ca_file, host name, SNI, TLS 1.2 or newer), and
 // returns every failure as a value. Used from one thread (the network thread).
 #include "config.hpp"
-#include "kps_api.hpp"
+#include "http_result.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -53,8 +53,6 @@ struct DeliveryWork {
   std::int64_t attempts_used = 0;  // jobs.attempts before this call
   bool previous_was_401 = false;   // the job's last attempt was answered 401
   bool key_gone = false;           // replace form without its key: never sent (claim fails it)
-  bool probe = false;              // set by the scheduler: a probe while calls are paused
-  std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
@@ -68,9 +66,7 @@ struct PollWork {
   std::int64_t delivered_at = 0;
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
-  bool probe = false;              // set by the scheduler: a probe while calls are paused
   std::string server_id;           // for log lines: operators look for servers, not tasks
-  std::chrono::steady_clock::time_point sent_at{};  // set by the scheduler: its rate token's time
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).
@@ -121,6 +117,20 @@ struct ListQuery {
   std::int64_t limit = 100;
   std::int64_t after_id = 0;  // paging: ids greater than this
   bool operator==(const ListQuery&) const = default;
+};
+
+// A page of jobs as both front doors show it (kpsctl list, the status page's /api/jobs).
+struct JobPage {
+  bool batch_missing = false;  // the batch asked for does not exist: no jobs
+  std::vector<Job> jobs;
+  // With with_request_ids: each job's newest X-Request-Id, in the order of `jobs`.
+  std::vector<std::optional<std::string>> request_ids;
+};
+
+// A job and its attempts, oldest first (kpsctl show, /api/jobs/{id}).
+struct JobDetail {
+  Job job;
+  std::vector<Attempt> attempts;
 };
 
 // What `retry` did to one job.
@@ -199,6 +209,11 @@ class JobStore {
   std::optional<std::int64_t> next_due_at();
 
   std::vector<Job> list(const ListQuery& q);
+  // The use cases both front doors share, each one read: a page of jobs, narrowed to a batch
+  // given by id ("42") or name when `batch` is set (it overrides q.batch_id); and a job with its
+  // attempts (nullopt: no such job).
+  JobPage list_page(ListQuery q, const std::optional<std::string>& batch, bool with_request_ids);
+  std::optional<JobDetail> job_with_attempts(std::int64_t id);
   std::optional<Job> find(std::int64_t id);
   std::vector<Attempt> attempts_of(std::int64_t job_id);
   // The X-Request-Id of the job's newest attempt that has one (what support asks for).
@@ -226,9 +241,16 @@ class JobStore {
   // A batch's first_job_id and last_job_id; {1, 0} (empty) when it created no job.
   std::pair<std::int64_t, std::int64_t> batch_range(std::int64_t batch_id);
   void scrub_wal();
-  struct Statements;
+  // The rooms' statements (job_store_rooms.hpp), each prepared in its room's file.
+  struct Upkeep;
+  struct Lifecycle;
+  struct Commands;
+  struct Queries;
   std::unique_ptr<sql::Database> db_;
-  std::unique_ptr<Statements> st_;
+  std::unique_ptr<Upkeep> upkeep_;
+  std::unique_ptr<Lifecycle> lifecycle_;
+  std::unique_ptr<Commands> commands_;
+  std::unique_ptr<Queries> queries_;
   int schema_version_ = 0;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // The KPS v3 wire format, without I/O: request bodies, response parsing, the task-status rule,
 // and the one classifier that turns a call's result into what the scheduler does next.
+#include "http_result.hpp"
 #include "job.hpp"
 
 #include <chrono>
@@ -11,36 +12,6 @@
 #include <vector>
 
 namespace kpsd {
-
-// What came back from one HTTP exchange. `transport` is set when no complete response arrived.
-struct HttpResult {
-  // tls_failed: the server's certificate did not verify; no_credentials: kpsd had nothing to
-  // authenticate with (token file unreadable, IAM unreachable); no_descriptors: kpsd is at its
-  // open-file limit and could not even open a socket. None of them sent the request.
-  enum class Transport {
-    ok,
-    connect_failed,
-    timed_out,
-    io_error,
-    tls_failed,
-    no_credentials,
-    no_descriptors
-  };
-  Transport transport = Transport::ok;
-  std::string transport_detail;  // e.g. "Connection refused"; never holds request data
-  unsigned status = 0;
-  std::string body;
-  std::string request_id;   // X-Request-Id
-  std::string retry_after;  // Retry-After, raw
-  Secret subject_token;     // X-Subject-Token (IAM's token answer)
-  std::chrono::milliseconds latency{0};
-  // The whole request was written: a transport failure after that (no answer, an answer that
-  // cannot be read, a timeout) leaves the outcome unknown: the server may have acted on it.
-  bool request_sent = false;
-  // The request first went out on a reused keep-alive connection that the server had closed
-  // (EOF or reset before one byte of answer) and was sent again, once, on a fresh one.
-  bool resent_on_fresh_connection = false;
-};
 
 // IAM's token answer (POST /v3/auth/tokens, 201): token.expires_at, as IAM writes it
 // ("2026-11-26T12:00:00.000000Z"). nullopt when absent or unreadable.

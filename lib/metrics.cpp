@@ -73,16 +73,27 @@ std::map<std::string, std::uint64_t> with_known(const std::map<std::string, std:
 }
 }  // namespace
 
-std::string Metrics::render(const Gauges& g) const {
+namespace {
+
+// Prometheus text format 0.0.4, one metric family after another.
+struct Exposition {
   std::string out;
-  auto header = [&](const char* name, const char* type, const char* help) {
+  void header(const char* name, const char* type, const char* help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  };
+  }
   // A metric with one unlabelled sample.
-  auto single = [&](const char* name, const char* type, const char* help, auto value) {
+  template <class V>
+  void single(const char* name, const char* type, const char* help, V value) {
     header(name, type, help);
     out += fmt::format("{} {}\n", name, value);
-  };
+  }
+};
+
+// Jobs, calls, polls, retries: what happened to the work.
+void write_work(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
+  std::string& out = e.out;
+  auto header = [&e](auto... a) { e.header(a...); };
+  auto single = [&e](auto... a) { e.single(a...); };
   header("kpsd_jobs", "gauge", "Jobs in the database by state.");
   if (g.jobs_known)
     for (const auto& [state, n] : g.jobs) {
@@ -91,9 +102,9 @@ std::string Metrics::render(const Gauges& g) const {
   header("kpsd_jobs_finished_total", "counter",
          "Jobs that reached a terminal state since kpsd started, by state.");
   for (JobState s : {JobState::succeeded, JobState::failed, JobState::cancelled}) {
-    auto it = jobs_finished.find(s);
+    auto it = m.jobs_finished.find(s);
     out += fmt::format("kpsd_jobs_finished_total{{state=\"{}\"}} {}\n", to_string(s),
-                       it == jobs_finished.end() ? 0 : it->second);
+                       it == m.jobs_finished.end() ? 0 : it->second);
   }
   single("kpsd_oldest_queued_age_seconds", "gauge",
          "How long the oldest due queued job has waited for its call (0: none waiting).",
@@ -101,21 +112,26 @@ std::string Metrics::render(const Gauges& g) const {
   header("kpsd_calls_total", "counter",
          "Disassociate calls by outcome (delivered, retryable, permanent, throttled, "
          "reauthenticate, blocked: nothing sent, cancelled).");
-  for (const auto& [outcome, n] : with_known(calls, call_outcomes)) {
+  for (const auto& [outcome, n] : with_known(m.calls, call_outcomes)) {
     out += fmt::format("kpsd_calls_total{{outcome=\"{}\"}} {}\n", outcome, n);
   }
   header("kpsd_task_polls_total", "counter", "Task polls by outcome.");
-  for (const auto& [outcome, n] : with_known(task_polls, poll_outcomes)) {
+  for (const auto& [outcome, n] : with_known(m.task_polls, poll_outcomes)) {
     out += fmt::format("kpsd_task_polls_total{{outcome=\"{}\"}} {}\n", outcome, n);
   }
   single("kpsd_retries_total", "counter", "Times a job was scheduled for another attempt.",
-         retries);
+         m.retries);
   single("kpsd_rate_cuts_total", "counter",
          "Congestion episodes: times a 429 cut the request rate (once per episode).",
-         throttled_rate_cuts);
+         m.throttled_rate_cuts);
+}
+
+void write_latency(Exposition& e, const Metrics& m) {
+  std::string& out = e.out;
+  auto header = [&e](auto... a) { e.header(a...); };
   header("kpsd_http_request_duration_seconds", "histogram",
          "Latency of KPS API calls that got an answer or failed, by operation.");
-  std::map<std::string, Histogram> all_latency(latency);
+  std::map<std::string, Histogram> all_latency(m.latency);
   for (const char* op : operations) all_latency.emplace(op, Histogram{});
   for (const auto& [op, h] : all_latency) {
     std::uint64_t cumulative = 0;
@@ -133,6 +149,13 @@ std::string Metrics::render(const Gauges& g) const {
     out += fmt::format("kpsd_http_request_duration_seconds_count{{operation=\"{}\"}} {}\n", op,
                        h.total);
   }
+}
+
+// What kpsd is doing now (the gauges) and what went wrong around the calls.
+void write_state(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
+  std::string& out = e.out;
+  auto header = [&e](auto... a) { e.header(a...); };
+  auto single = [&e](auto... a) { e.single(a...); };
   single("kpsd_calls_in_flight", "gauge", "API calls in flight.", g.in_flight);
   single("kpsd_rate_limit_per_second", "gauge",
          "Current pace found from the gateway's 429s, under the ceiling (0 = not paced).",
@@ -162,23 +185,32 @@ std::string Metrics::render(const Gauges& g) const {
   single("kpsd_answers_unreadable_total", "counter",
          "API requests sent in full whose answer could not be read (cut short, over a limit, "
          "badly framed): the outcome is unknown, the server may have acted.",
-         answers_unreadable);
+         m.answers_unreadable);
   single("kpsd_stale_connection_resends_total", "counter",
          "Requests sent again, at once and once, on a fresh connection because the reused "
          "keep-alive connection had been closed by the server (no attempt used).",
-         stale_connection_resends);
+         m.stale_connection_resends);
   single("kpsd_jobs_pruned_total", "counter",
-         "Finished jobs deleted by kpsctl prune and [queue] retention_days.", jobs_pruned);
+         "Finished jobs deleted by kpsctl prune and [queue] retention_days.", m.jobs_pruned);
   header("kpsd_build_info", "gauge", "Always 1; the version kpsd was built as, as a label.");
   out += fmt::format("kpsd_build_info{{version=\"{}\"}} 1\n", KPSD_VERSION);
   single("kpsd_store_outages_total", "counter", "Times the job store stopped being writable.",
-         store_outages);
+         m.store_outages);
   single("kpsd_outcomes_unrecorded", "gauge",
          "Call and poll outcomes waiting in memory for their commit.", g.outcomes_waiting);
   single("kpsd_control_clients_refused_total", "counter",
          "Control connections closed because too many clients were connected.",
-         control_clients_refused);
-  return out;
+         m.control_clients_refused);
+}
+
+}  // namespace
+
+std::string Metrics::render(const Gauges& g) const {
+  Exposition e;
+  write_work(e, *this, g);
+  write_latency(e, *this);
+  write_state(e, *this, g);
+  return std::move(e.out);
 }
 
 }  // namespace kpsd

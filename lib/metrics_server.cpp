@@ -1,11 +1,12 @@
 #include "metrics_server.hpp"
 
-#include "accept_backoff.hpp"
+#include "accept_loop.hpp"
 #include "clock.hpp"
 #include "db_worker.hpp"
 #include "fd_limit.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
+#include "overview.hpp"
 #include "scheduler.hpp"
 #include "status_api.hpp"
 
@@ -45,103 +46,37 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
 
   net::awaitable<void> accept_loop() {
     auto self = shared_from_this();
-    AcceptBackoff backoff("metrics listener");
-    while (!stopped) {
-      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
-      if (ec) {
-        if (stopped || ec == net::error::operation_aborted) break;
-        accept_retry.expires_after(backoff.failed(ec.message()));
-        co_await accept_retry.async_wait(use_tuple);
-        continue;
-      }
-      backoff.succeeded();
-      if (clients.size() >= max_metrics_clients) {
-        // Scrapers are few; more at once is a fault: close, keeping descriptors for calls.
-        boost::system::error_code ignored;
-        socket.close(ignored);
-        continue;
-      }
-      auto it = clients.emplace(clients.end(), std::move(socket));
-      net::co_spawn(executor, serve(it),
-                    [self](std::exception_ptr e) { log_exception("metrics client", e); });
-    }
+    // Named, not temporaries inside co_await: GCC 12 destroys those twice (see DbWorker::call).
+    auto loop = accept_each(acceptor, accept_retry, stopped, "metrics listener",
+                            [this, self](tcp::socket socket) { admit(std::move(socket), self); });
+    co_await std::move(loop);
   }
 
-  static void not_found(http::response<http::string_body>& res) {
-    res.result(http::status::not_found);
-    res.set(http::field::content_type, "text/plain");
-    res.body() = "kpsd serves /metrics, the status page at / and /api/\n";
+  void admit(tcp::socket socket, const std::shared_ptr<Impl>& self) {
+    if (clients.size() >= max_metrics_clients) {
+      // Scrapers are few; more at once is a fault: close, keeping descriptors for calls.
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    auto it = clients.emplace(clients.end(), std::move(socket));
+    net::co_spawn(executor, serve(it),
+                  [self](std::exception_ptr e) { log_exception("metrics client", e); });
   }
+
+  using Request = http::request<http::empty_body>;
+  using Response = http::response<http::string_body>;
 
   net::awaitable<void> serve(std::list<beast::tcp_stream>::iterator it) {
     auto self = shared_from_this();
     beast::tcp_stream& stream = *it;
     beast::flat_buffer buffer;
     while (!stopped) {
-      http::request<http::empty_body> req;
+      Request req;
       stream.expires_after(deadline);
       auto [ec, n] = co_await http::async_read(stream, buffer, req, use_tuple);
       if (ec) break;
-      http::response<http::string_body> res{http::status::ok, req.version()};
-      res.keep_alive(req.keep_alive());
-      if (req.method() == http::verb::get && req.target() == "/metrics") {
-        Metrics::Gauges g;
-        try {
-          auto read = co_await db.call([](JobStore& s) {
-            return std::pair{s.count_by_state(), s.oldest_queued_due()};
-          });
-          g.jobs = std::move(read.first);
-          if (read.second) {
-            g.oldest_queued_age_s =
-                static_cast<double>(std::max<std::int64_t>(0, unix_ms() - *read.second)) / 1000;
-          }
-        } catch (const std::exception& e) {
-          g.jobs_known = false;  // the rest still tells the story (kpsd_store_writable ...)
-          spdlog::debug("metrics: job counts unavailable: {}", e.what());
-        }
-        auto st = scheduler.stats();
-        g.store_writable = st.store_writable;
-        g.blocked = !st.blocked_reason.empty();
-        g.blocked_cause = std::string(st.blocked_cause);
-        g.send_rate_per_second = st.send_rate_per_second;
-        g.outcomes_waiting = st.outcomes_waiting;
-        g.in_flight = st.in_flight;
-        g.rate_per_second = st.rate_per_second;
-        g.configured_rate_per_second = st.configured_rate_per_second;
-        g.throttled_share = st.throttled_share;
-        g.holding_for_quota = st.holding_for_quota;
-        g.paused = st.paused;
-        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-        res.body() = metrics.render(g);
-      } else if (req.method() == http::verb::get) {
-        std::optional<WebAnswer> page;
-        std::string target(req.target());  // named: no temporary inside co_await (GCC 12)
-        try {
-          page = co_await status.get(target);
-        } catch (const std::exception& e) {
-          page = WebAnswer{500, "application/json", "{\"error\":\"internal error\"}\n", false};
-          spdlog::warn("status page: {}", e.what());
-        }
-        if (page) {
-          res.result(page->status);
-          res.set(http::field::content_type, page->content_type);
-          res.set(http::field::cache_control, page->is_page ? "max-age=60" : "no-store");
-          // The page loads only its own files and talks only to this server; nothing it shows
-          // can run as script (every value is set as text by app.js).
-          res.set("Content-Security-Policy",
-                  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                  "connect-src 'self'; base-uri 'none'; form-action 'none'; "
-                  "frame-ancestors 'none'");
-          res.set("X-Content-Type-Options", "nosniff");
-          res.set("Referrer-Policy", "no-referrer");
-          res.body() = std::move(page->body);
-        } else {
-          not_found(res);
-        }
-      } else {
-        not_found(res);
-      }
-      res.prepare_payload();
+      Response res = co_await handle_request(req);
       stream.expires_after(deadline);
       auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
       if (wec || !res.keep_alive()) break;
@@ -149,6 +84,74 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     clients.erase(it);
+  }
+
+  // The port's routes: GET /metrics (Prometheus text), every other GET to the status page
+  // (StatusApi::get: its files and /api/...), anything else 404.
+  net::awaitable<Response> handle_request(const Request& req) {
+    Response res{http::status::ok, req.version()};
+    res.keep_alive(req.keep_alive());
+    bool get = req.method() == http::verb::get;
+    bool metrics_route = get && req.target() == "/metrics";
+    std::optional<WebAnswer> answer;
+    if (get && !metrics_route) {
+      std::string target(req.target());  // named: no temporary inside co_await (GCC 12)
+      answer = co_await status_page(std::move(target));
+    }
+    if (metrics_route) {
+      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      res.body() = co_await metrics_page();
+    } else if (answer) {
+      status_page_answer(res, std::move(*answer));
+    } else {
+      res.result(http::status::not_found);
+      res.set(http::field::content_type, "text/plain");
+      res.body() = "kpsd serves /metrics, the status page at / and /api/\n";
+    }
+    res.prepare_payload();
+    co_return res;
+  }
+
+  net::awaitable<std::optional<WebAnswer>> status_page(std::string target) {
+    try {
+      co_return co_await status.get(std::move(target));
+    } catch (const std::exception& e) {
+      spdlog::warn("status page: {}", e.what());
+    }
+    co_return WebAnswer{500, "application/json", "{\"error\":\"internal error\"}\n", false};
+  }
+
+  // The store's counts (one DB call) and the scheduler's state, as gauges (overview.hpp).
+  net::awaitable<std::string> metrics_page() {
+    Overview o;
+    try {
+      auto read = co_await db.call([](JobStore& s) {
+        return std::pair{s.count_by_state(), s.oldest_queued_due()};
+      });
+      o.counts = std::move(read.first);
+      o.oldest_queued_due = read.second;
+    } catch (const std::exception& e) {
+      o.read_problem =
+          *e.what() ? e.what()
+                    : "read failed";  // the rest still tells the story (kpsd_store_writable ...)
+      spdlog::debug("metrics: job counts unavailable: {}", e.what());
+    }
+    o.scheduler = scheduler.stats();
+    co_return metrics.render(metrics_gauges(o, unix_ms()));
+  }
+
+  static void status_page_answer(Response& res, WebAnswer page) {
+    res.result(page.status);
+    res.set(http::field::content_type, page.content_type);
+    res.set(http::field::cache_control, page.is_page ? "max-age=60" : "no-store");
+    // The page loads only its own files and talks only to this server; nothing it shows can
+    // run as script (every value is set as text by app.js).
+    res.set("Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Referrer-Policy", "no-referrer");
+    res.body() = std::move(page.body);
   }
 
   net::any_io_executor executor;

@@ -4,8 +4,8 @@
 #include "control_protocol.hpp"
 #include "job_store.hpp"
 #include "metrics.hpp"
+#include "overview.hpp"
 #include "scheduler.hpp"
-#include "stats_json.hpp"
 #include "web_assets.hpp"
 
 #include <boost/json.hpp>
@@ -147,7 +147,8 @@ net::awaitable<WebAnswer> StatusApi::overview() {
                                    {"answers", m.answers},
                                    {"throttled", m.throttled}});
   }
-  json::object reply = stats_json(read.counts, read.oldest, read_problem, scheduler_.stats(), now);
+  json::object reply =
+      stats_json(Overview{read.counts, read.oldest, read_problem, scheduler_.stats()}, now);
   reply["now_ms"] = now;
   reply["version"] = KPSD_VERSION;
   reply["batches"] = std::move(batches);
@@ -186,48 +187,19 @@ net::awaitable<WebAnswer> StatusApi::failures(const std::map<std::string, std::s
     if (!parsed) co_return error_answer(400, "state must be a job state or any");
     q.state = parsed;
   }
-  struct Page {
-    bool batch_missing = false;
-    std::vector<Job> jobs;
-    std::vector<std::optional<std::string>> request_ids;
+  auto read_page = [q, batch](JobStore& s) {
+    return s.list_page(q, batch, /*with_request_ids=*/true);
   };
-  auto read_page = [q, batch](JobStore& s) mutable {
-    Page p;
-    if (batch) {
-      auto found = s.find_batch(*batch, /*count=*/false);
-      if (!found) {
-        p.batch_missing = true;
-        return p;
-      }
-      q.batch_id = found->id;
-    }
-    p.jobs = s.list(q);
-    for (const Job& j : p.jobs) p.request_ids.push_back(s.last_request_id(j.id));
-    return p;
-  };
-  Page page = co_await db_.call(std::move(read_page));
+  JobPage page = co_await db_.call(std::move(read_page));
   if (page.batch_missing) co_return error_answer(404, "no batch " + *batch);
-  json::array jobs;
-  for (std::size_t i = 0; i < page.jobs.size(); ++i) {
-    json::object j = job_to_json(page.jobs[i]);
-    j["last_request_id"] =
-        page.request_ids[i] ? json::value(*page.request_ids[i]) : json::value(nullptr);
-    jobs.push_back(std::move(j));
-  }
-  json::object reply{{"jobs", std::move(jobs)}};
-  if (!page.jobs.empty() && static_cast<std::int64_t>(page.jobs.size()) == q.limit) {
-    reply["next_after_id"] = page.jobs.back().id;
-  }
-  co_return json_answer(reply);
+  co_return json_answer(job_page_to_json(page, q.limit));
 }
 
 net::awaitable<WebAnswer> StatusApi::job(std::int64_t id) {
-  auto read_job = [id](JobStore& s) { return std::pair{s.find(id), s.attempts_of(id)}; };
-  auto [found, attempts] = co_await db_.call(std::move(read_job));
+  auto read_job = [id](JobStore& s) { return s.job_with_attempts(id); };
+  auto found = co_await db_.call(std::move(read_job));
   if (!found) co_return error_answer(404, "no job with id " + std::to_string(id));
-  json::array out;
-  for (const Attempt& a : attempts) out.push_back(attempt_to_json(a));
-  co_return json_answer(json::object{{"job", job_to_json(*found)}, {"attempts", std::move(out)}});
+  co_return json_answer(job_detail_to_json(*found));
 }
 
 }  // namespace kpsd

@@ -45,26 +45,133 @@ int report_bad_lines(const Options& opt, const JobFile& file, const JobFileCheck
   return exit_failed;
 }
 
-}  // namespace
-
-int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
+// The checks of the command line alone, before any file is read: the problem, or empty.
+std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
   if (a.server_ids.empty() == a.file.empty()) {
-    return fail(opt, exit_cli_usage, "enqueue: give server ids or --file FILE (not both)");
+    return "enqueue: give server ids or --file FILE (not both)";
   }
-  if (!a.auth_type.empty() && a.key_file.empty()) {
-    return fail(opt, exit_cli_usage, "enqueue: --auth-type needs --key-file");
-  }
+  if (!a.auth_type.empty() && a.key_file.empty()) return "enqueue: --auth-type needs --key-file";
   if (a.auth_type.empty() && !a.key_file.empty()) {
     // Without a type the key would be dropped and the job sent in reset form: refuse.
-    return fail(opt, exit_cli_usage, "enqueue: --key-file needs --auth-type (password or keypair)");
+    return "enqueue: --key-file needs --auth-type (password or keypair)";
   }
   if (!a.batch.empty()) {
     if (auto problem = validate_batch_name(a.batch); !problem.empty()) {
-      return fail(opt, exit_cli_usage, "enqueue: --batch `" + a.batch + "`: " + problem);
+      return "enqueue: --batch `" + a.batch + "`: " + problem;
     }
   }
-  if (opt.format == Format::csv) {
-    return fail(opt, exit_cli_usage, "enqueue: --output csv is not offered (table or json)");
+  if (opt.format == Format::csv) return "enqueue: --output csv is not offered (table or json)";
+  return {};
+}
+
+// Sends chunks of jobs into one batch (the first chunk makes it, the others join it) and prints
+// each job's line as its reply comes, so a file of a million ids needs no more memory than one
+// chunk (also in --json mode: one streamed document).
+struct BatchSender {
+  BatchSender(const Options& o, const EnqueueArgs& a, const std::optional<JobAuth>& auth)
+      : opt(o), args(a), common_auth(auth), client(o.socket) {}
+
+  const Options& opt;
+  const EnqueueArgs& args;
+  const std::optional<JobAuth>& common_auth;
+  ControlClient client;
+  bool progress = false;   // a progress line on a terminal
+  bool job_lines = false;  // the server -> job lines
+  std::size_t total = 0, existing = 0;
+  std::int64_t batch_id = 0;
+  std::string refusal;
+
+  bool operator()(std::vector<NewJob>& chunk) {
+    EnqueueRequest request;
+    for (NewJob& j : chunk) {
+      if (args.port > 0 && !j.port) j.port = args.port;
+      if (common_auth && !j.auth) j.auth = common_auth;
+    }
+    request.jobs = chunk;
+    if (batch_id > 0) {
+      request.batch.id = batch_id;
+    } else if (!args.batch.empty()) {
+      request.batch.name = args.batch;
+    }
+    json::object reply = client.request(to_json(request));
+    if (auto* ok = reply.if_contains("ok"); !ok || !ok->is_bool() || !ok->as_bool()) {
+      refusal = "kpsd refused the request: " + text_of(reply, "error");
+      return false;
+    }
+    batch_id = int_of(reply, "batch_id");
+    const json::array& res = reply.at("jobs").as_array();
+    for (std::size_t i = 0; i < res.size() && i < chunk.size(); ++i) {
+      const json::object& r = res[i].as_object();
+      bool dup = r.at("existing").as_bool();
+      existing += dup ? 1 : 0;
+      if (opt.json()) {
+        std::cout << (total ? "," : "")
+                  << to_json_text(json::object{
+                         {"id", r.at("id")}, {"server_id", chunk[i].server_id}, {"existing", dup}});
+      } else if (job_lines) {
+        std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
+                  << (dup ? "\talready queued" : "\tqueued") << "\n";
+      }
+      ++total;
+    }
+    if (progress) std::cerr << "\renqueued " << total << " jobs..." << std::flush;
+    return true;
+  }
+
+  // The ids given as arguments, in chunks.
+  bool send_ids() {
+    std::vector<NewJob> jobs;
+    for (const auto& id : args.server_ids) {
+      jobs.push_back(NewJob{id, std::nullopt, std::nullopt});
+      if (jobs.size() >= enqueue_chunk) {
+        if (!(*this)(jobs)) return false;
+        jobs.clear();
+      }
+    }
+    return jobs.empty() || (*this)(jobs);
+  }
+
+  // The end of the output: the JSON document's tail, or the summary (on stderr: stdout holds
+  // only the server -> job lines, for scripts).
+  int finish(bool ok, const std::string& error) {
+    if (progress) std::cerr << "\n";
+    if (opt.json()) {
+      std::cout << "],\"ok\":" << (ok ? "true" : "false") << ",\"batch_id\":" << batch_id
+                << ",\"total\":" << total << ",\"existing\":" << existing;
+      if (!ok) std::cout << ",\"error\":" << to_json_text(json::string(error));
+      std::cout << "}\n";
+      return ok ? exit_ok : exit_failed;
+    }
+    if (batch_id > 0) {
+      std::cerr << "batch " << batch_id << (args.batch.empty() ? "" : " (" + args.batch + ")")
+                << ": enqueued " << total << " job" << (total == 1 ? "" : "s") << " ("
+                << total - existing << " new, " << existing << " already queued)\n";
+    }
+    if (!ok) {
+      std::cerr << "kpsctl: " << error;
+      if (total > 0) std::cerr << " (the " << total << " jobs above are queued)";
+      std::cerr << "\n";
+    }
+    return ok ? exit_ok : exit_failed;
+  }
+};
+
+int print_dry_run(const Options& opt, const EnqueueArgs& a, std::size_t checked) {
+  std::string what = a.file.empty() ? "arguments" : a.file;
+  if (opt.json()) {
+    print_json(json::object{{"ok", true}, {"dry_run", true}, {"jobs", checked}});
+  } else {
+    std::cout << what << ": " << checked << " job" << (checked == 1 ? "" : "s")
+              << ", every line valid (dry run: nothing queued)\n";
+  }
+  return exit_ok;
+}
+
+}  // namespace
+
+int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
+  if (auto problem = usage_problem(opt, a); !problem.empty()) {
+    return fail(opt, exit_cli_usage, problem);
   }
   std::optional<JobAuth> common_auth;
   if (!a.auth_type.empty()) {
@@ -90,102 +197,19 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
     }
   }
   if (checked == 0) return fail(opt, exit_failed, "enqueue: " + a.file + " holds no jobs");
-  if (a.dry_run) {
-    std::string what = a.file.empty() ? "arguments" : a.file;
-    if (opt.json()) {
-      print_json(json::object{{"ok", true}, {"dry_run", true}, {"jobs", checked}});
-    } else {
-      std::cout << what << ": " << checked << " job" << (checked == 1 ? "" : "s")
-                << ", every line valid (dry run: nothing queued)\n";
-    }
-    return exit_ok;
-  }
+  if (a.dry_run) return print_dry_run(opt, a, checked);
 
-  ControlClient client(opt.socket);
-  // Results are printed as they come (also in --json mode, as one streamed document), so a
-  // file of a million ids needs no more memory than one chunk.
-  std::size_t total = 0, existing = 0;
-  std::int64_t batch_id = 0;
-  std::string refusal;
-  bool progress = file && ::isatty(STDERR_FILENO);
+  BatchSender sender(opt, a, common_auth);
+  sender.progress = file && ::isatty(STDERR_FILENO);
   // The server -> job lines are the output: written whenever stdout is a file or a pipe
   // (`enqueue --file f > map.tsv`); only on a terminal does the progress line stand in for them.
-  bool job_lines = !progress || !::isatty(STDOUT_FILENO);
+  sender.job_lines = !sender.progress || !::isatty(STDOUT_FILENO);
   if (opt.json()) std::cout << "{\"jobs\":[";
-  auto sink = [&](std::vector<NewJob>& chunk) {
-    EnqueueRequest request;
-    for (NewJob& j : chunk) {
-      if (a.port > 0 && !j.port) j.port = a.port;
-      if (common_auth && !j.auth) j.auth = common_auth;
-    }
-    request.jobs = chunk;
-    // The first chunk makes the batch; the others join it.
-    if (batch_id > 0) {
-      request.batch.id = batch_id;
-    } else if (!a.batch.empty()) {
-      request.batch.name = a.batch;
-    }
-    json::object reply = client.request(to_json(request));
-    if (auto* ok = reply.if_contains("ok"); !ok || !ok->is_bool() || !ok->as_bool()) {
-      refusal = "kpsd refused the request: " + text_of(reply, "error");
-      return false;
-    }
-    batch_id = int_of(reply, "batch_id");
-    const json::array& res = reply.at("jobs").as_array();
-    for (std::size_t i = 0; i < res.size() && i < chunk.size(); ++i) {
-      const json::object& r = res[i].as_object();
-      bool dup = r.at("existing").as_bool();
-      existing += dup ? 1 : 0;
-      if (opt.json()) {
-        std::cout << (total ? "," : "")
-                  << to_json_text(json::object{
-                         {"id", r.at("id")}, {"server_id", chunk[i].server_id}, {"existing", dup}});
-      } else if (job_lines) {
-        std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
-                  << (dup ? "\talready queued" : "\tqueued") << "\n";
-      }
-      ++total;
-    }
-    if (progress) std::cerr << "\renqueued " << total << " jobs..." << std::flush;
-    return true;
-  };
   std::string error;
-  bool ok;
-  if (file) {
-    ok = file->send(enqueue_chunk, enqueue_chunk_bytes, sink, error);
-  } else {
-    ok = true;
-    std::vector<NewJob> jobs;
-    for (const auto& id : a.server_ids) {
-      jobs.push_back(NewJob{id, std::nullopt, std::nullopt});
-      if (jobs.size() >= enqueue_chunk) {
-        if (!(ok = sink(jobs))) break;
-        jobs.clear();
-      }
-    }
-    ok = ok && (jobs.empty() || sink(jobs));
-  }
-  if (error.empty()) error = refusal;
-  if (progress) std::cerr << "\n";
-  if (opt.json()) {
-    std::cout << "],\"ok\":" << (ok ? "true" : "false") << ",\"batch_id\":" << batch_id
-              << ",\"total\":" << total << ",\"existing\":" << existing;
-    if (!ok) std::cout << ",\"error\":" << to_json_text(json::string(error));
-    std::cout << "}\n";
-    return ok ? exit_ok : exit_failed;
-  }
-  // The summary goes to stderr: stdout holds only the server -> job lines, for scripts.
-  if (batch_id > 0) {
-    std::cerr << "batch " << batch_id << (a.batch.empty() ? "" : " (" + a.batch + ")")
-              << ": enqueued " << total << " job" << (total == 1 ? "" : "s") << " ("
-              << total - existing << " new, " << existing << " already queued)\n";
-  }
-  if (!ok) {
-    std::cerr << "kpsctl: " << error;
-    if (total > 0) std::cerr << " (the " << total << " jobs above are queued)";
-    std::cerr << "\n";
-  }
-  return ok ? exit_ok : exit_failed;
+  bool ok = file ? file->send(enqueue_chunk, enqueue_chunk_bytes, std::ref(sender), error)
+                 : sender.send_ids();
+  if (error.empty()) error = sender.refusal;
+  return sender.finish(ok, error);
 }
 
 }  // namespace kpsd::ctl

@@ -30,6 +30,173 @@ Format format_in(int argc, char** argv) {
   return f;
 }
 
+// Every command's arguments and its CLI11 subcommand (set once parsed).
+struct Commands {
+  EnqueueArgs enq;
+  CLI::App* enqueue = nullptr;
+  ListArgs lst;
+  CLI::App* list = nullptr;
+  std::int64_t show_id = 0;
+  CLI::App* show = nullptr;
+  std::string report_batch;
+  CLI::App* report = nullptr;
+  int batches_limit = 20;
+  CLI::App* batches = nullptr;
+  std::string stats_batch;
+  CLI::App* stats = nullptr;
+  std::int64_t retry_id = 0;
+  std::string retry_state;
+  CLI::App* retry = nullptr;
+  std::int64_t cancel_id = 0;
+  CLI::App* cancel = nullptr;
+  CLI::App* pause = nullptr;
+  CLI::App* resume = nullptr;
+  std::string older_than;
+  CLI::App* prune = nullptr;
+  WaitArgs wt;
+  CLI::App* wait = nullptr;
+  CLI::App* version = nullptr;
+};
+
+// The commands that queue and read jobs.
+void add_job_commands(CLI::App& app, Commands& c) {
+  c.enqueue = app.add_subcommand("enqueue",
+                                 "queue unbinds as one batch: server ids as arguments, or --file");
+  c.enqueue->add_option("server_ids", c.enq.server_ids, "server ids");
+  c.enqueue->add_option("--file", c.enq.file,
+                        "one server id per line, or NDJSON objects "
+                        "{\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin. "
+                        "Every line is checked before any job is queued");
+  c.enqueue->add_option("--auth-type", c.enq.auth_type, "replace form: password or keypair")
+      ->check(CLI::IsMember({"password", "keypair"}));
+  c.enqueue->add_option("--key-file", c.enq.key_file, "file holding the password or private key");
+  c.enqueue->add_option("--port", c.enq.port, "SSH port sent with the request")
+      ->check(CLI::Range(1, 65535));
+  c.enqueue->add_option("--batch", c.enq.batch,
+                        "name the batch these jobs form (unique; default: unnamed). Its id is "
+                        "printed either way");
+  c.enqueue->add_flag("--dry-run", c.enq.dry_run, "check every line and key file, queue nothing");
+
+  c.list = app.add_subcommand("list", "list jobs, oldest first");
+  c.list->add_option("--state", c.lst.state, "only jobs in this state")
+      ->check(CLI::IsMember(job_states));
+  c.list->add_option("--server", c.lst.server, "only jobs of this server id");
+  c.list->add_option("--batch", c.lst.batch, "only jobs of this batch (id or name)");
+  c.list->add_option("--limit", c.lst.limit, "at most this many (default 100)")
+      ->check(CLI::Range(1, 10000));
+  c.list->add_option("--after", c.lst.after, "page: only job ids greater than this");
+
+  c.show = app.add_subcommand("show", "one job with all its attempts");
+  c.show->add_option("job_id", c.show_id, "job id")->required();
+
+  c.report = app.add_subcommand(
+      "report", "every job's final state and reason, as CSV (default) or --json; streamed");
+  c.report->add_option("--batch", c.report_batch,
+                       "only this batch (id or name); default: every job");
+
+  c.batches = app.add_subcommand("batches", "the newest batches with their jobs per state");
+  c.batches->add_option("--limit", c.batches_limit, "at most this many (default 20)")
+      ->check(CLI::Range(1, 10000));
+
+  c.stats = app.add_subcommand("stats", "jobs per state, calls in flight, current rate");
+  c.stats->add_option("--batch", c.stats_batch, "count only this batch's jobs (id or name)");
+}
+
+// The commands that act on jobs or on kpsd, and wait and version.
+void add_admin_commands(CLI::App& app, Commands& c) {
+  c.retry = app.add_subcommand("retry", "send a failed or cancelled job (or all of them) again");
+  c.retry->add_option("job_id", c.retry_id, "job id");
+  c.retry->add_option("--state", c.retry_state, "every job in this state")
+      ->check(CLI::IsMember({"failed", "cancelled"}));
+
+  c.cancel = app.add_subcommand("cancel", "cancel a job that has not ended (no further calls)");
+  c.cancel->add_option("job_id", c.cancel_id, "job id")->required();
+  c.pause = app.add_subcommand("pause", "start no new calls until resume (kept across restarts)");
+  c.resume = app.add_subcommand("resume", "start calls again after pause");
+
+  c.prune = app.add_subcommand(
+      "prune", "delete finished jobs (succeeded, failed, cancelled) and their attempts");
+  c.prune
+      ->add_option("--older-than", c.older_than,
+                   "that ended longer ago than this: 90m, 12h, 7d, 2w")
+      ->required();
+
+  c.wait = app.add_subcommand(
+      "wait",
+      "block until jobs are finished; exit 0 if all succeeded. With no ids and no --batch: the "
+      "jobs unfinished when wait starts (older failures do not count). Survives a kpsd restart");
+  c.wait->add_option("job_ids", c.wt.ids, "job ids");
+  c.wait->add_option("--batch", c.wt.batch, "every job of this batch (id or name)");
+  c.wait->add_option("--timeout", c.wt.timeout_s,
+                     "give up after this many seconds (exit 1); 0 = never");
+
+  c.version = app.add_subcommand("version", "kpsctl's version and the running kpsd's");
+}
+
+// The first word that is not an option must be a command: say so by name (CLI11 would say "A
+// subcommand is required"). Empty when it is one.
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--socket" || arg == "--output" || arg == "-o") {
+      ++i;
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known = known || sub->get_name() == arg;
+    }
+    if (!known) return "unknown command `" + std::string(arg) + "` (commands: " + names + ")";
+    break;
+  }
+  return {};
+}
+
+// Runs the command that was parsed.
+int dispatch(Options& opt, Commands& c) {
+  try {
+    if (*c.enqueue) return cmd_enqueue(opt, c.enq);
+    if (*c.list) return cmd_list(opt, c.lst);
+    if (*c.show) {
+      if (c.show_id <= 0)
+        return fail(opt, exit_cli_usage, "show: job id must be a positive number");
+      return cmd_show(opt, c.show_id);
+    }
+    if (*c.report) {
+      if (opt.format == Format::table) opt.format = Format::csv;  // a report is data
+      return cmd_report(opt, c.report_batch);
+    }
+    if (*c.batches) return cmd_batches(opt, c.batches_limit);
+    if (*c.stats) return cmd_stats(opt, c.stats_batch);
+    if (*c.retry) return cmd_retry(opt, c.retry_id, c.retry_state);
+    if (*c.cancel) {
+      if (c.cancel_id <= 0) {
+        return fail(opt, exit_cli_usage, "cancel: job id must be a positive number");
+      }
+      return cmd_simple(opt, to_json(CancelRequest{c.cancel_id}),
+                        "job " + std::to_string(c.cancel_id) + " cancelled");
+    }
+    if (*c.pause) {
+      return cmd_simple(opt, to_json(PauseRequest{true}),
+                        "paused: no new calls until kpsctl resume");
+    }
+    if (*c.resume) return cmd_simple(opt, to_json(PauseRequest{false}), "resumed");
+    if (*c.prune) return cmd_prune(opt, c.older_than);
+    if (*c.wait) return cmd_wait(opt, c.wt);
+    if (*c.version) return cmd_version(opt);
+  } catch (const NotPermitted& e) {
+    return fail(opt, exit_no_perm, e.what());
+  } catch (const Unreachable& e) {
+    return fail(opt, exit_unavailable, e.what());
+  } catch (const std::exception& e) {
+    return fail(opt, exit_failed, std::string("unexpected reply from kpsd: ") + e.what());
+  }
+  return exit_cli_usage;
+}
+
 }  // namespace
 
 int run_kpsctl(int argc, char** argv) {
@@ -54,106 +221,13 @@ int run_kpsctl(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // `kpsctl list --json` works as well as `kpsctl --json list`
 
-  EnqueueArgs enq;
-  auto* enqueue = app.add_subcommand(
-      "enqueue", "queue unbinds as one batch: server ids as arguments, or --file");
-  enqueue->add_option("server_ids", enq.server_ids, "server ids");
-  enqueue->add_option("--file", enq.file,
-                      "one server id per line, or NDJSON objects "
-                      "{\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin. "
-                      "Every line is checked before any job is queued");
-  enqueue->add_option("--auth-type", enq.auth_type, "replace form: password or keypair")
-      ->check(CLI::IsMember({"password", "keypair"}));
-  enqueue->add_option("--key-file", enq.key_file, "file holding the password or private key");
-  enqueue->add_option("--port", enq.port, "SSH port sent with the request")
-      ->check(CLI::Range(1, 65535));
-  enqueue->add_option("--batch", enq.batch,
-                      "name the batch these jobs form (unique; default: unnamed). Its id is "
-                      "printed either way");
-  enqueue->add_flag("--dry-run", enq.dry_run, "check every line and key file, queue nothing");
-
-  ListArgs lst;
-  auto* list = app.add_subcommand("list", "list jobs, oldest first");
-  list->add_option("--state", lst.state, "only jobs in this state")
-      ->check(CLI::IsMember(job_states));
-  list->add_option("--server", lst.server, "only jobs of this server id");
-  list->add_option("--batch", lst.batch, "only jobs of this batch (id or name)");
-  list->add_option("--limit", lst.limit, "at most this many (default 100)")
-      ->check(CLI::Range(1, 10000));
-  list->add_option("--after", lst.after, "page: only job ids greater than this");
-
-  std::int64_t show_id = 0;
-  auto* show = app.add_subcommand("show", "one job with all its attempts");
-  show->add_option("job_id", show_id, "job id")->required();
-
-  std::string report_batch;
-  auto* report = app.add_subcommand(
-      "report", "every job's final state and reason, as CSV (default) or --json; streamed");
-  report->add_option("--batch", report_batch, "only this batch (id or name); default: every job");
-
-  int batches_limit = 20;
-  auto* batches = app.add_subcommand("batches", "the newest batches with their jobs per state");
-  batches->add_option("--limit", batches_limit, "at most this many (default 20)")
-      ->check(CLI::Range(1, 10000));
-
-  std::string stats_batch;
-  auto* stats = app.add_subcommand("stats", "jobs per state, calls in flight, current rate");
-  stats->add_option("--batch", stats_batch, "count only this batch's jobs (id or name)");
-
-  std::int64_t retry_id = 0;
-  std::string retry_state;
-  auto* retry =
-      app.add_subcommand("retry", "send a failed or cancelled job (or all of them) again");
-  retry->add_option("job_id", retry_id, "job id");
-  retry->add_option("--state", retry_state, "every job in this state")
-      ->check(CLI::IsMember({"failed", "cancelled"}));
-
-  std::int64_t cancel_id = 0;
-  auto* cancel = app.add_subcommand("cancel", "cancel a job that has not ended (no further calls)");
-  cancel->add_option("job_id", cancel_id, "job id")->required();
-  auto* pause =
-      app.add_subcommand("pause", "start no new calls until resume (kept across restarts)");
-  auto* resume = app.add_subcommand("resume", "start calls again after pause");
-
-  std::string older_than;
-  auto* prune = app.add_subcommand(
-      "prune", "delete finished jobs (succeeded, failed, cancelled) and their attempts");
-  prune->add_option("--older-than", older_than, "that ended longer ago than this: 90m, 12h, 7d, 2w")
-      ->required();
-
-  WaitArgs wt;
-  auto* wait = app.add_subcommand(
-      "wait",
-      "block until jobs are finished; exit 0 if all succeeded. With no ids and no --batch: the "
-      "jobs unfinished when wait starts (older failures do not count). Survives a kpsd restart");
-  wait->add_option("job_ids", wt.ids, "job ids");
-  wait->add_option("--batch", wt.batch, "every job of this batch (id or name)");
-  wait->add_option("--timeout", wt.timeout_s,
-                   "give up after this many seconds (exit 1); 0 = never");
-
-  auto* version = app.add_subcommand("version", "kpsctl's version and the running kpsd's");
+  Commands c;
+  add_job_commands(app, c);
+  add_admin_commands(app, c);
 
   opt.format = format_in(argc, argv);
-  // The first word that is not an option must be a command: say so by name (CLI11 would say
-  // "A subcommand is required").
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--socket" || arg == "--output" || arg == "-o") {
-      ++i;
-      continue;
-    }
-    if (arg.starts_with("-")) continue;
-    std::string names;
-    bool known = false;
-    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
-      names += (names.empty() ? "" : ", ") + sub->get_name();
-      known = known || sub->get_name() == arg;
-    }
-    if (!known) {
-      return fail(opt, exit_cli_usage,
-                  "unknown command `" + std::string(arg) + "` (commands: " + names + ")");
-    }
-    break;
+  if (auto unknown = unknown_command(app, argc, argv); !unknown.empty()) {
+    return fail(opt, exit_cli_usage, unknown);
   }
   try {
     app.parse(argc, argv);
@@ -166,44 +240,7 @@ int run_kpsctl(int argc, char** argv) {
                : output == "json" ? Format::json
                : output == "csv"  ? Format::csv
                                   : Format::table;
-
-  try {
-    if (*enqueue) return cmd_enqueue(opt, enq);
-    if (*list) return cmd_list(opt, lst);
-    if (*show) {
-      if (show_id <= 0) return fail(opt, exit_cli_usage, "show: job id must be a positive number");
-      return cmd_show(opt, show_id);
-    }
-    if (*report) {
-      if (opt.format == Format::table) opt.format = Format::csv;  // a report is data
-      return cmd_report(opt, report_batch);
-    }
-    if (*batches) return cmd_batches(opt, batches_limit);
-    if (*stats) return cmd_stats(opt, stats_batch);
-    if (*retry) return cmd_retry(opt, retry_id, retry_state);
-    if (*cancel) {
-      if (cancel_id <= 0) {
-        return fail(opt, exit_cli_usage, "cancel: job id must be a positive number");
-      }
-      return cmd_simple(opt, to_json(CancelRequest{cancel_id}),
-                        "job " + std::to_string(cancel_id) + " cancelled");
-    }
-    if (*pause) {
-      return cmd_simple(opt, to_json(PauseRequest{true}),
-                        "paused: no new calls until kpsctl resume");
-    }
-    if (*resume) return cmd_simple(opt, to_json(PauseRequest{false}), "resumed");
-    if (*prune) return cmd_prune(opt, older_than);
-    if (*wait) return cmd_wait(opt, wt);
-    if (*version) return cmd_version(opt);
-  } catch (const NotPermitted& e) {
-    return fail(opt, exit_no_perm, e.what());
-  } catch (const Unreachable& e) {
-    return fail(opt, exit_unavailable, e.what());
-  } catch (const std::exception& e) {
-    return fail(opt, exit_failed, std::string("unexpected reply from kpsd: ") + e.what());
-  }
-  return exit_cli_usage;
+  return dispatch(opt, c);
 }
 
 }  // namespace kpsd

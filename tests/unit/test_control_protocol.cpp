@@ -114,6 +114,34 @@ TEST_CASE("job JSON carries the auth type but never a key") {
   CHECK(o.at("task_status").is_null());
 }
 
+TEST_CASE("a page of jobs: next_after_id only when full - request ids only when read") {
+  JobPage page;
+  for (std::int64_t id : {4, 9}) {
+    Job j;
+    j.id = id;
+    j.server_id = "srv-" + std::to_string(id);
+    page.jobs.push_back(j);
+  }
+  auto full = job_page_to_json(page, 2);
+  CHECK(full.at("jobs").as_array().size() == 2);
+  CHECK(full.at("next_after_id").as_int64() == 9);
+  CHECK_FALSE(full.at("jobs").as_array()[0].as_object().contains("last_request_id"));
+  CHECK_FALSE(job_page_to_json(page, 3).contains("next_after_id"));
+  page.request_ids = {std::string("req-1"), std::nullopt};
+  auto with_ids = job_page_to_json(page, 3);
+  const auto& jobs = with_ids.at("jobs").as_array();
+  CHECK(jobs[0].at("last_request_id").as_string() == "req-1");
+  CHECK(jobs[1].at("last_request_id").is_null());
+  Attempt a;
+  a.job_id = 4;
+  a.n = 1;
+  a.http_status = 202;
+  JobDetail detail{page.jobs[0], {a}};
+  auto d = job_detail_to_json(detail);
+  CHECK(d.at("job").at("id").as_int64() == 4);
+  CHECK(d.at("attempts").as_array()[0].at("http_status").as_int64() == 202);
+}
+
 namespace {
 template <class T>
 concept Streamable = requires(std::ostream& os, const T& t) {

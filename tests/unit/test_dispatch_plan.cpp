@@ -3,6 +3,7 @@
 // time, and task polls never starved by paced deliveries. No socket, no sleep.
 #include "call_gate.hpp"
 #include "dispatch_plan.hpp"
+#include "dispatcher.hpp"
 #include "rate_limiter.hpp"
 
 #include <doctest/doctest.h>
@@ -87,6 +88,9 @@ struct Model {
   std::vector<double> lag_ms;                  // task end to the poll that saw it
   std::size_t max_busy = 0, probes_out = 0, max_probes_out = 0;
   std::int64_t refused_until_probe = 0;  // 401s to send before a probe admits
+  bool paused = false;
+  std::size_t released = 0;  // calls claimed ahead and given back unsent
+  Dispatcher dispatcher{limiter, gate};
 
   explicit Model(double ceiling) : limiter(ceiling, Clock::time_point{} + 1h) {}
 
@@ -143,52 +147,63 @@ struct Model {
     }
   }
 
-  // One turn of the loop, as Scheduler::Impl::run takes it.
+  DispatchView view() const {
+    DispatchView v;
+    v.slots = slots();
+    v.concurrency = concurrency;
+    v.ready_polls = ready_polls.size();
+    v.ready_deliveries = ready.size();
+    v.paused = paused;
+    return v;
+  }
+
+  // Calls claimed ahead go back unsent: polls due again, deliveries queued again.
+  void release() {
+    released += ready_polls.size() + ready.size();
+    for (int j : ready_polls) poll_due[j] = now;
+    for (int j : ready) queued.push_front(j);
+    ready_polls.clear();
+    ready.clear();
+  }
+
+  // One turn of the loop, doing what the Dispatcher says as Scheduler::Impl::run does.
   void turn() {
-    bool probing = gate.holding();
-    std::size_t free = free_slots(slots(), concurrency);
-    if (probing || limiter.holding()) {  // release what waits for tokens
-      for (int j : ready_polls) poll_due[j] = now;
-      for (int j : ready) queued.push_front(j);
-      ready_polls.clear();
-      ready.clear();
-    }
-    if (!ready_polls.empty() || !ready.empty()) {
-      while ((!ready_polls.empty() || !ready.empty()) && limiter.try_acquire(now)) {
-        bool poll = !ready_polls.empty();
-        int job = poll ? ready_polls.front() : ready.front();
-        (poll ? ready_polls : ready).pop_front();
-        start(job, poll, false);
+    DispatchStep step = dispatcher.next(view(), now);
+    if (!step.release.empty()) release();
+    if (step.kind == DispatchStep::Kind::send_ready) {
+      REQUIRE(step.send_polls <= ready_polls.size());
+      REQUIRE(step.send_deliveries <= ready.size());
+      for (std::size_t i = 0; i < step.send_polls; ++i) {
+        start(ready_polls.front(), true, false);
+        ready_polls.pop_front();
       }
-      return;
+      for (std::size_t i = 0; i < step.send_deliveries; ++i) {
+        start(ready.front(), false, false);
+        ready.pop_front();
+      }
     }
-    if (wait_for_slots(slots(), concurrency, probing)) return;
-    if (probing && !gate.may_probe(now)) return;
-    if (probing) gate.probe_sent();
-    std::size_t room = probing ? std::min<std::size_t>(free, 1) : free, tokens = 0;
-    while (tokens < room && limiter.try_acquire(now)) ++tokens;
-    ClaimSize size = claim_size(free, tokens, limiter.rate(now), probing, limiter.holding());
-    std::vector<int> polls = due_polls(size.total());
+    if (step.kind != DispatchStep::Kind::claim) return;
+    REQUIRE(step.size.total() <= free_slots(slots(), concurrency));
+    std::vector<int> polls = due_polls(step.size.total());
     std::vector<int> deliveries;
-    while (deliveries.size() < size.total() - polls.size() && !queued.empty()) {
+    while (deliveries.size() < step.size.total() - polls.size() && !queued.empty()) {
       deliveries.push_back(queued.front());
       queued.pop_front();
     }
-    Placement p = place_claimed(size, polls.size(), deliveries.size(), false);
+    Placement p = place_claimed(step.size, polls.size(), deliveries.size(), false);
     for (std::size_t i = 0; i < polls.size(); ++i) {
       if (i < p.polls_now)
-        start(polls[i], true, probing);
+        start(polls[i], true, step.probe);
       else
         ready_polls.push_back(polls[i]);
     }
     for (std::size_t i = 0; i < deliveries.size(); ++i) {
       if (i < p.deliveries_now)
-        start(deliveries[i], false, probing);
+        start(deliveries[i], false, step.probe);
       else
         ready.push_back(deliveries[i]);
     }
-    limiter.give_back(tokens - p.started());
-    if (probing && p.started() == 0) gate.probe_unsent();
+    dispatcher.claim_ended(step, p.started(), ready_polls.size() + ready.size());
   }
 
   // Runs until every job's task was seen ended (or `limit` of virtual time).
@@ -224,15 +239,18 @@ double p95(std::vector<double> v) {
 
 }  // namespace
 
-TEST_CASE("polls get their share under a 40 per second ceiling: 600 jobs of 3 s tasks") {
-  Model m(40);
-  m.run(600, 600s);
-  REQUIRE(m.lag_ms.size() == 600);
-  MESSAGE("virtual clock, 40/s, 600 jobs: poll lag mean " << mean(m.lag_ms) << " ms, p95 "
-                                                          << p95(m.lag_ms) << " ms");
-  CHECK(mean(m.lag_ms) <= 2000);  // within a poll interval plus a pacing step
-  CHECK(p95(m.lag_ms) <= 3000);
-  CHECK(m.max_busy <= m.concurrency);
+TEST_CASE("polls get their share under a 40 per second ceiling: 600 and 2000 jobs of 3 s tasks") {
+  for (int jobs : {600, 2000}) {
+    CAPTURE(jobs);
+    Model m(40);
+    m.run(jobs, 1800s);
+    REQUIRE(m.lag_ms.size() == static_cast<std::size_t>(jobs));
+    MESSAGE("virtual clock, 40/s, " << jobs << " jobs: poll lag mean " << mean(m.lag_ms)
+                                    << " ms, p95 " << p95(m.lag_ms) << " ms");
+    CHECK(mean(m.lag_ms) <= 2000);  // within a poll interval plus a pacing step
+    CHECK(p95(m.lag_ms) <= 3000);
+    CHECK(m.max_busy <= m.concurrency);
+  }
 }
 
 TEST_CASE("unpaced: running never passes concurrency under random call and commit times") {
@@ -259,4 +277,100 @@ TEST_CASE("a 401 while calls flow: one probe at a time until one is admitted") {
   CHECK(m.lag_ms.size() == 200);
   CHECK(m.max_probes_out == 1);
   CHECK(m.gate.mode() == CallGate::Mode::open);
+}
+
+namespace {
+
+// Runs a paced model until calls wait claimed ahead of their tokens.
+void until_claimed_ahead(Model& m) {
+  for (int j = 0; j < 400; ++j) m.queued.push_back(j);
+  for (int i = 0; i < 400 && m.ready.empty() && m.ready_polls.empty(); ++i) {
+    m.turn();
+    m.now += 5ms;
+  }
+  REQUIRE(m.ready.size() + m.ready_polls.size() > 0);
+}
+
+// Turns for `span` of virtual time; returns the calls started meanwhile.
+std::size_t calls_started_during(Model& m, std::chrono::milliseconds span) {
+  std::size_t before = m.calls.size();
+  for (auto end = m.now + span; m.now < end; m.now += 5ms) m.turn();
+  return m.calls.size() - before;
+}
+
+}  // namespace
+
+TEST_CASE("a pause gives back the calls claimed ahead unsent and starts nothing") {
+  Model m(40);
+  until_claimed_ahead(m);
+  std::size_t ahead = m.ready.size() + m.ready_polls.size();
+  m.paused = true;
+  CHECK(calls_started_during(m, 2s) == 0);
+  CHECK(m.released == ahead);
+  CHECK(m.ready.empty());
+  CHECK(m.queued.size() == 400 - m.calls.size());  // every released job is queued again
+}
+
+TEST_CASE("a Retry-After hold gives back the calls claimed ahead and sends nothing until it ends") {
+  Model m(40);
+  until_claimed_ahead(m);
+  std::size_t ahead = m.ready.size() + m.ready_polls.size();
+  std::size_t in_flight = m.calls.size();
+  m.limiter.on_answer(m.now, m.now, RateLimiter::Answer::throttled, 3s);
+  REQUIRE(m.limiter.holding());
+  m.turn();
+  CHECK(m.released == ahead);
+  CHECK(m.ready.empty());
+  // While held, at most the rate controller's probe goes out.
+  CHECK(calls_started_during(m, 2500ms) <= 1);
+  CHECK(m.calls.size() <= in_flight + 1);
+}
+
+TEST_CASE("a stop gives back the calls claimed ahead") {
+  Model m(40);
+  until_claimed_ahead(m);
+  std::size_t ahead = m.ready.size() + m.ready_polls.size();
+  DispatchView v = m.view();
+  v.stopping = true;
+  DispatchStep step = m.dispatcher.next(v, m.now);
+  CHECK(step.release == "stopping");
+  CHECK(step.kind == DispatchStep::Kind::sleep);
+  CHECK(ahead > 0);
+}
+
+TEST_CASE("a 401 gives back the calls claimed ahead and only one probe goes out") {
+  Model m(40);
+  until_claimed_ahead(m);
+  std::size_t ahead = m.ready.size() + m.ready_polls.size();
+  m.gate.on_refused(false, m.now, 0);
+  REQUIRE(m.gate.holding());
+  m.turn();
+  CHECK(m.released == ahead);
+  for (auto end = m.now + 500ms; m.now < end; m.now += 5ms) m.turn();
+  CHECK(m.max_probes_out == 1);
+  CHECK(m.gate.probe_in_flight());  // the probe is out (its call has not ended: no commit here)
+}
+
+TEST_CASE("claim_ended gives back unused tokens and an unsent probe") {
+  RateLimiter limiter(0, Clock::time_point{} + 1h);
+  CallGate gate;  // verifying: the first call is a probe
+  Dispatcher d(limiter, gate);
+  DispatchView v;
+  v.concurrency = 8;
+  DispatchStep step = d.next(v, Clock::time_point{} + 1h);
+  REQUIRE(step.kind == DispatchStep::Kind::claim);
+  CHECK(step.probe);
+  CHECK(step.size.total() == 1);
+  CHECK(gate.probe_in_flight());
+  CHECK_FALSE(d.claim_ended(step, 0, 0));  // nothing due: sleep until the next due job
+  CHECK_FALSE(gate.probe_in_flight());
+  step = d.next(v, Clock::time_point{} + 1h);
+  REQUIRE(step.kind == DispatchStep::Kind::claim);
+  CHECK(d.claim_ended(step, 1, 0));
+  CHECK(gate.probe_in_flight());
+  // The probe is out: no second one until it ends, and the loop sleeps until woken (by the
+  // probe's end), not a zero wait over and over.
+  DispatchStep held = d.next(v, Clock::time_point{} + 1h);
+  CHECK(held.kind == DispatchStep::Kind::sleep);
+  CHECK(held.wait == Dispatcher::idle_check);
 }

@@ -645,3 +645,43 @@ TEST_CASE("batches interleaved in id order keep their own jobs - list - counts -
   CHECK(store.any_unfinished_between(1, 4));
   CHECK_FALSE(store.any_unfinished_between(3, 3));  // b-1 has id 3
 }
+
+TEST_CASE(
+    "the front doors' reads: a page by batch name or id with request ids - a job with its "
+    "attempts") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("a-1"), job("a-2")}, 0, BatchTarget{{}, "first"});
+  auto second = store.enqueue(std::vector<NewJob>{job("b-1")}, 0, BatchTarget{{}, "second"});
+  auto claimed = store.claim_for_delivery(0, 1);  // a-1
+  REQUIRE(claimed.size() == 1);
+  AttemptFinish f;
+  f.job_id = claimed[0].job_id;
+  f.attempt_n = claimed[0].attempt_n;
+  f.finished_at = 5;
+  f.http_status = 503;
+  f.request_id = "req-77";
+  f.error_msg = "busy";
+  f.next_state = JobState::retrying;
+  f.next_attempt_at = 100;
+  store.finish_attempts(std::span<const AttemptFinish>(&f, 1));
+
+  JobPage page = store.list_page({}, std::string("first"), true);
+  CHECK_FALSE(page.batch_missing);
+  REQUIRE(page.jobs.size() == 2);
+  REQUIRE(page.request_ids.size() == 2);
+  CHECK(page.request_ids[0] == "req-77");
+  CHECK_FALSE(page.request_ids[1].has_value());
+  JobPage by_id = store.list_page({}, std::to_string(second.batch_id), false);
+  REQUIRE(by_id.jobs.size() == 1);
+  CHECK(by_id.jobs[0].server_id == "b-1");
+  CHECK(by_id.request_ids.empty());  // not asked for
+  CHECK(store.list_page({}, std::string("nope"), true).batch_missing);
+  CHECK(store.list_page({}, std::nullopt, false).jobs.size() == 3);
+
+  auto detail = store.job_with_attempts(claimed[0].job_id);
+  REQUIRE(detail);
+  CHECK(detail->job.state == JobState::retrying);
+  REQUIRE(detail->attempts.size() == 1);
+  CHECK(detail->attempts[0].http_status == 503);
+  CHECK_FALSE(store.job_with_attempts(999));
+}

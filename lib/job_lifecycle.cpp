@@ -1,0 +1,298 @@
+// The scheduler's writes: claims, outcomes (fenced to the claim or lease they belong to),
+// and the recovery after a restart. See job_store_rooms.hpp.
+#include "job_store.hpp"
+#include "job_store_rooms.hpp"
+
+#include <stdexcept>
+
+namespace kpsd {
+
+namespace {
+
+std::optional<std::string> non_empty(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+}  // namespace
+
+JobStore::Lifecycle::Lifecycle(sql::Database& db)
+    : promote_retries(db,
+                      "UPDATE jobs SET state = 'queued', updated_at = ?1 "
+                      "WHERE state = 'retrying' AND next_attempt_at <= ?1"),
+      select_due(db,
+                 "SELECT j.id, j.server_id, j.port, j.auth_type, j.attempts, s.key, "
+                 "(SELECT a.http_status FROM attempts a WHERE a.job_id = j.id "
+                 "ORDER BY a.n DESC LIMIT 1) "
+                 "FROM jobs j LEFT JOIN job_secrets s ON s.job_id = j.id "
+                 "WHERE j.state = 'queued' AND j.next_attempt_at <= ?1 "
+                 "ORDER BY j.next_attempt_at, j.id LIMIT ?2"),
+      // The attempt is used when the call is claimed, so a call that kills kpsd still counts.
+      mark_running(db,
+                   "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 "
+                   "WHERE id = ?1"),
+      fail_key_gone(db,
+                    "UPDATE jobs SET state = 'failed', error_code = NULL, "
+                    "error_msg = 'key no longer held: enqueue again with the key', "
+                    "updated_at = ?2 WHERE id = ?1"),
+      open_attempt(db,
+                   "INSERT INTO attempts (job_id, n, started_at) VALUES (?1, "
+                   "(SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2) "
+                   "RETURNING n"),
+      close_attempt(db,
+                    "UPDATE attempts SET finished_at = ?3, http_status = ?4, task_id = ?5, "
+                    "delivery_status = ?6, error_code = ?7, error_msg = ?8, request_id = ?9, "
+                    "latency_ms = ?10 WHERE job_id = ?1 AND n = ?2"),
+      update_after_attempt(
+          db,
+          // Fenced: only the job's current call (its newest attempt row) moves it.
+          "UPDATE jobs SET state = ?2, attempts = attempts - ?3, next_attempt_at = ?4, "
+          "task_id = ?5, delivery_status = ?6, task_status = NULL, error_code = ?7, "
+          "error_msg = ?8, updated_at = ?9, poll_refusals = 0, "
+          "delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END "
+          "WHERE id = ?1 AND state = 'running' AND NOT EXISTS "
+          "(SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?10)"),
+      delete_open_attempt(db,
+                          "DELETE FROM attempts WHERE job_id = ?1 AND n = ?2 "
+                          "AND finished_at IS NULL"),
+      release_claim(db,
+                    "UPDATE jobs SET state = 'queued', attempts = attempts - 1, "
+                    "next_attempt_at = ?3, updated_at = ?3 WHERE id = ?1 AND state = 'running' "
+                    "AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?2)"),
+      select_polls(db,
+                   "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at), "
+                   "poll_refusals, server_id FROM jobs "
+                   "WHERE state = 'delivered' AND next_attempt_at <= ?1 "
+                   "ORDER BY next_attempt_at, id LIMIT ?2"),
+      lease_poll(db, "UPDATE jobs SET next_attempt_at = ?2 WHERE id = ?1"),
+      // A success clears the reasons of earlier failed attempts; otherwise a NULL keeps them.
+      // Fenced: only the poll holding the current lease (next_attempt_at) moves the job.
+      update_after_poll(db,
+                        "UPDATE jobs SET state = ?2, next_attempt_at = ?3, poll_refusals = ?11, "
+                        "task_status = coalesce(?4, task_status), "
+                        "error_code = CASE WHEN ?2 = 'succeeded' THEN NULL "
+                        "ELSE coalesce(?5, error_code) END, "
+                        "error_msg = CASE WHEN ?2 = 'succeeded' THEN NULL "
+                        "ELSE coalesce(?6, error_msg) END, "
+                        "task_error_code = coalesce(?8, task_error_code), "
+                        "task_error_msg = coalesce(?9, task_error_msg), updated_at = ?7 "
+                        "WHERE id = ?1 AND state = 'delivered' AND next_attempt_at = ?10"),
+      min_due(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = ?1"),
+      // A job whose calls keep killing kpsd runs out of attempts like any other.
+      requeue_running(db,
+                      "UPDATE jobs SET updated_at = ?1, next_attempt_at = ?1, "
+                      "state = CASE WHEN attempts >= ?2 THEN 'failed' ELSE 'queued' END, "
+                      "error_msg = CASE WHEN attempts >= ?2 THEN 'gave up after ' || attempts || "
+                      "' attempts: outcome lost: daemon stopped' ELSE error_msg END "
+                      "WHERE state = 'running'"),
+      delete_ended_secrets(db,
+                           "DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM jobs "
+                           "WHERE state IN ('succeeded','failed','cancelled'))"),
+      close_lost_attempts(db,
+                          "UPDATE attempts SET finished_at = ?1, "
+                          "error_msg = 'outcome lost: daemon stopped' "
+                          "WHERE finished_at IS NULL") {}
+
+int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts) {
+  sql::Transaction tx(*db_);
+  lifecycle_->close_lost_attempts.bind(1, now).run();
+  lifecycle_->requeue_running.bind(1, now).bind(2, max_attempts).run();
+  int requeued = db_->changes();
+  lifecycle_->delete_ended_secrets.run();
+  int deleted = db_->changes();
+  tx.commit();
+  if (deleted) scrub_wal();
+  return requeued;
+}
+
+std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit) {
+  sql::Transaction tx(*db_);
+  auto work = claim_deliveries(now, limit);
+  tx.commit();
+  return work;
+}
+
+std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size_t limit) {
+  std::vector<DeliveryWork> work;
+  lifecycle_->promote_retries.bind(1, now).run();
+  if (limit > 0) {
+    auto& sel = lifecycle_->select_due;
+    sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
+    while (sel.step()) {
+      DeliveryWork w;
+      w.job_id = sel.column_int(0);
+      w.server_id = sel.column_text(1);
+      w.port = sel.column_optional_int(2);
+      auto auth_type = sel.column_optional_text(3);
+      w.attempts_used = sel.column_int(4);
+      if (auth_type && !sel.column_is_null(5))
+        w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
+      w.key_gone = auth_type && sel.column_is_null(5);
+      w.previous_was_401 = sel.column_optional_int(6) == 401;
+      work.push_back(std::move(w));
+    }
+    sel.reset();
+    // A replace-form job whose key is gone is never sent in reset form.
+    std::erase_if(work, [&](const DeliveryWork& w) {
+      if (!w.key_gone) return false;
+      lifecycle_->fail_key_gone.bind(1, w.job_id).bind(2, now).run();
+      return true;
+    });
+    for (DeliveryWork& w : work) {
+      lifecycle_->mark_running.bind(1, w.job_id).bind(2, now).run();
+      auto& open = lifecycle_->open_attempt;
+      open.bind(1, w.job_id).bind(2, now);
+      if (!open.step()) throw std::logic_error("INSERT ... RETURNING gave no row");
+      w.attempt_n = open.column_int(0);
+      open.reset();
+    }
+  }
+  return work;
+}
+
+void JobStore::finish_attempts(std::span<const AttemptFinish> finished) {
+  sql::Transaction tx(*db_);
+  int deleted = record_attempts(finished);
+  tx.commit();
+  if (deleted) scrub_wal();
+}
+
+int JobStore::record_attempts(std::span<const AttemptFinish> finished) {
+  int deleted = 0;
+  for (const AttemptFinish& f : finished) {
+    if (f.release_claim) {
+      lifecycle_->release_claim.bind(1, f.job_id)
+          .bind(2, f.attempt_n)
+          .bind(3, f.next_attempt_at)
+          .run();
+      lifecycle_->delete_open_attempt.bind(1, f.job_id).bind(2, f.attempt_n).run();
+      continue;
+    }
+    lifecycle_->close_attempt.bind(1, f.job_id)
+        .bind(2, f.attempt_n)
+        .bind(3, f.finished_at)
+        .bind(4, f.http_status)
+        .bind(5, non_empty(f.task_id))
+        .bind(6, non_empty(f.delivery_status))
+        .bind(7, non_empty(f.error_code))
+        .bind(8, non_empty(f.error_msg))
+        .bind(9, non_empty(f.request_id))
+        .bind(10, f.latency_ms)
+        .run();
+    lifecycle_->update_after_attempt.bind(1, f.job_id)
+        .bind(2, to_string(f.next_state))
+        .bind(3, std::int64_t{f.counts_attempt ? 0 : 1})  // give back the claimed attempt
+        .bind(4, f.next_attempt_at)
+        .bind(5, non_empty(f.task_id))
+        .bind(6, non_empty(f.delivery_status))
+        .bind(7, non_empty(f.error_code))
+        .bind(8, non_empty(f.error_msg))
+        .bind(9, f.finished_at)
+        .bind(10, f.attempt_n)
+        .run();
+    if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
+  }
+  return deleted;
+}
+
+std::vector<PollWork> JobStore::claim_for_poll(std::int64_t now, std::int64_t lease_until,
+                                               std::size_t limit) {
+  if (limit == 0) return {};
+  sql::Transaction tx(*db_);
+  auto work = claim_polls(now, lease_until, limit);
+  tx.commit();
+  return work;
+}
+
+std::vector<PollWork> JobStore::claim_polls(std::int64_t now, std::int64_t lease_until,
+                                            std::size_t limit) {
+  std::vector<PollWork> work;
+  if (limit == 0) return work;
+  auto& sel = lifecycle_->select_polls;
+  sel.bind(1, now).bind(2, static_cast<std::int64_t>(limit));
+  while (sel.step()) {
+    PollWork w;
+    w.job_id = sel.column_int(0);
+    w.attempts_used = sel.column_int(1);
+    w.task_id = sel.column_text(2);
+    w.delivered_at = sel.column_int(3);
+    w.poll_refusals = sel.column_int(4);
+    w.lease_until = lease_until;
+    w.server_id = sel.column_text(5);
+    work.push_back(std::move(w));
+  }
+  sel.reset();
+  for (const PollWork& w : work)
+    lifecycle_->lease_poll.bind(1, w.job_id).bind(2, lease_until).run();
+  return work;
+}
+
+void JobStore::finish_polls(std::span<const PollFinish> finished) {
+  sql::Transaction tx(*db_);
+  int deleted = record_polls(finished);
+  tx.commit();
+  if (deleted) scrub_wal();
+}
+
+int JobStore::record_polls(std::span<const PollFinish> finished) {
+  int deleted = 0;
+  for (const PollFinish& f : finished) {
+    lifecycle_->update_after_poll.bind(1, f.job_id)
+        .bind(2, to_string(f.next_state))
+        .bind(3, f.next_attempt_at)
+        .bind(4, f.task_status)
+        .bind(5, f.error_code)
+        .bind(6, f.error_msg)
+        .bind(7, f.at)
+        .bind(8, f.task_error_code)
+        .bind(9, f.task_error_msg)
+        .bind(10, f.lease_until)
+        .bind(11, f.poll_refusals)
+        .run();
+    if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
+  }
+  return deleted;
+}
+
+Claimed JobStore::claim(const ClaimRequest& next) {
+  Claimed c;
+  if (next.limit == 0) return c;
+  c.polls = claim_polls(next.now, next.poll_lease_until, next.limit);
+  if (c.polls.size() < next.limit)
+    c.deliveries = claim_deliveries(next.now, next.limit - c.polls.size());
+  return c;
+}
+
+Claimed JobStore::record_and_claim(const std::function<int()>& record, const ClaimRequest& next) {
+  sql::Transaction tx(*db_);
+  int deleted = record();
+  Claimed c = claim(next);
+  tx.commit();
+  if (deleted) scrub_wal();
+  return c;
+}
+
+Claimed JobStore::finish_and_claim(std::span<const AttemptFinish> finished,
+                                   const ClaimRequest& next) {
+  return record_and_claim([&] { return record_attempts(finished); }, next);
+}
+
+Claimed JobStore::finish_and_claim(std::span<const PollFinish> finished, const ClaimRequest& next) {
+  return record_and_claim([&] { return record_polls(finished); }, next);
+}
+
+std::optional<std::int64_t> JobStore::next_due_at() {
+  std::optional<std::int64_t> earliest;
+  for (const char* state : {"queued", "retrying", "delivered"}) {
+    auto& s = lifecycle_->min_due;
+    s.bind(1, std::string_view(state));
+    if (s.step() && !s.column_is_null(0)) {
+      std::int64_t v = s.column_int(0);
+      if (!earliest || v < *earliest) earliest = v;
+    }
+    s.reset();
+  }
+  return earliest;
+}
+
+}  // namespace kpsd

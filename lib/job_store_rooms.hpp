@@ -1,0 +1,42 @@
+#pragma once
+// The job store's rooms (not a public header). Each prepares its own statements in its own
+// file, next to the code that runs them:
+//   job_store.cpp      opening (file checks, PRAGMAs, migrations), settings, prune, secrets
+//   job_lifecycle.cpp  the scheduler's writes: claim, record outcomes, recover after a restart
+//   job_commands.cpp   the operator's writes: enqueue, retry, cancel
+//   job_queries.cpp    reads: a page of jobs, a job, batches, counts, a waiting kpsctl's probes
+#include "job_store.hpp"
+#include "sqlite.hpp"
+
+namespace kpsd {
+
+struct JobStore::Upkeep {  // deleting secrets, pruning, settings
+  explicit Upkeep(sql::Database& db);
+  sql::Statement delete_secret, select_prunable, delete_job, delete_empty_batches, get_setting,
+      put_setting;
+};
+
+struct JobStore::Lifecycle {  // claims, outcomes, recovery
+  explicit Lifecycle(sql::Database& db);
+  sql::Statement promote_retries, select_due, mark_running, fail_key_gone, open_attempt,
+      close_attempt, update_after_attempt, delete_open_attempt, release_claim, select_polls,
+      lease_poll, update_after_poll, min_due, requeue_running, delete_ended_secrets,
+      close_lost_attempts;
+};
+
+struct JobStore::Commands {  // enqueue, retry, cancel
+  explicit Commands(sql::Database& db);
+  sql::Statement find_active_by_server, insert_job, insert_secret, insert_batch, batch_by_id,
+      batch_by_name, add_to_batch, extend_batch, retry_target, requeue_job, recheck_job,
+      ids_in_state, cancel_job, job_exists;
+};
+
+struct JobStore::Queries {  // reads
+  explicit Queries(sql::Database& db);
+  sql::Statement find_job, list_jobs, list_jobs_by_state, list_jobs_by_server, list_jobs_by_batch,
+      list_attempts, count_states, last_request_id, oldest_queued, batch_by_id, batch_by_name,
+      recent_batches, batch_range, count_batch, count_unfinished_since, max_job_id,
+      unfinished_between, joined_unfinished, min_unfinished_id;
+};
+
+}  // namespace kpsd

@@ -1,0 +1,99 @@
+#include "overview.hpp"
+
+#include <boost/json.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace kpsd {
+
+namespace json = boost::json;
+
+json::object stats_json(const Overview& o, std::int64_t now) {
+  const Scheduler::Stats& st = o.scheduler;
+  auto since = [now](std::int64_t at) { return std::max<std::int64_t>(0, now - at); };
+  json::object states;
+  std::int64_t total = 0;
+  for (const auto& [state, n] : o.counts) {
+    states[to_string(state)] = n;
+    total += n;
+  }
+  json::object store{{"writable", st.store_writable}, {"outcomes_waiting", st.outcomes_waiting}};
+  if (!st.store_writable) {
+    store["problem"] = st.store_problem;
+    store["down_ms"] = since(st.store_down_since_ms);
+  }
+  if (!o.read_problem.empty()) store["read_problem"] = o.read_problem;
+  json::value blocked = nullptr;
+  if (!st.blocked_reason.empty()) {
+    blocked = json::object{{"reason", st.blocked_reason},
+                           {"cause", st.blocked_cause},
+                           {"for_ms", since(st.blocked_since_ms)}};
+  }
+  return json::object{
+      {"states", std::move(states)},
+      {"total", total},
+      {"in_flight", st.in_flight},
+      {"rate_per_second", st.rate_per_second},
+      {"send_rate_per_second", st.send_rate_per_second},
+      {"configured_rate_per_second", st.configured_rate_per_second},
+      {"throttled_share", st.throttled_share},
+      {"quota", json::object{{"holding", st.holding_for_quota},
+                             {"window_ms", st.quota_window_ms},
+                             {"calls", st.quota_calls}}},
+      {"paused", st.paused},
+      {"stopping", st.stopping},
+      {"oldest_queued_ms",
+       o.oldest_queued_due ? json::value(since(*o.oldest_queued_due)) : json::value(nullptr)},
+      {"store", std::move(store)},
+      {"blocked", std::move(blocked)}};
+}
+
+Metrics::Gauges metrics_gauges(const Overview& o, std::int64_t now) {
+  const Scheduler::Stats& st = o.scheduler;
+  Metrics::Gauges g;
+  g.jobs = o.counts;
+  g.jobs_known = o.read_problem.empty();
+  if (o.oldest_queued_due) {
+    g.oldest_queued_age_s =
+        static_cast<double>(std::max<std::int64_t>(0, now - *o.oldest_queued_due)) / 1000;
+  }
+  g.store_writable = st.store_writable;
+  g.blocked = !st.blocked_reason.empty();
+  g.blocked_cause = std::string(st.blocked_cause);
+  g.send_rate_per_second = st.send_rate_per_second;
+  g.outcomes_waiting = st.outcomes_waiting;
+  g.in_flight = st.in_flight;
+  g.rate_per_second = st.rate_per_second;
+  g.configured_rate_per_second = st.configured_rate_per_second;
+  g.throttled_share = st.throttled_share;
+  g.holding_for_quota = st.holding_for_quota;
+  g.paused = st.paused;
+  return g;
+}
+
+std::string status_line(const Overview& o, bool stopping) {
+  const Scheduler::Stats& st = o.scheduler;
+  std::string counts = "job counts unavailable";
+  if (o.read_problem.empty()) {
+    auto n = [&o](JobState s) {
+      auto it = o.counts.find(s);
+      return it == o.counts.end() ? std::int64_t{0} : it->second;
+    };
+    counts = fmt::format(
+        "queued {}, running {}, retrying {}, delivered {}, succeeded {}, failed {}, cancelled {}",
+        n(JobState::queued), n(JobState::running), n(JobState::retrying), n(JobState::delivered),
+        n(JobState::succeeded), n(JobState::failed), n(JobState::cancelled));
+  }
+  std::string prefix =
+      !st.store_writable           ? fmt::format("STORE UNAVAILABLE ({}); {} outcomes waiting; ",
+                                                 st.store_problem, st.outcomes_waiting)
+      : !st.blocked_reason.empty() ? fmt::format("BLOCKED: {}; ", st.blocked_reason)
+      : st.paused                  ? "PAUSED; "
+      : stopping                   ? "stopping; "
+                                   : "";
+  return fmt::format("STATUS={}{}; {} in flight", prefix, counts, st.in_flight);
+}
+
+}  // namespace kpsd

@@ -1,0 +1,280 @@
+// One disassociate call or task poll, from send to its outcome in the outbox: the answer is
+// classified (kps_api), the next state decided (job_policy), the record built (outcome_records);
+// this file only sends, counts and reports. See scheduler_impl.hpp.
+#include "clock.hpp"
+#include "outcome_records.hpp"
+#include "scheduler_impl.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+namespace kpsd {
+
+namespace net = boost::asio;
+
+namespace {
+
+// Runs `op` to its end; what it threw, as a message (empty when it threw nothing).
+net::awaitable<std::string> what_it_threw(net::awaitable<void> op) {
+  std::string failure;
+  try {
+    co_await std::move(op);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  } catch (...) {
+    failure = "unknown exception";
+  }
+  co_return failure;
+}
+
+}  // namespace
+
+// Any exception inside a call becomes a recorded, retryable outcome of that call: the job is
+// never left `running` until a restart.
+net::awaitable<void> Scheduler::Impl::deliver(Dispatched<DeliveryWork> call) {
+  bool recorded = false;
+  auto op = deliver_and_record(call, recorded);  // named: see DbWorker::call on GCC 12
+  std::string failure = co_await what_it_threw(std::move(op));
+  if (failure.empty() || recorded) co_return;
+  const DeliveryWork& w = call.work;
+  spdlog::error("job {} ({}): internal error during its call: {}; recorded as a retryable failure",
+                w.job_id, w.server_id, failure);
+  if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
+  AttemptOutcome outcome;
+  outcome.verdict = Verdict::retryable;
+  outcome.error_msg = "internal error: " + failure;
+  std::int64_t now = unix_ms();
+  Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
+  record(attempt_finish(w, outcome, d, now));
+}
+
+net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork>& call,
+                                                         bool& recorded) {
+  DeliveryWork& w = call.work;
+  std::string body = make_disassociate_body(w.server_id, w.port, w.auth ? &*w.auth : nullptr);
+  HttpResult result = co_await client.disassociate(body);
+  OPENSSL_cleanse(body.data(), body.size());  // the body may hold a password or private key
+  w.auth.reset();
+
+  AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
+  answered(call.sent_at, result, outcome.retry_after);
+  if (auto asked = outcome.retry_after; retry_after_capped(outcome.retry_after, settings)) {
+    spdlog::warn(
+        "job {} ({}): Retry-After of {} s is longer than queue.retry_after_max_ms; waiting {} s",
+        w.job_id, w.server_id, asked->count() / 1000, settings.retry_after_max.count() / 1000);
+  }
+  std::int64_t now = unix_ms();
+  metrics.latency["disassociate"].observe(result.latency);
+  Decision d = decide_delivery(call, result, outcome, now);
+  count_transport(result);
+
+  AttemptFinish f = attempt_finish(w, outcome, d, now, result.latency);
+  if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
+  if (is_terminal(d.next)) {
+    ++metrics.jobs_finished[d.next];
+    metrics.history.finished(d.next, now);
+  }
+  if (outcome.verdict == Verdict::blocked && !aborted) {
+    // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
+    // waits in the queue while dispatch is paused. The cause is logged once, by the gate.
+    f = claim_released(w, now);
+    spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, outcome.error_msg);
+  } else {
+    log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
+                   f.next_attempt_at - now);
+  }
+  recorded = true;  // before record(): whatever it does, this attempt has its outcome
+  record(std::move(f));
+}
+
+// Where the job goes after its call: a call cut short by abort() goes back to the queue; a
+// second 401 right after a refresh means the credentials are wrong, not this job.
+Decision Scheduler::Impl::decide_delivery(const Dispatched<DeliveryWork>& call,
+                                          const HttpResult& result, AttemptOutcome& outcome,
+                                          std::int64_t now) {
+  const DeliveryWork& w = call.work;
+  if (aborted && result.transport != HttpResult::Transport::ok) {
+    ++metrics.calls["cancelled"];
+    return decide_after_cancelled_call(now);
+  }
+  tell_gate(result, call.probe, outcome.error_msg);
+  if (outcome.verdict == Verdict::reauthenticate &&
+      (w.previous_was_401 || (call.probe && gate.mode() == CallGate::Mode::blocked))) {
+    outcome.verdict = Verdict::blocked;
+    outcome.error_msg = "credentials refused: HTTP 401 again after a refresh";
+  }
+  ++metrics.calls[std::string(to_string(outcome.verdict))];
+  return decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
+}
+
+// As for calls: an exception inside a poll becomes a recorded outcome (the job stays
+// `delivered` and is asked again), never a job stuck until a restart.
+net::awaitable<void> Scheduler::Impl::poll(Dispatched<PollWork> call) {
+  bool recorded = false;
+  auto op = poll_and_record(call, recorded);
+  std::string failure = co_await what_it_threw(std::move(op));
+  if (failure.empty() || recorded) co_return;
+  const PollWork& w = call.work;
+  spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
+                w.job_id, w.server_id, w.task_id, failure);
+  if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
+  std::int64_t now = unix_ms();
+  PollOutcome p;  // no answer: asked again, neither a refusal nor an answer
+  p.task_id = w.task_id;
+  p.error_msg = "internal error: " + failure;
+  PollDecision d;
+  d.next_attempt_at = now + settings.poll_interval.count();
+  d.poll_refusals = w.poll_refusals;
+  record(poll_finish(w, p, d, now));
+}
+
+net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call, bool& recorded) {
+  const PollWork& w = call.work;
+  HttpResult result = co_await client.get_task(w.task_id);
+  metrics.latency["task"].observe(result.latency);
+  answered(call.sent_at, result,
+           parse_retry_after(result.retry_after, std::chrono::system_clock::now()));
+  tell_gate(result, call.probe, result.transport_detail);
+  count_transport(result);
+  PollOutcome p = classify_task_poll(result, w.task_id);
+  if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
+    auto reason = co_await find_failed_task(w.task_id);
+    if (reason) {
+      p.task_error_code = reason->error_code;
+      p.task_error_msg = reason->error_msg;
+    }
+  }
+  std::int64_t now = unix_ms();
+  PollDecision d = decide_poll(call, p, now);
+  ++metrics.task_polls[std::string(poll_label(p))];
+  if (d.next == JobState::retrying) ++metrics.retries;
+  if (is_terminal(d.next)) {
+    ++metrics.jobs_finished[d.next];
+    metrics.history.finished(d.next, now);
+  }
+  if (d.next != JobState::delivered) {
+    log_transition(w.job_id, w.server_id + ", task " + w.task_id, d.next, d.error_code.value_or(""),
+                   d.error_msg.value_or(""), d.next_attempt_at - now);
+  } else if (p.kind != PollOutcome::Kind::answered) {
+    spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
+  }
+  recorded = true;
+  record(poll_finish(w, p, d, now));
+}
+
+PollDecision Scheduler::Impl::decide_poll(const Dispatched<PollWork>& call, const PollOutcome& p,
+                                          std::int64_t now) {
+  const PollWork& w = call.work;
+  if (aborted && p.kind == PollOutcome::Kind::no_answer) {
+    PollDecision d;
+    d.next = JobState::delivered;  // ask again after the restart
+    d.next_attempt_at = now;
+    d.poll_refusals = w.poll_refusals;
+    return d;
+  }
+  return decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform(),
+                           w.poll_refusals);
+}
+
+// Tells the gate how a call or poll's answer went: a 401, a transport that sent nothing (TLS,
+// credentials, descriptors), an answer that proves the credentials, or nothing known.
+void Scheduler::Impl::tell_gate(const HttpResult& r, bool probe,
+                                std::string_view blocked_reason_text) {
+  auto now = std::chrono::steady_clock::now();
+  std::string reason_was = gate.blocked_reason();
+  std::int64_t since_was = gate.blocked_since_ms();
+  CallGate::Change change = CallGate::Change::none;
+  std::string_view cause = blocked_cause(r.transport);
+  if (!cause.empty()) {
+    if (aborted) return;
+    change = gate.on_blocked(std::string(blocked_reason_text), cause, probe, now, unix_ms());
+  } else if (r.transport == HttpResult::Transport::ok && r.status == 401) {
+    change = gate.on_refused(probe, now, unix_ms());
+  } else if (r.transport == HttpResult::Transport::ok && r.status != 429 && r.status < 500) {
+    change = gate.on_admitted(probe);
+  } else if (probe) {
+    gate.on_inconclusive(probe, now);  // proved nothing either way: back off, try again
+    wake();
+    return;
+  }
+  if (change == CallGate::Change::none) return;
+  log_gate_change(change, gate, reason_was, unix_ms() - since_was);
+  if (change != CallGate::Change::verifying) health_changed();
+  wake();
+}
+
+// Counts what the wire did beyond the call's outcome: an answer lost after the request was
+// sent, and a stale keep-alive connection the request was sent again past.
+void Scheduler::Impl::count_transport(const HttpResult& r) {
+  if (r.request_sent && r.transport == HttpResult::Transport::io_error)
+    ++metrics.answers_unreadable;
+  if (r.resent_on_fresh_connection) ++metrics.stale_connection_resends;
+}
+
+// Tells the rate controller how the gateway answered a call that took its token at `sent_at`.
+void Scheduler::Impl::answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
+                               std::optional<std::chrono::milliseconds> retry_after) {
+  auto answer = RateLimiter::Answer::admitted;
+  if (r.transport != HttpResult::Transport::ok) {
+    answer = RateLimiter::Answer::none;  // nothing known of the gateway (or nothing sent)
+  } else if (r.status == 429) {
+    answer = RateLimiter::Answer::throttled;
+  }
+  if (answer != RateLimiter::Answer::none) {
+    metrics.history.answered(answer == RateLimiter::Answer::throttled, unix_ms());
+  }
+  auto now = RateLimiter::Clock::now();
+  std::optional<RateLimiter::Clock::duration> wait;
+  if (answer == RateLimiter::Answer::throttled && retry_after) {
+    retry_after_capped(retry_after, settings);
+    wait = *retry_after;
+  }
+  RateLimiter::Change change = limiter.on_answer(sent_at, now, answer, wait);
+  if (change == RateLimiter::Change::cut) ++metrics.throttled_rate_cuts;
+  if (rate_report.changed(change, limiter, now, wait)) wake();
+}
+
+// Waits for a rate token (calls outside the dispatch loop, like failed-task lookups); returns
+// the time it was taken.
+net::awaitable<RateLimiter::Clock::time_point> Scheduler::Impl::acquire_token() {
+  net::steady_timer wait(executor);
+  for (;;) {
+    auto now = RateLimiter::Clock::now();
+    if (limiter.try_acquire(now)) co_return now;
+    wait.expires_after(limiter.time_until_available(now));
+    co_await wait.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+// The server's reason for a FAILED_* task, from GET failed-tasks (newest first, paged).
+// Best effort: a failure here only means the reason is not kept.
+net::awaitable<std::optional<FailedTaskEntry>> Scheduler::Impl::find_failed_task(
+    std::string task_id) {
+  constexpr int page_size = 100;
+  constexpr int max_pages = 5;
+  for (int page = 0; page < max_pages && !aborted; ++page) {
+    auto sent_at = co_await acquire_token();
+    HttpResult r = co_await client.get_failed_tasks(page_size, std::int64_t{page} * page_size);
+    metrics.latency["failed_tasks"].observe(r.latency);
+    answered(sent_at, r, std::nullopt);
+    count_transport(r);
+    if (r.transport != HttpResult::Transport::ok || r.status != 200) {
+      spdlog::debug("failed-tasks lookup for task {}: {}", task_id,
+                    r.status ? "HTTP " + std::to_string(r.status) : r.transport_detail);
+      co_return std::nullopt;
+    }
+    std::string why;
+    auto body = parse_failed_tasks_body(r.body, why);
+    if (!body) co_return std::nullopt;
+    for (auto& t : body->tasks) {
+      if (t.task_id == task_id) co_return std::move(t);
+    }
+    if (body->tasks.size() < page_size || (page + 1) * page_size >= body->total) break;
+  }
+  co_return std::nullopt;
+}
+
+}  // namespace kpsd
