@@ -129,28 +129,24 @@ net::awaitable<void> Scheduler::Impl::run() {
 
 void Scheduler::Impl::send_ready(const DispatchStep& step) {
   // The step counted the queues a moment ago; a token for a call no longer there goes back.
-  std::size_t unused = 0;
-  for (std::size_t i = 0; i < step.send_polls; ++i) {
-    if (ready_polls.empty()) {
-      ++unused;
-      continue;
-    }
-    Dispatched<PollWork> call = std::move(ready_polls.front());
-    ready_polls.pop_front();
-    call.sent_at = step.sent_at;
-    spawn(std::move(call));
-  }
-  for (std::size_t i = 0; i < step.send_deliveries; ++i) {
-    if (ready.empty()) {
-      ++unused;
-      continue;
-    }
-    Dispatched<DeliveryWork> call = std::move(ready.front());
-    ready.pop_front();
-    call.sent_at = step.sent_at;
-    spawn(std::move(call));
-  }
+  std::size_t unused = send_from(ready_polls, step.send_polls, step.sent_at);
+  unused += send_from(ready, step.send_deliveries, step.sent_at);
   limiter.give_back(unused);
+}
+
+// Starts up to `n` calls from the front of `queue` with their token's time; returns how many of
+// the `n` were not there.
+template <class Work>
+std::size_t Scheduler::Impl::send_from(std::deque<Dispatched<Work>>& queue, std::size_t n,
+                                       RateLimiter::Clock::time_point sent_at) {
+  std::size_t sent = 0;
+  for (; sent < n && !queue.empty(); ++sent) {
+    Dispatched<Work> call = std::move(queue.front());
+    queue.pop_front();
+    call.sent_at = sent_at;
+    spawn(std::move(call));
+  }
+  return n - sent;
 }
 
 net::awaitable<void> Scheduler::Impl::claim(const DispatchStep& step) {

@@ -66,6 +66,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   std::size_t outcomes_waiting() const;
   boost::asio::awaitable<void> run();
   void send_ready(const DispatchStep& step);
+  template <class Work>
+  std::size_t send_from(std::deque<Dispatched<Work>>& queue, std::size_t n,
+                        RateLimiter::Clock::time_point sent_at);
   boost::asio::awaitable<void> claim(const DispatchStep& step);
   boost::asio::awaitable<void> claim_and_start(const DispatchStep& step, std::size_t& claiming,
                                                std::size_t& started);
