@@ -26,7 +26,10 @@ JobStore::Commands::Commands(sql::Database& db)
                    "task_id IS NOT NULL AND (coalesce(error_msg, '') LIKE 'task still pending%' "
                    "OR coalesce(error_msg, '') LIKE 'cannot follow task%'), "
                    "EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = jobs.id "
-                   "AND a.finished_at IS NULL) "
+                   "AND a.finished_at IS NULL), "
+                   // The server's unfinished job, if it has one (jobs_one_unfinished, 0007).
+                   "(SELECT o.id FROM jobs o WHERE o.server_id = jobs.server_id AND o.state IN "
+                   "('queued','running','retrying','delivered') AND o.id != jobs.id) "
                    "FROM jobs WHERE id = ?1"),
       requeue_job(db,
                   "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?2, "
@@ -129,14 +132,18 @@ std::string_view describe(RetryOutcome o) noexcept {
       return "replace-form job whose key was deleted when it ended: enqueue it again with its key";
     case RetryOutcome::call_in_flight:
       return "its call (cancelled) is still in flight: retry once it has ended";
+    case RetryOutcome::server_busy:
+      return "its server already has an unfinished job: retry refused (one unfinished job per "
+             "server)";
   }
   return "unknown";
 }
 
 namespace {
-// Applies a retry to one job inside the caller's transaction.
+// Applies a retry to one job inside the caller's transaction. `unfinished_job`: set to the
+// server's unfinished job when that refuses the retry.
 RetryOutcome retry_one(sql::Statement& target, sql::Statement& requeue, sql::Statement& recheck,
-                       std::int64_t id, std::int64_t now) {
+                       std::int64_t id, std::int64_t now, std::int64_t* unfinished_job) {
   target.bind(1, id);
   if (!target.step()) {
     target.reset();
@@ -146,9 +153,14 @@ RetryOutcome retry_one(sql::Statement& target, sql::Statement& requeue, sql::Sta
   bool key_gone = target.column_int(1) != 0;
   bool task_pending = target.column_int(2) != 0;
   bool call_in_flight = target.column_int(3) != 0;
+  std::optional<std::int64_t> other = target.column_optional_int(4);
   target.reset();
   if (state == JobState::succeeded) return RetryOutcome::succeeded;
   if (state != JobState::failed && state != JobState::cancelled) return RetryOutcome::not_ended;
+  if (other) {
+    if (unfinished_job) *unfinished_job = *other;
+    return RetryOutcome::server_busy;
+  }
   if (call_in_flight) return RetryOutcome::call_in_flight;
   if (task_pending) {
     recheck.bind(1, id).bind(2, now).run();
@@ -160,10 +172,10 @@ RetryOutcome retry_one(sql::Statement& target, sql::Statement& requeue, sql::Sta
 }
 }  // namespace
 
-RetryOutcome JobStore::retry(std::int64_t id, std::int64_t now) {
+RetryOutcome JobStore::retry(std::int64_t id, std::int64_t now, std::int64_t* unfinished_job) {
   sql::Transaction tx(*db_);
-  RetryOutcome o =
-      retry_one(commands_->retry_target, commands_->requeue_job, commands_->recheck_job, id, now);
+  RetryOutcome o = retry_one(commands_->retry_target, commands_->requeue_job,
+                             commands_->recheck_job, id, now, unfinished_job);
   tx.commit();
   return o;
 }
@@ -178,7 +190,7 @@ std::map<RetryOutcome, std::int64_t> JobStore::retry_all(JobState state, std::in
   sel.reset();
   for (std::int64_t id : ids) {
     ++counts[retry_one(commands_->retry_target, commands_->requeue_job, commands_->recheck_job, id,
-                       now)];
+                       now, nullptr)];
   }
   tx.commit();
   return counts;

@@ -142,6 +142,7 @@ enum class RetryOutcome {
   succeeded,       // nothing to retry
   key_gone,        // replace form, and its key was deleted when it ended: enqueue it again
   call_in_flight,  // cancelled while its call was in flight: retry once the call has ended
+  server_busy,     // its server already has an unfinished job (one per server, migration 0007)
 };
 std::string_view describe(RetryOutcome o) noexcept;
 
@@ -156,6 +157,18 @@ class JobStore {
   JobStore& operator=(const JobStore&) = delete;
 
   int schema_version() const noexcept { return schema_version_; }
+
+  // The WAL's bound (bytes), SQLite's own auto-checkpoint size (1,000 pages of 4 KiB): SQLite
+  // truncates the WAL back to it when it restarts the log after a checkpoint
+  // (journal_size_limit), and trim_wal() truncates it when idle. While a reader
+  // holds an old snapshot (an open sqlite3 transaction) the WAL grows past it; it shrinks back
+  // once the reader is gone.
+  static constexpr std::int64_t wal_size_limit = 4 * 1024 * 1024;
+
+  // When the WAL file is over wal_size_limit: checkpoints it in full and truncates it to 0,
+  // without waiting for a reader (a reader still holding it leaves it as it is: tried again
+  // later). Returns the WAL's size in bytes afterwards (0 for ":memory:" or no WAL file).
+  std::int64_t trim_wal();
 
   // Start-up: jobs left `running` go back to `queued` (or to `failed` once they have used
   // `max_attempts`); their open attempt rows are closed as "outcome lost". Returns how many
@@ -221,7 +234,8 @@ class JobStore {
   std::map<JobState, std::int64_t> count_by_state();  // kept by triggers: seven rows
   std::optional<std::int64_t> oldest_queued_due();    // min next_attempt_at of queued jobs
 
-  RetryOutcome retry(std::int64_t id, std::int64_t now);
+  // `unfinished_job`: set to the server's unfinished job when that refuses it (server_busy).
+  RetryOutcome retry(std::int64_t id, std::int64_t now, std::int64_t* unfinished_job = nullptr);
   // Retries every job in `state` (failed or cancelled); returns how many of each outcome.
   std::map<RetryOutcome, std::int64_t> retry_all(JobState state, std::int64_t now);
   CancelOutcome cancel(std::int64_t id, std::int64_t now);
@@ -252,6 +266,7 @@ class JobStore {
   std::unique_ptr<Commands> commands_;
   std::unique_ptr<Queries> queries_;
   int schema_version_ = 0;
+  std::string path_;
 };
 
 }  // namespace kpsd

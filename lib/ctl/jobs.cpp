@@ -259,6 +259,10 @@ int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
       std::cout << "; skipped " << skipped
                 << " cancelled jobs whose call is still in flight (retry once it has ended)";
     }
+    if (auto skipped = int_of(*reply, "skipped_server_busy")) {
+      std::cout << "; skipped " << skipped
+                << " jobs whose server already has an unfinished job (one per server)";
+    }
     std::cout << "\n";
   }
   return exit_ok;

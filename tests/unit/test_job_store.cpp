@@ -1,3 +1,4 @@
+#include "db_worker.hpp"
 #include "job_store.hpp"
 #include "migrations.hpp"
 #include "sqlite.hpp"
@@ -6,7 +7,9 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace kpsd;
 
@@ -684,4 +687,119 @@ TEST_CASE(
   REQUIRE(detail->attempts.size() == 1);
   CHECK(detail->attempts[0].http_status == 503);
   CHECK_FALSE(store.job_with_attempts(999));
+}
+
+namespace {
+
+std::int64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_size : 0;
+}
+
+// 1,000 jobs enqueued, claimed and delivered: three transactions of many pages each.
+void run_thousand_jobs(JobStore& store, int round) {
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 1000; ++i) jobs.push_back(job("wal-" + std::to_string(round * 1000 + i)));
+  store.enqueue(jobs, 0);
+  std::vector<AttemptFinish> done;
+  for (const DeliveryWork& w : store.claim_for_delivery(1, 1000)) {
+    AttemptFinish f;
+    f.job_id = w.job_id;
+    f.attempt_n = w.attempt_n;
+    f.finished_at = 2;
+    f.http_status = 202;
+    f.task_id = "task-" + std::to_string(w.job_id);
+    f.next_state = JobState::delivered;
+    f.next_attempt_at = 3;
+    done.push_back(f);
+  }
+  store.finish_attempts(done);
+}
+
+}  // namespace
+
+TEST_CASE("the WAL shrinks back under its bound once a reader that held it for 16000 jobs closes") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  std::string wal = path + "-wal";
+  auto store = std::make_unique<JobStore>(path);
+  // A reader holding its snapshot, as an sqlite3 shell inside BEGIN does: no checkpoint can
+  // restart the log meanwhile, so the WAL grows with every commit.
+  auto reader = std::make_unique<sql::Database>(path);
+  reader->exec("BEGIN");
+  {
+    sql::Statement count(*reader, "SELECT count(*) FROM jobs");
+    REQUIRE(count.step());
+  }
+  for (int round = 0; round < 16; ++round) run_thousand_jobs(*store, round);
+  std::int64_t grown = file_size(wal);
+  MESSAGE("WAL after 16000 jobs under a reader: " << grown / 1024 << " KiB");
+  REQUIRE(grown > JobStore::wal_size_limit);
+  // Still held: the trim gives up at once and leaves the WAL as it is.
+  CHECK(store->trim_wal() == grown);
+  reader->exec("COMMIT");
+  reader.reset();
+  // Nothing more is written: the DB thread's periodic trim alone shrinks it.
+  DbWorker worker(std::move(store), std::chrono::milliseconds(20));
+  for (int i = 0; i < 500 && file_size(wal) > JobStore::wal_size_limit; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(file_size(wal) <= JobStore::wal_size_limit);
+}
+
+TEST_CASE(
+    "one unfinished job per server: migration 0007 cancels later duplicates naming the first") {
+  test::TempDir dir;
+  std::string path = dir.file("dups.db");
+  {
+    sql::Database db(path);
+    apply_migrations(db, embedded_migrations().subspan(0, 6));  // as kpsd with 1-6 left it
+    db.exec(
+        "INSERT INTO jobs (server_id) VALUES ('dup-A'), ('dup-A'), ('solo'), ('dup-A');"
+        "INSERT INTO jobs (server_id, state) VALUES ('dup-A', 'succeeded');"
+        "INSERT INTO jobs (server_id, state) VALUES ('dup-B', 'failed'), ('dup-B', 'retrying'),"
+        " ('dup-B', 'delivered');");
+  }
+  JobStore store(path);
+  CHECK(store.schema_version() >= 7);
+  auto jobs = store.list({});
+  REQUIRE(jobs.size() == 8);
+  CHECK(jobs[0].state == JobState::queued);  // dup-A, the oldest, stays
+  CHECK(jobs[1].state == JobState::cancelled);
+  CHECK(jobs[1].error_msg == "duplicate of job 1");
+  CHECK(jobs[2].state == JobState::queued);  // solo
+  CHECK(jobs[3].error_msg == "duplicate of job 1");
+  CHECK(jobs[4].state == JobState::succeeded);  // finished jobs are history: untouched
+  CHECK(jobs[5].state == JobState::failed);
+  CHECK(jobs[6].state == JobState::retrying);  // dup-B's oldest unfinished job
+  CHECK(jobs[7].state == JobState::cancelled);
+  CHECK(jobs[7].error_msg == "duplicate of job 7");
+}
+
+TEST_CASE("one unfinished job per server: a plain-SQL duplicate is refused and a retry too") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  auto first = store.enqueue(std::vector<NewJob>{job("dup-A")}, 0);
+  CHECK_THROWS_WITH(external_exec(path, "INSERT INTO jobs(server_id) VALUES ('dup-A')"),
+                    doctest::Contains("UNIQUE constraint failed: jobs.server_id"));
+  external_exec(path, "INSERT OR IGNORE INTO jobs(server_id) VALUES ('dup-A'), ('new-B')");
+  CHECK(store.list({}).size() == 2);  // the duplicate ignored, the new server queued
+
+  // Job 1 fails; the server is queued again (job 3); retrying job 1 is refused, naming job 3.
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  REQUIRE(w[0].job_id == first[0].id);
+  AttemptFinish f;
+  f.job_id = w[0].job_id;
+  f.attempt_n = w[0].attempt_n;
+  f.next_state = JobState::failed;
+  store.finish_attempts(std::span<const AttemptFinish>(&f, 1));
+  auto again = store.enqueue(std::vector<NewJob>{job("dup-A")}, 0);
+  REQUIRE_FALSE(again[0].existing);
+  std::int64_t other = 0;
+  CHECK(store.retry(first[0].id, 1, &other) == RetryOutcome::server_busy);
+  CHECK(other == again[0].id);
+  CHECK(store.retry_all(JobState::failed, 1)[RetryOutcome::server_busy] == 1);
+  CHECK(store.find(first[0].id)->state == JobState::failed);  // left as it was
 }
