@@ -111,12 +111,14 @@ JobStore::JobStore(const std::string& path) : path_(path) {
   // committed transition survives power loss, not only a crash of kpsd.
   db_->exec("PRAGMA journal_mode = WAL");
   db_->exec("PRAGMA synchronous = FULL");
-  db_->exec("PRAGMA foreign_keys = ON");
   // Debian's SQLite already defaults to it; say it so the guarantee does not depend on the build.
   db_->exec("PRAGMA secure_delete = ON");
   // A checkpoint that restarts the log truncates the WAL to this (by default it never shrinks).
   db_->exec("PRAGMA journal_size_limit = " + std::to_string(wal_size_limit));
+  // Migrations run with foreign keys off, as SQLite's table-rebuild procedure needs (0007's DROP
+  // TABLE would otherwise cascade to every attempt); they are on for everything after.
   schema_version_ = apply_migrations(*db_, embedded_migrations());
+  db_->exec("PRAGMA foreign_keys = ON");
   upkeep_ = std::make_unique<Upkeep>(*db_);
   lifecycle_ = std::make_unique<Lifecycle>(*db_);
   commands_ = std::make_unique<Commands>(*db_);

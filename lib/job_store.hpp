@@ -56,6 +56,13 @@ struct DeliveryWork {
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
+  std::int64_t claimed_at = 0;  // Unix ms: the attempt row's started_at
+  // Unix ms: when the job's newest call with an unknown outcome started; set: look for the
+  // server's task before sending (jobs.unknown_since).
+  std::optional<std::int64_t> unknown_since;
+  std::int64_t look_waits = 0;      // looks that found a full running list and waited
+  std::int64_t task_failures = 0;   // the job's tasks that ended FAILED_* so far
+  bool sent_after_unknown = false;  // a call went again after an unresolved unknown outcome
 };
 
 // A delivered job whose task is due for a poll (leased until the poll ends).
@@ -67,6 +74,8 @@ struct PollWork {
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
   std::string server_id;           // for log lines: operators look for servers, not tasks
+  std::int64_t task_failures = 0;  // the job's tasks that ended FAILED_* before this one
+  bool sent_after_unknown = false;
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).
@@ -83,6 +92,16 @@ struct AttemptFinish {
   bool release_claim = false;
   JobState next_state = JobState::failed;
   std::int64_t next_attempt_at = 0;
+  // The look before the call (after an unknown outcome) decided without sending: the claimed
+  // attempt row is deleted and its attempt given back, but the job moves as decided (adopted
+  // task: `delivered` with task_id; `failed`; or `retrying` to look again).
+  bool no_call = false;
+  std::string look;  // the look's decision, written on the job's previous (unknown) attempt
+  std::optional<std::int64_t> unknown_since;  // this call's outcome is unknown: look next time
+  std::int64_t look_waits = 0;                // jobs.look_waits after this
+  std::int64_t task_failures = 0;             // jobs.task_failures after this
+  bool sent_after_unknown = false;            // jobs.sent_after_unknown after this
+  std::optional<std::string> task_error_code, task_error_msg;  // a failed task the look found
 };
 
 // How a task poll ended, and where the job goes next.
@@ -96,6 +115,7 @@ struct PollFinish {
   std::optional<std::string> task_error_code, task_error_msg;  // reason of a FAILED_* task
   std::int64_t lease_until = 0;                                // PollWork::lease_until (the fence)
   std::int64_t poll_refusals = 0;  // refused polls in a row, after this one
+  std::int64_t task_failures = 0;  // jobs.task_failures after this poll
 };
 
 // What to claim in the same transaction as a batch of outcomes (limit 0: nothing).
@@ -116,6 +136,7 @@ struct ListQuery {
   std::optional<std::int64_t> batch_id;
   std::int64_t limit = 100;
   std::int64_t after_id = 0;  // paging: ids greater than this
+  bool maybe_done = false;    // only failed jobs whose earlier call may have done the unbind
   bool operator==(const ListQuery&) const = default;
 };
 
@@ -221,7 +242,7 @@ class JobStore {
   // Earliest next_attempt_at over queued, retrying and delivered jobs.
   std::optional<std::int64_t> next_due_at();
 
-  std::vector<Job> list(const ListQuery& q);
+  std::vector<Job> list(ListQuery q);
   // The use cases both front doors share, each one read: a page of jobs, narrowed to a batch
   // given by id ("42") or name when `batch` is set (it overrides q.batch_id); and a job with its
   // attempts (nullopt: no such job).
@@ -246,6 +267,10 @@ class JobStore {
  private:
   // The parts, inside the caller's transaction. The record_* return secrets deleted.
   int record_attempts(std::span<const AttemptFinish> finished);
+  void update_job_after_attempt(const AttemptFinish& f);
+  std::vector<std::int64_t> insert_rows(const std::vector<const NewJob*>& fresh, std::int64_t now,
+                                        std::int64_t batch_id);
+  void record_without_call(const AttemptFinish& f);
   int record_polls(std::span<const PollFinish> finished);
   std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit);
   std::vector<PollWork> claim_polls(std::int64_t now, std::int64_t lease_until, std::size_t limit);

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <limits>
 #include <sys/stat.h>
 #include <thread>
 
@@ -782,7 +783,7 @@ TEST_CASE("one unfinished job per server: a plain-SQL duplicate is refused and a
   JobStore store(path);
   auto first = store.enqueue(std::vector<NewJob>{job("dup-A")}, 0);
   CHECK_THROWS_WITH(external_exec(path, "INSERT INTO jobs(server_id) VALUES ('dup-A')"),
-                    doctest::Contains("UNIQUE constraint failed: jobs.server_id"));
+                    doctest::Contains("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished"));
   external_exec(path, "INSERT OR IGNORE INTO jobs(server_id) VALUES ('dup-A'), ('new-B')");
   CHECK(store.list({}).size() == 2);  // the duplicate ignored, the new server queued
 
@@ -802,4 +803,114 @@ TEST_CASE("one unfinished job per server: a plain-SQL duplicate is refused and a
   CHECK(other == again[0].id);
   CHECK(store.retry_all(JobState::failed, 1)[RetryOutcome::server_busy] == 1);
   CHECK(store.find(first[0].id)->state == JobState::failed);  // left as it was
+}
+
+TEST_CASE("ids are never reused: prune the newest jobs then enqueue - jobs and batches go on") {
+  JobStore store(":memory:");
+  auto first = store.enqueue(std::vector<NewJob>{job("a"), job("b"), job("c")}, 0, {});
+  REQUIRE(first.jobs.size() == 3);
+  auto w = store.claim_for_delivery(0, 3);
+  std::vector<AttemptFinish> done;
+  for (const auto& item : w) done.push_back(finish(item, JobState::succeeded, 10));
+  store.finish_attempts(done);
+  CHECK(store.prune_finished(1000, 100) == 3);  // the newest jobs, and their batch
+  CHECK(store.list({}).empty());
+  CHECK(store.list_batches(10).empty());
+  auto next = store.enqueue(std::vector<NewJob>{job("d")}, 2000, {});
+  CHECK(next.batch_id == first.batch_id + 1);
+  CHECK(next.jobs.at(0).id == first.jobs.back().id + 1);
+}
+
+TEST_CASE("migration 0007 keeps every id and attempt and makes ids never reused") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    sql::Database db(path);
+    db.exec("PRAGMA foreign_keys = ON");
+    apply_migrations(db, embedded_migrations().subspan(0, 6));  // as kpsd with 1-6 left it
+    db.exec(
+        "INSERT INTO batches (id, name) VALUES (5, 'five');"
+        "INSERT INTO jobs (id, server_id, state, batch_id) VALUES (3, 's3', 'failed', 5),"
+        " (9, 's9', 'queued', 5);"
+        "INSERT INTO attempts (job_id, n, started_at, error_msg) VALUES (3, 1, 7, 'gone'),"
+        " (9, 1, 8, 'outcome lost: daemon stopped');"
+        "INSERT INTO batch_jobs (batch_id, job_id) VALUES (5, 9);");
+  }
+  JobStore store(path);
+  CHECK(store.schema_version() >= 7);
+  auto jobs = store.list({});
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].id == 3);
+  CHECK(jobs[1].id == 9);
+  CHECK(store.attempts_of(3).at(0).error_msg == "gone");
+  CHECK(store.attempts_of(9).at(0).error_msg == "outcome lost: daemon stopped");
+  CHECK(external_int(path, "SELECT count(*) FROM batch_jobs WHERE job_id = 9") == 1);
+  CHECK(external_int(path, "SELECT n FROM job_counts WHERE state = 'queued'") == 1);
+  // Foreign keys hold after the rebuild: deleting a job still takes its attempts with it.
+  CHECK(external_int(path, "PRAGMA foreign_keys") == 0);  // (a fresh connection's default)
+  CHECK(store.prune_finished(std::numeric_limits<std::int64_t>::max(), 10) == 1);
+  CHECK(external_int(path, "SELECT count(*) FROM attempts WHERE job_id = 3") == 0);
+  external_exec(path, "DELETE FROM jobs WHERE id = 9");
+  auto next = store.enqueue(std::vector<NewJob>{job("s10")}, 0, {});
+  CHECK(next.jobs.at(0).id == 10);
+  CHECK(next.batch_id == 6);
+}
+
+TEST_CASE("an unknown outcome is kept for the look: recovery - claim - a decision without a call") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("srv")}, 0);
+  auto w = store.claim_for_delivery(100, 1);
+  REQUIRE(w.size() == 1);
+  CHECK_FALSE(w[0].unknown_since);
+  CHECK(w[0].claimed_at == 100);
+  store.recover_after_restart(200, 8);  // its call was in flight at a crash
+  auto again = store.claim_for_delivery(300, 1);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].unknown_since == 100);  // the lost call's start
+  CHECK(again[0].attempt_n == 2);
+
+  // The look adopts the running task: no call, so attempt 2 is deleted and given back.
+  AttemptFinish adopt;
+  adopt.job_id = again[0].job_id;
+  adopt.attempt_n = again[0].attempt_n;
+  adopt.finished_at = 310;
+  adopt.no_call = true;
+  adopt.look = "outcome unknown; adopted running task t-1";
+  adopt.task_id = "t-1";
+  adopt.next_state = JobState::delivered;
+  adopt.next_attempt_at = 400;
+  store.finish_attempts(std::span<const AttemptFinish>(&adopt, 1));
+  Job j = *store.find(adopt.job_id);
+  CHECK(j.state == JobState::delivered);
+  CHECK(j.task_id == "t-1");
+  CHECK(j.attempts == 1);  // the lost call's attempt only
+  auto attempts = store.attempts_of(adopt.job_id);
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].look == "outcome unknown; adopted running task t-1");
+  auto polls = store.claim_for_poll(400, 500, 1);
+  REQUIRE(polls.size() == 1);
+  CHECK(polls[0].task_id == "t-1");
+}
+
+TEST_CASE("maybe done: a job that failed after a call went again past an unknown outcome") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("m1"), job("plain")}, 0);
+  auto w = store.claim_for_delivery(0, 2);
+  REQUIRE(w.size() == 2);
+  std::vector<AttemptFinish> fs;
+  for (const auto& item : w) {
+    AttemptFinish f = finish(item, JobState::failed, 10);
+    f.sent_after_unknown = item.server_id == "m1";
+    fs.push_back(f);
+  }
+  store.finish_attempts(fs);
+  ListQuery q;
+  q.maybe_done = true;
+  auto maybe = store.list(q);
+  REQUIRE(maybe.size() == 1);
+  CHECK(maybe[0].server_id == "m1");
+  CHECK(maybe[0].maybe_done);
+  CHECK(store.list({}).size() == 2);
+  q.server_id = "plain";
+  CHECK(store.list(q).empty());
 }
