@@ -12,7 +12,7 @@ namespace kpsd {
 namespace {
 
 // INSERT of `rows` new jobs in one statement, answering each row's id and server id. One
-// statement per many rows: with AUTOINCREMENT (ids never reused, 0007) SQLite writes
+// statement per many rows: with AUTOINCREMENT (ids never reused, 0008) SQLite writes
 // sqlite_sequence once per statement, which per row doubled a million-job enqueue.
 std::string insert_rows_sql(std::size_t rows) {
   std::string sql =
@@ -30,7 +30,7 @@ std::string insert_rows_sql(std::size_t rows) {
 
 JobStore::Commands::Commands(sql::Database& db)
     : find_active_by_server(db,
-                            // One seek in jobs_one_unfinished (0007).
+                            // One seek in jobs_one_unfinished (0008).
                             "SELECT id, batch_id FROM jobs WHERE server_id = ?1 "
                             "AND one_unfinished = 0 LIMIT 1"),
       insert_jobs(db, insert_rows_sql(100)),

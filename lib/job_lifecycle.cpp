@@ -1,8 +1,10 @@
 // The scheduler's writes: claims, outcomes (fenced to the claim or lease they belong to),
 // and the recovery after a restart. See job_store_rooms.hpp.
+#include "job_policy.hpp"
 #include "job_store.hpp"
 #include "job_store_rooms.hpp"
 
+#include <sstream>
 #include <stdexcept>
 
 namespace kpsd {
@@ -13,7 +15,12 @@ namespace {
 constexpr const char* due_columns =
     "SELECT j.id, j.server_id, j.port, j.auth_type, j.attempts, s.key, "
     "(SELECT a.http_status FROM attempts a WHERE a.job_id = j.id ORDER BY a.n DESC LIMIT 1), "
-    "j.unknown_since, j.look_waits, j.task_failures, j.sent_after_unknown ";
+    "j.unknown_since, j.look_waits, j.task_failures, j.sent_after_unknown, "
+    // Only for a job to look for: when its last call was lost, and the tasks it already knows.
+    "CASE WHEN j.unknown_since IS NOT NULL THEN (SELECT a.finished_at FROM attempts a "
+    "WHERE a.job_id = j.id ORDER BY a.n DESC LIMIT 1) END, "
+    "CASE WHEN j.unknown_since IS NOT NULL THEN (SELECT group_concat(a.task_id, ' ') "
+    "FROM attempts a WHERE a.job_id = j.id AND a.task_id IS NOT NULL) END ";
 
 DeliveryWork read_due(const sql::Statement& sel, std::int64_t now) {
   DeliveryWork w;
@@ -29,6 +36,11 @@ DeliveryWork read_due(const sql::Statement& sel, std::int64_t now) {
   w.look_waits = sel.column_int(8);
   w.task_failures = sel.column_int(9);
   w.sent_after_unknown = sel.column_int(10) != 0;
+  w.lost_at = sel.column_optional_int(11).value_or(0);
+  if (auto tasks = sel.column_optional_text(12)) {
+    std::istringstream in(*tasks);  // task ids hold no spaces (KPS's are UUIDs)
+    for (std::string t; in >> t;) w.known_tasks.push_back(t);
+  }
   w.claimed_at = now;
   return w;
 }
@@ -118,12 +130,17 @@ JobStore::Lifecycle::Lifecycle(sql::Database& db)
       requeue_running(db,
                       "UPDATE jobs SET updated_at = ?1, next_attempt_at = ?1, "
                       "state = CASE WHEN attempts >= ?2 THEN 'failed' ELSE 'queued' END, "
-                      "error_msg = CASE WHEN attempts >= ?2 THEN 'gave up after ' || attempts || "
-                      "' attempts: outcome lost: daemon stopped' ELSE error_msg END, "
-                      // Its call was in flight: look for its task before sending again.
-                      "unknown_since = (SELECT a.started_at FROM attempts a "
-                      "WHERE a.job_id = jobs.id ORDER BY a.n DESC LIMIT 1) "
-                      "WHERE state = 'running'"),
+                      "error_msg = CASE WHEN attempts >= ?2 THEN ?3 || 'gave up after ' || "
+                      "attempts || ' attempts: outcome lost: daemon stopped' ELSE error_msg END, "
+                      // Its call was in flight: look for its task before sending again (an
+                      // earlier unknown call not yet looked for stays the one to look for).
+                      "unknown_since = coalesce(unknown_since, (SELECT a.started_at "
+                      "FROM attempts a WHERE a.job_id = jobs.id ORDER BY a.n DESC LIMIT 1)), "
+                      "look_waits = 0 WHERE state = 'running'"),
+      // Polls leased by the process that died are due now, not when their lease would end.
+      release_poll_leases(db,
+                          "UPDATE jobs SET next_attempt_at = ?1 "
+                          "WHERE state = 'delivered' AND next_attempt_at > ?1"),
       delete_ended_secrets(db,
                            "DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM jobs "
                            "WHERE state IN ('succeeded','failed','cancelled'))"),
@@ -135,8 +152,12 @@ JobStore::Lifecycle::Lifecycle(sql::Database& db)
 int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts) {
   sql::Transaction tx(*db_);
   lifecycle_->close_lost_attempts.bind(1, now).run();
-  lifecycle_->requeue_running.bind(1, now).bind(2, max_attempts).run();
+  lifecycle_->requeue_running.bind(1, now)
+      .bind(2, max_attempts)
+      .bind(3, std::string_view(maybe_done_prefix))
+      .run();
   int requeued = db_->changes();
+  lifecycle_->release_poll_leases.bind(1, now).run();
   lifecycle_->delete_ended_secrets.run();
   int deleted = db_->changes();
   tx.commit();

@@ -115,7 +115,7 @@ JobStore::JobStore(const std::string& path) : path_(path) {
   db_->exec("PRAGMA secure_delete = ON");
   // A checkpoint that restarts the log truncates the WAL to this (by default it never shrinks).
   db_->exec("PRAGMA journal_size_limit = " + std::to_string(wal_size_limit));
-  // Migrations run with foreign keys off, as SQLite's table-rebuild procedure needs (0007's DROP
+  // Migrations run with foreign keys off, as SQLite's table-rebuild procedure needs (0008's DROP
   // TABLE would otherwise cascade to every attempt); they are on for everything after.
   schema_version_ = apply_migrations(*db_, embedded_migrations());
   db_->exec("PRAGMA foreign_keys = ON");

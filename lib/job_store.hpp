@@ -60,9 +60,13 @@ struct DeliveryWork {
   // Unix ms: when the job's newest call with an unknown outcome started; set: look for the
   // server's task before sending (jobs.unknown_since).
   std::optional<std::int64_t> unknown_since;
-  std::int64_t look_waits = 0;      // looks that found a full running list and waited
-  std::int64_t task_failures = 0;   // the job's tasks that ended FAILED_* so far
-  bool sent_after_unknown = false;  // a call went again after an unresolved unknown outcome
+  // Unix ms: when kpsd learned the newest call's outcome was lost (its attempt's finished_at;
+  // the restart, for a call in flight at a crash). The look waits a little after it.
+  std::int64_t lost_at = 0;
+  std::vector<std::string> known_tasks;  // with unknown_since: the job's earlier task ids
+  std::int64_t look_waits = 0;           // looks that found a full running list and waited
+  std::int64_t task_failures = 0;        // the job's tasks that ended FAILED_* so far
+  bool sent_after_unknown = false;       // a call went again after an unresolved unknown outcome
 };
 
 // A delivered job whose task is due for a poll (leased until the poll ends).

@@ -21,7 +21,7 @@ struct JobStore::Lifecycle {  // claims, outcomes, recovery
   sql::Statement promote_retries, select_due, select_due_unknown, mark_running, fail_key_gone,
       open_attempt, close_attempt, update_after_attempt, write_look, delete_open_attempt,
       release_claim, select_polls, lease_poll, update_after_poll, min_due, requeue_running,
-      delete_ended_secrets, close_lost_attempts;
+      release_poll_leases, delete_ended_secrets, close_lost_attempts;
 };
 
 struct JobStore::Commands {  // enqueue, retry, cancel

@@ -99,7 +99,7 @@ std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why)
 namespace {
 
 // task_time as the SDKs write it: a decimal string ("1764500000000") or a JSON integer.
-std::optional<std::int64_t> task_time_field(const json::object& t) {
+std::optional<std::int64_t> task_time_raw(const json::object& t) {
   const json::value* v = t.if_contains("task_time");
   if (!v) return std::nullopt;
   if (v->is_int64()) return v->as_int64() >= 0 ? std::optional(v->as_int64()) : std::nullopt;
@@ -107,10 +107,18 @@ std::optional<std::int64_t> task_time_field(const json::object& t) {
     return static_cast<std::int64_t>(v->as_uint64());
   if (!v->is_string()) return std::nullopt;
   std::string_view s = v->as_string();
-  std::int64_t ms = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), ms);
-  if (ec != std::errc() || end != s.data() + s.size() || ms < 0) return std::nullopt;
-  return ms;
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || end != s.data() + s.size() || n < 0) return std::nullopt;
+  return n;
+}
+
+// task_time in ms. The SDK models do not say the unit: a value below 1e11 cannot be ms of any
+// time after 1973, so it is read as seconds.
+std::optional<std::int64_t> task_time_field(const json::object& t) {
+  auto n = task_time_raw(t);
+  if (n && *n < 100'000'000'000 && *n <= INT64_MAX / 1000) *n *= 1000;
+  return n;
 }
 
 }  // namespace

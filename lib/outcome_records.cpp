@@ -19,11 +19,16 @@ AttemptFinish attempt_finish(const DeliveryWork& w, const AttemptOutcome& o, con
   f.next_state = d.next;
   f.next_attempt_at = d.next_attempt_at;
   // The look before the next call needs to know when this one started (its task is newer).
-  if (o.verdict == Verdict::unknown) f.unknown_since = w.claimed_at;
   f.look_waits = w.look_waits;
+  if (o.verdict == Verdict::unknown) {
+    f.unknown_since = w.claimed_at;
+    f.look_waits = 0;  // a new unknown outcome: its look may wait again
+  }
   f.task_failures = w.task_failures;
   f.sent_after_unknown = w.sent_after_unknown;
-  if (d.next == JobState::failed && w.sent_after_unknown) f.error_msg.insert(0, maybe_done_prefix);
+  // Failed while an earlier call (or this one) may have done the unbind: jobs.maybe_done.
+  if (d.next == JobState::failed && (w.sent_after_unknown || o.verdict == Verdict::unknown))
+    f.error_msg.insert(0, maybe_done_prefix);
   return f;
 }
 
@@ -79,7 +84,10 @@ std::optional<AttemptFinish> look_finish(DeliveryWork& w, const LookDecision& lo
       f.task_id = look.task.task_id;
       f.next_state = JobState::failed;  // with the task's own code and message
       f.error_code = look.task.error_code;
-      f.error_msg = task_failure_message(look.task.task_id, "FAILED", look.task.error_msg);
+      f.error_msg = task_failure_message(
+          look.task.task_id,
+          "FAILED_" + (look.task.operate_type.empty() ? "UNBIND" : look.task.operate_type),
+          look.task.error_msg);
       if (!look.task.error_code.empty()) f.task_error_code = look.task.error_code;
       if (!look.task.error_msg.empty()) f.task_error_msg = look.task.error_msg;
       if (w.sent_after_unknown) f.error_msg.insert(0, maybe_done_prefix);

@@ -48,7 +48,9 @@ net::awaitable<void> Scheduler::Impl::deliver(Dispatched<DeliveryWork> call) {
   outcome.error_msg = "internal error: " + failure;
   std::int64_t now = unix_ms();
   Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
-  record(attempt_finish(w, outcome, d, now));
+  AttemptFinish f = attempt_finish(w, outcome, d, now);
+  if (w.unknown_since) f.unknown_since = w.unknown_since;  // not looked for yet: still unknown
+  record(std::move(f));
 }
 
 net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork>& call,
@@ -135,6 +137,7 @@ net::awaitable<void> Scheduler::Impl::poll(Dispatched<PollWork> call) {
   PollDecision d;
   d.next_attempt_at = now + settings.poll_interval.count();
   d.poll_refusals = w.poll_refusals;
+  d.task_failures = w.task_failures;
   record(poll_finish(w, p, d, now));
 }
 
@@ -180,6 +183,7 @@ PollDecision Scheduler::Impl::decide_poll(const Dispatched<PollWork>& call, cons
     d.next = JobState::delivered;  // ask again after the restart
     d.next_attempt_at = now;
     d.poll_refusals = w.poll_refusals;
+    d.task_failures = w.task_failures;
     return d;
   }
   return decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform(),
@@ -250,8 +254,10 @@ net::awaitable<RateLimiter::Clock::time_point> Scheduler::Impl::acquire_token() 
   net::steady_timer wait(executor);
   for (;;) {
     auto now = RateLimiter::Clock::now();
-    if (limiter.try_acquire(now)) co_return now;
-    wait.expires_after(limiter.time_until_available(now));
+    // A stop ends the wait (the caller checks `aborted`): a Retry-After hold can be an hour.
+    if (aborted || limiter.try_acquire(now)) co_return now;
+    wait.expires_after(std::min<RateLimiter::Clock::duration>(limiter.time_until_available(now),
+                                                              std::chrono::milliseconds(200)));
     co_await wait.async_wait(net::as_tuple(net::use_awaitable));
   }
 }
@@ -277,11 +283,11 @@ net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
   const std::string label = running ? "running" : "failed";
   TaskListing out;
   for (int page = 0; page < max_task_list_pages; ++page) {
+    auto sent_at = co_await acquire_token();
     if (aborted) {
       out.error = "kpsd is stopping";
       co_return out;
     }
-    auto sent_at = co_await acquire_token();
     std::int64_t offset = std::int64_t{page} * task_list_page_size;
     auto get = running ? client.get_running_tasks(task_list_page_size, offset)
                        : client.get_failed_tasks(task_list_page_size, offset);
@@ -317,46 +323,56 @@ net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
 // every job looking within look_reuse. True when it decided without a call (and recorded it).
 net::awaitable<bool> Scheduler::Impl::look_before_sending(Dispatched<DeliveryWork>& call,
                                                           bool& recorded) {
-  constexpr auto look_reuse = std::chrono::seconds(5);
   DeliveryWork& w = call.work;
-  if (auto early = settle_first(*w.unknown_since, unix_ms(), look_settings)) {
-    auto f = look_finish(w, *early, settings, look_settings, unix_ms());
+  std::optional<LookDecision> early = settle_first(w.lost_at, unix_ms(), look_settings);
+  std::optional<AttemptFinish> f;
+  if (early) {
     spdlog::debug("job {} ({}): {}", w.job_id, w.server_id, early->note);
-    if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
-    recorded = true;
-    record_finished(std::move(*f));
-    co_return true;
+    f = look_finish(w, *early, settings, look_settings, unix_ms());
+  } else if (!stopping && !aborted) {
+    auto op = look(w);
+    LookDecision found = co_await std::move(op);
+    f = look_finish(w, found, settings, look_settings, unix_ms());
+    if (!f) {
+      call.look = found.note;  // the call goes out; its record carries the note
+      call.task_error_code = found.task.error_code;
+      call.task_error_msg = found.task.error_msg;
+    }
   }
-  // A listing serves this look if it is recent, and read after the lost call's deadline (one
-  // read before might predate the task the server created late).
-  std::int64_t now_ms = unix_ms();
-  auto steady_now = TaskLists::Clock::now();
-  auto after_deadline =
-      steady_now -
-      std::chrono::milliseconds(now_ms - (*w.unknown_since + look_settings.settle.count()));
-  auto not_before = std::max(steady_now - look_reuse, after_deadline);
-  auto get_running = task_lists.get(TaskList::running, not_before);
-  std::shared_ptr<const TaskListing> running = co_await std::move(get_running);
-  std::shared_ptr<const TaskListing> failed;
-  if (!find_running_task(w.server_id, *running)) {
-    auto get_failed = task_lists.get(TaskList::failed, not_before);
-    failed = co_await std::move(get_failed);
+  if (!f && !stopping && !aborted) co_return false;  // send
+  if (!f) f = claim_released(w, unix_ms());          // stopping: no new call; the look comes after
+  // No call went out: a probe was not used (the next claim may probe at once).
+  if (call.probe) {
+    gate.probe_unsent();
+    wake();
   }
-  LookDecision look = decide_look(w.server_id, *w.unknown_since, *running, failed.get(),
-                                  w.look_waits, look_settings);
-  ++metrics.looks[std::string(look_label(look.kind))];
-  spdlog::info("job {} ({}): {}", w.job_id, w.server_id, look.note);
-  std::optional<AttemptFinish> f = look_finish(w, look, settings, look_settings, unix_ms());
-  if (!f) {
-    call.look = look.note;  // the call goes out; its record carries the note
-    call.task_error_code = look.task.error_code;
-    call.task_error_msg = look.task.error_msg;
-    co_return false;
-  }
-  if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
   recorded = true;
   record_finished(std::move(*f));
   co_return true;
+}
+
+// Reads the task lists for one job's look and decides (task_look.hpp). Each list is shared with
+// every job looking within look_reuse, but never one read before the lost call's deadline (it
+// might predate a task the server created late), and the failed list is read after the running
+// one (a task that failed between the two reads would be in neither).
+net::awaitable<LookDecision> Scheduler::Impl::look(const DeliveryWork& w) {
+  constexpr auto look_reuse = std::chrono::seconds(5);
+  auto steady_now = TaskLists::Clock::now();
+  auto settled_at = steady_now - std::chrono::milliseconds(
+                                     unix_ms() - (w.lost_at + look_settings.settle.count()));
+  auto not_before = std::max(steady_now - look_reuse, settled_at);
+  auto get_running = task_lists.get(TaskList::running, not_before);
+  std::shared_ptr<const TaskListing> running = co_await std::move(get_running);
+  std::shared_ptr<const TaskListing> failed;
+  if (!find_running_task(w.server_id, *running, w.known_tasks)) {
+    auto get_failed = task_lists.get(TaskList::failed, std::max(not_before, running->read_started));
+    failed = co_await std::move(get_failed);
+  }
+  LookDecision d = decide_look(w.server_id, *w.unknown_since, *running, failed.get(), w.look_waits,
+                               look_settings, w.known_tasks);
+  ++metrics.looks[std::string(look_label(d.kind))];
+  spdlog::info("job {} ({}): {}", w.job_id, w.server_id, d.note);
+  co_return d;
 }
 
 // A record of a decision made without a call into the outbox (a job it ends is counted).

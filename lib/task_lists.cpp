@@ -39,6 +39,7 @@ net::awaitable<void> TaskLists::fetch_into(TaskList list, Slot& s) {
   } catch (const std::exception& e) {
     listing.error = std::string("internal error: ") + e.what();
   }
+  listing.read_started = s.fetch_started;
   s.latest = std::make_shared<const TaskListing>(std::move(listing));
   s.latest_started = s.fetch_started;
   s.fetching = false;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,7 @@ struct TaskListing {
   std::int64_t total = 0;  // as the first page said
   std::string error;       // non-empty: the list could not be read (why); `tasks` is partial
   int requests = 0;        // list requests it took
+  std::chrono::steady_clock::time_point read_started{};  // when its first request went out
 };
 
 // The running-task list's cap in the vendor's model: a list this long may leave tasks out.
@@ -39,8 +41,9 @@ struct LookSettings {
   // A failed task counts as the lost call's when its task_time is no older than the call's
   // start less this (the clocks of kpsd and KPS differ a little).
   std::chrono::milliseconds clock_slack{60000};
-  // The look waits until the lost call's deadline has passed (kps.request_timeout_ms after it
-  // started): until then the server may still be working on it and not have listed its task.
+  // The look waits this long (kps.request_timeout_ms) after kpsd learned the outcome was lost
+  // (its connection closed, or the restart): the server may still be working on a request it
+  // received and not have listed its task yet.
   std::chrono::milliseconds settle{15000};
 };
 
@@ -58,25 +61,33 @@ struct LookDecision {
   std::int64_t look_at_ms = 0;  // settle: when to look (Unix ms)
 };
 
-// Before any list is read: a settle decision when `now_ms` is before the lost call's deadline
-// (`unknown_since_ms` + settings.settle), else nullopt (look now).
-std::optional<LookDecision> settle_first(std::int64_t unknown_since_ms, std::int64_t now_ms,
+// Before any list is read: a settle decision when `now_ms` is before `lost_at_ms` (when kpsd
+// learned the call's outcome was lost: its attempt's finished_at, or the restart) plus
+// settings.settle, else nullopt (look now).
+std::optional<LookDecision> settle_first(std::int64_t lost_at_ms, std::int64_t now_ms,
                                          const LookSettings& settings);
 
 // Looks `server_id` up. `running`: the running-task listing; `failed`: the failed-task listing,
 // or nullptr when it was not needed (a running task was found first). `unknown_since_ms`: when
-// the call with the unknown outcome started (Unix ms); `waits`: looks that already waited.
+// the call with the unknown outcome started (Unix ms); `waits`: looks that already waited;
+// `known_tasks`: the job's own earlier tasks (already followed: never taken for the lost one).
+// A list that could not be read in full is searched as far as it was read, and, when the
+// server is not found, is a doubt like a full running list.
 LookDecision decide_look(std::string_view server_id, std::int64_t unknown_since_ms,
                          const TaskListing& running, const TaskListing* failed, std::int64_t waits,
-                         const LookSettings& settings);
+                         const LookSettings& settings,
+                         std::span<const std::string> known_tasks = {});
 
 // The running task of `server_id` in `running`, if there is one (an unbind, reset or replace:
-// anything but a bind, which kpsd never starts).
-const TaskListEntry* find_running_task(std::string_view server_id, const TaskListing& running);
+// anything but a bind, which kpsd never starts), other than `known_tasks`.
+const TaskListEntry* find_running_task(std::string_view server_id, const TaskListing& running,
+                                       std::span<const std::string> known_tasks = {});
 
-// The newest failed task of `server_id` whose task_time is at or after `since_ms`, if any.
+// The newest failed task of `server_id` whose task_time is at or after `since_ms`, other than
+// `known_tasks`, if any.
 const TaskListEntry* find_failed_task_since(std::string_view server_id, std::int64_t since_ms,
-                                            const TaskListing& failed);
+                                            const TaskListing& failed,
+                                            std::span<const std::string> known_tasks = {});
 
 // The failed-task entry of `task_id`, if the listing has it.
 const TaskListEntry* find_task(std::string_view task_id, const TaskListing& listing);

@@ -18,12 +18,13 @@ TEST_CASE("a call in flight at a SIGKILL: after the restart the job adopts its r
   slow_relay.answer_delay_times = 1;
   rig.fake().set_behavior("adopt-me", slow_relay);
   rig.start();
-  REQUIRE(rig.ctl({"enqueue", "adopt-me"}).exit_code == 0);
+  auto enq = rig.ctl({"enqueue", "adopt-me"});
+  REQUIRE(enq.exit_code == 0);
   wait_until([&] { return rig.fake().accepted_for("adopt-me") == 1; }, 10s, "the task");
   rig.daemon().signal(SIGKILL);  // its call is in flight: the answer never arrives
   REQUIRE(rig.daemon().wait(10s).has_value());
   rig.start();
-  auto wait = rig.ctl({"wait", "--timeout", "60"});
+  auto wait = rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"});
   CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err << rig.log());
 
   auto row = read_jobs(rig.db_path()).at("adopt-me");
@@ -44,8 +45,10 @@ TEST_CASE("a task that always ends FAILED_UNBIND: 2 calls and the job fails with
   Rig rig({.task_duration = 50ms});
   rig.fake().set_behavior("always-fails", fake::failed_tasks(-1));
   rig.start();
-  REQUIRE(rig.ctl({"enqueue", "always-fails"}).exit_code == 0);
-  auto wait = rig.ctl({"wait", "--timeout", "60"});
+  auto enq = rig.ctl({"enqueue", "always-fails"});
+  REQUIRE(enq.exit_code == 0);
+  // By batch: a bare wait would not count a job that failed before it started.
+  auto wait = rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"});
   CHECK(wait.exit_code == 1);  // a job failed
   auto row = read_jobs(rig.db_path()).at("always-fails");
   CHECK(row.state == "failed");
@@ -63,8 +66,9 @@ TEST_CASE("the failed task's reason is found on page 3 of 2500 older failures li
   rig.fake().set_behavior("fails-1", fake::failed_tasks(-1));
   rig.fake().set_behavior("fails-2", fake::failed_tasks(-1));
   rig.start();
-  REQUIRE(rig.ctl({"enqueue", "fails-1", "fails-2"}).exit_code == 0);
-  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);
+  auto enq = rig.ctl({"enqueue", "fails-1", "fails-2"});
+  REQUIRE(enq.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"}).exit_code == 1);
   auto rows = read_jobs(rig.db_path());
   for (const char* id : {"fails-1", "fails-2"}) {
     CAPTURE(id);
@@ -92,8 +96,9 @@ TEST_CASE("maybe done: a call sent again after an unknown outcome and refused is
   b.error_code = "KPS.6004";
   rig.fake().set_behavior("maybe", b);
   rig.start();
-  REQUIRE(rig.ctl({"enqueue", "maybe", "plain"}).exit_code == 0);
-  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);
+  auto enq = rig.ctl({"enqueue", "maybe", "plain"});
+  REQUIRE(enq.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"}).exit_code == 1);
   auto row = read_jobs(rig.db_path()).at("maybe");
   CHECK(row.state == "failed");
   CHECK(row.error_msg.starts_with("maybe done (an earlier call's outcome was unknown"));

@@ -229,7 +229,8 @@ TEST_CASE("one unfinished job per server: a retry is refused naming it - sqlite3
                           "INSERT INTO jobs(server_id) VALUES ('dup-1')"},
                          rig.dir().path().string());
   CHECK(dup.exit_code != 0);
-  CHECK(dup.err.find("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished") != std::string::npos);
+  CHECK(dup.err.find("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished") !=
+        std::string::npos);
   REQUIRE(rig.ctl({"resume"}).exit_code == 0);
   CHECK(rig.ctl({"wait", "2", "--timeout", "60"}).exit_code == 0);
   CHECK(rig.fake().calls_for("dup-1") == 2);  // job 1's call and job 2's: never a third

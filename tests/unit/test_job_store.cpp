@@ -1,4 +1,5 @@
 #include "db_worker.hpp"
+#include "job_policy.hpp"
 #include "job_store.hpp"
 #include "migrations.hpp"
 #include "sqlite.hpp"
@@ -375,7 +376,8 @@ TEST_CASE("attempts are used at claim: a job whose calls keep killing kpsd fails
   Job j = store.list({}).front();
   CHECK(j.state == JobState::failed);
   CHECK(j.attempts == 3);
-  CHECK(j.error_msg == "gave up after 3 attempts: outcome lost: daemon stopped");
+  CHECK(j.error_msg ==
+        std::string(maybe_done_prefix) + "gave up after 3 attempts: outcome lost: daemon stopped");
   CHECK(store.attempts_of(j.id).size() == 3);
 }
 
@@ -782,8 +784,9 @@ TEST_CASE("one unfinished job per server: a plain-SQL duplicate is refused and a
   std::string path = dir.file("jobs.db");
   JobStore store(path);
   auto first = store.enqueue(std::vector<NewJob>{job("dup-A")}, 0);
-  CHECK_THROWS_WITH(external_exec(path, "INSERT INTO jobs(server_id) VALUES ('dup-A')"),
-                    doctest::Contains("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished"));
+  CHECK_THROWS_WITH(
+      external_exec(path, "INSERT INTO jobs(server_id) VALUES ('dup-A')"),
+      doctest::Contains("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished"));
   external_exec(path, "INSERT OR IGNORE INTO jobs(server_id) VALUES ('dup-A'), ('new-B')");
   CHECK(store.list({}).size() == 2);  // the duplicate ignored, the new server queued
 
@@ -821,13 +824,13 @@ TEST_CASE("ids are never reused: prune the newest jobs then enqueue - jobs and b
   CHECK(next.jobs.at(0).id == first.jobs.back().id + 1);
 }
 
-TEST_CASE("migration 0007 keeps every id and attempt and makes ids never reused") {
+TEST_CASE("migration 0008 keeps every id and attempt and makes ids never reused") {
   test::TempDir dir;
   std::string path = dir.file("old.db");
   {
     sql::Database db(path);
     db.exec("PRAGMA foreign_keys = ON");
-    apply_migrations(db, embedded_migrations().subspan(0, 6));  // as kpsd with 1-6 left it
+    apply_migrations(db, embedded_migrations().subspan(0, 7));  // as kpsd with 1-7 left it
     db.exec(
         "INSERT INTO batches (id, name) VALUES (5, 'five');"
         "INSERT INTO jobs (id, server_id, state, batch_id) VALUES (3, 's3', 'failed', 5),"
@@ -837,7 +840,7 @@ TEST_CASE("migration 0007 keeps every id and attempt and makes ids never reused"
         "INSERT INTO batch_jobs (batch_id, job_id) VALUES (5, 9);");
   }
   JobStore store(path);
-  CHECK(store.schema_version() >= 7);
+  CHECK(store.schema_version() >= 8);
   auto jobs = store.list({});
   REQUIRE(jobs.size() == 2);
   CHECK(jobs[0].id == 3);
@@ -867,6 +870,8 @@ TEST_CASE("an unknown outcome is kept for the look: recovery - claim - a decisio
   auto again = store.claim_for_delivery(300, 1);
   REQUIRE(again.size() == 1);
   CHECK(again[0].unknown_since == 100);  // the lost call's start
+  CHECK(again[0].lost_at == 200);        // learned at the restart
+  CHECK(again[0].known_tasks.empty());
   CHECK(again[0].attempt_n == 2);
 
   // The look adopts the running task: no call, so attempt 2 is deleted and given back.
@@ -913,4 +918,32 @@ TEST_CASE("maybe done: a job that failed after a call went again past an unknown
   CHECK(store.list({}).size() == 2);
   q.server_id = "plain";
   CHECK(store.list(q).empty());
+}
+
+TEST_CASE("recovery drops the dead process's poll leases and restarts a look's waits") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("polled")}, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  AttemptFinish f = finish(w[0], JobState::delivered, 10);
+  store.finish_attempts(std::span<const AttemptFinish>(&f, 1));
+  REQUIRE(store.claim_for_poll(200, 600000, 1).size() == 1);  // leased for ten minutes
+  CHECK(store.claim_for_poll(300, 600000, 1).empty());
+  store.recover_after_restart(400, 8);
+  auto again = store.claim_for_poll(400, 500, 1);  // the lease of the dead process is gone
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].job_id == w[0].job_id);
+}
+
+TEST_CASE("a job that fails with its last call's outcome unknown is maybe done") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("lost")}, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  store.recover_after_restart(50, 1);  // its only attempt was in flight: gave up
+  Job j = *store.find(w[0].job_id);
+  CHECK(j.state == JobState::failed);
+  CHECK(j.maybe_done);
+  REQUIRE(j.error_msg);
+  CHECK(j.error_msg->starts_with("maybe done (an earlier call's outcome was unknown"));
 }

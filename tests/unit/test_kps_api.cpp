@@ -306,6 +306,10 @@ TEST_CASE("task lists: task_time as a string or an integer - operate_type - runn
   CHECK(page->tasks[0].task_time_ms == 1764500000000);
   CHECK(page->tasks[1].task_time_ms == 1764500000001);
   CHECK_FALSE(page->tasks[2].task_time_ms.has_value());
+  auto seconds =
+      parse_task_list_body(R"({"tasks":[{"task_id":"s","task_time":"1764500000"}]})", why);
+  REQUIRE(seconds);
+  CHECK(seconds->tasks.at(0).task_time_ms == 1764500000000);  // seconds, read as such
   for (const char* bad : {"\"-5\"", "\"12abc\"", "\"\"", "1.5", "true", "-1"}) {
     CAPTURE(bad);
     auto p = parse_task_list_body(

@@ -96,6 +96,50 @@ TEST_CASE("look: a full or unreadable running list is no proof - wait a bounded 
         LookDecision::Kind::send_again);
 }
 
+TEST_CASE("look: the job's own earlier tasks are never taken for the lost call's") {
+  LookSettings s;
+  auto running = listing({task("t-old", "srv")});
+  auto failed = listing({task("t-counted", "srv", 990)});
+  std::vector<std::string> known{"t-old", "t-counted"};
+  auto d = decide_look("srv", 1000, running, &failed, 0, s, known);
+  CHECK(d.kind == LookDecision::Kind::send_again);
+  CHECK(decide_look("srv", 1000, running, &failed, 0, s).kind == LookDecision::Kind::adopt);
+}
+
+TEST_CASE(
+    "look: a failed list read in part is searched - and when it lacks the server it is doubt") {
+  LookSettings s;
+  auto running = listing({});
+  auto partial = listing({task("t-9", "srv", 2000)});
+  partial.error = "HTTP 500";
+  auto d = decide_look("srv", 1000, running, &partial, 0, s);
+  CHECK(d.kind == LookDecision::Kind::task_failed);  // found in what was read
+  partial.tasks.clear();
+  d = decide_look("srv", 1000, running, &partial, 0, s);
+  CHECK(d.kind == LookDecision::Kind::wait);
+  CHECK(d.note.find("failed-task list unreadable (HTTP 500)") != std::string::npos);
+}
+
+TEST_CASE("look: not before the lost call has settled") {
+  LookSettings s;
+  s.settle = std::chrono::milliseconds(1000);
+  auto early = settle_first(5000, 5500, s);
+  REQUIRE(early);
+  CHECK(early->kind == LookDecision::Kind::settle);
+  CHECK(early->look_at_ms == 6000);
+  CHECK_FALSE(settle_first(5000, 6000, s));
+  DeliveryWork w;
+  w.unknown_since = 4000;
+  w.look_waits = 2;
+  auto f = look_finish(w, *early, RetrySettings{}, s, 5500);
+  REQUIRE(f);
+  CHECK(f->no_call);
+  CHECK(f->next_state == JobState::retrying);
+  CHECK(f->next_attempt_at == 6000);
+  CHECK(f->unknown_since == 4000);
+  CHECK(f->look_waits == 2);  // not a look: no wait used
+}
+
 TEST_CASE("look_finish: adopt - wait - failed task with and without budget - send again") {
   RetrySettings rs;
   LookSettings ls;
@@ -135,7 +179,7 @@ TEST_CASE("look_finish: adopt - wait - failed task with and without budget - sen
   REQUIRE(f);
   CHECK(f->next_state == JobState::failed);
   CHECK(f->error_code == "KPS.0004");
-  CHECK(f->error_msg == "task t-2 ended FAILED: authorized_keys changed");
+  CHECK(f->error_msg == "task t-2 ended FAILED_UNBIND: authorized_keys changed");
   CHECK(f->task_failures == 2);
 
   LookDecision again{LookDecision::Kind::send_again, {}, "none"};

@@ -1,22 +1,7 @@
--- Effectively once (issue 19): one unfinished job per server, enforced by the database; ids
--- that are never reused; and what kpsd needs to look before it sends again.
+-- Effectively once (issue 19): ids that are never reused, one index for one unfinished job per
+-- server, and what kpsd needs to look before it sends again.
 --
--- One unfinished job per server: kpsctl enqueue already dedupes, but a plain-SQL INSERT did
--- not, and each duplicate meant one more unbind of the same server. The oldest unfinished job
--- of each server stays; later ones are cancelled, naming it. Scripts that want duplicates
--- ignored silently use INSERT OR IGNORE.
-UPDATE jobs
-SET state = 'cancelled',
-    error_msg = 'duplicate of job ' || (
-      SELECT min(o.id) FROM jobs o
-      WHERE o.server_id = jobs.server_id AND o.state IN ('queued', 'running', 'retrying', 'delivered')),
-    updated_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-WHERE state IN ('queued', 'running', 'retrying', 'delivered')
-  AND id > (
-    SELECT min(o.id) FROM jobs o
-    WHERE o.server_id = jobs.server_id AND o.state IN ('queued', 'running', 'retrying', 'delivered'));
-
--- A cancelled job keeps no secret (as kpsctl cancel does).
+-- The duplicates 0007 cancelled keep no secret (as kpsctl cancel does).
 DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM jobs WHERE state = 'cancelled');
 
 -- AUTOINCREMENT: with a plain INTEGER PRIMARY KEY, SQLite gives a new row max(id) + 1, so after
@@ -61,7 +46,11 @@ CREATE TABLE jobs_new (
   -- 1 once a call was sent again after an unknown outcome the look could not resolve: if the
   -- job then fails, the earlier call may have done the unbind ("maybe done").
   sent_after_unknown INT NOT NULL DEFAULT 0,
-  maybe_done      INT  GENERATED ALWAYS AS (state = 'failed' AND sent_after_unknown = 1) VIRTUAL,
+  -- 1 for a failed job that a call of its own may have done: its last call's outcome is unknown,
+  -- or a call went again after an unknown one (its message starts "maybe done").
+  maybe_done      INT  GENERATED ALWAYS AS
+                  (state = 'failed' AND (sent_after_unknown = 1 OR unknown_since IS NOT NULL))
+                  VIRTUAL,
   -- 0 while the job is unfinished, else its id: the unique index on (server_id, one_unfinished)
   -- allows one unfinished job per server and any number of finished ones. One index serves
   -- that rule, dedupe and `list --server`: a second index on server_id alone made a million-job
