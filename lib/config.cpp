@@ -155,6 +155,7 @@ void parse_queue(Parser& p, Config& c) {
     c.queue.rate_per_second = v;
   }
   p.unsigned_value("queue.max_attempts", c.queue.max_attempts, 1, 1000);
+  p.unsigned_value("queue.task_failure_retries", c.queue.task_failure_retries, 0, 100);
   p.millis("queue.backoff_initial_ms", c.queue.backoff_initial, 1);
   p.millis("queue.backoff_max_ms", c.queue.backoff_max, 1);
   p.millis("queue.throttle_backoff_ms", c.queue.throttle_backoff, 1);
@@ -249,11 +250,19 @@ std::vector<std::string> changed_keys(const Config& before, const Config& after)
 }
 
 bool applies_on_reload(std::string_view key) {
-  static constexpr std::string_view live[] = {
-      "kps.ca_file",           "kps.poll_tasks",           "kps.poll_initial_delay_ms",
-      "kps.poll_interval_ms",  "kps.poll_timeout_ms",      "queue.concurrency",
-      "queue.rate_per_second", "queue.max_attempts",       "queue.backoff_initial_ms",
-      "queue.backoff_max_ms",  "queue.retry_after_max_ms", "log.level"};
+  static constexpr std::string_view live[] = {"kps.ca_file",
+                                              "kps.poll_tasks",
+                                              "kps.poll_initial_delay_ms",
+                                              "kps.poll_interval_ms",
+                                              "kps.poll_timeout_ms",
+                                              "queue.concurrency",
+                                              "queue.rate_per_second",
+                                              "queue.max_attempts",
+                                              "queue.backoff_initial_ms",
+                                              "queue.backoff_max_ms",
+                                              "queue.retry_after_max_ms",
+                                              "queue.task_failure_retries",
+                                              "log.level"};
   return std::find(std::begin(live), std::end(live), key) != std::end(live);
 }
 

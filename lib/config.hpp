@@ -52,6 +52,7 @@ struct QueueConfig {
   unsigned concurrency = 64;              // calls in flight at once; >= 1
   double rate_per_second = 0;             // ceiling on calls per second; 0 = auto (none)
   unsigned max_attempts = 8;              // delivery attempts before failed; >= 1
+  unsigned task_failure_retries = 1;      // new disassociates after a FAILED_* task; 0..100
   milliseconds backoff_initial{1000};     // first retry delay (before jitter); > 0
   milliseconds backoff_max{300000};       // cap on any retry delay; >= backoff_initial
   milliseconds throttle_backoff{15000};   // quota wall: longest gap between probes; > 0

@@ -111,6 +111,7 @@ class Parser {
                                          "queue.concurrency",
                                          "queue.rate_per_second",
                                          "queue.max_attempts",
+                                         "queue.task_failure_retries",
                                          "queue.backoff_initial_ms",
                                          "queue.backoff_max_ms",
                                          "queue.throttle_backoff_ms",

@@ -182,7 +182,18 @@ std::string ControlHandlers::summary(const ControlRequest& r) {
 net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred) {
   std::int64_t now = unix_ms();
   if (r.id) {
-    auto outcome = co_await db_.call([id = *r.id, now](JobStore& s) { return s.retry(id, now); });
+    auto [outcome, other] = co_await db_.call([id = *r.id, now](JobStore& s) {
+      std::int64_t unfinished = 0;
+      RetryOutcome o = s.retry(id, now, &unfinished);
+      return std::pair{o, unfinished};
+    });
+    if (outcome == RetryOutcome::server_busy) {
+      co_return json::object{{"error", "job " + std::to_string(*r.id) + ": its server has job " +
+                                           std::to_string(other) +
+                                           " unfinished: retry refused (one unfinished job per "
+                                           "server; follow or cancel job " +
+                                           std::to_string(other) + ")"}};
+    }
     if (outcome != RetryOutcome::requeued && outcome != RetryOutcome::rechecking) {
       co_return json::object{
           {"error", "job " + std::to_string(*r.id) + ": " + std::string(describe(outcome))}};
@@ -196,7 +207,8 @@ net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred)
   co_return json::object{{"requeued", counts[RetryOutcome::requeued]},
                          {"rechecking", counts[RetryOutcome::rechecking]},
                          {"skipped_key_gone", counts[RetryOutcome::key_gone]},
-                         {"skipped_call_in_flight", counts[RetryOutcome::call_in_flight]}};
+                         {"skipped_call_in_flight", counts[RetryOutcome::call_in_flight]},
+                         {"skipped_server_busy", counts[RetryOutcome::server_busy]}};
 }
 
 net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred) {

@@ -186,8 +186,12 @@ ControlRequest parse_enqueue(const json::object& o) {
 }
 
 ControlRequest parse_list(const json::object& o) {
-  reject_unknown(o, {"op", "state", "server_id", "limit", "after_id", "batch"}, "");
+  reject_unknown(o, {"op", "state", "server_id", "limit", "after_id", "batch", "maybe_done"}, "");
   ListRequest r;
+  if (o.contains("maybe_done")) {
+    if (!o.at("maybe_done").is_bool()) throw Invalid{"maybe_done must be true or false"};
+    r.query.maybe_done = o.at("maybe_done").as_bool();
+  }
   if (o.contains("batch")) r.batch = batch_field(o);
   if (o.contains("state")) {
     std::string s = string_field(o, "state", "");

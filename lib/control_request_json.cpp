@@ -43,6 +43,7 @@ struct ToJson {
     json::object o{{"op", "list"}, {"limit", r.query.limit}, {"after_id", r.query.after_id}};
     if (r.query.state) o["state"] = to_string(*r.query.state);
     if (r.query.server_id) o["server_id"] = *r.query.server_id;
+    if (r.query.maybe_done) o["maybe_done"] = true;
     put_batch(o, r.batch);
     return o;
   }

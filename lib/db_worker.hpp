@@ -7,8 +7,10 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <chrono>
 #include <memory>
 #include <thread>
 #include <type_traits>
@@ -17,7 +19,10 @@ namespace kpsd {
 
 class DbWorker {
  public:
-  explicit DbWorker(std::unique_ptr<JobStore> store);
+  // Every `wal_trim_period` on the DB thread, between calls: JobStore::trim_wal(), so a WAL
+  // grown past its bound while a reader held it shrinks back even when nothing is written.
+  explicit DbWorker(std::unique_ptr<JobStore> store,
+                    std::chrono::milliseconds wal_trim_period = std::chrono::seconds(15));
   ~DbWorker();  // finishes queued calls, then joins
   DbWorker(const DbWorker&) = delete;
   DbWorker& operator=(const DbWorker&) = delete;
@@ -72,9 +77,14 @@ class DbWorker {
     });
   }
 
+  void schedule_wal_trim();
+
   std::unique_ptr<JobStore> store_;
   boost::asio::io_context context_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::chrono::milliseconds wal_trim_period_;
+  boost::asio::steady_timer wal_trim_;
+  bool wal_trim_stopped_ = false;  // DB thread only
   std::thread thread_;
 };
 

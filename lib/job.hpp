@@ -52,6 +52,10 @@ struct Job {
   std::optional<std::int64_t> port;
   std::optional<std::string> auth_type;
   std::optional<std::string> task_error_code, task_error_msg;
+  std::int64_t task_failures = 0;  // its tasks that ended FAILED_*
+  // It failed after a call was sent again past an unknown outcome: the earlier call may have
+  // done the unbind (jobs.maybe_done).
+  bool maybe_done = false;
 };
 
 struct Attempt {
@@ -60,6 +64,7 @@ struct Attempt {
   std::int64_t started_at = 0;
   std::optional<std::int64_t> finished_at, http_status, latency_ms;
   std::optional<std::string> task_id, delivery_status, error_code, error_msg, request_id;
+  std::optional<std::string> look;  // what the look before the next call found (attempts.look)
 };
 
 }  // namespace kpsd

@@ -35,6 +35,8 @@ json::object job_to_json(const Job& j) {
   put(o, "auth_type", j.auth_type);  // the type only; the key is never sent back
   put(o, "task_error_code", j.task_error_code);
   put(o, "task_error_msg", j.task_error_msg);
+  o["task_failures"] = j.task_failures;
+  o["maybe_done"] = j.maybe_done;  // failed after a call went again past an unknown outcome
   return o;
 }
 
@@ -66,6 +68,8 @@ json::object attempt_to_json(const Attempt& a) {
   put(o, "error_msg", a.error_msg);
   put(o, "request_id", a.request_id);
   put(o, "latency_ms", a.latency_ms);
+  put(o, "look", a.look);  // what the look before the next call found (after this one's outcome
+                           // was unknown)
   return o;
 }
 

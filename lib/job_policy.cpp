@@ -71,6 +71,13 @@ Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
   return d;
 }
 
+std::string task_failure_message(std::string_view task_id, std::string_view task_status,
+                                 std::string_view task_error_msg) {
+  std::string why = "task " + std::string(task_id) + " ended " + std::string(task_status);
+  if (!task_error_msg.empty()) why += ": " + std::string(task_error_msg);
+  return why;
+}
+
 bool retry_after_capped(std::optional<std::chrono::milliseconds>& retry_after,
                         const RetrySettings& s) {
   if (!retry_after || *retry_after <= s.retry_after_max) return false;
@@ -80,8 +87,9 @@ bool retry_after_capped(std::optional<std::chrono::milliseconds>& retry_after,
 
 PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
                                std::int64_t delivered_at, const RetrySettings& s, std::int64_t now,
-                               double u, std::int64_t poll_refusals) {
+                               double u, std::int64_t poll_refusals, std::int64_t task_failures) {
   PollDecision d;
+  d.task_failures = task_failures;
   auto retry_delivery = [&](std::string code, std::string msg) {
     // The task failed, so the delivery it belongs to failed: retry the disassociate if attempts
     // remain (the delivery already counted its attempt).
@@ -102,8 +110,14 @@ PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
         d.next = JobState::succeeded;  // the store clears earlier attempts' reasons
         return d;
       case TaskPhase::failed: {
-        std::string why = "task ended " + p.task_status;
-        if (!p.task_error_msg.empty()) why += ": " + p.task_error_msg;
+        d.task_failures = task_failures + 1;
+        std::string why = task_failure_message(p.task_id, p.task_status, p.task_error_msg);
+        if (!may_resend_after_task_failure(d.task_failures, s)) {
+          d.next = JobState::failed;  // with the task's own code and message
+          d.error_code = p.task_error_code;
+          d.error_msg = std::move(why);
+          return d;
+        }
         retry_delivery(p.task_error_code, why);
         return d;
       }

@@ -25,6 +25,10 @@ struct RetrySettings {
   // Task polls refused (4xx other than 401/429) in a row before the job fails "cannot follow
   // task". A refused poll never leads to another disassociate.
   std::int64_t max_poll_refusals = 3;
+  // New disassociates after a task ends FAILED_* (queue.task_failure_retries), apart from
+  // delivery attempts: the vendor's reasons for a failed unbind rarely clear by retrying, and
+  // its Terraform resource treats FAILED_UNBIND as final.
+  std::int64_t task_failure_retries = 1;
 };
 
 struct Decision {
@@ -50,7 +54,24 @@ struct PollDecision {
   std::int64_t next_attempt_at = 0;
   std::optional<std::string> error_code, error_msg;  // set when the job leaves `delivered`
   std::int64_t poll_refusals = 0;                    // refused polls in a row, after this one
+  std::int64_t task_failures = 0;                    // the job's FAILED_* tasks, after this one
 };
+
+// A task of the job ended FAILED_*, its `task_failures`-th (counting this one): whether a new
+// disassociate may follow (queue.task_failure_retries), or the job fails with the task's reason.
+inline bool may_resend_after_task_failure(std::int64_t task_failures, const RetrySettings& s) {
+  return task_failures <= s.task_failure_retries;
+}
+
+// The message of a job that fails because its task failed: "task T ended FAILED_UNBIND: the
+// server's reason" (the reason from failed-tasks, when found).
+std::string task_failure_message(std::string_view task_id, std::string_view task_status,
+                                 std::string_view task_error_msg);
+
+// A job that fails after a call was sent again past an unknown outcome: the earlier call may
+// have done the unbind. Its message starts with this (jobs.maybe_done is 1).
+inline constexpr std::string_view maybe_done_prefix =
+    "maybe done (an earlier call's outcome was unknown; it may have unbound the key): ";
 
 // `poll_refusals`: refused polls in a row before this one. Only a task that KPS reports
 // FAILED_* leads to another disassociate; a refused poll is asked again a few times, then the
@@ -58,7 +79,7 @@ struct PollDecision {
 PollDecision decide_after_poll(const PollOutcome& poll, std::int64_t attempts_used,
                                std::int64_t delivered_at, const RetrySettings& settings,
                                std::int64_t now_ms, double uniform01,
-                               std::int64_t poll_refusals = 0);
+                               std::int64_t poll_refusals = 0, std::int64_t task_failures = 0);
 
 // Retry-After beyond settings.retry_after_max is cut to it (the caller warns).
 bool retry_after_capped(std::optional<std::chrono::milliseconds>& retry_after,

@@ -11,7 +11,7 @@ namespace {
 constexpr const char* job_columns =
     "id, server_id, state, attempts, next_attempt_at, task_id, delivery_status, task_status, "
     "error_code, error_msg, created_at, updated_at, port, auth_type, task_error_code, "
-    "task_error_msg";
+    "task_error_msg, task_failures, maybe_done";
 
 Job read_job(const sql::Statement& s) {
   Job j;
@@ -32,6 +32,8 @@ Job read_job(const sql::Statement& s) {
   j.auth_type = s.column_optional_text(13);
   j.task_error_code = s.column_optional_text(14);
   j.task_error_msg = s.column_optional_text(15);
+  j.task_failures = s.column_int(16);
+  j.maybe_done = s.column_int(17) != 0;
   return j;
 }
 
@@ -73,24 +75,27 @@ JobStore::Queries::Queries(sql::Database& db)
       list_jobs(db, std::string("SELECT ") + job_columns +
                         " FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?4"),
       list_jobs_by_state(db, std::string("SELECT ") + job_columns +
-                                 " FROM jobs WHERE state = ?2 AND id > ?1 ORDER BY id LIMIT ?4"),
+                                 " FROM jobs WHERE state = ?2 AND id > ?1 "
+                                 "AND (?8 = 0 OR maybe_done = 1) ORDER BY id LIMIT ?4"),
       list_jobs_by_server(db, std::string("SELECT ") + job_columns +
                                   " FROM jobs WHERE server_id = ?3 AND id > ?1 "
-                                  "AND (?2 IS NULL OR state = ?2) ORDER BY id LIMIT ?4"),
+                                  "AND (?2 IS NULL OR state = ?2) AND (?8 = 0 OR maybe_done = 1) "
+                                  "ORDER BY id LIMIT ?4"),
       // The jobs it created (a rowid range) merged in id order with those that joined it, so
       // a page of a million-job batch is a short walk, not a sort.
       list_jobs_by_batch(
           db, std::string("SELECT ") + job_columns +
                   " FROM jobs WHERE id > ?1 AND id BETWEEN ?6 AND ?7 AND batch_id = ?5 "
                   "AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR server_id = ?3) "
-                  "UNION ALL SELECT " +
+                  "AND (?8 = 0 OR maybe_done = 1) UNION ALL SELECT " +
                   job_columns +
                   " FROM jobs WHERE id IN (SELECT job_id FROM batch_jobs WHERE batch_id = ?5 "
                   "AND job_id > ?1) AND (?2 IS NULL OR state = ?2) "
-                  "AND (?3 IS NULL OR server_id = ?3) ORDER BY 1 LIMIT ?4"),
+                  "AND (?3 IS NULL OR server_id = ?3) AND (?8 = 0 OR maybe_done = 1) "
+                  "ORDER BY 1 LIMIT ?4"),
       list_attempts(db,
                     "SELECT job_id, n, started_at, finished_at, http_status, task_id, "
-                    "delivery_status, error_code, error_msg, request_id, latency_ms "
+                    "delivery_status, error_code, error_msg, request_id, latency_ms, look "
                     "FROM attempts WHERE job_id = ?1 ORDER BY n"),
       count_states(db, "SELECT state, n FROM job_counts"),
       last_request_id(db,
@@ -135,8 +140,10 @@ JobStore::Queries::Queries(sql::Database& db)
                         "SELECT min(id) FROM jobs WHERE state = 'retrying' UNION ALL "
                         "SELECT min(id) FROM jobs WHERE state = 'delivered')") {}
 
-std::vector<Job> JobStore::list(const ListQuery& q) {
+std::vector<Job> JobStore::list(ListQuery q) {
   std::vector<Job> jobs;
+  // "Maybe done" jobs are failed ones (jobs.maybe_done).
+  if (q.maybe_done && !q.state) q.state = JobState::failed;
   auto& s = q.batch_id    ? queries_->list_jobs_by_batch
             : q.server_id ? queries_->list_jobs_by_server
             : q.state     ? queries_->list_jobs_by_state
@@ -146,6 +153,7 @@ std::vector<Job> JobStore::list(const ListQuery& q) {
             q.state ? std::optional<std::string>(std::string(to_string(*q.state))) : std::nullopt)
       .bind(3, q.server_id)
       .bind(4, q.limit);
+  if (&s != &queries_->list_jobs) s.bind(8, std::int64_t{q.maybe_done ? 1 : 0});
   if (q.batch_id) {
     auto [first, last] = batch_range(*q.batch_id);
     s.bind(5, *q.batch_id).bind(6, first).bind(7, last);
@@ -205,6 +213,7 @@ std::vector<Attempt> JobStore::attempts_of(std::int64_t job_id) {
     a.error_msg = s.column_optional_text(8);
     a.request_id = s.column_optional_text(9);
     a.latency_ms = s.column_optional_int(10);
+    a.look = s.column_optional_text(11);
     out.push_back(std::move(a));
   }
   s.reset();

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <stdexcept>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace kpsd {
@@ -24,6 +25,11 @@ void create_private_file(const std::string& path) {
   }
   ::close(fd);
 }
+
+// How long a write waits for a lock held by another writer (an sqlite3 shell inserting jobs):
+// past it the write fails, and the scheduler keeps its outcomes and tries again, so a short
+// wait keeps the DB thread free to answer kpsctl during a long lock.
+constexpr int busy_timeout_ms = 1000;
 
 constexpr std::int64_t kpsd_application_id = 1802531684;  // 'kpsd', set by migration 0004
 
@@ -95,23 +101,24 @@ JobStore::Upkeep::Upkeep(sql::Database& db)
                   "INSERT INTO settings (key, value) VALUES (?1, ?2) "
                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value") {}
 
-JobStore::JobStore(const std::string& path) {
+JobStore::JobStore(const std::string& path) : path_(path) {
   check_is_kpsd_database_file(path);
   create_private_file(path);
   db_ = std::make_unique<sql::Database>(path);
-  // A lock held by another writer (an sqlite3 shell inserting jobs) is waited for this long;
-  // past it the write fails, and the scheduler keeps its outcomes and tries again, so a short
-  // wait keeps the DB thread free to answer kpsctl during a long lock.
-  db_->exec("PRAGMA busy_timeout = 1000");
+  db_->exec("PRAGMA busy_timeout = " + std::to_string(busy_timeout_ms));
   check_is_kpsd_database(*db_, path);
   // WAL: readers (sqlite3 by hand, later kpsctl) never block the writer. synchronous=FULL: a
   // committed transition survives power loss, not only a crash of kpsd.
   db_->exec("PRAGMA journal_mode = WAL");
   db_->exec("PRAGMA synchronous = FULL");
-  db_->exec("PRAGMA foreign_keys = ON");
   // Debian's SQLite already defaults to it; say it so the guarantee does not depend on the build.
   db_->exec("PRAGMA secure_delete = ON");
+  // A checkpoint that restarts the log truncates the WAL to this (by default it never shrinks).
+  db_->exec("PRAGMA journal_size_limit = " + std::to_string(wal_size_limit));
+  // Migrations run with foreign keys off, as SQLite's table-rebuild procedure needs (0008's DROP
+  // TABLE would otherwise cascade to every attempt); they are on for everything after.
   schema_version_ = apply_migrations(*db_, embedded_migrations());
+  db_->exec("PRAGMA foreign_keys = ON");
   upkeep_ = std::make_unique<Upkeep>(*db_);
   lifecycle_ = std::make_unique<Lifecycle>(*db_);
   commands_ = std::make_unique<Commands>(*db_);
@@ -123,6 +130,23 @@ JobStore::~JobStore() = default;
 int JobStore::delete_secret(std::int64_t job_id) {
   upkeep_->delete_secret.bind(1, job_id).run();
   return db_->changes();
+}
+
+std::int64_t JobStore::trim_wal() {
+  if (path_.empty() || path_ == ":memory:") return 0;
+  struct stat st {};
+  std::string wal = path_ + "-wal";
+  if (::stat(wal.c_str(), &st) != 0) return 0;
+  if (st.st_size <= wal_size_limit) return st.st_size;
+  // No busy wait: a reader holding an old snapshot makes the checkpoint report "busy" at once
+  // rather than stall the DB thread (and every call queued behind it) for busy_timeout.
+  db_->exec("PRAGMA busy_timeout = 0");
+  try {
+    db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch (const sql::Error&) {
+  }
+  db_->exec("PRAGMA busy_timeout = " + std::to_string(busy_timeout_ms));
+  return ::stat(wal.c_str(), &st) == 0 ? st.st_size : 0;
 }
 
 void JobStore::scrub_wal() {

@@ -56,6 +56,17 @@ struct DeliveryWork {
   std::string server_id;
   std::optional<std::int64_t> port;
   std::optional<JobAuth> auth;
+  std::int64_t claimed_at = 0;  // Unix ms: the attempt row's started_at
+  // Unix ms: when the job's newest call with an unknown outcome started; set: look for the
+  // server's task before sending (jobs.unknown_since).
+  std::optional<std::int64_t> unknown_since;
+  // Unix ms: when kpsd learned the newest call's outcome was lost (its attempt's finished_at;
+  // the restart, for a call in flight at a crash). The look waits a little after it.
+  std::int64_t lost_at = 0;
+  std::vector<std::string> known_tasks;  // with unknown_since: the job's earlier task ids
+  std::int64_t look_waits = 0;           // looks that found a full running list and waited
+  std::int64_t task_failures = 0;        // the job's tasks that ended FAILED_* so far
+  bool sent_after_unknown = false;       // a call went again after an unresolved unknown outcome
 };
 
 // A delivered job whose task is due for a poll (leased until the poll ends).
@@ -67,6 +78,8 @@ struct PollWork {
   std::int64_t poll_refusals = 0;  // refused polls in a row before this one
   std::int64_t lease_until = 0;    // the lease: the poll's outcome applies only while it holds
   std::string server_id;           // for log lines: operators look for servers, not tasks
+  std::int64_t task_failures = 0;  // the job's tasks that ended FAILED_* before this one
+  bool sent_after_unknown = false;
 };
 
 // How a disassociate call ended, and where the job goes next (decided by job_policy).
@@ -83,6 +96,16 @@ struct AttemptFinish {
   bool release_claim = false;
   JobState next_state = JobState::failed;
   std::int64_t next_attempt_at = 0;
+  // The look before the call (after an unknown outcome) decided without sending: the claimed
+  // attempt row is deleted and its attempt given back, but the job moves as decided (adopted
+  // task: `delivered` with task_id; `failed`; or `retrying` to look again).
+  bool no_call = false;
+  std::string look;  // the look's decision, written on the job's previous (unknown) attempt
+  std::optional<std::int64_t> unknown_since;  // this call's outcome is unknown: look next time
+  std::int64_t look_waits = 0;                // jobs.look_waits after this
+  std::int64_t task_failures = 0;             // jobs.task_failures after this
+  bool sent_after_unknown = false;            // jobs.sent_after_unknown after this
+  std::optional<std::string> task_error_code, task_error_msg;  // a failed task the look found
 };
 
 // How a task poll ended, and where the job goes next.
@@ -96,6 +119,7 @@ struct PollFinish {
   std::optional<std::string> task_error_code, task_error_msg;  // reason of a FAILED_* task
   std::int64_t lease_until = 0;                                // PollWork::lease_until (the fence)
   std::int64_t poll_refusals = 0;  // refused polls in a row, after this one
+  std::int64_t task_failures = 0;  // jobs.task_failures after this poll
 };
 
 // What to claim in the same transaction as a batch of outcomes (limit 0: nothing).
@@ -116,6 +140,7 @@ struct ListQuery {
   std::optional<std::int64_t> batch_id;
   std::int64_t limit = 100;
   std::int64_t after_id = 0;  // paging: ids greater than this
+  bool maybe_done = false;    // only failed jobs whose earlier call may have done the unbind
   bool operator==(const ListQuery&) const = default;
 };
 
@@ -142,6 +167,7 @@ enum class RetryOutcome {
   succeeded,       // nothing to retry
   key_gone,        // replace form, and its key was deleted when it ended: enqueue it again
   call_in_flight,  // cancelled while its call was in flight: retry once the call has ended
+  server_busy,     // its server already has an unfinished job (one per server, migration 0007)
 };
 std::string_view describe(RetryOutcome o) noexcept;
 
@@ -156,6 +182,18 @@ class JobStore {
   JobStore& operator=(const JobStore&) = delete;
 
   int schema_version() const noexcept { return schema_version_; }
+
+  // The WAL's bound (bytes), SQLite's own auto-checkpoint size (1,000 pages of 4 KiB): SQLite
+  // truncates the WAL back to it when it restarts the log after a checkpoint
+  // (journal_size_limit), and trim_wal() truncates it when idle. While a reader
+  // holds an old snapshot (an open sqlite3 transaction) the WAL grows past it; it shrinks back
+  // once the reader is gone.
+  static constexpr std::int64_t wal_size_limit = 4 * 1024 * 1024;
+
+  // When the WAL file is over wal_size_limit: checkpoints it in full and truncates it to 0,
+  // without waiting for a reader (a reader still holding it leaves it as it is: tried again
+  // later). Returns the WAL's size in bytes afterwards (0 for ":memory:" or no WAL file).
+  std::int64_t trim_wal();
 
   // Start-up: jobs left `running` go back to `queued` (or to `failed` once they have used
   // `max_attempts`); their open attempt rows are closed as "outcome lost". Returns how many
@@ -208,7 +246,7 @@ class JobStore {
   // Earliest next_attempt_at over queued, retrying and delivered jobs.
   std::optional<std::int64_t> next_due_at();
 
-  std::vector<Job> list(const ListQuery& q);
+  std::vector<Job> list(ListQuery q);
   // The use cases both front doors share, each one read: a page of jobs, narrowed to a batch
   // given by id ("42") or name when `batch` is set (it overrides q.batch_id); and a job with its
   // attempts (nullopt: no such job).
@@ -221,7 +259,8 @@ class JobStore {
   std::map<JobState, std::int64_t> count_by_state();  // kept by triggers: seven rows
   std::optional<std::int64_t> oldest_queued_due();    // min next_attempt_at of queued jobs
 
-  RetryOutcome retry(std::int64_t id, std::int64_t now);
+  // `unfinished_job`: set to the server's unfinished job when that refuses it (server_busy).
+  RetryOutcome retry(std::int64_t id, std::int64_t now, std::int64_t* unfinished_job = nullptr);
   // Retries every job in `state` (failed or cancelled); returns how many of each outcome.
   std::map<RetryOutcome, std::int64_t> retry_all(JobState state, std::int64_t now);
   CancelOutcome cancel(std::int64_t id, std::int64_t now);
@@ -232,6 +271,10 @@ class JobStore {
  private:
   // The parts, inside the caller's transaction. The record_* return secrets deleted.
   int record_attempts(std::span<const AttemptFinish> finished);
+  void update_job_after_attempt(const AttemptFinish& f);
+  std::vector<std::int64_t> insert_rows(const std::vector<const NewJob*>& fresh, std::int64_t now,
+                                        std::int64_t batch_id);
+  void record_without_call(const AttemptFinish& f);
   int record_polls(std::span<const PollFinish> finished);
   std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit);
   std::vector<PollWork> claim_polls(std::int64_t now, std::int64_t lease_until, std::size_t limit);
@@ -252,6 +295,7 @@ class JobStore {
   std::unique_ptr<Commands> commands_;
   std::unique_ptr<Queries> queries_;
   int schema_version_ = 0;
+  std::string path_;
 };
 
 }  // namespace kpsd

@@ -18,15 +18,15 @@ struct JobStore::Upkeep {  // deleting secrets, pruning, settings
 
 struct JobStore::Lifecycle {  // claims, outcomes, recovery
   explicit Lifecycle(sql::Database& db);
-  sql::Statement promote_retries, select_due, mark_running, fail_key_gone, open_attempt,
-      close_attempt, update_after_attempt, delete_open_attempt, release_claim, select_polls,
-      lease_poll, update_after_poll, min_due, requeue_running, delete_ended_secrets,
-      close_lost_attempts;
+  sql::Statement promote_retries, select_due, select_due_unknown, mark_running, fail_key_gone,
+      open_attempt, close_attempt, update_after_attempt, write_look, delete_open_attempt,
+      release_claim, select_polls, lease_poll, update_after_poll, min_due, requeue_running,
+      release_poll_leases, delete_ended_secrets, close_lost_attempts;
 };
 
 struct JobStore::Commands {  // enqueue, retry, cancel
   explicit Commands(sql::Database& db);
-  sql::Statement find_active_by_server, insert_job, insert_secret, insert_batch, batch_by_id,
+  sql::Statement find_active_by_server, insert_jobs, insert_secret, insert_batch, batch_by_id,
       batch_by_name, add_to_batch, extend_batch, retry_target, requeue_job, recheck_job,
       ids_in_state, cancel_job, job_exists;
 };

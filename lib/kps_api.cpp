@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <ctime>
 
 namespace kpsd {
@@ -95,10 +96,37 @@ std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why)
   return t;
 }
 
-std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body, std::string& why) {
+namespace {
+
+// task_time as the SDKs write it: a decimal string ("1764500000000") or a JSON integer.
+std::optional<std::int64_t> task_time_raw(const json::object& t) {
+  const json::value* v = t.if_contains("task_time");
+  if (!v) return std::nullopt;
+  if (v->is_int64()) return v->as_int64() >= 0 ? std::optional(v->as_int64()) : std::nullopt;
+  if (v->is_uint64() && v->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<std::int64_t>(v->as_uint64());
+  if (!v->is_string()) return std::nullopt;
+  std::string_view s = v->as_string();
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || end != s.data() + s.size() || n < 0) return std::nullopt;
+  return n;
+}
+
+// task_time in ms. The SDK models do not say the unit: a value below 1e11 cannot be ms of any
+// time after 1973, so it is read as seconds.
+std::optional<std::int64_t> task_time_field(const json::object& t) {
+  auto n = task_time_raw(t);
+  if (n && *n < 100'000'000'000 && *n <= INT64_MAX / 1000) *n *= 1000;
+  return n;
+}
+
+}  // namespace
+
+std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::string& why) {
   auto o = parse_object(body, why);
   if (!o) return std::nullopt;
-  FailedTasksPage page;
+  TaskListPage page;
   // Only an exact, non-negative integer counts; 1.5, 1e30 or -3 leave it unknown (never a
   // throwing conversion: a bad number in a body is the server's fault, not kpsd's end).
   if (auto* total = o->if_contains("total")) {
@@ -110,14 +138,20 @@ std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body, st
   }
   auto* tasks = o->if_contains("tasks");
   if (!tasks || !tasks->is_array()) {
-    why = "failed-tasks response without a tasks array";
+    why = "task list response without a tasks array";
     return std::nullopt;
   }
   for (const json::value& v : tasks->as_array()) {
     if (!v.is_object()) continue;
     const json::object& t = v.as_object();
-    page.tasks.push_back({string_field(t, "task_id"), string_field(t, "server_id"),
-                          string_field(t, "task_error_code"), string_field(t, "task_error_msg")});
+    TaskListEntry e;
+    e.task_id = string_field(t, "task_id");
+    e.server_id = string_field(t, "server_id");
+    e.error_code = string_field(t, "task_error_code");
+    e.error_msg = string_field(t, "task_error_msg");
+    e.operate_type = string_field(t, "operate_type");
+    e.task_time_ms = task_time_field(t);
+    page.tasks.push_back(std::move(e));
   }
   return page;
 }
@@ -292,8 +326,10 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
     std::string why;
     auto body = parse_accepted_body(r.body, why);
     if (!body) {
-      out.verdict = Verdict::retryable;
-      out.error_msg = why;
+      // Accepted, but the task id is unreadable: the server may be unbinding now. Unknown, so
+      // kpsd looks for the server's task before it sends again.
+      out.verdict = Verdict::unknown;
+      out.error_msg = "202 with an unreadable body: " + why;
       return out;
     }
     out.task_id = body->task_id;

@@ -43,16 +43,30 @@ struct TaskBody {
 };
 std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why);
 
-// GET /v3/{project_id}/failed-tasks?limit&offset → {"total", "tasks": [{task_id, server_id,
-// task_error_code, task_error_msg, ...}]}.
-struct FailedTaskEntry {
+// A task as GET /v3/{project_id}/failed-tasks and GET /v3/{project_id}/running-tasks list it
+// (shared/kps-api.md; Go SDK model_failed_task.go, model_running_tasks.go): {"total", "tasks":
+// [{task_id, operate_type, task_time, server_id, server_name, keypair_name, and for failures
+// task_error_code, task_error_msg}]}.
+struct TaskListEntry {
   std::string task_id, server_id, error_code, error_msg;
+  std::string operate_type;  // as KPS writes it ("UNBIND" ...); may be empty
+  // task_time in Unix ms: a string in the current Go model, an integer in older SDKs;
+  // nullopt when absent or unreadable.
+  std::optional<std::int64_t> task_time_ms;
 };
-struct FailedTasksPage {
-  std::int64_t total = 0;
-  std::vector<FailedTaskEntry> tasks;
+using FailedTaskEntry = TaskListEntry;
+struct TaskListPage {
+  std::int64_t total = 0;  // 0 when absent or not an exact non-negative integer
+  std::vector<TaskListEntry> tasks;
 };
-std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body, std::string& why);
+using FailedTasksPage = TaskListPage;
+// Either list's page. Returns nullopt and sets `why` when the body is not a JSON object with a
+// tasks array; entries that are not objects are skipped.
+std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::string& why);
+inline std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body,
+                                                              std::string& why) {
+  return parse_task_list_body(body, why);
+}
 
 enum class TaskPhase { pending, succeeded, failed };
 // SUCCESS_* = succeeded, FAILED_* = failed, anything else = still pending.

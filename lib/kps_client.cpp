@@ -69,6 +69,13 @@ net::awaitable<HttpResult> KpsClient::get_failed_tasks(int limit, std::int64_t o
               {});
 }
 
+net::awaitable<HttpResult> KpsClient::get_running_tasks(int limit, std::int64_t offset) {
+  return call("GET",
+              base_path_ + "/running-tasks?limit=" + std::to_string(limit) +
+                  "&offset=" + std::to_string(offset),
+              {});
+}
+
 std::string KpsClient::reload_ca(const std::string& ca_file) { return http_->reload_ca(ca_file); }
 void KpsClient::close_idle() { http_->close_idle(); }
 void KpsClient::cancel_all() { http_->cancel_all(); }

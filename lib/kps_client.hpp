@@ -32,6 +32,8 @@ class KpsClient {
   boost::asio::awaitable<HttpResult> get_task(std::string task_id);
   // GET /v3/{project_id}/failed-tasks?limit=N&offset=M
   boost::asio::awaitable<HttpResult> get_failed_tasks(int limit, std::int64_t offset);
+  // GET /v3/{project_id}/running-tasks?limit=N&offset=M (at most 1,000 tasks are ever listed)
+  boost::asio::awaitable<HttpResult> get_running_tasks(int limit, std::int64_t offset);
 
   std::string reload_ca(const std::string& ca_file);  // SIGHUP; error message or empty
   void close_idle();

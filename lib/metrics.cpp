@@ -61,7 +61,11 @@ constexpr std::array<const char*, 8> call_outcomes{"delivered", "retryable",    
                                                    "cancelled", "unknown"};
 constexpr std::array<const char*, 5> poll_outcomes{"succeeded", "failed", "pending", "rejected",
                                                    "no_answer"};
-constexpr std::array<const char*, 3> operations{"disassociate", "task", "failed_tasks"};
+constexpr std::array<const char*, 4> operations{"disassociate", "task", "failed_tasks",
+                                                "running_tasks"};
+constexpr std::array<const char*, 4> look_decisions{"adopted", "task_failed", "sent_again",
+                                                    "waited"};
+constexpr std::array<const char*, 2> task_lists{"running", "failed"};
 
 // The map's counts, with every known key present (0 when it never happened).
 template <class Known>
@@ -118,6 +122,18 @@ void write_work(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
   header("kpsd_task_polls_total", "counter", "Task polls by outcome.");
   for (const auto& [outcome, n] : with_known(m.task_polls, poll_outcomes)) {
     out += fmt::format("kpsd_task_polls_total{{outcome=\"{}\"}} {}\n", outcome, n);
+  }
+  header("kpsd_looks_total", "counter",
+         "Looks for a server's task before sending again after an unknown outcome, by decision "
+         "(adopted: a running task followed, no new call; task_failed: its failed task found; "
+         "sent_again: no task found; waited: running-task list full or unreadable).");
+  for (const auto& [decision, n] : with_known(m.looks, look_decisions)) {
+    out += fmt::format("kpsd_looks_total{{decision=\"{}\"}} {}\n", decision, n);
+  }
+  header("kpsd_task_list_requests_total", "counter",
+         "GET running-tasks and failed-tasks requests (each page), by list.");
+  for (const auto& [list, n] : with_known(m.task_list_requests, task_lists)) {
+    out += fmt::format("kpsd_task_list_requests_total{{list=\"{}\"}} {}\n", list, n);
   }
   single("kpsd_retries_total", "counter", "Times a job was scheduled for another attempt.",
          m.retries);

@@ -40,14 +40,18 @@ struct MinuteHistory {
 struct Metrics {
   std::map<std::string, std::uint64_t> calls;       // by outcome (classifier verdict, "cancelled")
   std::map<std::string, std::uint64_t> task_polls;  // by outcome (succeeded, failed, pending ...)
-  std::map<std::string, Histogram> latency;    // by operation (disassociate, task, failed_tasks)
-  std::uint64_t retries = 0;                   // jobs sent back to `retrying`
-  std::uint64_t throttled_rate_cuts = 0;       // congestion episodes: times a 429 cut the rate
-  std::uint64_t store_outages = 0;             // times the job store stopped being writable
-  std::uint64_t control_clients_refused = 0;   // control connections closed over the cap
-  std::uint64_t jobs_pruned = 0;               // finished jobs deleted (prune, retention)
-  std::uint64_t answers_unreadable = 0;        // requests sent whose answer could not be read
-  std::uint64_t stale_connection_resends = 0;  // requests sent again past a closed keep-alive
+  std::map<std::string, Histogram> latency;  // by operation (disassociate, task, failed_tasks,
+                                             // running_tasks)
+  // Looks before sending again, by decision (adopted, task_failed, sent_again, waited).
+  std::map<std::string, std::uint64_t> looks;
+  std::map<std::string, std::uint64_t> task_list_requests;  // by list (running, failed)
+  std::uint64_t retries = 0;                                // jobs sent back to `retrying`
+  std::uint64_t throttled_rate_cuts = 0;            // congestion episodes: times a 429 cut the rate
+  std::uint64_t store_outages = 0;                  // times the job store stopped being writable
+  std::uint64_t control_clients_refused = 0;        // control connections closed over the cap
+  std::uint64_t jobs_pruned = 0;                    // finished jobs deleted (prune, retention)
+  std::uint64_t answers_unreadable = 0;             // requests sent whose answer could not be read
+  std::uint64_t stale_connection_resends = 0;       // requests sent again past a closed keep-alive
   std::map<JobState, std::uint64_t> jobs_finished;  // jobs that reached a terminal state
   MinuteHistory history;
 

@@ -3,6 +3,7 @@
 // work it belongs to, its outcome, the decision taken and the time (Unix ms). No I/O.
 #include "job_policy.hpp"
 #include "job_store.hpp"
+#include "task_look.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -18,6 +19,14 @@ AttemptFinish attempt_finish(const DeliveryWork& work, const AttemptOutcome& out
 // A claim undone: nothing was sent (blocked, or claimed ahead and held back). The open attempt
 // row is deleted, the attempt given back, and the job is `queued`, due at once.
 AttemptFinish claim_released(const DeliveryWork& work, std::int64_t now_ms);
+
+// The look before a call (after an unknown outcome) decided. Adopted a running task, wait to
+// look again, or a failed task with no task_failure_retries left: the record of a decision
+// made without a call. Otherwise nullopt: the call goes out, and `w` now says what the look
+// found (sent_after_unknown, task_failures; unknown_since cleared).
+std::optional<AttemptFinish> look_finish(DeliveryWork& w, const LookDecision& look,
+                                         const RetrySettings& settings,
+                                         const LookSettings& look_settings, std::int64_t now_ms);
 
 // A task poll's result and where the job goes.
 PollFinish poll_finish(const PollWork& work, const PollOutcome& poll, const PollDecision& decision,

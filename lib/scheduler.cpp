@@ -36,6 +36,7 @@ Scheduler::Impl::Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, K
       metrics(m),
       timer(ex),
       limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now(), limiter_tuning(cfg)),
+      task_lists(ex, [this](TaskList list) { return fetch_task_list(list); }),
       rng(std::random_device{}()),
       concurrency(cfg.queue.concurrency) {
   apply_settings(cfg);
@@ -52,12 +53,15 @@ void Scheduler::Impl::apply_settings(const Config& cfg) {
   settings.poll_interval = cfg.kps.poll_interval;
   settings.poll_timeout = cfg.kps.poll_timeout;
   settings.retry_after_max = cfg.queue.retry_after_max;
+  settings.task_failure_retries = cfg.queue.task_failure_retries;
+  look_settings.settle = cfg.kps.request_timeout;
 }
 
-// A claimed poll's lease: long enough for the poll and its failed-tasks lookup (up to 5 pages);
+// A claimed poll's lease: long enough for the poll and its failed-tasks lookup, which may wait
+// for a page-through in progress and then read its own (each at most max_task_list_pages);
 // its outcome is fenced to the lease anyway, so an overrun only costs a harmless second GET.
 std::int64_t Scheduler::Impl::poll_lease_until(std::int64_t now_ms) const {
-  return now_ms + config.kps.request_timeout.count() * 7 + 5000;
+  return now_ms + config.kps.request_timeout.count() * (1 + 2 * max_task_list_pages) + 5000;
 }
 
 double Scheduler::Impl::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }

@@ -48,12 +48,18 @@ net::awaitable<void> Scheduler::Impl::deliver(Dispatched<DeliveryWork> call) {
   outcome.error_msg = "internal error: " + failure;
   std::int64_t now = unix_ms();
   Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
-  record(attempt_finish(w, outcome, d, now));
+  AttemptFinish f = attempt_finish(w, outcome, d, now);
+  if (w.unknown_since) f.unknown_since = w.unknown_since;  // not looked for yet: still unknown
+  record(std::move(f));
 }
 
 net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork>& call,
                                                          bool& recorded) {
   DeliveryWork& w = call.work;
+  if (w.unknown_since) {
+    auto look = look_before_sending(call, recorded);
+    if (co_await std::move(look)) co_return;  // decided without a call, and recorded
+  }
   std::string body = make_disassociate_body(w.server_id, w.port, w.auth ? &*w.auth : nullptr);
   HttpResult result = co_await client.disassociate(body);
   OPENSSL_cleanse(body.data(), body.size());  // the body may hold a password or private key
@@ -72,6 +78,9 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
   count_transport(result);
 
   AttemptFinish f = attempt_finish(w, outcome, d, now, result.latency);
+  f.look = call.look;
+  if (!call.task_error_code.empty()) f.task_error_code = call.task_error_code;
+  if (!call.task_error_msg.empty()) f.task_error_msg = call.task_error_msg;
   if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
   if (is_terminal(d.next)) {
     ++metrics.jobs_finished[d.next];
@@ -128,6 +137,7 @@ net::awaitable<void> Scheduler::Impl::poll(Dispatched<PollWork> call) {
   PollDecision d;
   d.next_attempt_at = now + settings.poll_interval.count();
   d.poll_refusals = w.poll_refusals;
+  d.task_failures = w.task_failures;
   record(poll_finish(w, p, d, now));
 }
 
@@ -141,7 +151,7 @@ net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call
   count_transport(result);
   PollOutcome p = classify_task_poll(result, w.task_id);
   if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
-    auto reason = co_await find_failed_task(w.task_id);
+    auto reason = co_await find_failed_task(w.task_id, TaskLists::Clock::now());
     if (reason) {
       p.task_error_code = reason->error_code;
       p.task_error_msg = reason->error_msg;
@@ -173,10 +183,11 @@ PollDecision Scheduler::Impl::decide_poll(const Dispatched<PollWork>& call, cons
     d.next = JobState::delivered;  // ask again after the restart
     d.next_attempt_at = now;
     d.poll_refusals = w.poll_refusals;
+    d.task_failures = w.task_failures;
     return d;
   }
   return decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform(),
-                           w.poll_refusals);
+                           w.poll_refusals, w.task_failures);
 }
 
 // Tells the gate how a call or poll's answer went: a 401, a transport that sent nothing (TLS,
@@ -243,38 +254,134 @@ net::awaitable<RateLimiter::Clock::time_point> Scheduler::Impl::acquire_token() 
   net::steady_timer wait(executor);
   for (;;) {
     auto now = RateLimiter::Clock::now();
-    if (limiter.try_acquire(now)) co_return now;
-    wait.expires_after(limiter.time_until_available(now));
+    // A stop ends the wait (the caller checks `aborted`): a Retry-After hold can be an hour.
+    if (aborted || limiter.try_acquire(now)) co_return now;
+    wait.expires_after(std::min<RateLimiter::Clock::duration>(limiter.time_until_available(now),
+                                                              std::chrono::milliseconds(200)));
     co_await wait.async_wait(net::as_tuple(net::use_awaitable));
   }
 }
 
-// The server's reason for a FAILED_* task, from GET failed-tasks (newest first, paged).
+// The server's reason for a FAILED_* task, from GET failed-tasks: a page-through that started
+// after the poll saw the failure (`seen_at`), shared with every poll that saw one meanwhile.
 // Best effort: a failure here only means the reason is not kept.
 net::awaitable<std::optional<FailedTaskEntry>> Scheduler::Impl::find_failed_task(
-    std::string task_id) {
-  constexpr int page_size = 100;
-  constexpr int max_pages = 5;
-  for (int page = 0; page < max_pages && !aborted; ++page) {
+    std::string task_id, TaskLists::Clock::time_point seen_at) {
+  auto get = task_lists.get(TaskList::failed, seen_at);
+  std::shared_ptr<const TaskListing> listing = co_await std::move(get);
+  if (const TaskListEntry* t = find_task(task_id, *listing)) co_return *t;
+  if (!listing->error.empty())
+    spdlog::debug("failed-tasks lookup for task {}: {}", task_id, listing->error);
+  co_return std::nullopt;
+}
+
+// One whole task list, page by page (each page takes a rate token like any call). The order of
+// either list is not documented, so every page is read until one comes back short or `total`
+// is reached (shared/kps-api.md; the vendor's Terraform data source pages the same way).
+net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
+  const bool running = list == TaskList::running;
+  const std::string label = running ? "running" : "failed";
+  TaskListing out;
+  for (int page = 0; page < max_task_list_pages; ++page) {
     auto sent_at = co_await acquire_token();
-    HttpResult r = co_await client.get_failed_tasks(page_size, std::int64_t{page} * page_size);
-    metrics.latency["failed_tasks"].observe(r.latency);
+    if (aborted) {
+      out.error = "kpsd is stopping";
+      co_return out;
+    }
+    std::int64_t offset = std::int64_t{page} * task_list_page_size;
+    auto get = running ? client.get_running_tasks(task_list_page_size, offset)
+                       : client.get_failed_tasks(task_list_page_size, offset);
+    HttpResult r = co_await std::move(get);
+    ++out.requests;
+    ++metrics.task_list_requests[label];
+    metrics.latency[running ? "running_tasks" : "failed_tasks"].observe(r.latency);
     answered(sent_at, r, std::nullopt);
     count_transport(r);
     if (r.transport != HttpResult::Transport::ok || r.status != 200) {
-      spdlog::debug("failed-tasks lookup for task {}: {}", task_id,
-                    r.status ? "HTTP " + std::to_string(r.status) : r.transport_detail);
-      co_return std::nullopt;
+      out.error = r.transport == HttpResult::Transport::ok ? "HTTP " + std::to_string(r.status)
+                                                           : r.transport_detail;
+      co_return out;
     }
     std::string why;
-    auto body = parse_failed_tasks_body(r.body, why);
-    if (!body) co_return std::nullopt;
-    for (auto& t : body->tasks) {
-      if (t.task_id == task_id) co_return std::move(t);
+    auto body = parse_task_list_body(r.body, why);
+    if (!body) {
+      out.error = why;
+      co_return out;
     }
-    if (body->tasks.size() < page_size || (page + 1) * page_size >= body->total) break;
+    if (page == 0) out.total = body->total;
+    std::size_t got = body->tasks.size();
+    for (auto& t : body->tasks) out.tasks.push_back(std::move(t));
+    bool short_page = got < static_cast<std::size_t>(task_list_page_size);
+    if (short_page || (body->total > 0 && offset + std::int64_t(got) >= body->total)) co_return out;
   }
-  co_return std::nullopt;
+  out.error = "longer than " + std::to_string(max_task_list_pages) + " pages; read in part";
+  co_return out;
+}
+
+// The look before sending again after an unknown outcome (task_look.hpp): the running-task
+// list (and, when the server has no running task, the failed-task list), each shared with
+// every job looking within look_reuse. True when it decided without a call (and recorded it).
+net::awaitable<bool> Scheduler::Impl::look_before_sending(Dispatched<DeliveryWork>& call,
+                                                          bool& recorded) {
+  DeliveryWork& w = call.work;
+  std::optional<LookDecision> early = settle_first(w.lost_at, unix_ms(), look_settings);
+  std::optional<AttemptFinish> f;
+  if (early) {
+    spdlog::debug("job {} ({}): {}", w.job_id, w.server_id, early->note);
+    f = look_finish(w, *early, settings, look_settings, unix_ms());
+  } else if (!stopping && !aborted) {
+    auto op = look(w);
+    LookDecision found = co_await std::move(op);
+    f = look_finish(w, found, settings, look_settings, unix_ms());
+    if (!f) {
+      call.look = found.note;  // the call goes out; its record carries the note
+      call.task_error_code = found.task.error_code;
+      call.task_error_msg = found.task.error_msg;
+    }
+  }
+  if (!f && !stopping && !aborted) co_return false;  // send
+  if (!f) f = claim_released(w, unix_ms());          // stopping: no new call; the look comes after
+  // No call went out: a probe was not used (the next claim may probe at once).
+  if (call.probe) {
+    gate.probe_unsent();
+    wake();
+  }
+  recorded = true;
+  record_finished(std::move(*f));
+  co_return true;
+}
+
+// Reads the task lists for one job's look and decides (task_look.hpp). Each list is shared with
+// every job looking within look_reuse, but never one read before the lost call's deadline (it
+// might predate a task the server created late), and the failed list is read after the running
+// one (a task that failed between the two reads would be in neither).
+net::awaitable<LookDecision> Scheduler::Impl::look(const DeliveryWork& w) {
+  constexpr auto look_reuse = std::chrono::seconds(5);
+  auto steady_now = TaskLists::Clock::now();
+  auto settled_at = steady_now - std::chrono::milliseconds(
+                                     unix_ms() - (w.lost_at + look_settings.settle.count()));
+  auto not_before = std::max(steady_now - look_reuse, settled_at);
+  auto get_running = task_lists.get(TaskList::running, not_before);
+  std::shared_ptr<const TaskListing> running = co_await std::move(get_running);
+  std::shared_ptr<const TaskListing> failed;
+  if (!find_running_task(w.server_id, *running, w.known_tasks)) {
+    auto get_failed = task_lists.get(TaskList::failed, std::max(not_before, running->read_started));
+    failed = co_await std::move(get_failed);
+  }
+  LookDecision d = decide_look(w.server_id, *w.unknown_since, *running, failed.get(), w.look_waits,
+                               look_settings, w.known_tasks);
+  ++metrics.looks[std::string(look_label(d.kind))];
+  spdlog::info("job {} ({}): {}", w.job_id, w.server_id, d.note);
+  co_return d;
+}
+
+// A record of a decision made without a call into the outbox (a job it ends is counted).
+void Scheduler::Impl::record_finished(AttemptFinish f) {
+  if (is_terminal(f.next_state)) {
+    ++metrics.jobs_finished[f.next_state];
+    metrics.history.finished(f.next_state, f.finished_at);
+  }
+  record(std::move(f));
 }
 
 }  // namespace kpsd

@@ -19,6 +19,8 @@
 #include "scheduler.hpp"
 #include "scheduler_log.hpp"
 #include "store_health.hpp"
+#include "task_lists.hpp"
+#include "task_look.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -41,6 +43,9 @@ struct Dispatched {
   Work work;
   bool probe = false;                        // the one probe while the gate holds calls
   RateLimiter::Clock::time_point sent_at{};  // its rate token's time (for the rate controller)
+  // What the look before this call found (after an unknown outcome), for its attempt record.
+  std::string look{};
+  std::string task_error_code{}, task_error_msg{};  // a failed task it found
 };
 
 // Outcomes waiting for their commit, and whether a commit loop runs for them.
@@ -97,7 +102,12 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   void answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
                 std::optional<std::chrono::milliseconds> retry_after);
   boost::asio::awaitable<RateLimiter::Clock::time_point> acquire_token();
-  boost::asio::awaitable<std::optional<FailedTaskEntry>> find_failed_task(std::string task_id);
+  boost::asio::awaitable<std::optional<FailedTaskEntry>> find_failed_task(
+      std::string task_id, TaskLists::Clock::time_point seen_at);
+  boost::asio::awaitable<TaskListing> fetch_task_list(TaskList list);
+  boost::asio::awaitable<bool> look_before_sending(Dispatched<DeliveryWork>& call, bool& recorded);
+  boost::asio::awaitable<LookDecision> look(const DeliveryWork& w);
+  void record_finished(AttemptFinish f);
 
   // --- scheduler_commit.cpp: outcomes to the store ---
   void record(AttemptFinish f);
@@ -122,6 +132,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   RateLimiter limiter;
   CallGate gate;  // open, verifying the credentials, or blocked; starts verifying
   Dispatcher dispatcher{limiter, gate};
+  TaskLists task_lists;  // running-tasks and failed-tasks, read in full and shared
+  LookSettings look_settings;
   RateReport rate_report;
   RetrySettings settings;
   std::mt19937_64 rng;

@@ -24,10 +24,11 @@ struct ListArgs {
   std::string state, server, batch;
   int limit = 100;
   std::int64_t after = 0;
+  bool maybe_done = false;
 };
 int cmd_list(const Options& opt, const ListArgs& args);
 int cmd_show(const Options& opt, std::int64_t id);
-int cmd_report(const Options& opt, const std::string& batch);
+int cmd_report(const Options& opt, const std::string& batch, bool maybe_done = false);
 int cmd_batches(const Options& opt, int limit);
 
 int cmd_stats(const Options& opt, const std::string& batch);

@@ -30,7 +30,7 @@ void print_job_table(const json::array& jobs) {
 
 // One CSV row per job: what `report` and `list --output csv` print.
 constexpr const char* job_csv_header =
-    "id,server_id,state,attempts,task_id,task_status,reason,created_at,updated_at\n";
+    "id,server_id,state,attempts,task_id,task_status,reason,created_at,updated_at,maybe_done\n";
 void print_job_csv(const json::array& jobs) {
   for (const auto& v : jobs) {
     const json::object& j = v.as_object();
@@ -38,7 +38,8 @@ void print_job_csv(const json::array& jobs) {
               << text_of(j, "state") << "," << int_of(j, "attempts") << ","
               << csv_field(text_of(j, "task_id")) << "," << csv_field(text_of(j, "task_status"))
               << "," << csv_field(reason_of(j)) << "," << format_time(int_of(j, "created_at"))
-              << "," << format_time(int_of(j, "updated_at")) << "\n";
+              << "," << format_time(int_of(j, "updated_at")) << ","
+              << (text_of(j, "maybe_done") == "true" ? 1 : 0) << "\n";
   }
 }
 
@@ -81,6 +82,7 @@ int cmd_list(const Options& opt, const ListArgs& a) {
   if (!a.state.empty()) req.query.state = parse_job_state(a.state);  // checked by the CLI
   if (!a.server.empty()) req.query.server_id = a.server;
   if (!a.batch.empty()) req.batch = a.batch;
+  req.query.maybe_done = a.maybe_done;
   auto reply = ask(opt, client, to_json(req));
   if (!reply) return exit_failed;
   if (opt.format == Format::json) {
@@ -97,7 +99,7 @@ int cmd_list(const Options& opt, const ListArgs& a) {
   return exit_ok;
 }
 
-int cmd_report(const Options& opt, const std::string& batch) {
+int cmd_report(const Options& opt, const std::string& batch, bool maybe_done) {
   ControlClient client(opt.socket);
   // Every job of the batch, a page at a time, streamed: a million jobs need one page of memory.
   std::int64_t after = 0;
@@ -107,6 +109,7 @@ int cmd_report(const Options& opt, const std::string& batch) {
     req.query.limit = 10000;
     req.query.after_id = after;
     if (!batch.empty()) req.batch = batch;
+    req.query.maybe_done = maybe_done;
     auto reply = ask(opt, client, to_json(req));
     if (!reply) {
       if (opt.json() && !first) std::cout << "]}\n";  // a partial report stays one document
@@ -125,6 +128,7 @@ int cmd_report(const Options& opt, const std::string& batch) {
                                                {"task_id", j.at("task_id")},
                                                {"task_status", j.at("task_status")},
                                                {"reason", reason_of(j)},
+                                               {"maybe_done", j.at("maybe_done")},
                                                {"created_at", j.at("created_at")},
                                                {"updated_at", j.at("updated_at")}});
         first = false;
@@ -223,6 +227,7 @@ int cmd_show(const Options& opt, std::int64_t id) {
     if (!text_of(at, "task_id").empty()) result += " task " + text_of(at, "task_id");
     std::string err = text_of(at, "error_code") + " " + text_of(at, "error_msg");
     if (err != " ") result += (result.empty() ? "" : "; ") + err;
+    if (!text_of(at, "look").empty()) result += (result.empty() ? "" : "; ") + text_of(at, "look");
     std::string latency = text_of(at, "latency_ms");
     std::printf("%-3s %-20s %-6s %-8s %-38s %s\n", text_of(at, "n").c_str(),
                 format_time(int_of(at, "started_at")).c_str(), text_of(at, "http_status").c_str(),
@@ -258,6 +263,10 @@ int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
     if (auto skipped = int_of(*reply, "skipped_call_in_flight")) {
       std::cout << "; skipped " << skipped
                 << " cancelled jobs whose call is still in flight (retry once it has ended)";
+    }
+    if (auto skipped = int_of(*reply, "skipped_server_busy")) {
+      std::cout << "; skipped " << skipped
+                << " jobs whose server already has an unfinished job (one per server)";
     }
     std::cout << "\n";
   }

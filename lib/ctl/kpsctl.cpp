@@ -39,6 +39,7 @@ struct Commands {
   std::int64_t show_id = 0;
   CLI::App* show = nullptr;
   std::string report_batch;
+  bool report_maybe_done = false;
   CLI::App* report = nullptr;
   int batches_limit = 20;
   CLI::App* batches = nullptr;
@@ -85,6 +86,9 @@ void add_job_commands(CLI::App& app, Commands& c) {
   c.list->add_option("--limit", c.lst.limit, "at most this many (default 100)")
       ->check(CLI::Range(1, 10000));
   c.list->add_option("--after", c.lst.after, "page: only job ids greater than this");
+  c.list->add_flag("--maybe-done", c.lst.maybe_done,
+                   "only failed jobs whose earlier call's outcome was unknown: that call may "
+                   "have unbound the key (check the server before enqueueing it again)");
 
   c.show = app.add_subcommand("show", "one job with all its attempts");
   c.show->add_option("job_id", c.show_id, "job id")->required();
@@ -93,6 +97,9 @@ void add_job_commands(CLI::App& app, Commands& c) {
       "report", "every job's final state and reason, as CSV (default) or --json; streamed");
   c.report->add_option("--batch", c.report_batch,
                        "only this batch (id or name); default: every job");
+  c.report->add_flag("--maybe-done", c.report_maybe_done,
+                     "only failed jobs that may have been done by an earlier call whose outcome "
+                     "was unknown");
 
   c.batches = app.add_subcommand("batches", "the newest batches with their jobs per state");
   c.batches->add_option("--limit", c.batches_limit, "at most this many (default 20)")
@@ -167,7 +174,7 @@ int dispatch(Options& opt, Commands& c) {
     }
     if (*c.report) {
       if (opt.format == Format::table) opt.format = Format::csv;  // a report is data
-      return cmd_report(opt, c.report_batch);
+      return cmd_report(opt, c.report_batch, c.report_maybe_done);
     }
     if (*c.batches) return cmd_batches(opt, c.batches_limit);
     if (*c.stats) return cmd_stats(opt, c.stats_batch);

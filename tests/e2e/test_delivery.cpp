@@ -89,7 +89,10 @@ TEST_CASE("one mixed batch with every fault ends each job as the rules say") {
   // A task that ended FAILED_UNBIND: its server-side reason is kept from failed-tasks.
   CHECK(rows["task-failed-0"].task_error_code == "KPS.0003");
   CHECK(rows["task-failed-0"].task_error_msg == "fake: cannot reach the server over SSH");
-  CHECK(rig.fake().failed_task_lookups() >= 5);
+  // Failed-task list reads: the reason lookups of 5 failed tasks (shared, at most one each) and
+  // the looks before sending again of the 25 unknown outcomes (dropped, garbage, too slow).
+  CHECK(rig.fake().failed_task_lookups() >= 1);
+  CHECK(rig.fake().failed_task_lookups() <= 5 + 25);
   auto shown = rig.ctl({"show", std::to_string(rows["task-failed-0"].id)});
   CHECK(shown.out.find("task_error_msg: fake: cannot reach the server over SSH") !=
         std::string::npos);

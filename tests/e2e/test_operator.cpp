@@ -209,6 +209,33 @@ TEST_CASE("kpsctl retry - cancel - pause - resume") {
   CHECK(std::regex_search(rig.log(), std::regex("control: uid [0-9]+ pid [0-9]+: cancel job")));
 }
 
+TEST_CASE("one unfinished job per server: a retry is refused naming it - sqlite3 cannot add one") {
+  Rig rig({.task_duration = 20ms});
+  rig.fake().set_behavior("dup-1", fake::error_answers(400, 1, "KPS.4016"));  // fails once
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "dup-1"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "1", "--timeout", "60"}).exit_code == 1);  // job 1 failed
+  REQUIRE(rig.ctl({"pause"}).exit_code == 0);
+  auto queued = rig.ctl_json({"enqueue", "dup-1"});  // job 2, held by the pause
+  REQUIRE(queued.at("jobs").as_array()[0].at("id").as_int64() == 2);
+  auto one = rig.ctl({"retry", "1"});
+  CHECK(one.exit_code == 1);
+  CHECK(one.err.find("job 1: its server has job 2 unfinished") != std::string::npos);
+  auto all = rig.ctl({"retry", "--state", "failed"});
+  CHECK(all.exit_code == 0);
+  CHECK(all.out.find("skipped 1 jobs whose server already has an unfinished job") !=
+        std::string::npos);
+  auto dup = run_command({"/usr/bin/sqlite3", rig.db_path(), ".timeout 5000",
+                          "INSERT INTO jobs(server_id) VALUES ('dup-1')"},
+                         rig.dir().path().string());
+  CHECK(dup.exit_code != 0);
+  CHECK(dup.err.find("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished") !=
+        std::string::npos);
+  REQUIRE(rig.ctl({"resume"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "2", "--timeout", "60"}).exit_code == 0);
+  CHECK(rig.fake().calls_for("dup-1") == 2);  // job 1's call and job 2's: never a third
+}
+
 TEST_CASE("bad request lines get an error naming the problem and the connection stays usable") {
   Rig rig;
   rig.start();

@@ -15,6 +15,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <ctime>
 #include <mutex>
 #include <set>
@@ -65,16 +66,87 @@ struct FakeKps::Impl {
     acceptor.bind(ep);
     acceptor.listen();
     port = acceptor.local_endpoint().port();
+    seed_failed_tasks();
   }
 
   struct Task {
     std::string server_id;
     std::chrono::steady_clock::time_point created;
     bool fails = false;
+    std::int64_t created_ms = 0;  // Unix milliseconds, for task_time in the lists
   };
   struct FailedTask {
-    std::string task_id, server_id;
+    std::string task_id, server_id, error_code, error_msg;
+    std::int64_t task_time_ms = 0;
   };
+  // The reason kpsd's own failed tasks carry in failed-tasks.
+  static constexpr const char* task_error_code = "KPS.0003";
+  static constexpr const char* task_error_msg = "fake: cannot reach the server over SSH";
+  static constexpr const char* keypair_name = "kp-demo";
+  static std::string server_name(const std::string& server_id) { return "ecs-" + server_id; }
+
+  static std::int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // Other servers' failures, left on the project before the fake started (the list keeps
+  // every failure until deleted): a minute apart, the last one a minute before the start.
+  void seed_failed_tasks() {
+    const std::int64_t start_ms = unix_ms();
+    const int n = options.seeded_failed_tasks;
+    for (int i = 1; i <= n; ++i) {
+      std::string k = std::to_string(i);
+      failed.push_back({"seeded-" + k, "seeded-server-" + k, "KPS.6004", "no key pair found",
+                        start_ms - std::int64_t{n + 1 - i} * 60000});
+    }
+  }
+
+  // Ends the tasks whose time has passed, polled or not, as KPS ends them by itself: the
+  // failures join the failed list, each once. Every task runs task_duration, so tasks end in
+  // creation order and a cursor into task_order is enough. The caller holds mutex.
+  void settle_tasks() {
+    const auto now = std::chrono::steady_clock::now();
+    for (; ended < task_order.size(); ++ended) {
+      const std::string& id = task_order[ended];
+      const Task& t = tasks.at(id);
+      if (now - t.created < options.task_duration) break;
+      if (t.fails)
+        failed.push_back({id, t.server_id, task_error_code, task_error_msg, t.created_ms});
+    }
+  }
+
+  // limit and offset of a list request, or nullopt for what KPS refuses: not decimal, limit
+  // outside 1..1000, offset below 0. A missing limit is 1000, the vendor's default.
+  struct Page {
+    std::int64_t limit = 1000, offset = 0;
+  };
+  static std::optional<Page> parse_page(std::string_view rest) {
+    Page page;
+    auto q = rest.find('?');
+    std::string_view query = q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1);
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      std::string_view pair = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+      auto eq = pair.find('=');
+      if (eq == std::string_view::npos) continue;
+      std::string_view key = pair.substr(0, eq), value = pair.substr(eq + 1);
+      std::int64_t* field = key == "limit" ? &page.limit : key == "offset" ? &page.offset : nullptr;
+      if (field == nullptr) continue;
+      const char* end = value.data() + value.size();
+      auto [stop, ec] = std::from_chars(value.data(), end, *field);
+      if (ec != std::errc{} || stop != end) return std::nullopt;
+    }
+    if (page.limit < 1 || page.limit > 1000 || page.offset < 0) return std::nullopt;
+    return page;
+  }
+
+  // GET <name> or GET <name>?query
+  static bool is_list(std::string_view rest, std::string_view name) {
+    return rest.starts_with(name) && (rest.size() == name.size() || rest[name.size()] == '?');
+  }
 
   using Response = http::response<http::string_body>;
   // A final answer, and the interim one (100, 103) to send before it.
@@ -103,6 +175,76 @@ struct FakeKps::Impl {
   void violation(std::string what) {
     std::lock_guard lock(mutex);
     violations.push_back(std::move(what));
+  }
+
+  // GET failed-tasks: every failure so far, seeded ones first, paged in the chosen order.
+  Response list_failed(const std::string& rest, unsigned v, bool ka) {
+    auto page = parse_page(rest);
+    if (!page) {
+      violation("bad limit or offset: GET " + rest);
+      return error(400, "KPS.0002", "parameter error", v, ka);
+    }
+    json::array list;
+    std::size_t total = 0;
+    {
+      std::lock_guard lock(mutex);
+      ++failed_task_lookups;
+      settle_tasks();
+      total = failed.size();
+      const bool newest = options.failed_tasks_order == FailedTasksOrder::newest_first;
+      for (std::int64_t i = page->offset;
+           i < static_cast<std::int64_t>(total) && i - page->offset < page->limit; ++i) {
+        auto k = static_cast<std::size_t>(i);
+        const FailedTask& f = failed[newest ? total - 1 - k : k];
+        list.push_back(json::object{{"task_id", f.task_id},
+                                    {"operate_type", "UNBIND"},
+                                    {"task_time", std::to_string(f.task_time_ms)},
+                                    {"task_error_code", f.error_code},
+                                    {"task_error_msg", f.error_msg},
+                                    {"server_id", f.server_id},
+                                    {"server_name", server_name(f.server_id)},
+                                    {"keypair_name", keypair_name}});
+      }
+    }
+    if (!options.failed_tasks_total.empty()) {
+      // A number kpsd must read without trusting it (1.5, 1e30 ...): the body by hand.
+      Response res = reply(200, {}, v, ka);
+      res.body() =
+          "{\"total\":" + options.failed_tasks_total + ",\"tasks\":" + json::serialize(list) + "}";
+      res.prepare_payload();
+      return res;
+    }
+    return reply(200, json::object{{"total", total}, {"tasks", std::move(list)}}, v, ka);
+  }
+
+  // GET running-tasks: tasks not ended, oldest first. Only the oldest running_tasks_cap are
+  // ever listed or counted, as the vendor's total stops at 1,000.
+  Response list_running(const std::string& rest, unsigned v, bool ka) {
+    auto page = parse_page(rest);
+    if (!page) {
+      violation("bad limit or offset: GET " + rest);
+      return error(400, "KPS.0002", "parameter error", v, ka);
+    }
+    json::array list;
+    std::int64_t total = 0;
+    {
+      std::lock_guard lock(mutex);
+      ++running_task_lookups;
+      settle_tasks();
+      total = std::min(static_cast<std::int64_t>(task_order.size() - ended),
+                       std::max<std::int64_t>(0, options.running_tasks_cap));
+      for (std::int64_t i = page->offset; i < total && i - page->offset < page->limit; ++i) {
+        const std::string& id = task_order[ended + static_cast<std::size_t>(i)];
+        const Task& t = tasks.at(id);
+        list.push_back(json::object{{"task_id", id},
+                                    {"operate_type", "UNBIND"},
+                                    {"task_time", std::to_string(t.created_ms)},
+                                    {"server_id", t.server_id},
+                                    {"server_name", server_name(t.server_id)},
+                                    {"keypair_name", keypair_name}});
+      }
+    }
+    return reply(200, json::object{{"total", total}, {"tasks", std::move(list)}}, v, ka);
   }
 
   // Empty when the request is authenticated; "expired" for an issued token past its lifetime;
@@ -405,8 +547,13 @@ struct FakeKps::Impl {
         std::lock_guard lock(mutex);
         task_id = "fake-task-" + std::to_string(++task_counter);
         std::int64_t nth_task = ++accepted[server_id];
-        tasks[task_id] =
-            Task{server_id, std::chrono::steady_clock::now(), nth_task <= b.task_failed_times};
+        bool fails = b.task_failed_times < 0 || nth_task <= b.task_failed_times;
+        tasks[task_id] = Task{server_id, std::chrono::steady_clock::now(), fails, unix_ms()};
+        task_order.push_back(task_id);
+      }
+      if (b.answer_delay.count() > 0 && (b.answer_delay_times == 0 || n <= b.answer_delay_times)) {
+        net::steady_timer t(io, b.answer_delay);
+        co_await t.async_wait(use_tuple);
       }
       Response res = reply(
           202, json::object{{"server_id", server_id}, {"task_id", task_id}, {"status", "SUCCESS"}},
@@ -415,57 +562,11 @@ struct FakeKps::Impl {
       co_return Answer(std::move(res), static_cast<unsigned>(b.interim_status));
     }
 
-    if (req.method() == http::verb::get &&
-        (rest == "failed-tasks" || rest.starts_with("failed-tasks?"))) {
-      std::int64_t limit = 10, offset = 0;
-      if (auto q = rest.find('?'); q != std::string::npos) {
-        std::string query = rest.substr(q + 1);
-        for (std::size_t pos = 0; pos < query.size();) {
-          std::size_t amp = query.find('&', pos);
-          std::string pair =
-              query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-          pos = amp == std::string::npos ? query.size() : amp + 1;
-          auto eq = pair.find('=');
-          if (eq == std::string::npos) continue;
-          std::string key = pair.substr(0, eq);
-          std::int64_t value = std::atoll(pair.substr(eq + 1).c_str());
-          if (key == "limit") limit = value;
-          if (key == "offset") offset = value;
-        }
-      }
-      if (limit < 1 || limit > 1000 || offset < 0) {
-        violation("failed-tasks with limit " + std::to_string(limit) + " offset " +
-                  std::to_string(offset));
-        co_return error(400, "KPS.0002", "parameter error: limit/offset", v, ka);
-      }
-      json::array list;
-      std::size_t total = 0;
-      {
-        std::lock_guard lock(mutex);
-        ++failed_task_lookups;
-        total = failed.size();
-        // Newest first, as a listing of recent failures would be.
-        for (std::int64_t i = offset; i < offset + limit && i < static_cast<std::int64_t>(total);
-             ++i) {
-          const FailedTask& f = failed[total - 1 - static_cast<std::size_t>(i)];
-          list.push_back(
-              json::object{{"task_id", f.task_id},
-                           {"server_id", f.server_id},
-                           {"operate_type", "unbind"},
-                           {"task_time", 1764000000000},
-                           {"task_error_code", "KPS.0003"},
-                           {"task_error_msg", "fake: cannot reach the server over SSH"}});
-        }
-      }
-      if (!options.failed_tasks_total.empty()) {
-        // A number kpsd must read without trusting it (1.5, 1e30 ...): the body by hand.
-        Response res = reply(200, {}, v, ka);
-        res.body() = "{\"total\":" + options.failed_tasks_total +
-                     ",\"tasks\":" + json::serialize(list) + "}";
-        res.prepare_payload();
-        co_return res;
-      }
-      co_return reply(200, json::object{{"total", total}, {"tasks", std::move(list)}}, v, ka);
+    if (req.method() == http::verb::get && is_list(rest, "failed-tasks")) {
+      co_return list_failed(rest, v, ka);
+    }
+    if (req.method() == http::verb::get && is_list(rest, "running-tasks")) {
+      co_return list_running(rest, v, ka);
     }
 
     if (req.method() == http::verb::get && rest.starts_with("tasks/")) {
@@ -477,7 +578,7 @@ struct FakeKps::Impl {
         ++task_polls;
         auto it = tasks.find(task_id);
         if (it == tasks.end()) {
-          violation("poll of unknown task " + task_id);
+          violations.push_back("poll of unknown task " + task_id);  // violation() would relock
           co_return error(400, "KPS.0001", "taskId is illegal", v, ka);
         }
         task = it->second;
@@ -499,10 +600,6 @@ struct FakeKps::Impl {
                                ? (task.fails ? "FAILED_UNBIND" : "SUCCESS_UNBIND")
                            : age >= options.task_duration / 3 ? "RUNNING_UNBIND"
                                                               : "READY_UNBIND";
-      if (status == "FAILED_UNBIND") {
-        std::lock_guard lock(mutex);
-        if (failed_listed.insert(task_id).second) failed.push_back({task_id, task.server_id});
-      }
       co_return reply(
           200,
           json::object{
@@ -606,6 +703,8 @@ struct FakeKps::Impl {
     return json::serialize(json::object{{"requests", requests},
                                         {"disassociate_calls", disassociate_calls},
                                         {"task_polls", task_polls},
+                                        {"failed_task_lookups", failed_task_lookups},
+                                        {"running_task_lookups", running_task_lookups},
                                         {"quota_refusals", quota_refusals},
                                         {"calls", std::move(calls_obj)},
                                         {"violations", std::move(v)}});
@@ -641,9 +740,10 @@ struct FakeKps::Impl {
   std::map<std::string, std::int64_t> calls;
   std::map<std::string, Task> tasks;
   std::map<std::string, std::int64_t> accepted;
-  std::vector<FailedTask> failed;
-  std::set<std::string> failed_listed;
-  std::int64_t failed_task_lookups = 0;
+  std::vector<std::string> task_order;  // task ids, oldest first
+  std::size_t ended = 0;                // task_order[0, ended) have ended (settle_tasks)
+  std::vector<FailedTask> failed;       // seeded, then ended FAILED_UNBIND: oldest first
+  std::int64_t failed_task_lookups = 0, running_task_lookups = 0;
   std::map<std::string, std::chrono::steady_clock::time_point> issued;  // IAM token → dies at
   std::int64_t tokens_issued = 0, expired_rejections = 0, signatures = 0, auth_refusals = 0;
   std::int64_t connections = 0;
@@ -739,6 +839,17 @@ std::int64_t FakeKps::failed_task_lookups() const {
   return impl_->failed_task_lookups;
 }
 
+std::int64_t FakeKps::running_task_lookups() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->running_task_lookups;
+}
+
+std::int64_t FakeKps::tasks_running() const {
+  std::lock_guard lock(impl_->mutex);
+  impl_->settle_tasks();
+  return static_cast<std::int64_t>(impl_->task_order.size() - impl_->ended);
+}
+
 std::map<std::string, std::int64_t> FakeKps::calls() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->calls;
@@ -806,6 +917,10 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
         b.delay = std::chrono::milliseconds(n);
       else if (key == "delay_times")
         b.delay_times = n;
+      else if (key == "answer_delay_ms")
+        b.answer_delay = std::chrono::milliseconds(n);
+      else if (key == "answer_delay_times")
+        b.answer_delay_times = n;
       else if (key == "drop_times")
         b.drop_times = n;
       else if (key == "garbage_times")
@@ -814,9 +929,10 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
         b.task_poll_status = n;
       else if (key == "task_poll_times")
         b.task_poll_times = n;
-      else if (key == "task_failed_times")
+      else if (key == "task_failed_times") {
+        if (n < -1) throw std::runtime_error(where + "task_failed_times must be -1 (all) or more");
         b.task_failed_times = n;
-      else if (key == "set_cookie_bytes")
+      } else if (key == "set_cookie_bytes")
         b.set_cookie_bytes = n;
       else if (key == "interim_status")
         b.interim_status = n;

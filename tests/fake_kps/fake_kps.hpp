@@ -2,6 +2,8 @@
 // A fake KPS endpoint for tests and the demo: a small Beast server on 127.0.0.1 that checks
 // what kpsd sends (token, project id, request shape) and answers per server id with the
 // behaviour a test chose. Serves on its own thread; counters are safe to read from any thread.
+// Tasks are listed as real KPS lists them (shared/kps-api.md): GET running-tasks while they run,
+// GET failed-tasks once they end FAILED_UNBIND (polled or not); a SUCCESS task nowhere.
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -25,7 +27,7 @@ struct Behavior {
   std::string retry_after;             // Retry-After header on the error answers ("" = none)
   int drop_times = 0;                  // close the connection without answering
   int garbage_times = 0;               // 202 with a body that is not JSON
-  int task_failed_times = 0;           // this server's first N tasks end FAILED_UNBIND
+  int task_failed_times = 0;           // this server's first N tasks end FAILED_UNBIND (-1: all)
   int task_poll_status = 0;            // answer polls of this server's tasks with this status
   int task_poll_times = 0;             // ... this many times (-1: every poll)
   // As real gateways and proxies answer (shared/kps-api.md), on this server's disassociate
@@ -33,6 +35,10 @@ struct Behavior {
   // interim answer (100 Continue, 103 Early Hints) sent before the final one.
   int set_cookie_bytes = 0;
   int interim_status = 0;
+  // The task is created, then the answer waits this long (a gateway slow to relay what KPS
+  // already did): a kpsd killed meanwhile has a call whose outcome it never learns.
+  std::chrono::milliseconds answer_delay{0};
+  int answer_delay_times = 0;  // ... for the first N accepted calls (0: every one)
 };
 
 // Shorthands for one fault each.
@@ -99,15 +105,28 @@ struct IamOptions {
   std::size_t token_bytes = 0;
 };
 
+// The order GET failed-tasks lists in. The vendor does not document it (shared/kps-api.md), so
+// kpsd must find its task whichever it is: tests can try both.
+enum class FailedTasksOrder { oldest_first, newest_first };
+
 struct Options {
   std::string project_id;
   std::string token;                            // the accepted X-Auth-Token (method token)
-  std::chrono::milliseconds task_duration{0};   // a task is RUNNING_UNBIND this long, then SUCCESS
+  std::chrono::milliseconds task_duration{0};   // a task runs this long, then SUCCESS (or FAILED)
   std::chrono::milliseconds call_delay{0};      // every disassociate call takes at least this
   std::string tls_cert_file{}, tls_key_file{};  // set both to serve https
   std::optional<IamOptions> iam{};   // accept tokens issued by the fake IAM instead of `token`
   std::string ak{}, sk{};            // set both to require AK/SK signatures instead
   std::string failed_tasks_total{};  // raw JSON for failed-tasks' "total" ("1.5", "1e30" ...)
+  // GET failed-tasks order; oldest first by default, as ended (order undocumented: kps-api.md).
+  FailedTasksOrder failed_tasks_order = FailedTasksOrder::oldest_first;
+  // This many failed tasks of other servers are listed from the start, as on a project whose
+  // failures nobody deleted (the list keeps every failure: kps-api.md). Ids "seeded-N", servers
+  // "seeded-server-N", ended before the fake started; listed before kpsd's own (oldest first).
+  int seeded_failed_tasks = 0;
+  // GET running-tasks lists at most this many (the oldest), and says at most this many in
+  // "total", however many run: the vendor's model caps it at 1,000 (kps-api.md).
+  std::int64_t running_tasks_cap = 1000;
   // A gateway quota in fixed windows: this many API calls per window, then 429 APIGW.0308 to
   // every call until the window turns (0 = none). Windows start when the fake does.
   std::int64_t window_quota = 0;
@@ -138,6 +157,10 @@ class FakeKps {
   std::int64_t calls_for(const std::string& server_id) const;     // disassociate calls
   std::int64_t accepted_for(const std::string& server_id) const;  // 202s that created a task
   std::int64_t failed_task_lookups() const;                       // GET failed-tasks
+  std::int64_t running_task_lookups() const;                      // GET running-tasks
+  // Tasks not ended yet (READY_UNBIND or RUNNING_UNBIND), as running-tasks counts them before
+  // its cap (kps-api.md): created less than task_duration ago.
+  std::int64_t tasks_running() const;
   std::int64_t iam_tokens_issued() const;
   std::int64_t expired_token_rejections() const;  // 401s for issued tokens past their lifetime
   std::int64_t auth_refusals() const;             // every 401 for a token or signature (KPS calls)
@@ -162,7 +185,7 @@ class FakeKps {
 
 // {"server-id": {"accepted_failed_times": N, "error_status": S, "error_times": N,
 //  "error_code": "...", "delay_ms": N, "retry_after": "1", "drop_times": N, "garbage_times": N,
-//  "task_failed_times": N}, ...}. Throws std::runtime_error naming the bad entry.
+//  "task_failed_times": N (-1: every task)}, ...}. Throws std::runtime_error naming the bad entry.
 std::map<std::string, Behavior> parse_behaviors(const std::string& json_text);
 
 }  // namespace kpsd::fake

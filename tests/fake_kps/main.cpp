@@ -29,11 +29,16 @@ int main(int argc, char** argv) {
   unsigned interim = 0;
   int close_after = 0;
   bool close_announced = false;
+  std::int64_t running_tasks_cap = 1000;
+  std::string failed_tasks_order = "oldest";
+  int seeded_failed_tasks = 0;
   app.add_option("--project-id", project_id, "project id expected in paths")->required();
   app.add_option("--token-file", token_file, "file with the X-Auth-Token expected")->required();
   app.add_option("--behaviors", behaviors_file, "JSON file: per server id faults");
   app.add_option("--port-file", port_file, "write the chosen port here");
-  app.add_option("--task-ms", task_ms, "how long a task runs before SUCCESS_UNBIND");
+  app.add_option("--task-ms", task_ms,
+                 "how long a task runs before SUCCESS_UNBIND (FAILED_UNBIND with a behavior's "
+                 "task_failed_times)");
   app.add_option("--window-quota", window_quota,
                  "gateway quota: this many calls per window, then 429 until it turns");
   app.add_option("--quota-window-ms", quota_window_ms, "the quota window (default 10000)")
@@ -48,6 +53,19 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--close-announced", close_announced,
                "with --close-after: say Connection: close on the last answer");
+  // The task lists as shared/kps-api.md describes them.
+  app.add_option("--running-tasks-cap", running_tasks_cap,
+                 "GET running-tasks lists and counts at most this many running tasks, the "
+                 "oldest (default 1000, the vendor's cap on total)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--failed-tasks-order", failed_tasks_order,
+                 "GET failed-tasks order: oldest (default) or newest first; the vendor does not "
+                 "document it")
+      ->check(CLI::IsMember({"oldest", "newest"}));
+  app.add_option("--seeded-failed-tasks", seeded_failed_tasks,
+                 "list this many failed tasks of other servers from the start (seeded-N on "
+                 "seeded-server-N, KPS.6004), before kpsd's own")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     kpsd::fake::Options o;
@@ -62,6 +80,11 @@ int main(int argc, char** argv) {
     o.interim_status = interim;
     o.close_after = close_after;
     o.close_announced = close_announced;
+    o.running_tasks_cap = running_tasks_cap;
+    o.failed_tasks_order = failed_tasks_order == "newest"
+                               ? kpsd::fake::FailedTasksOrder::newest_first
+                               : kpsd::fake::FailedTasksOrder::oldest_first;
+    o.seeded_failed_tasks = seeded_failed_tasks;
     kpsd::fake::FakeKps fake(o);
     if (!behaviors_file.empty()) {
       for (auto& [id, b] : kpsd::fake::parse_behaviors(read_file(behaviors_file))) {

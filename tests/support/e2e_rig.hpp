@@ -36,6 +36,11 @@ struct RigOptions {
   unsigned interim_status = 0;       // fake: 100 or 103 before every answer
   int close_after = 0;               // fake: close connections after N answers
   bool close_announced = false;      // ... saying Connection: close on the last
+  // fake: the failed-task list's order and older failures of other servers listed first, and
+  // the running-task list's cap (shared/kps-api.md)
+  fake::FailedTasksOrder failed_tasks_order = fake::FailedTasksOrder::oldest_first;
+  int seeded_failed_tasks = 0;
+  std::int64_t running_tasks_cap = 1000;
 };
 
 // [auth] method = iam_password against the fake's IAM as `iam` says; the password file is
@@ -67,6 +72,9 @@ inline fake::Options fake_options(const RigOptions& o) {
   f.interim_status = o.interim_status;
   f.close_after = o.close_after;
   f.close_announced = o.close_announced;
+  f.failed_tasks_order = o.failed_tasks_order;
+  f.seeded_failed_tasks = o.seeded_failed_tasks;
+  f.running_tasks_cap = o.running_tasks_cap;
   return f;
 }
 
@@ -231,20 +239,21 @@ inline std::map<std::string, JobRow> read_jobs(const std::string& db_path) {
 
 struct AttemptRow {
   std::int64_t n = 0, started_at = 0, finished_at = 0, http_status = 0;
-  std::string error_msg, request_id;
+  std::string error_msg, request_id, look;
 };
 
 inline std::vector<AttemptRow> read_attempts(const std::string& db_path, std::int64_t job_id) {
   sql::Database db(db_path, sql::Database::Mode::read_only);
   sql::Statement s(db,
                    "SELECT n, started_at, coalesce(finished_at, 0), coalesce(http_status, 0), "
-                   "coalesce(error_msg, ''), coalesce(request_id, '') FROM attempts "
+                   "coalesce(error_msg, ''), coalesce(request_id, ''), coalesce(look, '') "
+                   "FROM attempts "
                    "WHERE job_id = ?1 ORDER BY n");
   s.bind(1, job_id);
   std::vector<AttemptRow> rows;
   while (s.step()) {
     rows.push_back({s.column_int(0), s.column_int(1), s.column_int(2), s.column_int(3),
-                    s.column_text(4), s.column_text(5)});
+                    s.column_text(4), s.column_text(5), s.column_text(6)});
   }
   return rows;
 }

@@ -135,14 +135,16 @@ TEST_CASE("after a poll: success - failure retries the delivery - pending until 
   auto failed = answered("FAILED_UNBIND");
   failed.task_error_code = "KPS.0003";
   failed.task_error_msg = "ssh refused";
+  failed.task_id = "t-1";
   d = decide_after_poll(failed, 1, 0, s, 100, 0.5);
   CHECK(d.next == JobState::retrying);
   CHECK(d.error_code == "KPS.0003");
-  CHECK(d.error_msg == "task ended FAILED_UNBIND: ssh refused");
+  CHECK(d.error_msg == "task t-1 ended FAILED_UNBIND: ssh refused");
   CHECK(d.next_attempt_at == 150);
+  CHECK(d.task_failures == 1);
   d = decide_after_poll(failed, 3, 0, s, 100, 0.5);
   CHECK(d.next == JobState::failed);
-  CHECK(d.error_msg == "gave up after 3 attempts: task ended FAILED_UNBIND: ssh refused");
+  CHECK(d.error_msg == "gave up after 3 attempts: task t-1 ended FAILED_UNBIND: ssh refused");
 
   // A refused poll never re-sends the disassociate: it asks again, then stops following.
   PollOutcome rejected;
@@ -183,7 +185,9 @@ TEST_CASE("Retry-After is followed up to retry_after_max and no further") {
   CHECK(fine == std::chrono::milliseconds(2000));
 }
 
-TEST_CASE("an unknown outcome is retried like a failure and its last reason says the server may have acted") {
+TEST_CASE(
+    "an unknown outcome is retried like a failure and its last reason says the server may have "
+    "acted") {
   RetrySettings s;
   s.max_attempts = 2;
   AttemptOutcome o;
@@ -196,4 +200,30 @@ TEST_CASE("an unknown outcome is retried like a failure and its last reason says
   CHECK(last.next == JobState::failed);
   CHECK(last.error_msg.find("outcome unknown: the server may have carried out the unbind") !=
         std::string::npos);
+}
+
+TEST_CASE(
+    "a task that ends FAILED has its own budget: task_failure_retries then the task's reason") {
+  auto s = settings();
+  auto failed = answered("FAILED_UNBIND");
+  failed.task_id = "t-7";
+  failed.task_error_code = "KPS.0004";
+  failed.task_error_msg = "authorized_keys modified since binding";
+  CHECK(s.task_failure_retries == 1);  // the default: one new disassociate
+  auto d = decide_after_poll(failed, 1, 0, s, 100, 0.5, 0, 0);
+  CHECK(d.next == JobState::retrying);
+  CHECK(d.task_failures == 1);
+  d = decide_after_poll(failed, 2, 0, s, 100, 0.5, 0, 1);  // its second failed task
+  CHECK(d.next == JobState::failed);
+  CHECK(d.task_failures == 2);
+  CHECK(d.error_code == "KPS.0004");
+  CHECK(d.error_msg == "task t-7 ended FAILED_UNBIND: authorized_keys modified since binding");
+
+  s.task_failure_retries = 0;  // FAILED_* is final, as the vendor's Terraform resource has it
+  d = decide_after_poll(failed, 1, 0, s, 100, 0.5, 0, 0);
+  CHECK(d.next == JobState::failed);
+  s.task_failure_retries = 3;
+  d = decide_after_poll(failed, 1, 0, s, 100, 0.5, 0, 2);
+  CHECK(d.next == JobState::retrying);
+  CHECK(d.task_failures == 3);
 }

@@ -1,3 +1,5 @@
+#include "db_worker.hpp"
+#include "job_policy.hpp"
 #include "job_store.hpp"
 #include "migrations.hpp"
 #include "sqlite.hpp"
@@ -6,7 +8,10 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <chrono>
+#include <limits>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace kpsd;
 
@@ -371,7 +376,8 @@ TEST_CASE("attempts are used at claim: a job whose calls keep killing kpsd fails
   Job j = store.list({}).front();
   CHECK(j.state == JobState::failed);
   CHECK(j.attempts == 3);
-  CHECK(j.error_msg == "gave up after 3 attempts: outcome lost: daemon stopped");
+  CHECK(j.error_msg ==
+        std::string(maybe_done_prefix) + "gave up after 3 attempts: outcome lost: daemon stopped");
   CHECK(store.attempts_of(j.id).size() == 3);
 }
 
@@ -684,4 +690,260 @@ TEST_CASE(
   REQUIRE(detail->attempts.size() == 1);
   CHECK(detail->attempts[0].http_status == 503);
   CHECK_FALSE(store.job_with_attempts(999));
+}
+
+namespace {
+
+std::int64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_size : 0;
+}
+
+// 1,000 jobs enqueued, claimed and delivered: three transactions of many pages each.
+void run_thousand_jobs(JobStore& store, int round) {
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 1000; ++i) jobs.push_back(job("wal-" + std::to_string(round * 1000 + i)));
+  store.enqueue(jobs, 0);
+  std::vector<AttemptFinish> done;
+  for (const DeliveryWork& w : store.claim_for_delivery(1, 1000)) {
+    AttemptFinish f;
+    f.job_id = w.job_id;
+    f.attempt_n = w.attempt_n;
+    f.finished_at = 2;
+    f.http_status = 202;
+    f.task_id = "task-" + std::to_string(w.job_id);
+    f.next_state = JobState::delivered;
+    f.next_attempt_at = 3;
+    done.push_back(f);
+  }
+  store.finish_attempts(done);
+}
+
+}  // namespace
+
+TEST_CASE("the WAL shrinks back under its bound once a reader that held it for 16000 jobs closes") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  std::string wal = path + "-wal";
+  auto store = std::make_unique<JobStore>(path);
+  // A reader holding its snapshot, as an sqlite3 shell inside BEGIN does: no checkpoint can
+  // restart the log meanwhile, so the WAL grows with every commit.
+  auto reader = std::make_unique<sql::Database>(path);
+  reader->exec("BEGIN");
+  {
+    sql::Statement count(*reader, "SELECT count(*) FROM jobs");
+    REQUIRE(count.step());
+  }
+  for (int round = 0; round < 16; ++round) run_thousand_jobs(*store, round);
+  std::int64_t grown = file_size(wal);
+  MESSAGE("WAL after 16000 jobs under a reader: " << grown / 1024 << " KiB");
+  REQUIRE(grown > JobStore::wal_size_limit);
+  // Still held: the trim gives up at once and leaves the WAL as it is.
+  CHECK(store->trim_wal() == grown);
+  reader->exec("COMMIT");
+  reader.reset();
+  // Nothing more is written: the DB thread's periodic trim alone shrinks it.
+  DbWorker worker(std::move(store), std::chrono::milliseconds(20));
+  for (int i = 0; i < 500 && file_size(wal) > JobStore::wal_size_limit; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(file_size(wal) <= JobStore::wal_size_limit);
+}
+
+TEST_CASE(
+    "one unfinished job per server: migration 0007 cancels later duplicates naming the first") {
+  test::TempDir dir;
+  std::string path = dir.file("dups.db");
+  {
+    sql::Database db(path);
+    apply_migrations(db, embedded_migrations().subspan(0, 6));  // as kpsd with 1-6 left it
+    db.exec(
+        "INSERT INTO jobs (server_id) VALUES ('dup-A'), ('dup-A'), ('solo'), ('dup-A');"
+        "INSERT INTO jobs (server_id, state) VALUES ('dup-A', 'succeeded');"
+        "INSERT INTO jobs (server_id, state) VALUES ('dup-B', 'failed'), ('dup-B', 'retrying'),"
+        " ('dup-B', 'delivered');");
+  }
+  JobStore store(path);
+  CHECK(store.schema_version() >= 7);
+  auto jobs = store.list({});
+  REQUIRE(jobs.size() == 8);
+  CHECK(jobs[0].state == JobState::queued);  // dup-A, the oldest, stays
+  CHECK(jobs[1].state == JobState::cancelled);
+  CHECK(jobs[1].error_msg == "duplicate of job 1");
+  CHECK(jobs[2].state == JobState::queued);  // solo
+  CHECK(jobs[3].error_msg == "duplicate of job 1");
+  CHECK(jobs[4].state == JobState::succeeded);  // finished jobs are history: untouched
+  CHECK(jobs[5].state == JobState::failed);
+  CHECK(jobs[6].state == JobState::retrying);  // dup-B's oldest unfinished job
+  CHECK(jobs[7].state == JobState::cancelled);
+  CHECK(jobs[7].error_msg == "duplicate of job 7");
+}
+
+TEST_CASE("one unfinished job per server: a plain-SQL duplicate is refused and a retry too") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  auto first = store.enqueue(std::vector<NewJob>{job("dup-A")}, 0);
+  CHECK_THROWS_WITH(
+      external_exec(path, "INSERT INTO jobs(server_id) VALUES ('dup-A')"),
+      doctest::Contains("UNIQUE constraint failed: jobs.server_id, jobs.one_unfinished"));
+  external_exec(path, "INSERT OR IGNORE INTO jobs(server_id) VALUES ('dup-A'), ('new-B')");
+  CHECK(store.list({}).size() == 2);  // the duplicate ignored, the new server queued
+
+  // Job 1 fails; the server is queued again (job 3); retrying job 1 is refused, naming job 3.
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  REQUIRE(w[0].job_id == first[0].id);
+  AttemptFinish f;
+  f.job_id = w[0].job_id;
+  f.attempt_n = w[0].attempt_n;
+  f.next_state = JobState::failed;
+  store.finish_attempts(std::span<const AttemptFinish>(&f, 1));
+  auto again = store.enqueue(std::vector<NewJob>{job("dup-A")}, 0);
+  REQUIRE_FALSE(again[0].existing);
+  std::int64_t other = 0;
+  CHECK(store.retry(first[0].id, 1, &other) == RetryOutcome::server_busy);
+  CHECK(other == again[0].id);
+  CHECK(store.retry_all(JobState::failed, 1)[RetryOutcome::server_busy] == 1);
+  CHECK(store.find(first[0].id)->state == JobState::failed);  // left as it was
+}
+
+TEST_CASE("ids are never reused: prune the newest jobs then enqueue - jobs and batches go on") {
+  JobStore store(":memory:");
+  auto first = store.enqueue(std::vector<NewJob>{job("a"), job("b"), job("c")}, 0, {});
+  REQUIRE(first.jobs.size() == 3);
+  auto w = store.claim_for_delivery(0, 3);
+  std::vector<AttemptFinish> done;
+  for (const auto& item : w) done.push_back(finish(item, JobState::succeeded, 10));
+  store.finish_attempts(done);
+  CHECK(store.prune_finished(1000, 100) == 3);  // the newest jobs, and their batch
+  CHECK(store.list({}).empty());
+  CHECK(store.list_batches(10).empty());
+  auto next = store.enqueue(std::vector<NewJob>{job("d")}, 2000, {});
+  CHECK(next.batch_id == first.batch_id + 1);
+  CHECK(next.jobs.at(0).id == first.jobs.back().id + 1);
+}
+
+TEST_CASE("migration 0008 keeps every id and attempt and makes ids never reused") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    sql::Database db(path);
+    db.exec("PRAGMA foreign_keys = ON");
+    apply_migrations(db, embedded_migrations().subspan(0, 7));  // as kpsd with 1-7 left it
+    db.exec(
+        "INSERT INTO batches (id, name) VALUES (5, 'five');"
+        "INSERT INTO jobs (id, server_id, state, batch_id) VALUES (3, 's3', 'failed', 5),"
+        " (9, 's9', 'queued', 5);"
+        "INSERT INTO attempts (job_id, n, started_at, error_msg) VALUES (3, 1, 7, 'gone'),"
+        " (9, 1, 8, 'outcome lost: daemon stopped');"
+        "INSERT INTO batch_jobs (batch_id, job_id) VALUES (5, 9);");
+  }
+  JobStore store(path);
+  CHECK(store.schema_version() >= 8);
+  auto jobs = store.list({});
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].id == 3);
+  CHECK(jobs[1].id == 9);
+  CHECK(store.attempts_of(3).at(0).error_msg == "gone");
+  CHECK(store.attempts_of(9).at(0).error_msg == "outcome lost: daemon stopped");
+  CHECK(external_int(path, "SELECT count(*) FROM batch_jobs WHERE job_id = 9") == 1);
+  CHECK(external_int(path, "SELECT n FROM job_counts WHERE state = 'queued'") == 1);
+  // Foreign keys hold after the rebuild: deleting a job still takes its attempts with it.
+  CHECK(external_int(path, "PRAGMA foreign_keys") == 0);  // (a fresh connection's default)
+  CHECK(store.prune_finished(std::numeric_limits<std::int64_t>::max(), 10) == 1);
+  CHECK(external_int(path, "SELECT count(*) FROM attempts WHERE job_id = 3") == 0);
+  external_exec(path, "DELETE FROM jobs WHERE id = 9");
+  auto next = store.enqueue(std::vector<NewJob>{job("s10")}, 0, {});
+  CHECK(next.jobs.at(0).id == 10);
+  CHECK(next.batch_id == 6);
+}
+
+TEST_CASE("an unknown outcome is kept for the look: recovery - claim - a decision without a call") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("srv")}, 0);
+  auto w = store.claim_for_delivery(100, 1);
+  REQUIRE(w.size() == 1);
+  CHECK_FALSE(w[0].unknown_since);
+  CHECK(w[0].claimed_at == 100);
+  store.recover_after_restart(200, 8);  // its call was in flight at a crash
+  auto again = store.claim_for_delivery(300, 1);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].unknown_since == 100);  // the lost call's start
+  CHECK(again[0].lost_at == 200);        // learned at the restart
+  CHECK(again[0].known_tasks.empty());
+  CHECK(again[0].attempt_n == 2);
+
+  // The look adopts the running task: no call, so attempt 2 is deleted and given back.
+  AttemptFinish adopt;
+  adopt.job_id = again[0].job_id;
+  adopt.attempt_n = again[0].attempt_n;
+  adopt.finished_at = 310;
+  adopt.no_call = true;
+  adopt.look = "outcome unknown; adopted running task t-1";
+  adopt.task_id = "t-1";
+  adopt.next_state = JobState::delivered;
+  adopt.next_attempt_at = 400;
+  store.finish_attempts(std::span<const AttemptFinish>(&adopt, 1));
+  Job j = *store.find(adopt.job_id);
+  CHECK(j.state == JobState::delivered);
+  CHECK(j.task_id == "t-1");
+  CHECK(j.attempts == 1);  // the lost call's attempt only
+  auto attempts = store.attempts_of(adopt.job_id);
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].look == "outcome unknown; adopted running task t-1");
+  auto polls = store.claim_for_poll(400, 500, 1);
+  REQUIRE(polls.size() == 1);
+  CHECK(polls[0].task_id == "t-1");
+}
+
+TEST_CASE("maybe done: a job that failed after a call went again past an unknown outcome") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("m1"), job("plain")}, 0);
+  auto w = store.claim_for_delivery(0, 2);
+  REQUIRE(w.size() == 2);
+  std::vector<AttemptFinish> fs;
+  for (const auto& item : w) {
+    AttemptFinish f = finish(item, JobState::failed, 10);
+    f.sent_after_unknown = item.server_id == "m1";
+    fs.push_back(f);
+  }
+  store.finish_attempts(fs);
+  ListQuery q;
+  q.maybe_done = true;
+  auto maybe = store.list(q);
+  REQUIRE(maybe.size() == 1);
+  CHECK(maybe[0].server_id == "m1");
+  CHECK(maybe[0].maybe_done);
+  CHECK(store.list({}).size() == 2);
+  q.server_id = "plain";
+  CHECK(store.list(q).empty());
+}
+
+TEST_CASE("recovery drops the dead process's poll leases and restarts a look's waits") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("polled")}, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  AttemptFinish f = finish(w[0], JobState::delivered, 10);
+  store.finish_attempts(std::span<const AttemptFinish>(&f, 1));
+  REQUIRE(store.claim_for_poll(200, 600000, 1).size() == 1);  // leased for ten minutes
+  CHECK(store.claim_for_poll(300, 600000, 1).empty());
+  store.recover_after_restart(400, 8);
+  auto again = store.claim_for_poll(400, 500, 1);  // the lease of the dead process is gone
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].job_id == w[0].job_id);
+}
+
+TEST_CASE("a job that fails with its last call's outcome unknown is maybe done") {
+  JobStore store(":memory:");
+  store.enqueue(std::vector<NewJob>{job("lost")}, 0);
+  auto w = store.claim_for_delivery(0, 1);
+  REQUIRE(w.size() == 1);
+  store.recover_after_restart(50, 1);  // its only attempt was in flight: gave up
+  Job j = *store.find(w[0].job_id);
+  CHECK(j.state == JobState::failed);
+  CHECK(j.maybe_done);
+  REQUIRE(j.error_msg);
+  CHECK(j.error_msg->starts_with("maybe done (an earlier call's outcome was unknown"));
 }

@@ -125,8 +125,8 @@ TEST_CASE("classifier: every kind of outcome") {
   CHECK(failed202.error_code == "KPS.0003");
 
   auto garbage = classify_disassociate(response(202, "{not json"), now);
-  CHECK(garbage.verdict == Verdict::retryable);
-  CHECK(garbage.error_msg == "response body is not JSON");
+  CHECK(garbage.verdict == Verdict::unknown);  // accepted: the server may be unbinding
+  CHECK(garbage.error_msg == "202 with an unreadable body: response body is not JSON");
 
   for (unsigned status : {400u, 403u, 404u, 409u}) {
     auto p = classify_disassociate(
@@ -169,7 +169,7 @@ TEST_CASE("failed-tasks bodies keep each task's reason") {
   CHECK(page->tasks[0].error_code == "KPS.0003");
   CHECK(page->tasks[0].error_msg == "ssh refused");
   CHECK_FALSE(parse_failed_tasks_body(R"({"total":0})", why));
-  CHECK(why == "failed-tasks response without a tasks array");
+  CHECK(why == "task list response without a tasks array");
 }
 
 TEST_CASE("failed-tasks: a total that is not an exact count is ignored without throwing") {
@@ -289,4 +289,32 @@ TEST_CASE("an answer unreadable after the request was sent is an unknown outcome
   r.transport = HttpResult::Transport::timed_out;
   r.request_sent = true;
   CHECK(classify_disassociate(r, now).verdict == Verdict::unknown);
+}
+
+TEST_CASE("task lists: task_time as a string or an integer - operate_type - running tasks") {
+  std::string why;
+  auto page = parse_task_list_body(
+      R"({"total":3,"tasks":[)"
+      R"({"task_id":"a","server_id":"s1","operate_type":"UNBIND","task_time":"1764500000000"},)"
+      R"({"task_id":"b","server_id":"s2","task_time":1764500000001,"server_name":"ecs"},)"
+      R"({"task_id":"c","server_id":"s3","task_time":"yesterday"},7]})",
+      why);
+  REQUIRE(page);
+  CHECK(page->total == 3);
+  REQUIRE(page->tasks.size() == 3);  // the 7 is not a task: skipped
+  CHECK(page->tasks[0].operate_type == "UNBIND");
+  CHECK(page->tasks[0].task_time_ms == 1764500000000);
+  CHECK(page->tasks[1].task_time_ms == 1764500000001);
+  CHECK_FALSE(page->tasks[2].task_time_ms.has_value());
+  auto seconds =
+      parse_task_list_body(R"({"tasks":[{"task_id":"s","task_time":"1764500000"}]})", why);
+  REQUIRE(seconds);
+  CHECK(seconds->tasks.at(0).task_time_ms == 1764500000000);  // seconds, read as such
+  for (const char* bad : {"\"-5\"", "\"12abc\"", "\"\"", "1.5", "true", "-1"}) {
+    CAPTURE(bad);
+    auto p = parse_task_list_body(
+        std::string(R"({"tasks":[{"task_id":"x","task_time":)") + bad + "}]}", why);
+    REQUIRE(p);
+    CHECK_FALSE(p->tasks.at(0).task_time_ms.has_value());
+  }
 }
