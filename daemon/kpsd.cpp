@@ -3,6 +3,7 @@
 #include "daemon.hpp"
 #include "logging.hpp"
 #include "preflight.hpp"
+#include "project_lookup.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -46,25 +47,9 @@ int main(int argc, char** argv) {
     std::cerr << "kpsd: " << e.what() << "\n";
     return kpsd::exit_config;
   }
-  if (check_only) {
-    // Also the files kpsd reads at start, so "ok" means it would start (no call is made).
-    if (std::string problem = kpsd::check_startup_files(config); !problem.empty()) {
-      std::cerr << "kpsd: " << config_path << ": " << problem << "\n";
-      return kpsd::exit_config;
-    }
-    if (!preflight) {
-      std::cout << config_path << ": ok (credential and CA files readable; no call made)\n";
-      return 0;
-    }
-    // The client's own warnings would repeat the reason printed below.
-    spdlog::set_level(spdlog::level::off);
-    kpsd::PreflightVerdict verdict = kpsd::run_preflight(config);
-    (verdict.exit_code == 0 ? std::cout : std::cerr)
-        << (verdict.exit_code == 0 ? "" : "kpsd: ") << config_path << ": preflight "
-        << verdict.message << "\n";
-    return verdict.exit_code;
-  }
+  if (check_only) return kpsd::check_config(std::move(config), config_path, preflight);
   kpsd::setup_logging(config.log.level);
+  if (int code = kpsd::resolve_project_id(config)) return code;
   try {
     return kpsd::run_daemon(config, config_path);
   } catch (const std::exception& e) {

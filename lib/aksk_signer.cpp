@@ -2,6 +2,7 @@
 
 #include "url.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -39,13 +40,6 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   return parts;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -55,7 +49,8 @@ std::string_view trim(std::string_view s) {
 // Sorted lower-case (name, trimmed value) pairs.
 std::vector<std::pair<std::string, std::string>> normalized(const SigningRequest& r) {
   std::vector<std::pair<std::string, std::string>> h;
-  for (const auto& [name, value] : r.headers) h.emplace_back(lower(name), std::string(trim(value)));
+  for (const auto& [name, value] : r.headers)
+    h.emplace_back(ascii_lower(name), std::string(trim(value)));
   std::sort(h.begin(), h.end());
   return h;
 }
@@ -123,7 +118,7 @@ std::string authorization_header(const SigningRequest& r, std::string_view acces
                                  const Secret& secret_key) {
   std::string date;
   for (const auto& [name, value] : r.headers) {
-    if (lower(name) == "x-sdk-date") date = std::string(trim(value));
+    if (ascii_lower(name) == "x-sdk-date") date = std::string(trim(value));
   }
   std::string signature = hex_hmac_sha256(secret_key, string_to_sign(canonical_request(r), date));
   return "SDK-HMAC-SHA256 Access=" + std::string(access_key) +
@@ -137,6 +132,30 @@ std::string sdk_date(std::chrono::system_clock::time_point t) {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
   return buf;
+}
+
+void sign_request(OutgoingRequest r, const AkSkKeys& keys, std::string_view project_id,
+                  std::chrono::system_clock::time_point date) {
+  if (!project_id.empty()) r.headers.emplace_back("X-Project-Id", std::string(project_id));
+  if (!keys.security_token.empty())
+    r.headers.emplace_back("X-Security-Token", std::string(keys.security_token.reveal()));
+  r.headers.emplace_back("X-Sdk-Date", sdk_date(date));
+  SigningRequest s;
+  s.method = std::string(r.method);
+  auto q = r.target.find('?');
+  s.path = std::string(r.target.substr(0, q));
+  s.query = q == std::string_view::npos ? "" : std::string(r.target.substr(q + 1));
+  s.headers.emplace_back("Host", std::string(r.host_header));
+  for (const auto& [name, value] : r.headers) {
+    std::string n = ascii_lower(name);
+    if (n == "content-type" || n == "x-project-id" || n == "x-sdk-date" || n == "x-security-token")
+      s.headers.emplace_back(name, value);
+  }
+  s.body = r.body;
+  std::string authorization = authorization_header(s, keys.access_key.reveal(), keys.secret_key);
+  // The copies made for signing hold the security token: clear them before they are freed.
+  for (auto& [name, value] : s.headers) OPENSSL_cleanse(value.data(), value.size());
+  r.headers.emplace_back("Authorization", std::move(authorization));
 }
 
 }  // namespace kpsd

@@ -28,4 +28,28 @@ std::string authorization_header(const SigningRequest& r, std::string_view acces
 // X-Sdk-Date: YYYYMMDDTHHMMSSZ, UTC.
 std::string sdk_date(std::chrono::system_clock::time_point t);
 
+// An AK/SK key pair; temporary ones (from STS or an ECS agency) come with a security token.
+struct AkSkKeys {
+  Secret access_key;
+  Secret secret_key;
+  Secret security_token;  // empty for a permanent key pair
+};
+
+// A request as kpsd sends it, to be signed: `target` is path and query as on the wire;
+// `headers` are those already set (Content-Type among them for a body).
+struct OutgoingRequest {
+  std::string_view method;
+  std::string_view target;
+  std::string_view host_header;  // what Host: says
+  std::vector<std::pair<std::string, std::string>>& headers;
+  std::string_view body;
+};
+
+// Signs `r` as the vendor's SDKs do (Go core/auth/basic_credentials.go ProcessAuthRequest, then
+// core/auth/signer/signer.go): adds X-Project-Id (when `project_id` is not empty), X-Security-
+// Token (temporary keys), X-Sdk-Date from `date` and Authorization. Signed: Host, Content-Type
+// when present, and the headers it adds. No errors: the keys are taken as they are.
+void sign_request(OutgoingRequest r, const AkSkKeys& keys, std::string_view project_id,
+                  std::chrono::system_clock::time_point date);
+
 }  // namespace kpsd

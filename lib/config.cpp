@@ -1,6 +1,8 @@
 #include "config.hpp"
 
 #include "config_parser.hpp"
+#include "proxy.hpp"
+#include "regions.hpp"
 
 #include <spdlog/common.h>
 
@@ -9,6 +11,7 @@
 #include <charconv>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -72,15 +75,36 @@ namespace {
 
 // [kps]: where the API is and how tasks are followed.
 void parse_kps(Parser& p, Config& c) {
+  p.string_value("kps.region", c.kps.region);
+  std::optional<RegionEndpoints> derived;
+  if (!c.kps.region.empty()) {
+    derived = region_endpoints(c.kps.region);
+    if (!derived && !p.get("kps.endpoint")) {
+      std::string known;
+      for (auto r : known_regions()) known += (known.empty() ? "" : " ") + std::string(r);
+      p.fail(p.line_of("kps.region"), "kps.region",
+             "`" + c.kps.region + "` is not a region kpsd knows (" + known +
+                 "); for another one, set kps.endpoint (and auth.iam_endpoint) by hand");
+    }
+  }
   std::string endpoint;
-  p.string_value("kps.endpoint", endpoint, true);
+  p.string_value("kps.endpoint", endpoint, !derived);
+  if (endpoint.empty() && derived) endpoint = derived->kps;
   if (auto err = parse_endpoint(endpoint, c.kps.endpoint); !err.empty()) {
     p.fail(p.line_of("kps.endpoint"), "kps.endpoint", err);
   }
   p.string_value("kps.project_id", c.kps.project_id, true);
-  if (c.kps.project_id.size() != 32 || !is_hex(c.kps.project_id)) {
+  if (c.kps.project_id == "auto") {
+    c.kps.project_id.clear();
+    c.kps.project_id_auto = true;
+    if (c.kps.region.empty()) {
+      p.fail(p.line_of("kps.project_id"), "kps.project_id",
+             "auto looks the project up by its region name: set kps.region too");
+    }
+  } else if (c.kps.project_id.size() != 32 || !is_hex(c.kps.project_id)) {
     p.fail(p.line_of("kps.project_id"), "kps.project_id",
-           "`" + c.kps.project_id + "` must be 32 hexadecimal characters (the IAM project id)");
+           "`" + c.kps.project_id +
+               "` must be 32 hexadecimal characters (the IAM project id), or auto");
   }
   p.string_value("kps.ca_file", c.kps.ca_file);
   p.millis("kps.request_timeout_ms", c.kps.request_timeout, 1);
@@ -88,6 +112,37 @@ void parse_kps(Parser& p, Config& c) {
   p.millis("kps.poll_initial_delay_ms", c.kps.poll_initial_delay, 0);
   p.millis("kps.poll_interval_ms", c.kps.poll_interval, 1);
   p.millis("kps.poll_timeout_ms", c.kps.poll_timeout, 1);
+  p.string_value("kps.proxy", c.kps.proxy);
+  if (!c.kps.proxy.empty() && c.kps.proxy != "none") {
+    ProxyRoute route;
+    if (auto err = parse_proxy_url(c.kps.proxy, false, route); !err.empty())
+      p.fail(p.line_of("kps.proxy"), "kps.proxy", err + " (expected http://HOST:PORT or none)");
+  }
+  p.string_value("kps.proxy_credentials_file", c.kps.proxy_credentials_file);
+  if (!c.kps.proxy_credentials_file.empty() && c.kps.proxy == "none") {
+    p.fail(p.line_of("kps.proxy_credentials_file"), "kps.proxy_credentials_file",
+           "is set but kps.proxy = none: no proxy is used");
+  }
+}
+
+// auth.iam_endpoint: as written, else derived from kps.region; used by iam_password and by
+// project_id = auto.
+void parse_iam_endpoint(Parser& p, Config& c) {
+  std::string iam;
+  p.string_value("auth.iam_endpoint", iam);
+  if (iam.empty()) {
+    if (auto derived = region_endpoints(c.kps.region)) iam = derived->iam;
+  }
+  if (iam.empty()) {
+    if (c.kps.project_id_auto) {
+      p.fail(p.line_of("kps.project_id"), "kps.project_id",
+             "auto needs an IAM endpoint: set auth.iam_endpoint for region `" + c.kps.region + "`");
+    }
+    return;
+  }
+  if (auto err = parse_endpoint(iam, c.auth.iam_endpoint); !err.empty()) {
+    p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint", err);
+  }
 }
 
 // [auth]: one method and only its keys.
@@ -96,16 +151,17 @@ void parse_auth(Parser& p, Config& c) {
   p.string_value("auth.method", method);
   const std::map<std::string, std::vector<std::string>> keys_of{
       {"token", {"auth.token_file"}},
-      {"iam_password",
-       {"auth.iam_endpoint", "auth.domain", "auth.user", "auth.password_file", "auth.project"}},
-      {"aksk", {"auth.ak_file", "auth.sk_file"}}};
+      {"iam_password", {"auth.domain", "auth.user", "auth.password_file", "auth.project"}},
+      {"aksk", {"auth.ak_file", "auth.sk_file", "auth.security_token_file"}},
+      {"ecs_agency", {"auth.metadata_endpoint"}}};
   if (!keys_of.contains(method)) {
     p.fail(p.line_of("auth.method"), "auth.method",
-           "`" + method + "` is not one of token, iam_password, aksk");
+           "`" + method + "` is not one of token, iam_password, aksk, ecs_agency");
   }
   c.auth.method = method == "token"          ? AuthMethod::token
                   : method == "iam_password" ? AuthMethod::iam_password
-                                             : AuthMethod::aksk;
+                  : method == "aksk"         ? AuthMethod::aksk
+                                             : AuthMethod::ecs_agency;
   // A key of another method is a mistake worth stopping for (it would be silently ignored).
   for (const auto& [other, keys] : keys_of) {
     if (other == method) continue;
@@ -117,20 +173,28 @@ void parse_auth(Parser& p, Config& c) {
   if (c.auth.token_file.empty()) {
     p.fail(p.line_of("auth.token_file"), "auth.token_file", "must not be empty");
   }
+  parse_iam_endpoint(p, c);
   if (c.auth.method == AuthMethod::iam_password) {
-    std::string iam;
-    p.string_value("auth.iam_endpoint", iam, true);
-    if (auto err = parse_endpoint(iam, c.auth.iam_endpoint); !err.empty()) {
-      p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint", err);
+    if (c.auth.iam_endpoint.host.empty()) {
+      p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint",
+             "required with method = iam_password (or set kps.region)");
     }
     p.string_value("auth.domain", c.auth.domain, true);
     p.string_value("auth.user", c.auth.user, true);
     p.string_value("auth.password_file", c.auth.password_file, true);
-    p.string_value("auth.project", c.auth.project, true);
+    c.auth.project = c.kps.region;  // the project named after the region, as IAM names them
+    p.string_value("auth.project", c.auth.project, c.kps.region.empty());
   }
   if (c.auth.method == AuthMethod::aksk) {
     p.string_value("auth.ak_file", c.auth.ak_file, true);
     p.string_value("auth.sk_file", c.auth.sk_file, true);
+    p.string_value("auth.security_token_file", c.auth.security_token_file);
+  }
+  if (c.auth.method == AuthMethod::ecs_agency) {
+    std::string metadata = "http://169.254.169.254";
+    p.string_value("auth.metadata_endpoint", metadata);
+    if (auto err = parse_endpoint(metadata, c.auth.metadata_endpoint); !err.empty())
+      p.fail(p.line_of("auth.metadata_endpoint"), "auth.metadata_endpoint", err);
   }
 }
 

@@ -22,17 +22,25 @@ struct Endpoint {
 };
 
 struct KpsConfig {
-  Endpoint endpoint;                       // required
-  std::string project_id;                  // required, 32 hex characters
+  // A region of regions.hpp: derives `endpoint` (and auth.iam_endpoint, auth.project) when they
+  // are not set. "" = none (then endpoint is required).
+  std::string region;
+  Endpoint endpoint;                       // required, or derived from region
+  std::string project_id;                  // 32 hex characters; "" while project_id_auto
+  bool project_id_auto = false;            // project_id = auto: looked up from IAM at start
   std::string ca_file;                     // empty = system trust store (https only)
   milliseconds request_timeout{15000};     // deadline of each connect/write/read; > 0
   bool poll_tasks = true;                  // false: a delivered 202 is final (succeeded)
   milliseconds poll_initial_delay{10000};  // first task poll after delivery; 0 = at once
   milliseconds poll_interval{20000};       // between task polls; > 0
   milliseconds poll_timeout{1800000};      // task still pending after this = failed; > 0
+  // An http:// forward proxy for KPS and IAM calls (proxy.hpp): "" = from the environment as
+  // curl reads it, "none" = direct whatever the environment says, or http://HOST[:PORT].
+  std::string proxy;
+  std::string proxy_credentials_file;  // "user:password" (Basic), one line; "" = none
 };
 
-enum class AuthMethod { token, iam_password, aksk };
+enum class AuthMethod { token, iam_password, aksk, ecs_agency };
 
 // Secret files hold one line. A relative path names a systemd credential
 // ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential=).
@@ -40,11 +48,14 @@ struct AuthConfig {
   AuthMethod method = AuthMethod::token;
   // token
   std::string token_file = "/etc/kpsd/kps-token";
-  // iam_password: POST {iam_endpoint}/v3/auth/tokens
+  // iam_password: POST {iam_endpoint}/v3/auth/tokens; also where project_id = auto is looked up.
+  // Set, or derived from kps.region; empty (host "") when neither.
   Endpoint iam_endpoint;
   std::string domain, user, password_file, project;
-  // aksk
-  std::string ak_file, sk_file;
+  // aksk; security_token_file (optional) for a temporary key pair, sent as X-Security-Token
+  std::string ak_file, sk_file, security_token_file;
+  // ecs_agency: temporary AK/SK from the ECS metadata service (never through a proxy)
+  Endpoint metadata_endpoint;  // default http://169.254.169.254
 };
 
 struct QueueConfig {

@@ -90,7 +90,8 @@ class Parser {
     return s;
   }
   static const std::set<std::string>& known_keys() {
-    static const std::set<std::string> k{"kps.endpoint",
+    static const std::set<std::string> k{"kps.region",
+                                         "kps.endpoint",
                                          "kps.project_id",
                                          "kps.ca_file",
                                          "kps.request_timeout_ms",
@@ -98,6 +99,8 @@ class Parser {
                                          "kps.poll_initial_delay_ms",
                                          "kps.poll_interval_ms",
                                          "kps.poll_timeout_ms",
+                                         "kps.proxy",
+                                         "kps.proxy_credentials_file",
                                          "auth.method",
                                          "auth.token_file",
                                          "auth.iam_endpoint",
@@ -107,6 +110,8 @@ class Parser {
                                          "auth.project",
                                          "auth.ak_file",
                                          "auth.sk_file",
+                                         "auth.security_token_file",
+                                         "auth.metadata_endpoint",
                                          "queue.database",
                                          "queue.concurrency",
                                          "queue.rate_per_second",

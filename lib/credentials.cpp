@@ -3,6 +3,9 @@
 #include "aksk_signer.hpp"
 #include "http_client.hpp"
 #include "kps_api.hpp"
+#include "metadata_credentials.hpp"
+#include "proxy.hpp"
+#include "shared_refresh.hpp"
 #include "token_source.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +21,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -63,68 +67,82 @@ class TokenFileCredentials final : public Credentials {
   TokenSource tokens_;
 };
 
+// AK/SK signing; with security_token_file, a temporary key pair (STS). Each file is watched as
+// the token file is (TokenSource: one stat a second at most), so a rotated key pair is used
+// within a second of being written, without SIGHUP; a 401 re-reads all of them at once.
 class AkSkCredentials final : public Credentials {
  public:
-  AkSkCredentials(std::string ak_file, std::string sk_file, std::string project_id,
-                  std::string host_header)
-      : ak_file_(std::move(ak_file)),
-        sk_file_(std::move(sk_file)),
+  AkSkCredentials(const AuthConfig& auth, std::string project_id, std::string host_header)
+      : ak_(resolve_credential_path(auth.ak_file, "auth.ak_file"), "file"),
+        sk_(resolve_credential_path(auth.sk_file, "auth.sk_file"), "file"),
         project_id_(std::move(project_id)),
         host_header_(std::move(host_header)) {
-    if (auto error = reload(); !error.empty()) throw ConfigError(error);
+    if (!auth.security_token_file.empty()) {
+      token_.emplace(resolve_credential_path(auth.security_token_file, "auth.security_token_file"),
+                     "file");
+    }
+    AkSkKeys keys;
+    if (auto error = read(keys); !error.empty()) throw ConfigError(error);
   }
   net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
     generation = 0;
-    std::string date = sdk_date(std::chrono::system_clock::now());
-    request.headers.emplace_back("X-Project-Id", project_id_);
-    request.headers.emplace_back("X-Sdk-Date", date);
-    SigningRequest s;
-    s.method = request.method;
-    auto q = request.target.find('?');
-    s.path = request.target.substr(0, q);
-    s.query = q == std::string::npos ? "" : request.target.substr(q + 1);
-    s.headers.emplace_back("Host", host_header_);
-    for (const auto& [name, value] : request.headers) {
-      if (name == "Content-Type" || name == "X-Project-Id" || name == "X-Sdk-Date") {
-        s.headers.emplace_back(name, value);
-      }
-    }
-    s.body = request.body;
-    request.headers.emplace_back("Authorization", authorization_header(s, ak_.reveal(), sk_));
+    AkSkKeys keys;
+    if (auto error = read(keys); !error.empty()) co_return error;
+    sign_request({request.method, request.target, host_header_, request.headers, request.body},
+                 keys, project_id_, std::chrono::system_clock::now());
     co_return std::string{};
   }
   void rejected(std::uint64_t) override {
-    // The refresh for AK/SK: read both files again (a rotated key pair is picked up at once),
-    // once however many calls in flight come back refused together.
+    // Read every file again at the next call (a rotated key pair is picked up at once), and
+    // say it once however many calls in flight come back refused together.
+    invalidate();
     auto now = std::chrono::steady_clock::now();
-    if (now - last_refresh_ < std::chrono::seconds(1)) return;
-    last_refresh_ = now;
-    if (auto error = reload(); !error.empty()) spdlog::warn("after a 401: {}", error);
-    spdlog::warn("KPS rejected an AK/SK signature (401): check ak_file/sk_file and the clock");
+    if (now - last_warning_ < std::chrono::seconds(1)) return;
+    last_warning_ = now;
+    spdlog::warn("KPS rejected an AK/SK signature (401): check ak_file, sk_file{} and the clock",
+                 token_ ? ", security_token_file (a temporary key pair may have expired)" : "");
   }
   std::string reload() override {
-    std::string error;
-    auto ak = read_secret_file(ak_file_, "", error);
-    if (!ak) return "auth.ak_file: " + error;
-    auto sk = read_secret_file(sk_file_, "", error);
-    if (!sk) return "auth.sk_file: " + error;
-    ak_ = std::move(*ak);
-    sk_ = std::move(*sk);
-    return {};
+    invalidate();
+    AkSkKeys keys;
+    return read(keys);
   }
 
  private:
-  std::string ak_file_, sk_file_, project_id_, host_header_;
-  Secret ak_, sk_;
-  std::chrono::steady_clock::time_point last_refresh_{};
+  void invalidate() {
+    ak_.invalidate();
+    sk_.invalidate();
+    if (token_) token_->invalidate();
+  }
+  // The current keys; an error names the key and the file, never the content.
+  std::string read(AkSkKeys& keys) {
+    std::string error;
+    auto ak = ak_.current(error);
+    if (!ak) return "auth.ak_file: " + error;
+    auto sk = sk_.current(error);
+    if (!sk) return "auth.sk_file: " + error;
+    if (token_) {
+      auto token = token_->current(error);
+      if (!token) return "auth.security_token_file: " + error;
+      keys.security_token = std::move(*token);
+    }
+    keys.access_key = std::move(*ak);
+    keys.secret_key = std::move(*sk);
+    return {};
+  }
+
+  TokenSource ak_, sk_;
+  std::optional<TokenSource> token_;
+  std::string project_id_, host_header_;
+  std::chrono::steady_clock::time_point last_warning_{};
 };
 
 class IamPasswordCredentials final : public Credentials {
  public:
-  IamPasswordCredentials(net::any_io_executor ex, const Config& c)
+  IamPasswordCredentials(net::any_io_executor ex, const Config& c, std::optional<ProxyRoute> proxy)
       : executor_(ex),
         auth_(c.auth),
-        iam_(ex, c.auth.iam_endpoint, c.kps.ca_file, c.kps.request_timeout) {
+        iam_(ex, c.auth.iam_endpoint, c.kps.ca_file, c.kps.request_timeout, std::move(proxy)) {
     password_file_ = resolve_credential_path(c.auth.password_file, "auth.password_file");
     if (auto error = reload(); !error.empty()) throw ConfigError(error);
   }
@@ -158,22 +176,9 @@ class IamPasswordCredentials final : public Credentials {
   }
 
  private:
-  // One refresh at a time: callers that arrive while one runs wait for it, so a burst of calls
-  // (or of 401s) makes one IAM request, not one each.
+  // One refresh at a time (SharedRefresh): a burst of calls or 401s makes one IAM request.
   net::awaitable<std::string> refresh() {
-    if (refreshing_) {
-      net::steady_timer wait(executor_, std::chrono::steady_clock::time_point::max());
-      waiters_.push_back(&wait);
-      co_await wait.async_wait(net::as_tuple(net::use_awaitable));
-      co_return token_.empty() ? last_error_ : std::string{};
-    }
-    refreshing_ = true;
-    std::string error = co_await request_token();
-    refreshing_ = false;
-    last_error_ = error;
-    for (auto* w : waiters_) w->cancel();
-    waiters_.clear();
-    co_return error;
+    co_return co_await refresh_.run([this] { return request_token(); });
   }
 
   net::awaitable<std::string> request_token() {
@@ -226,9 +231,7 @@ class IamPasswordCredentials final : public Credentials {
   Secret token_;
   std::chrono::system_clock::time_point refresh_at_{};
   std::uint64_t generation_ = 0;
-  bool refreshing_ = false;
-  std::string last_error_;
-  std::vector<net::steady_timer*> waiters_;
+  SharedRefresh refresh_{executor_};
 };
 
 }  // namespace
@@ -239,13 +242,16 @@ std::unique_ptr<Credentials> make_credentials(net::any_io_executor executor, con
     case AuthMethod::token:
       return std::make_unique<TokenFileCredentials>(
           resolve_credential_path(config.auth.token_file, "auth.token_file"));
-    case AuthMethod::iam_password:
-      return std::make_unique<IamPasswordCredentials>(executor, config);
+    case AuthMethod::iam_password: {
+      // IAM is reached the way KPS is: through the same proxy rules.
+      std::string why;
+      auto proxy = proxy_for(config.kps, config.auth.iam_endpoint, why);
+      return std::make_unique<IamPasswordCredentials>(executor, config, std::move(proxy));
+    }
     case AuthMethod::aksk:
-      return std::make_unique<AkSkCredentials>(
-          resolve_credential_path(config.auth.ak_file, "auth.ak_file"),
-          resolve_credential_path(config.auth.sk_file, "auth.sk_file"), config.kps.project_id,
-          host_header);
+      return std::make_unique<AkSkCredentials>(config.auth, config.kps.project_id, host_header);
+    case AuthMethod::ecs_agency:
+      return make_metadata_credentials(executor, config, host_header);
   }
   throw std::logic_error("unknown auth method");
 }

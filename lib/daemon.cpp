@@ -12,6 +12,7 @@
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
+#include "proxy.hpp"
 #include "pruning.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
@@ -53,7 +54,9 @@ struct Connection {
 };
 Connection make_connection(net::any_io_executor executor, const Config& config) {
   Connection c;
-  c.client = std::make_unique<KpsClient>(executor, config.kps);
+  std::string route;
+  c.client = std::make_unique<KpsClient>(executor, config.kps,
+                                         proxy_for(config.kps, config.kps.endpoint, route));
   c.credentials = make_credentials(executor, config, c.client->host_header());
   c.client->set_credentials(*c.credentials);
   return c;
@@ -130,6 +133,11 @@ std::unique_ptr<Retention> start_retention(net::io_context& io, const Config& co
 }
 
 void log_ready(const Config& config, const MetricsServer* metrics_server) {
+  try {
+    for (const auto& line : describe_routes(config)) spdlog::info("{}", line);
+  } catch (const std::exception& e) {
+    spdlog::warn("routes: {}", e.what());  // make_connection chose them already
+  }
   spdlog::info(
       "kpsd {} ready: endpoint {}, control socket {}, concurrency {}, rate {}{}", KPSD_VERSION,
       config.kps.endpoint.text, config.control.socket, config.queue.concurrency,

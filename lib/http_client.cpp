@@ -2,6 +2,7 @@
 
 #include "answer_reader.hpp"
 #include "http_connection.hpp"
+#include "proxy_tunnel.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -73,8 +74,13 @@ bool is_loopback_host(std::string_view host) {
 
 struct HttpClient::Impl {
   Impl(net::any_io_executor ex, Endpoint ep, const std::string& ca_file,
-       std::chrono::milliseconds t)
-      : executor(ex), endpoint(std::move(ep)), timeout(t), resolver(ex) {
+       std::chrono::milliseconds t, std::optional<ProxyRoute> p)
+      : executor(ex),
+        endpoint(std::move(ep)),
+        timeout(t),
+        resolver(ex),
+        proxy(std::move(p)),
+        proxy_auth(proxy ? proxy_authorization(*proxy) : Secret()) {
     host_header = endpoint.host;
     bool default_port = (endpoint.scheme == "http" && endpoint.port == 80) ||
                         (endpoint.scheme == "https" && endpoint.port == 443);
@@ -115,11 +121,16 @@ struct HttpClient::Impl {
   net::awaitable<std::pair<std::unique_ptr<Connection>, HttpResult>> connect() {
     auto conn = std::make_unique<Connection>();
     const std::string port = std::to_string(endpoint.port);
-    auto [rec, endpoints] = co_await resolver.async_resolve(endpoint.host, port, use_tuple);
+    // Through a proxy, the TCP connection goes to it (and a failure names it).
+    const std::string& dial_host = proxy ? proxy->host : endpoint.host;
+    const std::string dial_port = proxy ? std::to_string(proxy->port) : port;
+    const std::string where = proxy ? "proxy " + proxy->text() : endpoint.host + ":" + port;
+    auto [rec, endpoints] = co_await resolver.async_resolve(dial_host, dial_port, use_tuple);
     if (rec) {
-      co_return std::pair{nullptr,
-                          failure(HttpResult::Transport::connect_failed,
-                                  "cannot resolve " + endpoint.host + ": " + rec.message())};
+      co_return std::pair{
+          nullptr, failure(HttpResult::Transport::connect_failed,
+                           std::string("cannot resolve ") + (proxy ? "proxy " : "") + dial_host +
+                               ": " + rec.message())};
     }
     conn->plain.emplace(executor);
     ActiveGuard guard(*this, conn.get());
@@ -133,8 +144,8 @@ struct HttpClient::Impl {
       if (socket.is_open()) socket.close(ignored);
       socket.open(entry.endpoint().protocol(), cec);
       if (cec == net::error::no_descriptors || cec.value() == ENFILE) {
-        std::string message = "no free file descriptor for a connection to " + endpoint.host + ":" +
-                              port + " (" + cec.message() + ")";
+        std::string message =
+            "no free file descriptor for a connection to " + where + " (" + cec.message() + ")";
         report_no_descriptors(message);
         co_return std::pair{nullptr, failure(HttpResult::Transport::no_descriptors, message)};
       }
@@ -145,13 +156,27 @@ struct HttpClient::Impl {
     if (cec) {
       auto kind = cec == beast::error::timeout ? HttpResult::Transport::timed_out
                                                : HttpResult::Transport::connect_failed;
-      co_return std::pair{nullptr, failure(kind, "connect to " + endpoint.host + ":" + port + ": " +
+      co_return std::pair{nullptr, failure(kind, (proxy ? where + " unreachable: connect: "
+                                                        : "connect to " + where + ": ") +
                                                      cec.message())};
     }
     no_descriptors_reported = false;
     conn->plain->socket().set_option(tcp::no_delay(true));
     if (!tls_context) co_return std::pair{std::move(conn), HttpResult{}};
+    if (proxy) {
+      HttpResult tunnel = co_await detail::open_tunnel(
+          *conn->plain, *proxy, endpoint.host + ":" + port, proxy_auth.reveal(), timeout);
+      if (tunnel.transport != HttpResult::Transport::ok) co_return std::pair{nullptr, tunnel};
+    }
+    co_return co_await handshake(std::move(conn));
+  }
 
+  // TLS over the connection (direct, or the proxy's tunnel), verified against the endpoint's
+  // name or address.
+  net::awaitable<std::pair<std::unique_ptr<Connection>, HttpResult>> handshake(
+      std::unique_ptr<Connection> conn) {
+    const std::string port = std::to_string(endpoint.port);
+    ActiveGuard guard(*this, conn.get());
     conn->context = tls_context;
     conn->tls.emplace(std::move(*conn->plain), *conn->context);
     conn->plain.reset();
@@ -171,7 +196,8 @@ struct HttpClient::Impl {
       std::string why = hec.message();
       long verify = SSL_get_verify_result(ssl_handle);
       if (verify != X509_V_OK) why = X509_verify_cert_error_string(verify);
-      std::string message = "TLS handshake with " + endpoint.host + ":" + port + " failed: " + why;
+      std::string message = "TLS handshake with " + endpoint.host + ":" + port +
+                            (proxy ? " through proxy " + proxy->text() : "") + " failed: " + why;
       if (hec == beast::error::timeout) {
         co_return std::pair{nullptr, failure(HttpResult::Transport::timed_out, message)};
       }
@@ -297,9 +323,15 @@ struct HttpClient::Impl {
     if (cancelled)
       co_return failure(HttpResult::Transport::io_error, "cancelled: kpsd is stopping");
 
-    Request req{http::string_to_verb(request.method), request.target, 11};
+    // Plain HTTP through a proxy: the absolute form, and the proxy's credentials on each
+    // request (RFC 9112 §3.2.2); HTTPS goes through the tunnel as if direct.
+    bool forward = proxy && !tls_context;
+    Request req{http::string_to_verb(request.method),
+                forward ? "http://" + host_header + request.target : request.target, 11};
     req.set(http::field::host, host_header);
     req.set(http::field::user_agent, "kpsd/" KPSD_VERSION);
+    if (forward && !proxy_auth.empty())
+      req.set(http::field::proxy_authorization, proxy_auth.reveal());
     for (const auto& [name, value] : request.headers) req.set(name, value);
     req.body() = request.body;
     req.keep_alive(true);
@@ -331,6 +363,9 @@ struct HttpClient::Impl {
       reused = false;
     }
     out.result.resent_on_fresh_connection = resent;
+    // A 407 comes from the proxy, not the API: nothing was forwarded.
+    if (forward && out.result.transport == HttpResult::Transport::ok && out.result.status == 407)
+      out.result = detail::credentials_refused(*proxy, "HTTP 407");
     // The request may hold a token or a job's key: do not leave it in freed memory.
     OPENSSL_cleanse(req.body().data(), req.body().size());
     co_return finish(std::move(out.result));
@@ -347,11 +382,14 @@ struct HttpClient::Impl {
   bool cancelled = false;
   std::string last_tls_error;
   bool no_descriptors_reported = false;
+  std::optional<ProxyRoute> proxy;  // null: direct
+  Secret proxy_auth;                // Proxy-Authorization; empty without credentials
 };
 
 HttpClient::HttpClient(net::any_io_executor executor, Endpoint endpoint, std::string ca_file,
-                       std::chrono::milliseconds timeout)
-    : impl_(std::make_unique<Impl>(executor, std::move(endpoint), ca_file, timeout)) {}
+                       std::chrono::milliseconds timeout, std::optional<ProxyRoute> proxy)
+    : impl_(std::make_unique<Impl>(executor, std::move(endpoint), ca_file, timeout,
+                                   std::move(proxy))) {}
 
 HttpClient::~HttpClient() = default;
 

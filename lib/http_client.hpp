@@ -5,12 +5,14 @@
 // returns every failure as a value. Used from one thread (the network thread).
 #include "config.hpp"
 #include "http_result.hpp"
+#include "proxy.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,9 +29,11 @@ struct HttpRequest {
 
 class HttpClient {
  public:
-  // Throws std::runtime_error when ca_file cannot be loaded (a start-up failure).
+  // Throws std::runtime_error when ca_file cannot be loaded (a start-up failure). With `proxy`,
+  // every connection goes to it: https through CONNECT (TLS still verified end to end against
+  // `endpoint`), http in the absolute form; a 407 is Transport::proxy_refused.
   HttpClient(boost::asio::any_io_executor executor, Endpoint endpoint, std::string ca_file,
-             std::chrono::milliseconds timeout);
+             std::chrono::milliseconds timeout, std::optional<ProxyRoute> proxy = std::nullopt);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

@@ -12,7 +12,8 @@ namespace kpsd {
 struct HttpResult {
   // tls_failed: the server's certificate did not verify; no_credentials: kpsd had nothing to
   // authenticate with (token file unreadable, IAM unreachable); no_descriptors: kpsd is at its
-  // open-file limit and could not even open a socket. None of them sent the request.
+  // open-file limit and could not even open a socket; proxy_refused: the proxy refused the
+  // credentials (407) or the CONNECT (its policy). None of them sent the request.
   enum class Transport {
     ok,
     connect_failed,
@@ -20,7 +21,8 @@ struct HttpResult {
     io_error,
     tls_failed,
     no_credentials,
-    no_descriptors
+    no_descriptors,
+    proxy_refused
   };
   Transport transport = Transport::ok;
   std::string transport_detail;  // e.g. "Connection refused"; never holds request data

@@ -243,6 +243,8 @@ std::string_view blocked_cause(HttpResult::Transport t) noexcept {
       return "credentials";
     case HttpResult::Transport::no_descriptors:
       return "descriptors";
+    case HttpResult::Transport::proxy_refused:
+      return "proxy";
     default:
       return "";
   }
@@ -292,7 +294,8 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
   AttemptOutcome out;
   if (r.transport == HttpResult::Transport::tls_failed ||
       r.transport == HttpResult::Transport::no_credentials ||
-      r.transport == HttpResult::Transport::no_descriptors) {
+      r.transport == HttpResult::Transport::no_descriptors ||
+      r.transport == HttpResult::Transport::proxy_refused) {
     out.verdict = Verdict::blocked;
     out.error_msg = r.transport_detail;
     return out;

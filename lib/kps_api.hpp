@@ -90,10 +90,10 @@ enum class Verdict {
 };
 std::string_view to_string(Verdict v) noexcept;
 
-// Why calls are paused, as the kpsd_blocked metric labels it: "tls", "credentials" or
-// "descriptors" for a transport that sent nothing; "" for any other.
+// Why calls are paused, as the kpsd_blocked metric labels it: "tls", "credentials",
+// "descriptors" or "proxy" for a transport that sent nothing; "" for any other.
 std::string_view blocked_cause(HttpResult::Transport t) noexcept;
-inline constexpr std::string_view blocked_causes[] = {"credentials", "tls", "descriptors"};
+inline constexpr std::string_view blocked_causes[] = {"credentials", "tls", "descriptors", "proxy"};
 
 struct AttemptOutcome {
   Verdict verdict = Verdict::retryable;

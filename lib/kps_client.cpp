@@ -11,9 +11,10 @@ namespace kpsd {
 
 namespace net = boost::asio;
 
-KpsClient::KpsClient(net::any_io_executor executor, const KpsConfig& config)
+KpsClient::KpsClient(net::any_io_executor executor, const KpsConfig& config,
+                     std::optional<ProxyRoute> proxy)
     : http_(std::make_unique<HttpClient>(executor, config.endpoint, config.ca_file,
-                                         config.request_timeout)),
+                                         config.request_timeout, std::move(proxy))),
       base_path_("/v3/" + config.project_id) {}
 
 KpsClient::~KpsClient() = default;

@@ -3,11 +3,13 @@
 // the credentials (which refresh once); every failure comes back as a value.
 #include "config.hpp"
 #include "kps_api.hpp"
+#include "proxy.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace kpsd {
@@ -17,8 +19,9 @@ class HttpClient;
 
 class KpsClient {
  public:
-  // Throws std::runtime_error when ca_file cannot be loaded.
-  KpsClient(boost::asio::any_io_executor executor, const KpsConfig& config);
+  // Throws std::runtime_error when ca_file cannot be loaded. `proxy`: see HttpClient.
+  KpsClient(boost::asio::any_io_executor executor, const KpsConfig& config,
+            std::optional<ProxyRoute> proxy = std::nullopt);
   ~KpsClient();
   KpsClient(const KpsClient&) = delete;
   KpsClient& operator=(const KpsClient&) = delete;

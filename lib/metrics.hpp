@@ -65,7 +65,7 @@ struct Metrics {
     bool paused = false;
     bool store_writable = true;
     bool blocked = false;             // calls paused: credentials, TLS or descriptors
-    std::string blocked_cause;        // "credentials", "tls" or "descriptors" while blocked
+    std::string blocked_cause;        // "credentials", "tls", "descriptors", "proxy"
     double send_rate_per_second = 0;  // calls started per second, measured
     double oldest_queued_age_s = 0;   // how long the oldest due queued job has waited
     std::int64_t outcomes_waiting = 0;

@@ -1,12 +1,19 @@
 #include "preflight.hpp"
 
 #include "credentials.hpp"
+#include "daemon.hpp"
 #include "exit_codes.hpp"
 #include "kps_client.hpp"
+#include "project_lookup.hpp"
+#include "proxy.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
 
 namespace kpsd {
 
@@ -30,6 +37,8 @@ PreflightVerdict judge_preflight(const HttpResult& r, const std::string& endpoin
       break;
     case T::no_credentials:
       return {exit_no_perm, "cannot authenticate: " + r.transport_detail};
+    case T::proxy_refused:
+      return {exit_no_perm, r.transport_detail};
     case T::tls_failed:
       return {exit_unavailable, "TLS with " + endpoint + " failed: " + r.transport_detail +
                                     " (kps.ca_file for a private CA)"};
@@ -69,8 +78,10 @@ PreflightVerdict run_preflight(const Config& config) {
   net::io_context io(1);
   std::unique_ptr<KpsClient> client;
   std::unique_ptr<Credentials> credentials;
+  std::string route;
   try {
-    client = std::make_unique<KpsClient>(io.get_executor(), config.kps);
+    client = std::make_unique<KpsClient>(io.get_executor(), config.kps,
+                                         proxy_for(config.kps, config.kps.endpoint, route));
     credentials = make_credentials(io.get_executor(), config, client->host_header());
     client->set_credentials(*credentials);
   } catch (const std::exception& e) {
@@ -80,7 +91,40 @@ PreflightVerdict run_preflight(const Config& config) {
   auto call = [&]() -> net::awaitable<void> { result = co_await client->get_failed_tasks(1, 0); };
   net::co_spawn(io, call(), net::detached);
   io.run();
-  return judge_preflight(result, config.kps.endpoint.text);
+  PreflightVerdict verdict = judge_preflight(result, config.kps.endpoint.text);
+  verdict.message += " [" + route + "]";  // which path the call took
+  return verdict;
+}
+
+int check_config(Config config, const std::string& path, bool preflight) {
+  // Also the files kpsd reads at start, so "ok" means it would start (no call is made).
+  if (std::string problem = check_startup_files(config); !problem.empty()) {
+    std::cerr << "kpsd: " << path << ": " << problem << "\n";
+    return exit_config;
+  }
+  if (!preflight) {
+    std::cout << path << ": ok (credential and CA files readable; no call made)\n";
+    for (const auto& line : describe_routes(config)) std::cout << "  " << line << "\n";
+    if (config.kps.project_id_auto)
+      std::cout << "  project_id = auto: looked up from IAM at start (--preflight tries it)\n";
+    return exit_ok;
+  }
+  // The client's own warnings would repeat the reason printed below.
+  spdlog::set_level(spdlog::level::off);
+  if (config.kps.project_id_auto) {
+    ProjectLookup found = look_up_project(config);
+    if (found.exit_code != 0) {
+      std::cerr << "kpsd: " << path << ": preflight " << found.message << "\n";
+      return found.exit_code;
+    }
+    std::cout << "  " << found.message << "\n";
+    config.kps.project_id = found.project_id;
+  }
+  PreflightVerdict verdict = run_preflight(config);
+  (verdict.exit_code == 0 ? std::cout : std::cerr)
+      << (verdict.exit_code == 0 ? "" : "kpsd: ") << path << ": preflight " << verdict.message
+      << "\n";
+  return verdict.exit_code;
 }
 
 }  // namespace kpsd

@@ -21,4 +21,9 @@ PreflightVerdict judge_preflight(const HttpResult& result, const std::string& en
 // the call, and judges it. Bounded by the configured request timeout per step.
 PreflightVerdict run_preflight(const Config& config);
 
+// kpsd --check-config [--preflight], whole: the files kpsd reads at start, the endpoints and
+// routes it resolved (stdout), then with `preflight` the project lookup (project_id = auto) and
+// run_preflight. Reasons go to stderr. Returns the exit code (0, 69, 77, 78).
+int check_config(Config config, const std::string& path, bool preflight);
+
 }  // namespace kpsd

@@ -51,7 +51,7 @@ class Scheduler {
     std::int64_t store_down_since_ms = 0;  // Unix ms; 0 while writable
     std::int64_t outcomes_waiting = 0;     // outcomes not yet committed
     std::string blocked_reason;            // calls paused (credentials, TLS ...); empty: not
-    std::string_view blocked_cause;        // "credentials", "tls", "descriptors" or ""
+    std::string_view blocked_cause;        // "credentials", "tls", "descriptors", "proxy", ""
     double send_rate_per_second = 0;       // calls started per second, measured
     std::int64_t blocked_since_ms = 0;
   };

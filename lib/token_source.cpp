@@ -37,13 +37,13 @@ std::optional<Secret> TokenSource::current(std::string& error,
   }
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
-    error = "cannot read token file " + path_ + ": " + std::strerror(errno);
+    error = "cannot read " + what_ + " " + path_ + ": " + std::strerror(errno);
     return std::nullopt;
   }
   bool changed = st.st_mtim.tv_sec != mtime_.tv_sec || st.st_mtim.tv_nsec != mtime_.tv_nsec ||
                  st.st_size != size_ || token_.empty();
   if (changed) {
-    auto read = read_secret_file(path_, "token file", error);
+    auto read = read_secret_file(path_, what_, error);
     if (!read) return std::nullopt;
     // A token is one line; editors and `echo` add line ends or spaces that are not part of it.
     std::string text(read->reveal());
@@ -51,11 +51,11 @@ std::optional<Secret> TokenSource::current(std::string& error,
       text.pop_back();
     }
     if (text.empty()) {
-      error = "token file " + path_ + " is empty";
+      error = what_ + " " + path_ + " is empty";
       return std::nullopt;
     }
     if (text.find_first_of("\r\n") != std::string::npos) {
-      error = "token file " + path_ + " holds more than one line";
+      error = what_ + " " + path_ + " holds more than one line";
       return std::nullopt;
     }
     token_ = Secret(std::move(text));

@@ -21,7 +21,9 @@ std::optional<Secret> read_secret_file(const std::string& path, std::string_view
 
 class TokenSource {
  public:
-  explicit TokenSource(std::string path) : path_(std::move(path)) {}
+  // `what` names the file in errors ("token file", "file").
+  explicit TokenSource(std::string path, std::string what = "token file")
+      : path_(std::move(path)), what_(std::move(what)) {}
 
   // The current token, or nullopt with `error` saying why (the message never holds the token).
   std::optional<Secret> current(std::string& error, std::chrono::steady_clock::time_point now =
@@ -36,6 +38,7 @@ class TokenSource {
 
  private:
   std::string path_;
+  std::string what_;
   Secret token_;
   timespec mtime_{};
   off_t size_ = -1;

@@ -9,5 +9,7 @@ namespace kpsd {
 std::string percent_encode(std::string_view s);
 // Turns %XX back into bytes; a '%' not followed by two hex digits is kept as it is.
 std::string percent_decode(std::string_view s);
+// ASCII lower case (header names, host names), whatever the locale.
+std::string ascii_lower(std::string_view s);
 
 }  // namespace kpsd

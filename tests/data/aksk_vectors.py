@@ -91,6 +91,19 @@ CASES = [
         "body": "",
         "ak": "AK4", "sk": "SK4",
     },
+    {
+        # A temporary key pair (STS, an ECS agency): the security token is sent as
+        # X-Security-Token and signed with the other headers (the vendor's SDKs add it before
+        # signing). Real tokens are a few kilobytes of base64-like text.
+        "name": "temporary AK/SK with a security token",
+        "method": "POST", "path": f"/v3/{PID}/keypairs/disassociate", "query": "",
+        "headers": {"Content-Type": "application/json", "Host": "kms.cn-north-4.myhuaweicloud.com",
+                    "X-Project-Id": PID,
+                    "X-Security-Token": "gQpjbi1ub3J0aC00" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo" * 60 + "==",
+                    "X-Sdk-Date": "20261130T101500Z"},
+        "body": '{"server":{"id":"d76baba7-ef09-40a2-87ff-3eafec0696e7"}}',
+        "ak": "HSTTEMPORARYAK000001", "sk": "temporarySecretKey00000000000000000000001",
+    },
 ]
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-// End to end: HTTPS verification, the three auth methods, and that no secret leaks anywhere.
+// End to end: HTTPS verification, the auth methods (temporary AK/SK too), and that no secret
+// leaks anywhere.
 #include "e2e_rig.hpp"
 #include "tls_certs.hpp"
 
@@ -8,6 +9,7 @@
 
 #include <filesystem>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -156,6 +158,54 @@ TEST_CASE("aksk: every request is signed and the fake checks each signature") {
   CHECK(rig.fake().failed_task_lookups() >= 1);
   CHECK(rig.fake().violations().empty());
   CHECK(rig.log().find("sk-secret") == std::string::npos);
+}
+
+TEST_CASE("temporary aksk: X-Security-Token signed - a rotated key pair is used without SIGHUP") {
+  const std::string token1 = "STS-TOKEN-ONE-" + std::string(3000, 'a');
+  const std::string token2 = "STS-TOKEN-TWO-" + std::string(3000, 'b');
+  Rig rig({.task_duration = 20ms,
+           .config = {{"auth.method", "aksk"},
+                      {"auth.ak_file", "ak"},
+                      {"auth.sk_file", "sk"},
+                      {"auth.security_token_file", "security-token"},
+                      {"queue.rate_per_second", "40"},
+                      {"log.level", "debug"}},
+           .ak = "HSTTEMPAK000001",
+           .sk = "temp-sk-secret-0001",
+           .security_token = token1});
+  rig.dir().write("ak", "HSTTEMPAK000001\n");
+  rig.dir().write("sk", "temp-sk-secret-0001\n");
+  rig.dir().write("security-token", token1 + "\n");
+  rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
+  auto first = rig.ctl({"enqueue", "tmp-a-1", "tmp-a-2", "tmp-a-3"});
+  REQUIRE(first.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(first), "--timeout", "60"}).exit_code == 0);
+  std::int64_t signed_before = rig.fake().signatures_checked();
+  CHECK(signed_before >= 6);
+  // The key pair expires and a new one is written, as a credential helper would (the three
+  // files in turn, not at once); the old one is refused from then on.
+  rig.fake().set_aksk("HSTTEMPAK000002", "temp-sk-secret-0002", token2);
+  rig.dir().write("security-token", token2 + "\n");
+  rig.dir().write("sk", "temp-sk-secret-0002\n");
+  rig.dir().write("ak", "HSTTEMPAK000002\n");
+  // Files are looked at once a second at most: after that, the new pair is used unasked.
+  std::this_thread::sleep_for(1200ms);
+  std::vector<std::string> args{"enqueue"};
+  for (int i = 0; i < 40; ++i) args.push_back("tmp-b-" + std::to_string(i));
+  auto second = rig.ctl(args);
+  REQUIRE(second.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(second), "--timeout", "60"}).exit_code == 0);
+  for (const auto& [id, row] : read_jobs(rig.db_path())) {
+    CAPTURE(id);
+    CHECK(row.state == "succeeded");
+    CHECK(row.attempts == 1);  // a 401 from the old key pair uses no attempt
+  }
+  CHECK(rig.fake().signatures_checked() >= signed_before + 80);
+  CHECK(rig.fake().expired_token_rejections() == 0);  // no call went out with the old pair
+  CHECK(rig.fake().violations().empty());
+  std::string log = rig.log();
+  for (const auto& secret : {token1, token2, std::string("temp-sk-secret")})
+    CHECK(log.find(secret.substr(0, 20)) == std::string::npos);
 }
 
 TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or the database files") {

@@ -1,6 +1,7 @@
 #include "fake_kps.hpp"
 
 #include "aksk_signer.hpp"
+#include "url.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -249,11 +250,12 @@ struct FakeKps::Impl {
 
   // Empty when the request is authenticated; "expired" for an issued token past its lifetime;
   // anything else is a protocol violation (recorded).
-  std::string check_auth(const http::request<http::string_body>& req) {
+  std::string check_auth(const http::request<http::string_body>& req, bool scoped = true) {
     std::string target(req.target());
     if (!options.ak.empty()) {
-      std::string why = check_signature(req);
-      if (!why.empty()) violation("bad AK/SK signature on " + target + ": " + why);
+      std::string why = check_signature(req, scoped);
+      if (!why.empty() && why != "expired")
+        violation("bad AK/SK signature on " + target + ": " + why);
       return why;
     }
     std::string token(req["X-Auth-Token"]);
@@ -285,7 +287,8 @@ struct FakeKps::Impl {
   }
 
   // Recomputes the SDK-HMAC-SHA256 signature from what arrived.
-  std::string check_signature(const http::request<http::string_body>& req) {
+  // `scoped`: a KPS call, which carries and signs X-Project-Id (an IAM lookup does not).
+  std::string check_signature(const http::request<http::string_body>& req, bool scoped) {
     std::string auth(req[http::field::authorization]);
     const std::string scheme = "SDK-HMAC-SHA256 ";
     if (!auth.starts_with(scheme)) return "no SDK-HMAC-SHA256 Authorization header";
@@ -299,8 +302,22 @@ struct FakeKps::Impl {
       auto eq = item.find('=');
       if (eq != std::string::npos) parts[item.substr(0, eq)] = item.substr(eq + 1);
     }
-    if (parts["Access"] != options.ak) return "unknown access key";
-    if (req["X-Project-Id"] != options.project_id) return "X-Project-Id missing or wrong";
+    std::string ak = parts["Access"], sk, security_token;
+    {
+      std::lock_guard lock(mutex);
+      auto it = key_pairs.find(ak);
+      if (it == key_pairs.end()) return "unknown access key";
+      if (std::chrono::system_clock::now() >= it->second.valid_until) {
+        ++expired_rejections;
+        return "expired";
+      }
+      sk = it->second.sk;
+      security_token = it->second.security_token;
+    }
+    if (req["X-Security-Token"] != security_token)
+      return security_token.empty() ? "X-Security-Token sent with a permanent key pair"
+                                    : "X-Security-Token missing or wrong";
+    if (scoped && req["X-Project-Id"] != options.project_id) return "X-Project-Id missing or wrong";
     std::string date(req["X-Sdk-Date"]);
     std::tm tm{};
     if (date.size() != 16 || !strptime(date.c_str(), "%Y%m%dT%H%M%SZ", &tm))
@@ -327,18 +344,45 @@ struct FakeKps::Impl {
       s.headers.emplace_back(name, std::string(req[name]));
     }
     for (const char* required : {"host", "x-sdk-date", "x-project-id"}) {
+      if (!scoped && std::string_view(required) == "x-project-id") continue;
       if (!names.contains(required)) return std::string(required) + " is not signed";
     }
+    if (!security_token.empty() && !names.contains("x-security-token"))
+      return "x-security-token is not signed";
     if (req.method() == http::verb::post && !names.contains("content-type"))
       return "content-type is not signed";
     s.body = req.body();
-    std::string expected = authorization_header(s, options.ak, Secret(options.sk));
+    std::string expected = authorization_header(s, ak, Secret(sk));
     {
       std::lock_guard lock(mutex);
       ++signatures;
     }
     if (expected != auth) return "signature does not match";
     return {};
+  }
+
+  // IAM's GET /v3/projects?name=N (Keystone): the projects of options.projects named N, for a
+  // request authenticated as KPS calls are (an AK/SK signature here carries no X-Project-Id).
+  Response list_projects(const http::request<http::string_body>& req) {
+    unsigned v = req.version();
+    bool ka = req.keep_alive();
+    std::string target(req.target());
+    {
+      std::lock_guard lock(mutex);
+      ++project_lookups;
+    }
+    if (!req["X-Project-Id"].empty()) violation("X-Project-Id on an IAM project lookup");
+    if (auto refusal = check_auth(req, false); !refusal.empty())
+      return error(401, "APIGW.0301", "Incorrect IAM authentication information", v, ka);
+    std::string name;
+    if (auto q = target.find("?name="); q != std::string::npos)
+      name = percent_decode(target.substr(q + 6));
+    json::array list;
+    for (const auto& [id, project_name] : options.projects) {
+      if (name.empty() || project_name == name)
+        list.push_back(json::object{{"id", id}, {"name", project_name}, {"enabled", true}});
+    }
+    return reply(200, json::object{{"projects", std::move(list)}}, v, ka);
   }
 
   Response issue_token(const http::request<http::string_body>& req) {
@@ -464,6 +508,9 @@ struct FakeKps::Impl {
     }
     if (v != 11) violation("HTTP version is not 1.1");
     if (req[http::field::host].empty()) violation("no Host header");
+    if (req.method() == http::verb::get && target.starts_with("/v3/projects")) {
+      co_return list_projects(req);
+    }
     std::string prefix = "/v3/" + options.project_id + "/";
     if (!target.starts_with(prefix)) {
       violation("unknown path " + target);
@@ -745,12 +792,22 @@ struct FakeKps::Impl {
   std::vector<FailedTask> failed;       // seeded, then ended FAILED_UNBIND: oldest first
   std::int64_t failed_task_lookups = 0, running_task_lookups = 0;
   std::map<std::string, std::chrono::steady_clock::time_point> issued;  // IAM token → dies at
-  std::int64_t tokens_issued = 0, expired_rejections = 0, signatures = 0, auth_refusals = 0;
+  std::int64_t tokens_issued = 0, expired_rejections = 0, signatures = 0, auth_refusals = 0,
+               project_lookups = 0;
   std::int64_t connections = 0;
   std::int64_t unread_requests = 0;  // requests that met a silent close (close_after)
   std::size_t largest_token = 0;
   std::string accepted_token = options.token;  // method token: what is accepted now
-  std::set<std::string> retired_tokens;        // ... and what was accepted before
+  // AK/SK: the key pair accepted now (set_aksk rotates it).
+  // AK/SK: the key pairs accepted, by access key, each until its expiry (set_aksk, accept_aksk).
+  struct KeyPair {
+    std::string sk, security_token;
+    std::chrono::system_clock::time_point valid_until;
+  };
+  std::map<std::string, KeyPair> key_pairs{
+      {options.ak,
+       {options.sk, options.security_token, std::chrono::system_clock::time_point::max()}}};
+  std::set<std::string> retired_tokens;  // ... and what was accepted before
   std::int64_t tls_handshake_failures = 0;
   std::vector<std::string> violations;
   std::int64_t requests = 0, disassociate_calls = 0, task_polls = 0, task_counter = 0;
@@ -787,6 +844,11 @@ std::int64_t FakeKps::accepted_for(const std::string& server_id) const {
   return it == impl_->accepted.end() ? 0 : it->second;
 }
 
+std::int64_t FakeKps::project_lookups() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->project_lookups;
+}
+
 std::int64_t FakeKps::iam_tokens_issued() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->tokens_issued;
@@ -795,6 +857,20 @@ std::int64_t FakeKps::iam_tokens_issued() const {
 std::int64_t FakeKps::expired_token_rejections() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->expired_rejections;
+}
+
+void FakeKps::set_aksk(std::string ak, std::string sk, std::string security_token) {
+  std::lock_guard lock(impl_->mutex);
+  auto now = std::chrono::system_clock::now();
+  for (auto& [old_ak, pair] : impl_->key_pairs) pair.valid_until = std::min(pair.valid_until, now);
+  impl_->key_pairs[ak] = {std::move(sk), std::move(security_token),
+                          std::chrono::system_clock::time_point::max()};
+}
+
+void FakeKps::accept_aksk(std::string ak, std::string sk, std::string security_token,
+                          std::chrono::system_clock::time_point valid_until) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->key_pairs[ak] = {std::move(sk), std::move(security_token), valid_until};
 }
 
 void FakeKps::set_token(std::string token) {

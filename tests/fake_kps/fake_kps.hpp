@@ -117,6 +117,7 @@ struct Options {
   std::string tls_cert_file{}, tls_key_file{};  // set both to serve https
   std::optional<IamOptions> iam{};   // accept tokens issued by the fake IAM instead of `token`
   std::string ak{}, sk{};            // set both to require AK/SK signatures instead
+  std::string security_token{};      // with ak/sk: a temporary key pair's X-Security-Token
   std::string failed_tasks_total{};  // raw JSON for failed-tasks' "total" ("1.5", "1e30" ...)
   // GET failed-tasks order; oldest first by default, as ended (order undocumented: kps-api.md).
   FailedTasksOrder failed_tasks_order = FailedTasksOrder::oldest_first;
@@ -139,6 +140,8 @@ struct Options {
   // just as the client's next request arrives (that request is never read).
   int close_after = 0;
   bool close_announced = false;
+  // IAM's projects, (id, name), listed by GET /v3/projects?name= (kps.project_id = auto).
+  std::vector<std::pair<std::string, std::string>> projects{};
 };
 
 class FakeKps {
@@ -153,6 +156,13 @@ class FakeKps {
   // The X-Auth-Token accepted from now on (method token): the old one is refused 401 as an
   // expired token is (APIGW.0307), as when a password or permission change kills it early.
   void set_token(std::string token);
+  // Accepts this key pair (with its security token) from now on; those before are refused
+  // with 401 APIGW.0307 (counted as expired), as a temporary key pair past its expires_at is.
+  void set_aksk(std::string ak, std::string sk, std::string security_token);
+  // Accepts this key pair too, until `valid_until` (then 401 APIGW.0307): temporary keys from
+  // the metadata service, which overlap the previous ones until those expire.
+  void accept_aksk(std::string ak, std::string sk, std::string security_token,
+                   std::chrono::system_clock::time_point valid_until);
 
   std::int64_t calls_for(const std::string& server_id) const;     // disassociate calls
   std::int64_t accepted_for(const std::string& server_id) const;  // 202s that created a task
@@ -162,6 +172,7 @@ class FakeKps {
   // its cap (kps-api.md): created less than task_duration ago.
   std::int64_t tasks_running() const;
   std::int64_t iam_tokens_issued() const;
+  std::int64_t project_lookups() const;           // GET /v3/projects
   std::int64_t expired_token_rejections() const;  // 401s for issued tokens past their lifetime
   std::int64_t auth_refusals() const;             // every 401 for a token or signature (KPS calls)
   std::size_t largest_auth_token() const;         // the longest X-Auth-Token a KPS call carried

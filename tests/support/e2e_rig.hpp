@@ -28,9 +28,11 @@ struct RigOptions {
   std::string endpoint_host{"127.0.0.1"};       // the host name kpsd is told to use
   std::optional<fake::IamOptions> iam{};        // fake accepts only its IAM's tokens
   std::string ak{}, sk{};                       // fake requires AK/SK signatures
-  std::vector<std::string> launcher{};          // runs kpsd under this (e.g. prlimit ...)
-  std::string failed_tasks_total{};             // fake: raw JSON for failed-tasks' total
-  std::int64_t window_quota = 0;                // fake: calls per quota window (0: none)
+  std::string security_token{};                 // ... with this X-Security-Token (temporary)
+  std::vector<std::pair<std::string, std::string>> projects{};  // fake IAM: (id, name)
+  std::vector<std::string> launcher{};  // runs kpsd under this (e.g. prlimit ...)
+  std::string failed_tasks_total{};     // fake: raw JSON for failed-tasks' total
+  std::int64_t window_quota = 0;        // fake: calls per quota window (0: none)
   std::chrono::milliseconds quota_window{10000};
   std::size_t set_cookie_bytes = 0;  // fake: a Set-Cookie this long on every answer
   unsigned interim_status = 0;       // fake: 100 or 103 before every answer
@@ -65,6 +67,8 @@ inline fake::Options fake_options(const RigOptions& o) {
   f.iam = o.iam;
   f.ak = o.ak;
   f.sk = o.sk;
+  f.security_token = o.security_token;
+  f.projects = o.projects;
   f.failed_tasks_total = o.failed_tasks_total;
   f.window_quota = o.window_quota;
   f.quota_window = o.quota_window;
