@@ -154,6 +154,7 @@ void log_ready(const Config& config, const MetricsServer* metrics_server) {
 // A short script of named parts: limits, the lock, the KPS client, the store, the servers, the
 // status reporter and the stop sequence; then the network thread runs until the scheduler ends.
 int run_daemon(const Config& config, const std::string& config_path) {
+  keep_freed_memory();
   FdLimit fds = raise_fd_limit();
   if (int code = check_descriptors(config, fds)) return code;
   std::optional<DatabaseLock> db_lock;

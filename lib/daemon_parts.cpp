@@ -18,6 +18,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <malloc.h>
 #include <thread>
 
 namespace kpsd {
@@ -47,6 +48,11 @@ std::unique_ptr<JobStore> open_waiting(const Config& config, int& requeued) {
 }
 
 }  // namespace
+
+void keep_freed_memory() {
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+}
 
 OpenedStore open_store(const Config& config) {
   OpenedStore out;
