@@ -3,6 +3,7 @@
 #include "config_parser.hpp"
 #include "proxy.hpp"
 #include "regions.hpp"
+#include "url.hpp"
 
 #include <spdlog/common.h>
 
@@ -73,6 +74,20 @@ std::string parse_endpoint(std::string_view text, Endpoint& out) {
 
 namespace {
 
+// An endpoint set by hand that names another known region than kps.region (a sample file's
+// endpoint left in place): calls would go to one region and IAM to another.
+void check_endpoint_region(Parser& p, const Config& c) {
+  if (c.kps.region.empty() || !p.get("kps.endpoint")) return;
+  for (auto other : known_regions()) {
+    if (other == c.kps.region) continue;
+    if (c.kps.endpoint.host.starts_with("kms." + std::string(other) + ".")) {
+      p.fail(p.line_of("kps.endpoint"), "kps.endpoint",
+             "`" + c.kps.endpoint.text + "` is in region " + std::string(other) +
+                 " but kps.region is " + c.kps.region + " (remove endpoint to use the region's)");
+    }
+  }
+}
+
 // [kps]: where the API is and how tasks are followed.
 void parse_kps(Parser& p, Config& c) {
   p.string_value("kps.region", c.kps.region);
@@ -93,6 +108,7 @@ void parse_kps(Parser& p, Config& c) {
   if (auto err = parse_endpoint(endpoint, c.kps.endpoint); !err.empty()) {
     p.fail(p.line_of("kps.endpoint"), "kps.endpoint", err);
   }
+  check_endpoint_region(p, c);
   p.string_value("kps.project_id", c.kps.project_id, true);
   if (c.kps.project_id == "auto") {
     c.kps.project_id.clear();
@@ -113,9 +129,14 @@ void parse_kps(Parser& p, Config& c) {
   p.millis("kps.poll_interval_ms", c.kps.poll_interval, 1);
   p.millis("kps.poll_timeout_ms", c.kps.poll_timeout, 1);
   p.string_value("kps.proxy", c.kps.proxy);
+  if (ascii_lower(c.kps.proxy) == "none") c.kps.proxy = "none";
   if (!c.kps.proxy.empty() && c.kps.proxy != "none") {
     ProxyRoute route;
-    if (auto err = parse_proxy_url(c.kps.proxy, false, route); !err.empty())
+    std::string err = parse_proxy_url(c.kps.proxy, false, route);
+    // In the file the scheme is required: a bare word (a misspelt "none") is not a host.
+    if (err.empty() && !ascii_lower(c.kps.proxy).starts_with("http://"))
+      err = "`" + c.kps.proxy + "` has no http:// scheme";
+    if (!err.empty())
       p.fail(p.line_of("kps.proxy"), "kps.proxy", err + " (expected http://HOST:PORT or none)");
   }
   p.string_value("kps.proxy_credentials_file", c.kps.proxy_credentials_file);
@@ -184,6 +205,8 @@ void parse_auth(Parser& p, Config& c) {
     p.string_value("auth.password_file", c.auth.password_file, true);
     c.auth.project = c.kps.region;  // the project named after the region, as IAM names them
     p.string_value("auth.project", c.auth.project, c.kps.region.empty());
+    if (c.auth.project.empty())
+      p.fail(p.line_of("auth.project"), "auth.project", "must not be empty");
   }
   if (c.auth.method == AuthMethod::aksk) {
     p.string_value("auth.ak_file", c.auth.ak_file, true);

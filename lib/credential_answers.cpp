@@ -1,8 +1,8 @@
 #include "credential_answers.hpp"
 
-#include <boost/json.hpp>
+#include "zeroing_storage.hpp"
 
-#include <openssl/crypto.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -42,7 +42,8 @@ std::optional<SysClock::time_point> parse_expires_at(std::string_view text) {
 
 std::optional<MetadataCredential> parse_securitykey_body(std::string_view body, std::string& why) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  // Zeroing storage: the tree and the parser's scratch hold the secret key and token.
+  json::value v = parse_json_zeroing(body, ec);
   json::object* credential = nullptr;
   if (!ec && v.is_object()) {
     if (auto* c = v.as_object().if_contains("credential"); c && c->is_object())
@@ -72,11 +73,6 @@ std::optional<MetadataCredential> parse_securitykey_body(std::string_view body, 
   out.keys.secret_key = Secret(std::string(*field("secret")));
   out.keys.security_token = Secret(std::string(*field("securitytoken")));
   out.expires_at = *expires;
-  // The parsed tree holds the secret key and token: clear it before it is freed.
-  for (const char* name : {"secret", "securitytoken"}) {
-    json::string& s = credential->at(name).as_string();
-    OPENSSL_cleanse(s.data(), s.size());
-  }
   return out;
 }
 

@@ -164,8 +164,10 @@ struct HttpClient::Impl {
     conn->plain->socket().set_option(tcp::no_delay(true));
     if (!tls_context) co_return std::pair{std::move(conn), HttpResult{}};
     if (proxy) {
-      HttpResult tunnel = co_await detail::open_tunnel(
-          *conn->plain, *proxy, endpoint.host + ":" + port, proxy_auth.reveal(), timeout);
+      std::string authority = endpoint.host + ":" + port;  // named: not a temporary (GCC 12)
+      auto tunnel_op =
+          detail::open_tunnel(*conn->plain, *proxy, authority, proxy_auth.reveal(), timeout);
+      HttpResult tunnel = co_await std::move(tunnel_op);
       if (tunnel.transport != HttpResult::Transport::ok) co_return std::pair{nullptr, tunnel};
     }
     co_return co_await handshake(std::move(conn));

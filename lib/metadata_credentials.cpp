@@ -20,6 +20,8 @@ constexpr const char* securitykey_path = "/openstack/latest/securitykey";
 constexpr auto metadata_timeout = std::chrono::seconds(3);
 // A key pair this close to its expiry is no longer used when a refresh fails (see usable()).
 constexpr auto expiry_margin = std::chrono::seconds(5);
+// After a failed fetch (or while one runs for a pair still good), the next try is this far off.
+constexpr auto retry_after_failure = std::chrono::seconds(10);
 
 std::string describe(const HttpResult& r) {
   if (r.transport != HttpResult::Transport::ok) return r.transport_detail;
@@ -37,9 +39,14 @@ class MetadataCredentials final : public Credentials {
   net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
     auto now = SysClock::now();
     if (!usable(now) || now >= refresh_at_) {
+      // While the pair in hand is good, only this call waits for the renewal; the others
+      // sign with the current pair meanwhile (a slow metadata service stalls one slot).
+      if (usable(now)) refresh_at_ = now + retry_after_failure;
       std::string error = co_await refresh_.run([this] { return fetch(); });
-      if (!error.empty() && !usable(SysClock::now()))
-        co_return "ECS metadata credentials: " + error;
+      if (!usable(SysClock::now())) {
+        co_return "ECS metadata credentials: " +
+            (error.empty() ? std::string("no usable key pair") : error);
+      }
     }
     sign_request({request.method, request.target, host_header_, request.headers, request.body},
                  keys_, project_id_, SysClock::now());
@@ -60,23 +67,21 @@ class MetadataCredentials final : public Credentials {
   }
 
  private:
-  // A key pair is used until shortly before its end (calls in flight must arrive in time): 5 s,
-  // or a quarter of its life for a short-lived one.
+  // A key pair is used until shortly before its end (calls in flight must arrive in time).
   bool usable(SysClock::time_point now) const {
-    auto margin = std::min<SysClock::duration>(expiry_margin, (expires_at_ - fetched_at_) / 4);
-    return !keys_.access_key.empty() && now < expires_at_ - margin;
+    return !keys_.access_key.empty() && now < expires_at_ - margin_;
   }
 
   // One fetch (SharedRefresh runs one at a time). Empty on success, else why not.
   net::awaitable<std::string> fetch() {
-    auto now = SysClock::now();
     std::string error = co_await read_securitykey();
+    auto now = SysClock::now();
     if (error.empty()) {
       failing_since_.reset();
       co_return error;
     }
-    // Keep the key pair while it is valid; try again in 10 s, not at every call.
-    refresh_at_ = now + std::chrono::seconds(10);
+    // Keep the key pair while it is valid; try again 10 s after this failure, not at every call.
+    refresh_at_ = now + retry_after_failure;
     if (!failing_since_) {
       failing_since_ = now;
       if (usable(now)) {
@@ -114,10 +119,24 @@ class MetadataCredentials final : public Credentials {
     auto credential = parse_securitykey_body(r.body, why);
     OPENSSL_cleanse(r.body.data(), r.body.size());
     if (!credential) co_return "the securitykey answer cannot be used: " + why;
+    auto now = SysClock::now();
+    // The margin is set by the pair's life when first seen (the service hands out the same pair
+    // until it renews it): 5 s, or a quarter of the life of a short-lived pair.
+    bool same_pair = credential->keys.access_key == keys_.access_key;
+    auto margin =
+        same_pair ? margin_
+                  : std::min<SysClock::duration>(expiry_margin, (credential->expires_at - now) / 4);
+    if (credential->expires_at - std::max<SysClock::duration>(margin, {}) <= now) {
+      co_return "the metadata service handed out a key pair that has already expired here "
+                "(expires_at " +
+          std::to_string(SysClock::to_time_t(credential->expires_at)) +
+          "): check this machine's clock";
+    }
     keys_ = std::move(credential->keys);
     expires_at_ = credential->expires_at;
-    fetched_at_ = SysClock::now();
-    refresh_at_ = refresh_time(SysClock::now(), expires_at_);
+    margin_ = margin;
+    // Never sooner than a second from now: a pair near its end is not fetched per call.
+    refresh_at_ = std::max(refresh_time(now, expires_at_), now + std::chrono::seconds(1));
     ++generation_;
     spdlog::info(
         "agency credentials from the metadata service: valid until {} (next refresh in "
@@ -161,7 +180,8 @@ class MetadataCredentials final : public Credentials {
   std::string project_id_, host_header_;
   SharedRefresh refresh_;
   AkSkKeys keys_;
-  SysClock::time_point expires_at_{}, refresh_at_{}, fetched_at_{};
+  SysClock::time_point expires_at_{}, refresh_at_{};
+  SysClock::duration margin_{};  // see usable()
   std::optional<SysClock::time_point> failing_since_;
   Secret session_token_;
   bool token_unneeded_ = false;

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <iostream>
+#include <vector>
 
 namespace kpsd {
 
@@ -102,9 +103,16 @@ int check_config(Config config, const std::string& path, bool preflight) {
     std::cerr << "kpsd: " << path << ": " << problem << "\n";
     return exit_config;
   }
+  std::vector<std::string> routes;
+  try {
+    routes = describe_routes(config);  // the IAM route too, which start-up files do not cover
+  } catch (const std::exception& e) {
+    std::cerr << "kpsd: " << path << ": " << e.what() << "\n";
+    return exit_config;
+  }
   if (!preflight) {
     std::cout << path << ": ok (credential and CA files readable; no call made)\n";
-    for (const auto& line : describe_routes(config)) std::cout << "  " << line << "\n";
+    for (const auto& line : routes) std::cout << "  " << line << "\n";
     if (config.kps.project_id_auto)
       std::cout << "  project_id = auto: looked up from IAM at start (--preflight tries it)\n";
     return exit_ok;

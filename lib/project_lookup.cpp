@@ -12,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 namespace kpsd {
@@ -89,6 +90,8 @@ ProjectLookup look_up_project(const Config& config) {
         co_return;
       }
       result = co_await iam.exchange(req);
+      // The headers hold a token or a signature: clear them before the memory goes.
+      for (auto& [name, value] : req.headers) OPENSSL_cleanse(value.data(), value.size());
     };
     net::co_spawn(io, call(), net::detached);
     io.run();

@@ -56,6 +56,18 @@ bool valid_host(std::string_view host) {
   });
 }
 
+// The length of "scheme://" at the start of `url` (RFC 3986 scheme: a letter, then letters,
+// digits, + - .), or 0 when there is none ("user:pa://ss@host" has none).
+std::size_t scheme_length(std::string_view url) {
+  auto end = url.find("://");
+  if (end == std::string_view::npos || end == 0) return 0;
+  if (!std::isalpha(static_cast<unsigned char>(url[0]))) return 0;
+  for (char c : url.substr(0, end)) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') return 0;
+  }
+  return end + 3;
+}
+
 // An address/bits entry of no_proxy holds `address`.
 bool in_cidr(std::string_view entry, const boost::asio::ip::address& address) {
   auto slash = entry.find('/');
@@ -111,20 +123,20 @@ std::string ProxyRoute::text() const {
 
 std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRoute& out) {
   std::string_view rest = trim(text);
+  std::size_t after_scheme = scheme_length(rest);
   std::string shown(rest);
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
-    auto scheme_end = rest.find("://");
-    std::size_t from = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
-    shown = std::string(rest.substr(0, from)) + "***@" + std::string(rest.substr(at + 1));
+    // Whatever comes between the scheme and the '@' may be a password, "://" in it included.
+    shown = std::string(rest.substr(0, after_scheme)) + "***@" + std::string(rest.substr(at + 1));
   }
   auto bad = [&](std::string_view what) { return "`" + shown + "` " + std::string(what); };
-  if (auto scheme_end = rest.find("://"); scheme_end != std::string_view::npos) {
-    std::string scheme = ascii_lower(rest.substr(0, scheme_end));
+  if (after_scheme > 0) {
+    std::string scheme = ascii_lower(rest.substr(0, after_scheme - 3));
     if (scheme != "http")
       return bad(
           "is not an http:// proxy (kpsd speaks to proxies in plain HTTP; HTTPS to the "
           "API still goes through CONNECT, verified end to end)");
-    rest.remove_prefix(scheme_end + 3);
+    rest.remove_prefix(after_scheme);
   }
   while (rest.ends_with('/')) rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) return bad("must not have a path");
@@ -149,9 +161,11 @@ std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRou
 }
 
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
+  if (trim(no_proxy) == "*") return true;  // only the whole value, as curl
   std::string host = ascii_lower(host_in);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
+  while (host.ends_with('.')) host.pop_back();  // "kms.example." is "kms.example"
   boost::system::error_code ec;
   auto address = boost::asio::ip::make_address(host, ec);
   bool is_address = !ec;
@@ -160,7 +174,6 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
     std::string_view entry = trim(no_proxy.substr(0, comma));
     no_proxy = comma == std::string_view::npos ? std::string_view{} : no_proxy.substr(comma + 1);
     if (entry.empty()) continue;
-    if (entry == "*") return true;
     if (is_address) {
       if (entry.find('/') != std::string_view::npos) {
         if (in_cidr(entry, address)) return true;
@@ -183,6 +196,7 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
     if (!split_host_port(entry, name, ignored_port)) name = std::string(entry);
     name = ascii_lower(name);
     while (name.starts_with('.')) name.erase(0, 1);
+    while (name.ends_with('.')) name.pop_back();
     if (name.empty()) continue;
     if (host == name) return true;
     if (host.size() > name.size() && host.ends_with(name) &&
@@ -194,7 +208,7 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
 
 std::optional<ProxyRoute> choose_proxy(std::string_view configured, const Endpoint& target,
                                        const EnvLookup& env, std::string& why, std::string& error) {
-  if (configured == "none") {
+  if (ascii_lower(configured) == "none") {
     why = "direct (kps.proxy = none; the environment is not read)";
     return std::nullopt;
   }
@@ -214,12 +228,12 @@ std::optional<ProxyRoute> choose_proxy(std::string_view configured, const Endpoi
   }
   for (const char* n : {"no_proxy", "NO_PROXY"}) {
     const char* v = env(n);
-    if (!v || !*v) continue;
+    if (!v) continue;
     if (no_proxy_matches(v, target.host)) {
       why = "direct (" + std::string(n) + " matches " + target.host + ")";
       return std::nullopt;
     }
-    break;  // the lower-case form wins when both are set, as curl
+    break;  // the lower-case form, once set (even empty), wins, as curl
   }
   ProxyRoute r;
   error = parse_proxy_url(url, true, r);

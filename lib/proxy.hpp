@@ -35,20 +35,20 @@ using EnvLookup = std::function<const char*(const char*)>;
 // without its userinfo, or empty.
 std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRoute& out);
 
-// no_proxy as libcurl reads it: comma-separated entries; "*" alone matches every host; a name
-// matches itself and its subdomains (a leading "." is ignored); an IP address matches itself,
-// and an address/bits entry (CIDR) the addresses in it. Names compare case-insensitively; a
-// ":port" on an entry is ignored.
+// no_proxy as libcurl reads it: "*" as the whole value matches every host; otherwise
+// comma-separated entries: a name matches itself and its subdomains (leading and trailing dots
+// are ignored); an IP address matches itself, and an address/bits entry (CIDR) the addresses in
+// it. Names compare case-insensitively; a ":port" on an entry is ignored.
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host);
 
 // The proxy for `target`, or nullopt for a direct connection. `configured` is kps.proxy as
-// written ("" unset, "none", or a URL already checked by the config parser). Precedence:
+// written ("" unset, "none" in any case, or a URL checked by the config parser). Precedence:
 // kps.proxy = URL: that proxy, the environment is not read; kps.proxy = none: direct;
 // unset: https_proxy, HTTPS_PROXY (https targets) or http_proxy (http targets; no upper-case
 // form, as curl, since CGI sets HTTP_PROXY from a request header), then all_proxy, ALL_PROXY;
-// a target matched by no_proxy / NO_PROXY is reached directly. `why` says which rule applied
-// (for the start-up log line; never a credential). Returns an error when an environment value
-// is not a usable proxy URL (a start-up failure, EX_CONFIG).
+// a target matched by no_proxy (or NO_PROXY when no_proxy is unset) is reached directly. `why` says
+// which rule applied (for the start-up log line; never a credential). Returns an error when an
+// environment value is not a usable proxy URL (a start-up failure, EX_CONFIG).
 std::optional<ProxyRoute> choose_proxy(std::string_view configured, const Endpoint& target,
                                        const EnvLookup& env, std::string& why, std::string& error);
 

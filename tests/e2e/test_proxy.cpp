@@ -219,3 +219,54 @@ TEST_CASE("proxy: a refused CONNECT is blocked with its reason - an unreachable 
   CHECK(row.error_msg.find("proxy 127.0.0.1:" + std::to_string(closed) +
                            " unreachable: connect: Connection refused") != std::string::npos);
 }
+
+TEST_CASE("proxy: plain http in the absolute form - IAM calls through it too") {
+  if (!have_tinyproxy()) return;
+  TempDir dir;
+  TinyProxy proxy(dir);
+  fake::IamOptions iam{"acct", "ops", "pw-proxy-iam", "cn-north-4"};
+  RigOptions options = iam_password_options(iam);
+  options.task_duration = 20ms;
+  options.config["kps.proxy"] = proxy.url();
+  Rig rig(options);
+  rig.dir().write("iam-password", "pw-proxy-iam\n");
+  std::string fake = "127.0.0.1:" + std::to_string(rig.fake().port());
+  rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
+  auto enq = rig.ctl(enqueue_args("plain-", 5));
+  REQUIRE(enq.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"}).exit_code == 0);
+  CHECK(rig.fake().disassociate_calls() == 5);
+  CHECK(rig.fake().violations().empty());
+  // The proxy saw the IAM token request and each KPS request, in the absolute form.
+  CHECK(proxy.requests("POST http://" + fake + "/v3/auth/tokens") == 1);
+  CHECK(proxy.requests("POST http://" + fake + "/v3/" + project + "/keypairs/disassociate") == 5);
+  CHECK(proxy.requests("GET http://" + fake + "/v3/" + project + "/tasks/") >= 5);
+  std::string log = rig.log();
+  CHECK(log.find("KPS http://" + fake + ": through proxy 127.0.0.1:" +
+                 std::to_string(proxy.port()) + " (kps.proxy)") != std::string::npos);
+  CHECK(log.find("IAM http://" + fake + ": through proxy 127.0.0.1:" +
+                 std::to_string(proxy.port()) + " (kps.proxy)") != std::string::npos);
+  CHECK(log.find("pw-proxy-iam") == std::string::npos);
+}
+
+TEST_CASE("proxy: --check-config prints the resolved routes - --preflight goes through the proxy") {
+  if (!have_tinyproxy()) return;
+  TempDir certs;
+  auto server = make_certs(certs, "proxy-", "IP:127.0.0.1");
+  TinyProxy proxy(certs);
+  Rig rig(tls_options(server, {{"kps.proxy", proxy.url()}}));
+  std::string via = "through proxy 127.0.0.1:" + std::to_string(proxy.port()) + " (kps.proxy)";
+  auto check = run_command({KPSD_BIN, "--config", rig.config_path(), "--check-config"},
+                           rig.dir().path().string(), 20s);
+  CHECK_MESSAGE(check.exit_code == 0, check.err);
+  CHECK(check.out.find("  KPS https://127.0.0.1:" + std::to_string(rig.fake().port()) + ": " +
+                       via) != std::string::npos);
+  CHECK(rig.fake().requests() == 0);
+  auto preflight =
+      run_command({KPSD_BIN, "--config", rig.config_path(), "--check-config", "--preflight"},
+                  rig.dir().path().string(), 30s);
+  CHECK_MESSAGE(preflight.exit_code == 0, preflight.err);
+  CHECK(preflight.out.find("preflight ok: ") != std::string::npos);
+  CHECK(preflight.out.find("[" + via + "]") != std::string::npos);
+  CHECK(proxy.requests("CONNECT 127.0.0.1:" + std::to_string(rig.fake().port())) == 1);
+}

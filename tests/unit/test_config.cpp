@@ -331,3 +331,25 @@ TEST_CASE("project lookup: only projects named exactly after the region - odd an
   CHECK(why.find("not {\"projects\"") != std::string::npos);
   CHECK(matching_projects("<html>", "cn-north-4", why).empty());
 }
+
+TEST_CASE("config traps: an endpoint of another region - a bare word as proxy - an empty project") {
+  const std::string pid = "project_id = 0123456789abcdef0123456789abcdef\n";
+  CHECK_THROWS_WITH_AS(
+      parse_config("[kps]\nregion = ap-southeast-1\nendpoint = https://kms.cn-north-4."
+                   "myhuaweicloud.com\n" +
+                       pid,
+                   "t.conf"),
+      doctest::Contains("t.conf:3: kps.endpoint: `https://kms.cn-north-4.myhuaweicloud.com` is in "
+                        "region cn-north-4 but kps.region is ap-southeast-1"),
+      ConfigError);
+  CHECK(parse_config(minimal + "proxy = NONE\n", "t.conf").kps.proxy == "none");
+  CHECK_THROWS_WITH_AS(parse_config(minimal + "proxy = nnone\n", "t.conf"),
+                       doctest::Contains("t.conf:4: kps.proxy: `nnone` has no http:// scheme"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(
+      parse_config("[kps]\nregion = cn-north-4\n" + pid +
+                       "[auth]\nmethod = iam_password\ndomain = d\nuser = u\npassword_file = p\n"
+                       "project =\n",
+                   "t.conf"),
+      doctest::Contains("t.conf:9: auth.project: must not be empty"), ConfigError);
+}

@@ -77,6 +77,10 @@ TEST_CASE("no_proxy as libcurl reads it") {
   CHECK(no_proxy_matches("localhost, internal.corp ,127.0.0.1", "internal.corp"));
   CHECK(no_proxy_matches("internal.corp:8443", "internal.corp"));
   CHECK(no_proxy_matches("*", "anything.example"));
+  CHECK(no_proxy_matches(" * ", "anything.example"));
+  CHECK_FALSE(no_proxy_matches("localhost,*", "anything.example"));  // "*" only as the whole
+  CHECK(no_proxy_matches("example.com.", "kms.example.com"));        // trailing dots ignored
+  CHECK(no_proxy_matches("example.com", "kms.example.com."));
   CHECK_FALSE(no_proxy_matches("*.corp", "a.corp.example"));
   CHECK_FALSE(no_proxy_matches("", "kms.example"));
   CHECK_FALSE(no_proxy_matches(",,", "kms.example"));
@@ -118,6 +122,9 @@ TEST_CASE("proxy precedence: kps.proxy - none - then the environment as curl") {
   CHECK(route_for("", "https://kms.example", env) == "direct");
   env.vars["no_proxy"] = "other.example";
   CHECK(route_for("", "https://kms.example", env) == "upper:3128");
+  env.vars["no_proxy"] = "";  // set, even empty: NO_PROXY is not read
+  CHECK(route_for("", "https://kms.example", env) == "upper:3128");
+  CHECK(route_for("NONE", "https://kms.example", env) == "direct");
   // ... but not kps.proxy: an explicit proxy is used for every KPS and IAM call.
   env.vars["no_proxy"] = "*";
   CHECK(route_for("http://configured:8080", "https://kms.example", env) == "configured:8080");
@@ -132,6 +139,10 @@ TEST_CASE("proxy from the environment: credentials kept secret - a bad URL is an
   CHECK(r->credentials.reveal() == "bob:hunter2");
   CHECK(r->source == "https_proxy");
   CHECK(why == "through proxy proxy.corp:3128 ($https_proxy)");
+  env.vars["https_proxy"] = "bob:hunt://er2@proxy.corp:99999";  // a "://" inside the password
+  CHECK_FALSE(choose_proxy("", endpoint("https://kms.example"), env.lookup(), why, error));
+  CHECK(error.find("hunt") == std::string::npos);
+  CHECK(error.find("er2") == std::string::npos);
   env.vars["https_proxy"] = "socks5h://bob:hunter2@proxy.corp:1080";
   r = choose_proxy("", endpoint("https://kms.example"), env.lookup(), why, error);
   CHECK_FALSE(r);
