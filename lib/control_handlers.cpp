@@ -44,7 +44,10 @@ net::awaitable<std::string> ControlHandlers::handle(const std::string& line, Pee
   if (!request) co_return error_reply(error);
   if (changes_state(*request) && !std::holds_alternative<EnqueueRequest>(*request)) {
     // Who changed what: the peer's credentials, as the kernel vouches for them.
-    spdlog::info("control: uid {} pid {}: {}", peer.uid, peer.pid, summary(*request));
+    peer.name = co_await names_.name_of(peer.uid);
+    spdlog::info("control: {}: {}", describe(peer), summary(*request));
+  } else if (std::holds_alternative<EnqueueRequest>(*request)) {
+    peer.name = co_await names_.name_of(peer.uid);
   }
   try {
     json::object reply = co_await std::visit(
@@ -75,8 +78,8 @@ net::awaitable<json::object> ControlHandlers::execute(EnqueueRequest& r, PeerCre
     existing += res.existing ? 1 : 0;
     out.push_back(json::object{{"id", res.id}, {"existing", res.existing}});
   }
-  spdlog::info("enqueue from uid {} pid {}: {} jobs ({} new, {} already queued) into batch {}",
-               peer.uid, peer.pid, count, count - existing, existing, results.batch_id);
+  spdlog::info("enqueue from {}: {} jobs ({} new, {} already queued) into batch {}", describe(peer),
+               count, count - existing, existing, results.batch_id);
   scheduler_.wake();
   co_return json::object{{"jobs", std::move(out)}, {"batch_id", results.batch_id}};
 }
@@ -171,6 +174,7 @@ std::string ControlHandlers::summary(const ControlRequest& r) {
   }
   if (auto* c = std::get_if<CancelRequest>(&r)) return "cancel job " + std::to_string(c->id);
   if (auto* p = std::get_if<PauseRequest>(&r)) return p->pause ? "pause" : "resume";
+  if (std::holds_alternative<ReloadRequest>(r)) return "reload";
   if (auto* p = std::get_if<PruneRequest>(&r)) {
     return p->before_ms
                ? "prune finished jobs that ended before " + std::to_string(*p->before_ms)
@@ -232,6 +236,17 @@ net::awaitable<json::object> ControlHandlers::execute(PauseRequest& r, PeerCred)
   co_await db_.call([pause = r.pause](JobStore& s) { s.set_paused(pause); });
   scheduler_.set_paused(r.pause);
   co_return json::object{{"paused", r.pause}};
+}
+
+net::awaitable<json::object> ControlHandlers::execute(ReloadRequest&, PeerCred) {
+  if (!reload_) co_return json::object{{"error", "reload is not available here"}};
+  ReloadOutcome outcome = reload_();
+  json::array applied, need_restart;
+  for (const auto& a : outcome.applied) applied.emplace_back(a);
+  for (const auto& n : outcome.need_restart) need_restart.emplace_back(n);
+  json::object reply{{"applied", std::move(applied)}, {"need_restart", std::move(need_restart)}};
+  if (!outcome.error.empty()) reply.emplace("error", outcome.error);
+  co_return reply;
 }
 
 }  // namespace kpsd

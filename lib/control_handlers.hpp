@@ -3,12 +3,14 @@
 // transport (control_server: listen, accept, evict, serve). No socket here: a request line in,
 // a reply line out.
 #include "control_protocol.hpp"
+#include "peer_identity.hpp"
+#include "reload.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
 
+#include <functional>
 #include <string>
-#include <sys/types.h>
 
 namespace kpsd {
 
@@ -16,19 +18,16 @@ class DbWorker;
 class Scheduler;
 struct Metrics;
 
-// Who sent a request, as the kernel vouches for it (SO_PEERCRED).
-struct PeerCred {
-  pid_t pid = 0;
-  uid_t uid = 0;
-};
-
 class ControlHandlers {
  public:
   ControlHandlers(DbWorker& db, Scheduler& scheduler, Metrics& metrics);
 
+  // What the op `reload` runs (the daemon's reload, as SIGHUP); unset, the op is refused.
+  void set_reload(std::function<ReloadOutcome()> reload) { reload_ = std::move(reload); }
+
   // One request line (without its newline) to its reply line (with it): {"ok":true,...} or
-  // {"ok":false,"error":...}. State changes are logged with the peer's uid and pid. A store
-  // failure is a reply, never an exception.
+  // {"ok":false,"error":...}. State changes are logged with the peer's uid, user name and pid
+  // (the audit line). A store failure is a reply, never an exception.
   boost::asio::awaitable<std::string> handle(const std::string& line, PeerCred peer);
 
  private:
@@ -42,11 +41,14 @@ class ControlHandlers {
   boost::asio::awaitable<boost::json::object> execute(RetryRequest& r, PeerCred);
   boost::asio::awaitable<boost::json::object> execute(CancelRequest& r, PeerCred);
   boost::asio::awaitable<boost::json::object> execute(PauseRequest& r, PeerCred);
+  boost::asio::awaitable<boost::json::object> execute(ReloadRequest&, PeerCred);
   static std::string summary(const ControlRequest& r);
 
   DbWorker& db_;
   Scheduler& scheduler_;
   Metrics& metrics_;
+  PeerNames names_;
+  std::function<ReloadOutcome()> reload_;
 };
 
 }  // namespace kpsd

@@ -292,6 +292,11 @@ ControlRequest parse_resume(const json::object& o) {
   return PauseRequest{false};
 }
 
+ControlRequest parse_reload(const json::object& o) {
+  reject_unknown(o, {"op"}, "");
+  return ReloadRequest{};
+}
+
 using OpParser = ControlRequest (*)(const json::object& o);
 
 // Every op and its parser: one line an op.
@@ -299,7 +304,7 @@ constexpr std::pair<std::string_view, OpParser> op_parsers[] = {
     {"enqueue", parse_enqueue}, {"list", parse_list},       {"show", parse_show},
     {"stats", parse_stats},     {"batches", parse_batches}, {"prune", parse_prune},
     {"version", parse_version}, {"retry", parse_retry},     {"cancel", parse_cancel},
-    {"pause", parse_pause},     {"resume", parse_resume},
+    {"pause", parse_pause},     {"resume", parse_resume},   {"reload", parse_reload},
 };
 
 }  // namespace

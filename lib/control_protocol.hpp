@@ -75,10 +75,15 @@ struct PauseRequest {
   bool pause = true;  // false: resume
   bool operator==(const PauseRequest&) const = default;
 };
+// Re-read the configuration and credential files and apply them, answering once applied (or
+// with the reason nothing was): what `systemctl reload` waits for (kpsctl reload).
+struct ReloadRequest {
+  bool operator==(const ReloadRequest&) const = default;
+};
 
-using ControlRequest =
-    std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest, RetryRequest,
-                 CancelRequest, PauseRequest, BatchesRequest, PruneRequest, VersionRequest>;
+using ControlRequest = std::variant<EnqueueRequest, ListRequest, ShowRequest, StatsRequest,
+                                    RetryRequest, CancelRequest, PauseRequest, BatchesRequest,
+                                    PruneRequest, VersionRequest, ReloadRequest>;
 
 // Requests that change state; the server logs the peer's uid and pid for these.
 inline bool changes_state(const ControlRequest& r) {

@@ -80,6 +80,7 @@ struct ToJson {
     return o;
   }
   json::object operator()(const VersionRequest&) const { return {{"op", "version"}}; }
+  json::object operator()(const ReloadRequest&) const { return {{"op", "reload"}}; }
 };
 
 }  // namespace

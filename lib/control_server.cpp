@@ -278,4 +278,8 @@ net::awaitable<void> ControlServer::run() { return impl_->accept_loop(); }
 
 void ControlServer::stop() { impl_->stop(); }
 
+void ControlServer::set_reload(std::function<ReloadOutcome()> reload) {
+  impl_->handlers.set_reload(std::move(reload));
+}
+
 }  // namespace kpsd

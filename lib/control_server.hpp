@@ -2,10 +2,12 @@
 // The control socket: a unix stream socket speaking NDJSON (one request, one reply per line).
 // Each client gets its own coroutine; a slow or silent client only holds its own connection.
 #include "config.hpp"
+#include "reload.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <memory>
 
 namespace kpsd {
@@ -23,6 +25,8 @@ class ControlServer {
 
   boost::asio::awaitable<void> run();  // accept loop; returns after stop()
   void stop();                         // closes the listener and every client connection
+  // What the op `reload` runs; it answers once this returns (see ControlHandlers::set_reload).
+  void set_reload(std::function<ReloadOutcome()> reload);
 
  private:
   struct Impl;

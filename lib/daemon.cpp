@@ -14,6 +14,7 @@
 #include "metrics_server.hpp"
 #include "proxy.hpp"
 #include "pruning.hpp"
+#include "reload.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
 #include "sqlite.hpp"
@@ -197,10 +198,15 @@ int run_daemon(const Config& config, const std::string& config_path) {
   StatusReporter status(io, *db, scheduler, systemd);
   // A store outage or recovery is said at once, not at the next tick.
   scheduler.on_health_change([&] { status.report_now(); });
-  StopSequence stop_sequence(io, scheduler, status, systemd, config.queue.drain_grace, [&] {
-    reload(config_path, running_config, *credentials, *client, scheduler, fds.soft);
+  auto reload_as = [&](const std::string& origin) {
+    ReloadOutcome outcome =
+        reload(config_path, running_config, *credentials, *client, scheduler, fds.soft, origin);
     scheduler.probe_now();
-  });
+    return outcome;
+  };
+  StopSequence stop_sequence(io, scheduler, status, systemd, config.queue.drain_grace,
+                             [&] { reload_as("SIGHUP"); });
+  control->set_reload([&] { return reload_as("reload"); });
   stop_sequence.start();
 
   std::unique_ptr<Retention> retention = start_retention(io, config, *db, metrics);
@@ -231,71 +237,6 @@ int run_daemon(const Config& config, const std::string& config_path) {
   }
   spdlog::info("kpsd stopped");
   return scheduler_failed ? exit_software : exit_ok;
-}
-
-void reload(const std::string& config_path, Config& running, Credentials& credentials,
-            KpsClient& client, Scheduler& scheduler, std::uint64_t open_file_limit) {
-  // What can change safely while running: the log level, the credential files, the CA file,
-  // concurrency, the rate ceiling and the retry and poll settings. Other changes are named and
-  // need a restart.
-  std::string error = credentials.reload();
-  if (!error.empty()) spdlog::error("SIGHUP: {}; keeping the credentials in use", error);
-  Config fresh;
-  try {
-    fresh = load_config(config_path);
-  } catch (const ConfigError& e) {
-    spdlog::error("SIGHUP: {}; keeping the running configuration", e.what());
-    return;
-  }
-  spdlog::set_level(spdlog::level::from_str(fresh.log.level));
-  if (auto ca_error = client.reload_ca(fresh.kps.ca_file); !ca_error.empty()) {
-    spdlog::error("SIGHUP: {}; keeping the CA in use", ca_error);
-  }
-  spdlog::info("SIGHUP: reloaded log level ({}), credentials and CA file", fresh.log.level);
-
-  std::vector<std::string> applied, need_restart;
-  bool concurrency_fits = descriptors_needed(fresh) <= open_file_limit;
-  for (const std::string& key : changed_keys(running, fresh)) {
-    auto value_of = [&key](const Config& c) {
-      auto it = c.written.find(key);
-      return it == c.written.end() ? std::string("(default)") : it->second;
-    };
-    std::string change = key + " " + value_of(running) + " -> " + value_of(fresh);
-    if (!applies_on_reload(key)) {
-      need_restart.push_back(change);
-      continue;
-    }
-    if (key == "queue.concurrency" && !concurrency_fits) {
-      spdlog::error(
-          "SIGHUP: queue.concurrency = {} needs up to {} open files, but the limit is {}; "
-          "keeping {}",
-          fresh.queue.concurrency, descriptors_needed(fresh), open_file_limit,
-          running.queue.concurrency);
-      continue;
-    }
-    applied.push_back(change);
-    if (auto it = fresh.written.find(key); it != fresh.written.end()) {
-      running.written[key] = it->second;
-    } else {
-      running.written.erase(key);
-    }
-  }
-  // The scheduler reads only live keys: it takes them all from the fresh read, except a
-  // concurrency refused above.
-  Config live = fresh;
-  if (!concurrency_fits) live.queue.concurrency = running.queue.concurrency;
-  scheduler.apply(live);
-  running.queue.concurrency = live.queue.concurrency;
-  auto joined = [](const std::vector<std::string>& items) {
-    std::string out;
-    for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-    return out;
-  };
-  if (!applied.empty()) spdlog::info("SIGHUP: applied {}", joined(applied));
-  if (!need_restart.empty()) {
-    spdlog::warn("SIGHUP: these changes need a restart (systemctl restart kpsd): {}",
-                 joined(need_restart));
-  }
 }
 
 }  // namespace kpsd

@@ -66,10 +66,11 @@ if command -v systemd-analyze >/dev/null; then
   for unit in kpsd.service kpsd@.service; do
     installed=$root/usr/lib/systemd/system/$unit
     grep -q '^ExecStart=/usr/bin/kpsd --config /etc/kpsd/' "$installed" || fail "$unit ExecStart"
-    # Verified as installed, except that ExecStart points at the DESTDIR binary (systemd-analyze
-    # checks that it is executable).
+    # Verified as installed, except that ExecStart and ExecReload point at the DESTDIR binaries
+    # (systemd-analyze checks that they are executable).
     copy=$tmp/units/${unit/@/@prod}
-    sed "s|^ExecStart=/usr/bin/kpsd|ExecStart=$root/usr/bin/kpsd|" "$installed" > "$copy"
+    sed -e "s|^ExecStart=/usr/bin/kpsd|ExecStart=$root/usr/bin/kpsd|" \
+      -e "s|^ExecReload=/usr/bin/kpsctl|ExecReload=$root/usr/bin/kpsctl|" "$installed" > "$copy"
     out=$(systemd-analyze verify "$copy" 2>&1) || fail "systemd-analyze verify $unit: $out"
     [ -z "$out" ] || fail "systemd-analyze verify $unit: $out"
     level=$(systemd-analyze security --offline=true "$copy" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: //p')

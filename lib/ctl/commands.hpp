@@ -42,6 +42,10 @@ int cmd_version(const Options& opt);
 
 int cmd_retry(const Options& opt, std::int64_t id, const std::string& state);
 int cmd_prune(const Options& opt, const std::string& older_than);
+// Re-reads kpsd's configuration and credential files and answers once they are applied: what
+// `systemctl reload` runs. Exit 0 when all of it was applied, 78 (EX_CONFIG) with kpsd's
+// reason when it was not (a file that does not parse changes nothing).
+int cmd_reload(const Options& opt);
 // Requests that answer with nothing but "ok" (cancel, pause, resume): `done` is what to say.
 int cmd_simple(const Options& opt, const boost::json::object& req, const std::string& done);
 

@@ -145,7 +145,8 @@ struct BatchSender {
     if (batch_id > 0) {
       std::cerr << "batch " << batch_id << (args.batch.empty() ? "" : " (" + args.batch + ")")
                 << ": enqueued " << total << " job" << (total == 1 ? "" : "s") << " ("
-                << total - existing << " new, " << existing << " already queued)\n";
+                << total - existing << " new, " << existing << " already queued); follow it with: "
+                << "kpsctl wait --batch " << batch_id << "\n";
     }
     if (!ok) {
       std::cerr << "kpsctl: " << error;

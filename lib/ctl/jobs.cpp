@@ -321,4 +321,35 @@ int cmd_simple(const Options& opt, const json::object& req, const std::string& d
   return exit_ok;
 }
 
+int cmd_reload(const Options& opt) {
+  ControlClient client(opt.socket);
+  json::object reply = client.request(to_json(ReloadRequest{}));
+  auto* ok = reply.if_contains("ok");
+  bool applied_all = ok && ok->is_bool() && ok->as_bool();
+  if (applied_all && opt.json()) {
+    print_json(reply);
+    return exit_ok;
+  }
+  auto list_of = [&reply](const char* key) {
+    std::string out;
+    if (auto* items = reply.if_contains(key); items && items->is_array()) {
+      for (const auto& item : items->as_array()) {
+        if (item.is_string()) out += (out.empty() ? "" : ", ") + std::string(item.as_string());
+      }
+    }
+    return out;
+  };
+  if (!opt.json()) {
+    std::string applied = list_of("applied"), need_restart = list_of("need_restart");
+    if (!applied.empty()) std::cout << "applied: " << applied << "\n";
+    if (!need_restart.empty()) {
+      std::cout << "needs a restart (systemctl restart kpsd): " << need_restart << "\n";
+    }
+    if (applied_all) std::cout << "reloaded\n";
+  }
+  // Not applied (or not all of it): 78, EX_CONFIG, so that `systemctl reload` fails with it.
+  if (!applied_all) return fail(opt, exit_config, "reload: " + text_of(reply, "error"));
+  return exit_ok;
+}
+
 }  // namespace kpsd::ctl

@@ -52,6 +52,7 @@ struct Commands {
   CLI::App* cancel = nullptr;
   CLI::App* pause = nullptr;
   CLI::App* resume = nullptr;
+  CLI::App* reload = nullptr;
   std::string older_than;
   CLI::App* prune = nullptr;
   WaitArgs wt;
@@ -120,6 +121,11 @@ void add_admin_commands(CLI::App& app, Commands& c) {
   c.cancel->add_option("job_id", c.cancel_id, "job id")->required();
   c.pause = app.add_subcommand("pause", "start no new calls until resume (kept across restarts)");
   c.resume = app.add_subcommand("resume", "start calls again after pause");
+  c.reload = app.add_subcommand(
+      "reload",
+      "re-read kpsd's configuration and credential files and wait until they are applied "
+      "(what systemctl reload runs); exit 78 with kpsd's reason if not (a bad file changes "
+      "nothing)");
 
   c.prune = app.add_subcommand(
       "prune", "delete finished jobs (succeeded, failed, cancelled) and their attempts");
@@ -130,8 +136,10 @@ void add_admin_commands(CLI::App& app, Commands& c) {
 
   c.wait = app.add_subcommand(
       "wait",
-      "block until jobs are finished; exit 0 if all succeeded. With no ids and no --batch: the "
-      "jobs unfinished when wait starts (older failures do not count). Survives a kpsd restart");
+      "block until jobs are finished; exit 0 if all succeeded. Survives a kpsd restart. In "
+      "scripts, wait for what you enqueued: --batch B (enqueue prints B) or the job ids. With "
+      "neither, wait takes the jobs unfinished when it starts: a job that already failed is not "
+      "among them, and wait would exit 0");
   c.wait->add_option("job_ids", c.wt.ids, "job ids");
   c.wait->add_option("--batch", c.wt.batch, "every job of this batch (id or name)");
   c.wait->add_option("--timeout", c.wt.timeout_s,
@@ -191,6 +199,7 @@ int dispatch(Options& opt, Commands& c) {
                         "paused: no new calls until kpsctl resume");
     }
     if (*c.resume) return cmd_simple(opt, to_json(PauseRequest{false}), "resumed");
+    if (*c.reload) return cmd_reload(opt);
     if (*c.prune) return cmd_prune(opt, c.older_than);
     if (*c.wait) return cmd_wait(opt, c.wt);
     if (*c.version) return cmd_version(opt);
@@ -211,7 +220,7 @@ int run_kpsctl(int argc, char** argv) {
   app.set_version_flag("--version", "kpsctl " KPSD_VERSION);
   app.footer(
       "Exit codes: 0 ok; 1 the operation failed (or a waited-for job did not succeed); 2 usage;\n"
-      "69 kpsd not reachable; 77 not allowed to use kpsd's control socket.\n"
+      "69 kpsd not reachable; 77 not allowed to use kpsd's control socket; 78 reload refused.\n"
       "`kpsctl COMMAND --help` describes each command; man kpsctl has examples.");
   Options opt;
   const char* env_socket = std::getenv("KPSD_SOCKET");

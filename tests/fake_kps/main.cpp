@@ -18,11 +18,16 @@ std::string read_file(const std::string& path) {
   s << in.rdbuf();
   return s.str();
 }
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"fake_kps: a fake KPS v3 endpoint on 127.0.0.1 for tests and the demo"};
-  std::string project_id, token_file, behaviors_file, port_file;
+  std::string project_id, token_file, behaviors_file, port_file, ak_file, sk_file;
   int task_ms = 0;
   std::int64_t window_quota = 0, quota_window_ms = 10000;
   std::size_t set_cookie_bytes = 0;
@@ -34,6 +39,9 @@ int main(int argc, char** argv) {
   int seeded_failed_tasks = 0;
   app.add_option("--project-id", project_id, "project id expected in paths")->required();
   app.add_option("--token-file", token_file, "file with the X-Auth-Token expected")->required();
+  app.add_option("--ak-file", ak_file,
+                 "require AK/SK signatures instead of the token: the access key's file")
+      ->needs(app.add_option("--sk-file", sk_file, "the secret key's file (with --ak-file)"));
   app.add_option("--behaviors", behaviors_file, "JSON file: per server id faults");
   app.add_option("--port-file", port_file, "write the chosen port here");
   app.add_option("--task-ms", task_ms,
@@ -70,9 +78,11 @@ int main(int argc, char** argv) {
   try {
     kpsd::fake::Options o;
     o.project_id = project_id;
-    o.token = read_file(token_file);
-    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r'))
-      o.token.pop_back();
+    o.token = trimmed(read_file(token_file));
+    if (!ak_file.empty()) {  // AK/SK signatures instead of the token
+      o.ak = trimmed(read_file(ak_file));
+      o.sk = trimmed(read_file(sk_file));
+    }
     o.task_duration = std::chrono::milliseconds(task_ms);
     o.window_quota = window_quota;
     o.quota_window = std::chrono::milliseconds(quota_window_ms);

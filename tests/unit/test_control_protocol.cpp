@@ -252,7 +252,8 @@ TEST_CASE("every control request survives to_json then parse unchanged") {
                                              BatchesRequest{5},
                                              older,
                                              before,
-                                             VersionRequest{}};
+                                             VersionRequest{},
+                                             ReloadRequest{}};
   for (const ControlRequest& r : requests) {
     std::string line = boost::json::serialize(to_json(r));
     CAPTURE(r.index());

@@ -1,0 +1,86 @@
+// `kpsctl reload` (what systemctl reload runs): it answers once kpsd has applied the file, or
+// fails with kpsd's reason and changes nothing. And the audit line's user name.
+#include "e2e_rig.hpp"
+#include "peer_identity.hpp"
+
+#include <doctest/doctest.h>
+
+#include <regex>
+#include <unistd.h>
+
+using namespace kpsd::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, from);
+  return text.replace(at, from.size(), to);
+}
+
+// "uid N (NAME) pid ", with NAME this process's user when the system knows it.
+std::string audit_caller() {
+  std::string name = kpsd::user_name(::geteuid());
+  return "uid " + std::to_string(::geteuid()) + (name.empty() ? "" : " (" + name + ")") + " pid ";
+}
+
+std::string regex_quoted(const std::string& text) {
+  return std::regex_replace(text, std::regex(R"([()\[\]{}.*+?^$|\\])"), R"(\$&)");
+}
+
+}  // namespace
+
+TEST_CASE("kpsctl reload answers once applied - a bad file fails with 78 and changes nothing") {
+  Rig rig;
+  rig.start();
+  const std::string original = slurp(rig.config_path());
+  std::string conf = replaced(original, "rate_per_second = 0", "rate_per_second = 20");
+  conf = replaced(conf, "request_timeout_ms = 2000", "request_timeout_ms = 3000");
+  rig.dir().write("kpsd.conf", conf);
+
+  auto done = rig.ctl({"reload"});
+  CHECK(done.exit_code == 0);
+  CHECK(done.out ==
+        "applied: queue.rate_per_second 0 -> 20\n"
+        "needs a restart (systemctl restart kpsd): kps.request_timeout_ms 2000 -> 3000\n"
+        "reloaded\n");
+  // In force when kpsctl returns: no waiting, no polling.
+  CHECK(rig.ctl_json({"stats"}).at("configured_rate_per_second").to_number<double>() == 20);
+  CHECK(rig.log().find("reload: applied queue.rate_per_second 0 -> 20") != std::string::npos);
+  CHECK(rig.log().find("control: " + audit_caller()) != std::string::npos);
+  CHECK(rig.log().find(": reload\n") != std::string::npos);
+
+  // A file that does not parse: exit 78 with kpsd's one-line reason; nothing changes.
+  rig.dir().write("kpsd.conf",
+                  replaced(original, "rate_per_second = 0", "rate_per_second = 5") + "bogus = 1\n");
+  auto refused = rig.ctl({"reload"});
+  CHECK(refused.exit_code == 78);
+  CHECK(refused.out.empty());
+  CHECK(std::regex_search(refused.err,
+                          std::regex("^kpsctl: reload: .*kpsd.conf:[0-9]+: .*unknown key; keeping "
+                                     "the running configuration\n$")));
+  CHECK(rig.ctl_json({"stats"}).at("configured_rate_per_second").to_number<double>() == 20);
+  auto as_json = rig.ctl({"-o", "json", "reload"});
+  CHECK(as_json.exit_code == 78);
+  auto reply = boost::json::parse(as_json.out).as_object();
+  CHECK(reply.at("ok").as_bool() == false);
+  CHECK(reply.at("exit_code").as_int64() == 78);
+
+  REQUIRE(rig.ctl({"enqueue", "reload-1"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  CHECK(rig.daemon().running());
+}
+
+TEST_CASE("the audit line names the caller by uid and user name") {
+  Rig rig;
+  rig.start();
+  auto enq = rig.ctl({"enqueue", "audit-1"});
+  REQUIRE(enq.exit_code == 0);
+  REQUIRE(rig.ctl({"pause"}).exit_code == 0);
+  REQUIRE(rig.ctl({"resume"}).exit_code == 0);
+  CHECK(rig.log().find("enqueue from " + audit_caller()) != std::string::npos);
+  CHECK(std::regex_search(
+      rig.log(), std::regex("control: " + regex_quoted(audit_caller()) + "[0-9]+: pause")));
+  if (::geteuid() == 0) CHECK(audit_caller().starts_with("uid 0 (root) pid "));
+}
