@@ -249,6 +249,14 @@ void parse_queue(Parser& p, Config& c) {
   p.millis("queue.drain_grace_ms", c.queue.drain_grace, 0);
   p.millis("queue.retry_after_max_ms", c.queue.retry_after_max, 1);
   p.unsigned_value("queue.retention_days", c.queue.retention_days, 0, 36500);
+  unsigned canary = 0;
+  p.unsigned_value("queue.canary", canary, 0, 1000000);
+  c.queue.default_canary = canary;
+  if (const auto* s = p.get("queue.max_failures"); s && !s->value.empty()) {
+    if (auto problem = parse_max_failures(s->value, c.queue.default_brakes); !problem.empty()) {
+      p.fail(s->line, "queue.max_failures", problem);
+    }
+  }
   if (c.queue.backoff_max < c.queue.backoff_initial) {
     p.fail(p.line_of("queue.backoff_max_ms"), "queue.backoff_max_ms",
            "must not be smaller than queue.backoff_initial_ms");

@@ -1,6 +1,8 @@
 #pragma once
 // kpsd's configuration: one struct with typed fields, parsed once from the INI file of
 // design.md. Every field says its default and what 0 means where 0 is allowed.
+#include "batch_brakes.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -73,6 +75,10 @@ struct QueueConfig {
   // Finished jobs (succeeded, failed, cancelled) are deleted this many days after they ended,
   // with their attempts; 0 keeps them for ever. Checked hourly.
   unsigned retention_days = 30;
+  // Brakes every new batch gets unless its enqueue says otherwise (--canary, --max-failures;
+  // 0 there turns one off): off by default.
+  std::int64_t default_canary = 0;  // 0: none
+  Brakes default_brakes;            // max_failures: a count or a percentage; unset: none
 };
 
 struct ControlConfig {

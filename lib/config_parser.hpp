@@ -123,6 +123,8 @@ class Parser {
                                          "queue.drain_grace_ms",
                                          "queue.retry_after_max_ms",
                                          "queue.retention_days",
+                                         "queue.canary",
+                                         "queue.max_failures",
                                          "control.socket",
                                          "metrics.listen",
                                          "control.socket_mode",

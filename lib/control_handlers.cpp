@@ -31,6 +31,7 @@ struct StoreStats {
   std::int64_t max_id = 0;
   std::optional<std::int64_t> min_unfinished_id;
   bool waiting = false;  // a wait request whose jobs are not all finished: nothing counted
+  std::vector<Batch> paused_batches;
 };
 
 }  // namespace
@@ -65,6 +66,16 @@ net::awaitable<std::string> ControlHandlers::handle(const std::string& line, Pee
 net::awaitable<json::object> ControlHandlers::execute(EnqueueRequest& r, PeerCred peer) {
   std::int64_t now = unix_ms();
   std::size_t count = r.jobs.size();
+  if (!r.batch.id) {  // a new batch: [queue] brakes unless this enqueue set its own; 0 = none
+    Brakes& b = r.batch.brakes;
+    if (!b.canary) b.canary = default_brakes_.canary;
+    if (!b.max_failures && !b.max_failure_pct) {
+      b.max_failures = default_brakes_.max_failures;
+      b.max_failure_pct = default_brakes_.max_failure_pct;
+    }
+    if (b.canary == 0) b.canary.reset();
+    if (b.max_failures == 0) b.max_failures.reset();
+  }
   // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
   auto store_jobs = [jobs = std::move(r.jobs), now, batch = r.batch](JobStore& s) {
     return s.enqueue(jobs, now, batch);
@@ -110,6 +121,7 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
       out.max_id = s.max_job_id();
       out.min_unfinished_id = s.min_unfinished_id();
       out.oldest = s.oldest_queued_due();
+      out.paused_batches = s.paused_batches();
       if (r.batch) {
         out.batch = s.find_batch(*r.batch, /*count=*/false);
         out.batch_missing = !out.batch;
@@ -134,8 +146,9 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
     read_problem = e.what();
   }
   if (read.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
-  json::object reply =
-      stats_json(Overview{read.counts, read.oldest, read_problem, scheduler_.stats()}, now);
+  json::object reply = stats_json(Overview{read.counts, read.oldest, read_problem,
+                                           scheduler_.stats(), std::move(read.paused_batches)},
+                                  now);
   reply["now_ms"] = now;
   reply["max_id"] = read.max_id;
   reply["min_unfinished_id"] =
@@ -154,8 +167,28 @@ net::awaitable<json::object> ControlHandlers::execute(BatchesRequest& r, PeerCre
 
 net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred) {
   std::int64_t before = r.before_ms ? *r.before_ms : unix_ms() - r.older_than_ms;
+  PruneFilter filter{r.state, std::nullopt};
+  if (r.batch) {
+    filter.batch_id = co_await batch_id_of(*r.batch);
+    if (!filter.batch_id) co_return json::object{{"error", "no batch " + *r.batch}};
+  }
+  if (r.dry_run) {
+    auto counts = co_await db_.call(
+        [before, filter](JobStore& s) { return s.count_prunable(before, filter); });
+    json::array rows;
+    std::int64_t total = 0;
+    for (const auto& [key, n] : counts) {
+      rows.push_back(
+          json::object{{"batch_id", key.first}, {"state", to_string(key.second)}, {"jobs", n}});
+      total += n;
+    }
+    co_return json::object{{"dry_run", true},
+                           {"would_prune", total},
+                           {"counts", std::move(rows)},
+                           {"before_ms", before}};
+  }
   // Well inside kpsctl's 60 s reply timeout; kpsctl asks again while "more" is true.
-  PruneProgress p = co_await prune_finished_jobs(db_, before, std::chrono::seconds(20));
+  PruneProgress p = co_await prune_finished_jobs(db_, before, std::chrono::seconds(20), filter);
   metrics_.jobs_pruned += static_cast<std::uint64_t>(p.pruned);
   co_return json::object{{"pruned", p.pruned}, {"more", p.more}, {"before_ms", before}};
 }
@@ -168,74 +201,38 @@ net::awaitable<json::object> ControlHandlers::execute(VersionRequest&, PeerCred)
 }
 
 std::string ControlHandlers::summary(const ControlRequest& r) {
+  auto ids_text = [](const std::vector<std::int64_t>& ids) {
+    std::string out = ids.size() == 1 ? "job " : "jobs ";
+    for (std::size_t i = 0; i < ids.size() && i < 20; ++i) {
+      out += (i ? " " : "") + std::to_string(ids[i]);
+    }
+    return ids.size() > 20 ? out + " and " + std::to_string(ids.size() - 20) + " more" : out;
+  };
+  auto of_batch = [](const std::optional<std::string>& b) {
+    return b ? " of batch " + *b : std::string();
+  };
   if (auto* q = std::get_if<RetryRequest>(&r)) {
-    return q->id ? "retry job " + std::to_string(*q->id)
-                 : "retry all " + std::string(to_string(*q->state)) + " jobs";
+    if (!q->ids.empty()) return "retry " + ids_text(q->ids);
+    return "retry all " + std::string(to_string(q->state.value_or(JobState::failed))) + " jobs" +
+           of_batch(q->batch);
   }
-  if (auto* c = std::get_if<CancelRequest>(&r)) return "cancel job " + std::to_string(c->id);
-  if (auto* p = std::get_if<PauseRequest>(&r)) return p->pause ? "pause" : "resume";
+  if (auto* c = std::get_if<CancelRequest>(&r)) {
+    return c->batch ? "cancel every unfinished job of batch " + *c->batch
+                    : "cancel " + ids_text(c->ids);
+  }
+  if (auto* p = std::get_if<PauseRequest>(&r)) {
+    return std::string(p->pause ? "pause" : "resume") + (p->batch ? " batch " + *p->batch : "");
+  }
   if (std::holds_alternative<ReloadRequest>(r)) return "reload";
   if (auto* p = std::get_if<PruneRequest>(&r)) {
-    return p->before_ms
-               ? "prune finished jobs that ended before " + std::to_string(*p->before_ms)
-               : "prune finished jobs older than " + std::to_string(p->older_than_ms / 1000) + " s";
+    std::string what =
+        p->before_ms
+            ? "prune finished jobs that ended before " + std::to_string(*p->before_ms)
+            : "prune finished jobs older than " + std::to_string(p->older_than_ms / 1000) + " s";
+    if (p->state) what += ", only " + std::string(to_string(*p->state));
+    return what + of_batch(p->batch) + (p->dry_run ? " (dry run)" : "");
   }
   return "request";
-}
-
-net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred) {
-  std::int64_t now = unix_ms();
-  if (r.id) {
-    auto [outcome, other] = co_await db_.call([id = *r.id, now](JobStore& s) {
-      std::int64_t unfinished = 0;
-      RetryOutcome o = s.retry(id, now, &unfinished);
-      return std::pair{o, unfinished};
-    });
-    if (outcome == RetryOutcome::server_busy) {
-      co_return json::object{{"error", "job " + std::to_string(*r.id) + ": its server has job " +
-                                           std::to_string(other) +
-                                           " unfinished: retry refused (one unfinished job per "
-                                           "server; follow or cancel job " +
-                                           std::to_string(other) + ")"}};
-    }
-    if (outcome != RetryOutcome::requeued && outcome != RetryOutcome::rechecking) {
-      co_return json::object{
-          {"error", "job " + std::to_string(*r.id) + ": " + std::string(describe(outcome))}};
-    }
-    scheduler_.wake();
-    co_return json::object{{"id", *r.id}, {"result", describe(outcome)}};
-  }
-  auto counts =
-      co_await db_.call([state = *r.state, now](JobStore& s) { return s.retry_all(state, now); });
-  scheduler_.wake();
-  co_return json::object{{"requeued", counts[RetryOutcome::requeued]},
-                         {"rechecking", counts[RetryOutcome::rechecking]},
-                         {"skipped_key_gone", counts[RetryOutcome::key_gone]},
-                         {"skipped_call_in_flight", counts[RetryOutcome::call_in_flight]},
-                         {"skipped_server_busy", counts[RetryOutcome::server_busy]}};
-}
-
-net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred) {
-  std::int64_t now = unix_ms();
-  auto outcome = co_await db_.call([id = r.id, now](JobStore& s) { return s.cancel(id, now); });
-  switch (outcome) {
-    case CancelOutcome::cancelled:
-      ++metrics_.jobs_finished[JobState::cancelled];
-      metrics_.history.finished(JobState::cancelled, unix_ms());
-      co_return json::object{{"id", r.id}, {"result", "cancelled"}};
-    case CancelOutcome::not_found:
-      co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
-    case CancelOutcome::already_ended:
-      co_return json::object{{"error", "job " + std::to_string(r.id) + " has already ended"}};
-  }
-  co_return json::object{{"error", "unknown cancel outcome"}};
-}
-
-net::awaitable<json::object> ControlHandlers::execute(PauseRequest& r, PeerCred) {
-  // Committed first, so a restart keeps the operator's choice.
-  co_await db_.call([pause = r.pause](JobStore& s) { s.set_paused(pause); });
-  scheduler_.set_paused(r.pause);
-  co_return json::object{{"paused", r.pause}};
 }
 
 net::awaitable<json::object> ControlHandlers::execute(ReloadRequest&, PeerCred) {

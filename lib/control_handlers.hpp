@@ -24,6 +24,8 @@ class ControlHandlers {
 
   // What the op `reload` runs (the daemon's reload, as SIGHUP); unset, the op is refused.
   void set_reload(std::function<ReloadOutcome()> reload) { reload_ = std::move(reload); }
+  // [queue] canary and max_failures: the brakes a new batch gets when its enqueue names none.
+  void set_default_brakes(const Brakes& brakes) { default_brakes_ = brakes; }
 
   // One request line (without its newline) to its reply line (with it): {"ok":true,...} or
   // {"ok":false,"error":...}. State changes are logged with the peer's uid, user name and pid
@@ -43,12 +45,15 @@ class ControlHandlers {
   boost::asio::awaitable<boost::json::object> execute(PauseRequest& r, PeerCred);
   boost::asio::awaitable<boost::json::object> execute(ReloadRequest&, PeerCred);
   static std::string summary(const ControlRequest& r);
+  // A batch's id from its id or name (control_batch_ops.cpp); nullopt: no such batch.
+  boost::asio::awaitable<std::optional<std::int64_t>> batch_id_of(const std::string& batch);
 
   DbWorker& db_;
   Scheduler& scheduler_;
   Metrics& metrics_;
   PeerNames names_;
   std::function<ReloadOutcome()> reload_;
+  Brakes default_brakes_;
 };
 
 }  // namespace kpsd

@@ -160,8 +160,25 @@ NewJob parse_job(const json::value& v, std::size_t index) {
 
 namespace {
 
+// A new batch's brakes: "canary": N and "max_failures": N or "P%".
+void parse_brakes(const json::object& o, Brakes& brakes) {
+  if (o.contains("canary")) brakes.canary = integer_field(o, "canary", 0, INT64_MAX, "");
+  if (o.contains("max_failures")) {
+    const json::value& v = o.at("max_failures");
+    std::string text = v.is_string()  ? std::string(v.as_string())
+                       : v.is_int64() ? std::to_string(v.as_int64())
+                                      : std::string();
+    if (auto problem = parse_max_failures(text, brakes); !problem.empty()) {
+      throw Invalid{"max_failures " + problem};
+    }
+  }
+  if ((brakes.canary || brakes.max_failures || brakes.max_failure_pct) && o.contains("batch_id")) {
+    throw Invalid{"canary and max_failures are set when a batch is made, not with batch_id"};
+  }
+}
+
 ControlRequest parse_enqueue(const json::object& o) {
-  reject_unknown(o, {"op", "jobs", "batch", "batch_id"}, "");
+  reject_unknown(o, {"op", "jobs", "batch", "batch_id", "canary", "max_failures"}, "");
   if (!o.contains("jobs")) throw Invalid{"jobs is missing"};
   if (!o.at("jobs").is_array()) throw Invalid{"jobs must be an array"};
   const json::array& arr = o.at("jobs").as_array();
@@ -180,6 +197,7 @@ ControlRequest parse_enqueue(const json::object& o) {
     if (auto problem = validate_batch_name(name); !problem.empty()) throw Invalid{problem};
     r.batch.name = name;
   }
+  parse_brakes(o, r.batch.brakes);
   r.jobs.reserve(arr.size());
   for (std::size_t i = 0; i < arr.size(); ++i) r.jobs.push_back(parse_job(arr[i], i));
   return r;
@@ -244,11 +262,24 @@ ControlRequest parse_batches(const json::object& o) {
 }
 
 ControlRequest parse_prune(const json::object& o) {
-  reject_unknown(o, {"op", "older_than_ms", "before_ms"}, "");
+  reject_unknown(o, {"op", "older_than_ms", "before_ms", "state", "batch", "dry_run"}, "");
   if (o.contains("older_than_ms") == o.contains("before_ms")) {
     throw Invalid{"give older_than_ms or before_ms"};
   }
   PruneRequest r;
+  if (o.contains("state")) {
+    std::string s = string_field(o, "state", "");
+    auto state = parse_job_state(s);
+    if (!state || !is_terminal(*state)) {
+      throw Invalid{"state \"" + s + "\": only succeeded, failed or cancelled jobs are pruned"};
+    }
+    r.state = state;
+  }
+  if (o.contains("batch")) r.batch = batch_field(o);
+  if (o.contains("dry_run")) {
+    if (!o.at("dry_run").is_bool()) throw Invalid{"dry_run must be true or false"};
+    r.dry_run = o.at("dry_run").as_bool();
+  }
   if (o.contains("older_than_ms")) {
     r.older_than_ms = integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "");
   } else {
@@ -262,34 +293,64 @@ ControlRequest parse_version(const json::object& o) {
   return VersionRequest{};
 }
 
+// "id": N (one job) or "ids": [N, ...] (up to max_ids_per_request); empty when neither is there.
+std::vector<std::int64_t> job_ids(const json::object& o) {
+  if (o.contains("id") && o.contains("ids")) throw Invalid{"give id or ids, not both"};
+  if (o.contains("id")) return {integer_field(o, "id", 1, INT64_MAX, "")};
+  if (!o.contains("ids")) return {};
+  if (!o.at("ids").is_array()) throw Invalid{"ids must be an array of job ids"};
+  const json::array& a = o.at("ids").as_array();
+  if (a.empty()) throw Invalid{"ids is empty"};
+  if (a.size() > max_ids_per_request) {
+    throw Invalid{"ids holds more than " + std::to_string(max_ids_per_request) + " job ids"};
+  }
+  std::vector<std::int64_t> ids;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].is_int64() || a[i].as_int64() < 1) {
+      throw Invalid{"ids[" + std::to_string(i) + "] must be a job id (a positive integer)"};
+    }
+    ids.push_back(a[i].as_int64());
+  }
+  return ids;
+}
+
 ControlRequest parse_retry(const json::object& o) {
-  reject_unknown(o, {"op", "id", "state"}, "");
+  reject_unknown(o, {"op", "id", "ids", "state", "batch"}, "");
   RetryRequest r;
-  if (o.contains("id")) r.id = integer_field(o, "id", 1, INT64_MAX, "");
+  r.ids = job_ids(o);
   if (o.contains("state")) {
     std::string s = string_field(o, "state", "");
     if (s != "failed" && s != "cancelled")
       throw Invalid{"state must be \"failed\" or \"cancelled\""};
     r.state = parse_job_state(s);
   }
-  if (r.id.has_value() == r.state.has_value()) throw Invalid{"give either id or state"};
+  if (o.contains("batch")) r.batch = batch_field(o);
+  bool many = r.state.has_value() || r.batch.has_value();
+  if (r.ids.empty() == !many) throw Invalid{"give job ids, or state and/or batch"};
   return r;
 }
 
 ControlRequest parse_cancel(const json::object& o) {
-  reject_unknown(o, {"op", "id"}, "");
-  if (!o.contains("id")) throw Invalid{"id is missing"};
-  return CancelRequest{integer_field(o, "id", 1, INT64_MAX, "")};
+  reject_unknown(o, {"op", "id", "ids", "batch"}, "");
+  CancelRequest r;
+  r.ids = job_ids(o);
+  if (o.contains("batch")) r.batch = batch_field(o);
+  if (r.ids.empty() == !r.batch.has_value()) throw Invalid{"give job ids or a batch"};
+  return r;
 }
 
 ControlRequest parse_pause(const json::object& o) {
-  reject_unknown(o, {"op"}, "");
-  return PauseRequest{true};
+  reject_unknown(o, {"op", "batch"}, "");
+  PauseRequest r{true, std::nullopt};
+  if (o.contains("batch")) r.batch = batch_field(o);
+  return r;
 }
 
 ControlRequest parse_resume(const json::object& o) {
-  reject_unknown(o, {"op"}, "");
-  return PauseRequest{false};
+  reject_unknown(o, {"op", "batch"}, "");
+  PauseRequest r{false, std::nullopt};
+  if (o.contains("batch")) r.batch = batch_field(o);
+  return r;
 }
 
 ControlRequest parse_reload(const json::object& o) {

@@ -57,22 +57,31 @@ struct BatchesRequest {
 struct PruneRequest {
   std::int64_t older_than_ms = 0;         // finished jobs that ended longer ago than this ...
   std::optional<std::int64_t> before_ms;  // ... or before this time (a later request of a run)
+  std::optional<JobState> state;          // only this final state
+  std::optional<std::string> batch;       // only this batch's jobs (id or name)
+  bool dry_run = false;                   // count per batch and state; delete nothing
   bool operator==(const PruneRequest&) const = default;
 };
 struct VersionRequest {
   bool operator==(const VersionRequest&) const = default;
 };
+// At most this many job ids in one cancel or retry request.
+inline constexpr std::size_t max_ids_per_request = 10000;
+
 struct RetryRequest {
-  std::optional<std::int64_t> id;  // one job ...
-  std::optional<JobState> state;   // ... or every job in this state (failed or cancelled)
+  std::vector<std::int64_t> ids;     // these jobs ...
+  std::optional<JobState> state;     // ... or every job in this state (failed or cancelled)
+  std::optional<std::string> batch;  // ... of this batch (id or name; state failed if unset)
   bool operator==(const RetryRequest&) const = default;
 };
 struct CancelRequest {
-  std::int64_t id = 0;
+  std::vector<std::int64_t> ids;     // these jobs ...
+  std::optional<std::string> batch;  // ... or every unfinished job of this batch
   bool operator==(const CancelRequest&) const = default;
 };
 struct PauseRequest {
-  bool pause = true;  // false: resume
+  bool pause = true;                 // false: resume
+  std::optional<std::string> batch;  // this batch only (its queued jobs held); unset: all calls
   bool operator==(const PauseRequest&) const = default;
 };
 // Re-read the configuration and credential files and apply them, answering once applied (or

@@ -29,6 +29,17 @@ void put_batch(json::object& o, const std::optional<std::string>& batch) {
   if (batch) o["batch"] = *batch;
 }
 
+// One job as "id": N (as before there were several), more as "ids": [...].
+void put_ids(json::object& o, const std::vector<std::int64_t>& ids) {
+  if (ids.size() == 1) {
+    o["id"] = ids.front();
+  } else if (!ids.empty()) {
+    json::array a;
+    for (std::int64_t id : ids) a.push_back(id);
+    o["ids"] = std::move(a);
+  }
+}
+
 struct ToJson {
   json::object operator()(const EnqueueRequest& r) const {
     json::object o({{"op", "enqueue"}}, zeroing_storage());
@@ -37,6 +48,9 @@ struct ToJson {
     o["jobs"] = std::move(jobs);
     if (r.batch.id) o["batch_id"] = *r.batch.id;
     if (r.batch.name) o["batch"] = *r.batch.name;
+    if (r.batch.brakes.canary) o["canary"] = *r.batch.brakes.canary;
+    if (r.batch.brakes.max_failures) o["max_failures"] = *r.batch.brakes.max_failures;
+    if (r.batch.brakes.max_failure_pct) o["max_failures"] = describe_max_failures(r.batch.brakes);
     return o;
   }
   json::object operator()(const ListRequest& r) const {
@@ -59,13 +73,21 @@ struct ToJson {
   }
   json::object operator()(const RetryRequest& r) const {
     json::object o{{"op", "retry"}};
-    if (r.id) o["id"] = *r.id;
+    put_ids(o, r.ids);
     if (r.state) o["state"] = to_string(*r.state);
+    put_batch(o, r.batch);
     return o;
   }
-  json::object operator()(const CancelRequest& r) const { return {{"op", "cancel"}, {"id", r.id}}; }
+  json::object operator()(const CancelRequest& r) const {
+    json::object o{{"op", "cancel"}};
+    put_ids(o, r.ids);
+    put_batch(o, r.batch);
+    return o;
+  }
   json::object operator()(const PauseRequest& r) const {
-    return {{"op", r.pause ? "pause" : "resume"}};
+    json::object o{{"op", r.pause ? "pause" : "resume"}};
+    put_batch(o, r.batch);
+    return o;
   }
   json::object operator()(const BatchesRequest& r) const {
     return {{"op", "batches"}, {"limit", r.limit}};
@@ -77,6 +99,9 @@ struct ToJson {
     } else {
       o["older_than_ms"] = r.older_than_ms;
     }
+    if (r.state) o["state"] = to_string(*r.state);
+    put_batch(o, r.batch);
+    if (r.dry_run) o["dry_run"] = true;
     return o;
   }
   json::object operator()(const VersionRequest&) const { return {{"op", "version"}}; }

@@ -282,4 +282,8 @@ void ControlServer::set_reload(std::function<ReloadOutcome()> reload) {
   impl_->handlers.set_reload(std::move(reload));
 }
 
+void ControlServer::set_default_brakes(const Brakes& brakes) {
+  impl_->handlers.set_default_brakes(brakes);
+}
+
 }  // namespace kpsd

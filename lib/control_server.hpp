@@ -27,6 +27,8 @@ class ControlServer {
   void stop();                         // closes the listener and every client connection
   // What the op `reload` runs; it answers once this returns (see ControlHandlers::set_reload).
   void set_reload(std::function<ReloadOutcome()> reload);
+  // The brakes a new batch gets when its enqueue names none ([queue] canary, max_failures).
+  void set_default_brakes(const Brakes& brakes);
 
  private:
   struct Impl;

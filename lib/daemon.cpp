@@ -207,6 +207,9 @@ int run_daemon(const Config& config, const std::string& config_path) {
   StopSequence stop_sequence(io, scheduler, status, systemd, config.queue.drain_grace,
                              [&] { reload_as("SIGHUP"); });
   control->set_reload([&] { return reload_as("reload"); });
+  Brakes default_brakes = config.queue.default_brakes;
+  if (config.queue.default_canary > 0) default_brakes.canary = config.queue.default_canary;
+  control->set_default_brakes(default_brakes);
   stop_sequence.start();
 
   std::unique_ptr<Retention> retention = start_retention(io, config, *db, metrics);

@@ -122,7 +122,11 @@ net::awaitable<void> StatusReporter::loop() {
 net::awaitable<void> StatusReporter::report() {
   Overview o;
   try {
-    o.counts = co_await db_.call([](JobStore& s) { return s.count_by_state(); });
+    auto read = co_await db_.call([](JobStore& s) {
+      return std::pair{s.count_by_state(), s.paused_batches()};
+    });
+    o.counts = std::move(read.first);
+    o.paused_batches = std::move(read.second);
   } catch (const std::exception& e) {
     o.read_problem = *e.what() ? e.what() : "read failed";
     spdlog::debug("status: {}", e.what());

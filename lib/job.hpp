@@ -56,6 +56,9 @@ struct Job {
   // It failed after a call was sent again past an unknown outcome: the earlier call may have
   // done the unbind (jobs.maybe_done).
   bool maybe_done = false;
+  // Queued or retrying in a paused batch: not claimed until it resumes (next_attempt_at is then
+  // the due time it had).
+  bool held = false;
 };
 
 struct Attempt {

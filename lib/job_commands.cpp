@@ -35,7 +35,12 @@ JobStore::Commands::Commands(sql::Database& db)
                             "AND one_unfinished = 0 LIMIT 1"),
       insert_jobs(db, insert_rows_sql(100)),
       insert_secret(db, "INSERT INTO job_secrets (job_id, key) VALUES (?1, ?2)"),
-      insert_batch(db, "INSERT INTO batches (name, created_at) VALUES (?1, ?2)"),
+      // A canary batch starts paused by its canary: its first jobs run, the others are held.
+      insert_batch(db,
+                   "INSERT INTO batches (name, created_at, canary, max_failures, "
+                   "max_failure_pct, paused_reason, paused_at) VALUES (?1, ?2, ?3, ?4, ?5, "
+                   "CASE WHEN ?3 IS NULL THEN NULL ELSE 'canary' END, "
+                   "CASE WHEN ?3 IS NULL THEN NULL ELSE ?2 END)"),
       batch_by_id(db, "SELECT id, name, created_at FROM batches WHERE id = ?1"),
       batch_by_name(db, "SELECT id, name, created_at FROM batches WHERE name = ?1"),
       add_to_batch(db, "INSERT OR IGNORE INTO batch_jobs (batch_id, job_id) VALUES (?1, ?2)"),
@@ -72,41 +77,53 @@ std::vector<EnqueueResult> JobStore::enqueue(std::span<const NewJob> jobs, std::
   return enqueue(jobs, now, BatchTarget{}).jobs;
 }
 
-EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now,
-                                     const BatchTarget& batch) {
-  EnqueueBatchResult out;
-  out.jobs.reserve(jobs.size());
-  sql::Transaction tx(*db_);
+// The batch an enqueue adds to: an existing one (batch.id) or a new one (named or not, with
+// its brakes), inside the caller's transaction. Returns why not (empty: `batch_id` is set).
+std::string JobStore::open_batch(const BatchTarget& batch, std::int64_t now,
+                                 std::int64_t& batch_id) {
   if (batch.id) {
     auto& find = commands_->batch_by_id;
     find.bind(1, *batch.id);
     bool found = find.step();
     find.reset();
-    if (!found) {
-      out.error = "no batch " + std::to_string(*batch.id);
-      return out;
-    }
-    out.batch_id = *batch.id;
-  } else {
-    if (batch.name) {
-      auto& find = commands_->batch_by_name;
-      find.bind(1, std::string_view(*batch.name));
-      if (find.step()) {
-        out.error = "batch name `" + *batch.name + "` is taken (batch " +
-                    std::to_string(find.column_int(0)) + "); choose another";
-        find.reset();
-        return out;
-      }
-      find.reset();
-    }
-    commands_->insert_batch.bind(1, batch.name).bind(2, now).run();
-    out.batch_id = db_->last_insert_rowid();
+    if (!found) return "no batch " + std::to_string(*batch.id);
+    batch_id = *batch.id;
+    return {};
   }
+  if (batch.name) {
+    auto& find = commands_->batch_by_name;
+    find.bind(1, std::string_view(*batch.name));
+    if (find.step()) {
+      std::string taken = "batch name `" + *batch.name + "` is taken (batch " +
+                          std::to_string(find.column_int(0)) + "); choose another";
+      find.reset();
+      return taken;
+    }
+    find.reset();
+  }
+  commands_->insert_batch.bind(1, batch.name)
+      .bind(2, now)
+      .bind(3, batch.brakes.canary)
+      .bind(4, batch.brakes.max_failures)
+      .bind_double(5, batch.brakes.max_failure_pct)
+      .run();
+  batch_id = db_->last_insert_rowid();
+  return {};
+}
+
+EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now,
+                                     const BatchTarget& batch) {
+  EnqueueBatchResult out;
+  out.jobs.reserve(jobs.size());
+  sql::Transaction tx(*db_);
+  out.error = open_batch(batch, now, out.batch_id);
+  if (!out.error.empty()) return out;
   // Each job: an unfinished job of its server (it joins this batch), an earlier line of this
   // call (the same new job), or a new row. New rows go in by insert_rows, many per statement.
   std::vector<const NewJob*> fresh;
   std::unordered_map<std::string_view, std::size_t> fresh_index;  // server → index in `fresh`
   std::vector<std::size_t> fresh_of(jobs.size(), SIZE_MAX);       // job → index in `fresh`
+  std::vector<std::int64_t> joined;  // unfinished jobs of other batches that join this one
   out.jobs.resize(jobs.size());
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     const NewJob& job = jobs[i];
@@ -121,7 +138,10 @@ EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t 
       bool same_batch = find.column_optional_int(1) == out.batch_id;
       find.reset();
       // Already queued by another batch (or by plain SQL): it joins this one too.
-      if (!same_batch) commands_->add_to_batch.bind(1, out.batch_id).bind(2, out.jobs[i].id).run();
+      if (!same_batch) {
+        commands_->add_to_batch.bind(1, out.batch_id).bind(2, out.jobs[i].id).run();
+        joined.push_back(out.jobs[i].id);
+      }
       continue;
     }
     find.reset();
@@ -146,6 +166,8 @@ EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t 
         .bind(3, *last_created)
         .run();
   }
+  // A canary's or a paused batch's new jobs are held before anything can claim them.
+  hold_new_jobs(out.batch_id, first_created.value_or(1), last_created.value_or(0), joined);
   tx.commit();
   return out;
 }
@@ -273,10 +295,26 @@ CancelOutcome JobStore::cancel(std::int64_t id, std::int64_t now) {
     e.reset();
   }
   int deleted = 0;
-  if (o == CancelOutcome::cancelled) deleted = delete_secret(id);  // a terminal job keeps no key
+  if (o == CancelOutcome::cancelled) {
+    deleted = delete_secret(id);  // a terminal job keeps no key
+    std::int64_t ended[] = {id};
+    apply_brakes(ended, now);  // it may be its canary's last unfinished job
+  }
   tx.commit();
   if (deleted) scrub_wal();
   return o;
+}
+
+std::map<RetryOutcome, std::int64_t> JobStore::retry_batch(std::int64_t batch_id, JobState state,
+                                                           std::int64_t now) {
+  std::map<RetryOutcome, std::int64_t> counts;
+  sql::Transaction tx(*db_);
+  for (std::int64_t id : batch_members(batch_id, state)) {
+    ++counts[retry_one(commands_->retry_target, commands_->requeue_job, commands_->recheck_job, id,
+                       now, nullptr)];
+  }
+  tx.commit();
+  return counts;
 }
 
 }  // namespace kpsd

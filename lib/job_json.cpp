@@ -36,6 +36,7 @@ json::object job_to_json(const Job& j) {
   put(o, "task_error_code", j.task_error_code);
   put(o, "task_error_msg", j.task_error_msg);
   o["task_failures"] = j.task_failures;
+  if (j.held) o["held"] = true;    // its batch is paused
   o["maybe_done"] = j.maybe_done;  // failed after a call went again past an unknown outcome
   return o;
 }
@@ -53,6 +54,14 @@ json::object batch_to_json(const Batch& b) {
   }
   o["states"] = std::move(states);
   o["total"] = total;
+  // Its brakes and where they stand (fields added for issue 22; null/absent when off).
+  o["paused"] = b.paused ? json::value(to_string(*b.paused)) : json::value(nullptr);
+  if (b.paused) o["paused_at"] = b.paused_at;
+  put(o, "paused_detail", b.paused_detail);
+  if (b.brakes.canary) o["canary"] = *b.brakes.canary;
+  if (auto budget = describe_max_failures(b.brakes); !budget.empty()) o["max_failures"] = budget;
+  o["ended"] = b.ended;
+  o["failed"] = b.failed;
   return o;
 }
 

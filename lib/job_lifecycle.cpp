@@ -125,7 +125,9 @@ JobStore::Lifecycle::Lifecycle(sql::Database& db)
                         "task_error_msg = coalesce(?9, task_error_msg), updated_at = ?7, "
                         "task_failures = ?12 "
                         "WHERE id = ?1 AND state = 'delivered' AND next_attempt_at = ?10"),
-      min_due(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = ?1"),
+      // Held jobs (a paused batch's, 0009) are not due at any time.
+      min_due(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = ?1 AND next_attempt_at < " +
+                      std::to_string(held_offset)),
       // A job whose calls keep killing kpsd runs out of attempts like any other.
       requeue_running(db,
                       "UPDATE jobs SET updated_at = ?1, next_attempt_at = ?1, "
@@ -346,10 +348,14 @@ Claimed JobStore::claim(const ClaimRequest& next) {
   return c;
 }
 
-Claimed JobStore::record_and_claim(const std::function<int()>& record, const ClaimRequest& next) {
+Claimed JobStore::record_and_claim(const std::function<int()>& record,
+                                   std::span<const std::int64_t> ended, const ClaimRequest& next) {
   sql::Transaction tx(*db_);
   int deleted = record();
+  // Brakes before the claim: a batch whose budget these outcomes spent starts no other call.
+  std::vector<BatchStop> stops = apply_brakes(ended, next.now);
   Claimed c = claim(next);
+  c.stops = std::move(stops);
   tx.commit();
   if (deleted) scrub_wal();
   return c;
@@ -357,11 +363,19 @@ Claimed JobStore::record_and_claim(const std::function<int()>& record, const Cla
 
 Claimed JobStore::finish_and_claim(std::span<const AttemptFinish> finished,
                                    const ClaimRequest& next) {
-  return record_and_claim([&] { return record_attempts(finished); }, next);
+  std::vector<std::int64_t> ended;
+  for (const AttemptFinish& f : finished) {
+    if (!f.release_claim && is_terminal(f.next_state)) ended.push_back(f.job_id);
+  }
+  return record_and_claim([&] { return record_attempts(finished); }, ended, next);
 }
 
 Claimed JobStore::finish_and_claim(std::span<const PollFinish> finished, const ClaimRequest& next) {
-  return record_and_claim([&] { return record_polls(finished); }, next);
+  std::vector<std::int64_t> ended;
+  for (const PollFinish& f : finished) {
+    if (is_terminal(f.next_state)) ended.push_back(f.job_id);
+  }
+  return record_and_claim([&] { return record_polls(finished); }, ended, next);
 }
 
 std::optional<std::int64_t> JobStore::next_due_at() {

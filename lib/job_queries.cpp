@@ -21,6 +21,10 @@ Job read_job(const sql::Statement& s) {
   j.state = parse_job_state(s.column_text(2)).value_or(JobState::failed);
   j.attempts = s.column_int(3);
   j.next_attempt_at = s.column_int(4);
+  if (j.next_attempt_at >= held_offset) {  // parked by a paused batch (0009)
+    j.held = j.state == JobState::queued || j.state == JobState::retrying;
+    j.next_attempt_at -= held_offset;  // a job cancelled while held keeps the offset
+  }
   j.task_id = s.column_optional_text(5);
   j.delivery_status = s.column_optional_text(6);
   j.task_status = s.column_optional_text(7);
@@ -44,9 +48,26 @@ std::optional<std::int64_t> single_int(sql::Statement& s) {
   return v;
 }
 
-// A row of (id, name, created_at) from batches, its counts not yet made.
+// The columns read_batch reads, in its order.
+constexpr const char* batch_columns =
+    "SELECT id, name, created_at, paused_reason, coalesce(paused_at, 0), paused_detail, canary, "
+    "max_failures, max_failure_pct, ended, failed FROM batches ";
+
+// A row of batch_columns, its counts per state not yet made.
 Batch read_batch(const sql::Statement& s) {
-  return Batch{s.column_int(0), s.column_optional_text(1), s.column_int(2), {}};
+  Batch b;
+  b.id = s.column_int(0);
+  b.name = s.column_optional_text(1);
+  b.created_at = s.column_int(2);
+  if (auto reason = s.column_optional_text(3)) b.paused = parse_pause_reason(*reason);
+  b.paused_at = s.column_int(4);
+  b.paused_detail = s.column_optional_text(5);
+  b.brakes.canary = s.column_optional_int(6);
+  b.brakes.max_failures = s.column_optional_int(7);
+  b.brakes.max_failure_pct = s.column_optional_double(8);
+  b.ended = s.column_int(9);
+  b.failed = s.column_int(10);
+  return b;
 }
 
 // Rows of (state, count) added into a map that starts at 0 for every state.
@@ -101,10 +122,13 @@ JobStore::Queries::Queries(sql::Database& db)
       last_request_id(db,
                       "SELECT request_id FROM attempts WHERE job_id = ?1 "
                       "AND request_id IS NOT NULL ORDER BY n DESC LIMIT 1"),
-      oldest_queued(db, "SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued'"),
-      batch_by_id(db, "SELECT id, name, created_at FROM batches WHERE id = ?1"),
-      batch_by_name(db, "SELECT id, name, created_at FROM batches WHERE name = ?1"),
-      recent_batches(db, "SELECT id, name, created_at FROM batches ORDER BY id DESC LIMIT ?1"),
+      oldest_queued(db,
+                    "SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued' "
+                    "AND next_attempt_at < " +
+                        std::to_string(held_offset)),
+      batch_by_id(db, std::string(batch_columns) + "WHERE id = ?1"),
+      batch_by_name(db, std::string(batch_columns) + "WHERE name = ?1"),
+      recent_batches(db, std::string(batch_columns) + "ORDER BY id DESC LIMIT ?1"),
       // ?2 and ?3: the batch's first_job_id and last_job_id (a rowid range; see 0006).
       batch_range(db,
                   "SELECT coalesce(first_job_id, 1), coalesce(last_job_id, 0) FROM batches "

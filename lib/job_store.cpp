@@ -87,9 +87,16 @@ JobStore::Upkeep::Upkeep(sql::Database& db)
       // In id order through jobs_state: the oldest jobs have the lowest ids, so a chunk is
       // found near the start of each state's range. There is no index on the end time: it
       // would cost every job an index write as it ends (a quarter of the raw throughput).
+      // ?3 a state, ?4 a batch and ?5..?6 its id range (0006): each NULL when not filtered.
       select_prunable(db,
                       "SELECT id FROM jobs WHERE state IN ('succeeded','failed','cancelled') "
-                      "AND updated_at < ?1 LIMIT ?2"),
+                      "AND updated_at < ?1 AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR "
+                      "(id BETWEEN ?5 AND ?6 AND batch_id = ?4)) LIMIT ?2"),
+      count_prunable(db,
+                     "SELECT coalesce(batch_id, 0), state, count(*) FROM jobs "
+                     "WHERE state IN ('succeeded','failed','cancelled') AND updated_at < ?1 "
+                     "AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR "
+                     "(id BETWEEN ?5 AND ?6 AND batch_id = ?4)) GROUP BY 1, 2"),
       delete_job(db, "DELETE FROM jobs WHERE id = ?1"),
       delete_empty_batches(db,
                            "DELETE FROM batches WHERE created_at < ?1 AND NOT EXISTS "
@@ -123,6 +130,7 @@ JobStore::JobStore(const std::string& path) : path_(path) {
   lifecycle_ = std::make_unique<Lifecycle>(*db_);
   commands_ = std::make_unique<Commands>(*db_);
   queries_ = std::make_unique<Queries>(*db_);
+  batches_ = std::make_unique<BatchRoom>(*db_);
 }
 
 JobStore::~JobStore() = default;
@@ -159,11 +167,39 @@ void JobStore::scrub_wal() {
   }
 }
 
-std::int64_t JobStore::prune_finished(std::int64_t before, std::int64_t limit) {
+void JobStore::bind_prune_filter(sql::Statement& s, std::int64_t before,
+                                 const PruneFilter& filter) {
+  s.bind(1, before);
+  if (filter.state) s.bind(3, to_string(*filter.state));
+  if (filter.batch_id) {
+    auto [first, last] = batch_range(*filter.batch_id);
+    s.bind(4, *filter.batch_id).bind(5, first).bind(6, last);
+  }
+}
+
+std::map<std::pair<std::int64_t, JobState>, std::int64_t> JobStore::count_prunable(
+    std::int64_t before, const PruneFilter& filter) {
+  std::map<std::pair<std::int64_t, JobState>, std::int64_t> out;
+  sql::Transaction tx(*db_, sql::Transaction::Kind::deferred);
+  auto& s = upkeep_->count_prunable;
+  bind_prune_filter(s, before, filter);
+  while (s.step()) {
+    if (auto state = parse_job_state(s.column_text(1))) {
+      out[{s.column_int(0), *state}] = s.column_int(2);
+    }
+  }
+  s.reset();
+  tx.commit();
+  return out;
+}
+
+std::int64_t JobStore::prune_finished(std::int64_t before, std::int64_t limit,
+                                      const PruneFilter& filter) {
   sql::Transaction tx(*db_);
   std::vector<std::int64_t> ids;
   auto& sel = upkeep_->select_prunable;
-  sel.bind(1, before).bind(2, limit);
+  bind_prune_filter(sel, before, filter);
+  sel.bind(2, limit);
   while (sel.step()) ids.push_back(sel.column_int(0));
   sel.reset();
   for (std::int64_t id : ids) upkeep_->delete_job.bind(1, id).run();

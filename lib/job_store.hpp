@@ -1,6 +1,7 @@
 #pragma once
 // The SQLite job store: every state change of every job goes through here, each in a
 // transaction committed before the caller acts on it. Used from one thread (the DB thread).
+#include "batch_brakes.hpp"
 #include "job.hpp"
 
 #include <chrono>
@@ -20,6 +21,10 @@ class Database;
 class Statement;
 }  // namespace sql
 
+// What a held job's next_attempt_at carries on top of its due time: 2^52 ms. A queued or
+// retrying job of a paused batch is held (migration 0009): never due, so never claimed.
+inline constexpr std::int64_t held_offset = std::int64_t{1} << 52;
+
 struct EnqueueResult {
   std::int64_t id = 0;
   bool existing = false;  // the server already had a non-terminal job: this is its id
@@ -30,6 +35,7 @@ struct EnqueueResult {
 struct BatchTarget {
   std::optional<std::int64_t> id;
   std::optional<std::string> name;  // for a new batch; unique
+  Brakes brakes{};                  // for a new batch: canary, failure budget
   bool operator==(const BatchTarget&) const = default;
 };
 
@@ -43,7 +49,28 @@ struct Batch {
   std::int64_t id = 0;
   std::optional<std::string> name;
   std::int64_t created_at = 0;
-  std::map<JobState, std::int64_t> states;  // its jobs per state (filled by count queries)
+  std::map<JobState, std::int64_t> states;   // its jobs per state (filled by count queries)
+  std::optional<PauseReason> paused;         // why its jobs are held, when they are
+  std::int64_t paused_at = 0;                // Unix ms
+  std::optional<std::string> paused_detail;  // what kpsd said when it paused itself
+  Brakes brakes;
+  std::int64_t ended = 0, failed = 0;  // its own jobs that ended, and failed (migration 0009)
+};
+
+// A batch that paused itself, or whose canary ended, in a transaction of outcomes: the
+// scheduler says it once (log, STATUS=).
+struct BatchStop {
+  std::int64_t batch_id = 0;
+  std::optional<std::string> name;
+  PauseReason reason = PauseReason::failures;
+  std::string line;  // "12 of 40 ended jobs failed (budget: 10)", "canary done: ..."
+};
+
+// What a bulk control did to a batch.
+struct BatchChange {
+  bool found = true;      // false: no such batch
+  std::int64_t jobs = 0;  // jobs held, given back or cancelled
+  bool changed = true;    // false: it was already so (paused, not paused, nothing to cancel)
 };
 
 // A job claimed for a disassociate call (now `running`, its attempt row open).
@@ -132,6 +159,7 @@ struct ClaimRequest {
 struct Claimed {
   std::vector<PollWork> polls;
   std::vector<DeliveryWork> deliveries;
+  std::vector<BatchStop> stops;  // batches the recorded outcomes stopped
 };
 
 struct ListQuery {
@@ -158,6 +186,13 @@ struct JobDetail {
   std::vector<Attempt> attempts;
 };
 
+// Which finished jobs a prune takes (besides their age): one final state, one batch's own jobs.
+struct PruneFilter {
+  std::optional<JobState> state;         // succeeded, failed or cancelled
+  std::optional<std::int64_t> batch_id;  // the jobs the batch created
+  bool operator==(const PruneFilter&) const = default;
+};
+
 // What `retry` did to one job.
 enum class RetryOutcome {
   requeued,    // back to `queued` with its attempts reset
@@ -172,6 +207,13 @@ enum class RetryOutcome {
 std::string_view describe(RetryOutcome o) noexcept;
 
 enum class CancelOutcome { cancelled, not_found, already_ended };
+
+struct BatchBrakeRow;  // job_store_rooms.hpp
+
+// A canary's first jobs: how many, how many have not ended, and how they ended.
+struct CanaryTally {
+  std::int64_t total = 0, open = 0, succeeded = 0, failed = 0;
+};
 
 class JobStore {
  public:
@@ -223,9 +265,14 @@ class JobStore {
   std::optional<std::int64_t> min_unfinished_id();  // nullopt: every job has finished
 
   // Deletes up to `limit` finished jobs (succeeded, failed, cancelled) that ended before
-  // `before`, with their attempts and batch memberships, and the batches left empty: one
-  // transaction. Returns the jobs deleted (0: nothing older is left).
-  std::int64_t prune_finished(std::int64_t before, std::int64_t limit);
+  // `before` (and match `filter`), with their attempts and batch memberships, and the batches
+  // left with no job: one transaction. Returns the jobs deleted (0: nothing older is left).
+  std::int64_t prune_finished(std::int64_t before, std::int64_t limit,
+                              const PruneFilter& filter = {});
+  // What prune_finished would delete: finished jobs per (batch, state); batch 0 for jobs of no
+  // batch. A dry run reads, and deletes nothing.
+  std::map<std::pair<std::int64_t, JobState>, std::int64_t> count_prunable(
+      std::int64_t before, const PruneFilter& filter = {});
 
   // retrying → queued for due jobs, then claims up to `limit` due queued jobs: each becomes
   // `running` with an open attempt row, all in one transaction.
@@ -265,6 +312,17 @@ class JobStore {
   std::map<RetryOutcome, std::int64_t> retry_all(JobState state, std::int64_t now);
   CancelOutcome cancel(std::int64_t id, std::int64_t now);
 
+  // A batch's bulk controls; its jobs are those `list --batch` shows. pause: its queued and
+  // retrying jobs are held (not claimed) until resume_batch, across restarts; jobs already on
+  // the wire or delivered go on. cancel: every unfinished job. retry: its jobs in `state`
+  // (failed or cancelled), as retry does each.
+  BatchChange pause_batch(std::int64_t batch_id, std::int64_t now);
+  BatchChange resume_batch(std::int64_t batch_id, std::int64_t now);
+  BatchChange cancel_batch(std::int64_t batch_id, std::int64_t now);
+  std::map<RetryOutcome, std::int64_t> retry_batch(std::int64_t batch_id, JobState state,
+                                                   std::int64_t now);
+  std::vector<Batch> paused_batches();  // oldest first, without counts
+
   bool paused();
   void set_paused(bool paused);
 
@@ -274,26 +332,45 @@ class JobStore {
   void update_job_after_attempt(const AttemptFinish& f);
   std::vector<std::int64_t> insert_rows(const std::vector<const NewJob*>& fresh, std::int64_t now,
                                         std::int64_t batch_id);
+  std::string open_batch(const BatchTarget& batch, std::int64_t now, std::int64_t& batch_id);
   void record_without_call(const AttemptFinish& f);
   int record_polls(std::span<const PollFinish> finished);
   std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit);
   std::vector<PollWork> claim_polls(std::int64_t now, std::int64_t lease_until, std::size_t limit);
   Claimed claim(const ClaimRequest& next);
-  Claimed record_and_claim(const std::function<int()>& record, const ClaimRequest& next);
+  // `ended`: the jobs the record moves to a terminal state (their batches' brakes are checked).
+  Claimed record_and_claim(const std::function<int()>& record, std::span<const std::int64_t> ended,
+                           const ClaimRequest& next);
   int delete_secret(std::int64_t job_id);  // rows deleted
   // A batch's first_job_id and last_job_id; {1, 0} (empty) when it created no job.
   std::pair<std::int64_t, std::int64_t> batch_range(std::int64_t batch_id);
   void scrub_wal();
+  // Brakes (batch_controls.cpp), inside the caller's transaction.
+  std::int64_t hold_batch(std::int64_t batch_id, std::optional<std::int64_t> exempt_up_to);
+  void pause_in_tx(std::int64_t batch_id, PauseReason reason,
+                   const std::optional<std::string>& detail, std::int64_t now);
+  void hold_new_jobs(std::int64_t batch_id, std::int64_t chunk_first, std::int64_t chunk_last,
+                     std::span<const std::int64_t> joined);
+  std::vector<BatchStop> apply_brakes(std::span<const std::int64_t> ended_jobs, std::int64_t now);
+  std::optional<BatchStop> check_brakes(std::int64_t batch_id, const BatchBrakeRow& row,
+                                        std::int64_t now);
+  std::vector<std::int64_t> batch_members(std::int64_t batch_id, JobState state);
+  CanaryTally canary_tally(const BatchBrakeRow& row, std::int64_t batch_id);
+  bool canary_open(const BatchBrakeRow& row, std::int64_t batch_id);  // a canary job unfinished
+  // ?1 before, ?3 state, ?4..?6 batch and its id range (the prune statements' parameters).
+  void bind_prune_filter(sql::Statement& s, std::int64_t before, const PruneFilter& filter);
   // The rooms' statements (job_store_rooms.hpp), each prepared in its room's file.
   struct Upkeep;
   struct Lifecycle;
   struct Commands;
   struct Queries;
+  struct BatchRoom;
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<Upkeep> upkeep_;
   std::unique_ptr<Lifecycle> lifecycle_;
   std::unique_ptr<Commands> commands_;
   std::unique_ptr<Queries> queries_;
+  std::unique_ptr<BatchRoom> batches_;
   int schema_version_ = 0;
   std::string path_;
 };

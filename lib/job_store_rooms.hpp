@@ -5,6 +5,7 @@
 //   job_lifecycle.cpp  the scheduler's writes: claim, record outcomes, recover after a restart
 //   job_commands.cpp   the operator's writes: enqueue, retry, cancel
 //   job_queries.cpp    reads: a page of jobs, a job, batches, counts, a waiting kpsctl's probes
+//   batch_controls.cpp a batch's brakes and bulk controls: pause, resume, cancel, canary, budget
 #include "job_store.hpp"
 #include "sqlite.hpp"
 
@@ -12,8 +13,8 @@ namespace kpsd {
 
 struct JobStore::Upkeep {  // deleting secrets, pruning, settings
   explicit Upkeep(sql::Database& db);
-  sql::Statement delete_secret, select_prunable, delete_job, delete_empty_batches, get_setting,
-      put_setting;
+  sql::Statement delete_secret, select_prunable, count_prunable, delete_job, delete_empty_batches,
+      get_setting, put_setting;
 };
 
 struct JobStore::Lifecycle {  // claims, outcomes, recovery
@@ -37,6 +38,25 @@ struct JobStore::Queries {  // reads
       list_attempts, count_states, last_request_id, oldest_queued, batch_by_id, batch_by_name,
       recent_batches, batch_range, count_batch, count_unfinished_since, max_job_id,
       unfinished_between, joined_unfinished, min_unfinished_id;
+};
+
+struct JobStore::BatchRoom {  // a batch's brakes and bulk controls
+  explicit BatchRoom(sql::Database& db);
+  sql::Statement hold, hold_range, hold_one, release, reset_budget, set_pause, brake_row,
+      batch_of_job, canary_tally, nth_own_job, set_canary_last, cancel_members, members_in_state,
+      paused;
+};
+
+// A batch's brakes and where they stand, as the brakes read them (batch_controls.cpp).
+struct BatchBrakeRow {
+  std::optional<std::string> name;
+  std::optional<PauseReason> reason;
+  std::optional<std::string> detail;
+  Brakes brakes;
+  std::optional<std::int64_t> canary_last_id;
+  // Its own jobs that ended and failed since the budget last started (0009), and its id range
+  // (first > last: it created none).
+  std::int64_t ended = 0, failed = 0, first = 1, last = 0;
 };
 
 }  // namespace kpsd

@@ -184,6 +184,14 @@ void write_state(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
          "1 while the gateway refuses every call (a quota window) and kpsd waits for it to turn.",
          g.holding_for_quota ? 1 : 0);
   single("kpsd_paused", "gauge", "1 while kpsctl pause is in effect.", g.paused ? 1 : 0);
+  header("kpsd_batches_paused", "gauge",
+         "Batches whose queued jobs are held, by reason: operator (kpsctl pause --batch), canary "
+         "(enqueue --canary), failures (enqueue --max-failures spent).");
+  for (const char* reason : {"operator", "canary", "failures"}) {
+    auto it = g.batches_paused.find(reason);
+    out += fmt::format("kpsd_batches_paused{{reason=\"{}\"}} {}\n", reason,
+                       it == g.batches_paused.end() ? 0 : it->second);
+  }
   single("kpsd_store_writable", "gauge",
          "0 while the job store cannot be written (lock held, disk full, I/O error): no new calls.",
          g.store_writable ? 1 : 0);

@@ -63,6 +63,8 @@ struct Metrics {
     double throttled_share = 0;  // 429s among answers in the last minute
     bool holding_for_quota = false;
     bool paused = false;
+    // Paused batches by reason (operator, canary, failures): kpsd_batches_paused{reason}.
+    std::map<std::string, std::int64_t> batches_paused;
     bool store_writable = true;
     bool blocked = false;             // calls paused: credentials, TLS or descriptors
     std::string blocked_cause;        // "credentials", "tls", "descriptors", "proxy"

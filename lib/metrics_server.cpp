@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include <list>
+#include <tuple>
 
 namespace kpsd {
 
@@ -126,10 +127,11 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     Overview o;
     try {
       auto read = co_await db.call([](JobStore& s) {
-        return std::pair{s.count_by_state(), s.oldest_queued_due()};
+        return std::tuple{s.count_by_state(), s.oldest_queued_due(), s.paused_batches()};
       });
-      o.counts = std::move(read.first);
-      o.oldest_queued_due = read.second;
+      o.counts = std::move(std::get<0>(read));
+      o.oldest_queued_due = std::get<1>(read);
+      o.paused_batches = std::move(std::get<2>(read));
     } catch (const std::exception& e) {
       o.read_problem =
           *e.what() ? e.what()

@@ -10,6 +10,37 @@ namespace kpsd {
 
 namespace json = boost::json;
 
+namespace {
+
+json::array paused_batches_json(const std::vector<Batch>& batches) {
+  json::array out;
+  for (const Batch& b : batches) {
+    json::object o{{"id", b.id},
+                   {"reason", b.paused ? to_string(*b.paused) : "operator"},
+                   {"paused_at", b.paused_at}};
+    o["name"] = b.name ? json::value(*b.name) : json::value(nullptr);
+    o["detail"] = b.paused_detail ? json::value(*b.paused_detail) : json::value(nullptr);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+// "batch 7 (night) paused: canary done: ...; " for the first paused batch, and how many more.
+std::string paused_batches_text(const std::vector<Batch>& batches) {
+  if (batches.empty()) return {};
+  const Batch& b = batches.front();
+  std::string why = b.paused_detail                   ? *b.paused_detail
+                    : b.paused == PauseReason::canary ? std::string("canary running")
+                                                      : std::string("by the operator");
+  std::string more = batches.size() > 1
+                         ? fmt::format(" (and {} more paused batches)", batches.size() - 1)
+                         : std::string();
+  return fmt::format("BATCH {}{} PAUSED: {}{}; ", b.id, b.name ? " (" + *b.name + ")" : "", why,
+                     more);
+}
+
+}  // namespace
+
 json::object stats_json(const Overview& o, std::int64_t now) {
   const Scheduler::Stats& st = o.scheduler;
   auto since = [now](std::int64_t at) { return std::max<std::int64_t>(0, now - at); };
@@ -47,7 +78,8 @@ json::object stats_json(const Overview& o, std::int64_t now) {
       {"oldest_queued_ms",
        o.oldest_queued_due ? json::value(since(*o.oldest_queued_due)) : json::value(nullptr)},
       {"store", std::move(store)},
-      {"blocked", std::move(blocked)}};
+      {"blocked", std::move(blocked)},
+      {"paused_batches", paused_batches_json(o.paused_batches)}};
 }
 
 Metrics::Gauges metrics_gauges(const Overview& o, std::int64_t now) {
@@ -70,6 +102,9 @@ Metrics::Gauges metrics_gauges(const Overview& o, std::int64_t now) {
   g.throttled_share = st.throttled_share;
   g.holding_for_quota = st.holding_for_quota;
   g.paused = st.paused;
+  for (const Batch& b : o.paused_batches) {
+    ++g.batches_paused[std::string(to_string(b.paused.value_or(PauseReason::operator_asked)))];
+  }
   return g;
 }
 
@@ -93,7 +128,8 @@ std::string status_line(const Overview& o, bool stopping) {
       : st.paused                  ? "PAUSED; "
       : stopping                   ? "stopping; "
                                    : "";
-  return fmt::format("STATUS={}{}; {} in flight", prefix, counts, st.in_flight);
+  return fmt::format("STATUS={}{}{}; {} in flight", prefix, paused_batches_text(o.paused_batches),
+                     counts, st.in_flight);
 }
 
 }  // namespace kpsd

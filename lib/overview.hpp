@@ -3,6 +3,7 @@
 // store's counts and the scheduler's Stats): the stats JSON (kpsctl stats, the status page's
 // /api/overview), the gauges of /metrics, and systemd's STATUS= line. No I/O.
 #include "job.hpp"
+#include "job_store.hpp"
 #include "metrics.hpp"
 #include "scheduler.hpp"
 
@@ -20,6 +21,7 @@ struct Overview {
   std::optional<std::int64_t> oldest_queued_due;  // Unix ms; nullopt: nothing queued
   std::string read_problem;                       // why the store could not be read (empty: it was)
   Scheduler::Stats scheduler;
+  std::vector<Batch> paused_batches;  // batches whose jobs are held (JobStore::paused_batches)
 };
 
 // Jobs per state and their total, the oldest queued job's wait, and the scheduler's state
@@ -32,7 +34,7 @@ boost::json::object stats_json(const Overview& overview, std::int64_t now_ms);
 Metrics::Gauges metrics_gauges(const Overview& overview, std::int64_t now_ms);
 
 // systemd's "STATUS=..." line (sd_notify): what is wrong first (store, blocked, paused,
-// stopping), then the job counts and the calls in flight.
+// stopping), then a paused batch, then the job counts and the calls in flight.
 std::string status_line(const Overview& overview, bool stopping);
 
 }  // namespace kpsd

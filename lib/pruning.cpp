@@ -12,12 +12,13 @@ namespace kpsd {
 namespace net = boost::asio;
 
 net::awaitable<PruneProgress> prune_finished_jobs(DbWorker& db, std::int64_t before,
-                                                  std::chrono::steady_clock::duration budget) {
+                                                  std::chrono::steady_clock::duration budget,
+                                                  PruneFilter filter) {
   PruneProgress progress;
   auto started = std::chrono::steady_clock::now();
   for (;;) {
-    auto prune_chunk_of_jobs = [before](JobStore& s) {
-      return s.prune_finished(before, prune_chunk);
+    auto prune_chunk_of_jobs = [before, filter](JobStore& s) {
+      return s.prune_finished(before, prune_chunk, filter);
     };
     std::int64_t n = co_await db.call(std::move(prune_chunk_of_jobs));
     progress.pruned += n;

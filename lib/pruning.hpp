@@ -27,7 +27,8 @@ struct PruneProgress {
 };
 boost::asio::awaitable<PruneProgress> prune_finished_jobs(
     DbWorker& db, std::int64_t before,
-    std::chrono::steady_clock::duration budget = std::chrono::steady_clock::duration::max());
+    std::chrono::steady_clock::duration budget = std::chrono::steady_clock::duration::max(),
+    PruneFilter filter = {});
 
 // Retention: a little after start and then every `period`, deletes finished jobs that ended
 // more than `retention` ago, and reports each non-empty pass through `pruned`.

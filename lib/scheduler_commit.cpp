@@ -72,6 +72,7 @@ net::awaitable<void> Scheduler::Impl::flush(Outbox<Finish>& box) {
       problem = e.what();
     }
     recording -= batch->size();
+    for (const BatchStop& stop : claimed.stops) announce(stop);
     start_claimed(plan, std::move(claimed));
     if (committed) {
       store_succeeded(StoreHealth::Writer::outcomes);
@@ -102,6 +103,7 @@ net::awaitable<void> Scheduler::Impl::flush(Outbox<Finish>& box) {
 // and no wait for the dispatch loop in between. The slots are reserved meanwhile.
 Scheduler::Impl::ClaimPlan Scheduler::Impl::plan_claim(std::size_t outcomes) {
   ClaimPlan plan;
+  plan.request.now = unix_ms();  // also when nothing is claimed: the brakes date a pause by it
   auto now = RateLimiter::Clock::now();
   std::size_t tokens = dispatcher.commit_claim(view(), outcomes, now);
   if (tokens == 0) return plan;
@@ -110,6 +112,19 @@ Scheduler::Impl::ClaimPlan Scheduler::Impl::plan_claim(std::size_t outcomes) {
   plan.sent_at = now;
   reserved += tokens;
   return plan;
+}
+
+// A batch stopped itself (its failure budget spent) or its canary ended: said once, here,
+// where the transaction that decided it committed; STATUS= and the page show it from the store.
+void Scheduler::Impl::announce(const BatchStop& stop) {
+  std::string batch = std::to_string(stop.batch_id) + (stop.name ? " (" + *stop.name + ")" : "");
+  if (stop.reason == PauseReason::failures) {
+    spdlog::warn("batch {} paused itself: {}; its queued jobs wait for kpsctl resume --batch {}",
+                 batch, stop.line, stop.batch_id);
+  } else {
+    spdlog::warn("batch {}: {}", batch, stop.line);
+  }
+  if (on_health_change) on_health_change();  // STATUS= at once, not at the next tick
 }
 
 // After the commit: starts what it claimed (or gives back the slots and tokens of a commit that

@@ -118,6 +118,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   };
   ClaimPlan plan_claim(std::size_t outcomes);
   void start_claimed(const ClaimPlan& plan, Claimed claimed);
+  void announce(const BatchStop& stop);  // a batch stopped itself: said once
   template <class Finish>
   void start_flush(Outbox<Finish>& box);
   template <class Finish>

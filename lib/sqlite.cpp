@@ -111,6 +111,13 @@ Statement& Statement::bind_blob(int index, std::string_view bytes) {
   return *this;
 }
 
+Statement& Statement::bind_double(int index, std::optional<double> value) {
+  int rc = value ? sqlite3_bind_double(stmt_.get(), index, *value)
+                 : sqlite3_bind_null(stmt_.get(), index);
+  if (rc != SQLITE_OK) db_->fail("bind", rc);
+  return *this;
+}
+
 bool Statement::step() {
   int rc = sqlite3_step(stmt_.get());
   if (rc == SQLITE_ROW) return true;
@@ -149,6 +156,11 @@ std::optional<std::string> Statement::column_optional_text(int index) const {
 std::optional<std::int64_t> Statement::column_optional_int(int index) const {
   if (column_is_null(index)) return std::nullopt;
   return column_int(index);
+}
+
+std::optional<double> Statement::column_optional_double(int index) const {
+  if (column_is_null(index)) return std::nullopt;
+  return sqlite3_column_double(stmt_.get(), index);
 }
 
 bool Statement::column_is_null(int index) const {

@@ -54,6 +54,8 @@ class Statement {
   Statement& bind(int index, const std::optional<std::string>& value);
   Statement& bind(int index, const std::optional<std::int64_t>& value);
   Statement& bind_blob(int index, std::string_view bytes);
+  // Named apart: bind(i, 5) would be ambiguous between an int64_t and a double overload.
+  Statement& bind_double(int index, std::optional<double> value);  // nullopt: NULL
 
   bool step();   // true: a row is ready; false: done
   void reset();  // also clears bindings, so a statement never carries a stale value
@@ -63,6 +65,7 @@ class Statement {
   std::string column_text(int index) const;  // "" for NULL
   std::optional<std::string> column_optional_text(int index) const;
   std::optional<std::int64_t> column_optional_int(int index) const;
+  std::optional<double> column_optional_double(int index) const;
   bool column_is_null(int index) const;
 
  private:

@@ -116,6 +116,7 @@ net::awaitable<WebAnswer> StatusApi::overview() {
     std::map<JobState, std::int64_t> counts;
     std::optional<std::int64_t> oldest;
     std::optional<std::vector<Batch>> batches;
+    std::vector<Batch> paused;
   };
   Read read;
   std::string read_problem;
@@ -124,6 +125,7 @@ net::awaitable<WebAnswer> StatusApi::overview() {
       Read r;
       r.counts = s.count_by_state();
       r.oldest = s.oldest_queued_due();
+      r.paused = s.paused_batches();  // the banner: always fresh, however large the batches
       if (refresh_batches) r.batches = s.list_batches(recent_batches);
       return r;
     };
@@ -147,8 +149,9 @@ net::awaitable<WebAnswer> StatusApi::overview() {
                                    {"answers", m.answers},
                                    {"throttled", m.throttled}});
   }
-  json::object reply =
-      stats_json(Overview{read.counts, read.oldest, read_problem, scheduler_.stats()}, now);
+  json::object reply = stats_json(
+      Overview{read.counts, read.oldest, read_problem, scheduler_.stats(), std::move(read.paused)},
+      now);
   reply["now_ms"] = now;
   reply["version"] = KPSD_VERSION;
   reply["batches"] = std::move(batches);

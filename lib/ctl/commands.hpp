@@ -17,6 +17,8 @@ struct EnqueueArgs {
   int port = 0;
   std::string batch;  // a name for the new batch ("" = unnamed)
   bool dry_run = false;
+  std::optional<std::int64_t> canary;  // --canary N (0: none, over a [queue] default)
+  std::string max_failures;            // --max-failures N or P% ("0": none)
 };
 int cmd_enqueue(const Options& opt, const EnqueueArgs& args);
 
@@ -40,14 +42,28 @@ struct WaitArgs {
 int cmd_wait(const Options& opt, const WaitArgs& args);
 int cmd_version(const Options& opt);
 
-int cmd_retry(const Options& opt, std::int64_t id, const std::string& state);
-int cmd_prune(const Options& opt, const std::string& older_than);
+// retry and cancel: job ids, or (retry) a state, or a batch (id or name).
+struct BulkArgs {
+  std::vector<std::int64_t> ids;
+  std::string state;  // retry: failed or cancelled
+  std::string batch;
+};
+int cmd_retry(const Options& opt, const BulkArgs& args);
+int cmd_cancel(const Options& opt, const BulkArgs& args);
+// pause and resume: every call (batch empty), or one batch's jobs.
+int cmd_pause(const Options& opt, bool pause, const std::string& batch);
+struct PruneArgs {
+  std::string older_than;  // a duration: 90m, 12h, 7d
+  std::string state;       // succeeded, failed or cancelled ("": all three)
+  std::string batch;       // one batch's jobs (id or name)
+  bool dry_run = false;    // counts per batch and state; deletes nothing
+  bool force = false;      // allows an age under an hour
+};
+int cmd_prune(const Options& opt, const PruneArgs& args);
 // Re-reads kpsd's configuration and credential files and answers once they are applied: what
 // `systemctl reload` runs. Exit 0 when all of it was applied, 78 (EX_CONFIG) with kpsd's
 // reason when it was not (a file that does not parse changes nothing).
 int cmd_reload(const Options& opt);
-// Requests that answer with nothing but "ok" (cancel, pause, resume): `done` is what to say.
-int cmd_simple(const Options& opt, const boost::json::object& req, const std::string& done);
 
 // "90s", "15m", "12h", "7d", "2w" as milliseconds; nullopt if it is not such a duration.
 std::optional<std::int64_t> parse_duration_ms(std::string_view text);

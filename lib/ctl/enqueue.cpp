@@ -61,7 +61,20 @@ std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
     }
   }
   if (opt.format == Format::csv) return "enqueue: --output csv is not offered (table or json)";
+  if (!a.max_failures.empty()) {
+    Brakes b;
+    if (auto problem = parse_max_failures(a.max_failures, b); !problem.empty()) {
+      return "enqueue: --max-failures " + problem;
+    }
+  }
   return {};
+}
+
+Brakes brakes_of(const EnqueueArgs& a) {
+  Brakes b;
+  b.canary = a.canary;
+  if (!a.max_failures.empty()) parse_max_failures(a.max_failures, b);  // checked before
+  return b;
 }
 
 // Sends chunks of jobs into one batch (the first chunk makes it, the others join it) and prints
@@ -75,6 +88,7 @@ struct BatchSender {
   const EnqueueArgs& args;
   const std::optional<JobAuth>& common_auth;
   ControlClient client;
+  Brakes brakes;           // --canary, --max-failures (checked by usage_problem)
   bool progress = false;   // a progress line on a terminal
   bool job_lines = false;  // the server -> job lines
   std::size_t total = 0, existing = 0;
@@ -90,8 +104,9 @@ struct BatchSender {
     request.jobs = chunk;
     if (batch_id > 0) {
       request.batch.id = batch_id;
-    } else if (!args.batch.empty()) {
-      request.batch.name = args.batch;
+    } else {  // the first chunk makes the batch, with its brakes
+      if (!args.batch.empty()) request.batch.name = args.batch;
+      request.batch.brakes = brakes;
     }
     json::object reply = client.request(to_json(request));
     if (auto* ok = reply.if_contains("ok"); !ok || !ok->is_bool() || !ok->as_bool()) {
@@ -201,6 +216,7 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
   if (a.dry_run) return print_dry_run(opt, a, checked);
 
   BatchSender sender(opt, a, common_auth);
+  sender.brakes = brakes_of(a);
   sender.progress = file && ::isatty(STDERR_FILENO);
   // The server -> job lines are the output: written whenever stdout is a file or a pipe
   // (`enqueue --file f > map.tsv`); only on a terminal does the progress line stand in for them.

@@ -1,4 +1,4 @@
-// kpsctl list, show, report, batches, retry, cancel/pause/resume and prune.
+// kpsctl list, show, report, batches, prune and reload (retry, cancel, pause: batch_ops.cpp).
 #include "commands.hpp"
 #include "control_protocol.hpp"
 #include "job.hpp"
@@ -156,10 +156,10 @@ int cmd_batches(const Options& opt, int limit) {
   }
   const json::array& batches = reply->at("batches").as_array();
   if (opt.format == Format::csv) {
-    std::cout << "id,name,created_at,total,unfinished,succeeded,failed,cancelled\n";
+    std::cout << "id,name,created_at,total,unfinished,succeeded,failed,cancelled,paused\n";
   } else {
-    std::printf("%-6s %-24s %-20s %8s %10s %9s %6s %9s\n", "ID", "NAME", "CREATED", "JOBS",
-                "UNFINISHED", "SUCCEEDED", "FAILED", "CANCELLED");
+    std::printf("%-6s %-24s %-20s %8s %10s %9s %6s %9s %s\n", "ID", "NAME", "CREATED", "JOBS",
+                "UNFINISHED", "SUCCEEDED", "FAILED", "CANCELLED", "PAUSED");
   }
   for (const auto& v : batches) {
     const json::object& b = v.as_object();
@@ -170,16 +170,17 @@ int cmd_batches(const Options& opt, int limit) {
       std::cout << int_of(b, "id") << "," << csv_field(text_of(b, "name")) << ","
                 << format_time(int_of(b, "created_at")) << "," << int_of(b, "total") << ","
                 << unfinished << "," << int_of(st, "succeeded") << "," << int_of(st, "failed")
-                << "," << int_of(st, "cancelled") << "\n";
+                << "," << int_of(st, "cancelled") << "," << text_of(b, "paused") << "\n";
     } else {
       std::string name = text_of(b, "name");
-      std::printf("%-6lld %-24s %-20s %8lld %10lld %9lld %6lld %9lld\n",
-                  static_cast<long long>(int_of(b, "id")), name.empty() ? "-" : name.c_str(),
-                  format_time(int_of(b, "created_at")).c_str(),
-                  static_cast<long long>(int_of(b, "total")), static_cast<long long>(unfinished),
-                  static_cast<long long>(int_of(st, "succeeded")),
-                  static_cast<long long>(int_of(st, "failed")),
-                  static_cast<long long>(int_of(st, "cancelled")));
+      std::string paused = text_of(b, "paused");
+      std::printf(
+          "%-6lld %-24s %-20s %8lld %10lld %9lld %6lld %9lld %s\n",
+          static_cast<long long>(int_of(b, "id")), name.empty() ? "-" : name.c_str(),
+          format_time(int_of(b, "created_at")).c_str(), static_cast<long long>(int_of(b, "total")),
+          static_cast<long long>(unfinished), static_cast<long long>(int_of(st, "succeeded")),
+          static_cast<long long>(int_of(st, "failed")),
+          static_cast<long long>(int_of(st, "cancelled")), paused.empty() ? "-" : paused.c_str());
     }
   }
   return exit_ok;
@@ -237,48 +238,42 @@ int cmd_show(const Options& opt, std::int64_t id) {
   return exit_ok;
 }
 
-int cmd_retry(const Options& opt, std::int64_t id, const std::string& state) {
-  if ((id > 0) == !state.empty()) {
-    return fail(opt, exit_cli_usage, "retry: give a JOB_ID or --state failed|cancelled");
-  }
-  ControlClient client(opt.socket);
-  RetryRequest req;
-  if (id > 0)
-    req.id = id;
-  else
-    req.state = parse_job_state(state);  // failed or cancelled, checked by the CLI
-  auto reply = ask(opt, client, to_json(req));
-  if (!reply) return exit_failed;
+namespace {
+
+// --dry-run: what would go, per batch and state, and in all.
+int print_prune_preview(const Options& opt, const json::object& reply) {
   if (opt.json()) {
-    print_json(*reply);
-  } else if (id > 0) {
-    std::cout << "job " << id << ": " << text_of(*reply, "result") << "\n";
-  } else {
-    std::cout << "requeued " << int_of(*reply, "requeued") << ", rechecking "
-              << int_of(*reply, "rechecking") << " pending tasks";
-    if (auto skipped = int_of(*reply, "skipped_key_gone")) {
-      std::cout << "; skipped " << skipped
-                << " replace-form jobs whose key is gone (enqueue them again with their key)";
-    }
-    if (auto skipped = int_of(*reply, "skipped_call_in_flight")) {
-      std::cout << "; skipped " << skipped
-                << " cancelled jobs whose call is still in flight (retry once it has ended)";
-    }
-    if (auto skipped = int_of(*reply, "skipped_server_busy")) {
-      std::cout << "; skipped " << skipped
-                << " jobs whose server already has an unfinished job (one per server)";
-    }
-    std::cout << "\n";
+    print_json(reply);
+    return exit_ok;
   }
+  std::printf("%-8s %-10s %10s\n", "BATCH", "STATE", "JOBS");
+  for (const auto& v : reply.at("counts").as_array()) {
+    const json::object& c = v.as_object();
+    std::int64_t batch = int_of(c, "batch_id");
+    std::printf("%-8s %-10s %10lld\n", batch ? std::to_string(batch).c_str() : "-",
+                text_of(c, "state").c_str(), static_cast<long long>(int_of(c, "jobs")));
+  }
+  std::cout << "would prune " << int_of(reply, "would_prune")
+            << " finished jobs (and their attempts) that ended before "
+            << format_time(int_of(reply, "before_ms")) << "; nothing deleted (--dry-run)\n";
   return exit_ok;
 }
 
-int cmd_prune(const Options& opt, const std::string& older_than) {
-  auto ms = parse_duration_ms(older_than);
+}  // namespace
+
+int cmd_prune(const Options& opt, const PruneArgs& a) {
+  auto ms = parse_duration_ms(a.older_than);
   if (!ms) {
     return fail(opt, exit_cli_usage,
-                "prune: --older-than `" + older_than +
+                "prune: --older-than `" + a.older_than +
                     "` is not a duration (a whole number and s, m, h, d or w: 7d, 12h)");
+  }
+  // 30s is one keystroke from 30d: a young cut deletes what an operator may still report on.
+  if (*ms < 3600 * 1000 && !a.force && !a.dry_run) {
+    return fail(opt, exit_cli_usage,
+                "prune: --older-than `" + a.older_than +
+                    "` is under an hour: jobs that ended that recently may still be wanted (a "
+                    "report, a retry); check with --dry-run, then add --force if you mean it");
   }
   ControlClient client(opt.socket);
   // kpsd prunes for a while per request and says whether more is left: ask until it is not,
@@ -292,8 +287,12 @@ int cmd_prune(const Options& opt, const std::string& older_than) {
     } else {
       req.older_than_ms = *ms;
     }
+    if (!a.state.empty()) req.state = parse_job_state(a.state);  // checked by the CLI
+    if (!a.batch.empty()) req.batch = a.batch;
+    req.dry_run = a.dry_run;
     auto reply = ask(opt, client, to_json(req));
     if (!reply) return exit_failed;
+    if (a.dry_run) return print_prune_preview(opt, *reply);
     pruned += int_of(*reply, "pruned");
     before = int_of(*reply, "before_ms");
     auto* more = reply->if_contains("more");
@@ -305,18 +304,6 @@ int cmd_prune(const Options& opt, const std::string& older_than) {
   } else {
     std::cout << "pruned " << pruned << " finished jobs (and their attempts) that ended before "
               << format_time(before) << "\n";
-  }
-  return exit_ok;
-}
-
-int cmd_simple(const Options& opt, const json::object& req, const std::string& done) {
-  ControlClient client(opt.socket);
-  auto reply = ask(opt, client, req);
-  if (!reply) return exit_failed;
-  if (opt.json()) {
-    print_json(*reply);
-  } else {
-    std::cout << done << "\n";
   }
   return exit_ok;
 }

@@ -45,15 +45,15 @@ struct Commands {
   CLI::App* batches = nullptr;
   std::string stats_batch;
   CLI::App* stats = nullptr;
-  std::int64_t retry_id = 0;
-  std::string retry_state;
+  BulkArgs rt;
   CLI::App* retry = nullptr;
-  std::int64_t cancel_id = 0;
+  BulkArgs cn;
   CLI::App* cancel = nullptr;
+  std::string pause_batch, resume_batch;
   CLI::App* pause = nullptr;
   CLI::App* resume = nullptr;
   CLI::App* reload = nullptr;
-  std::string older_than;
+  PruneArgs pr;
   CLI::App* prune = nullptr;
   WaitArgs wt;
   CLI::App* wait = nullptr;
@@ -78,6 +78,14 @@ void add_job_commands(CLI::App& app, Commands& c) {
                         "name the batch these jobs form (unique; default: unnamed). Its id is "
                         "printed either way");
   c.enqueue->add_flag("--dry-run", c.enq.dry_run, "check every line and key file, queue nothing");
+  c.enqueue
+      ->add_option("--canary", c.enq.canary,
+                   "run the batch's first N jobs, then hold the rest until kpsctl resume "
+                   "--batch B (0: none, over a [queue] canary)")
+      ->check(CLI::NonNegativeNumber);
+  c.enqueue->add_option("--max-failures", c.enq.max_failures,
+                        "failure budget: the batch pauses itself when N of its jobs have failed, "
+                        "or more than P% (e.g. 5%) once 20 have ended (0: none)");
 
   c.list = app.add_subcommand("list", "list jobs, oldest first");
   c.list->add_option("--state", c.lst.state, "only jobs in this state")
@@ -112,27 +120,43 @@ void add_job_commands(CLI::App& app, Commands& c) {
 
 // The commands that act on jobs or on kpsd, and wait and version.
 void add_admin_commands(CLI::App& app, Commands& c) {
-  c.retry = app.add_subcommand("retry", "send a failed or cancelled job (or all of them) again");
-  c.retry->add_option("job_id", c.retry_id, "job id");
-  c.retry->add_option("--state", c.retry_state, "every job in this state")
+  c.retry = app.add_subcommand(
+      "retry", "send failed or cancelled jobs again: job ids, every job in a --state, a --batch");
+  c.retry->add_option("job_ids", c.rt.ids, "job ids")->check(CLI::PositiveNumber);
+  c.retry->add_option("--state", c.rt.state, "every job in this state (with --batch: its jobs)")
       ->check(CLI::IsMember({"failed", "cancelled"}));
+  c.retry->add_option("--batch", c.rt.batch,
+                      "this batch's jobs (id or name) in --state (default failed)");
 
-  c.cancel = app.add_subcommand("cancel", "cancel a job that has not ended (no further calls)");
-  c.cancel->add_option("job_id", c.cancel_id, "job id")->required();
-  c.pause = app.add_subcommand("pause", "start no new calls until resume (kept across restarts)");
+  c.cancel = app.add_subcommand(
+      "cancel", "cancel jobs that have not ended (no further calls): job ids, or a --batch");
+  c.cancel->add_option("job_ids", c.cn.ids, "job ids")->check(CLI::PositiveNumber);
+  c.cancel->add_option("--batch", c.cn.batch, "every unfinished job of this batch (id or name)");
+  c.pause = app.add_subcommand(
+      "pause", "start no new calls until resume (kept across restarts); --batch: that batch only");
+  c.pause->add_option("--batch", c.pause_batch,
+                      "hold this batch's queued jobs (id or name); other batches go on");
   c.resume = app.add_subcommand("resume", "start calls again after pause");
+  c.resume->add_option("--batch", c.resume_batch,
+                       "give back this batch's held jobs (after pause --batch, a canary, or a "
+                       "spent failure budget)");
   c.reload = app.add_subcommand(
       "reload",
       "re-read kpsd's configuration and credential files and wait until they are applied "
       "(what systemctl reload runs); exit 78 with kpsd's reason if not (a bad file changes "
       "nothing)");
-
   c.prune = app.add_subcommand(
       "prune", "delete finished jobs (succeeded, failed, cancelled) and their attempts");
   c.prune
-      ->add_option("--older-than", c.older_than,
-                   "that ended longer ago than this: 90m, 12h, 7d, 2w")
+      ->add_option("--older-than", c.pr.older_than,
+                   "that ended longer ago than this: 90m, 12h, 7d, 2w (under 1h needs --force)")
       ->required();
+  c.prune->add_option("--state", c.pr.state, "only jobs that ended in this state")
+      ->check(CLI::IsMember({"succeeded", "failed", "cancelled"}));
+  c.prune->add_option("--batch", c.pr.batch, "only this batch's jobs (id or name)");
+  c.prune->add_flag("--dry-run", c.pr.dry_run,
+                    "count what would go, per batch and state; delete nothing");
+  c.prune->add_flag("--force", c.pr.force, "allow --older-than under an hour");
 
   c.wait = app.add_subcommand(
       "wait",
@@ -186,21 +210,12 @@ int dispatch(Options& opt, Commands& c) {
     }
     if (*c.batches) return cmd_batches(opt, c.batches_limit);
     if (*c.stats) return cmd_stats(opt, c.stats_batch);
-    if (*c.retry) return cmd_retry(opt, c.retry_id, c.retry_state);
-    if (*c.cancel) {
-      if (c.cancel_id <= 0) {
-        return fail(opt, exit_cli_usage, "cancel: job id must be a positive number");
-      }
-      return cmd_simple(opt, to_json(CancelRequest{c.cancel_id}),
-                        "job " + std::to_string(c.cancel_id) + " cancelled");
-    }
-    if (*c.pause) {
-      return cmd_simple(opt, to_json(PauseRequest{true}),
-                        "paused: no new calls until kpsctl resume");
-    }
-    if (*c.resume) return cmd_simple(opt, to_json(PauseRequest{false}), "resumed");
+    if (*c.retry) return cmd_retry(opt, c.rt);
+    if (*c.cancel) return cmd_cancel(opt, c.cn);
+    if (*c.pause) return cmd_pause(opt, true, c.pause_batch);
+    if (*c.resume) return cmd_pause(opt, false, c.resume_batch);
     if (*c.reload) return cmd_reload(opt);
-    if (*c.prune) return cmd_prune(opt, c.older_than);
+    if (*c.prune) return cmd_prune(opt, c.pr);
     if (*c.wait) return cmd_wait(opt, c.wt);
     if (*c.version) return cmd_version(opt);
   } catch (const NotPermitted& e) {

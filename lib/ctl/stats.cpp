@@ -62,6 +62,21 @@ int cmd_stats(const Options& opt, const std::string& batch) {
       paused && paused->is_bool() && paused->as_bool()) {
     std::printf("PAUSED (kpsctl resume to continue)\n");
   }
+  if (auto* batches = reply->if_contains("paused_batches"); batches && batches->is_array()) {
+    for (const auto& v : batches->as_array()) {
+      const json::object& b = v.as_object();
+      std::string name = text_of(b, "name"), detail = text_of(b, "detail");
+      std::string reason = text_of(b, "reason");
+      if (detail.empty()) {
+        detail = reason == "canary" ? "canary running: its first jobs run, the others wait"
+                                    : "paused by the operator";
+      }
+      std::printf("BATCH %lld%s PAUSED (%s): %s; kpsctl resume --batch %lld\n",
+                  static_cast<long long>(int_of(b, "id")),
+                  name.empty() ? "" : (" (" + name + ")").c_str(), reason.c_str(), detail.c_str(),
+                  static_cast<long long>(int_of(b, "id")));
+    }
+  }
   double rate = number_of(*reply, "rate_per_second");
   double configured = number_of(*reply, "configured_rate_per_second");
   double share = number_of(*reply, "throttled_share");

@@ -131,6 +131,15 @@ function setAlerts(o) {
     box.append(el('div', {class: 'alert bad'}, `Job counts unavailable: ${o.store.read_problem}`));
   }
   if (o.paused) box.append(el('div', {class: 'alert warn'}, 'Paused: kpsctl resume to continue'));
+  for (const b of o.paused_batches || []) {
+    const name = b.name === null ? '' : ` (${b.name})`;
+    const why = b.detail || (b.reason === 'canary' ? 'canary running: its first jobs run, the others wait'
+      : 'paused by the operator');
+    box.append(el('div', {class: b.reason === 'failures' ? 'alert bad' : 'alert warn',
+      id: 'paused-batch-' + b.id},
+    `Batch ${b.id}${name} paused (${b.reason}): ${why}` +
+      (why.includes('kpsctl resume') ? '' : `. kpsctl resume --batch ${b.id} to go on`)));
+  }
   if (o.quota && o.quota.holding) {
     box.append(el('div', {class: 'alert warn'},
       'The gateway refuses every call (quota window used up): waiting for it to turn'));
@@ -170,12 +179,13 @@ async function renderOverview(view) {
       el('td', {}, progressBar(b.states, b.total, 'batch-progress-' + b.id)),
       el('td', {class: 'num'}, `${fmt(done)} / ${fmt(b.total)}`),
       el('td', {class: 'num'}, fmt(b.states.failed || 0)),
+      el('td', {class: b.paused ? 'paused' : ''}, b.paused ? 'paused: ' + b.paused : ''),
       el('td', {}, el('a', {href: `#/failures?batch=${b.id}`}, 'failures')));
   });
   nodes.push(rows.length ?
     el('table', {id: 'batches'}, el('thead', {}, el('tr', {}, el('th', {}, 'id'), el('th', {}, 'name'),
       el('th', {}, 'created (UTC)'), el('th', {}, 'progress'), el('th', {}, 'finished'),
-      el('th', {}, 'failed'), el('th', {}, ''))), el('tbody', {}, ...rows)) :
+      el('th', {}, 'failed'), el('th', {}, 'brakes'), el('th', {}, ''))), el('tbody', {}, ...rows)) :
     el('p', {class: 'muted'}, 'No batches yet: kpsctl enqueue makes one.'));
   view.replaceChildren(...nodes);
 }

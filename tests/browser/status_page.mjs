@@ -1,6 +1,7 @@
 // The status page in a real browser (headless Chromium, driven by playwright-core): counts
 // match kpsctl, progress moves without a reload, the 400 shows in the failures table with its
-// error code, the job detail lists attempts, and a hostile server id is text, never script.
+// error code, the job detail lists attempts, a hostile server id is text, never script, and a
+// paused batch shows a banner.
 // Run by tests/browser/run, which starts the fake KPS and kpsd and sets the environment.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
@@ -102,6 +103,31 @@ try {
   assert.match(detail, /KPS\.4016/);
   step(`job detail lists ${attempts} attempt(s)`);
   await page.screenshot({ path: `${shots}/job.png`, fullPage: true });
+
+  // A paused batch: a canary of 2 (the other 4 jobs held) shows a banner and its row says so;
+  // the operator's pause of another batch shows its own banner.
+  const canary = kpsctl('enqueue', '--batch', 'canary-batch', '--canary', '2',
+    'canary-1', 'canary-2', 'canary-3', 'canary-4', 'canary-5', 'canary-6');
+  kpsctl('pause', '--batch', 'browser-batch');
+  await page.goto(base + '/');
+  const banner = `#paused-batch-${canary.batch_id}`;
+  await until(async () => /canary done/.test(await page.textContent('#alerts')),
+    'the canary to end and its banner to say so');
+  assert.match(await page.textContent(banner), /Batch \d+ \(canary-batch\) paused \(canary\): canary done: its first 2 jobs ended/);
+  assert.match(await page.textContent('#alerts'), /\(browser-batch\) paused \(operator\)/);
+  // The batch table is counted every few seconds (a big batch costs a pass): wait for it.
+  const canaryRow = `#batches tr[data-batch="${canary.batch_id}"]`;
+  await until(async () => (await page.locator(canaryRow).count()) === 1 &&
+    /paused: canary/.test(await page.textContent(canaryRow)), 'the canary batch row to say paused');
+  const held = kpsctl('stats', '--batch', 'canary-batch');
+  assert.equal(held.states.queued, 4, 'the canary batch\'s other 4 jobs wait');
+  step('a paused batch (canary, operator) shows a banner and its row; its other jobs wait');
+  await page.screenshot({ path: `${shots}/paused-batch.png`, fullPage: true });
+  kpsctl('resume', '--batch', 'canary-batch');
+  kpsctl('resume', '--batch', 'browser-batch');
+  await until(async () => !(await page.textContent('#alerts')).includes('paused'),
+    'the banners to go once resumed');
+  step('resumed: the banners go');
 
   assert.deepEqual(errors, [], `browser errors: ${errors}`);
   step('no console errors and no CSP violations');

@@ -144,8 +144,31 @@ TEST_CASE("prune deletes finished jobs by age and says how many") {
   CHECK(bad.err.find("`7 days` is not a duration") != std::string::npos);
   CHECK(rig.ctl({"pause"}).exit_code == 0);
   REQUIRE(rig.ctl({"enqueue", "p-queued"}).exit_code == 0);  // unfinished: never pruned
-  auto pruned = rig.ctl_json({"prune", "--older-than", "0s"});
-  CHECK(pruned.at("pruned").as_int64() == 3);
+  // Under an hour needs --force: 30s is one keystroke from 30d.
+  auto young = rig.ctl({"prune", "--older-than", "0s"});
+  CHECK(young.exit_code == 2);
+  CHECK(young.err.find("prune: --older-than `0s` is under an hour") != std::string::npos);
+  CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 4);
+  // --dry-run counts per batch and state, and deletes nothing.
+  std::string batch = Rig::batch_of(enq);
+  auto preview = rig.ctl({"prune", "--older-than", "0s", "--dry-run"});
+  CHECK(preview.exit_code == 0);
+  CHECK(preview.out == "BATCH    STATE            JOBS\n" + batch +
+                           std::string(8 - batch.size(), ' ') + " succeeded           2\n" + batch +
+                           std::string(8 - batch.size(), ' ') +
+                           " failed              1\nwould prune 3 finished jobs (and their "
+                           "attempts) that ended before " +
+                           preview.out.substr(preview.out.find("ended before ") + 13));
+  CHECK(preview.out.find("; nothing deleted (--dry-run)\n") != std::string::npos);
+  CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 4);
+  // --state and --batch narrow it.
+  auto failed_only = rig.ctl_json({"prune", "--older-than", "0s", "--force", "--state", "failed"});
+  CHECK(failed_only.at("pruned").as_int64() == 1);
+  CHECK(rig.ctl_json({"prune", "--older-than", "0s", "--force", "--batch", "424242"})
+            .at("ok")
+            .as_bool() == false);
+  auto pruned = rig.ctl_json({"prune", "--older-than", "0s", "--force", "--batch", batch});
+  CHECK(pruned.at("pruned").as_int64() == 2);
   auto stats = rig.ctl_json({"stats"});
   CHECK(stats.at("total").as_int64() == 1);
   CHECK(stats.at("states").at("queued").as_int64() == 1);

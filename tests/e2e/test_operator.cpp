@@ -270,9 +270,13 @@ TEST_CASE("bad request lines get an error naming the problem and the connection 
       {R"({"op":"show","id":"1"})", "id must be an integer"},
       {R"({"op":"show","id":0})", "id must be between"},
       {R"({"op":"show","id":99})", "no job with id 99"},
-      {R"({"op":"retry"})", "give either id or state"},
+      {R"({"op":"retry"})", "give job ids, or state and/or batch"},
+      {R"({"op":"retry","ids":[1,"x"]})", "ids[1] must be a job id"},
       {R"({"op":"retry","state":"queued"})", "state must be \"failed\" or \"cancelled\""},
-      {R"({"op":"cancel"})", "id is missing"},
+      {R"({"op":"cancel"})", "give job ids or a batch"},
+      {R"({"op":"cancel","id":1,"batch":"b"})", "give job ids or a batch"},
+      {R"({"op":"enqueue","jobs":[{"server_id":"a"}],"max_failures":"150%"})",
+       "max_failures `150%`: a percentage must be over 0% and under 100%"},
       {R"({"op":"pause","now":true})", "unknown field now"},
   };
   UnixClient client(rig.socket_path());

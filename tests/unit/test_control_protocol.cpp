@@ -232,9 +232,29 @@ TEST_CASE("every control request survives to_json then parse unchanged") {
   PruneRequest before;
   before.before_ms = 1764000000000;
   RetryRequest one;
-  one.id = 5;
+  one.ids = {5};
+  RetryRequest several;
+  several.ids = {5, 6, 9};
   RetryRequest all;
   all.state = JobState::cancelled;
+  RetryRequest of_a_batch;
+  of_a_batch.batch = "night-run";
+  of_a_batch.state = JobState::failed;
+  CancelRequest cancel_batch;
+  cancel_batch.batch = "7";
+  EnqueueRequest braked;
+  braked.jobs.push_back(NewJob{"b-1", std::nullopt, std::nullopt});
+  braked.batch.name = "wave-1";
+  braked.batch.brakes.canary = 20;
+  braked.batch.brakes.max_failure_pct = 2.5;
+  EnqueueRequest counted = braked;
+  counted.batch.brakes.max_failure_pct.reset();
+  counted.batch.brakes.max_failures = 10;
+  PruneRequest filtered;
+  filtered.older_than_ms = 86400000;
+  filtered.state = JobState::failed;
+  filtered.batch = "wave-1";
+  filtered.dry_run = true;
   const std::vector<ControlRequest> requests{enqueue,
                                              chunk,
                                              list,
@@ -245,10 +265,19 @@ TEST_CASE("every control request survives to_json then parse unchanged") {
                                              bare,
                                              of_batch,
                                              one,
+                                             several,
                                              all,
-                                             CancelRequest{8},
-                                             PauseRequest{true},
-                                             PauseRequest{false},
+                                             of_a_batch,
+                                             CancelRequest{{8}, std::nullopt},
+                                             CancelRequest{{8, 9}, std::nullopt},
+                                             cancel_batch,
+                                             braked,
+                                             counted,
+                                             filtered,
+                                             PauseRequest{true, std::nullopt},
+                                             PauseRequest{false, std::nullopt},
+                                             PauseRequest{true, "wave-1"},
+                                             PauseRequest{false, "wave-1"},
                                              BatchesRequest{5},
                                              older,
                                              before,

@@ -1,0 +1,124 @@
+// kpsctl retry, cancel, pause and resume: one job, several, every job in a state, or a batch.
+#include "commands.hpp"
+#include "control_client.hpp"
+#include "control_protocol.hpp"
+
+#include <boost/json.hpp>
+
+#include <iostream>
+
+namespace kpsd::ctl {
+
+namespace json = boost::json;
+
+namespace {
+
+void print_retry_counts(const json::object& reply) {
+  std::cout << "requeued " << int_of(reply, "requeued") << ", rechecking "
+            << int_of(reply, "rechecking") << " pending tasks";
+  if (auto skipped = int_of(reply, "skipped_key_gone")) {
+    std::cout << "; skipped " << skipped
+              << " replace-form jobs whose key is gone (enqueue them again with their key)";
+  }
+  if (auto skipped = int_of(reply, "skipped_call_in_flight")) {
+    std::cout << "; skipped " << skipped
+              << " cancelled jobs whose call is still in flight (retry once it has ended)";
+  }
+  if (auto skipped = int_of(reply, "skipped_server_busy")) {
+    std::cout << "; skipped " << skipped
+              << " jobs whose server already has an unfinished job (one per server)";
+  }
+  std::cout << "\n";
+}
+
+// A reply to several job ids: one line per job ("job 7: cancelled"), refusals on stderr; exit
+// 1 when any was refused.
+int print_per_job(const Options& opt, const json::object& reply, const std::string& done_key) {
+  bool all_ok = !reply.contains("error");
+  if (opt.json()) {
+    print_json(reply);
+    return all_ok ? exit_ok : exit_failed;
+  }
+  if (auto* results = reply.if_contains("results"); results && results->is_array()) {
+    for (const auto& v : results->as_array()) {
+      const json::object& r = v.as_object();
+      if (r.contains("error")) {
+        std::cerr << "kpsctl: " << text_of(r, "error") << "\n";
+      } else {
+        std::cout << "job " << int_of(r, "id") << ": " << text_of(r, done_key) << "\n";
+      }
+    }
+  } else if (!all_ok) {  // one job, refused
+    std::cerr << "kpsctl: kpsd refused the request: " << text_of(reply, "error") << "\n";
+  } else {
+    std::cout << "job " << int_of(reply, "id") << ": " << text_of(reply, done_key) << "\n";
+  }
+  return all_ok ? exit_ok : exit_failed;
+}
+
+}  // namespace
+
+int cmd_retry(const Options& opt, const BulkArgs& a) {
+  bool many = !a.state.empty() || !a.batch.empty();
+  if (a.ids.empty() == !many) {
+    return fail(opt, exit_cli_usage,
+                "retry: give JOB_ID..., or --state failed|cancelled and/or --batch B");
+  }
+  ControlClient client(opt.socket);
+  RetryRequest req;
+  req.ids = a.ids;
+  if (!a.state.empty()) req.state = parse_job_state(a.state);  // failed or cancelled (CLI)
+  if (!a.batch.empty()) req.batch = a.batch;
+  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)), "result");
+  auto reply = ask(opt, client, to_json(req));
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else {
+    print_retry_counts(*reply);
+  }
+  return exit_ok;
+}
+
+int cmd_cancel(const Options& opt, const BulkArgs& a) {
+  if (a.ids.empty() == a.batch.empty()) {
+    return fail(opt, exit_cli_usage, "cancel: give JOB_ID... or --batch B");
+  }
+  ControlClient client(opt.socket);
+  CancelRequest req;
+  req.ids = a.ids;
+  if (!a.batch.empty()) req.batch = a.batch;
+  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)), "result");
+  auto reply = ask(opt, client, to_json(req));
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else {
+    std::cout << "batch " << int_of(*reply, "batch_id") << ": cancelled "
+              << int_of(*reply, "cancelled") << " unfinished jobs\n";
+  }
+  return exit_ok;
+}
+
+int cmd_pause(const Options& opt, bool pause, const std::string& batch) {
+  ControlClient client(opt.socket);
+  PauseRequest req{pause, std::nullopt};
+  if (!batch.empty()) req.batch = batch;
+  auto reply = ask(opt, client, to_json(req));
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else if (batch.empty()) {
+    std::cout << (pause ? "paused: no new calls until kpsctl resume" : "resumed") << "\n";
+  } else if (pause) {
+    std::cout << "batch " << int_of(*reply, "batch_id") << " paused: " << int_of(*reply, "held")
+              << " queued jobs held until kpsctl resume --batch " << batch
+              << " (calls in flight finish)\n";
+  } else {
+    std::cout << "batch " << int_of(*reply, "batch_id")
+              << " resumed: " << int_of(*reply, "released") << " jobs released\n";
+  }
+  return exit_ok;
+}
+
+}  // namespace kpsd::ctl

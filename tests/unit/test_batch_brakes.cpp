@@ -1,0 +1,208 @@
+// Batch brakes: the failure-budget rule, and the store's holding of a paused batch's jobs
+// (migration 0009): claims skip them, a retry of one stays held, resume gives them back, a
+// canary lets its first jobs run, a spent budget stops the batch in the same transaction.
+#include "batch_brakes.hpp"
+#include "job_store.hpp"
+#include "sqlite.hpp"
+#include "temp_dir.hpp"
+
+#include <doctest/doctest.h>
+
+#include <set>
+
+using namespace kpsd;
+
+namespace {
+
+NewJob job(std::string id) { return NewJob{std::move(id), std::nullopt, std::nullopt}; }
+
+std::vector<NewJob> jobs(const std::string& prefix, int n) {
+  std::vector<NewJob> out;
+  for (int i = 1; i <= n; ++i) out.push_back(job(prefix + std::to_string(i)));
+  return out;
+}
+
+AttemptFinish ended(const DeliveryWork& w, JobState next, std::int64_t at) {
+  AttemptFinish f;
+  f.job_id = w.job_id;
+  f.attempt_n = w.attempt_n;
+  f.finished_at = at;
+  f.http_status = next == JobState::failed ? 400 : 202;
+  f.next_state = next;
+  f.next_attempt_at = at + 10;
+  return f;
+}
+
+std::set<std::string> servers_of(const std::vector<DeliveryWork>& work) {
+  std::set<std::string> out;
+  for (const auto& w : work) out.insert(w.server_id);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("failure budget: a count or a percentage - parsed with the value named") {
+  Brakes b;
+  CHECK(parse_max_failures("10", b).empty());
+  CHECK(b.max_failures == 10);
+  CHECK(parse_max_failures("2.5%", b).empty());
+  CHECK(b.max_failure_pct == 2.5);
+  CHECK(!b.max_failures);  // one or the other
+  CHECK(describe_max_failures(b) == "2.5%");
+  CHECK(parse_max_failures("0", b).empty());
+  CHECK(b.max_failures == 0);
+  CHECK(parse_max_failures("0%", b) == "`0%`: a percentage must be over 0% and under 100%");
+  CHECK(parse_max_failures("100%", b) == "`100%`: a percentage must be over 0% and under 100%");
+  CHECK(parse_max_failures("lots", b) ==
+        "`lots`: give a count of failed jobs (10), a percentage (5%), or 0 for none");
+  CHECK(!parse_max_failures("-1", b).empty());
+  CHECK(!parse_max_failures("%", b).empty());
+  CHECK(!parse_max_failures(" 5%", b).empty());
+  CHECK(!parse_max_failures("1e1%", b).empty());
+  CHECK(!parse_max_failures("1.2.3%", b).empty());
+  CHECK(!parse_max_failures("", b).empty());
+}
+
+TEST_CASE("failure budget: spent at the count - past the percentage once 20 have ended") {
+  Brakes count;
+  count.max_failures = 10;
+  CHECK(!failure_budget_spent(count, 30, 9));
+  CHECK(failure_budget_spent(count, 30, 10) == "10 of 30 ended jobs failed (budget: 10)");
+  Brakes pct;
+  pct.max_failure_pct = 5;
+  CHECK(!failure_budget_spent(pct, 19, 19));  // too few ended to judge
+  CHECK(!failure_budget_spent(pct, 20, 1));   // 5 % exactly: not past it
+  CHECK(failure_budget_spent(pct, 20, 2) == "2 of 20 ended jobs failed (budget: 5%)");
+  CHECK(!failure_budget_spent(pct, 1000, 50));
+  CHECK(failure_budget_spent(pct, 1000, 51));
+  Brakes off;
+  off.max_failures = 0;
+  CHECK(!failure_budget_spent(off, 100, 100));
+  CHECK(!failure_budget_spent(Brakes{}, 100, 100));
+}
+
+TEST_CASE("a paused batch's jobs are held: not claimed - a retry stays held - resume") {
+  test::TempDir dir;
+  JobStore store(dir.file("jobs.db"));
+  auto a = store.enqueue(jobs("a-", 3), 100, BatchTarget{});
+  auto b = store.enqueue(jobs("b-", 2), 100, BatchTarget{});
+  auto first = store.claim_for_delivery(1000, 1);  // a-1 on the wire when a is paused
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].server_id == "a-1");
+  auto paused = store.pause_batch(a.batch_id, 1000);
+  CHECK(paused.found);
+  CHECK(paused.jobs == 2);            // a-2 and a-3; a-1 is running
+  CHECK(store.next_due_at() == 100);  // b's jobs; the held ones are due never
+  auto work = store.claim_for_delivery(2000, 10);
+  CHECK(servers_of(work) == std::set<std::string>{"b-1", "b-2"});
+  // a-1's call fails and is retried: it comes back held, as its batch is paused.
+  std::vector<AttemptFinish> out{ended(first[0], JobState::retrying, 2100)};
+  store.finish_and_claim(out, ClaimRequest{});
+  CHECK(store.claim_for_delivery(999999, 10).empty());
+  ListQuery of_a;
+  of_a.batch_id = a.batch_id;
+  auto listed = store.list(of_a);
+  REQUIRE(listed.size() == 3);
+  for (const Job& j : listed) {
+    CHECK(j.held);
+    CHECK(j.next_attempt_at < held_offset);  // shown as the due time it had
+  }
+  auto paused_list = store.paused_batches();
+  REQUIRE(paused_list.size() == 1);
+  CHECK(paused_list[0].paused == PauseReason::operator_asked);
+
+  auto resumed = store.resume_batch(a.batch_id, 3000);
+  CHECK(resumed.jobs == 3);
+  CHECK(servers_of(store.claim_for_delivery(999999, 10)) ==
+        std::set<std::string>{"a-1", "a-2", "a-3"});
+  CHECK(store.paused_batches().empty());
+  CHECK(!store.pause_batch(424242, 1).found);
+}
+
+TEST_CASE("a canary of 3: three jobs claimable - then it says so once - resume gives the rest") {
+  test::TempDir dir;
+  JobStore store(dir.file("jobs.db"));
+  BatchTarget target;
+  target.brakes.canary = 3;
+  auto batch = store.enqueue(jobs("c-", 5), 100, target);
+  // A later chunk of the same enqueue is held too.
+  BatchTarget later_chunk;
+  later_chunk.id = batch.batch_id;
+  store.enqueue(jobs("c-late-", 4), 100, later_chunk);
+  auto work = store.claim_for_delivery(1000, 20);
+  REQUIRE(work.size() == 3);
+  std::vector<AttemptFinish> two{ended(work[0], JobState::succeeded, 1100),
+                                 ended(work[1], JobState::failed, 1100)};
+  auto c = store.finish_and_claim(two, ClaimRequest{.now = 1100});
+  CHECK(c.stops.empty());  // one canary job is still out
+  std::vector<AttemptFinish> last{ended(work[2], JobState::succeeded, 1200)};
+  c = store.finish_and_claim(last, ClaimRequest{.now = 1200, .limit = 10});
+  REQUIRE(c.stops.size() == 1);
+  CHECK(c.stops[0].reason == PauseReason::canary);
+  CHECK(c.stops[0].line ==
+        "canary done: its first 3 jobs ended (2 succeeded, 1 failed); the "
+        "others wait for kpsctl resume --batch " +
+            std::to_string(batch.batch_id));
+  CHECK(c.deliveries.empty());
+  auto found = store.find_batch(std::to_string(batch.batch_id));
+  REQUIRE(found);
+  CHECK(found->ended == 3);
+  CHECK(found->failed == 1);
+  CHECK(store.resume_batch(batch.batch_id, 1300).jobs == 6);
+  CHECK(store.claim_for_delivery(999999, 20).size() == 6);
+}
+
+TEST_CASE("a spent failure budget stops its batch in the transaction that spent it") {
+  test::TempDir dir;
+  JobStore store(dir.file("jobs.db"));
+  BatchTarget target;
+  target.brakes.max_failures = 2;
+  auto bad = store.enqueue(jobs("f-", 10), 100, target);
+  auto other = store.enqueue(jobs("o-", 3), 100, BatchTarget{});
+  auto work = store.claim_for_delivery(1000, 3);  // f-1, f-2, f-3
+  REQUIRE(work.size() == 3);
+  std::vector<AttemptFinish> one{ended(work[0], JobState::failed, 1100)};
+  CHECK(store.finish_and_claim(one, ClaimRequest{.now = 1100}).stops.empty());
+  std::vector<AttemptFinish> two{ended(work[1], JobState::failed, 1200)};
+  auto c = store.finish_and_claim(two, ClaimRequest{.now = 1200, .limit = 20});
+  REQUIRE(c.stops.size() == 1);
+  CHECK(c.stops[0].reason == PauseReason::failures);
+  CHECK(c.stops[0].line == "2 of 2 ended jobs failed (budget: 2)");
+  // The same transaction claimed only the other batch's jobs.
+  CHECK(servers_of(c.deliveries) == std::set<std::string>{"o-1", "o-2", "o-3"});
+  CHECK(store.claim_for_delivery(999999, 20).empty());
+  // The call in flight (f-3) ends too: counted, no second stop.
+  std::vector<AttemptFinish> three{ended(work[2], JobState::failed, 1300)};
+  CHECK(store.finish_and_claim(three, ClaimRequest{.now = 1300}).stops.empty());
+  auto found = store.find_batch(std::to_string(bad.batch_id));
+  REQUIRE(found);
+  CHECK(found->paused == PauseReason::failures);
+  CHECK(found->failed == 3);
+  CHECK(found->paused_detail == "2 of 2 ended jobs failed (budget: 2)");
+  (void)other;
+}
+
+TEST_CASE("cancel_batch and retry_batch act on the batch's jobs only - counts follow") {
+  test::TempDir dir;
+  JobStore store(dir.file("jobs.db"));
+  auto a = store.enqueue(jobs("x-", 4), 100, BatchTarget{});
+  auto b = store.enqueue(jobs("y-", 2), 100, BatchTarget{});
+  // A job of batch b named again by a later batch joins it: cancel --batch of the later batch
+  // reaches it too.
+  auto joined = store.enqueue(std::vector<NewJob>{job("y-1"), job("z-1")}, 100, BatchTarget{});
+  auto c = store.cancel_batch(a.batch_id, 200);
+  CHECK(c.jobs == 4);
+  CHECK(store.count_batch(b.batch_id)[JobState::queued] == 2);
+  CHECK(store.cancel_batch(joined.batch_id, 200).jobs == 2);  // y-1 (joined) and z-1
+  CHECK(store.count_batch(b.batch_id)[JobState::queued] == 1);
+  auto found = store.find_batch(std::to_string(a.batch_id));
+  CHECK(found->ended == 4);
+  auto r = store.retry_batch(a.batch_id, JobState::cancelled, 300);
+  CHECK(r[RetryOutcome::requeued] == 4);
+  CHECK(store.find_batch(std::to_string(a.batch_id))->ended == 0);
+  // Prune: y-1 and z-1 (cancelled) go; batch b keeps its row while y-2 remains, the later
+  // batch, left without jobs, goes.
+  CHECK(store.prune_finished(1000, 100) == 2);
+  CHECK(store.find_batch(std::to_string(b.batch_id)));
+  CHECK(!store.find_batch(std::to_string(joined.batch_id)));
+}
