@@ -88,11 +88,21 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // The port's routes: GET /metrics (Prometheus text), every other GET to the status page
-  // (StatusApi::get: its files and /api/...), anything else 404.
+  // (StatusApi::get: its files and /api/...), an unknown path 404. HEAD answers as GET without
+  // the body (RFC 9110 9.3.2); other methods get 405 with Allow.
   net::awaitable<Response> handle_request(const Request& req) {
     Response res{http::status::ok, req.version()};
     res.keep_alive(req.keep_alive());
-    bool get = req.method() == http::verb::get;
+    bool head = req.method() == http::verb::head;
+    if (req.method() != http::verb::get && !head) {
+      res.result(http::status::method_not_allowed);
+      res.set(http::field::allow, "GET, HEAD");
+      res.set(http::field::content_type, "text/plain");
+      res.body() = "kpsd's port is read-only: GET and HEAD\n";
+      res.prepare_payload();
+      co_return res;
+    }
+    bool get = true;
     bool metrics_route = get && req.target() == "/metrics";
     std::optional<WebAnswer> answer;
     if (get && !metrics_route) {
@@ -110,6 +120,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
       res.body() = "kpsd serves /metrics, the status page at / and /api/\n";
     }
     res.prepare_payload();
+    if (head) std::string().swap(res.body());  // Content-Length stays: the size GET would send
     co_return res;
   }
 

@@ -38,6 +38,7 @@ struct WaitArgs {
   std::vector<std::int64_t> ids;
   std::string batch;
   double timeout_s = 0;
+  bool strict = false;  // a cancelled job fails the wait too
 };
 int cmd_wait(const Options& opt, const WaitArgs& args);
 int cmd_version(const Options& opt);

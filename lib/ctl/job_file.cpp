@@ -3,6 +3,7 @@
 #include "job_lines.hpp"
 #include "token_source.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -15,7 +16,31 @@ std::optional<Secret> read_key_file(const std::string& type, const std::string& 
                                     std::string& error) {
   // A password file's trailing newline is not part of the password; a private key is sent as
   // it is.
-  return read_secret_file(path, "key file", error, /*one_line=*/type == "password");
+  auto key = read_secret_file(path, "key file", error, /*one_line=*/type == "password");
+  if (!key || type != "keypair") return key;
+  // KPS wants the private key that is bound now, as PEM or OpenSSH text. Said without ever
+  // showing the content.
+  std::string_view k = key->reveal();
+  while (!k.empty() && (k.front() == ' ' || k.front() == '\n' || k.front() == '\r')) {
+    k.remove_prefix(1);
+  }
+  if (k.starts_with("ssh-") || k.starts_with("ecdsa-sha2-") || k.starts_with("sk-ssh-")) {
+    error = "key file " + path +
+            " holds a public key (an id_*.pub file): give the private key file it pairs with";
+    return std::nullopt;
+  }
+  if (k.starts_with("PuTTY-User-Key-File-")) {
+    error = "key file " + path +
+            " is a PuTTY key (.ppk): convert it with PuTTYgen first, e.g. `puttygen KEY.ppk -O "
+            "private-openssh -o KEY`";
+    return std::nullopt;
+  }
+  if (!k.starts_with("-----BEGIN ") || k.find("PRIVATE KEY-----") == std::string_view::npos) {
+    error = "key file " + path +
+            " is not a private key (PEM or OpenSSH: -----BEGIN ... PRIVATE KEY-----)";
+    return std::nullopt;
+  }
+  return key;
 }
 
 std::size_t request_bytes(const NewJob& j) {
@@ -23,11 +48,49 @@ std::size_t request_bytes(const NewJob& j) {
 }
 
 namespace {
+
+// The offending text as an error shows it: in backquotes, at most 64 characters, control
+// characters as \xNN (a file line is not a secret; a key file's content never gets here).
+std::string quoted(std::string_view text) {
+  std::string out = "`";
+  std::size_t shown = 0;
+  for (unsigned char c : text) {
+    if (++shown > 64) return out + "...`";
+    if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "`";
+}
+
+// A first line that names columns instead of a server: a CSV header (commas), or a column name
+// that happens to be a valid server id. kpsd does not guess: it says so, with the fix.
+bool looks_like_header(std::string_view line) {
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+  if (line.find(',') != std::string_view::npos && line.front() != '{') return true;
+  std::string lower;
+  for (char c : line) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view name : {"server_id", "serverid", "server", "servers", "server-id", "id",
+                                "instance_id", "instance", "uuid", "host", "hostname", "name"}) {
+    if (lower == name) return true;
+  }
+  return false;
+}
+
 // One line as a job, its key file read; "" or the reason it is not a job. `skip`: blank line.
 std::string job_of_line(const std::string& line, NewJob& job, bool& skip) {
   JobLine parsed;
   std::string error = parse_job_line(line, parsed);
-  if (!error.empty()) return error;
+  if (!error.empty()) {
+    // A plain line: name the value it held. A JSON line's own error names its field.
+    std::string_view t = line;
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
+    return t.starts_with("{") ? error : quoted(t) + ": " + error;
+  }
   skip = parsed.kind == JobLine::Kind::skip;
   if (skip) return "";
   job = std::move(parsed.job);
@@ -67,6 +130,8 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
   std::string line;
   std::size_t line_no = 0;
   while (std::getline(*in, line)) {
+    // A UTF-8 byte order mark (Windows editors, Excel's "CSV UTF-8") is not part of the id.
+    if (line_no == 0 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     if (!fn(++line_no, line)) return false;
   }
   if (in->bad()) {
@@ -82,7 +147,12 @@ JobFileCheck JobFile::check() {
       [&](std::size_t line_no, const std::string& line) {
         NewJob job;
         bool skip = false;
-        std::string error = job_of_line(line, job, skip);
+        std::string error = line_no == 1 && looks_like_header(line)
+                                ? quoted(line) +
+                                      ": the first line looks like a CSV header, not a "
+                                      "server; skip it with `tail -n +2 FILE | kpsctl "
+                                      "enqueue --file -`"
+                                : job_of_line(line, job, skip);
         if (!error.empty()) {
           ++result.bad_line_count;
           if (result.bad_lines.size() < max_reported_bad_lines) {

@@ -90,10 +90,13 @@ int cmd_list(const Options& opt, const ListArgs& a) {
   } else if (opt.format == Format::csv) {
     std::cout << job_csv_header;
     print_job_csv(reply->at("jobs").as_array());
+  } else if (reply->at("jobs").as_array().empty()) {
+    std::cerr << "No jobs match.\n";  // not a bare header on stdout, for pipelines too
   } else {
     print_job_table(reply->at("jobs").as_array());
+    // A hint for the person, on stderr: stdout stays the table a pipeline reads.
     if (reply->contains("next_after_id")) {
-      std::cout << "(more: --after " << int_of(*reply, "next_after_id") << ")\n";
+      std::cerr << "(more: --after " << int_of(*reply, "next_after_id") << ")\n";
     }
   }
   return exit_ok;
@@ -204,7 +207,14 @@ int cmd_show(const Options& opt, std::int64_t id) {
   row("id", text_of(j, "id"));
   row("server_id", text_of(j, "server_id"));
   row("state", text_of(j, "state"));
-  row("attempts", text_of(j, "attempts"));
+  // The rows below, all of them; the budget (max_attempts) counts those since the last retry.
+  const json::array& attempts = reply->at("attempts").as_array();
+  std::string counted = std::to_string(attempts.size());
+  if (static_cast<std::int64_t>(attempts.size()) != int_of(j, "attempts")) {
+    counted += " (" + text_of(j, "attempts") + " since its last retry)";
+  }
+  row("attempts", counted);
+  if (j.contains("held")) row("held", "yes: its batch is paused (kpsctl resume --batch)");
   row("task_id", text_of(j, "task_id"));
   row("delivery_status", text_of(j, "delivery_status"));
   row("task_status", text_of(j, "task_status"));
@@ -219,7 +229,6 @@ int cmd_show(const Options& opt, std::int64_t id) {
   row("auth", auth.empty() ? "none (reset form)" : auth + " (redacted)");
   row("created_at", format_time(int_of(j, "created_at")));
   row("updated_at", format_time(int_of(j, "updated_at")));
-  const json::array& attempts = reply->at("attempts").as_array();
   std::printf("\nattempts:\n%-3s %-20s %-6s %-8s %-38s %s\n", "N", "STARTED", "HTTP", "LATENCY",
               "REQUEST_ID", "RESULT");
   for (const auto& v : attempts) {

@@ -160,7 +160,8 @@ void add_admin_commands(CLI::App& app, Commands& c) {
 
   c.wait = app.add_subcommand(
       "wait",
-      "block until jobs are finished; exit 0 if all succeeded. Survives a kpsd restart. In "
+      "block until jobs are finished; exit 0 if none failed (--strict: and none was cancelled), "
+      "else 1 and the failed jobs named on stderr. Survives a kpsd restart. In "
       "scripts, wait for what you enqueued: --batch B (enqueue prints B) or the job ids. With "
       "neither, wait takes the jobs unfinished when it starts: a job that already failed is not "
       "among them, and wait would exit 0");
@@ -168,6 +169,9 @@ void add_admin_commands(CLI::App& app, Commands& c) {
   c.wait->add_option("--batch", c.wt.batch, "every job of this batch (id or name)");
   c.wait->add_option("--timeout", c.wt.timeout_s,
                      "give up after this many seconds (exit 1); 0 = never");
+  c.wait->add_flag("--strict", c.wt.strict,
+                   "a cancelled job fails the wait too (by default only failed jobs do: a "
+                   "cancel is the operator's choice)");
 
   c.version = app.add_subcommand("version", "kpsctl's version and the running kpsd's");
 }
@@ -234,7 +238,7 @@ int run_kpsctl(int argc, char** argv) {
   CLI::App app{"kpsctl: control a running kpsd (enqueue key-pair unbinds, inspect jobs)"};
   app.set_version_flag("--version", "kpsctl " KPSD_VERSION);
   app.footer(
-      "Exit codes: 0 ok; 1 the operation failed (or a waited-for job did not succeed); 2 usage;\n"
+      "Exit codes: 0 ok; 1 the operation failed (or a waited-for job failed); 2 usage;\n"
       "69 kpsd not reachable; 77 not allowed to use kpsd's control socket; 78 reload refused.\n"
       "`kpsctl COMMAND --help` describes each command; man kpsctl has examples.");
   Options opt;

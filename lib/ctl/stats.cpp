@@ -175,12 +175,18 @@ class Reconnecting {
   std::string last_error_;
 };
 
-WaitLook look_at_states(const json::object& states) {
+// A job that ended this way fails the wait: failed always, cancelled only with --strict (a
+// cancel is the operator's own choice, and a batch with one would otherwise never exit 0).
+bool fails_wait(JobState s, bool strict) {
+  return s == JobState::failed || (strict && s == JobState::cancelled);
+}
+
+WaitLook look_at_states(const json::object& states, bool strict) {
   WaitLook look;
   for (JobState s : all_job_states) {
     std::int64_t n = int_of(states, to_string(s));
     if (!is_terminal(s) && n > 0) look.done = false;
-    if ((s == JobState::failed || s == JobState::cancelled) && n > 0) look.all_succeeded = false;
+    if (fails_wait(s, strict) && n > 0) look.all_succeeded = false;
   }
   look.summary["states"] = states;
   return look;
@@ -218,6 +224,39 @@ void print_wait_summary(const Options& opt, const WaitLook& look) {
     } else if (n > 0 || is_terminal(s)) {
       std::printf("%-10s %lld\n", std::string(to_string(s)).c_str(), static_cast<long long>(n));
     }
+  }
+}
+
+// After a wait that failed: the first 20 failed jobs by id, server and reason, on stderr (the
+// counts above are the output; this says where to look).
+void name_failures(const Options& opt, const WaitArgs& a,
+                   const std::optional<StatsRequest::UnfinishedSince>& bare) {
+  constexpr std::int64_t shown = 20;
+  ListRequest req;
+  req.query.state = JobState::failed;
+  req.query.limit = shown;
+  if (!a.batch.empty()) req.batch = a.batch;
+  if (bare) req.query.after_id = bare->min_id - 1;
+  try {
+    ControlClient client(opt.socket);
+    json::object reply = client.request(to_json(req));
+    auto* jobs = reply.if_contains("jobs");
+    if (!jobs || !jobs->is_array()) return;
+    std::string lines;
+    std::int64_t n = 0;
+    for (const auto& v : jobs->as_array()) {
+      const json::object& j = v.as_object();
+      if (bare && int_of(j, "id") > bare->max_id) break;
+      lines += "  job " + std::to_string(int_of(j, "id")) + " (" + text_of(j, "server_id") +
+               "): " + reason_of(j) + "\n";
+      ++n;
+    }
+    if (n == 0) return;
+    std::cerr << "failed"
+              << (n == shown ? " (the first 20; kpsctl list --state failed for all)" : "") << ":\n"
+              << lines;
+  } catch (const std::exception&) {
+    // The counts were said; naming is a courtesy that a vanished kpsd may not allow.
   }
 }
 
@@ -261,7 +300,7 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
         const json::object& j = reply->at("job").as_object();
         auto state = parse_job_state(text_of(j, "state"));
         if (!state || !is_terminal(*state)) look.done = false;
-        if (state != JobState::succeeded) look.all_succeeded = false;
+        if (state && fails_wait(*state, a.strict)) look.all_succeeded = false;
         jobs.push_back(j);
       }
       look.summary["jobs"] = std::move(jobs);
@@ -277,12 +316,13 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
       if (waiting && waiting->is_bool() && waiting->as_bool()) {
         look.done = false;
       } else {
-        look = look_at_states(reply->at("states").as_object());
+        look = look_at_states(reply->at("states").as_object(), a.strict);
       }
       if (auto* b = reply->if_contains("batch")) look.summary["batch"] = *b;
     }
     if (look.done) {
       print_wait_summary(opt, look);
+      if (!look.all_succeeded && !opt.json() && a.ids.empty()) name_failures(opt, a, bare_filter);
       return look.all_succeeded ? exit_ok : exit_failed;
     }
     if (Clock::now() >= deadline) {

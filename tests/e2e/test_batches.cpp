@@ -50,6 +50,26 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
   CHECK(dry.exit_code == 0);
   CHECK(dry.out.find("3 jobs, every line valid (dry run: nothing queued)") != std::string::npos);
   CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 0);
+
+  // A UTF-8 byte order mark is not part of the first id; a header row is named, with the fix.
+  std::string bom = rig.dir().write("bom",
+                                    "\xEF\xBB\xBF"
+                                    "bom-1\nbom-2\n");
+  auto with_bom = rig.ctl({"enqueue", "--file", bom, "--dry-run"});
+  CHECK(with_bom.exit_code == 0);
+  CHECK(with_bom.out.find("2 jobs, every line valid") != std::string::npos);
+  for (const char* header : {"server_id,name\nsrv-a,web\n", "server_id\nsrv-a\n",
+                             "\xEF\xBB\xBFServer_ID\r\nsrv-a\r\n"}) {
+    CAPTURE(header);
+    auto r2 = rig.ctl({"enqueue", "--file", rig.dir().write("csv", header)});
+    CHECK(r2.exit_code == 1);
+    CHECK(r2.err.find(":1: `") != std::string::npos);
+    CHECK(r2.err.find("`: the first line looks like a CSV header, not a server; skip it with "
+                      "`tail -n +2 FILE | kpsctl enqueue --file -`") != std::string::npos);
+  }
+  auto control = rig.ctl({"enqueue", "--file", rig.dir().write("ctl", "ok-1\nbad\x01id\n")});
+  CHECK(control.err.find(":2: `bad\\x01id`: server_id may only hold") != std::string::npos);
+  CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 0);
   CHECK(rig.stop() == 0);
 }
 
@@ -107,7 +127,11 @@ TEST_CASE("a bare wait follows the jobs unfinished when it starts - old failures
   rig.fake().set_behavior("old-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
   auto old = rig.ctl({"enqueue", "old-bad"});
-  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(old), "--timeout", "60"}).exit_code == 1);
+  auto failed = rig.ctl({"wait", "--batch", Rig::batch_of(old), "--timeout", "60"});
+  CHECK(failed.exit_code == 1);
+  // The failed jobs are named, with their reason, on stderr.
+  CHECK(std::regex_search(failed.err,
+                          std::regex("^failed:\n  job [0-9]+ \\(old-bad\\): .*KPS\\.4016")));
 
   REQUIRE(rig.ctl({"enqueue", "w-1", "w-2", "w-3"}).exit_code == 0);
   // kpsd stops and starts again while the wait is waiting; it reconnects and goes on.

@@ -196,6 +196,14 @@ TEST_CASE("[queue] max_failures is every batch's budget - --max-failures 0 turns
   CHECK(rig.ctl({"wait", "--batch", off, "--timeout", "60"}).exit_code == 1);  // all failed
   CHECK(state_count(rig, off, "failed") == 6);
   CHECK(state_count(rig, with_default, "queued") > 0);
+
+  // show counts the attempts its rows list; the budget's count since the retry beside it.
+  auto first = rig.ctl_json({"list", "--batch", off, "--limit", "1"}).at("jobs").as_array();
+  std::string id = std::to_string(first.at(0).at("id").as_int64());
+  REQUIRE(rig.ctl({"retry", id}).exit_code == 0);
+  CHECK(rig.ctl({"wait", id, "--timeout", "60"}).exit_code == 1);
+  CHECK(rig.ctl({"show", id}).out.find("\nattempts: 2 (1 since its last retry)\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("enqueue refuses a bad --max-failures and --canary, naming the value") {

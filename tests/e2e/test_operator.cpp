@@ -80,7 +80,7 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
   // Bad input: one clear line, exit 2 (usage) or 1 (a bad file line), nothing sent.
   auto bad_line = rig.ctl({"enqueue", "--file", rig.dir().write("bad", "ok-1\nnot ok\n")});
   CHECK(bad_line.exit_code == 1);
-  CHECK(bad_line.err.find(":2: server_id may only hold") != std::string::npos);
+  CHECK(bad_line.err.find(":2: `not ok`: server_id may only hold") != std::string::npos);
   CHECK(rig.ctl({"enqueue"}).exit_code == 2);
   CHECK(rig.ctl({"enqueue", "--auth-type", "password", "x"}).exit_code == 2);
   CHECK(rig.ctl({"enqueue", "--auth-type", "magic", "--key-file", pw_file, "x"}).exit_code == 2);
@@ -88,6 +88,18 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
       rig.ctl({"enqueue", "--auth-type", "password", "--key-file", rig.dir().file("nope"), "x"});
   CHECK(missing_key.exit_code == 1);
   CHECK(missing_key.err.find("cannot read key file") != std::string::npos);
+  // A public key or a PuTTY key for the replace form: refused with what to give instead.
+  std::string pub = rig.dir().write("id_ed25519.pub", "ssh-ed25519 AAAAC3Nza ops@host\n");
+  auto pub_key = rig.ctl({"enqueue", "--auth-type", "keypair", "--key-file", pub, "x"});
+  CHECK(pub_key.exit_code == 1);
+  CHECK(pub_key.err.find("holds a public key (an id_*.pub file): give the private key file") !=
+        std::string::npos);
+  CHECK(pub_key.err.find("AAAAC3Nza") == std::string::npos);  // the content is never shown
+  std::string ppk =
+      rig.dir().write("key.ppk", "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\n");
+  auto putty = rig.ctl({"enqueue", "--auth-type", "keypair", "--key-file", ppk, "x"});
+  CHECK(putty.err.find("is a PuTTY key (.ppk): convert it with PuTTYgen first") !=
+        std::string::npos);
 }
 
 TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
@@ -122,7 +134,12 @@ TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
   REQUIRE(by_server.at("jobs").as_array().size() == 1);
   auto human_list = rig.ctl({"list", "--limit", "5"});
   CHECK(human_list.out.find("ID       STATE") != std::string::npos);
-  CHECK(human_list.out.find("(more: --after 5)") != std::string::npos);
+  CHECK(human_list.err.find("(more: --after 5)") != std::string::npos);  // a hint: stderr
+  CHECK(human_list.out.find("(more:") == std::string::npos);
+  auto none = rig.ctl({"list", "--state", "cancelled"});
+  CHECK(none.exit_code == 0);
+  CHECK(none.out.empty());
+  CHECK(none.err == "No jobs match.\n");
 
   auto stats = rig.ctl_json({"stats"});
   CHECK(stats.at("states").at("succeeded").as_int64() == 30);
@@ -199,7 +216,9 @@ TEST_CASE("kpsctl retry - cancel - pause - resume") {
   CHECK(twice.err.find("has already ended") != std::string::npos);
   CHECK(rig.ctl({"resume"}).exit_code == 0);
   CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(later_2), "--timeout", "60"}).exit_code == 0);
-  CHECK(rig.ctl({"wait", std::to_string(later)}).exit_code == 1);  // cancelled: not a success
+  // A cancel is the operator's choice: it does not fail a wait, unless --strict.
+  CHECK(rig.ctl({"wait", std::to_string(later)}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--strict", std::to_string(later)}).exit_code == 1);
   CHECK(rig.fake().calls_for("later-1") == 0);
   CHECK(rig.fake().calls_for("later-2") == 1);
   // A cancelled job can be retried.
@@ -376,6 +395,20 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
       std::string::npos);
   CHECK(http_get(port, "/other").starts_with("HTTP/1.1 404"));
   CHECK(after.find(token) == std::string::npos);
+  // HEAD as GET without a body, for every GET route; other methods 405 with Allow.
+  for (const char* path : {"/", "/metrics", "/api/overview", "/static/app.js"}) {
+    CAPTURE(path);
+    std::string head = http_request(port, "HEAD", path);
+    CHECK(head.starts_with("HTTP/1.1 200"));
+    CHECK(head.find("Content-Length: 0\r\n") == std::string::npos);
+    CHECK(head.ends_with("\r\n\r\n"));  // no body
+  }
+  CHECK(http_request(port, "HEAD", "/other").starts_with("HTTP/1.1 404"));
+  for (const char* method : {"POST", "PUT", "DELETE"}) {
+    std::string refused = http_request(port, method, "/metrics");
+    CHECK(refused.starts_with("HTTP/1.1 405"));
+    CHECK(refused.find("Allow: GET, HEAD\r\n") != std::string::npos);
+  }
 }
 
 TEST_CASE(

@@ -90,8 +90,10 @@ class UnixClient {
   std::string pending_;
 };
 
-// GET http://127.0.0.1:port/path with Connection: close; returns status line + headers + body.
-inline std::string http_get(std::uint16_t port, const std::string& path) {
+// METHOD http://127.0.0.1:port/path with Connection: close; returns status line + headers +
+// body.
+inline std::string http_request(std::uint16_t port, const std::string& method,
+                                const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -101,7 +103,8 @@ inline std::string http_get(std::uint16_t port, const std::string& path) {
     ::close(fd);
     throw std::runtime_error("connect to metrics port failed");
   }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  std::string req =
+      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string out;
   char buf[65536];
@@ -114,6 +117,10 @@ inline std::string http_get(std::uint16_t port, const std::string& path) {
   }
   ::close(fd);
   return out;
+}
+
+inline std::string http_get(std::uint16_t port, const std::string& path) {
+  return http_request(port, "GET", path);
 }
 
 }  // namespace kpsd::test
