@@ -90,10 +90,7 @@ JobStore::BatchRoom::BatchRoom(sql::Database& db)
                              "RETURNING id"),
       members_in_state(db, std::string(members) +
                                "SELECT id FROM jobs WHERE id IN members AND state = ?4 "
-                               "ORDER BY id"),
-      paused(db,
-             "SELECT id FROM batches INDEXED BY batches_paused WHERE paused_reason IS NOT NULL "
-             "ORDER BY id") {}
+                               "ORDER BY id") {}
 
 namespace {
 
@@ -280,18 +277,6 @@ CanaryTally JobStore::canary_tally(const BatchBrakeRow& row, std::int64_t batch_
 
 bool JobStore::canary_open(const BatchBrakeRow& row, std::int64_t batch_id) {
   return canary_tally(row, batch_id).open > 0;
-}
-
-std::vector<Batch> JobStore::paused_batches() {
-  std::vector<std::int64_t> ids;
-  auto& s = batches_->paused;
-  while (s.step()) ids.push_back(s.column_int(0));
-  s.reset();
-  std::vector<Batch> out;
-  for (std::int64_t id : ids) {
-    if (auto b = find_batch(std::to_string(id), /*count=*/false)) out.push_back(std::move(*b));
-  }
-  return out;
 }
 
 }  // namespace kpsd

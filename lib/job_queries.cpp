@@ -129,6 +129,11 @@ JobStore::Queries::Queries(sql::Database& db)
       batch_by_id(db, std::string(batch_columns) + "WHERE id = ?1"),
       batch_by_name(db, std::string(batch_columns) + "WHERE name = ?1"),
       recent_batches(db, std::string(batch_columns) + "ORDER BY id DESC LIMIT ?1"),
+      // Read on every overview, metrics scrape and STATUS=: one indexed query, whatever their
+      // number.
+      paused_batches(db,
+                     std::string(batch_columns) +
+                         "INDEXED BY batches_paused WHERE paused_reason IS NOT NULL ORDER BY id"),
       // ?2 and ?3: the batch's first_job_id and last_job_id (a rowid range; see 0006).
       batch_range(db,
                   "SELECT coalesce(first_job_id, 1), coalesce(last_job_id, 0) FROM batches "
@@ -282,6 +287,14 @@ std::pair<std::int64_t, std::int64_t> JobStore::batch_range(std::int64_t batch_i
   if (s.step()) range = {s.column_int(0), s.column_int(1)};
   s.reset();
   return range;
+}
+
+std::vector<Batch> JobStore::paused_batches() {
+  std::vector<Batch> out;
+  auto& s = queries_->paused_batches;
+  while (s.step()) out.push_back(read_batch(s));
+  s.reset();
+  return out;
 }
 
 std::vector<Batch> JobStore::list_batches(std::int64_t limit) {

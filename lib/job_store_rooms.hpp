@@ -36,15 +36,14 @@ struct JobStore::Queries {  // reads
   explicit Queries(sql::Database& db);
   sql::Statement find_job, list_jobs, list_jobs_by_state, list_jobs_by_server, list_jobs_by_batch,
       list_attempts, count_states, last_request_id, oldest_queued, batch_by_id, batch_by_name,
-      recent_batches, batch_range, count_batch, count_unfinished_since, max_job_id,
+      recent_batches, paused_batches, batch_range, count_batch, count_unfinished_since, max_job_id,
       unfinished_between, joined_unfinished, min_unfinished_id;
 };
 
 struct JobStore::BatchRoom {  // a batch's brakes and bulk controls
   explicit BatchRoom(sql::Database& db);
   sql::Statement hold, hold_range, hold_one, release, reset_budget, set_pause, brake_row,
-      batch_of_job, canary_tally, nth_own_job, set_canary_last, cancel_members, members_in_state,
-      paused;
+      batch_of_job, canary_tally, nth_own_job, set_canary_last, cancel_members, members_in_state;
 };
 
 // A batch's brakes and where they stand, as the brakes read them (batch_controls.cpp).

@@ -43,17 +43,45 @@ int print_per_job(const Options& opt, const json::object& reply, const std::stri
     for (const auto& v : results->as_array()) {
       const json::object& r = v.as_object();
       if (r.contains("error")) {
-        std::cerr << "kpsctl: " << text_of(r, "error") << "\n";
+        print_error(text_of(r, "error"));
       } else {
         std::cout << "job " << int_of(r, "id") << ": " << text_of(r, done_key) << "\n";
       }
     }
   } else if (!all_ok) {  // one job, refused
-    std::cerr << "kpsctl: kpsd refused the request: " << text_of(reply, "error") << "\n";
+    print_error("kpsd refused the request: " + text_of(reply, "error"));
   } else {
     std::cout << "job " << int_of(reply, "id") << ": " << text_of(reply, done_key) << "\n";
   }
   return all_ok ? exit_ok : exit_failed;
+}
+
+}  // namespace
+
+namespace {
+
+// retry and cancel have one shape: several job ids get a line each; a state or a batch gets
+// counts, printed by `print_counts`.
+template <class Request>
+int send_bulk(const Options& opt, const BulkArgs& a, Request req,
+              void (*print_counts)(const json::object&)) {
+  ControlClient client(opt.socket);
+  req.ids = a.ids;
+  if (!a.batch.empty()) req.batch = a.batch;
+  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)), "result");
+  auto reply = ask(opt, client, to_json(req));
+  if (!reply) return exit_failed;
+  if (opt.json()) {
+    print_json(*reply);
+  } else {
+    print_counts(*reply);
+  }
+  return exit_ok;
+}
+
+void print_cancel_counts(const json::object& reply) {
+  std::cout << "batch " << int_of(reply, "batch_id") << ": cancelled " << int_of(reply, "cancelled")
+            << " unfinished jobs\n";
 }
 
 }  // namespace
@@ -64,40 +92,16 @@ int cmd_retry(const Options& opt, const BulkArgs& a) {
     return fail(opt, exit_cli_usage,
                 "retry: give JOB_ID..., or --state failed|cancelled and/or --batch B");
   }
-  ControlClient client(opt.socket);
   RetryRequest req;
-  req.ids = a.ids;
   if (!a.state.empty()) req.state = parse_job_state(a.state);  // failed or cancelled (CLI)
-  if (!a.batch.empty()) req.batch = a.batch;
-  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)), "result");
-  auto reply = ask(opt, client, to_json(req));
-  if (!reply) return exit_failed;
-  if (opt.json()) {
-    print_json(*reply);
-  } else {
-    print_retry_counts(*reply);
-  }
-  return exit_ok;
+  return send_bulk(opt, a, std::move(req), print_retry_counts);
 }
 
 int cmd_cancel(const Options& opt, const BulkArgs& a) {
   if (a.ids.empty() == a.batch.empty()) {
     return fail(opt, exit_cli_usage, "cancel: give JOB_ID... or --batch B");
   }
-  ControlClient client(opt.socket);
-  CancelRequest req;
-  req.ids = a.ids;
-  if (!a.batch.empty()) req.batch = a.batch;
-  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)), "result");
-  auto reply = ask(opt, client, to_json(req));
-  if (!reply) return exit_failed;
-  if (opt.json()) {
-    print_json(*reply);
-  } else {
-    std::cout << "batch " << int_of(*reply, "batch_id") << ": cancelled "
-              << int_of(*reply, "cancelled") << " unfinished jobs\n";
-  }
-  return exit_ok;
+  return send_bulk(opt, a, CancelRequest{}, print_cancel_counts);
 }
 
 int cmd_pause(const Options& opt, bool pause, const std::string& batch) {

@@ -37,7 +37,7 @@ int cmd_stats(const Options& opt, const std::string& batch);
 struct WaitArgs {
   std::vector<std::int64_t> ids;
   std::string batch;
-  double timeout_s = 0;
+  std::string timeout;  // a duration ("" or 0: never); checked by the command line
   bool strict = false;  // a cancelled job fails the wait too
 };
 int cmd_wait(const Options& opt, const WaitArgs& args);
@@ -65,8 +65,5 @@ int cmd_prune(const Options& opt, const PruneArgs& args);
 // `systemctl reload` runs. Exit 0 when all of it was applied, 78 (EX_CONFIG) with kpsd's
 // reason when it was not (a file that does not parse changes nothing).
 int cmd_reload(const Options& opt);
-
-// "90s", "15m", "12h", "7d", "2w" as milliseconds; nullopt if it is not such a duration.
-std::optional<std::int64_t> parse_duration_ms(std::string_view text);
 
 }  // namespace kpsd::ctl

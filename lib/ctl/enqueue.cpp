@@ -7,6 +7,7 @@
 
 #include <iostream>
 #include <unistd.h>
+#include <unordered_map>
 
 namespace kpsd::ctl {
 
@@ -20,7 +21,7 @@ constexpr std::size_t enqueue_chunk = 4000;
 constexpr std::size_t enqueue_chunk_bytes = 512 * 1024;
 
 int report_bad_lines(const Options& opt, const JobFile& file, const JobFileCheck& check) {
-  if (!check.error.empty()) return fail(opt, exit_failed, check.error);
+  if (!check.error.empty()) return fail(opt, exit_cli_usage, check.error);
   std::string summary = file.name() + ": " + std::to_string(check.bad_line_count) + " bad line" +
                         (check.bad_line_count == 1 ? "" : "s") + "; nothing queued";
   if (opt.json()) {
@@ -32,17 +33,61 @@ int report_bad_lines(const Options& opt, const JobFile& file, const JobFileCheck
                             {"error", summary},
                             {"bad_line_count", check.bad_line_count},
                             {"bad_lines", std::move(lines)},
-                            {"exit_code", exit_failed}});
-    return exit_failed;
+                            {"exit_code", exit_cli_usage}});
+    return exit_cli_usage;
   }
   for (const auto& b : check.bad_lines) {
-    std::cerr << "kpsctl: " << file.name() << ":" << b.line << ": " << b.error << "\n";
+    print_error(file.name() + ":" + std::to_string(b.line) + ": " + b.error);
   }
   if (check.bad_line_count > check.bad_lines.size()) {
-    std::cerr << "kpsctl: ... and " << check.bad_line_count - check.bad_lines.size() << " more\n";
+    print_error("... and " + std::to_string(check.bad_line_count - check.bad_lines.size()) +
+                " more");
   }
-  std::cerr << "kpsctl: " << summary << "\n";
-  return exit_failed;
+  print_error(summary);
+  return exit_cli_usage;
+}
+
+// The servers given as arguments that an earlier argument already named ("line" is the
+// argument's position).
+JobFileCheck repeated_arguments(const std::vector<std::string>& ids) {
+  JobFileCheck check;
+  std::unordered_map<std::string_view, std::size_t> first;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto [it, added] = first.emplace(ids[i], i + 1);
+    if (added) continue;
+    ++check.repeated_count;
+    if (check.repeated.size() < JobFile::max_reported_bad_lines) {
+      check.repeated.push_back({i + 1, it->second, ids[i]});
+    }
+  }
+  return check;
+}
+
+// Repeated servers, on stderr: kpsd queues each server once, so a repeat's port or key would be
+// dropped without a word. Not an error: a list merged from two sources repeats ids harmlessly.
+void warn_repeats(const Options& opt, const std::string& file, const JobFileCheck& check) {
+  if (opt.json()) return;  // the JSON document carries them
+  for (const auto& r : check.repeated) {
+    std::cerr << "kpsctl: warning: "
+              << (file.empty() ? "argument " + std::to_string(r.line) + ": `" + r.server_id +
+                                     "` repeats argument " + std::to_string(r.first_line)
+                               : file + ":" + std::to_string(r.line) + ": `" + r.server_id +
+                                     "` repeats line " + std::to_string(r.first_line))
+              << " (queued once)\n";
+  }
+  if (check.repeated_count > check.repeated.size()) {
+    std::cerr << "kpsctl: warning: ... and " << check.repeated_count - check.repeated.size()
+              << " more repeats\n";
+  }
+}
+
+json::array repeats_json(const JobFileCheck& check) {
+  json::array out;
+  for (const auto& r : check.repeated) {
+    out.push_back(
+        json::object{{"line", r.line}, {"first_line", r.first_line}, {"server_id", r.server_id}});
+  }
+  return out;
 }
 
 // The checks of the command line alone, before any file is read: the problem, or empty.
@@ -92,6 +137,7 @@ struct BatchSender {
   bool progress = false;   // a progress line on a terminal
   bool job_lines = false;  // the server -> job lines
   std::size_t total = 0, existing = 0;
+  std::size_t repeated = 0;  // inputs that repeat an earlier one's server
   std::int64_t batch_id = 0;
   std::string refusal;
 
@@ -152,7 +198,8 @@ struct BatchSender {
     if (progress) std::cerr << "\n";
     if (opt.json()) {
       std::cout << "],\"ok\":" << (ok ? "true" : "false") << ",\"batch_id\":" << batch_id
-                << ",\"total\":" << total << ",\"existing\":" << existing;
+                << ",\"total\":" << total << ",\"existing\":" << existing
+                << ",\"repeated\":" << repeated;
       if (!ok) std::cout << ",\"error\":" << to_json_text(json::string(error));
       std::cout << "}\n";
       return ok ? exit_ok : exit_failed;
@@ -160,26 +207,37 @@ struct BatchSender {
     if (batch_id > 0) {
       std::cerr << "batch " << batch_id << (args.batch.empty() ? "" : " (" + args.batch + ")")
                 << ": enqueued " << total << " job" << (total == 1 ? "" : "s") << " ("
-                << total - existing << " new, " << existing << " already queued); follow it with: "
-                << "kpsctl wait --batch " << batch_id << "\n";
+                << total - existing << " new, " << existing << " already queued"
+                << (repeated ? ", " + std::to_string(repeated) + " of them repeats" : "")
+                << "); follow it with: kpsctl wait --batch " << batch_id << "\n";
     }
     if (!ok) {
-      std::cerr << "kpsctl: " << error;
-      if (total > 0) std::cerr << " (the " << total << " jobs above are queued)";
-      std::cerr << "\n";
+      print_error(error + (total > 0 ? " (the " + std::to_string(total) + " jobs above are queued)"
+                                     : std::string()));
     }
     return ok ? exit_ok : exit_failed;
   }
 };
 
-int print_dry_run(const Options& opt, const EnqueueArgs& a, std::size_t checked) {
+int print_dry_run(const Options& opt, const EnqueueArgs& a, std::size_t checked,
+                  const JobFileCheck& repeats) {
   std::string what = a.file.empty() ? "arguments" : a.file;
   if (opt.json()) {
-    print_json(json::object{{"ok", true}, {"dry_run", true}, {"jobs", checked}});
-  } else {
-    std::cout << what << ": " << checked << " job" << (checked == 1 ? "" : "s")
-              << ", every line valid (dry run: nothing queued)\n";
+    print_json(json::object{{"ok", true},
+                            {"dry_run", true},
+                            {"jobs", checked},
+                            {"repeated", repeats.repeated_count},
+                            {"repeated_lines", repeats_json(repeats)}});
+    return exit_ok;
   }
+  std::cout << what << ": " << checked << " job" << (checked == 1 ? "" : "s") << ", every "
+            << (a.file.empty() ? "id" : "line") << " valid";
+  if (repeats.repeated_count > 0) {
+    std::cout << "; " << repeats.repeated_count << " repeat"
+              << (repeats.repeated_count == 1 ? "s" : "")
+              << " an earlier server (each server is queued once)";
+  }
+  std::cout << " (dry run: nothing queued)\n";
   return exit_ok;
 }
 
@@ -193,29 +251,33 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
   if (!a.auth_type.empty()) {
     std::string error;
     auto key = read_key_file(a.auth_type, a.key_file, error);
-    if (!key) return fail(opt, exit_failed, error);
+    if (!key) return fail(opt, exit_cli_usage, error);
     common_auth = JobAuth{a.auth_type, std::move(*key)};
   }
 
   // Check everything before anything is queued.
   std::optional<JobFile> file;
   std::size_t checked = a.server_ids.size();
+  JobFileCheck check;
   if (!a.file.empty()) {
     file.emplace(a.file);
-    JobFileCheck check = file->check();
+    check = file->check();
     if (!check.ok()) return report_bad_lines(opt, *file, check);
     checked = check.jobs;
   } else {
+    check = repeated_arguments(a.server_ids);
     for (const auto& id : a.server_ids) {
       if (auto problem = validate_server_id(id); !problem.empty()) {
         return fail(opt, exit_cli_usage, "enqueue: `" + id + "`: " + problem);
       }
     }
   }
-  if (checked == 0) return fail(opt, exit_failed, "enqueue: " + a.file + " holds no jobs");
-  if (a.dry_run) return print_dry_run(opt, a, checked);
+  if (checked == 0) return fail(opt, exit_cli_usage, "enqueue: " + a.file + " holds no jobs");
+  warn_repeats(opt, a.file, check);
+  if (a.dry_run) return print_dry_run(opt, a, checked, check);
 
   BatchSender sender(opt, a, common_auth);
+  sender.repeated = check.repeated_count;
   sender.brakes = brakes_of(a);
   sender.progress = file && ::isatty(STDERR_FILENO);
   // The server -> job lines are the output: written whenever stdout is a file or a pipe

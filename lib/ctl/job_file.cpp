@@ -3,6 +3,7 @@
 #include "job_lines.hpp"
 #include "token_source.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -132,6 +133,7 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
   while (std::getline(*in, line)) {
     // A UTF-8 byte order mark (Windows editors, Excel's "CSV UTF-8") is not part of the id.
     if (line_no == 0 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // a CRLF file (Windows)
     if (!fn(++line_no, line)) return false;
   }
   if (in->bad()) {
@@ -143,6 +145,7 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
 
 JobFileCheck JobFile::check() {
   JobFileCheck result;
+  std::vector<std::pair<std::size_t, std::uint32_t>> servers;  // (hash of the id, line)
   for_each_line(
       [&](std::size_t line_no, const std::string& line) {
         NewJob job;
@@ -160,11 +163,49 @@ JobFileCheck JobFile::check() {
           }
         } else if (!skip) {
           ++result.jobs;
+          servers.emplace_back(std::hash<std::string>{}(job.server_id),
+                               static_cast<std::uint32_t>(line_no));
         }
         return true;
       },
       result.error);
+  if (!result.error.empty()) return result;
+  // Equal hashes sit together, each run in line order: every line after a run's first repeats it.
+  std::sort(servers.begin(), servers.end());
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> repeats;  // (line, first line)
+  for (std::size_t i = 1, first = 0; i < servers.size(); ++i) {
+    if (servers[i].first != servers[first].first) {
+      first = i;
+      continue;
+    }
+    repeats.emplace_back(servers[i].second, servers[first].second);
+  }
+  result.repeated_count = repeats.size();
+  std::size_t shown = std::min(repeats.size(), max_reported_bad_lines);
+  std::partial_sort(repeats.begin(), repeats.begin() + static_cast<std::ptrdiff_t>(shown),
+                    repeats.end());
+  for (std::size_t i = 0; i < shown; ++i) {
+    result.repeated.push_back({repeats[i].first, repeats[i].second, {}});
+  }
+  if (!result.repeated.empty()) name_repeats(result);
   return result;
+}
+
+void JobFile::name_repeats(JobFileCheck& result) {
+  std::string ignored;
+  std::size_t next = 0;  // result.repeated is in line order
+  for_each_line(
+      [&](std::size_t line_no, const std::string& line) {
+        while (next < result.repeated.size() && result.repeated[next].line == line_no) {
+          JobLine parsed;
+          if (parse_job_line(line, parsed).empty()) {
+            result.repeated[next].server_id = parsed.job.server_id;
+          }
+          ++next;
+        }
+        return next < result.repeated.size();
+      },
+      ignored);
 }
 
 bool JobFile::send(std::size_t chunk_jobs, std::size_t chunk_bytes, const Sink& sink,

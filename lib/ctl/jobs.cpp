@@ -1,11 +1,11 @@
 // kpsctl list, show, report, batches, prune and reload (retry, cancel, pause: batch_ops.cpp).
 #include "commands.hpp"
 #include "control_protocol.hpp"
+#include "durations.hpp"
 #include "job.hpp"
 
 #include <boost/json.hpp>
 
-#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <unistd.h>
@@ -16,11 +16,34 @@ namespace json = boost::json;
 
 namespace {
 
-void print_job_table(const json::array& jobs) {
-  std::printf("%-8s %-10s %-4s %-38s %-16s %s\n", "ID", "STATE", "TRY", "SERVER", "TASK_STATUS",
-              "ERROR");
+// -o wide adds the task, the next attempt's time (a retry's backoff), port, auth and times.
+void print_job_table(const Options& opt, const json::array& jobs) {
+  if (opt.headers && opt.wide) {
+    std::printf("%-8s %-10s %-4s %-38s %-38s %-16s %-20s %-5s %-8s %-20s %s\n", "ID", "STATE",
+                "TRY", "SERVER", "TASK_ID", "TASK_STATUS", "NEXT_ATTEMPT", "PORT", "AUTH",
+                "UPDATED", "ERROR");
+  } else if (opt.headers) {
+    std::printf("%-8s %-10s %-4s %-38s %-16s %s\n", "ID", "STATE", "TRY", "SERVER", "TASK_STATUS",
+                "ERROR");
+  }
   for (const auto& v : jobs) {
     const json::object& j = v.as_object();
+    auto dash = [](std::string t) { return t.empty() ? std::string("-") : t; };
+    if (opt.wide) {
+      std::string state = text_of(j, "state");
+      bool waiting = state == "queued" || state == "retrying";
+      std::string next = !waiting             ? "-"
+                         : j.contains("held") ? "held (batch paused)"
+                                              : format_time(int_of(j, "next_attempt_at"));
+      std::printf("%-8lld %-10s %-4lld %-38s %-38s %-16s %-20s %-5s %-8s %-20s %s\n",
+                  static_cast<long long>(int_of(j, "id")), state.c_str(),
+                  static_cast<long long>(int_of(j, "attempts")), text_of(j, "server_id").c_str(),
+                  dash(text_of(j, "task_id")).c_str(), dash(text_of(j, "task_status")).c_str(),
+                  next.c_str(), dash(text_of(j, "port")).c_str(),
+                  dash(text_of(j, "auth_type")).c_str(),
+                  format_time(int_of(j, "updated_at")).c_str(), reason_of(j).c_str());
+      continue;
+    }
     std::printf("%-8lld %-10s %-4lld %-38s %-16s %s\n", static_cast<long long>(int_of(j, "id")),
                 text_of(j, "state").c_str(), static_cast<long long>(int_of(j, "attempts")),
                 text_of(j, "server_id").c_str(), text_of(j, "task_status").c_str(),
@@ -45,35 +68,6 @@ void print_job_csv(const json::array& jobs) {
 
 }  // namespace
 
-std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
-  if (text.size() < 2) return std::nullopt;
-  std::int64_t n = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
-  if (ec != std::errc{} || ptr != text.data() + text.size() - 1 || n < 0) return std::nullopt;
-  std::int64_t unit = 0;
-  switch (text.back()) {
-    case 's':
-      unit = 1000;
-      break;
-    case 'm':
-      unit = 60 * 1000;
-      break;
-    case 'h':
-      unit = 3600 * 1000;
-      break;
-    case 'd':
-      unit = 24 * 3600 * 1000;
-      break;
-    case 'w':
-      unit = 7 * 24 * 3600 * 1000;
-      break;
-    default:
-      return std::nullopt;
-  }
-  if (n > INT64_MAX / 2 / unit) return std::nullopt;
-  return n * unit;
-}
-
 int cmd_list(const Options& opt, const ListArgs& a) {
   ControlClient client(opt.socket);
   ListRequest req;
@@ -88,12 +82,12 @@ int cmd_list(const Options& opt, const ListArgs& a) {
   if (opt.format == Format::json) {
     print_json(*reply);
   } else if (opt.format == Format::csv) {
-    std::cout << job_csv_header;
+    if (opt.headers) std::cout << job_csv_header;
     print_job_csv(reply->at("jobs").as_array());
   } else if (reply->at("jobs").as_array().empty()) {
     std::cerr << "No jobs match.\n";  // not a bare header on stdout, for pipelines too
   } else {
-    print_job_table(reply->at("jobs").as_array());
+    print_job_table(opt, reply->at("jobs").as_array());
     // A hint for the person, on stderr: stdout stays the table a pipeline reads.
     if (reply->contains("next_after_id")) {
       std::cerr << "(more: --after " << int_of(*reply, "next_after_id") << ")\n";
@@ -138,7 +132,7 @@ int cmd_report(const Options& opt, const std::string& batch, bool maybe_done) {
       }
       first = false;
     } else {
-      if (first) std::cout << job_csv_header;
+      if (first && opt.headers) std::cout << job_csv_header;
       first = false;
       print_job_csv(jobs);
     }
@@ -149,6 +143,41 @@ int cmd_report(const Options& opt, const std::string& batch, bool maybe_done) {
   return exit_ok;
 }
 
+namespace {
+
+void print_batch_row(const Options& opt, const json::object& b) {
+  const json::object& st = b.at("states").as_object();
+  std::int64_t unfinished = int_of(st, "queued") + int_of(st, "running") + int_of(st, "retrying") +
+                            int_of(st, "delivered");
+  if (opt.format == Format::csv) {
+    std::cout << int_of(b, "id") << "," << csv_field(text_of(b, "name")) << ","
+              << format_time(int_of(b, "created_at")) << "," << int_of(b, "total") << ","
+              << unfinished << "," << int_of(st, "succeeded") << "," << int_of(st, "failed") << ","
+              << int_of(st, "cancelled") << "," << text_of(b, "paused") << ","
+              << (b.contains("paused_at") ? format_time(int_of(b, "paused_at")) : "") << ","
+              << csv_field(text_of(b, "paused_detail")) << "," << text_of(b, "canary") << ","
+              << text_of(b, "max_failures") << "\n";
+    return;
+  }
+  auto dash = [](std::string t) { return t.empty() ? std::string("-") : t; };
+  std::string paused = dash(text_of(b, "paused"));
+  if (opt.wide) {
+    char extra[96];
+    std::snprintf(extra, sizeof(extra), "%-7s %-7s %-13s ", paused.c_str(),
+                  dash(text_of(b, "canary")).c_str(), dash(text_of(b, "max_failures")).c_str());
+    paused = extra + dash(text_of(b, "paused_detail"));
+  }
+  std::printf("%-6lld %-24s %-20s %8lld %10lld %9lld %6lld %9lld %s\n",
+              static_cast<long long>(int_of(b, "id")), dash(text_of(b, "name")).c_str(),
+              format_time(int_of(b, "created_at")).c_str(),
+              static_cast<long long>(int_of(b, "total")), static_cast<long long>(unfinished),
+              static_cast<long long>(int_of(st, "succeeded")),
+              static_cast<long long>(int_of(st, "failed")),
+              static_cast<long long>(int_of(st, "cancelled")), paused.c_str());
+}
+
+}  // namespace
+
 int cmd_batches(const Options& opt, int limit) {
   ControlClient client(opt.socket);
   auto reply = ask(opt, client, to_json(BatchesRequest{limit}));
@@ -158,34 +187,21 @@ int cmd_batches(const Options& opt, int limit) {
     return exit_ok;
   }
   const json::array& batches = reply->at("batches").as_array();
+  if (batches.empty() && opt.format != Format::csv) {
+    std::cerr << "No batches yet.\n";
+    return exit_ok;
+  }
   if (opt.format == Format::csv) {
-    std::cout << "id,name,created_at,total,unfinished,succeeded,failed,cancelled,paused\n";
-  } else {
-    std::printf("%-6s %-24s %-20s %8s %10s %9s %6s %9s %s\n", "ID", "NAME", "CREATED", "JOBS",
-                "UNFINISHED", "SUCCEEDED", "FAILED", "CANCELLED", "PAUSED");
-  }
-  for (const auto& v : batches) {
-    const json::object& b = v.as_object();
-    const json::object& st = b.at("states").as_object();
-    std::int64_t unfinished = int_of(st, "queued") + int_of(st, "running") +
-                              int_of(st, "retrying") + int_of(st, "delivered");
-    if (opt.format == Format::csv) {
-      std::cout << int_of(b, "id") << "," << csv_field(text_of(b, "name")) << ","
-                << format_time(int_of(b, "created_at")) << "," << int_of(b, "total") << ","
-                << unfinished << "," << int_of(st, "succeeded") << "," << int_of(st, "failed")
-                << "," << int_of(st, "cancelled") << "," << text_of(b, "paused") << "\n";
-    } else {
-      std::string name = text_of(b, "name");
-      std::string paused = text_of(b, "paused");
-      std::printf(
-          "%-6lld %-24s %-20s %8lld %10lld %9lld %6lld %9lld %s\n",
-          static_cast<long long>(int_of(b, "id")), name.empty() ? "-" : name.c_str(),
-          format_time(int_of(b, "created_at")).c_str(), static_cast<long long>(int_of(b, "total")),
-          static_cast<long long>(unfinished), static_cast<long long>(int_of(st, "succeeded")),
-          static_cast<long long>(int_of(st, "failed")),
-          static_cast<long long>(int_of(st, "cancelled")), paused.empty() ? "-" : paused.c_str());
+    if (opt.headers) {
+      std::cout << "id,name,created_at,total,unfinished,succeeded,failed,cancelled,paused,"
+                   "paused_at,paused_detail,canary,max_failures\n";
     }
+  } else if (opt.headers) {
+    std::printf("%-6s %-24s %-20s %8s %10s %9s %6s %9s %s\n", "ID", "NAME", "CREATED", "JOBS",
+                "UNFINISHED", "SUCCEEDED", "FAILED", "CANCELLED",
+                opt.wide ? "PAUSED  CANARY  MAX_FAILURES  WHY" : "PAUSED");
   }
+  for (const auto& v : batches) print_batch_row(opt, v.as_object());
   return exit_ok;
 }
 
@@ -255,7 +271,7 @@ int print_prune_preview(const Options& opt, const json::object& reply) {
     print_json(reply);
     return exit_ok;
   }
-  std::printf("%-8s %-10s %10s\n", "BATCH", "STATE", "JOBS");
+  if (opt.headers) std::printf("%-8s %-10s %10s\n", "BATCH", "STATE", "JOBS");
   for (const auto& v : reply.at("counts").as_array()) {
     const json::object& c = v.as_object();
     std::int64_t batch = int_of(c, "batch_id");

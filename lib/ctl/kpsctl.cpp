@@ -1,5 +1,6 @@
 #include "kpsctl.hpp"
 
+#include "cli_checks.hpp"
 #include "commands.hpp"
 #include "control_protocol.hpp"
 
@@ -23,7 +24,8 @@ Format format_in(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--json" || arg == "--output=json" ||
-        (arg == "--output" && i + 1 < argc && std::string_view(argv[i + 1]) == "json")) {
+        ((arg == "--output" || arg == "-o") && i + 1 < argc &&
+         std::string_view(argv[i + 1]) == "json")) {
       f = Format::json;
     }
   }
@@ -58,7 +60,19 @@ struct Commands {
   WaitArgs wt;
   CLI::App* wait = nullptr;
   CLI::App* version = nullptr;
+  std::string watch;                        // --watch [interval] of stats, list, batches
+  std::vector<CLI::Option*> watch_options;  // given (with or without a value) when count() > 0
 };
+
+// --watch [INTERVAL] on a command that prints a snapshot.
+void add_watch(CLI::App* sub, Commands& c) {
+  c.watch_options.push_back(
+      sub->add_option("--watch", c.watch,
+                      "print again every INTERVAL (default 2s; a duration, a bare number is "
+                      "seconds) until Ctrl-C; on a terminal the screen is redrawn")
+          ->expected(0, 1)
+          ->check(duration(BareNumber::seconds)));
+}
 
 // The commands that queue and read jobs.
 void add_job_commands(CLI::App& app, Commands& c) {
@@ -70,10 +84,10 @@ void add_job_commands(CLI::App& app, Commands& c) {
                         "{\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin. "
                         "Every line is checked before any job is queued");
   c.enqueue->add_option("--auth-type", c.enq.auth_type, "replace form: password or keypair")
-      ->check(CLI::IsMember({"password", "keypair"}));
+      ->check(one_of({"password", "keypair"}));
   c.enqueue->add_option("--key-file", c.enq.key_file, "file holding the password or private key");
   c.enqueue->add_option("--port", c.enq.port, "SSH port sent with the request")
-      ->check(CLI::Range(1, 65535));
+      ->check(whole_number(1, 65535));
   c.enqueue->add_option("--batch", c.enq.batch,
                         "name the batch these jobs form (unique; default: unnamed). Its id is "
                         "printed either way");
@@ -82,25 +96,26 @@ void add_job_commands(CLI::App& app, Commands& c) {
       ->add_option("--canary", c.enq.canary,
                    "run the batch's first N jobs, then hold the rest until kpsctl resume "
                    "--batch B (0: none, over a [queue] canary)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, 1'000'000'000));
   c.enqueue->add_option("--max-failures", c.enq.max_failures,
                         "failure budget: the batch pauses itself when N of its jobs have failed, "
                         "or more than P% (e.g. 5%) once 20 have ended (0: none)");
 
   c.list = app.add_subcommand("list", "list jobs, oldest first");
-  c.list->add_option("--state", c.lst.state, "only jobs in this state")
-      ->check(CLI::IsMember(job_states));
+  c.list->add_option("--state", c.lst.state, "only jobs in this state")->check(one_of(job_states));
   c.list->add_option("--server", c.lst.server, "only jobs of this server id");
   c.list->add_option("--batch", c.lst.batch, "only jobs of this batch (id or name)");
   c.list->add_option("--limit", c.lst.limit, "at most this many (default 100)")
-      ->check(CLI::Range(1, 10000));
-  c.list->add_option("--after", c.lst.after, "page: only job ids greater than this");
+      ->check(whole_number(1, 10000));
+  c.list->add_option("--after", c.lst.after, "page: only job ids greater than this")
+      ->check(whole_number(0, INT64_MAX));
   c.list->add_flag("--maybe-done", c.lst.maybe_done,
                    "only failed jobs whose earlier call's outcome was unknown: that call may "
                    "have unbound the key (check the server before enqueueing it again)");
+  add_watch(c.list, c);
 
   c.show = app.add_subcommand("show", "one job with all its attempts");
-  c.show->add_option("job_id", c.show_id, "job id")->required();
+  c.show->add_option("job_id", c.show_id, "job id")->required()->check(job_id());
 
   c.report = app.add_subcommand(
       "report", "every job's final state and reason, as CSV (default) or --json; streamed");
@@ -112,25 +127,32 @@ void add_job_commands(CLI::App& app, Commands& c) {
 
   c.batches = app.add_subcommand("batches", "the newest batches with their jobs per state");
   c.batches->add_option("--limit", c.batches_limit, "at most this many (default 20)")
-      ->check(CLI::Range(1, 10000));
+      ->check(whole_number(1, 10000));
+  add_watch(c.batches, c);
 
-  c.stats = app.add_subcommand("stats", "jobs per state, calls in flight, current rate");
+  c.stats = app.add_subcommand(
+      "stats",
+      "jobs per state and what kpsd is doing. running: jobs kpsd has claimed (a call on the "
+      "wire, or its task being followed); in flight: HTTP calls on the wire right now; calls "
+      "started/s: measured over the last seconds; pace: the rate kpsd allows itself (learned "
+      "from the gateway's 429s, at most rate_per_second)");
   c.stats->add_option("--batch", c.stats_batch, "count only this batch's jobs (id or name)");
+  add_watch(c.stats, c);
 }
 
 // The commands that act on jobs or on kpsd, and wait and version.
 void add_admin_commands(CLI::App& app, Commands& c) {
   c.retry = app.add_subcommand(
       "retry", "send failed or cancelled jobs again: job ids, every job in a --state, a --batch");
-  c.retry->add_option("job_ids", c.rt.ids, "job ids")->check(CLI::PositiveNumber);
+  c.retry->add_option("job_ids", c.rt.ids, "job ids")->check(job_id());
   c.retry->add_option("--state", c.rt.state, "every job in this state (with --batch: its jobs)")
-      ->check(CLI::IsMember({"failed", "cancelled"}));
+      ->check(one_of({"failed", "cancelled"}));
   c.retry->add_option("--batch", c.rt.batch,
                       "this batch's jobs (id or name) in --state (default failed)");
 
   c.cancel = app.add_subcommand(
       "cancel", "cancel jobs that have not ended (no further calls): job ids, or a --batch");
-  c.cancel->add_option("job_ids", c.cn.ids, "job ids")->check(CLI::PositiveNumber);
+  c.cancel->add_option("job_ids", c.cn.ids, "job ids")->check(job_id());
   c.cancel->add_option("--batch", c.cn.batch, "every unfinished job of this batch (id or name)");
   c.pause = app.add_subcommand(
       "pause", "start no new calls until resume (kept across restarts); --batch: that batch only");
@@ -150,9 +172,10 @@ void add_admin_commands(CLI::App& app, Commands& c) {
   c.prune
       ->add_option("--older-than", c.pr.older_than,
                    "that ended longer ago than this: 90m, 12h, 7d, 2w (under 1h needs --force)")
-      ->required();
+      ->required()
+      ->check(duration(BareNumber::refused));
   c.prune->add_option("--state", c.pr.state, "only jobs that ended in this state")
-      ->check(CLI::IsMember({"succeeded", "failed", "cancelled"}));
+      ->check(one_of({"succeeded", "failed", "cancelled"}));
   c.prune->add_option("--batch", c.pr.batch, "only this batch's jobs (id or name)");
   c.prune->add_flag("--dry-run", c.pr.dry_run,
                     "count what would go, per batch and state; delete nothing");
@@ -165,10 +188,13 @@ void add_admin_commands(CLI::App& app, Commands& c) {
       "scripts, wait for what you enqueued: --batch B (enqueue prints B) or the job ids. With "
       "neither, wait takes the jobs unfinished when it starts: a job that already failed is not "
       "among them, and wait would exit 0");
-  c.wait->add_option("job_ids", c.wt.ids, "job ids");
+  c.wait->add_option("job_ids", c.wt.ids, "job ids")->check(job_id());
   c.wait->add_option("--batch", c.wt.batch, "every job of this batch (id or name)");
-  c.wait->add_option("--timeout", c.wt.timeout_s,
-                     "give up after this many seconds (exit 1); 0 = never");
+  c.wait
+      ->add_option("--timeout", c.wt.timeout,
+                   "give up after this long (exit 1): 90s, 5m, 2h; a bare number is seconds; "
+                   "0 = never")
+      ->check(duration(BareNumber::seconds));
   c.wait->add_flag("--strict", c.wt.strict,
                    "a cancelled job fails the wait too (by default only failed jobs do: a "
                    "cancel is the operator's choice)");
@@ -176,30 +202,8 @@ void add_admin_commands(CLI::App& app, Commands& c) {
   c.version = app.add_subcommand("version", "kpsctl's version and the running kpsd's");
 }
 
-// The first word that is not an option must be a command: say so by name (CLI11 would say "A
-// subcommand is required"). Empty when it is one.
-std::string unknown_command(CLI::App& app, int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--socket" || arg == "--output" || arg == "-o") {
-      ++i;
-      continue;
-    }
-    if (arg.starts_with("-")) continue;
-    std::string names;
-    bool known = false;
-    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
-      names += (names.empty() ? "" : ", ") + sub->get_name();
-      known = known || sub->get_name() == arg;
-    }
-    if (!known) return "unknown command `" + std::string(arg) + "` (commands: " + names + ")";
-    break;
-  }
-  return {};
-}
-
-// Runs the command that was parsed.
-int dispatch(Options& opt, Commands& c) {
+// Runs the command that was parsed, once.
+int run_once(Options& opt, Commands& c) {
   try {
     if (*c.enqueue) return cmd_enqueue(opt, c.enq);
     if (*c.list) return cmd_list(opt, c.lst);
@@ -209,6 +213,10 @@ int dispatch(Options& opt, Commands& c) {
       return cmd_show(opt, c.show_id);
     }
     if (*c.report) {
+      if (opt.table_asked || opt.wide) {
+        return fail(opt, exit_cli_usage,
+                    "report: -o table is not offered (csv, the default, or json)");
+      }
       if (opt.format == Format::table) opt.format = Format::csv;  // a report is data
       return cmd_report(opt, c.report_batch, c.report_maybe_done);
     }
@@ -232,27 +240,56 @@ int dispatch(Options& opt, Commands& c) {
   return exit_cli_usage;
 }
 
+// Runs the command that was parsed: once, or every --watch interval.
+int dispatch(Options& opt, Commands& c, const std::string& title) {
+  for (const CLI::Option* w : c.watch_options) {
+    if (w->count() > 0)
+      opt.watch_ms = parse_duration_ms(c.watch.empty() ? "2s" : c.watch, BareNumber::seconds);
+  }
+  if (!opt.watch_ms) return run_once(opt, c);
+  if (*opt.watch_ms < 100)
+    return fail(opt, exit_cli_usage, "--watch `" + c.watch + "`: under 100ms");
+  return watch(opt, title, [&opt, &c] { return run_once(opt, c); });
+}
+
+// A CLI11 parse error as one "kpsctl: error: COMMAND: …" line; --help and --version as CLI11
+// prints them.
+int parse_failed(const CLI::App& app, const Options& opt, const CLI::ParseError& e,
+                 const std::string& command) {
+  if (e.get_exit_code() == 0) return app.exit(e) == 0 ? exit_ok : exit_cli_usage;
+  std::string text = parse_error_text(e);
+  if (!command.empty()) text = command + ": " + text;
+  int rc = fail(opt, exit_cli_usage, text);
+  if (!opt.json()) {
+    std::cerr << "(kpsctl " << (command.empty() ? "" : command + " ") << "--help says more)\n";
+  }
+  return rc;
+}
+
 }  // namespace
 
 int run_kpsctl(int argc, char** argv) {
   CLI::App app{"kpsctl: control a running kpsd (enqueue key-pair unbinds, inspect jobs)"};
   app.set_version_flag("--version", "kpsctl " KPSD_VERSION);
   app.footer(
-      "Exit codes: 0 ok; 1 the operation failed (or a waited-for job failed); 2 usage;\n"
-      "69 kpsd not reachable; 77 not allowed to use kpsd's control socket; 78 reload refused.\n"
-      "`kpsctl COMMAND --help` describes each command; man kpsctl has examples.");
+      "Exit codes: 0 ok; 1 the operation failed (or a waited-for job failed); 2 bad input (an\n"
+      "argument, a job file's line, a key file: nothing was done); 69 kpsd not reachable;\n"
+      "77 not allowed to use kpsd's control socket; 78 reload refused.\n"
+      "Durations: 90s, 5m, 1h30m, 7d. `kpsctl COMMAND --help` describes each command; man\n"
+      "kpsctl has examples.");
   Options opt;
   const char* env_socket = std::getenv("KPSD_SOCKET");
   opt.socket = env_socket && *env_socket ? env_socket : "/run/kpsd/kpsd.sock";
   app.add_option("--socket", opt.socket,
                  "kpsd's control socket (default: $KPSD_SOCKET, then /run/kpsd/kpsd.sock)");
   std::string output = "table";
-  bool json_flag = false;
+  bool json_flag = false, no_headers = false;
   app.add_option("--output,-o", output,
-                 "table (default), json (one document; errors too), or csv (list, report, "
-                 "stats, batches, wait)")
-      ->check(CLI::IsMember({"table", "json", "csv"}));
+                 "table (default), wide (a table with more columns: list, batches, stats), json "
+                 "(one document; errors too), or csv (list, report, stats, batches, wait)")
+      ->check(one_of({"table", "wide", "json", "csv"}));
   app.add_flag("--json", json_flag, "the same as --output json");
+  app.add_flag("--no-headers", no_headers, "tables and CSV without their header line");
   app.require_subcommand(1);
   app.fallthrough();  // `kpsctl list --json` works as well as `kpsctl --json list`
 
@@ -261,21 +298,25 @@ int run_kpsctl(int argc, char** argv) {
   add_admin_commands(app, c);
 
   opt.format = format_in(argc, argv);
-  if (auto unknown = unknown_command(app, argc, argv); !unknown.empty()) {
-    return fail(opt, exit_cli_usage, unknown);
+  std::string command = command_word(app, argc, argv);
+  if (auto problem = precheck(app, argc, argv); !problem.empty()) {
+    return fail(opt, exit_cli_usage, problem);
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (opt.json() && e.get_exit_code() != 0) return fail(opt, exit_cli_usage, e.what());
-    int rc = app.exit(e);
-    return rc == 0 ? exit_ok : exit_cli_usage;
+    return parse_failed(app, opt, e, command);
   }
   opt.format = json_flag          ? Format::json
                : output == "json" ? Format::json
                : output == "csv"  ? Format::csv
                                   : Format::table;
-  return dispatch(opt, c);
+  opt.wide = output == "wide";
+  opt.table_asked = output == "table" && app.get_option("--output")->count() > 0;
+  opt.headers = !no_headers;
+  std::string title = "kpsctl";
+  for (int i = 1; i < argc; ++i) title += std::string(" ") + argv[i];
+  return dispatch(opt, c, title);
 }
 
 }  // namespace kpsd

@@ -1,11 +1,16 @@
 #include "output.hpp"
 
+#include "durations.hpp"
+
 #include <boost/json.hpp>
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <iostream>
+#include <thread>
+#include <unistd.h>
 
 namespace kpsd::ctl {
 
@@ -15,9 +20,31 @@ int fail(const Options& opt, int exit_code, std::string_view message) {
   if (opt.json()) {
     print_json(json::object{{"ok", false}, {"error", message}, {"exit_code", exit_code}});
   } else {
-    std::cerr << "kpsctl: " << message << "\n";
+    print_error(message);
   }
   return exit_code;
+}
+
+void print_error(std::string_view message) { std::cerr << "kpsctl: error: " << message << "\n"; }
+
+int watch(const Options& opt, const std::string& title, const std::function<int()>& once) {
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  const auto every = std::chrono::milliseconds(opt.watch_ms.value_or(2000));
+  for (bool first = true;; first = false) {
+    if (tty) {
+      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch());
+      std::cout << "\033[H\033[2J"
+                << "every " << format_duration_ms(every.count()) << ": " << title << "   "
+                << format_time(now.count()) << "\n\n";
+    } else if (!first && !opt.json()) {
+      std::cout << "\n";
+    }
+    int rc = once();
+    std::cout << std::flush;
+    if (rc == exit_cli_usage || rc == exit_no_perm) return rc;
+    std::this_thread::sleep_for(every);
+  }
 }
 
 std::optional<json::object> ask(const Options& opt, ControlClient& client,

@@ -8,6 +8,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 namespace kpsd::ctl {
 
 inline constexpr int exit_failed = 1;
+// Bad input, wherever it is: an argument, a line of a job file, a key file. Nothing was done.
 inline constexpr int exit_cli_usage = 2;
 
 enum class Format { table, json, csv };
@@ -23,11 +25,24 @@ enum class Format { table, json, csv };
 struct Options {
   std::string socket;
   Format format = Format::table;
+  bool wide = false;                     // -o wide: a table with more columns
+  bool table_asked = false;              // -o table given (not the default)
+  bool headers = true;                   // --no-headers: rows only (tables and CSV)
+  std::optional<std::int64_t> watch_ms;  // --watch: print again every this many ms
   bool json() const { return format == Format::json; }
 };
 
-// Reports an error the way the chosen format wants it and returns `exit_code`.
+// Reports an error the way the chosen format wants it ("kpsctl: error: …" on stderr, or a JSON
+// document on stdout) and returns `exit_code`.
 int fail(const Options& opt, int exit_code, std::string_view message);
+// A line on stderr that is an error but not the end: "kpsctl: error: …".
+void print_error(std::string_view message);
+
+// --watch: runs `once` every opt.watch_ms until interrupted; on a terminal the screen is
+// cleared and titled each time, elsewhere each turn's output follows the last (a blank line
+// between tables). kpsd away (69) is shown and waited out; bad input (2) and no permission
+// (77) end it with that code.
+int watch(const Options& opt, const std::string& title, const std::function<int()>& once);
 
 // Sends a request; a refused one is reported through fail() and yields nullopt.
 std::optional<boost::json::object> ask(const Options& opt, ControlClient& client,

@@ -28,7 +28,7 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
       "\"/nonexistent/pw\"}}\n";
   std::string file = rig.dir().write("ids", ids);
   auto r = rig.ctl({"enqueue", "--file", file});
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 2);
   CHECK(r.err.find(file + ":4501: ") != std::string::npos);
   CHECK(r.err.find(file + ":5001: cannot read key file /nonexistent/pw") != std::string::npos);
   CHECK(r.err.find("2 bad lines; nothing queued") != std::string::npos);
@@ -38,7 +38,7 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
 
   // The same errors as one JSON document.
   auto as_json = rig.ctl({"--json", "enqueue", "--file", file});
-  CHECK(as_json.exit_code == 1);
+  CHECK(as_json.exit_code == 2);
   auto doc = json::parse(as_json.out).as_object();
   CHECK(doc.at("ok").as_bool() == false);
   CHECK(doc.at("bad_line_count").as_int64() == 2);
@@ -62,7 +62,7 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
                              "\xEF\xBB\xBFServer_ID\r\nsrv-a\r\n"}) {
     CAPTURE(header);
     auto r2 = rig.ctl({"enqueue", "--file", rig.dir().write("csv", header)});
-    CHECK(r2.exit_code == 1);
+    CHECK(r2.exit_code == 2);
     CHECK(r2.err.find(":1: `") != std::string::npos);
     CHECK(r2.err.find("`: the first line looks like a CSV header, not a server; skip it with "
                       "`tail -n +2 FILE | kpsctl enqueue --file -`") != std::string::npos);
@@ -226,7 +226,16 @@ TEST_CASE("kpsctl version - JSON errors - integers as integers - csv") {
   CHECK(stats.out.find("E") == std::string::npos);  // no 1.32E1 or 0E0
   CHECK(stats.out.find("\"rate_per_second\":0,") != std::string::npos);
 
-  CHECK(rig.ctl({"-o", "csv", "stats"}).out.starts_with("state,jobs\nqueued,0\n"));
+  // CSV: one header and one row with every field, BLOCKED and the store included.
+  auto csv = rig.ctl({"-o", "csv", "stats"}).out;
+  CHECK(
+      csv.starts_with("queued,running,retrying,delivered,succeeded,failed,cancelled,at,total,"
+                      "in_flight,calls_started_per_second,pace_per_second,"
+                      "configured_rate_per_second,throttled_share,oldest_queued_ms,paused,"
+                      "paused_batches,blocked,blocked_reason,blocked_for_ms,quota_holding,"
+                      "store_writable,outcomes_waiting\n0,0,0,0,0,0,0,20"));
+  CHECK(std::regex_search(csv,
+                          std::regex("\n0,0,0,0,0,0,0,[0-9T:-]+Z,0,0,0,0,0,0,,0,,0,,,0,1,0\n$")));
   CHECK(rig.ctl({"-o", "csv", "show", "1"}).exit_code == 2);
   CHECK(rig.stop() == 0);
 

@@ -103,7 +103,7 @@ TEST_CASE("cancel and retry take several job ids and a batch") {
   auto cancelled = rig.ctl({"cancel", id1, id2, "999999"});
   CHECK(cancelled.exit_code == 1);  // one of them was refused
   CHECK(cancelled.out == "job " + id1 + ": cancelled\njob " + id2 + ": cancelled\n");
-  CHECK(cancelled.err == "kpsctl: no job with id 999999\n");
+  CHECK(cancelled.err == "kpsctl: error: no job with id 999999\n");
   auto retried = rig.ctl({"retry", id1, id2});
   CHECK(retried.exit_code == 0);
   CHECK(retried.out == "job " + id1 + ": queued again\njob " + id2 + ": queued again\n");
@@ -119,7 +119,7 @@ TEST_CASE("cancel and retry take several job ids and a batch") {
   CHECK(again.out.find("requeued 5,") == 0);
   CHECK(rig.ctl({"retry", "--state", "failed", "--batch", "night-run"}).exit_code == 0);
   CHECK(rig.ctl({"cancel", "--batch", "no-such-batch"}).err ==
-        "kpsctl: kpsd refused the request: no batch no-such-batch\n");
+        "kpsctl: error: kpsd refused the request: no batch no-such-batch\n");
   REQUIRE(rig.ctl({"resume"}).exit_code == 0);
   CHECK(rig.ctl({"wait", "--batch", "night-run", "--timeout", "60"}).exit_code == 0);
   CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(one), "--timeout", "60"}).exit_code == 0);

@@ -57,9 +57,9 @@ TEST_CASE("kpsctl reload answers once applied - a bad file fails with 78 and cha
   auto refused = rig.ctl({"reload"});
   CHECK(refused.exit_code == 78);
   CHECK(refused.out.empty());
-  CHECK(std::regex_search(refused.err,
-                          std::regex("^kpsctl: reload: .*kpsd.conf:[0-9]+: .*unknown key; keeping "
-                                     "the running configuration\n$")));
+  CHECK(std::regex_search(
+      refused.err, std::regex("^kpsctl: error: reload: .*kpsd.conf:[0-9]+: .*unknown key; keeping "
+                              "the running configuration\n$")));
   CHECK(rig.ctl_json({"stats"}).at("configured_rate_per_second").to_number<double>() == 20);
   auto as_json = rig.ctl({"-o", "json", "reload"});
   CHECK(as_json.exit_code == 78);

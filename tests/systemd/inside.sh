@@ -152,7 +152,7 @@ bad_reload_fails() {
   [ "$rc" -ne 0 ] || { echo "systemctl reload succeeded with a bad file"; return 1; }
   [ "$(systemctl is-active kpsd)" = active ] && [ "$(main_pid kpsd)" = "$pid" ] ||
     { echo "kpsd did not stay up: $(systemctl is-active kpsd)"; return 1; }
-  journal -u kpsd | grep -q "kpsctl: reload: /etc/kpsd/kpsd.conf:[0-9]*: .*concurrency.*keeping the running configuration" ||
+  journal -u kpsd | grep -q "kpsctl: error: reload: /etc/kpsd/kpsd.conf:[0-9]*: .*concurrency.*keeping the running configuration" ||
     { echo "no one-line reason from the failed reload in:"; journal -u kpsd | tail -8; return 1; }
   # Still the running configuration: reloading the good file again changes nothing.
   local out

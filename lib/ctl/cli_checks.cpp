@@ -1,0 +1,218 @@
+#include "cli_checks.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <regex>
+
+namespace kpsd::ctl {
+
+namespace {
+
+// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+// neighbours ("lsit" is one from "list") each cost one.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+bool is_help_or_version(std::string_view arg) {
+  return arg == "-h" || arg == "--help" || arg == "--version";
+}
+
+// The option of `apps` (the command's, then kpsctl's own) that `name` ("--state", "-o") names.
+const CLI::Option* find_option(const std::vector<const CLI::App*>& apps, std::string_view name) {
+  for (const CLI::App* app : apps) {
+    for (const CLI::Option* o : app->get_options()) {
+      if (o->get_positional()) continue;
+      for (const auto& l : o->get_lnames()) {
+        if (name == "--" + l) return o;
+      }
+      for (const auto& s : o->get_snames()) {
+        if (name == "-" + s) return o;
+      }
+    }
+  }
+  return nullptr;
+}
+
+std::vector<std::string> option_names(const std::vector<const CLI::App*>& apps) {
+  std::vector<std::string> names;
+  for (const CLI::App* app : apps) {
+    for (const CLI::Option* o : app->get_options()) {
+      for (const auto& l : o->get_lnames()) names.push_back("--" + l);
+    }
+  }
+  return names;
+}
+
+std::vector<std::string> command_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    names.push_back(sub->get_name());
+  }
+  return names;
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+// Whether the word after an option that takes a value is that value (an optional value, as
+// --watch has, is only taken when it does not look like an option).
+bool takes_next(const CLI::Option* o, std::string_view next) {
+  if (o->get_expected_max() == 0) return false;  // a flag
+  if (o->get_expected_min() == 0) return !next.starts_with("-");
+  return true;
+}
+
+}  // namespace
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& known) {
+  std::string best;
+  std::size_t best_distance = 3;
+  for (const auto& k : known) {
+    std::size_t d = edit_distance(word, k);
+    if (d < best_distance && d < std::max<std::size_t>(k.size(), 2)) {
+      best_distance = d;
+      best = k;
+    }
+  }
+  return best.empty() ? "" : " (did you mean `" + best + "`?)";
+}
+
+std::string command_word(const CLI::App& app, int argc, char** argv) {
+  std::vector<const CLI::App*> top{&app};
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (!arg.starts_with("-") || arg == "-") return std::string(arg);
+    const CLI::Option* o = find_option(top, arg.substr(0, arg.find('=')));
+    if (o && arg.find('=') == std::string_view::npos && i + 1 < argc &&
+        takes_next(o, argv[i + 1])) {
+      ++i;
+    }
+  }
+  return {};
+}
+
+std::string precheck(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (is_help_or_version(argv[i])) return {};
+  }
+  std::string command = command_word(app, argc, argv);
+  std::vector<std::string> commands = command_names(app);
+  if (command.empty()) {
+    return "no command given; kpsctl needs one of: " + joined(commands) +
+           " (kpsctl --help says what each does)";
+  }
+  const CLI::App* sub = nullptr;
+  for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (s->get_name() == command) sub = s;
+  }
+  if (!sub) {
+    return "unknown command `" + command + "`" + did_you_mean(command, commands) +
+           "; the commands are: " + joined(commands);
+  }
+  std::vector<const CLI::App*> apps{sub, &app};
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") break;  // what follows is arguments, whatever they look like
+    if (!arg.starts_with("-") || arg == "-" ||
+        (arg.size() > 1 && std::isdigit(static_cast<unsigned char>(arg[1]))))
+      continue;
+    std::string_view name = arg.substr(0, arg.find('='));
+    const CLI::Option* o = find_option(apps, name);
+    if (!o) {
+      return command + ": unknown option `" + std::string(name) + "`" +
+             did_you_mean(name, option_names(apps)) + " (kpsctl " + command +
+             " --help lists its options)";
+    }
+    if (arg.find('=') == std::string_view::npos && i + 1 < argc && takes_next(o, argv[i + 1])) {
+      ++i;
+    }
+  }
+  return {};
+}
+
+std::string parse_error_text(const CLI::ParseError& e) {
+  std::string what = e.what();
+  std::smatch m;
+  if (std::regex_match(what, m,
+                       std::regex("The following arguments? (was|were) not expected: (.*)"))) {
+    return "unexpected argument `" + m[2].str() + "`";
+  }
+  if (std::regex_match(what, m, std::regex("(\\S+): (\\d+) required .* missing"))) {
+    return m[1].str() + " needs a value";
+  }
+  if (std::regex_match(what, m, std::regex("Could not convert: (\\S+) = (.*)"))) {
+    return m[1].str() + ": `" + m[2].str() + "` is not a number";
+  }
+  if (std::regex_match(what, m, std::regex("(\\S+): (`.*)"))) {
+    // One of the validators below: "--state `x` is …", or for an argument "`x` is not a job id".
+    return m[1].str().starts_with("-") ? m[1].str() + " " + m[2].str() : m[2].str();
+  }
+  if (!what.empty()) what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
+  return what;
+}
+
+CLI::Validator one_of(std::vector<std::string> allowed) {
+  std::string desc = "{" + joined(allowed) + "}";
+  return CLI::Validator(
+      [allowed](std::string& value) -> std::string {
+        if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return {};
+        return "`" + value + "` is not one of: " + joined(allowed) + did_you_mean(value, allowed);
+      },
+      desc);
+}
+
+CLI::Validator whole_number(std::int64_t min, std::int64_t max) {
+  return CLI::Validator(
+      [min, max](std::string& value) -> std::string {
+        std::int64_t n = 0;
+        auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec == std::errc{} && ptr == value.data() + value.size() && n >= min && n <= max) {
+          return {};
+        }
+        return "`" + value + "` is not a whole number from " + std::to_string(min) + " to " +
+               std::to_string(max);
+      },
+      "");
+}
+
+CLI::Validator job_id() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        std::int64_t n = 0;
+        auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec == std::errc{} && ptr == value.data() + value.size() && n > 0) return {};
+        return "`" + value +
+               "` is not a job id (a whole number above 0; a batch goes with "
+               "--batch)";
+      },
+      "");
+}
+
+CLI::Validator duration(BareNumber bare) {
+  return CLI::Validator(
+      [bare](std::string& value) -> std::string {
+        if (parse_duration_ms(value, bare)) return {};
+        return "`" + value + "` is not " + duration_help +
+               (bare == BareNumber::seconds ? "; a bare number is seconds" : "");
+      },
+      "");
+}
+
+}  // namespace kpsd::ctl

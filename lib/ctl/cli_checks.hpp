@@ -1,0 +1,39 @@
+#pragma once
+// kpsctl's command line the way operators read it: every error is one "kpsctl: error: …"
+// line naming the offending word, with a did-you-mean for a mistyped command, option or value.
+// CLI11 parses; these check what it would say in its own words ("Could not convert: job_id =
+// abc", "A subcommand is required") before it gets the chance, and reword what is left.
+#include "durations.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kpsd::ctl {
+
+// " (did you mean `list`?)" for the known word closest to `word` (at most two edits, a swap of
+// neighbours counting as one), or "" when none is that close.
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& known);
+
+// The command word of argv (its first word that is neither an option nor an option's value),
+// or "" when there is none.
+std::string command_word(const CLI::App& app, int argc, char** argv);
+
+// The first problem of argv that CLI11 would word badly: no command, an unknown command, or an
+// option that neither the command nor kpsctl knows. "" when there is none (or --help/--version
+// is asked for, which needs none).
+std::string precheck(const CLI::App& app, int argc, char** argv);
+
+// What CLI11's error says, reworded where its words are its own ("The following argument was
+// not expected: 2" becomes "unexpected argument `2`").
+std::string parse_error_text(const CLI::ParseError& e);
+
+// Validators whose refusals quote the value and say what is wanted.
+CLI::Validator one_of(std::vector<std::string> allowed);          // a word from the list
+CLI::Validator whole_number(std::int64_t min, std::int64_t max);  // digits in [min, max]
+CLI::Validator job_id();                                          // a whole number above 0
+CLI::Validator duration(BareNumber bare);                         // parse_duration_ms
+
+}  // namespace kpsd::ctl

@@ -1,0 +1,286 @@
+// kpsctl wait: block until jobs have ended, through kpsd restarts, with progress on a terminal.
+#include "commands.hpp"
+#include "control_protocol.hpp"
+#include "durations.hpp"
+#include "job.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+#include <unistd.h>
+
+namespace kpsd::ctl {
+
+namespace json = boost::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What one look at the waited-for jobs found.
+struct WaitLook {
+  bool done = true;
+  bool all_succeeded = true;
+  json::object summary;  // "states" or "jobs", as printed at the end
+};
+
+// A connection that comes back: kpsd may restart while an operator waits for a batch.
+class Reconnecting {
+ public:
+  explicit Reconnecting(const Options& opt) : opt_(opt) {}
+  // The reply, or nullopt once the deadline passes with kpsd away (or a refusal, reported).
+  // Throws NotPermitted: waiting does not fix permissions.
+  std::optional<json::object> ask_until(const json::object& req, Clock::time_point deadline,
+                                        bool& refused) {
+    for (;;) {
+      try {
+        if (!client_) client_.emplace(opt_.socket);
+        json::object reply = client_->request(req);
+        if (away_) std::cerr << "kpsctl wait: kpsd is back\n";
+        away_ = false;
+        auto* ok = reply.if_contains("ok");
+        if (!ok || !ok->is_bool() || !ok->as_bool()) {
+          refused = true;
+          fail(opt_, exit_failed, "kpsd refused the request: " + text_of(reply, "error"));
+          return std::nullopt;
+        }
+        return reply;
+      } catch (const Unreachable& e) {
+        client_.reset();
+        if (!away_) {
+          std::cerr << "kpsctl wait: " << e.what() << "; waiting for kpsd to come back\n";
+        }
+        away_ = true;
+        if (Clock::now() + std::chrono::seconds(1) >= deadline) {
+          last_error_ = e.what();
+          return std::nullopt;
+        }
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+    }
+  }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  const Options& opt_;
+  std::optional<ControlClient> client_;
+  bool away_ = false;
+  std::string last_error_;
+};
+
+// The progress line on a terminal: "1200/5000 ended (3 failed), 40 running, 3760 queued, 1m03s".
+// Rewritten in place on stderr; stdout keeps only the final counts.
+class Progress {
+ public:
+  explicit Progress(const Options& opt)
+      : on_(!opt.json() && ::isatty(STDERR_FILENO) == 1), start_(Clock::now()) {}
+  bool on() const { return on_; }
+  void show(const json::object& states) {
+    if (!on_) return;
+    std::int64_t ended = 0, total = 0;
+    for (JobState s : all_job_states) {
+      std::int64_t n = int_of(states, to_string(s));
+      total += n;
+      if (is_terminal(s)) ended += n;
+    }
+    auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_);
+    std::fprintf(stderr,
+                 "\r\033[Kwaiting: %lld/%lld ended (%lld failed, %lld cancelled), %lld "
+                 "running, %lld queued or retrying; %s",
+                 static_cast<long long>(ended), static_cast<long long>(total),
+                 static_cast<long long>(int_of(states, "failed")),
+                 static_cast<long long>(int_of(states, "cancelled")),
+                 static_cast<long long>(int_of(states, "running") + int_of(states, "delivered")),
+                 static_cast<long long>(int_of(states, "queued") + int_of(states, "retrying")),
+                 format_duration_ms(elapsed.count()).c_str());
+    shown_ = true;
+  }
+  void clear() {
+    if (shown_) std::fprintf(stderr, "\r\033[K");
+    shown_ = false;
+  }
+
+ private:
+  bool on_;
+  bool shown_ = false;
+  Clock::time_point start_;
+};
+
+// A job that ended this way fails the wait: failed always, cancelled only with --strict (a
+// cancel is the operator's own choice, and a batch with one would otherwise never exit 0).
+bool fails_wait(JobState s, bool strict) {
+  return s == JobState::failed || (strict && s == JobState::cancelled);
+}
+
+WaitLook look_at_states(const json::object& states, bool strict) {
+  WaitLook look;
+  for (JobState s : all_job_states) {
+    std::int64_t n = int_of(states, to_string(s));
+    if (!is_terminal(s) && n > 0) look.done = false;
+    if (fails_wait(s, strict) && n > 0) look.all_succeeded = false;
+  }
+  look.summary["states"] = states;
+  return look;
+}
+
+void print_wait_summary(const Options& opt, const WaitLook& look) {
+  if (opt.json()) {
+    json::object out = look.summary;
+    out["ok"] = true;
+    out["all_succeeded"] = look.all_succeeded;
+    print_json(out);
+    return;
+  }
+  if (auto* jobs = look.summary.if_contains("jobs")) {
+    if (opt.format == Format::csv && opt.headers) std::cout << "id,state,reason\n";
+    for (const auto& v : jobs->as_array()) {
+      const json::object& j = v.as_object();
+      if (opt.format == Format::csv) {
+        std::cout << int_of(j, "id") << "," << text_of(j, "state") << "," << csv_field(reason_of(j))
+                  << "\n";
+      } else {
+        std::printf("job %lld %s%s\n", static_cast<long long>(int_of(j, "id")),
+                    text_of(j, "state").c_str(),
+                    reason_of(j).empty() ? "" : (": " + reason_of(j)).c_str());
+      }
+    }
+    return;
+  }
+  const json::object& states = look.summary.at("states").as_object();
+  if (opt.format == Format::csv && opt.headers) std::cout << "state,jobs\n";
+  for (JobState s : all_job_states) {
+    std::int64_t n = int_of(states, to_string(s));
+    if (opt.format == Format::csv) {
+      std::cout << to_string(s) << "," << n << "\n";
+    } else if (n > 0 || is_terminal(s)) {
+      std::printf("%-10s %lld\n", std::string(to_string(s)).c_str(), static_cast<long long>(n));
+    }
+  }
+}
+
+// After a wait that failed: the first 20 failed jobs by id, server and reason, on stderr (the
+// counts above are the output; this says where to look).
+void name_failures(const Options& opt, const WaitArgs& a,
+                   const std::optional<StatsRequest::UnfinishedSince>& bare) {
+  constexpr std::int64_t shown = 20;
+  ListRequest req;
+  req.query.state = JobState::failed;
+  req.query.limit = shown;
+  if (!a.batch.empty()) req.batch = a.batch;
+  if (bare) req.query.after_id = bare->min_id - 1;
+  try {
+    ControlClient client(opt.socket);
+    json::object reply = client.request(to_json(req));
+    auto* jobs = reply.if_contains("jobs");
+    if (!jobs || !jobs->is_array()) return;
+    std::string lines;
+    std::int64_t n = 0;
+    for (const auto& v : jobs->as_array()) {
+      const json::object& j = v.as_object();
+      if (bare && int_of(j, "id") > bare->max_id) break;
+      lines += "  job " + std::to_string(int_of(j, "id")) + " (" + text_of(j, "server_id") +
+               "): " + reason_of(j) + "\n";
+      ++n;
+    }
+    if (n == 0) return;
+    std::cerr << "failed"
+              << (n == shown ? " (the first 20; kpsctl list --state failed for all)" : "") << ":\n"
+              << lines;
+  } catch (const std::exception&) {
+    // The counts were said; naming is a courtesy that a vanished kpsd may not allow.
+  }
+}
+
+}  // namespace
+
+int cmd_wait(const Options& opt, const WaitArgs& a) {
+  if (!a.ids.empty() && !a.batch.empty()) {
+    return fail(opt, exit_cli_usage, "wait: give job ids or --batch, not both");
+  }
+  std::int64_t timeout_ms =
+      a.timeout.empty() ? 0 : parse_duration_ms(a.timeout, BareNumber::seconds).value_or(0);
+  Clock::time_point deadline = timeout_ms > 0 ? Clock::now() + std::chrono::milliseconds(timeout_ms)
+                                              : Clock::time_point::max();
+  Reconnecting kpsd(opt);
+  bool refused = false;
+  auto gone = [&]() {
+    if (refused) return exit_failed;
+    return fail(opt, exit_unavailable, "wait: " + kpsd.last_error());
+  };
+  // A bare wait follows the jobs that are unfinished now: failures from before it started are
+  // history, and jobs queued after it are someone else's.
+  std::optional<StatsRequest::UnfinishedSince> bare_filter;
+  if (a.ids.empty() && a.batch.empty()) {
+    auto start = kpsd.ask_until(to_json(StatsRequest{}), deadline, refused);
+    if (!start) return gone();
+    // Nothing unfinished: nothing to wait for (min_id past max_id counts no job).
+    std::int64_t max_id = int_of(*start, "max_id");
+    std::int64_t min_id =
+        start->at("min_unfinished_id").is_null() ? max_id + 1 : int_of(*start, "min_unfinished_id");
+    bare_filter = StatsRequest::UnfinishedSince{min_id, max_id, int_of(*start, "now_ms")};
+  }
+  auto interval = std::chrono::milliseconds(200);
+  Progress progress(opt);
+  for (;;) {
+    auto asked = Clock::now();
+    WaitLook look;
+    if (!a.ids.empty()) {
+      json::array jobs;
+      json::object counts;
+      for (std::int64_t id : a.ids) {
+        auto reply = kpsd.ask_until(to_json(ShowRequest{id}), deadline, refused);
+        if (!reply) return gone();
+        const json::object& j = reply->at("job").as_object();
+        auto state = parse_job_state(text_of(j, "state"));
+        if (!state || !is_terminal(*state)) look.done = false;
+        if (state && fails_wait(*state, a.strict)) look.all_succeeded = false;
+        jobs.push_back(j);
+        if (state) {
+          json::value& n = counts[to_string(*state)];
+          n = (n.is_int64() ? n.as_int64() : 0) + 1;
+        }
+      }
+      look.summary["jobs"] = std::move(jobs);
+      progress.show(counts);
+    } else {
+      // "wait": kpsd only checks whether any is unfinished, and counts once they have all ended.
+      StatsRequest req;
+      // Without a terminal to show progress on, kpsd only checks whether any is unfinished and
+      // counts once they have all ended; with one, it counts each time (for the progress line).
+      req.wait = !progress.on();
+      if (!a.batch.empty()) req.batch = a.batch;
+      req.unfinished_since = bare_filter;
+      auto reply = kpsd.ask_until(to_json(req), deadline, refused);
+      if (!reply) return gone();
+      auto* waiting = reply->if_contains("waiting");
+      if (waiting && waiting->is_bool() && waiting->as_bool()) {
+        look.done = false;
+      } else {
+        look = look_at_states(reply->at("states").as_object(), a.strict);
+        if (!look.done) progress.show(reply->at("states").as_object());
+      }
+      if (auto* b = reply->if_contains("batch")) look.summary["batch"] = *b;
+    }
+    if (look.done) {
+      progress.clear();
+      print_wait_summary(opt, look);
+      if (!look.all_succeeded && !opt.json() && a.ids.empty()) name_failures(opt, a, bare_filter);
+      return look.all_succeeded ? exit_ok : exit_failed;
+    }
+    if (Clock::now() >= deadline) {
+      progress.clear();
+      return fail(opt, exit_failed, "wait: timed out with jobs still running");
+    }
+    // Counting a big batch takes the daemon a while: look less often the longer it takes.
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - asked);
+    interval = std::clamp<std::chrono::milliseconds>(4 * took, std::chrono::milliseconds(200),
+                                                     std::chrono::seconds(5));
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+}  // namespace kpsd::ctl
