@@ -137,12 +137,16 @@ BatchChange JobStore::pause_batch(std::int64_t batch_id, std::int64_t now) {
   sql::Transaction tx(*db_);
   auto row = read_brake_row(batches_->brake_row, batch_id);
   if (!row) return BatchChange{false, 0, false};
-  bool was_operator = row->reason == PauseReason::operator_asked;
+  // A batch that stopped itself (a spent budget, a finished canary) keeps its reason and detail:
+  // they say why it stopped, and a resume ends either pause alike.
+  bool stopped = row->reason == PauseReason::operator_asked ||
+                 row->reason == PauseReason::failures ||
+                 (row->reason == PauseReason::canary && row->detail);
   // The operator's pause holds every job, a running canary's first ones too.
-  pause_in_tx(batch_id, PauseReason::operator_asked, std::nullopt, now);
+  if (!stopped) pause_in_tx(batch_id, PauseReason::operator_asked, std::nullopt, now);
   std::int64_t jobs = hold_batch(batch_id, std::nullopt);
   tx.commit();
-  return BatchChange{true, jobs, !was_operator};
+  return BatchChange{true, jobs, !stopped};
 }
 
 BatchChange JobStore::resume_batch(std::int64_t batch_id, std::int64_t now) {
@@ -226,6 +230,15 @@ void JobStore::hold_new_jobs(std::int64_t batch_id, std::int64_t chunk_first,
   for (std::int64_t id : joined) batches_->hold_one.bind(1, id).run();
 }
 
+std::string describe(const BatchStop& stop) {
+  std::string batch = std::to_string(stop.batch_id) + (stop.name ? " (" + *stop.name + ")" : "");
+  if (stop.reason == PauseReason::failures) {
+    return "batch " + batch + " paused itself: " + stop.line +
+           "; its queued jobs wait for kpsctl resume --batch " + std::to_string(stop.batch_id);
+  }
+  return "batch " + batch + ": " + stop.line;
+}
+
 std::vector<BatchStop> JobStore::apply_brakes(std::span<const std::int64_t> ended_jobs,
                                               std::int64_t now) {
   std::set<std::int64_t> batches;
@@ -258,8 +271,9 @@ std::optional<BatchStop> JobStore::check_brakes(std::int64_t batch_id, const Bat
   auto tally = canary_tally(row, batch_id);
   if (tally.open > 0) return std::nullopt;
   std::int64_t total = tally.total, ok = tally.succeeded, failed = tally.failed;
-  std::string line = "canary done: its first " + std::to_string(total) + " jobs ended (" +
-                     std::to_string(ok) + " succeeded, " + std::to_string(failed) +
+  std::string line = "canary done: its first " +
+                     (total == 1 ? std::string("job") : std::to_string(total) + " jobs") +
+                     " ended (" + std::to_string(ok) + " succeeded, " + std::to_string(failed) +
                      " failed); the others wait for kpsctl resume --batch " +
                      std::to_string(batch_id);
   pause_in_tx(batch_id, PauseReason::canary, line, now);

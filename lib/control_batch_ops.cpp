@@ -29,6 +29,8 @@ std::string retry_refusal(std::int64_t id, RetryOutcome outcome, std::int64_t ot
            " unfinished: retry refused (one unfinished job per server; follow or cancel job " +
            std::to_string(other) + ")";
   }
+  // The words cancel and show use for a job that does not exist.
+  if (outcome == RetryOutcome::not_found) return "no job with id " + std::to_string(id);
   return "job " + std::to_string(id) + ": " + std::string(describe(outcome));
 }
 
@@ -79,13 +81,18 @@ net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred)
   json::array results;
   std::string first_error;
   for (std::int64_t id : r.ids) {
-    auto [outcome, other] = co_await db_.call([id, now](JobStore& s) {
+    auto retry_one = [id, now](JobStore& s) {
       std::int64_t unfinished = 0;
       RetryOutcome o = s.retry(id, now, &unfinished);
-      return std::pair{o, unfinished};
-    });
+      // Requeued into a paused batch: it waits for the batch's resume, and says so.
+      bool held = o == RetryOutcome::requeued && s.find(id).value_or(Job{}).held;
+      return std::tuple{o, unfinished, held};
+    };
+    auto [outcome, other, held] = co_await db_.call(std::move(retry_one));
     if (outcome == RetryOutcome::requeued || outcome == RetryOutcome::rechecking) {
-      results.push_back(json::object{{"id", id}, {"result", describe(outcome)}});
+      std::string result(describe(outcome));
+      if (held) result += " (held: its batch is paused; kpsctl resume --batch to send it)";
+      results.push_back(json::object{{"id", id}, {"result", result}});
     } else {
       std::string why = retry_refusal(id, outcome, other);
       if (first_error.empty()) first_error = why;

@@ -33,7 +33,9 @@ std::unique_ptr<JobStore> open_waiting(const Config& config, int& requeued) {
   for (bool said = false;;) {
     try {
       auto store = std::make_unique<JobStore>(config.queue.database);
-      requeued = store->recover_after_restart(unix_ms(), config.queue.max_attempts);
+      std::vector<BatchStop> stops;  // jobs that gave up may have spent a batch's budget
+      requeued = store->recover_after_restart(unix_ms(), config.queue.max_attempts, &stops);
+      for (const BatchStop& stop : stops) spdlog::warn("{}", describe(stop));
       return store;
     } catch (const sql::Error& e) {
       if (!is_lock_conflict(e.code())) throw;

@@ -138,7 +138,7 @@ JobStore::Lifecycle::Lifecycle(sql::Database& db)
                       // earlier unknown call not yet looked for stays the one to look for).
                       "unknown_since = coalesce(unknown_since, (SELECT a.started_at "
                       "FROM attempts a WHERE a.job_id = jobs.id ORDER BY a.n DESC LIMIT 1)), "
-                      "look_waits = 0 WHERE state = 'running'"),
+                      "look_waits = 0 WHERE state = 'running' RETURNING id, state"),
       // Polls leased by the process that died are due now, not when their lease would end.
       release_poll_leases(db,
                           "UPDATE jobs SET next_attempt_at = ?1 "
@@ -151,14 +151,21 @@ JobStore::Lifecycle::Lifecycle(sql::Database& db)
                           "error_msg = 'outcome lost: daemon stopped' "
                           "WHERE finished_at IS NULL") {}
 
-int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts) {
+int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts,
+                                    std::vector<BatchStop>* stops) {
   sql::Transaction tx(*db_);
   lifecycle_->close_lost_attempts.bind(1, now).run();
-  lifecycle_->requeue_running.bind(1, now)
-      .bind(2, max_attempts)
-      .bind(3, std::string_view(maybe_done_prefix))
-      .run();
-  int requeued = db_->changes();
+  auto& requeue = lifecycle_->requeue_running;
+  requeue.bind(1, now).bind(2, max_attempts).bind(3, std::string_view(maybe_done_prefix));
+  int requeued = 0;
+  std::vector<std::int64_t> failed;  // gave up: their batches' budgets count them
+  while (requeue.step()) {
+    ++requeued;
+    if (requeue.column_text(1) == "failed") failed.push_back(requeue.column_int(0));
+  }
+  requeue.reset();
+  auto stopped = apply_brakes(failed, now);
+  if (stops) stops->insert(stops->end(), stopped.begin(), stopped.end());
   lifecycle_->release_poll_leases.bind(1, now).run();
   lifecycle_->delete_ended_secrets.run();
   int deleted = db_->changes();
@@ -167,14 +174,19 @@ int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts)
   return requeued;
 }
 
-std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit) {
+std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit,
+                                                       std::vector<BatchStop>* stops) {
   sql::Transaction tx(*db_);
-  auto work = claim_deliveries(now, limit);
+  std::vector<std::int64_t> failed;
+  auto work = claim_deliveries(now, limit, failed);
+  auto stopped = apply_brakes(failed, now);
   tx.commit();
+  if (stops) stops->insert(stops->end(), stopped.begin(), stopped.end());
   return work;
 }
 
-std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size_t limit) {
+std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size_t limit,
+                                                     std::vector<std::int64_t>& failed) {
   std::vector<DeliveryWork> work;
   lifecycle_->promote_retries.bind(1, now).run();
   if (limit > 0) {
@@ -188,6 +200,7 @@ std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size
     std::erase_if(work, [&](const DeliveryWork& w) {
       if (!w.key_gone) return false;
       lifecycle_->fail_key_gone.bind(1, w.job_id).bind(2, now).run();
+      failed.push_back(w.job_id);
       return true;
     });
     for (DeliveryWork& w : work) {
@@ -343,8 +356,11 @@ Claimed JobStore::claim(const ClaimRequest& next) {
   Claimed c;
   if (next.limit == 0) return c;
   c.polls = claim_polls(next.now, next.poll_lease_until, next.limit);
-  if (c.polls.size() < next.limit)
-    c.deliveries = claim_deliveries(next.now, next.limit - c.polls.size());
+  if (c.polls.size() < next.limit) {
+    std::vector<std::int64_t> failed;
+    c.deliveries = claim_deliveries(next.now, next.limit - c.polls.size(), failed);
+    c.stops = apply_brakes(failed, next.now);
+  }
   return c;
 }
 
@@ -355,7 +371,7 @@ Claimed JobStore::record_and_claim(const std::function<int()>& record,
   // Brakes before the claim: a batch whose budget these outcomes spent starts no other call.
   std::vector<BatchStop> stops = apply_brakes(ended, next.now);
   Claimed c = claim(next);
-  c.stops = std::move(stops);
+  c.stops.insert(c.stops.begin(), stops.begin(), stops.end());
   tx.commit();
   if (deleted) scrub_wal();
   return c;

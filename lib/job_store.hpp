@@ -65,6 +65,9 @@ struct BatchStop {
   PauseReason reason = PauseReason::failures;
   std::string line;  // "12 of 40 ended jobs failed (budget: 10)", "canary done: ..."
 };
+// The line kpsd logs once for it: "batch 7 (night) paused itself: 12 of 40 ended jobs failed
+// (budget: 10); its queued jobs wait for kpsctl resume --batch 7".
+std::string describe(const BatchStop& stop);
 
 // What a bulk control did to a batch.
 struct BatchChange {
@@ -239,8 +242,10 @@ class JobStore {
 
   // Start-up: jobs left `running` go back to `queued` (or to `failed` once they have used
   // `max_attempts`); their open attempt rows are closed as "outcome lost". Returns how many
-  // jobs were requeued or failed.
-  int recover_after_restart(std::int64_t now, std::int64_t max_attempts);
+  // jobs were requeued or failed. Those failures count against their batch's failure budget,
+  // in the same transaction: a batch they stopped is added to `stops` (when given).
+  int recover_after_restart(std::int64_t now, std::int64_t max_attempts,
+                            std::vector<BatchStop>* stops = nullptr);
 
   // Queues jobs into a batch (see BatchTarget), all in one transaction. The first overload
   // makes a new unnamed batch.
@@ -275,8 +280,11 @@ class JobStore {
       std::int64_t before, const PruneFilter& filter = {});
 
   // retrying → queued for due jobs, then claims up to `limit` due queued jobs: each becomes
-  // `running` with an open attempt row, all in one transaction.
-  std::vector<DeliveryWork> claim_for_delivery(std::int64_t now, std::size_t limit);
+  // `running` with an open attempt row, all in one transaction. A replace-form job whose key is
+  // gone fails instead, and counts against its batch's budget: a batch that stopped is added to
+  // `stops` (when given).
+  std::vector<DeliveryWork> claim_for_delivery(std::int64_t now, std::size_t limit,
+                                               std::vector<BatchStop>* stops = nullptr);
   void finish_attempts(std::span<const AttemptFinish> finished);
 
   // Claims up to `limit` delivered jobs due for a task poll; moves their next_attempt_at to
@@ -335,7 +343,9 @@ class JobStore {
   std::string open_batch(const BatchTarget& batch, std::int64_t now, std::int64_t& batch_id);
   void record_without_call(const AttemptFinish& f);
   int record_polls(std::span<const PollFinish> finished);
-  std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit);
+  // `failed`: the jobs it failed instead of claiming (a replace-form job whose key is gone).
+  std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit,
+                                             std::vector<std::int64_t>& failed);
   std::vector<PollWork> claim_polls(std::int64_t now, std::int64_t lease_until, std::size_t limit);
   Claimed claim(const ClaimRequest& next);
   // `ended`: the jobs the record moves to a terminal state (their batches' brakes are checked).

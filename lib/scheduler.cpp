@@ -212,8 +212,14 @@ net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
   reserved -= due_polls.size();  // now in flight, or waiting in ready_polls
   claiming -= due_polls.size();
   if (std::size_t want = step.size.total() - due_polls.size(); want > 0 && !stopping) {
-    auto work =
-        co_await db.call([now, want](JobStore& s) { return s.claim_for_delivery(now, want); });
+    // A replace-form job whose key is gone fails in the claim, and may spend a budget.
+    auto claim = [now, want](JobStore& s) {
+      std::vector<BatchStop> stopped;
+      auto claimed = s.claim_for_delivery(now, want, &stopped);
+      return std::pair{std::move(claimed), std::move(stopped)};
+    };
+    auto [work, stops] = co_await db.call(std::move(claim));
+    for (const BatchStop& stop : stops) announce(stop);
     place = place_claimed(step.size, started, work.size(), !step.probe && gate.holding());
     start_or_hold(work, step, place.deliveries_now, ready);
     started += place.deliveries_now;

@@ -117,13 +117,7 @@ Scheduler::Impl::ClaimPlan Scheduler::Impl::plan_claim(std::size_t outcomes) {
 // A batch stopped itself (its failure budget spent) or its canary ended: said once, here,
 // where the transaction that decided it committed; STATUS= and the page show it from the store.
 void Scheduler::Impl::announce(const BatchStop& stop) {
-  std::string batch = std::to_string(stop.batch_id) + (stop.name ? " (" + *stop.name + ")" : "");
-  if (stop.reason == PauseReason::failures) {
-    spdlog::warn("batch {} paused itself: {}; its queued jobs wait for kpsctl resume --batch {}",
-                 batch, stop.line, stop.batch_id);
-  } else {
-    spdlog::warn("batch {}: {}", batch, stop.line);
-  }
+  spdlog::warn("{}", describe(stop));
   if (on_health_change) on_health_change();  // STATUS= at once, not at the next tick
 }
 

@@ -11,6 +11,11 @@ namespace kpsd {
 std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
                                        std::string& error, bool one_line) {
   std::string name = what.empty() ? path : std::string(what) + " " + path;
+  // A directory opens and reads as empty: say what it is.
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    error = "cannot read " + name + ": it is a directory";
+    return std::nullopt;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = "cannot read " + name + ": " + std::strerror(errno);

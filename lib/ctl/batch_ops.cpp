@@ -104,23 +104,52 @@ int cmd_cancel(const Options& opt, const BulkArgs& a) {
   return send_bulk(opt, a, CancelRequest{}, print_cancel_counts);
 }
 
+namespace {
+
+// After a global resume: the batches that are still paused (a batch's pause is its own).
+void name_paused_batches(ControlClient& client) {
+  json::object reply = client.request(to_json(StatsRequest{}));
+  auto* batches = reply.if_contains("paused_batches");
+  if (!batches || !batches->is_array()) return;
+  for (const auto& v : batches->as_array()) {
+    const json::object& b = v.as_object();
+    std::string name = text_of(b, "name");
+    std::cout << "batch " << int_of(b, "id") << (name.empty() ? "" : " (" + printable(name) + ")")
+              << " is still paused (" << text_of(b, "reason") << "): kpsctl resume --batch "
+              << int_of(b, "id") << "\n";
+  }
+}
+
+}  // namespace
+
 int cmd_pause(const Options& opt, bool pause, const std::string& batch) {
   ControlClient client(opt.socket);
   PauseRequest req{pause, std::nullopt};
   if (!batch.empty()) req.batch = batch;
   auto reply = ask(opt, client, to_json(req));
   if (!reply) return exit_failed;
+  std::string id = text_of(*reply, "batch_id");
   if (opt.json()) {
     print_json(*reply);
+  } else if (batch.empty() && pause) {
+    std::cout << "paused: no new calls until kpsctl resume\n";
   } else if (batch.empty()) {
-    std::cout << (pause ? "paused: no new calls until kpsctl resume" : "resumed") << "\n";
+    std::cout << "resumed\n";
+    name_paused_batches(client);
+  } else if (pause && text_of(*reply, "changed") == "false") {
+    std::cout << "batch " << id
+              << " was already paused (kpsctl stats says why); its jobs stay held until kpsctl "
+                 "resume --batch "
+              << batch << "\n";
+  } else if (pause && int_of(*reply, "held") == 0) {
+    std::cout << "batch " << id << " paused: its queued jobs were already held (a canary); none "
+              << "starts until kpsctl resume --batch " << batch << " (calls in flight finish)\n";
   } else if (pause) {
-    std::cout << "batch " << int_of(*reply, "batch_id") << " paused: " << int_of(*reply, "held")
+    std::cout << "batch " << id << " paused: " << int_of(*reply, "held")
               << " queued jobs held until kpsctl resume --batch " << batch
               << " (calls in flight finish)\n";
   } else {
-    std::cout << "batch " << int_of(*reply, "batch_id")
-              << " resumed: " << int_of(*reply, "released") << " jobs released\n";
+    std::cout << "batch " << id << " resumed: " << int_of(*reply, "released") << " jobs released\n";
   }
   return exit_ok;
 }

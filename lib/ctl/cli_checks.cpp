@@ -108,12 +108,59 @@ std::string command_word(const CLI::App& app, int argc, char** argv) {
   return {};
 }
 
+namespace {
+
+// The words before the command: a command's own option put first ("kpsctl --batch x stats"),
+// or kpsctl's option that took the command as its value ("kpsctl -o stats"). "" if neither.
+std::string before_command(const CLI::App& app, int argc, char** argv,
+                           const std::vector<std::string>& commands) {
+  std::vector<const CLI::App*> top{&app};
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (!arg.starts_with("-") || arg == "-") return {};  // the command: the rest is its own
+    std::string_view name = arg.substr(0, arg.find('='));
+    const CLI::Option* o = find_option(top, name);
+    if (!o) {
+      // The command typed later that has this option, else the first that has it.
+      const CLI::App *first = nullptr, *typed = nullptr;
+      for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+        if (!find_option({sub}, name)) continue;
+        if (!first) first = sub;
+        for (int j = i + 1; j < argc; ++j) {
+          if (sub->get_name() == argv[j]) typed = sub;
+        }
+      }
+      const CLI::App* owner = typed ? typed : first;
+      if (owner) {
+        return "`" + std::string(name) + "` is an option of a command: put it after the " +
+               "command (kpsctl " + owner->get_name() + " " + std::string(name) + " ...)";
+      }
+      return "unknown option `" + std::string(name) + "`" + did_you_mean(name, option_names(top)) +
+             " (kpsctl --help lists them)";
+    }
+    if (arg.find('=') != std::string_view::npos || i + 1 >= argc || !takes_next(o, argv[i + 1])) {
+      continue;
+    }
+    std::string value = argv[++i];
+    bool is_command = std::find(commands.begin(), commands.end(), value) != commands.end();
+    if (is_command && command_word(app, argc - i, argv + i).empty()) {
+      return "`" + std::string(name) + "` took `" + value +
+             "` as its value and no command is left: give " + std::string(name) +
+             " its value first (kpsctl " + std::string(name) + " VALUE " + value + ")";
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 std::string precheck(const CLI::App& app, int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (is_help_or_version(argv[i])) return {};
   }
   std::string command = command_word(app, argc, argv);
   std::vector<std::string> commands = command_names(app);
+  if (auto problem = before_command(app, argc, argv, commands); !problem.empty()) return problem;
   if (command.empty()) {
     return "no command given; kpsctl needs one of: " + joined(commands) +
            " (kpsctl --help says what each does)";
@@ -160,12 +207,20 @@ std::string parse_error_text(const CLI::ParseError& e) {
   if (std::regex_match(what, m, std::regex("Could not convert: (\\S+) = (.*)"))) {
     return m[1].str() + ": `" + m[2].str() + "` is not a number";
   }
-  if (std::regex_match(what, m, std::regex("(\\S+): (`.*)"))) {
+  if (std::regex_match(what, m, std::regex("(\\S+): (`.*|is empty.*)"))) {
     // One of the validators below: "--state `x` is …", or for an argument "`x` is not a job id".
     return m[1].str().starts_with("-") ? m[1].str() + " " + m[2].str() : m[2].str();
   }
   if (!what.empty()) what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
   return what;
+}
+
+CLI::Validator non_empty(std::string what) {
+  return CLI::Validator(
+      [what](std::string& value) -> std::string {
+        return value.empty() ? "is empty: give " + what : std::string();
+      },
+      "");
 }
 
 CLI::Validator one_of(std::vector<std::string> allowed) {

@@ -31,6 +31,7 @@ std::string precheck(const CLI::App& app, int argc, char** argv);
 std::string parse_error_text(const CLI::ParseError& e);
 
 // Validators whose refusals quote the value and say what is wanted.
+CLI::Validator non_empty(std::string what);                       // refuses "" naming `what`
 CLI::Validator one_of(std::vector<std::string> allowed);          // a word from the list
 CLI::Validator whole_number(std::int64_t min, std::int64_t max);  // digits in [min, max]
 CLI::Validator job_id();                                          // a whole number above 0

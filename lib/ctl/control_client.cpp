@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -30,6 +31,14 @@ ControlClient::ControlClient(const std::string& path) : path_(path) {
                          " (or a folder above it): run kpsctl as root or as a member of the "
                          "socket's group (ls -l " +
                          path + "; control.socket_mode in kpsd.conf)");
+    }
+    // A file or a folder where the socket should be: a wrong path, not a kpsd that is down.
+    struct stat st {};
+    if (err == ECONNREFUSED && ::stat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+      throw Unreachable("cannot reach kpsd at " + path + ": it is " +
+                        (S_ISDIR(st.st_mode) ? "a directory" : "not a socket") +
+                        " (kpsd's socket is control.socket in kpsd.conf; set --socket or "
+                        "KPSD_SOCKET)");
     }
     throw Unreachable("cannot reach kpsd at " + path + ": " + std::strerror(err) +
                       " (is kpsd running? set --socket or KPSD_SOCKET)");

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <unistd.h>
 #include <unordered_map>
@@ -92,8 +93,9 @@ json::array repeats_json(const JobFileCheck& check) {
 
 // The checks of the command line alone, before any file is read: the problem, or empty.
 std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
-  if (a.server_ids.empty() == a.file.empty()) {
-    return "enqueue: give server ids or --file FILE (not both)";
+  if (a.server_ids.empty() && a.file.empty()) return "enqueue: give server ids or --file FILE";
+  if (!a.server_ids.empty() && !a.file.empty()) {
+    return "enqueue: give server ids or --file FILE, not both";
   }
   if (!a.auth_type.empty() && a.key_file.empty()) return "enqueue: --auth-type needs --key-file";
   if (a.auth_type.empty() && !a.key_file.empty()) {
@@ -113,6 +115,30 @@ std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
     }
   }
   return {};
+}
+
+// A --batch name kpsd already has: the request would be refused, after every line was read.
+// "" when the name is free, or when kpsd cannot be asked (a dry run says it did not check).
+std::string taken_batch_name(const Options& opt, const EnqueueArgs& a) {
+  if (a.batch.empty()) return {};
+  try {
+    ControlClient client(opt.socket);
+    StatsRequest req;
+    req.batch = a.batch;
+    json::object reply = client.request(to_json(req));
+    auto* b = reply.if_contains("batch");
+    if (!b || !b->is_object()) return {};
+    return "enqueue: --batch `" + a.batch + "` is taken (batch " + text_of(b->as_object(), "id") +
+           "); choose another name";
+  } catch (const NotPermitted&) {
+    throw;  // said by the caller, as for every command
+  } catch (const Unreachable&) {
+    if (a.dry_run && !opt.json()) {
+      std::cerr << "kpsctl: warning: kpsd is not reachable: whether the batch name `" << a.batch
+                << "` is free was not checked\n";
+    }
+    return {};
+  }
 }
 
 Brakes brakes_of(const EnqueueArgs& a) {
@@ -205,11 +231,17 @@ struct BatchSender {
       return ok ? exit_ok : exit_failed;
     }
     if (batch_id > 0) {
+      // A repeated line names a server an earlier line queued: it adds no job.
+      std::size_t jobs = total - std::min(repeated, total);
+      std::size_t already = existing - std::min(repeated, existing);
       std::cerr << "batch " << batch_id << (args.batch.empty() ? "" : " (" + args.batch + ")")
-                << ": enqueued " << total << " job" << (total == 1 ? "" : "s") << " ("
-                << total - existing << " new, " << existing << " already queued"
-                << (repeated ? ", " + std::to_string(repeated) + " of them repeats" : "")
-                << "); follow it with: kpsctl wait --batch " << batch_id << "\n";
+                << ": enqueued " << jobs << " job" << (jobs == 1 ? "" : "s") << " ("
+                << jobs - already << " new, " << already << " already queued)";
+      if (repeated) {
+        std::cerr << "; " << repeated << " repeated " << (args.file.empty() ? "id" : "line")
+                  << (repeated == 1 ? "" : "s") << " added none";
+      }
+      std::cerr << "; follow it with: kpsctl wait --batch " << batch_id << "\n";
     }
     if (!ok) {
       print_error(error + (total > 0 ? " (the " + std::to_string(total) + " jobs above are queued)"
@@ -222,10 +254,12 @@ struct BatchSender {
 int print_dry_run(const Options& opt, const EnqueueArgs& a, std::size_t checked,
                   const JobFileCheck& repeats) {
   std::string what = a.file.empty() ? "arguments" : a.file;
+  std::size_t jobs = checked - std::min(checked, repeats.repeated_count);
   if (opt.json()) {
     print_json(json::object{{"ok", true},
                             {"dry_run", true},
-                            {"jobs", checked},
+                            {"jobs", jobs},
+                            {"lines", checked},
                             {"repeated", repeats.repeated_count},
                             {"repeated_lines", repeats_json(repeats)}});
     return exit_ok;
@@ -273,6 +307,9 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
     }
   }
   if (checked == 0) return fail(opt, exit_cli_usage, "enqueue: " + a.file + " holds no jobs");
+  if (auto taken = taken_batch_name(opt, a); !taken.empty()) {
+    return fail(opt, exit_cli_usage, taken);
+  }
   warn_repeats(opt, a.file, check);
   if (a.dry_run) return print_dry_run(opt, a, checked, check);
 

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace kpsd::ctl {
 
@@ -18,7 +20,17 @@ std::optional<Secret> read_key_file(const std::string& type, const std::string& 
   // A password file's trailing newline is not part of the password; a private key is sent as
   // it is.
   auto key = read_secret_file(path, "key file", error, /*one_line=*/type == "password");
-  if (!key || type != "keypair") return key;
+  if (!key) return key;
+  if (type == "password") {
+    // A private key given as a password would be sent as one, and the server left as it was.
+    std::string_view k = key->reveal();
+    if (k.starts_with("-----BEGIN ") && k.find("PRIVATE KEY-----") != std::string_view::npos) {
+      error = "key file " + path + " holds a private key, not a password: use --auth-type keypair";
+      return std::nullopt;
+    }
+    return key;
+  }
+  if (type != "keypair") return key;
   // KPS wants the private key that is bound now, as PEM or OpenSSH text. Said without ever
   // showing the content.
   std::string_view k = key->reveal();
@@ -67,18 +79,27 @@ std::string quoted(std::string_view text) {
   return out + "`";
 }
 
-// A first line that names columns instead of a server: a CSV header (commas), or a column name
-// that happens to be a valid server id. kpsd does not guess: it says so, with the fix.
+// A first line that names columns instead of a server: its first column is a column name
+// (server_id, id, ...), or it has commas and its first column is no server id ("Server Name,IP").
+// A headerless CSV ("srv-a,web") is not a header: job_of_line names it as a CSV row.
 bool looks_like_header(std::string_view line) {
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-  if (line.find(',') != std::string_view::npos && line.front() != '{') return true;
+  if (line.empty() || line.front() == '{') return false;
+  std::string_view first = line.substr(0, line.find(','));
   std::string lower;
-  for (char c : line) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char c : first) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (std::string_view name : {"server_id", "serverid", "server", "servers", "server-id", "id",
                                 "instance_id", "instance", "uuid", "host", "hostname", "name"}) {
     if (lower == name) return true;
   }
-  return false;
+  return first.size() != line.size() && !validate_server_id(first).empty();
+}
+
+std::string header_problem(std::string_view line) {
+  bool csv = line.find(',') != std::string_view::npos;
+  return quoted(line) + ": the first line looks like a CSV header, not a server; skip it with " +
+         (csv ? "`tail -n +2 FILE | cut -d, -f1 | kpsctl enqueue --file -`"
+              : "`tail -n +2 FILE | kpsctl enqueue --file -`");
 }
 
 // One line as a job, its key file read; "" or the reason it is not a job. `skip`: blank line.
@@ -90,7 +111,13 @@ std::string job_of_line(const std::string& line, NewJob& job, bool& skip) {
     std::string_view t = line;
     while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
     if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
-    return t.starts_with("{") ? error : quoted(t) + ": " + error;
+    if (t.starts_with("{")) return error;
+    if (t.find(',') != std::string_view::npos) {
+      return quoted(t) +
+             ": a CSV row, not one server id: take its first column with `cut -d, -f1 FILE | "
+             "kpsctl enqueue --file -`";
+    }
+    return quoted(t) + ": " + error;
   }
   skip = parsed.kind == JobLine::Kind::skip;
   if (skip) return "";
@@ -112,6 +139,14 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
   std::ifstream file;
   std::istringstream text;
   std::istream* in = nullptr;
+  struct stat st {};
+  bool directory = name_ == "-" ? ::fstat(STDIN_FILENO, &st) == 0 && S_ISDIR(st.st_mode)
+                                : ::stat(name_.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (directory) {  // it opens, and reads as nothing or as an error after line 0
+    error = "cannot read " + std::string(name_ == "-" ? "standard input" : name_) +
+            ": it is a directory";
+    return false;
+  }
   if (name_ == "-") {
     if (!stdin_text_) {
       std::ostringstream all;
@@ -150,12 +185,8 @@ JobFileCheck JobFile::check() {
       [&](std::size_t line_no, const std::string& line) {
         NewJob job;
         bool skip = false;
-        std::string error = line_no == 1 && looks_like_header(line)
-                                ? quoted(line) +
-                                      ": the first line looks like a CSV header, not a "
-                                      "server; skip it with `tail -n +2 FILE | kpsctl "
-                                      "enqueue --file -`"
-                                : job_of_line(line, job, skip);
+        std::string error = line_no == 1 && looks_like_header(line) ? header_problem(line)
+                                                                    : job_of_line(line, job, skip);
         if (!error.empty()) {
           ++result.bad_line_count;
           if (result.bad_lines.size() < max_reported_bad_lines) {

@@ -79,32 +79,41 @@ void add_job_commands(CLI::App& app, Commands& c) {
   c.enqueue = app.add_subcommand("enqueue",
                                  "queue unbinds as one batch: server ids as arguments, or --file");
   c.enqueue->add_option("server_ids", c.enq.server_ids, "server ids");
-  c.enqueue->add_option("--file", c.enq.file,
-                        "one server id per line, or NDJSON objects "
-                        "{\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin. "
-                        "Every line is checked before any job is queued");
+  c.enqueue
+      ->add_option("--file", c.enq.file,
+                   "one server id per line, or NDJSON objects "
+                   "{\"server_id\",\"port\",\"auth\":{\"type\",\"key_file\"}}; - is stdin. "
+                   "Every line is checked before any job is queued")
+      ->check(non_empty("a file (- for stdin)"));
   c.enqueue->add_option("--auth-type", c.enq.auth_type, "replace form: password or keypair")
       ->check(one_of({"password", "keypair"}));
-  c.enqueue->add_option("--key-file", c.enq.key_file, "file holding the password or private key");
+  c.enqueue->add_option("--key-file", c.enq.key_file, "file holding the password or private key")
+      ->check(non_empty("a file"));
   c.enqueue->add_option("--port", c.enq.port, "SSH port sent with the request")
       ->check(whole_number(1, 65535));
-  c.enqueue->add_option("--batch", c.enq.batch,
-                        "name the batch these jobs form (unique; default: unnamed). Its id is "
-                        "printed either way");
+  c.enqueue
+      ->add_option("--batch", c.enq.batch,
+                   "name the batch these jobs form (unique; default: unnamed). Its id is "
+                   "printed either way")
+      ->check(non_empty("a name for the batch"));
   c.enqueue->add_flag("--dry-run", c.enq.dry_run, "check every line and key file, queue nothing");
   c.enqueue
       ->add_option("--canary", c.enq.canary,
                    "run the batch's first N jobs, then hold the rest until kpsctl resume "
                    "--batch B (0: none, over a [queue] canary)")
       ->check(whole_number(0, 1'000'000'000));
-  c.enqueue->add_option("--max-failures", c.enq.max_failures,
-                        "failure budget: the batch pauses itself when N of its jobs have failed, "
-                        "or more than P% (e.g. 5%) once 20 have ended (0: none)");
+  c.enqueue
+      ->add_option("--max-failures", c.enq.max_failures,
+                   "failure budget: the batch pauses itself when N of its jobs have failed, "
+                   "or more than P% (e.g. 5%) once 20 have ended (0: none)")
+      ->check(non_empty("a count (10), a percentage (5%) or 0"));
 
   c.list = app.add_subcommand("list", "list jobs, oldest first");
   c.list->add_option("--state", c.lst.state, "only jobs in this state")->check(one_of(job_states));
-  c.list->add_option("--server", c.lst.server, "only jobs of this server id");
-  c.list->add_option("--batch", c.lst.batch, "only jobs of this batch (id or name)");
+  c.list->add_option("--server", c.lst.server, "only jobs of this server id")
+      ->check(non_empty("a server id"));
+  c.list->add_option("--batch", c.lst.batch, "only jobs of this batch (id or name)")
+      ->check(non_empty("a batch id or name"));
   c.list->add_option("--limit", c.lst.limit, "at most this many (default 100)")
       ->check(whole_number(1, 10000));
   c.list->add_option("--after", c.lst.after, "page: only job ids greater than this")
@@ -119,8 +128,9 @@ void add_job_commands(CLI::App& app, Commands& c) {
 
   c.report = app.add_subcommand(
       "report", "every job's final state and reason, as CSV (default) or --json; streamed");
-  c.report->add_option("--batch", c.report_batch,
-                       "only this batch (id or name); default: every job");
+  c.report
+      ->add_option("--batch", c.report_batch, "only this batch (id or name); default: every job")
+      ->check(non_empty("a batch id or name"));
   c.report->add_flag("--maybe-done", c.report_maybe_done,
                      "only failed jobs that may have been done by an earlier call whose outcome "
                      "was unknown");
@@ -136,7 +146,8 @@ void add_job_commands(CLI::App& app, Commands& c) {
       "wire, or its task being followed); in flight: HTTP calls on the wire right now; calls "
       "started/s: measured over the last seconds; pace: the rate kpsd allows itself (learned "
       "from the gateway's 429s, at most rate_per_second)");
-  c.stats->add_option("--batch", c.stats_batch, "count only this batch's jobs (id or name)");
+  c.stats->add_option("--batch", c.stats_batch, "count only this batch's jobs (id or name)")
+      ->check(non_empty("a batch id or name"));
   add_watch(c.stats, c);
 }
 
@@ -147,21 +158,28 @@ void add_admin_commands(CLI::App& app, Commands& c) {
   c.retry->add_option("job_ids", c.rt.ids, "job ids")->check(job_id());
   c.retry->add_option("--state", c.rt.state, "every job in this state (with --batch: its jobs)")
       ->check(one_of({"failed", "cancelled"}));
-  c.retry->add_option("--batch", c.rt.batch,
-                      "this batch's jobs (id or name) in --state (default failed)");
+  c.retry
+      ->add_option("--batch", c.rt.batch,
+                   "this batch's jobs (id or name) in --state (default failed)")
+      ->check(non_empty("a batch id or name"));
 
   c.cancel = app.add_subcommand(
       "cancel", "cancel jobs that have not ended (no further calls): job ids, or a --batch");
   c.cancel->add_option("job_ids", c.cn.ids, "job ids")->check(job_id());
-  c.cancel->add_option("--batch", c.cn.batch, "every unfinished job of this batch (id or name)");
+  c.cancel->add_option("--batch", c.cn.batch, "every unfinished job of this batch (id or name)")
+      ->check(non_empty("a batch id or name"));
   c.pause = app.add_subcommand(
       "pause", "start no new calls until resume (kept across restarts); --batch: that batch only");
-  c.pause->add_option("--batch", c.pause_batch,
-                      "hold this batch's queued jobs (id or name); other batches go on");
+  c.pause
+      ->add_option("--batch", c.pause_batch,
+                   "hold this batch's queued jobs (id or name); other batches go on")
+      ->check(non_empty("a batch id or name"));
   c.resume = app.add_subcommand("resume", "start calls again after pause");
-  c.resume->add_option("--batch", c.resume_batch,
-                       "give back this batch's held jobs (after pause --batch, a canary, or a "
-                       "spent failure budget)");
+  c.resume
+      ->add_option("--batch", c.resume_batch,
+                   "give back this batch's held jobs (after pause --batch, a canary, or a "
+                   "spent failure budget)")
+      ->check(non_empty("a batch id or name"));
   c.reload = app.add_subcommand(
       "reload",
       "re-read kpsd's configuration and credential files and wait until they are applied "
@@ -176,7 +194,8 @@ void add_admin_commands(CLI::App& app, Commands& c) {
       ->check(duration(BareNumber::refused));
   c.prune->add_option("--state", c.pr.state, "only jobs that ended in this state")
       ->check(one_of({"succeeded", "failed", "cancelled"}));
-  c.prune->add_option("--batch", c.pr.batch, "only this batch's jobs (id or name)");
+  c.prune->add_option("--batch", c.pr.batch, "only this batch's jobs (id or name)")
+      ->check(non_empty("a batch id or name"));
   c.prune->add_flag("--dry-run", c.pr.dry_run,
                     "count what would go, per batch and state; delete nothing");
   c.prune->add_flag("--force", c.pr.force, "allow --older-than under an hour");
@@ -189,7 +208,8 @@ void add_admin_commands(CLI::App& app, Commands& c) {
       "neither, wait takes the jobs unfinished when it starts: a job that already failed is not "
       "among them, and wait would exit 0");
   c.wait->add_option("job_ids", c.wt.ids, "job ids")->check(job_id());
-  c.wait->add_option("--batch", c.wt.batch, "every job of this batch (id or name)");
+  c.wait->add_option("--batch", c.wt.batch, "every job of this batch (id or name)")
+      ->check(non_empty("a batch id or name"));
   c.wait
       ->add_option("--timeout", c.wt.timeout,
                    "give up after this long (exit 1): 90s, 5m, 2h; a bare number is seconds; "
@@ -215,7 +235,8 @@ int run_once(Options& opt, Commands& c) {
     if (*c.report) {
       if (opt.table_asked || opt.wide) {
         return fail(opt, exit_cli_usage,
-                    "report: -o table is not offered (csv, the default, or json)");
+                    std::string("report: -o ") + (opt.wide ? "wide" : "table") +
+                        " is not offered (csv, the default, or json)");
       }
       if (opt.format == Format::table) opt.format = Format::csv;  // a report is data
       return cmd_report(opt, c.report_batch, c.report_maybe_done);
@@ -249,7 +270,12 @@ int dispatch(Options& opt, Commands& c, const std::string& title) {
   if (!opt.watch_ms) return run_once(opt, c);
   if (*opt.watch_ms < 100)
     return fail(opt, exit_cli_usage, "--watch `" + c.watch + "`: under 100ms");
-  return watch(opt, title, [&opt, &c] { return run_once(opt, c); });
+  // CSV rows from every turn make one table: its header comes once.
+  return watch(opt, title, [&opt, &c] {
+    int rc = run_once(opt, c);
+    if (opt.format == Format::csv) opt.headers = false;
+    return rc;
+  });
 }
 
 // A CLI11 parse error as one "kpsctl: error: COMMAND: …" line; --help and --version as CLI11
@@ -259,11 +285,7 @@ int parse_failed(const CLI::App& app, const Options& opt, const CLI::ParseError&
   if (e.get_exit_code() == 0) return app.exit(e) == 0 ? exit_ok : exit_cli_usage;
   std::string text = parse_error_text(e);
   if (!command.empty()) text = command + ": " + text;
-  int rc = fail(opt, exit_cli_usage, text);
-  if (!opt.json()) {
-    std::cerr << "(kpsctl " << (command.empty() ? "" : command + " ") << "--help says more)\n";
-  }
-  return rc;
+  return fail(opt, exit_cli_usage, text);
 }
 
 }  // namespace
@@ -281,7 +303,8 @@ int run_kpsctl(int argc, char** argv) {
   const char* env_socket = std::getenv("KPSD_SOCKET");
   opt.socket = env_socket && *env_socket ? env_socket : "/run/kpsd/kpsd.sock";
   app.add_option("--socket", opt.socket,
-                 "kpsd's control socket (default: $KPSD_SOCKET, then /run/kpsd/kpsd.sock)");
+                 "kpsd's control socket (default: $KPSD_SOCKET, then /run/kpsd/kpsd.sock)")
+      ->check(non_empty("a socket path"));
   std::string output = "table";
   bool json_flag = false, no_headers = false;
   app.add_option("--output,-o", output,

@@ -16,16 +16,56 @@ namespace kpsd::ctl {
 
 namespace json = boost::json;
 
+namespace {
+
+// The length of the valid UTF-8 sequence at the start of `s` (1 to 4), or 0 if there is none.
+std::size_t utf8_length(std::string_view s) {
+  auto byte = [&s](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  unsigned char c = byte(0);
+  std::size_t n = c < 0x80           ? 1
+                  : (c >> 5) == 0x6  ? 2
+                  : (c >> 4) == 0xe  ? 3
+                  : (c >> 3) == 0x1e ? 4
+                                     : 0;
+  if (n == 0 || n > s.size() || (n == 2 && c < 0xc2)) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    if ((byte(i) >> 6) != 0x2) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string printable(std::string_view text) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  while (!text.empty()) {
+    auto c = static_cast<unsigned char>(text.front());
+    std::size_t n = utf8_length(text);
+    if (n == 0 || c < 0x20 || c == 0x7f) {
+      out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+      n = 1;
+    } else {
+      out.append(text.substr(0, n));
+    }
+    text.remove_prefix(n);
+  }
+  return out;
+}
+
 int fail(const Options& opt, int exit_code, std::string_view message) {
   if (opt.json()) {
-    print_json(json::object{{"ok", false}, {"error", message}, {"exit_code", exit_code}});
+    print_json(
+        json::object{{"ok", false}, {"error", printable(message)}, {"exit_code", exit_code}});
   } else {
     print_error(message);
   }
   return exit_code;
 }
 
-void print_error(std::string_view message) { std::cerr << "kpsctl: error: " << message << "\n"; }
+void print_error(std::string_view message) {
+  std::cerr << "kpsctl: error: " << printable(message) << "\n";
+}
 
 int watch(const Options& opt, const std::string& title, const std::function<int()>& once) {
   const bool tty = ::isatty(STDOUT_FILENO) == 1;
@@ -37,8 +77,8 @@ int watch(const Options& opt, const std::string& title, const std::function<int(
       std::cout << "\033[H\033[2J"
                 << "every " << format_duration_ms(every.count()) << ": " << title << "   "
                 << format_time(now.count()) << "\n\n";
-    } else if (!first && !opt.json()) {
-      std::cout << "\n";
+    } else if (!first && opt.format == Format::table) {
+      std::cout << "\n";  // tables apart; CSV rows and JSON lines follow each other
     }
     int rc = once();
     std::cout << std::flush;

@@ -37,11 +37,14 @@ struct Options {
 int fail(const Options& opt, int exit_code, std::string_view message);
 // A line on stderr that is an error but not the end: "kpsctl: error: …".
 void print_error(std::string_view message);
+// `text` safe for one line on a terminal: control characters and bytes that are not UTF-8 as
+// \xNN (an argument or a kpsd reply echoing one may hold an escape sequence or a newline).
+std::string printable(std::string_view text);
 
 // --watch: runs `once` every opt.watch_ms until interrupted; on a terminal the screen is
 // cleared and titled each time, elsewhere each turn's output follows the last (a blank line
-// between tables). kpsd away (69) is shown and waited out; bad input (2) and no permission
-// (77) end it with that code.
+// between tables; CSV rows and JSON lines one after another). kpsd away (69) is shown and waited
+// out; bad input (2) and no permission (77) end it with that code.
 int watch(const Options& opt, const std::string& title, const std::function<int()>& once);
 
 // Sends a request; a refused one is reported through fail() and yields nullopt.

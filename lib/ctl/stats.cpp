@@ -79,10 +79,13 @@ void print_paused(const json::object& r) {
       detail = reason == "canary" ? "canary running: its first jobs run, the others wait"
                                   : "paused by the operator";
     }
-    std::printf("BATCH %lld%s PAUSED (%s): %s; kpsctl resume --batch %lld\n",
-                static_cast<long long>(int_of(b, "id")),
-                name.empty() ? "" : (" (" + name + ")").c_str(), reason.c_str(), detail.c_str(),
-                static_cast<long long>(int_of(b, "id")));
+    // A detail that already says how to go on (a canary's, a budget's) is not told twice.
+    std::string hint = detail.find("kpsctl resume --batch") == std::string::npos
+                           ? "; kpsctl resume --batch " + text_of(b, "id")
+                           : "";
+    std::printf("BATCH %lld%s PAUSED (%s): %s%s\n", static_cast<long long>(int_of(b, "id")),
+                name.empty() ? "" : (" (" + name + ")").c_str(), reason.c_str(),
+                printable(detail).c_str(), hint.c_str());
   }
 }
 

@@ -40,8 +40,9 @@ class Reconnecting {
       try {
         if (!client_) client_.emplace(opt_.socket);
         json::object reply = client_->request(req);
-        if (away_) std::cerr << "kpsctl wait: kpsd is back\n";
+        if (away_) std::cerr << "kpsctl: warning: wait: kpsd is back\n";
         away_ = false;
+        reached_ = true;
         auto* ok = reply.if_contains("ok");
         if (!ok || !ok->is_bool() || !ok->as_bool()) {
           refused = true;
@@ -51,8 +52,13 @@ class Reconnecting {
         return reply;
       } catch (const Unreachable& e) {
         client_.reset();
+        // Never reached: a wrong socket path is not a restart, and waiting would hang a script.
+        if (!reached_) {
+          last_error_ = e.what();
+          return std::nullopt;
+        }
         if (!away_) {
-          std::cerr << "kpsctl wait: " << e.what() << "; waiting for kpsd to come back\n";
+          std::cerr << "kpsctl: warning: wait: " << e.what() << "; waiting for kpsd to come back\n";
         }
         away_ = true;
         if (Clock::now() + std::chrono::seconds(1) >= deadline) {
@@ -69,6 +75,7 @@ class Reconnecting {
   const Options& opt_;
   std::optional<ControlClient> client_;
   bool away_ = false;
+  bool reached_ = false;
   std::string last_error_;
 };
 
@@ -130,8 +137,10 @@ WaitLook look_at_states(const json::object& states, bool strict) {
 void print_wait_summary(const Options& opt, const WaitLook& look) {
   if (opt.json()) {
     json::object out = look.summary;
-    out["ok"] = true;
+    // ok follows the exit code, as in every kpsctl document: a wait over a failure is not ok.
+    out["ok"] = look.all_succeeded;
     out["all_succeeded"] = look.all_succeeded;
+    if (!look.all_succeeded) out["exit_code"] = exit_failed;
     print_json(out);
     return;
   }
@@ -197,6 +206,151 @@ void name_failures(const Options& opt, const WaitArgs& a,
 
 }  // namespace
 
+namespace {
+
+// One wait: its jobs (ids, a batch, or those unfinished when it started), looked at until they
+// have all ended or the deadline passes.
+class Waiter {
+ public:
+  Waiter(const Options& opt, const WaitArgs& a, Clock::time_point deadline)
+      : opt_(opt), a_(a), deadline_(deadline), kpsd_(opt), progress_(opt) {}
+
+  int run() {
+    if (a_.ids.empty() && a_.batch.empty() && !start_bare()) return gone();
+    auto interval = std::chrono::milliseconds(200);
+    for (;;) {
+      auto asked = Clock::now();
+      auto look = a_.ids.empty() ? look_at_batch() : look_at_ids();
+      if (!look) return gone();
+      if (look->done) {
+        progress_.clear();
+        print_wait_summary(opt_, *look);
+        if (!look->all_succeeded && !opt_.json() && a_.ids.empty()) {
+          name_failures(opt_, a_, bare_filter_);
+        }
+        return look->all_succeeded ? exit_ok : exit_failed;
+      }
+      if (Clock::now() >= deadline_) {
+        progress_.clear();
+        return fail(opt_, exit_failed,
+                    "wait: timed out with jobs unfinished" +
+                        (paused_.empty() ? std::string() : " (" + paused_ + ")"));
+      }
+      // Counting a big batch takes the daemon a while: look less often the longer it takes.
+      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - asked);
+      interval = std::clamp<std::chrono::milliseconds>(4 * took, std::chrono::milliseconds(200),
+                                                       std::chrono::seconds(5));
+      std::this_thread::sleep_for(interval);
+    }
+  }
+
+ private:
+  int gone() {
+    if (refused_) return exit_failed;
+    return fail(opt_, exit_unavailable, "wait: " + kpsd_.last_error());
+  }
+
+  // A bare wait follows the jobs that are unfinished now: failures from before it started are
+  // history, and jobs queued after it are someone else's.
+  bool start_bare() {
+    auto start = kpsd_.ask_until(to_json(StatsRequest{}), deadline_, refused_);
+    if (!start) return false;
+    // Nothing unfinished: nothing to wait for (min_id past max_id counts no job).
+    std::int64_t max_id = int_of(*start, "max_id");
+    std::int64_t min_id =
+        start->at("min_unfinished_id").is_null() ? max_id + 1 : int_of(*start, "min_unfinished_id");
+    bare_filter_ = StatsRequest::UnfinishedSince{min_id, max_id, int_of(*start, "now_ms")};
+    return true;
+  }
+
+  std::optional<WaitLook> look_at_ids() {
+    WaitLook look;
+    json::array jobs;
+    json::object counts;
+    bool held = false;
+    for (std::int64_t id : a_.ids) {
+      auto reply = kpsd_.ask_until(to_json(ShowRequest{id}), deadline_, refused_);
+      if (!reply) return std::nullopt;
+      const json::object& j = reply->at("job").as_object();
+      auto state = parse_job_state(text_of(j, "state"));
+      if (!state || !is_terminal(*state)) look.done = false;
+      if (state && fails_wait(*state, a_.strict)) look.all_succeeded = false;
+      held = held || j.contains("held");
+      jobs.push_back(j);
+      if (state) {
+        json::value& n = counts[to_string(*state)];
+        n = (n.is_int64() ? n.as_int64() : 0) + 1;
+      }
+    }
+    look.summary["jobs"] = std::move(jobs);
+    progress_.show(counts);
+    notice(held ? "a job is held: its batch is paused (kpsctl batches says which; kpsctl resume "
+                  "--batch B sends it)"
+                : "");
+    return look;
+  }
+
+  std::optional<WaitLook> look_at_batch() {
+    StatsRequest req;
+    // Without a terminal to show progress on, kpsd only checks whether any is unfinished and
+    // counts once they have all ended; with one, it counts each time (for the progress line).
+    req.wait = !progress_.on();
+    if (!a_.batch.empty()) req.batch = a_.batch;
+    req.unfinished_since = bare_filter_;
+    auto reply = kpsd_.ask_until(to_json(req), deadline_, refused_);
+    if (!reply) return std::nullopt;
+    WaitLook look;
+    auto* waiting = reply->if_contains("waiting");
+    if (waiting && waiting->is_bool() && waiting->as_bool()) {
+      look.done = false;
+    } else {
+      look = look_at_states(reply->at("states").as_object(), a_.strict);
+      if (!look.done) progress_.show(reply->at("states").as_object());
+    }
+    if (auto* b = reply->if_contains("batch")) look.summary["batch"] = *b;
+    if (!look.done) notice(pause_of(*reply));
+    return look;
+  }
+
+  // Why the jobs waited for cannot end: kpsd paused, or the batch paused. "" if neither.
+  static std::string pause_of(const json::object& reply) {
+    if (auto* b = reply.if_contains("batch"); b && b->is_object()) {
+      const json::object& batch = b->as_object();
+      if (std::string reason = text_of(batch, "paused"); !reason.empty()) {
+        std::string id = text_of(batch, "id");
+        return "batch " + id + " is paused (" + reason + "): its held jobs wait for kpsctl " +
+               "resume --batch " + id;
+      }
+    }
+    auto* paused = reply.if_contains("paused");
+    if (paused && paused->is_bool() && paused->as_bool()) {
+      return "kpsd is paused: no calls start until kpsctl resume";
+    }
+    return "";
+  }
+
+  // Says a pause once (again when it changes): a wait on a held batch would otherwise look
+  // like one that is slow.
+  void notice(const std::string& pause) {
+    if (pause != paused_ && !pause.empty() && !opt_.json()) {
+      progress_.clear();
+      std::cerr << "kpsctl: warning: wait: " << pause << "\n";
+    }
+    paused_ = pause;
+  }
+
+  const Options& opt_;
+  const WaitArgs& a_;
+  Clock::time_point deadline_;
+  Reconnecting kpsd_;
+  Progress progress_;
+  bool refused_ = false;
+  std::optional<StatsRequest::UnfinishedSince> bare_filter_;
+  std::string paused_;  // the pause last said
+};
+
+}  // namespace
+
 int cmd_wait(const Options& opt, const WaitArgs& a) {
   if (!a.ids.empty() && !a.batch.empty()) {
     return fail(opt, exit_cli_usage, "wait: give job ids or --batch, not both");
@@ -205,82 +359,7 @@ int cmd_wait(const Options& opt, const WaitArgs& a) {
       a.timeout.empty() ? 0 : parse_duration_ms(a.timeout, BareNumber::seconds).value_or(0);
   Clock::time_point deadline = timeout_ms > 0 ? Clock::now() + std::chrono::milliseconds(timeout_ms)
                                               : Clock::time_point::max();
-  Reconnecting kpsd(opt);
-  bool refused = false;
-  auto gone = [&]() {
-    if (refused) return exit_failed;
-    return fail(opt, exit_unavailable, "wait: " + kpsd.last_error());
-  };
-  // A bare wait follows the jobs that are unfinished now: failures from before it started are
-  // history, and jobs queued after it are someone else's.
-  std::optional<StatsRequest::UnfinishedSince> bare_filter;
-  if (a.ids.empty() && a.batch.empty()) {
-    auto start = kpsd.ask_until(to_json(StatsRequest{}), deadline, refused);
-    if (!start) return gone();
-    // Nothing unfinished: nothing to wait for (min_id past max_id counts no job).
-    std::int64_t max_id = int_of(*start, "max_id");
-    std::int64_t min_id =
-        start->at("min_unfinished_id").is_null() ? max_id + 1 : int_of(*start, "min_unfinished_id");
-    bare_filter = StatsRequest::UnfinishedSince{min_id, max_id, int_of(*start, "now_ms")};
-  }
-  auto interval = std::chrono::milliseconds(200);
-  Progress progress(opt);
-  for (;;) {
-    auto asked = Clock::now();
-    WaitLook look;
-    if (!a.ids.empty()) {
-      json::array jobs;
-      json::object counts;
-      for (std::int64_t id : a.ids) {
-        auto reply = kpsd.ask_until(to_json(ShowRequest{id}), deadline, refused);
-        if (!reply) return gone();
-        const json::object& j = reply->at("job").as_object();
-        auto state = parse_job_state(text_of(j, "state"));
-        if (!state || !is_terminal(*state)) look.done = false;
-        if (state && fails_wait(*state, a.strict)) look.all_succeeded = false;
-        jobs.push_back(j);
-        if (state) {
-          json::value& n = counts[to_string(*state)];
-          n = (n.is_int64() ? n.as_int64() : 0) + 1;
-        }
-      }
-      look.summary["jobs"] = std::move(jobs);
-      progress.show(counts);
-    } else {
-      // "wait": kpsd only checks whether any is unfinished, and counts once they have all ended.
-      StatsRequest req;
-      // Without a terminal to show progress on, kpsd only checks whether any is unfinished and
-      // counts once they have all ended; with one, it counts each time (for the progress line).
-      req.wait = !progress.on();
-      if (!a.batch.empty()) req.batch = a.batch;
-      req.unfinished_since = bare_filter;
-      auto reply = kpsd.ask_until(to_json(req), deadline, refused);
-      if (!reply) return gone();
-      auto* waiting = reply->if_contains("waiting");
-      if (waiting && waiting->is_bool() && waiting->as_bool()) {
-        look.done = false;
-      } else {
-        look = look_at_states(reply->at("states").as_object(), a.strict);
-        if (!look.done) progress.show(reply->at("states").as_object());
-      }
-      if (auto* b = reply->if_contains("batch")) look.summary["batch"] = *b;
-    }
-    if (look.done) {
-      progress.clear();
-      print_wait_summary(opt, look);
-      if (!look.all_succeeded && !opt.json() && a.ids.empty()) name_failures(opt, a, bare_filter);
-      return look.all_succeeded ? exit_ok : exit_failed;
-    }
-    if (Clock::now() >= deadline) {
-      progress.clear();
-      return fail(opt, exit_failed, "wait: timed out with jobs still running");
-    }
-    // Counting a big batch takes the daemon a while: look less often the longer it takes.
-    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - asked);
-    interval = std::clamp<std::chrono::milliseconds>(4 * took, std::chrono::milliseconds(200),
-                                                     std::chrono::seconds(5));
-    std::this_thread::sleep_for(interval);
-  }
+  return Waiter(opt, a, deadline).run();
 }
 
 }  // namespace kpsd::ctl

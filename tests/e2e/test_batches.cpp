@@ -58,8 +58,7 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
   auto with_bom = rig.ctl({"enqueue", "--file", bom, "--dry-run"});
   CHECK(with_bom.exit_code == 0);
   CHECK(with_bom.out.find("2 jobs, every line valid") != std::string::npos);
-  for (const char* header : {"server_id,name\nsrv-a,web\n", "server_id\nsrv-a\n",
-                             "\xEF\xBB\xBFServer_ID\r\nsrv-a\r\n"}) {
+  for (const char* header : {"server_id\nsrv-a\n", "\xEF\xBB\xBFServer_ID\r\nsrv-a\r\n"}) {
     CAPTURE(header);
     auto r2 = rig.ctl({"enqueue", "--file", rig.dir().write("csv", header)});
     CHECK(r2.exit_code == 2);
@@ -67,6 +66,20 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
     CHECK(r2.err.find("`: the first line looks like a CSV header, not a server; skip it with "
                       "`tail -n +2 FILE | kpsctl enqueue --file -`") != std::string::npos);
   }
+  // A CSV with a header: both fixes. A CSV without one: its rows are named, not called a header.
+  for (const char* csv : {"server_id,name\nsrv-a,web\n", "Server Name,IP\nsrv-a,10.0.0.1\n"}) {
+    CAPTURE(csv);
+    auto r2 = rig.ctl({"enqueue", "--file", rig.dir().write("csv", csv)});
+    CHECK(r2.exit_code == 2);
+    CHECK(r2.err.find("`: the first line looks like a CSV header, not a server; skip it with "
+                      "`tail -n +2 FILE | cut -d, -f1 | kpsctl enqueue --file -`") !=
+          std::string::npos);
+  }
+  auto rows = rig.ctl({"enqueue", "--file", rig.dir().write("rows", "srv-a,web\nsrv-b,db\n")});
+  CHECK(rows.exit_code == 2);
+  CHECK(rows.err.find(":1: `srv-a,web`: a CSV row, not one server id: take its first column with "
+                      "`cut -d, -f1 FILE | kpsctl enqueue --file -`") != std::string::npos);
+  CHECK(rows.err.find("the first line looks like a CSV header") == std::string::npos);
   auto control = rig.ctl({"enqueue", "--file", rig.dir().write("ctl", "ok-1\nbad\x01id\n")});
   CHECK(control.err.find(":2: `bad\\x01id`: server_id may only hold") != std::string::npos);
   CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 0);
@@ -80,9 +93,14 @@ TEST_CASE("a named batch: list - stats - wait - report and batches take it") {
   auto first = rig.ctl({"enqueue", "--batch", "night run", "b-1", "b-2", "b-bad"});
   REQUIRE_MESSAGE(first.exit_code == 0, first.err);
   CHECK(std::regex_search(first.err, std::regex("^batch 1 \\(night run\\): enqueued 3 jobs")));
+  // A taken name is bad input (2), found before anything is read or sent; --dry-run finds it too.
   auto taken = rig.ctl({"enqueue", "--batch", "night run", "b-4"});
-  CHECK(taken.exit_code == 1);
-  CHECK(taken.err.find("batch name `night run` is taken (batch 1)") != std::string::npos);
+  CHECK(taken.exit_code == 2);
+  CHECK(taken.err ==
+        "kpsctl: error: enqueue: --batch `night run` is taken (batch 1); choose another name\n");
+  auto taken_dry = rig.ctl({"enqueue", "--batch", "night run", "--dry-run", "b-4"});
+  CHECK(taken_dry.exit_code == 2);
+  CHECK(taken_dry.err == taken.err);
   CHECK(rig.ctl({"enqueue", "--batch", "42", "b-4"}).exit_code == 2);  // names are not numbers
   auto second = rig.ctl({"--json", "enqueue", "b-2", "b-5"});          // b-2 is in both batches
   REQUIRE(second.exit_code == 0);

@@ -71,6 +71,17 @@ TEST_CASE("pause --batch holds one batch while another goes on - across a restar
   CHECK(batches.out.find(" operator\n") != std::string::npos);
   auto held_job = rig.ctl_json({"list", "--batch", "held", "--limit", "1"});
   CHECK(held_job.at("jobs").as_array().at(0).as_object().at("held").as_bool());
+  // A job of the paused batch cancelled and retried goes back to being held, and says so.
+  std::string held_id = std::to_string(held_job.at("jobs").as_array().at(0).at("id").as_int64());
+  REQUIRE(rig.ctl({"cancel", held_id}).exit_code == 0);
+  auto back = rig.ctl({"retry", held_id});
+  CHECK(back.out == "job " + held_id +
+                        ": queued again (held: its batch is paused; kpsctl resume --batch to "
+                        "send it)\n");
+  auto twice = rig.ctl({"pause", "--batch", "held"});
+  CHECK(twice.out == "batch " + a +
+                         " was already paused (kpsctl stats says why); its jobs stay held until "
+                         "kpsctl resume --batch held\n");
 
   // The pause is in the database: a restart keeps it.
   CHECK(rig.stop() == 0);

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <regex>
 #include <string>
 #include <thread>
@@ -39,6 +40,11 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
   std::string header = rig.dir().write("servers.csv", "\xEF\xBB\xBFserver_id\r\nsrv-1\r\n");
   std::string pub = rig.dir().write("id_ed25519.pub", "ssh-ed25519 AAAAC3Nza ops@host\n");
   std::string bad = rig.dir().write("ids", "srv-1\nsrv 2\n");
+  std::string folder = rig.dir().file("a-folder");
+  std::filesystem::create_directory(folder);
+  std::string pem = rig.dir().write("id_rsa",
+                                    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n"
+                                    "-----END OPENSSH PRIVATE KEY-----\n");
   const std::vector<Mistake> mistakes{
       {{},
        2,
@@ -68,7 +74,7 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
        2,
        "kpsctl: error: retry: `night-run` is not a job id (a whole number above 0; a batch "
        "goes with --batch)"},
-      {{"retry", "1998", "2001"}, 1, "kpsctl: error: job 1998: no such job"},
+      {{"retry", "1998", "2001"}, 1, "kpsctl: error: no job with id 1998"},
       {{"retry", "--batch", "night-run"},
        1,
        "kpsctl: error: kpsd refused the request: no batch night-run"},
@@ -95,7 +101,28 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
        2,
        "kpsctl: error: stats: --watch `0.5s` is not a duration: a whole number and s, m, h, d "
        "or w (90s, 5m, 1h30m, 7d); a bare number is seconds"},
-      {{"enqueue"}, 2, "kpsctl: error: enqueue: give server ids or --file FILE (not both)"},
+      {{"enqueue"}, 2, "kpsctl: error: enqueue: give server ids or --file FILE"},
+      {{"enqueue", "x", "--file", "f"},
+       2,
+       "kpsctl: error: enqueue: give server ids or --file FILE, not both"},
+      {{"pause", "--batch", ""},
+       2,
+       "kpsctl: error: pause: --batch is empty: give a batch id or name"},
+      {{"retry", "--state", "failed", "--batch", ""},
+       2,
+       "kpsctl: error: retry: --batch is empty: give a batch id or name"},
+      {{"-o", "stats"},
+       2,
+       "kpsctl: error: `-o` took `stats` as its value and no command is left: give -o its value "
+       "first (kpsctl -o VALUE stats)"},
+      {{"--batch", "x", "stats"},
+       2,
+       "kpsctl: error: `--batch` is an option of a command: put it after the command (kpsctl "
+       "stats --batch ...)"},
+      {{"--jsn", "stats"},
+       2,
+       "kpsctl: error: unknown option `--jsn` (did you mean `--json`?) (kpsctl --help lists "
+       "them)"},
       {{"enqueue", "--file", header},
        2,
        "kpsctl: error: " + header +
@@ -132,6 +159,15 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
   auto doc = boost::json::parse(as_json.out).as_object();
   CHECK(doc.at("exit_code").as_int64() == 2);
   CHECK(doc.at("error").as_string().starts_with("list: unknown option `--staet`"));
+  // A socket path that is wrong is not a restart to wait out: wait says so at once.
+  auto nowhere =
+      run_command({KPSCTL_BIN, "--socket", rig.dir().file("nowhere.sock"), "wait", "--batch", "x"},
+                  rig.dir().path().string(), 30s);
+  CHECK(nowhere.exit_code == 69);
+  CHECK(first_line(nowhere.err) == "kpsctl: error: wait: cannot reach kpsd at " +
+                                       rig.dir().file("nowhere.sock") +
+                                       ": No such file or directory (is kpsd running? set "
+                                       "--socket or KPSD_SOCKET)");
   // --help still works without a command, and says what the exit codes mean.
   auto help = rig.ctl({"--help"});
   CHECK(help.exit_code == 0);
@@ -177,7 +213,19 @@ TEST_CASE("tables: --no-headers - -o wide - list and batches - empty results on 
   auto enq = rig.ctl({"enqueue", "--batch", "wide-one", "--canary", "1", "--max-failures", "5%",
                       "w-1", "w-2", "w-3"});
   REQUIRE(enq.exit_code == 0);
-  CHECK(rig.ctl({"wait", "--batch", "wide-one", "--timeout", "3s"}).exit_code == 1);  // held
+  // A wait on a held batch says why it does not end, once, and again when it times out.
+  auto held = rig.ctl({"wait", "--batch", "wide-one", "--timeout", "2s"});
+  CHECK(held.exit_code == 1);
+  std::string why = "batch 1 is paused (canary): its held jobs wait for kpsctl resume --batch 1";
+  CHECK(held.err == "kpsctl: warning: wait: " + why +
+                        "\nkpsctl: error: wait: timed out with jobs unfinished (" + why + ")\n");
+  // A global resume names the batches that stay paused.
+  CHECK(rig.ctl({"resume"}).out ==
+        "resumed\nbatch 1 (wide-one) is still paused (canary): kpsctl resume --batch 1\n");
+  auto stats = rig.ctl({"stats"});
+  CHECK(stats.out.find("PAUSED (canary): canary done: its first job ended (1 succeeded, 0 "
+                       "failed); the others wait for kpsctl resume --batch 1\n") !=
+        std::string::npos);
 
   auto plain = rig.ctl({"list"});
   CHECK(plain.out.starts_with("ID       STATE      TRY  SERVER"));
@@ -211,9 +259,9 @@ TEST_CASE("--watch prints stats again every interval until interrupted") {
   Rig rig;
   rig.start();
   std::string out = rig.dir().file("watch.out"), err = rig.dir().file("watch.err");
-  Process watch({KPSCTL_BIN, "--socket", rig.socket_path(), "stats", "-o", "csv", "--no-headers",
-                 "--watch", "200ms"},
-                out, err);
+  Process watch(
+      {KPSCTL_BIN, "--socket", rig.socket_path(), "stats", "-o", "csv", "--watch", "200ms"}, out,
+      err);
   std::this_thread::sleep_for(700ms);
   REQUIRE(rig.ctl({"enqueue", "late-1"}).exit_code == 0);
   std::this_thread::sleep_for(900ms);
@@ -221,14 +269,17 @@ TEST_CASE("--watch prints stats again every interval until interrupted") {
   REQUIRE(watch.wait(5s).has_value());
   std::string text = slurp(out);
   CAPTURE(text);
-  // A row each 200 ms, no header (and no blank lines between CSV rows... only rows).
+  // A row each 200 ms under one header line: a CSV file, no blank lines.
   std::regex row("[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9T:-]+Z,[0-9]+,");
   auto n = std::distance(std::sregex_iterator(text.begin(), text.end(), row), {});
   CHECK(n >= 5);
   CHECK(n <= 12);
-  CHECK(text.find("queued") == std::string::npos);
+  CHECK(text.starts_with("queued,running,"));
+  CHECK(text.find("queued,running", 1) == std::string::npos);  // the header once
+  CHECK(text.find("\n\n") == std::string::npos);
   // The job queued midway shows in the later rows.
-  CHECK(text.substr(0, text.find('\n')).ends_with(",0,1,0"));
+  std::string first_row = text.substr(text.find('\n') + 1);
+  CHECK(first_row.substr(0, first_row.find('\n')).ends_with(",0,1,0"));
   CHECK(std::regex_search(text, std::regex("[0-9]+Z,1,")));
   // A table watch has a blank line between turns.
   std::string out2 = rig.dir().file("watch2.out");
@@ -254,11 +305,13 @@ TEST_CASE("repeated servers: --dry-run and the summary name them - each is queue
                        "kpsctl: warning: " + file + ":4: `r-2` repeats line 2 (queued once)\n");
   auto dry_json = rig.ctl_json({"enqueue", "--file", file, "--dry-run"});
   CHECK(dry_json.at("repeated").as_int64() == 2);
+  CHECK(dry_json.at("jobs").as_int64() == 3);
+  CHECK(dry_json.at("lines").as_int64() == 5);
   CHECK(dry_json.at("repeated_lines").as_array()[1].at("first_line").as_int64() == 2);
 
   auto real = rig.ctl({"enqueue", "--file", file});
   CHECK(real.exit_code == 0);
-  CHECK(real.err.find("enqueued 5 jobs (3 new, 2 already queued, 2 of them repeats)") !=
+  CHECK(real.err.find("enqueued 3 jobs (3 new, 0 already queued); 2 repeated lines added none;") !=
         std::string::npos);
   CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 3);
   auto args = rig.ctl({"enqueue", "--dry-run", "a-1", "a-2", "a-1"});

@@ -32,6 +32,11 @@ check() {
 }
 journal() { journalctl --no-pager -o cat "$@"; }
 main_pid() { systemctl show -p MainPID --value "$1"; }
+# journal_has PATTERN JOURNALCTL-ARGS...: the line is in the journal within 10 s (journald
+# writes what a unit printed a moment after the command that caused it returns; later when
+# the machine is busy).
+journal_grep() { local pattern=$1; shift; journal "$@" | grep -q "$pattern"; }
+journal_has() { wait_for 10 journal_grep "$@"; }
 as() { local user=$1; shift; runuser -u "$user" -- "$@"; }
 wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
   local until=$(($(date +%s) + $1))
@@ -113,6 +118,7 @@ audit_names_the_caller() {
   as alice kpsctl retry "$id" >/dev/null || return 1
   as alice kpsctl resume >/dev/null || return 1
   kpsctl prune --older-than 30d >/dev/null || return 1
+  journal_has "prune finished jobs" -u kpsd  # the last of them, written a moment later
   local log
   log=$(journal -u kpsd)
   local want
@@ -127,7 +133,9 @@ audit_names_the_caller() {
 reload_waits() {
   sed -i 's/^concurrency = .*/concurrency = 8/' /etc/kpsd/kpsd.conf
   systemctl reload kpsd || return 1
-  # Read at once: systemctl returned only after kpsd said it applied the file.
+  # systemctl returned only after kpsd said it applied the file; the journal may write the line
+  # a moment later (under load), so its place among the lines is the proof, below.
+  journal_has "reload: applied queue.concurrency 64 -> 8" -u kpsd
   local log
   log=$(journal -u kpsd)
   grep -q "reload: applied queue.concurrency 64 -> 8" <<<"$log" ||
@@ -152,7 +160,7 @@ bad_reload_fails() {
   [ "$rc" -ne 0 ] || { echo "systemctl reload succeeded with a bad file"; return 1; }
   [ "$(systemctl is-active kpsd)" = active ] && [ "$(main_pid kpsd)" = "$pid" ] ||
     { echo "kpsd did not stay up: $(systemctl is-active kpsd)"; return 1; }
-  journal -u kpsd | grep -q "kpsctl: error: reload: /etc/kpsd/kpsd.conf:[0-9]*: .*concurrency.*keeping the running configuration" ||
+  journal_has "kpsctl: error: reload: /etc/kpsd/kpsd.conf:[0-9]*: .*concurrency.*keeping the running configuration" -u kpsd ||
     { echo "no one-line reason from the failed reload in:"; journal -u kpsd | tail -8; return 1; }
   # Still the running configuration: reloading the good file again changes nothing.
   local out
@@ -166,13 +174,14 @@ needs_restart_warns() {
   sed -i 's/^request_timeout_ms = .*/request_timeout_ms = 7000/' /etc/kpsd/kpsd.conf
   local out
   out=$(systemctl reload kpsd 2>&1) || { echo "$out"; return 1; }
-  journal -u kpsd -p warning | grep -q "need a restart (systemctl restart kpsd): kps.request_timeout_ms 15000 -> 7000" ||
+  journal_has "need a restart (systemctl restart kpsd): kps.request_timeout_ms 15000 -> 7000" -u kpsd -p warning ||
     { echo "no needs-restart warning:"; journal -u kpsd -p warning | tail -5; return 1; }
   [ "$(main_pid kpsd)" = "$pid" ] || { echo "MainPID changed: $pid -> $(main_pid kpsd)"; return 1; }
 }
 
 journal_priorities() {
   local warnings all
+  journal_has "need a restart" -u kpsd -p warning _PID="$(main_pid kpsd)"
   warnings=$(journal -u kpsd -p warning _PID="$(main_pid kpsd)")
   all=$(journal -u kpsd _PID="$(main_pid kpsd)")
   grep -q "need a restart" <<<"$warnings" || { echo "the warning is missing from -p warning"; return 1; }
@@ -200,7 +209,7 @@ watchdog() {
   wait_for 15 bash -c "[ \"\$(systemctl show -p MainPID --value kpsd)\" != $pid ] &&
     [ \"\$(systemctl is-active kpsd)\" = active ]" ||
     { echo "the stopped kpsd was not replaced"; journal -u kpsd | tail -5; return 1; }
-  journal -u kpsd | grep -q "Watchdog timeout" || { echo "no watchdog timeout logged"; return 1; }
+  journal_has "Watchdog timeout" -u kpsd || { echo "no watchdog timeout logged"; return 1; }
   [ "$(systemctl show -p NRestarts --value kpsd)" -gt "$restarts" ] || return 1
   rm /run/systemd/system/kpsd.service.d/test-watchdog.conf
   systemctl daemon-reload
@@ -218,8 +227,8 @@ stop_drains() {
   result=$(systemctl show -p Result --value kpsd)
   [ "$status" = 0 ] && [ "$result" = success ] ||
     { echo "exit status $status, result $result"; return 1; }
-  journal -u kpsd _PID="$pid" | grep -q "stopping; calls in flight get up to 5000 ms" &&
-    journal -u kpsd _PID="$pid" | grep -q "kpsd stopped$" ||
+  journal_has "stopping; calls in flight get up to 5000 ms" -u kpsd _PID="$pid" &&
+    journal_has "kpsd stopped$" -u kpsd _PID="$pid" ||
     { journal -u kpsd _PID="$pid" | tail -5; return 1; }
   systemctl start kpsd && kpsctl wait --batch drain --timeout 60 >/dev/null
 }

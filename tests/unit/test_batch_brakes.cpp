@@ -179,6 +179,12 @@ TEST_CASE("a spent failure budget stops its batch in the transaction that spent 
   CHECK(found->paused == PauseReason::failures);
   CHECK(found->failed == 3);
   CHECK(found->paused_detail == "2 of 2 ended jobs failed (budget: 2)");
+  // The operator's pause over it changes nothing: the reason and detail still say why.
+  auto again = store.pause_batch(bad.batch_id, 1400);
+  CHECK_FALSE(again.changed);
+  found = store.find_batch(std::to_string(bad.batch_id));
+  CHECK(found->paused == PauseReason::failures);
+  CHECK(found->paused_detail == "2 of 2 ended jobs failed (budget: 2)");
   (void)other;
 }
 
@@ -205,4 +211,45 @@ TEST_CASE("cancel_batch and retry_batch act on the batch's jobs only - counts fo
   CHECK(store.prune_finished(1000, 100) == 2);
   CHECK(store.find_batch(std::to_string(b.batch_id)));
   CHECK(!store.find_batch(std::to_string(joined.batch_id)));
+}
+
+TEST_CASE("failures outside an outcome commit spend the budget too: a key gone - a restart") {
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  // A key gone: the claim fails the job instead of sending it in reset form.
+  BatchTarget keyed;
+  keyed.brakes.max_failures = 1;
+  std::vector<NewJob> with_key{NewJob{"k-1", std::nullopt, JobAuth{"keypair", Secret("k")}},
+                               NewJob{"k-2", std::nullopt, JobAuth{"keypair", Secret("k")}}};
+  auto k = store.enqueue(with_key, 10, keyed);
+  {
+    sql::Database db(path);
+    db.exec("DELETE FROM job_secrets WHERE job_id = (SELECT min(id) FROM jobs)");
+  }
+  std::vector<BatchStop> stops;
+  auto claimed = store.claim_for_delivery(20, 1, &stops);
+  CHECK(claimed.empty());  // k-1 failed; k-2 is held by the stop in the same transaction
+  REQUIRE(stops.size() == 1);
+  CHECK(stops[0].batch_id == k.batch_id);
+  CHECK(stops[0].line == "1 of 1 ended jobs failed (budget: 1)");
+  CHECK(describe(stops[0]) == "batch " + std::to_string(k.batch_id) +
+                                  " paused itself: 1 of 1 ended jobs failed (budget: 1); its "
+                                  "queued jobs wait for kpsctl resume --batch " +
+                                  std::to_string(k.batch_id));
+  CHECK(store.claim_for_delivery(30, 10).empty());
+
+  // A restart: a job whose last attempt was in flight and used the last of max_attempts fails
+  // in the recovery, and its batch's budget counts it.
+  BatchTarget budget;
+  budget.brakes.max_failures = 1;
+  auto r = store.enqueue(jobs("r-", 3), 40, budget);
+  auto work = store.claim_for_delivery(50, 1);
+  REQUIRE(work.size() == 1);  // r-1, now running with attempt 1 of 1
+  std::vector<BatchStop> at_restart;
+  CHECK(store.recover_after_restart(60, 1, &at_restart) == 1);
+  REQUIRE(at_restart.size() == 1);
+  CHECK(at_restart[0].batch_id == r.batch_id);
+  CHECK(store.find(work[0].job_id)->state == JobState::failed);
+  CHECK(store.claim_for_delivery(70, 10).empty());  // r-2 and r-3 are held
 }
