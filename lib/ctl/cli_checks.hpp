@@ -4,6 +4,7 @@
 // CLI11 parses; these check what it would say in its own words ("Could not convert: job_id =
 // abc", "A subcommand is required") before it gets the chance, and reword what is left.
 #include "durations.hpp"
+#include "suggest.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -13,9 +14,7 @@
 
 namespace kpsd::ctl {
 
-// " (did you mean `list`?)" for the known word closest to `word` (at most two edits, a swap of
-// neighbours counting as one), or "" when none is that close.
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& known);
+using kpsd::did_you_mean;
 
 // The command word of argv (its first word that is neither an option nor an option's value),
 // or "" when there is none.

@@ -23,6 +23,6 @@ std::string format_duration_ms(std::int64_t ms);
 
 // What a flag's help and errors say a duration is.
 inline constexpr const char* duration_help =
-    "a duration: a whole number and s, m, h, d or w (90s, 5m, 1h30m, 7d)";
+    "a duration: a whole number and ms, s, m, h, d or w (90s, 5m, 1h30m, 7d)";
 
 }  // namespace kpsd::ctl

@@ -1,6 +1,7 @@
 #include "job_file.hpp"
 
 #include "job_lines.hpp"
+#include "suggest.hpp"
 #include "token_source.hpp"
 
 #include <algorithm>
@@ -124,7 +125,8 @@ std::string job_of_line(const std::string& line, NewJob& job, bool& skip) {
   job = std::move(parsed.job);
   if (!parsed.key_file.empty()) {
     if (parsed.key_type != "password" && parsed.key_type != "keypair") {
-      return "auth.type must be password or keypair";
+      return "auth.type " + quoted(parsed.key_type) + " must be password or keypair" +
+             did_you_mean(parsed.key_type, {"password", "keypair"});
     }
     auto key = read_key_file(parsed.key_type, parsed.key_file, error);
     if (!key) return error;

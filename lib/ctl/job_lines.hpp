@@ -17,7 +17,8 @@ struct JobLine {
   std::string key_file;  // auth.key_file
 };
 
-// Returns an error message naming what is wrong (never the line itself), or empty.
+// Returns an error message naming what is wrong and quoting the offending field's value (a
+// plain line's caller quotes the line), or empty.
 std::string parse_job_line(std::string_view line, JobLine& out);
 
 }  // namespace kpsd

@@ -83,12 +83,12 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
       {{"show", "999"}, 1, "kpsctl: error: kpsd refused the request: no job with id 999"},
       {{"wait", "--timeout", "5x"},
        2,
-       "kpsctl: error: wait: --timeout `5x` is not a duration: a whole number and s, m, h, d or "
-       "w (90s, 5m, 1h30m, 7d); a bare number is seconds"},
+       "kpsctl: error: wait: --timeout `5x` is not a duration: a whole number and ms, s, m, h, "
+       "d or w (90s, 5m, 1h30m, 7d); a bare number is seconds"},
       {{"prune", "--older-than", "30"},
        2,
-       "kpsctl: error: prune: --older-than `30` is not a duration: a whole number and s, m, h, "
-       "d or w (90s, 5m, 1h30m, 7d)"},
+       "kpsctl: error: prune: --older-than `30` is not a duration: a whole number and ms, s, m, "
+       "h, d or w (90s, 5m, 1h30m, 7d)"},
       {{"prune", "--older-than", "30s"},
        2,
        "kpsctl: error: prune: --older-than `30s` is under an hour: jobs that ended that "
@@ -99,8 +99,8 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
        "kpsctl: error: report: -o table is not offered (csv, the default, or json)"},
       {{"stats", "--watch", "0.5s"},
        2,
-       "kpsctl: error: stats: --watch `0.5s` is not a duration: a whole number and s, m, h, d "
-       "or w (90s, 5m, 1h30m, 7d); a bare number is seconds"},
+       "kpsctl: error: stats: --watch `0.5s` is not a duration: a whole number and ms, s, m, h, "
+       "d or w (90s, 5m, 1h30m, 7d); a bare number is seconds"},
       {{"enqueue"}, 2, "kpsctl: error: enqueue: give server ids or --file FILE"},
       {{"enqueue", "x", "--file", "f"},
        2,

@@ -195,13 +195,20 @@ TEST_CASE("kpsctl job file lines: ids - comments - NDJSON - errors that name the
   CHECK(l.job.port == 2222);
   CHECK(l.key_type == "keypair");
   CHECK(l.key_file == "/k");
+  // Each error quotes the offending value; a mistyped field name gets a did-you-mean.
   CHECK(parse_job_line(R"({"server_id":"s","port":0})", l) ==
-        "port must be an integer from 1 to 65535");
-  CHECK(parse_job_line(R"({"server_id":"s","colour":1})", l) == "unknown field colour");
-  CHECK(parse_job_line(R"({"port":22})", l) == "server_id missing or not a string");
+        "port `0` must be a whole number from 1 to 65535");
+  CHECK(parse_job_line(R"({"server_id":"s","port":"22"})", l) ==
+        "port `\"22\"` must be a whole number from 1 to 65535");
+  CHECK(parse_job_line(R"({"server_id":"s","prot":22})", l) ==
+        "unknown field `prot` (did you mean `port`?)");
+  CHECK(parse_job_line(R"({"server_id":"s","colour":1})", l) == "unknown field `colour`");
+  CHECK(parse_job_line(R"({"port":22})", l) == "server_id missing");
+  CHECK(parse_job_line(R"({"server_id":7})", l) == "server_id `7` is not a string");
   CHECK(parse_job_line("{nope", l) == "not a JSON object");
-  CHECK(parse_job_line(R"({"server_id":"s","auth":{"type":"password"}})", l)
-            .starts_with("auth must"));
+  CHECK(parse_job_line(R"({"server_id":"s","auth":{"type":"password"}})", l) ==
+        "auth `{\"type\":\"password\"}` must be {\"type\": \"password\"|\"keypair\", "
+        "\"key_file\": PATH}");
   CHECK_FALSE(parse_job_line("a b", l).empty());
 }
 
