@@ -49,9 +49,9 @@ class JobFile {
   explicit JobFile(std::string name) : name_(std::move(name)) {}
   const std::string& name() const { return name_; }
 
-  // Pass 1: every line, and every key file a line names, without keeping the jobs (8 bytes
-  // of hash and 4 of line number per job, to find repeated servers; a million lines need
-  // 16 MB). Repeats found are read once more for their server ids.
+  // Pass 1: every line, and every key file a line names, without keeping the jobs (a hash and
+  // a line number per job, 16 bytes, to find repeated servers: a million lines need 16 MB).
+  // Repeats found are read once more for their server ids.
   JobFileCheck check();
   // Pass 2: the jobs, a chunk at a time (sink returns false to stop). False if reading failed
   // or the sink stopped.
