@@ -264,8 +264,10 @@ int print_dry_run(const Options& opt, const EnqueueArgs& a, std::size_t checked,
                             {"repeated_lines", repeats_json(repeats)}});
     return exit_ok;
   }
-  std::cout << what << ": " << checked << " job" << (checked == 1 ? "" : "s") << ", every "
-            << (a.file.empty() ? "id" : "line") << " valid";
+  std::string unit = a.file.empty() ? "id" : "line";
+  std::cout << what << ": " << jobs << " job" << (jobs == 1 ? "" : "s");
+  if (repeats.repeated_count > 0) std::cout << " from " << checked << " " << unit << "s";
+  std::cout << ", every " << unit << " valid";
   if (repeats.repeated_count > 0) {
     std::cout << "; " << repeats.repeated_count << " repeat"
               << (repeats.repeated_count == 1 ? "s" : "")

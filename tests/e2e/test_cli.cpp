@@ -299,8 +299,8 @@ TEST_CASE("repeated servers: --dry-run and the summary name them - each is queue
   auto dry = rig.ctl({"enqueue", "--file", file, "--dry-run"});
   CHECK(dry.exit_code == 0);
   CHECK(dry.out == file +
-                       ": 5 jobs, every line valid; 2 repeat an earlier server (each server "
-                       "is queued once) (dry run: nothing queued)\n");
+                       ": 3 jobs from 5 lines, every line valid; 2 repeat an earlier server "
+                       "(each server is queued once) (dry run: nothing queued)\n");
   CHECK(dry.err == "kpsctl: warning: " + file + ":3: `r-1` repeats line 1 (queued once)\n" +
                        "kpsctl: warning: " + file + ":4: `r-2` repeats line 2 (queued once)\n");
   auto dry_json = rig.ctl_json({"enqueue", "--file", file, "--dry-run"});
@@ -316,6 +316,9 @@ TEST_CASE("repeated servers: --dry-run and the summary name them - each is queue
   CHECK(rig.ctl_json({"stats"}).at("total").as_int64() == 3);
   auto args = rig.ctl({"enqueue", "--dry-run", "a-1", "a-2", "a-1"});
   CHECK(args.err == "kpsctl: warning: argument 3: `a-1` repeats argument 1 (queued once)\n");
+  CHECK(args.out ==
+        "arguments: 2 jobs from 3 ids, every id valid; 1 repeats an earlier server "
+        "(each server is queued once) (dry run: nothing queued)\n");
   CHECK(rig.stop() == 0);
 }
 
