@@ -177,16 +177,16 @@ int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts,
 std::vector<DeliveryWork> JobStore::claim_for_delivery(std::int64_t now, std::size_t limit,
                                                        std::vector<BatchStop>* stops) {
   sql::Transaction tx(*db_);
-  std::vector<std::int64_t> failed;
-  auto work = claim_deliveries(now, limit, failed);
-  auto stopped = apply_brakes(failed, now);
+  std::vector<BatchStop> stopped;
+  auto work = claim_deliveries(now, limit, stopped);
   tx.commit();
   if (stops) stops->insert(stops->end(), stopped.begin(), stopped.end());
   return work;
 }
 
 std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size_t limit,
-                                                     std::vector<std::int64_t>& failed) {
+                                                     std::vector<BatchStop>& stops) {
+  std::vector<std::int64_t> failed;
   std::vector<DeliveryWork> work;
   lifecycle_->promote_retries.bind(1, now).run();
   if (limit > 0) {
@@ -203,6 +203,9 @@ std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size
       failed.push_back(w.job_id);
       return true;
     });
+    // Their failures count against their batches' budgets, in this transaction.
+    auto stopped = apply_brakes(failed, now);
+    stops.insert(stops.end(), stopped.begin(), stopped.end());
     for (DeliveryWork& w : work) {
       lifecycle_->mark_running.bind(1, w.job_id).bind(2, now).run();
       auto& open = lifecycle_->open_attempt;
@@ -357,9 +360,7 @@ Claimed JobStore::claim(const ClaimRequest& next) {
   if (next.limit == 0) return c;
   c.polls = claim_polls(next.now, next.poll_lease_until, next.limit);
   if (c.polls.size() < next.limit) {
-    std::vector<std::int64_t> failed;
-    c.deliveries = claim_deliveries(next.now, next.limit - c.polls.size(), failed);
-    c.stops = apply_brakes(failed, next.now);
+    c.deliveries = claim_deliveries(next.now, next.limit - c.polls.size(), c.stops);
   }
   return c;
 }

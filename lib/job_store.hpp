@@ -343,9 +343,10 @@ class JobStore {
   std::string open_batch(const BatchTarget& batch, std::int64_t now, std::int64_t& batch_id);
   void record_without_call(const AttemptFinish& f);
   int record_polls(std::span<const PollFinish> finished);
-  // `failed`: the jobs it failed instead of claiming (a replace-form job whose key is gone).
+  // A replace-form job whose key is gone fails instead of being claimed, and the brakes count
+  // it: a batch that stopped is added to `stops`.
   std::vector<DeliveryWork> claim_deliveries(std::int64_t now, std::size_t limit,
-                                             std::vector<std::int64_t>& failed);
+                                             std::vector<BatchStop>& stops);
   std::vector<PollWork> claim_polls(std::int64_t now, std::int64_t lease_until, std::size_t limit);
   Claimed claim(const ClaimRequest& next);
   // `ended`: the jobs the record moves to a terminal state (their batches' brakes are checked).
