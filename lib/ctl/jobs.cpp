@@ -16,6 +16,9 @@ namespace json = boost::json;
 
 namespace {
 
+// An empty cell of a table reads "-".
+std::string dash(std::string text) { return text.empty() ? std::string("-") : text; }
+
 // -o wide adds the task, the next attempt's time (a retry's backoff), port, auth and times.
 void print_job_table(const Options& opt, const json::array& jobs) {
   if (opt.headers && opt.wide) {
@@ -28,7 +31,6 @@ void print_job_table(const Options& opt, const json::array& jobs) {
   }
   for (const auto& v : jobs) {
     const json::object& j = v.as_object();
-    auto dash = [](std::string t) { return t.empty() ? std::string("-") : t; };
     if (opt.wide) {
       std::string state = text_of(j, "state");
       bool waiting = state == "queued" || state == "retrying";
@@ -159,7 +161,6 @@ void print_batch_row(const Options& opt, const json::object& b) {
               << text_of(b, "max_failures") << "\n";
     return;
   }
-  auto dash = [](std::string t) { return t.empty() ? std::string("-") : t; };
   std::string paused = dash(text_of(b, "paused"));
   if (opt.wide) {
     char extra[96];
