@@ -3,6 +3,7 @@
 #include "daemon.hpp"
 #include "logging.hpp"
 #include "preflight.hpp"
+#include "process_signals.hpp"
 #include "project_lookup.hpp"
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,9 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
+  // Before anything else: a SIGHUP or SIGTERM while kpsd starts is held for its handlers, and
+  // SIGPIPE never kills it (lib/process_signals.hpp).
+  kpsd::hold_signals_until_handled();
   CLI::App app{
       "kpsd: unbinds SSH key pairs from Huawei Cloud servers in bulk through the KPS v3 API.\n"
       "Jobs arrive over the control socket (kpsctl) or as rows in the jobs table; every attempt\n"
@@ -47,7 +51,10 @@ int main(int argc, char** argv) {
     std::cerr << "kpsd: " << e.what() << "\n";
     return kpsd::exit_config;
   }
-  if (check_only) return kpsd::check_config(std::move(config), config_path, preflight);
+  if (check_only) {
+    kpsd::release_held_signals();  // a one-shot check: Ctrl-C ends it as usual
+    return kpsd::check_config(std::move(config), config_path, preflight);
+  }
   kpsd::setup_logging(config.log.level);
   if (int code = kpsd::resolve_project_id(config)) return code;
   try {

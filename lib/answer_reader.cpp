@@ -70,6 +70,8 @@ void AnswerReader::take(HttpResult& r) {
   if (auto it = res.find("X-Request-Id"); it != res.end()) r.request_id = std::string(it->value());
   if (auto it = res.find(http::field::retry_after); it != res.end())
     r.retry_after = std::string(it->value());
+  if (auto it = res.find(http::field::content_encoding); it != res.end())
+    r.content_encoding = std::string(it->value());
   if (auto it = res.find("X-Subject-Token"); it != res.end())
     r.subject_token = Secret(std::string(it->value()));
 }

@@ -47,7 +47,8 @@ class AnswerReader {
   bool got_bytes() const noexcept { return got_bytes_; }  // a byte of any answer arrived
   int interim_answers() const noexcept { return interim_; }
   bool keep_alive() const;  // after done: the final answer allows another request
-  // After done: status, body, X-Request-Id, Retry-After, X-Subject-Token into `out`.
+  // After done: status, body, X-Request-Id, Retry-After, Content-Encoding and X-Subject-Token
+  // into `out`.
   void take(HttpResult& out);
   const std::string& error() const noexcept { return error_; }
 

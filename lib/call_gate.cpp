@@ -81,9 +81,12 @@ CallGate::Change CallGate::on_blocked(std::string reason, std::string_view cause
 void CallGate::on_inconclusive(bool was_probe, Clock::time_point now) noexcept {
   if (!was_probe || mode_ == Mode::open) return;
   if (mode_ == Mode::verifying) {
-    // Not a refusal: try again after the first delay, without doubling towards "blocked".
+    // Not a refusal, and nothing known to be broken: the next due call is the next probe, at
+    // the pace of the jobs' own backoff. A delay here held a job whose retry was due in 1 ms
+    // for a second, call after call, while a server answered 5xx (issue 30 item 10). One
+    // probe at a time still bounds what a refused token can cost.
     probe_in_flight_ = false;
-    next_probe_ = now + first_probe_delay;
+    next_probe_ = now;
     return;
   }
   back_off(now);

@@ -51,7 +51,9 @@ class CallGate {
   // Nothing could be sent: TLS failed, no credentials, no descriptors (`cause` labels it).
   Change on_blocked(std::string reason, std::string_view cause, bool was_probe,
                     Clock::time_point now, std::int64_t unix_ms);
-  // A probe that proved nothing either way (a transport error, a 429): try again later.
+  // A probe that proved nothing either way (a transport error, a 5xx, a 429): while verifying,
+  // the next due call is the next probe at once (its job's backoff paces it); while blocked,
+  // the probe backs off (1 s doubling to 30 s).
   void on_inconclusive(bool was_probe, Clock::time_point now) noexcept;
   void probe_now(Clock::time_point now) noexcept;  // SIGHUP fixed it: the next probe at once
 

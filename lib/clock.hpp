@@ -1,13 +1,35 @@
 #pragma once
-// Wall-clock time as the database stores it: Unix milliseconds.
+// kpsd's time, as the database stores it: Unix milliseconds.
+//
+// It is the wall clock read once, when kpsd first asks, then advanced by the monotonic clock
+// (CLOCK_MONOTONIC: NTP slews it but nothing steps it). Every due time, deadline, lease,
+// backoff and poll timeout kpsd writes and compares is in it, so a wall-clock step (an NTP
+// step, a VM resumed, an operator's `date -s`) neither freezes work (a step back) nor expires
+// it (a step forward). For people it reads as Unix ms, off the wall clock by the steps since
+// kpsd started (wall_clock_step_ms); a restart reads the wall clock again.
 #include <chrono>
 #include <cstdint>
 
 namespace kpsd {
 
-inline std::int64_t unix_ms(
-    std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
+// Now, in kpsd's time (Unix ms). Thread-safe; the first call anchors it.
+std::int64_t unix_ms();
+
+// How far the wall clock has stepped away from kpsd's time since the anchor (wall minus kpsd
+// time, ms; positive: the wall clock jumped ahead). Slews of a few ms are noise.
+std::int64_t wall_clock_step_ms();
+
+// What to say about a step, once per new step: a step of at least `threshold_ms` that differs
+// from the one last reported by that much too. Plain code, for the daemon's periodic check.
+class ClockStepReport {
+ public:
+  explicit ClockStepReport(std::int64_t threshold_ms = 2000) : threshold_ms_(threshold_ms) {}
+  // True when `step_ms` (wall_clock_step_ms) is new enough to be said.
+  bool should_report(std::int64_t step_ms);
+
+ private:
+  std::int64_t threshold_ms_;
+  std::int64_t reported_ms_ = 0;
+};
 
 }  // namespace kpsd

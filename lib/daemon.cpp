@@ -12,6 +12,7 @@
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
+#include "process_signals.hpp"
 #include "proxy.hpp"
 #include "pruning.hpp"
 #include "reload.hpp"
@@ -211,6 +212,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
   if (config.queue.default_canary > 0) default_brakes.canary = config.queue.default_canary;
   control->set_default_brakes(default_brakes);
   stop_sequence.start();
+  WallClockWatch wall_clock(io);
+  wall_clock.start();
 
   std::unique_ptr<Retention> retention = start_retention(io, config, *db, metrics);
   net::co_spawn(io, control->run(), log_failure("control socket"));
@@ -229,10 +232,14 @@ int run_daemon(const Config& config, const std::string& config_path) {
     if (retention) retention->stop();
     if (metrics_server) metrics_server->stop();
     stop_sequence.cancel();
+    wall_clock.stop();
   });
   log_ready(config, metrics_server.get());
   systemd.notify("READY=1\nSTATUS=ready");
   status.start();
+  // The handlers are in place (stop_sequence): a signal held since main's first line is
+  // delivered now and acted on as io.run() starts.
+  release_held_signals();
   io.run();
   if (!scheduler.fatal_error().empty()) {
     spdlog::info("kpsd stopped (exit {}: malformed database)", exit_data_err);

@@ -5,6 +5,7 @@
 #include "exit_codes.hpp"
 #include "logging.hpp"
 #include "overview.hpp"
+#include "process_signals.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
 #include "sqlite.hpp"
@@ -28,7 +29,8 @@ namespace net = boost::asio;
 namespace {
 
 // Opens the store, waiting while another writer holds the write lock (a unit that keeps
-// failing to start helps nobody). Throws sql::Error for anything else.
+// failing to start helps nobody); null when a SIGTERM or SIGINT came meanwhile (a stop, not a
+// failure). Throws sql::Error for anything else.
 std::unique_ptr<JobStore> open_waiting(const Config& config, int& requeued) {
   for (bool said = false;;) {
     try {
@@ -44,7 +46,11 @@ std::unique_ptr<JobStore> open_waiting(const Config& config, int& requeued) {
                      e.what());
         said = true;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      // The daemon's handlers are not in place yet: signals are held (process_signals).
+      if (int signo = take_stop_signal(std::chrono::milliseconds(500))) {
+        spdlog::info("signal {} while waiting for the database's write lock: stopping", signo);
+        return nullptr;
+      }
     }
   }
 }
@@ -61,6 +67,7 @@ OpenedStore open_store(const Config& config) {
   try {
     int requeued = 0;
     std::unique_ptr<JobStore> store = open_waiting(config, requeued);
+    if (!store) return out;  // stopped before it started: exit 0
     out.paused = store->paused();
     spdlog::info("database {} at schema version {}{}", config.queue.database,
                  store->schema_version(),
@@ -138,6 +145,37 @@ net::awaitable<void> StatusReporter::report() {
   std::string msg = status_line(o, stopping_);
   if (systemd_.watchdog_interval()) msg += "\nWATCHDOG=1";
   systemd_.notify(msg);
+}
+
+WallClockWatch::WallClockWatch(net::io_context& io) : io_(io), timer_(io) {}
+
+void WallClockWatch::start() {
+  net::co_spawn(io_, loop(),
+                [](std::exception_ptr e) { log_exception("wall clock watch stopped", e); });
+}
+
+void WallClockWatch::stop() {
+  stopped_ = true;
+  timer_.cancel();
+}
+
+net::awaitable<void> WallClockWatch::loop() {
+  while (!stopped_) {
+    std::int64_t step = wall_clock_step_ms();
+    if (report_.should_report(step)) {
+      if (std::llabs(step) < 2000) {
+        spdlog::info("the wall clock is back in step with kpsd's clock");
+      } else {
+        spdlog::warn(
+            "the wall clock stepped {} by {} ms since kpsd started; waits, deadlines and poll "
+            "timeouts run on the monotonic clock and did not move; the times kpsd records are "
+            "{} the wall clock by that much until it restarts",
+            step > 0 ? "forward" : "back", std::llabs(step), step > 0 ? "behind" : "ahead of");
+      }
+    }
+    timer_.expires_after(std::chrono::seconds(1));  // one clock read a second
+    co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+  }
 }
 
 StopSequence::StopSequence(net::io_context& io, Scheduler& scheduler, StatusReporter& status,

@@ -2,6 +2,7 @@
 // Named parts of kpsd's start and run (run_daemon reads as a short script of them): opening
 // the job store with its error-to-exit-code mapping, and the systemd status reporter. I/O glue
 // around the store and sd_notify: covered end to end (start-up faults, sd_notify, watchdog).
+#include "clock.hpp"
 #include "config.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -63,6 +64,24 @@ class StatusReporter {
   std::chrono::milliseconds interval_;
   bool stopping_ = false;
   bool finished_ = false;
+};
+
+// Says once per step when the wall clock has stepped away from kpsd's time (clock.hpp), every
+// second on the network thread: waits and deadlines do not move, but the times kpsd records now
+// differ from the wall clock until it restarts, and an operator comparing them should know.
+class WallClockWatch {
+ public:
+  explicit WallClockWatch(boost::asio::io_context& io);
+  void start();
+  void stop();  // the loop ends (the scheduler has ended)
+
+ private:
+  boost::asio::awaitable<void> loop();
+
+  boost::asio::io_context& io_;
+  boost::asio::steady_timer timer_;
+  ClockStepReport report_;
+  bool stopped_ = false;
 };
 
 // The stop sequence, in three steps: the first SIGTERM/SIGINT stops new calls and lets those

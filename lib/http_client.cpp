@@ -56,6 +56,12 @@ HttpResult failure(HttpResult::Transport kind, std::string detail) {
   return r;
 }
 
+// RFC 9110 §9.2.2: methods whose repetition has the effect of one request.
+bool idempotent(http::verb method) {
+  return method == http::verb::get || method == http::verb::head || method == http::verb::put ||
+         method == http::verb::delete_ || method == http::verb::options;
+}
+
 HttpResult::Transport transport_kind(const boost::system::error_code& ec) {
   if (ec == beast::error::timeout) return HttpResult::Transport::timed_out;
   return HttpResult::Transport::io_error;
@@ -216,6 +222,9 @@ struct HttpClient::Impl {
     bool keep = false;   // the connection may go back to the pool (keep_connection)
     bool stale = false;  // it failed before one byte of answer, as a connection the server
                          // closed while idle does (EOF, reset, broken pipe)
+    // The write failed before one byte of the request left kpsd: none of it can have reached
+    // the peer, so it may be sent again, whatever its method.
+    bool nothing_written = false;
   };
 
   static bool closed_under_us(const boost::system::error_code& ec) {
@@ -232,6 +241,7 @@ struct HttpClient::Impl {
     if (wec) {
       // Not sent in full: the server cannot have acted on it.
       out.stale = closed_under_us(wec);
+      out.nothing_written = written == 0;
       out.result = failure(transport_kind(wec), "write: " + wec.message());
       co_return out;
     }
@@ -332,6 +342,8 @@ struct HttpClient::Impl {
                 forward ? "http://" + host_header + request.target : request.target, 11};
     req.set(http::field::host, host_header);
     req.set(http::field::user_agent, "kpsd/" KPSD_VERSION);
+    // kpsd reads no content coding: a gzipped answer would be unreadable (RFC 9110 §12.5.3).
+    req.set(http::field::accept_encoding, "identity");
     if (forward && !proxy_auth.empty())
       req.set(http::field::proxy_authorization, proxy_auth.reveal());
     for (const auto& [name, value] : request.headers) req.set(name, value);
@@ -353,10 +365,18 @@ struct HttpClient::Impl {
         conn = std::move(fresh);
       }
       out = co_await send(std::move(conn), req);
-      // A keep-alive connection the server had closed while it sat idle fails before one byte
-      // of answer: the server never read the request. Sent again at once, once, on a fresh
-      // connection; it uses no attempt (the caller sees one call).
       if (!(out.stale && reused && tries == 0 && !cancelled)) break;
+      // A keep-alive connection the server closed while it sat idle fails before one byte of
+      // answer, and so does one the server closed right after it read (and maybe acted on)
+      // the request: kpsd cannot tell them apart. RFC 9112 §9.3.1: only a request known not
+      // to have been applied, or an idempotent one, is sent again on its own; a POST that
+      // left kpsd is an unknown outcome for the caller to record and look up (as Go's
+      // net/http, which resends a POST only when none of it was written).
+      if (!out.nothing_written && !idempotent(req.method())) {
+        out.result.transport_detail =
+            "the server closed the reused connection after the request, before any answer";
+        break;
+      }
       spdlog::debug(
           "{}: the reused connection was closed under the request ({}); sending it "
           "again on a fresh connection",

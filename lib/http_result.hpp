@@ -30,7 +30,10 @@ struct HttpResult {
   std::string body;
   std::string request_id;   // X-Request-Id
   std::string retry_after;  // Retry-After, raw
-  Secret subject_token;     // X-Subject-Token (IAM's token answer)
+  // Content-Encoding, raw; empty when absent. kpsd sends Accept-Encoding: identity and reads no
+  // coding: an answer in one (gzip, br ...) has a body kpsd cannot read.
+  std::string content_encoding;
+  Secret subject_token;  // X-Subject-Token (IAM's token answer)
   std::chrono::milliseconds latency{0};
   // The whole request was written: a transport failure after that (no answer, an answer that
   // cannot be read, a timeout) leaves the outcome unknown: the server may have acted on it.

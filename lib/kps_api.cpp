@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <cctype>
 #include <charconv>
 #include <ctime>
 
@@ -64,7 +65,7 @@ std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::stri
   a.error_code = string_field(*o, "error_code");
   a.error_msg = string_field(*o, "error_msg");
   if (a.task_id.empty() && a.status != "FAILED") {
-    why = "202 response without a task_id";
+    why = "no task_id";
     return std::nullopt;
   }
   return a;
@@ -255,6 +256,8 @@ PollOutcome classify_task_poll(const HttpResult& r, std::string task_id) {
   p.task_id = std::move(task_id);
   if (r.transport != HttpResult::Transport::ok) {
     p.error_msg = r.transport_detail;
+  } else if (r.status == 200 && !readable_coding(r.content_encoding)) {
+    p.error_msg = "answer in content coding " + excerpt(r.content_encoding, 40);
   } else if (r.status == 200) {
     std::string why;
     if (auto body = parse_task_body(r.body, why)) {
@@ -287,6 +290,58 @@ std::string_view poll_label(const PollOutcome& p) noexcept {
       break;
   }
   return "pending";
+}
+
+namespace {
+
+// A 2xx to a disassociate: the gateway took the call (the API documents 202; a 200 or 201 from
+// another gateway or version means the same). With a task id it is delivered; without one the
+// server may be unbinding now, so the outcome is unknown: looked for before any second call.
+AttemptOutcome classify_accepted(const HttpResult& r, AttemptOutcome out) {
+  const std::string status = std::to_string(r.status);
+  if (!readable_coding(r.content_encoding)) {
+    out.verdict = Verdict::unknown;
+    out.error_msg = "answer in content coding " + excerpt(r.content_encoding, 40) + " (HTTP " +
+                    status + "): kpsd asked for identity and cannot read it";
+    return out;
+  }
+  std::string why;
+  auto body = parse_accepted_body(r.body, why);
+  if (!body) {
+    out.verdict = Verdict::unknown;
+    out.error_msg = status + " with an unreadable body: " + why;
+    return out;
+  }
+  out.task_id = body->task_id;
+  out.delivery_status = body->status;
+  out.error_code = body->error_code;
+  out.error_msg = body->error_msg;
+  if (body->status == "FAILED") {
+    out.verdict = Verdict::retryable;
+    if (out.error_msg.empty())
+      out.error_msg = "task delivery failed (" + status + " with status FAILED)";
+  } else {
+    out.verdict = Verdict::delivered;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool readable_coding(std::string_view content_encoding) noexcept {
+  while (!content_encoding.empty() &&
+         (content_encoding.front() == ' ' || content_encoding.front() == '\t'))
+    content_encoding.remove_prefix(1);
+  while (!content_encoding.empty() &&
+         (content_encoding.back() == ' ' || content_encoding.back() == '\t'))
+    content_encoding.remove_suffix(1);
+  if (content_encoding.empty()) return true;
+  if (content_encoding.size() != 8) return false;
+  for (std::size_t i = 0; i < 8; ++i) {
+    if (std::tolower(static_cast<unsigned char>(content_encoding[i])) != "identity"[i])
+      return false;
+  }
+  return true;
 }
 
 AttemptOutcome classify_disassociate(const HttpResult& r,
@@ -325,29 +380,7 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
   out.request_id = r.request_id;
   out.retry_after = parse_retry_after(r.retry_after, now);
 
-  if (r.status == 202) {
-    std::string why;
-    auto body = parse_accepted_body(r.body, why);
-    if (!body) {
-      // Accepted, but the task id is unreadable: the server may be unbinding now. Unknown, so
-      // kpsd looks for the server's task before it sends again.
-      out.verdict = Verdict::unknown;
-      out.error_msg = "202 with an unreadable body: " + why;
-      return out;
-    }
-    out.task_id = body->task_id;
-    out.delivery_status = body->status;
-    out.error_code = body->error_code;
-    out.error_msg = body->error_msg;
-    if (body->status == "FAILED") {
-      out.verdict = Verdict::retryable;
-      if (out.error_msg.empty()) out.error_msg = "task delivery failed (202 with status FAILED)";
-    } else {
-      out.verdict = Verdict::delivered;
-    }
-    return out;
-  }
-
+  if (r.status >= 200 && r.status < 300) return classify_accepted(r, std::move(out));
   ApiErrorBody err = parse_error_body(r.body);
   out.error_code = err.code;
   out.error_msg = err.message.empty() ? "HTTP " + std::to_string(r.status) : excerpt(err.message);
@@ -360,8 +393,7 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
   } else if (r.status >= 400) {
     out.verdict = Verdict::permanent;
   } else {
-    // 2xx other than 202, 1xx, 3xx: not what the API promises; the call may or may not have
-    // taken effect, so retrying is the safe side (the unbind is idempotent on the server).
+    // 1xx, 3xx: not what the API promises, and no gateway acts on a request it redirects.
     out.verdict = Verdict::retryable;
     out.error_msg = "unexpected HTTP " + std::to_string(r.status);
   }

@@ -77,7 +77,7 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now);
 
 enum class Verdict {
-  delivered,       // 202 with a task id and no FAILED status
+  delivered,       // 2xx (202 documented) with a task id and no FAILED status
   retryable,       // try again after backoff; uses up an attempt
   permanent,       // the request itself is wrong: fail the job now
   throttled,       // 429: wait, slow down, try again; does not use up an attempt
@@ -104,7 +104,13 @@ struct AttemptOutcome {
   std::optional<std::chrono::milliseconds> retry_after;
 };
 
-// The one place that maps a disassociate call's result to an outcome.
+// Whether an answer's Content-Encoding leaves its body readable: absent or `identity` (RFC 9110
+// §8.4; case-insensitive). kpsd sends Accept-Encoding: identity and decodes nothing.
+bool readable_coding(std::string_view content_encoding) noexcept;
+
+// The one place that maps a disassociate call's result to an outcome. Any 2xx with a task id
+// is delivered (the API documents 202); a 2xx without a readable one, or in a content coding,
+// is unknown (the server may be unbinding): never a blind retry.
 AttemptOutcome classify_disassociate(const HttpResult& result,
                                      std::chrono::system_clock::time_point now);
 

@@ -212,7 +212,8 @@ void write_state(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
          m.answers_unreadable);
   single("kpsd_stale_connection_resends_total", "counter",
          "Requests sent again, at once and once, on a fresh connection because the reused "
-         "keep-alive connection had been closed by the server (no attempt used).",
+         "keep-alive connection had been closed before any answer: GETs, and POSTs of which "
+         "not one byte was written (no attempt used).",
          m.stale_connection_resends);
   single("kpsd_jobs_pruned_total", "counter",
          "Finished jobs deleted by kpsctl prune and [queue] retention_days.", m.jobs_pruned);

@@ -87,9 +87,11 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
     metrics.history.finished(d.next, now);
   }
   if (outcome.verdict == Verdict::blocked && !aborted) {
-    // Nothing reached KPS: the claim is undone (no attempt row, no attempt used) and the job
-    // waits in the queue while dispatch is paused. The cause is logged once, by the gate.
-    f = claim_released(w, now);
+    // Nothing reached KPS (TLS, credentials, descriptors, proxy): the claim is undone (no
+    // attempt row, no attempt used) and the job waits in the queue while dispatch is paused. A
+    // call refused 401 after a refresh did reach it: it keeps its attempt row (every call on
+    // record), uses no attempt, and waits the same way. The cause is logged once, by the gate.
+    if (!outcome.http_status) f = claim_released(w, now);
     spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, outcome.error_msg);
   } else {
     log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,

@@ -129,15 +129,17 @@ TEST_CASE("a failed-tasks body with total 1e30 does not strand the job") {
 TEST_CASE("Retry-After: a day is capped by retry_after_max_ms - an asctime date is followed") {
   Rig rig({.config = {{"queue.retry_after_max_ms", "1500"}, {"kps.poll_tasks", "false"}}});
   rig.fake().set_behavior("ra-day", fake::error_answers(429, 1, "APIGW.0308", "86400"));
-  // asctime form, 2 s ahead: "Sun Nov  6 08:49:37 1994"
-  std::time_t at = std::time(nullptr) + 2;
+  // asctime form, 3 s ahead: "Sun Nov  6 08:49:37 1994". Its job goes first: the date is
+  // read against the clock when the answer comes, and a job sent after ra-day's 1.5 s hold
+  // would find it passed (the gate's old 1 s probe delay hid that: issue 30 item 10).
+  std::time_t at = std::time(nullptr) + 3;
   std::tm tm{};
   ::gmtime_r(&at, &tm);
   char date[64];
   std::strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm);
   rig.fake().set_behavior("ra-asctime", fake::error_answers(429, 1, "APIGW.0308", date));
   rig.start();
-  REQUIRE(rig.ctl({"enqueue", "ra-day", "ra-asctime"}).exit_code == 0);
+  REQUIRE(rig.ctl({"enqueue", "ra-asctime", "ra-day"}).exit_code == 0);
   auto wait = rig.ctl({"wait", "--timeout", "30"});
   CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
   auto gap = [&](const std::string& server) {

@@ -92,39 +92,138 @@ TEST_CASE("an interim answer before every answer: calls = jobs and each job has 
   }
 }
 
-TEST_CASE("a server that closes after every 3rd answer costs no attempt: 200 jobs none failed") {
+TEST_CASE(
+    "a server that closes after every 3rd answer: each POST it never answered is an attempt") {
+  // Issue 30 item 1: a POST written into a reused connection that then closes without an
+  // answer was sent again blind, within the same attempt. The server may have read it and
+  // acted (RFC 9112 §9.3.1): now it is an unknown outcome with an attempt row of its own, the
+  // server's task is looked for, and only then is it sent again as a new attempt.
   for (bool announced : {false, true}) {
     CAPTURE(announced);
-    Rig rig({.config = {{"queue.max_attempts", "1"},
+    // A job meets a silent close on about a third of its calls: 12 attempts make one that
+    // meets it every time (and fails) a one-in-a-million event.
+    Rig rig({.config = {{"queue.max_attempts", "12"},
                         {"queue.concurrency", "8"},
                         {"kps.poll_tasks", "false"},
+                        {"kps.request_timeout_ms", "500"},
                         {"metrics.listen", "127.0.0.1:0"}},
              .close_after = 3,
              .close_announced = announced});
     rig.start();
     enqueue_ids(rig, "closing-", 200);
-    auto wait = rig.ctl({"wait", "--timeout", "60"});
+    auto wait = rig.ctl({"wait", "--timeout", "90"});
     CHECK_MESSAGE(wait.exit_code == 0, wait.out << wait.err);
+    std::int64_t second_attempts = 0;
     for (const auto& [id, row] : read_jobs(rig.db_path())) {
       CAPTURE(id);
       CHECK(row.state == "succeeded");
-      CHECK(row.attempts == 1);
-      CHECK(rig.fake().calls_for(id) == 1);  // the server never read the request it missed
+      // Every request the server saw, read or not, has its row; each answered once.
+      CHECK(row.attempt_rows == row.attempts);
+      second_attempts += row.attempts - 1;
+      auto attempts = read_attempts(rig.db_path(), row.id);
+      REQUIRE(!attempts.empty());
+      CHECK(attempts.back().http_status == 202);
+      for (std::size_t i = 0; i + 1 < attempts.size(); ++i) {
+        CHECK(attempts[i].error_msg ==
+              "answer unreadable after send: the server closed the reused connection after the "
+              "request, before any answer");
+        CHECK(attempts[i].look == "outcome unknown; no task found; sending again");
+      }
     }
     std::string page = http_get(rig.metrics_port(), "/metrics");
-    CHECK(metric(page, "kpsd_answers_unreadable_total") == 0);
-    // Every request a silent close left unread was sent again on a fresh connection; an
-    // announced close is never reused, so nothing needs sending again.
+    // What the silent closes met: POSTs, each an attempt of its own after a look; and the
+    // looks' GETs, each sent again at once on a fresh connection (idempotent).
     double resends = metric(page, "kpsd_stale_connection_resends_total");
     if (announced) {
+      CHECK(second_attempts == 0);  // an announced close is never reused
       CHECK(resends == 0);
     } else {
       CHECK(rig.fake().unread_requests() >= 20);
-      CHECK(resends == static_cast<double>(rig.fake().unread_requests()));
+      CHECK(second_attempts > 0);
+      CHECK(second_attempts + resends == static_cast<double>(rig.fake().unread_requests()));
     }
+    // Every disassociate the server received, read or not, is on record; none went twice.
+    CHECK(rig.fake().disassociates_received() == rig.fake().disassociate_calls() + second_attempts);
     MESSAGE("announced=" << announced << ": " << rig.fake().unread_requests()
-                         << " requests never read, " << resends << " sent again");
+                         << " requests never read: " << second_attempts
+                         << " POSTs looked for and sent again as a new attempt, " << resends
+                         << " GETs sent again on a fresh connection");
   }
+}
+
+TEST_CASE("a POST read and dropped on a reused connection is not resent blind: 2 calls 2 rows") {
+  // Issue 30 item 1, its smallest input: the server reads the whole request on a reused
+  // keep-alive connection, then closes it without an answer. Before: 2 calls, 1 attempt row.
+  Rig rig({.config = {{"queue.concurrency", "1"},
+                      {"kps.poll_tasks", "false"},
+                      {"kps.request_timeout_ms", "500"},
+                      {"metrics.listen", "127.0.0.1:0"}}});
+  rig.fake().set_behavior("dropper", fake::dropped_connections(1));
+  rig.start();
+  // A first job leaves a keep-alive connection in the pool; the second goes out on it.
+  REQUIRE(rig.ctl({"enqueue", "warm"}).exit_code == 0);
+  REQUIRE(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  REQUIRE(rig.ctl({"enqueue", "dropper"}).exit_code == 0);
+  REQUIRE(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  auto row = read_jobs(rig.db_path()).at("dropper");
+  CHECK(row.state == "succeeded");
+  CHECK(rig.fake().calls_for("dropper") == 2);
+  auto attempts = read_attempts(rig.db_path(), row.id);
+  REQUIRE(attempts.size() == 2);
+  CHECK(attempts[0].http_status == 0);
+  CHECK(attempts[0].error_msg.starts_with("answer unreadable after send: "));
+  CHECK(attempts[0].look == "outcome unknown; no task found; sending again");
+  CHECK(attempts[1].http_status == 202);
+  CHECK(attempts[1].started_at >= attempts[0].finished_at);
+  std::string page = http_get(rig.metrics_port(), "/metrics");
+  CHECK(metric(page, "kpsd_stale_connection_resends_total") == 0);
+}
+
+TEST_CASE("an unbind accepted with 200 or 201 is delivered: one call each, no retry") {
+  // Issue 30 item 4: only 202 counted; a 200 {"task_id","status":"SUCCESS"} was retried 4
+  // times as "unexpected HTTP 200" and ended failed.
+  Rig rig({.task_duration = 30ms});
+  for (int status : {200, 201}) {
+    fake::Behavior b;
+    b.accept_status = status;
+    rig.fake().set_behavior("accepted-" + std::to_string(status), b);
+  }
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "accepted-200", "accepted-201"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  for (const auto& [id, row] : read_jobs(rig.db_path())) {
+    CAPTURE(id);
+    CHECK(row.state == "succeeded");
+    CHECK(row.task_status == "SUCCESS_UNBIND");
+    CHECK(rig.fake().calls_for(id) == 1);
+    auto attempts = read_attempts(rig.db_path(), row.id);
+    REQUIRE(attempts.size() == 1);
+    CHECK(attempts[0].http_status == std::stoi(id.substr(9)));
+  }
+}
+
+TEST_CASE("a gzipped 202 kpsd did not ask for: unknown outcome named so - its task adopted") {
+  // Issue 30 item 8: a 202 with Content-Encoding: gzip was "not JSON"; the job was sent three
+  // times and failed with no word of gzip. kpsd asks for identity (the fake checks every
+  // request); an answer in a coding is an unknown outcome, looked for before any second call:
+  // here the task is still running, so it is adopted and no second call goes out.
+  Rig rig({.task_duration = 6s, .config = {{"kps.request_timeout_ms", "1000"}}});
+  fake::Behavior b;
+  b.gzip_times = 1;
+  rig.fake().set_behavior("gzipped", b);
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "gzipped"}).exit_code == 0);
+  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
+  auto row = read_jobs(rig.db_path()).at("gzipped");
+  CHECK(row.state == "succeeded");
+  CHECK(rig.fake().calls_for("gzipped") == 1);
+  auto attempts = read_attempts(rig.db_path(), row.id);
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].http_status == 202);
+  CHECK(attempts[0].error_msg ==
+        "answer in content coding gzip (HTTP 202): kpsd asked for identity and cannot read it");
+  CHECK(attempts[0].look.starts_with("outcome unknown; adopted running task"));
+  CHECK(rig.fake().violations().empty());  // every request said Accept-Encoding: identity
 }
 
 TEST_CASE("a token refused with 2000 jobs queued: 2 refused calls then one per refresh") {
@@ -184,13 +283,13 @@ TEST_CASE("a token revoked while calls flow costs the calls in flight and one pr
 TEST_CASE("over https too: 103 before every answer and a silent close every 3rd answer") {
   TempDir certs;
   auto good = make_certs(certs, "wire-", "DNS:localhost,IP:127.0.0.1");
-  // Three attempts, not one: under load (three test processes on two cores) about one silent
-  // close in a few hundred over TLS has shown up as a 2 s read timeout instead of an EOF, an
-  // unknown outcome kpsd retries (the fake never read that request, so it is still one call).
+  // Twelve attempts: a POST met by a silent close is an unknown outcome and an attempt of its
+  // own (issue 30), and about a third of the calls meet one; the fake never read those, so
+  // each job is still one call it acted on.
   Rig rig({.task_duration = 10ms,
            .config = {{"kps.ca_file", good.ca},
                       {"queue.concurrency", "16"},
-                      {"queue.max_attempts", "3"}},
+                      {"queue.max_attempts", "12"}},
            .tls_cert = good.leaf,
            .tls_key = good.leaf_key,
            .endpoint_host = "localhost",

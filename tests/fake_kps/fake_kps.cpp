@@ -21,6 +21,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <zlib.h>
 
 namespace kpsd::fake {
 
@@ -49,6 +50,23 @@ std::string default_code(int status) {
       return status >= 500 ? "KPS.0003" : "KPS.0002";
   }
 }
+// `text` in the gzip format (RFC 1952), as a gateway that compresses answers sends it.
+std::string gzip(const std::string& text) {
+  z_stream z{};
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    throw std::runtime_error("deflateInit2 failed");
+  std::string out(deflateBound(&z, text.size()) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  z.avail_in = static_cast<uInt>(text.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) throw std::runtime_error("deflate did not finish");
+  return out;
+}
+
 }  // namespace
 
 // Coroutines hold a plain `this`: FakeKps joins the thread before Impl goes, and Impl's
@@ -494,6 +512,8 @@ struct FakeKps::Impl {
     {
       std::lock_guard lock(mutex);
       ++requests;
+      if (req.method() == http::verb::post && target.ends_with("/keypairs/disassociate"))
+        ++disassociates_received;
     }
     if (req.method() == http::verb::get && target == "/_fake/stats") {
       Response res{http::status::ok, v};
@@ -507,6 +527,10 @@ struct FakeKps::Impl {
       co_return issue_token(req);
     }
     if (v != 11) violation("HTTP version is not 1.1");
+    // kpsd reads no content coding, and says so (issue 30).
+    if (req[http::field::accept_encoding] != "identity")
+      violation("Accept-Encoding is not identity: " +
+                std::string(req[http::field::accept_encoding]));
     if (req[http::field::host].empty()) violation("no Host header");
     if (req.method() == http::verb::get && target.starts_with("/v3/projects")) {
       co_return list_projects(req);
@@ -590,10 +614,11 @@ struct FakeKps::Impl {
                         v, ka);
       }
       std::string task_id;
+      std::int64_t nth_task = 0;
       {
         std::lock_guard lock(mutex);
         task_id = "fake-task-" + std::to_string(++task_counter);
-        std::int64_t nth_task = ++accepted[server_id];
+        nth_task = ++accepted[server_id];
         bool fails = b.task_failed_times < 0 || nth_task <= b.task_failed_times;
         tasks[task_id] = Task{server_id, std::chrono::steady_clock::now(), fails, unix_ms()};
         task_order.push_back(task_id);
@@ -602,9 +627,15 @@ struct FakeKps::Impl {
         net::steady_timer t(io, b.answer_delay);
         co_await t.async_wait(use_tuple);
       }
-      Response res = reply(
-          202, json::object{{"server_id", server_id}, {"task_id", task_id}, {"status", "SUCCESS"}},
-          v, ka);
+      Response res =
+          reply(b.accept_status ? static_cast<unsigned>(b.accept_status) : 202,
+                json::object{{"server_id", server_id}, {"task_id", task_id}, {"status", "SUCCESS"}},
+                v, ka);
+      if (nth_task <= b.gzip_times) {
+        res.body() = gzip(res.body());
+        res.set(http::field::content_encoding, "gzip");
+        res.prepare_payload();
+      }
       if (b.set_cookie_bytes > 0) add_cookie(res, static_cast<std::size_t>(b.set_cookie_bytes));
       co_return Answer(std::move(res), static_cast<unsigned>(b.interim_status));
     }
@@ -700,9 +731,14 @@ struct FakeKps::Impl {
         // Closed silently, as a server's idle timer fires: it loses the race with the
         // client's next request, which arrives and is never read (the client sees EOF or a
         // reset before any answer).
-        auto [rec, rn] = co_await stream.async_read_some(buffer.prepare(1), use_tuple);
+        auto [rec, rn] = co_await stream.async_read_some(buffer.prepare(4), use_tuple);
+        buffer.commit(rn);
         std::lock_guard lock(mutex);
         if (!rec) ++unread_requests;
+        // Its first bytes tell a disassociate (the only POST kpsd sends to KPS) from a GET.
+        auto first = static_cast<const char*>(buffer.data().data());
+        if (!rec && std::string_view(first, buffer.size()).starts_with("P"))
+          ++disassociates_received;
         break;
       }
     }
@@ -796,6 +832,7 @@ struct FakeKps::Impl {
                project_lookups = 0;
   std::int64_t connections = 0;
   std::int64_t unread_requests = 0;  // requests that met a silent close (close_after)
+  std::int64_t disassociates_received = 0;
   std::size_t largest_token = 0;
   std::string accepted_token = options.token;  // method token: what is accepted now
   // AK/SK: the key pair accepted now (set_aksk rotates it).
@@ -887,6 +924,11 @@ std::int64_t FakeKps::auth_refusals() const {
 std::size_t FakeKps::largest_auth_token() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->largest_token;
+}
+
+std::int64_t FakeKps::disassociates_received() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->disassociates_received;
 }
 
 std::int64_t FakeKps::unread_requests() const {
@@ -1012,6 +1054,10 @@ std::map<std::string, Behavior> parse_behaviors(const std::string& text) {
         b.set_cookie_bytes = n;
       else if (key == "interim_status")
         b.interim_status = n;
+      else if (key == "accept_status")
+        b.accept_status = n;
+      else if (key == "gzip_times")
+        b.gzip_times = n;
       else
         throw std::runtime_error(where + "unknown key " + std::string(key));
     }

@@ -39,6 +39,12 @@ struct Behavior {
   // already did): a kpsd killed meanwhile has a call whose outcome it never learns.
   std::chrono::milliseconds answer_delay{0};
   int answer_delay_times = 0;  // ... for the first N accepted calls (0: every one)
+  // The status of an accepted call's answer: 0 is the documented 202; 200 and 201 are what
+  // other gateways and versions send for the same (issue 30).
+  int accept_status = 0;
+  // The first N accepted calls are answered gzipped (Content-Encoding: gzip) whatever kpsd
+  // asked for, as a misconfigured gateway or proxy compresses: the task is created all the same.
+  int gzip_times = 0;
 };
 
 // Shorthands for one fault each.
@@ -178,6 +184,10 @@ class FakeKps {
   std::size_t largest_auth_token() const;         // the longest X-Auth-Token a KPS call carried
   std::int64_t connections() const;               // connections accepted
   std::int64_t unread_requests() const;  // requests a silent close (close_after) never read
+  // Disassociate requests that reached the fake in any way: answered (202, an error, a 401, a
+  // quota's 429), dropped after being read, or met by a silent close (their first bytes say
+  // POST). kpsd must hold an attempt row for each (issue 30: every call on record).
+  std::int64_t disassociates_received() const;
   std::string server_of_task(const std::string& task_id) const;  // "" for an unknown task
   std::int64_t signatures_checked() const;
   std::map<std::string, std::int64_t> calls() const;

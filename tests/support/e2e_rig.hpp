@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include <exception>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <regex>
@@ -130,14 +132,50 @@ class Rig {
       daemon_->signal(SIGTERM);
       daemon_->wait(std::chrono::seconds(20));
     }
+    if (check_calls_ && std::uncaught_exceptions() == 0) expect_calls_on_record();
   }
 
-  void start(const std::vector<std::string>& extra_env = {},
-             std::chrono::seconds ready_within = std::chrono::seconds(15)) {
+  // Every call on record (issue 30): each disassociate call the fake received (answered,
+  // refused, dropped, or met by a silent close) has its attempt row, and each row that holds
+  // an answer was received. Rows beyond the calls received are only calls that got no answer:
+  // connect failures, an unreachable proxy, a call in flight at a SIGKILL or cut short by a
+  // stop. Checked after every test that keeps its rows (the rig's destructor).
+  void expect_calls_on_record() {
+    if (!std::filesystem::exists(db_path())) return;
+    std::int64_t rows = 0, answered = 0;
+    try {
+      sql::Database db(db_path(), sql::Database::Mode::read_only);
+      sql::Statement s(db, "SELECT count(*), count(http_status) FROM attempts");
+      if (!s.step()) return;
+      rows = s.column_int(0);
+      answered = s.column_int(1);
+    } catch (const std::exception& e) {
+      MESSAGE("calls-on-record check skipped: the database cannot be read: " << e.what());
+      return;
+    }
+    std::int64_t received = fake_.disassociates_received();
+    INFO("attempt rows " << rows << " (" << answered << " with an answer), disassociate calls "
+                         << "received " << received);
+    CHECK(received <= rows);
+    CHECK(answered <= received);
+  }
+  // For a test whose attempt rows are deleted on purpose (prune), with the reason.
+  void skip_calls_check(std::string_view why) {
+    MESSAGE("calls-on-record check skipped: " << why);
+    check_calls_ = false;
+  }
+
+  // Starts kpsd and returns at once (see start()).
+  void launch(const std::vector<std::string>& extra_env = {}) {
     std::vector<std::string> argv = launcher_;
     argv.insert(argv.end(), {KPSD_BIN, "--config", config_path_});
     daemon_ =
         std::make_unique<Process>(argv, dir_.file("kpsd.out"), log_path(), "/dev/null", extra_env);
+  }
+
+  void start(const std::vector<std::string>& extra_env = {},
+             std::chrono::seconds ready_within = std::chrono::seconds(15)) {
+    launch(extra_env);
     // Ready when the control socket answers.
     auto deadline = std::chrono::steady_clock::now() + ready_within;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -204,6 +242,7 @@ class Rig {
   std::vector<std::string> launcher_;
   std::string config_path_;
   std::unique_ptr<Process> daemon_;
+  bool check_calls_ = true;
 };
 
 // Polls `done` every 10 ms; fails the test after `limit`.

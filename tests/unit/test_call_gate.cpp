@@ -113,14 +113,25 @@ TEST_CASE("a 401 while calls flow holds everyone and only the probe decides") {
   CHECK(gate.mode() == Mode::open);
 }
 
-TEST_CASE("a probe that proves nothing is tried again later without blocking") {
+TEST_CASE("a probe that proves nothing: the next due call probes at once - blocked backs off") {
   CallGate gate;
   auto now = CallGate::Clock::time_point{} + 1h;
   gate.probe_sent();
   gate.on_inconclusive(true, now);
   CHECK(gate.mode() == Mode::verifying);
-  CHECK(gate.until_probe(now) == CallGate::first_probe_delay);
+  // Issue 30 item 10: no delay of its own (it was 1 s): the job's backoff paces the next call.
+  CHECK(gate.until_probe(now) == CallGate::Clock::duration::zero());
+  CHECK(gate.may_probe(now));
   CHECK_FALSE(gate.probe_in_flight());
+  // Still one probe at a time.
+  gate.probe_sent();
+  CHECK_FALSE(gate.may_probe(now));
+  // Blocked, an inconclusive probe backs off as before.
+  CallGate blocked(false);
+  blocked.on_blocked("TLS handshake failed", "tls", false, now, 1);
+  blocked.probe_sent();
+  blocked.on_inconclusive(true, now);
+  CHECK(blocked.until_probe(now) >= CallGate::first_probe_delay);
 }
 
 TEST_CASE("TLS or credential failures block and SIGHUP probes at once") {

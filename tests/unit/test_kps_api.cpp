@@ -55,7 +55,7 @@ TEST_CASE("202 bodies: task_id with or without status") {
   REQUIRE(c);
   CHECK(c->error_code == "KPS.0003");
   CHECK_FALSE(parse_accepted_body(R"({"status":"SUCCESS"})", why));
-  CHECK(why == "202 response without a task_id");
+  CHECK(why == "no task_id");
   CHECK_FALSE(parse_accepted_body(R"({"task_id":)", why));
   CHECK(why == "response body is not JSON");
   CHECK_FALSE(parse_accepted_body("", why));
@@ -153,7 +153,63 @@ TEST_CASE("classifier: every kind of outcome") {
         Verdict::retryable);
   CHECK(classify_disassociate(transport(HttpResult::Transport::io_error), now).verdict ==
         Verdict::retryable);
-  CHECK(classify_disassociate(response(200, "{}"), now).verdict == Verdict::retryable);
+  // A 3xx is no gateway acting on the call: sent again after backoff.
+  CHECK(classify_disassociate(response(302, ""), now).verdict == Verdict::retryable);
+}
+
+TEST_CASE("any 2xx with a task id is an accepted call - without one the outcome is unknown") {
+  // Issue 30 item 4: a 200 {"task_id","status":"SUCCESS"} was retried 4 times as "unexpected
+  // HTTP 200" and ended failed.
+  for (unsigned status : {200u, 201u, 202u}) {
+    CAPTURE(status);
+    auto ok =
+        classify_disassociate(response(status, R"({"task_id":"t-9","status":"SUCCESS"})"), now);
+    CHECK(ok.verdict == Verdict::delivered);
+    CHECK(ok.task_id == "t-9");
+    CHECK(ok.http_status == status);
+    // Accepted, but no task id: the server may be unbinding now. Looked for, never resent blind.
+    auto none = classify_disassociate(response(status, "{}"), now);
+    CHECK(none.verdict == Verdict::unknown);
+    CHECK(none.error_msg == std::to_string(status) + " with an unreadable body: no task_id");
+    auto failed = classify_disassociate(response(status, R"({"status":"FAILED"})"), now);
+    CHECK(failed.verdict == Verdict::retryable);
+    CHECK(failed.error_msg ==
+          "task delivery failed (" + std::to_string(status) + " with status FAILED)");
+  }
+}
+
+TEST_CASE("an answer in a content coding kpsd did not ask for is unknown - named as such") {
+  // Issue 30 item 8: a gzipped 202 was "not JSON" and retried blind three times.
+  HttpResult gz = response(202, std::string("\x1f\x8b\x08\x00", 4));
+  gz.content_encoding = "gzip";
+  auto out = classify_disassociate(gz, now);
+  CHECK(out.verdict == Verdict::unknown);
+  CHECK(out.error_msg ==
+        "answer in content coding gzip (HTTP 202): kpsd asked for identity and cannot read it");
+  // Even a body that happens to parse is not trusted under a coding.
+  HttpResult br = response(200, R"({"task_id":"t"})");
+  br.content_encoding = "br";
+  CHECK(classify_disassociate(br, now).verdict == Verdict::unknown);
+  // identity (any case, padded) and none are readable.
+  for (std::string coding : {"", "identity", " Identity ", "IDENTITY"}) {
+    HttpResult id = response(202, R"({"task_id":"t"})");
+    id.content_encoding = coding;
+    CHECK(classify_disassociate(id, now).verdict == Verdict::delivered);
+  }
+  // An error status keeps its verdict whatever its body's coding.
+  HttpResult e500 = response(500, "\x1f\x8b");
+  e500.content_encoding = "gzip";
+  CHECK(classify_disassociate(e500, now).verdict == Verdict::retryable);
+  // A control character in the coding's name is not logged as it is.
+  HttpResult odd = response(202, "");
+  odd.content_encoding = "x\n<0>forged";
+  CHECK(classify_disassociate(odd, now).error_msg.find('\n') == std::string::npos);
+  // A task poll in a coding: no answer, asked again (not "not JSON" taken for a refusal).
+  HttpResult poll = response(200, "\x1f\x8b");
+  poll.content_encoding = "gzip";
+  auto p = classify_task_poll(poll, "t");
+  CHECK(p.kind == PollOutcome::Kind::no_answer);
+  CHECK(p.error_msg == "answer in content coding gzip");
 }
 
 TEST_CASE("failed-tasks bodies keep each task's reason") {
