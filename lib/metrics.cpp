@@ -226,6 +226,10 @@ void write_state(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
   single("kpsd_control_clients_refused_total", "counter",
          "Control connections closed because too many clients were connected.",
          m.control_clients_refused);
+  single("kpsd_http_clients_refused_total", "counter",
+         "Metrics/status port connections closed because all 16 were in use: the one that had "
+         "waited longest for a request, or the newcomer when every one was being answered.",
+         m.http_clients_refused);
 }
 
 }  // namespace

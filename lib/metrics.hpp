@@ -49,6 +49,7 @@ struct Metrics {
   std::uint64_t throttled_rate_cuts = 0;            // congestion episodes: times a 429 cut the rate
   std::uint64_t store_outages = 0;                  // times the job store stopped being writable
   std::uint64_t control_clients_refused = 0;        // control connections closed over the cap
+  std::uint64_t http_clients_refused = 0;           // metrics/status port connections over the cap
   std::uint64_t jobs_pruned = 0;                    // finished jobs deleted (prune, retention)
   std::uint64_t answers_unreadable = 0;             // requests sent whose answer could not be read
   std::uint64_t stale_connection_resends = 0;       // requests sent again past a closed keep-alive

@@ -4,6 +4,7 @@
 #include "clock.hpp"
 #include "db_worker.hpp"
 #include "fd_limit.hpp"
+#include "http_slots.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "overview.hpp"
@@ -20,8 +21,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <list>
 #include <tuple>
+#include <vector>
 
 namespace kpsd {
 
@@ -32,11 +35,21 @@ using tcp = net::ip::tcp;
 
 namespace {
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
-constexpr std::chrono::seconds deadline{10};  // a scraper that stalls longer is dropped
+constexpr std::size_t first_read = 4096;  // what a request's first read may take at most
+
+struct Client {
+  explicit Client(tcp::socket s) : stream(std::move(s)) {}
+  beast::tcp_stream stream;
+  SlotState slot{SlotState::Phase::waiting, std::chrono::steady_clock::now()};
+  bool closed() const { return slot.phase == SlotState::Phase::closed; }
+  void enter(SlotState::Phase phase) {
+    if (!closed()) slot = SlotState{phase, std::chrono::steady_clock::now()};
+  }
+};
 }  // namespace
 
 struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(net::any_io_executor ex, DbWorker& d, Scheduler& s, const Metrics& m)
+  Impl(net::any_io_executor ex, DbWorker& d, Scheduler& s, Metrics& m)
       : executor(ex),
         acceptor(ex),
         accept_retry(ex),
@@ -53,9 +66,11 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     co_await std::move(loop);
   }
 
+  // Scrapers are few, and the slots (max_metrics_clients) keep descriptors for calls. When
+  // every one is taken, the connection that has waited longest for a request (an idle or slow
+  // client) makes room; when each is being answered, the newcomer is closed.
   void admit(tcp::socket socket, const std::shared_ptr<Impl>& self) {
-    if (clients.size() >= max_metrics_clients) {
-      // Scrapers are few; more at once is a fault: close, keeping descriptors for calls.
+    if (slots_in_use() >= max_metrics_clients && !make_room()) {
       boost::system::error_code ignored;
       socket.close(ignored);
       return;
@@ -65,26 +80,75 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
                   [self](std::exception_ptr e) { log_exception("metrics client", e); });
   }
 
+  std::size_t slots_in_use() const {
+    return static_cast<std::size_t>(
+        std::count_if(clients.begin(), clients.end(), [](const Client& c) { return !c.closed(); }));
+  }
+
+  bool make_room() {
+    std::vector<Client*> open;
+    std::vector<SlotState> slots;
+    for (Client& c : clients) {
+      if (c.closed()) continue;
+      open.push_back(&c);
+      slots.push_back(c.slot);
+    }
+    ++metrics.http_clients_refused;
+    if (house.closed_one()) {
+      spdlog::warn(
+          "metrics port: all {} connections in use; each new one closes the connection that has "
+          "waited longest for a request (idle or slow clients; kpsd_http_clients_refused_total "
+          "counts them)",
+          max_metrics_clients);
+    }
+    auto victim = slot_to_evict(slots);
+    if (!victim) return false;
+    Client& c = *open[*victim];
+    c.slot.phase = SlotState::Phase::closed;
+    boost::system::error_code ignored;
+    c.stream.socket().close(ignored);  // its serve() wakes and ends; the descriptor is free now
+    return true;
+  }
+
   using Request = http::request<http::empty_body>;
   using Response = http::response<http::string_body>;
 
-  net::awaitable<void> serve(std::list<beast::tcp_stream>::iterator it) {
+  net::awaitable<void> serve(std::list<Client>::iterator it) {
     auto self = shared_from_this();
-    beast::tcp_stream& stream = *it;
+    Client& client = *it;
     beast::flat_buffer buffer;
     while (!stopped) {
       Request req;
-      stream.expires_after(deadline);
-      auto [ec, n] = co_await http::async_read(stream, buffer, req, use_tuple);
-      if (ec) break;
+      bool got = co_await read_request(client, buffer, req);  // named: GCC 12 (see above)
+      if (!got) break;
+      client.enter(SlotState::Phase::answering);
       Response res = co_await handle_request(req);
-      stream.expires_after(deadline);
-      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-      if (wec || !res.keep_alive()) break;
+      client.stream.expires_after(http_write_deadline);
+      auto [wec, wn] = co_await http::async_write(client.stream, res, use_tuple);
+      if (wec || !res.keep_alive() || client.closed()) break;
     }
     boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    client.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     clients.erase(it);
+    if (auto closed = house.in_use(slots_in_use())) {
+      spdlog::info("metrics port: connections free again ({} closed to make room)", *closed);
+    }
+  }
+
+  // The next request: its first byte within http_idle_timeout, then its whole header within
+  // http_header_deadline. False when the client left or stalled, or was closed to make room.
+  net::awaitable<bool> read_request(Client& client, beast::flat_buffer& buffer, Request& req) {
+    client.enter(SlotState::Phase::waiting);
+    if (buffer.size() == 0) {
+      client.stream.expires_after(http_idle_timeout);
+      auto space = buffer.prepare(first_read);
+      auto [ec, n] = co_await client.stream.async_read_some(space, use_tuple);
+      if (ec || client.closed()) co_return false;
+      buffer.commit(n);
+    }
+    client.stream.expires_after(http_header_deadline);
+    auto [ec, n] = co_await http::async_read(client.stream, buffer, req, use_tuple);
+    co_return !ec && !client.closed();
   }
 
   // The port's routes: GET /metrics (Prometheus text), every other GET to the status page
@@ -172,15 +236,16 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   net::steady_timer accept_retry;
   DbWorker& db;
   Scheduler& scheduler;
-  const Metrics& metrics;
+  Metrics& metrics;
   StatusApi status;
-  std::list<beast::tcp_stream> clients;
+  std::list<Client> clients;
+  FullHouse house{max_metrics_clients};
   bool stopped = false;
 };
 
 MetricsServer::MetricsServer(net::any_io_executor executor, const std::string& host,
                              std::uint16_t port, DbWorker& db, Scheduler& scheduler,
-                             const Metrics& metrics)
+                             Metrics& metrics)
     : impl_(std::make_shared<Impl>(executor, db, scheduler, metrics)) {
   boost::system::error_code ec;
   auto address = net::ip::make_address(host, ec);
@@ -207,7 +272,7 @@ void MetricsServer::stop() {
   boost::system::error_code ignored;
   impl_->acceptor.close(ignored);
   impl_->accept_retry.cancel();
-  for (auto& c : impl_->clients) c.socket().close(ignored);
+  for (auto& c : impl_->clients) c.stream.socket().close(ignored);
 }
 
 }  // namespace kpsd

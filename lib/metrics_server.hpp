@@ -1,6 +1,8 @@
 #pragma once
 // GET /metrics in Prometheus text format, on the address of [metrics] listen, served by the
-// same Beast stack as the KPS client, on the network thread.
+// same Beast stack as the KPS client, on the network thread. Its connections are capped
+// (max_metrics_clients); idle and slow ones are closed after the timeouts of http_slots.hpp, and
+// make room for a newcomer when every slot is taken.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -18,7 +20,7 @@ class MetricsServer {
  public:
   // Binds now; throws std::runtime_error naming the address on failure.
   MetricsServer(boost::asio::any_io_executor executor, const std::string& host, std::uint16_t port,
-                DbWorker& db, Scheduler& scheduler, const Metrics& metrics);
+                DbWorker& db, Scheduler& scheduler, Metrics& metrics);
   ~MetricsServer();
   std::uint16_t port() const;
   boost::asio::awaitable<void> run();

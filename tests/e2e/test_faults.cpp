@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
@@ -468,6 +469,62 @@ TEST_CASE("1000 idle control connections under a 1024-descriptor limit: calls ke
   CHECK(refused.exit_code == 78);
   CHECK(refused.err.find("queue.concurrency = 1500") != std::string::npos);
   CHECK(refused.err.find("the limit is 1024") != std::string::npos);
+}
+
+TEST_CASE("200 idle and 20 slow connections on the metrics port: a scrape still gets through") {
+  Rig rig({.config = {{"metrics.listen", "127.0.0.1:0"}}});
+  rig.start();
+  const std::uint16_t port = rig.metrics_port();
+  std::vector<std::unique_ptr<TcpClient>> idle, slow;
+  for (int i = 0; i < 200; ++i) idle.push_back(std::make_unique<TcpClient>(port));
+  // Slowloris: a request line, then one more header byte a second, never the blank line.
+  for (int i = 0; i < 20; ++i) {
+    slow.push_back(std::make_unique<TcpClient>(port));
+    slow.back()->send_all("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+  }
+  std::atomic<bool> trickling{true};
+  std::thread trickle([&] {
+    while (trickling) {
+      for (auto& c : slow) c->send_all("x");
+      std::this_thread::sleep_for(1s);
+    }
+  });
+  std::this_thread::sleep_for(1500ms);
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::string page = http_get(port, "/metrics");
+  auto took = std::chrono::steady_clock::now() - t0;
+  MESSAGE("a scrape with 220 idle or slow connections open took "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  CHECK(page.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(took < 3s);
+  CHECK(metric(page, "kpsd_http_clients_refused_total") >= 220 + 1 - 16);
+
+  // Those still holding a slot are closed by the timeouts: a silent one after 5 s, a slow one
+  // 10 s after its first byte. Then the port is free again, and it was said once.
+  auto deadline = std::chrono::steady_clock::now() + 13s;
+  TcpClient late(port);
+  CHECK_FALSE(late.closed_by_server(3s));
+  CHECK(late.closed_by_server(4s));
+  auto closed_in_time = [&](auto& clients) {
+    int open = 0;
+    for (auto& c : clients) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      open += c->closed_by_server(std::max(left, 1ms)) ? 0 : 1;
+    }
+    return open;
+  };
+  CHECK(closed_in_time(idle) == 0);
+  CHECK(closed_in_time(slow) == 0);
+  trickling = false;
+  trickle.join();
+  CHECK(count_of(rig.log(), "metrics port: all 16 connections in use") == 1);
+  wait_until(
+      [&] { return rig.log().find("metrics port: connections free again") != std::string::npos; },
+      5s, "the end of the full house in the log");
+  CHECK(http_get(port, "/metrics").starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(rig.stop(10s) == 0);
 }
 
 TEST_CASE("SIGTERM during a store outage drains for the grace then exits 0 - nothing lost") {

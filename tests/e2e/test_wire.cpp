@@ -21,13 +21,6 @@ std::string enqueue_ids(Rig& rig, const std::string& prefix, int n) {
   return ids;
 }
 
-// One unlabelled sample of a /metrics page.
-double metric(const std::string& page, const std::string& name) {
-  auto at = page.find("\n" + name + " ");
-  REQUIRE_MESSAGE(at != std::string::npos, name << " not in /metrics");
-  return std::stod(page.substr(at + name.size() + 2));
-}
-
 // Every job succeeded, its server was called once, and it holds a task of its own server.
 void check_each_once(Rig& rig, std::size_t jobs) {
   auto rows = read_jobs(rig.db_path());

@@ -255,6 +255,13 @@ inline void wait_until(const std::function<bool()>& done, std::chrono::seconds l
   }
 }
 
+// One unlabelled sample of a /metrics page.
+inline double metric(const std::string& page, const std::string& name) {
+  auto at = page.find("\n" + name + " ");
+  REQUIRE_MESSAGE(at != std::string::npos, name << " not in /metrics");
+  return std::stod(page.substr(at + name.size() + 2));
+}
+
 struct JobRow {
   std::int64_t id = 0;
   std::string server_id, state, task_id, task_status, error_code, error_msg, task_error_code,

@@ -1,6 +1,8 @@
 #pragma once
-// Plain POSIX clients for tests: a unix-socket NDJSON client, and one HTTP GET over TCP.
+// Plain POSIX clients for tests: a unix-socket NDJSON client, a raw TCP client to 127.0.0.1, and
+// one HTTP GET over TCP.
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <netinet/in.h>
 #include <optional>
@@ -13,21 +15,12 @@
 
 namespace kpsd::test {
 
-class UnixClient {
+// A connected stream socket: send, read lines, see the server close it.
+class StreamClient {
  public:
-  explicit UnixClient(const std::string& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd_);
-      throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
-    }
-  }
-  ~UnixClient() { ::close(fd_); }
-  UnixClient(const UnixClient&) = delete;
-  UnixClient& operator=(const UnixClient&) = delete;
+  ~StreamClient() { ::close(fd_); }
+  StreamClient(const StreamClient&) = delete;
+  StreamClient& operator=(const StreamClient&) = delete;
 
   bool send_all(const std::string& data) {
     std::size_t off = 0;
@@ -85,9 +78,55 @@ class UnixClient {
 
   int fd() const { return fd_; }
 
+ protected:
+  StreamClient() = default;
+  // Opens a stream socket of `family` and connects it to `addr`; `where` names it in the error.
+  void open(int family, const sockaddr* addr, socklen_t size, const std::string& where) {
+    fd_ = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (::connect(fd_, addr, size) != 0) {
+      int error = errno;
+      ::close(fd_);
+      fd_ = -1;
+      throw std::runtime_error("connect " + where + ": " + std::strerror(error));
+    }
+  }
+
  private:
   int fd_ = -1;
   std::string pending_;
+};
+
+inline sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+inline sockaddr_in loopback_address(std::uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+class UnixClient : public StreamClient {
+ public:
+  explicit UnixClient(const std::string& path) {
+    sockaddr_un addr = unix_address(path);
+    open(AF_UNIX, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr), path);
+  }
+};
+
+// A TCP connection to 127.0.0.1:port.
+class TcpClient : public StreamClient {
+ public:
+  explicit TcpClient(std::uint16_t port) {
+    sockaddr_in addr = loopback_address(port);
+    open(AF_INET, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr),
+         "127.0.0.1:" + std::to_string(port));
+  }
 };
 
 // METHOD http://127.0.0.1:port/path with Connection: close; returns status line + headers +
@@ -95,10 +134,7 @@ class UnixClient {
 inline std::string http_request(std::uint16_t port, const std::string& method,
                                 const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = loopback_address(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     ::close(fd);
     throw std::runtime_error("connect to metrics port failed");
