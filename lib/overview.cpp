@@ -5,12 +5,21 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace kpsd {
 
 namespace json = boost::json;
 
 namespace {
+
+// A rate or share as JSON: a whole value as an integer (Boost.JSON writes the double 40 as
+// `4E1`), another one as the double it is.
+json::value number(double d) {
+  constexpr double exact = 9007199254740992.0;  // 2^53: every integer below is a double
+  if (std::trunc(d) == d && std::fabs(d) < exact) return static_cast<std::int64_t>(d);
+  return d;
+}
 
 json::array paused_batches_json(const std::vector<Batch>& batches) {
   json::array out;
@@ -66,10 +75,10 @@ json::object stats_json(const Overview& o, std::int64_t now) {
       {"states", std::move(states)},
       {"total", total},
       {"in_flight", st.in_flight},
-      {"rate_per_second", st.rate_per_second},
-      {"send_rate_per_second", st.send_rate_per_second},
-      {"configured_rate_per_second", st.configured_rate_per_second},
-      {"throttled_share", st.throttled_share},
+      {"rate_per_second", number(st.rate_per_second)},
+      {"send_rate_per_second", number(st.send_rate_per_second)},
+      {"configured_rate_per_second", number(st.configured_rate_per_second)},
+      {"throttled_share", number(st.throttled_share)},
       {"quota", json::object{{"holding", st.holding_for_quota},
                              {"window_ms", st.quota_window_ms},
                              {"calls", st.quota_calls}}},

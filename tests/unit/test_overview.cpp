@@ -72,3 +72,21 @@ TEST_CASE("overview: the STATUS= line puts what is wrong first") {
       status_line(o, false).starts_with("STATUS=STORE UNAVAILABLE (disk full); 3 outcomes "
                                         "waiting; "));
 }
+
+TEST_CASE("overview: whole rates are integers in the JSON text - never 4E1") {
+  Overview o = sample();
+  o.scheduler.configured_rate_per_second = 40;
+  o.scheduler.rate_per_second = 40;
+  o.scheduler.send_rate_per_second = 0;
+  o.scheduler.throttled_share = 1;
+  std::string text = boost::json::serialize(stats_json(o, 12'500));
+  CHECK(text.find("\"configured_rate_per_second\":40,") != std::string::npos);
+  CHECK(text.find("\"rate_per_second\":40,") != std::string::npos);
+  CHECK(text.find("\"send_rate_per_second\":0,") != std::string::npos);
+  CHECK(text.find("\"throttled_share\":1,") != std::string::npos);
+  CHECK(text.find("E1") == std::string::npos);
+  // A fraction stays the number it is.
+  o.scheduler.rate_per_second = 12.5;
+  auto j = stats_json(o, 12'500);
+  CHECK(j.at("rate_per_second").as_double() == 12.5);
+}
