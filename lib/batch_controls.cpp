@@ -133,6 +133,10 @@ void JobStore::pause_in_tx(std::int64_t batch_id, PauseReason reason,
       .run();
 }
 
+void JobStore::end_pause_in_tx(std::int64_t batch_id) {
+  batches_->set_pause.bind(1, batch_id).bind(2, nullptr).bind(3, nullptr).bind(4, nullptr).run();
+}
+
 BatchChange JobStore::pause_batch(std::int64_t batch_id, std::int64_t now) {
   sql::Transaction tx(*db_);
   auto row = read_brake_row(batches_->brake_row, batch_id);
@@ -161,7 +165,7 @@ BatchChange JobStore::resume_batch(std::int64_t batch_id, std::int64_t now) {
     pause_in_tx(batch_id, PauseReason::canary, std::nullopt, now);
   } else {
     // The batch row first: the jobs_hold trigger would park again what is given back.
-    batches_->set_pause.bind(1, batch_id).bind(2, nullptr).bind(3, nullptr).bind(4, nullptr).run();
+    end_pause_in_tx(batch_id);
     // A resumed batch's failure budget counts afresh (the failures that spent it are behind).
     batches_->reset_budget.bind(1, batch_id).run();
   }
@@ -183,10 +187,14 @@ BatchChange JobStore::cancel_batch(std::int64_t batch_id, std::int64_t now) {
   c.reset();
   int deleted = 0;
   for (std::int64_t id : ids) deleted += delete_secret(id);  // a terminal job keeps no key
-  apply_brakes(ids, now);  // its canary's last jobs may be among them
+  apply_brakes(ids, now);  // other batches' canaries may have ended with their jobs
+  // Nothing is left to hold: a cancelled batch is no longer paused (stats, kpsd_batches_paused);
+  // a later retry --batch runs its jobs, its failure budget still counting.
+  end_pause_in_tx(batch_id);
   tx.commit();
   if (deleted) scrub_wal();
-  return BatchChange{true, static_cast<std::int64_t>(ids.size()), !ids.empty()};
+  return BatchChange{true, static_cast<std::int64_t>(ids.size()),
+                     !ids.empty() || row->reason.has_value()};
 }
 
 std::vector<std::int64_t> JobStore::batch_members(std::int64_t batch_id, JobState state) {

@@ -322,8 +322,9 @@ class JobStore {
 
   // A batch's bulk controls; its jobs are those `list --batch` shows. pause: its queued and
   // retrying jobs are held (not claimed) until resume_batch, across restarts; jobs already on
-  // the wire or delivered go on. cancel: every unfinished job. retry: its jobs in `state`
-  // (failed or cancelled), as retry does each.
+  // the wire or delivered go on. cancel: every unfinished job, and the batch's pause ends (it
+  // has nothing left to hold). retry: its jobs in `state` (failed or cancelled), as retry does
+  // each.
   BatchChange pause_batch(std::int64_t batch_id, std::int64_t now);
   BatchChange resume_batch(std::int64_t batch_id, std::int64_t now);
   BatchChange cancel_batch(std::int64_t batch_id, std::int64_t now);
@@ -360,6 +361,7 @@ class JobStore {
   std::int64_t hold_batch(std::int64_t batch_id, std::optional<std::int64_t> exempt_up_to);
   void pause_in_tx(std::int64_t batch_id, PauseReason reason,
                    const std::optional<std::string>& detail, std::int64_t now);
+  void end_pause_in_tx(std::int64_t batch_id);  // the jobs it held are the caller's to release
   void hold_new_jobs(std::int64_t batch_id, std::int64_t chunk_first, std::int64_t chunk_last,
                      std::span<const std::int64_t> joined);
   std::vector<BatchStop> apply_brakes(std::span<const std::int64_t> ended_jobs, std::int64_t now);

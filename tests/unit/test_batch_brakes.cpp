@@ -152,6 +152,27 @@ TEST_CASE("a canary of 3: three jobs claimable - then it says so once - resume g
   CHECK(store.claim_for_delivery(999999, 20).size() == 6);
 }
 
+TEST_CASE("a batch cancelled while its canary holds it - or paused - is no longer paused") {
+  test::TempDir dir;
+  JobStore store(dir.file("jobs.db"));
+  auto held = store.enqueue(jobs("ch-", 3), 100, BatchTarget{});
+  REQUIRE(store.pause_batch(held.batch_id, 100).jobs == 3);  // by the operator
+  BatchTarget with_canary;
+  with_canary.brakes.canary = 2;
+  auto canary = store.enqueue(jobs("cc-", 5), 100, with_canary);
+  REQUIRE(store.paused_batches().size() == 2);
+  CHECK(store.cancel_batch(canary.batch_id, 200).jobs == 5);
+  CHECK(store.cancel_batch(held.batch_id, 200).jobs == 3);
+  // Nothing is left to hold: neither counts as paused (kpsctl stats, kpsd_batches_paused).
+  CHECK(store.paused_batches().empty());
+  CHECK_FALSE(store.find_batch(std::to_string(canary.batch_id))->paused);
+  CHECK_FALSE(store.find_batch(std::to_string(held.batch_id))->paused);
+  // A retry runs them: the cancel was the operator's last word on the pause.
+  CHECK(store.retry_batch(held.batch_id, JobState::cancelled, 300)[RetryOutcome::requeued] == 3);
+  CHECK(servers_of(store.claim_for_delivery(999999, 20)) ==
+        std::set<std::string>{"ch-1", "ch-2", "ch-3"});
+}
+
 TEST_CASE("a spent failure budget stops its batch in the transaction that spent it") {
   test::TempDir dir;
   JobStore store(dir.file("jobs.db"));
