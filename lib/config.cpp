@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <sys/un.h>
 #include <vector>
 
 namespace kpsd {
@@ -268,6 +269,14 @@ void parse_control(Parser& p, Config& c) {
   p.string_value("control.socket", c.control.socket);
   if (c.control.socket.empty()) {
     p.fail(p.line_of("control.socket"), "control.socket", "must not be empty");
+  }
+  // bind() would fail later with "File name too long": sun_path holds the path and its NUL.
+  constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
+  if (c.control.socket.size() > max_socket_path) {
+    p.fail(p.line_of("control.socket"), "control.socket",
+           "`" + c.control.socket + "` is " + std::to_string(c.control.socket.size()) +
+               " bytes long; a Unix socket path holds at most " + std::to_string(max_socket_path) +
+               " bytes (choose a shorter path)");
   }
   if (const auto* s = p.get("control.socket_mode")) {
     c.control.socket_mode = static_cast<unsigned>(p.integer(*s, "control.socket_mode", 0, 0777, 8));

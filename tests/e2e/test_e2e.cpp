@@ -183,6 +183,18 @@ TEST_CASE("start-up failures: one clear line and a non-zero exit") {
   CHECK(lines(bad_db.err) == 1);
   CHECK(bad_db.err.find("/proc/kpsd-no-such/jobs.db") != std::string::npos);
 
+  // A socket path over sun_path's 107 bytes: refused by the check, not at bind() after it.
+  std::string long_socket = dir.file(std::string(120, 's') + ".sock");
+  std::string long_conf = base;
+  long_conf.replace(long_conf.find(dir.file("s.sock")), dir.file("s.sock").size(), long_socket);
+  auto too_long =
+      run_command({KPSD_BIN, "--config", dir.write("long.conf", long_conf), "--check-config"},
+                  dir.path().string(), 30s);
+  CHECK(too_long.exit_code == 78);
+  CHECK(too_long.err.find(
+            "control.socket: `" + long_socket + "` is " + std::to_string(long_socket.size()) +
+            " bytes long; a Unix socket path holds at most 107 bytes") != std::string::npos);
+
   auto missing_config =
       run_command({KPSD_BIN, "--config", dir.file("nope.conf")}, dir.path().string(), 30s);
   CHECK(missing_config.exit_code == 78);

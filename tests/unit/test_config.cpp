@@ -147,6 +147,20 @@ TEST_CASE("errors name the file the line and the key") {
   }
 }
 
+TEST_CASE("control.socket longer than a Unix socket path holds is refused at config check") {
+  // sun_path is 108 bytes: 107 and the NUL. bind() would fail only at start, "File name too
+  // long"; the check (kpsd --check-config and the start alike) names the key, path and limit.
+  std::string at_limit = "/run/" + std::string(107 - 5 - 5, 'k') + ".sock";
+  REQUIRE(at_limit.size() == 107);
+  CHECK(parse_config(minimal + "[control]\nsocket = " + at_limit + "\n", "test.conf")
+            .control.socket == at_limit);
+  std::string over = "/run/" + std::string(107 - 5 - 5 + 1, 'k') + ".sock";
+  CHECK(error_of(minimal + "[control]\nsocket = " + over + "\n") ==
+        "test.conf:5: control.socket: `" + over +
+            "` is 108 bytes long; a Unix socket path holds at most 107 bytes (choose a shorter "
+            "path)");
+}
+
 TEST_CASE("the shipped example configuration parses with the documented defaults") {
   Config c = load_config(KPSD_SOURCE_DIR "/conf/kpsd.conf");
   Config defaults = parse_config(minimal, "minimal.conf");
