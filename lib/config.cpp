@@ -9,12 +9,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <vector>
 
@@ -371,8 +374,16 @@ bool applies_on_reload(std::string_view key) {
 }
 
 Config load_config(const std::string& path) {
+  auto cannot_read = [&path](int error) {
+    return ConfigError("cannot read the configuration file " + path + ": " + std::strerror(error));
+  };
+  // A directory opens and reads as empty (then "kps.endpoint: required"): say what it is.
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    throw cannot_read(EISDIR);
+  }
+  errno = 0;
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot read the configuration file");
+  if (!in) throw cannot_read(errno ? errno : ENOENT);
   std::ostringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), path);

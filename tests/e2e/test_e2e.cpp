@@ -198,8 +198,8 @@ TEST_CASE("start-up failures: one clear line and a non-zero exit") {
   auto missing_config =
       run_command({KPSD_BIN, "--config", dir.file("nope.conf")}, dir.path().string(), 30s);
   CHECK(missing_config.exit_code == 78);
-  CHECK(missing_config.err.find("nope.conf: cannot read the configuration file") !=
-        std::string::npos);
+  CHECK(missing_config.err == "kpsd: cannot read the configuration file " + dir.file("nope.conf") +
+                                  ": No such file or directory\n");
 
   auto help = run_command({KPSD_BIN, "--help"}, dir.path().string(), 30s);
   CHECK(help.exit_code == 0);

@@ -204,8 +204,16 @@ TEST_CASE("load_config reads a file and says when it cannot") {
   test::TempDir dir;
   std::string path = dir.write("kpsd.conf", minimal);
   CHECK(load_config(path).kps.endpoint.port == 8080);
+  // The reason is said, and the path: a missing file, a directory.
   CHECK_THROWS_WITH_AS(load_config(dir.file("missing.conf")),
-                       doctest::Contains("missing.conf: cannot read"), ConfigError);
+                       ("cannot read the configuration file " + dir.file("missing.conf") +
+                        ": No such file or directory")
+                           .c_str(),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(
+      load_config(dir.path().string()),
+      ("cannot read the configuration file " + dir.path().string() + ": Is a directory").c_str(),
+      ConfigError);
 }
 
 TEST_CASE("descriptors needed: one per call and per client plus a reserve") {
