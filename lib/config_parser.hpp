@@ -3,6 +3,7 @@
 // typed reads with their range checks that name the file, the line and the key in every error.
 // Used by config.cpp only; covered by its unit tests and fuzz_config.
 #include "config.hpp"
+#include "suggest.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -11,6 +12,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kpsd::detail {
 
@@ -64,7 +66,8 @@ class Parser {
         if (line.back() != ']') fail(line_no, "", "section header must look like [name]");
         section = std::string(trim(line.substr(1, line.size() - 2)));
         if (!known_sections().contains(section)) {
-          fail(line_no, "[" + section + "]", "unknown section");
+          std::vector<std::string> sections(known_sections().begin(), known_sections().end());
+          fail(line_no, "[" + section + "]", "unknown section" + did_you_mean(section, sections));
         }
         continue;
       }
@@ -75,7 +78,7 @@ class Parser {
       if (key.empty()) fail(line_no, "", "missing key before `=`");
       if (section.empty()) fail(line_no, key, "key outside of a [section]");
       std::string full = section + "." + key;
-      if (!known_keys().contains(full)) fail(line_no, full, "unknown key");
+      if (!known_keys().contains(full)) fail(line_no, full, "unknown key" + key_hint(section, key));
       if (settings_.contains(full)) {
         fail(line_no, full,
              "set twice (first on line " + std::to_string(settings_[full].line) + ")");
@@ -83,6 +86,25 @@ class Parser {
       settings_[full] = Setting{value, line_no};
       written_[full] = value;
     }
+  }
+
+  // " (did you mean `concurrency`?)" for a key close to one of its section's; else, for a key
+  // of another section, where it belongs; else "".
+  static std::string key_hint(const std::string& section, const std::string& key) {
+    std::vector<std::string> ours;
+    std::string belongs;
+    for (const std::string& full : known_keys()) {
+      auto dot = full.find('.');
+      std::string its_section = full.substr(0, dot), its_key = full.substr(dot + 1);
+      if (its_section == section) {
+        ours.push_back(its_key);
+      } else if (its_key == key) {
+        belongs = its_section;
+      }
+    }
+    std::string hint = did_you_mean(key, ours);
+    if (hint.empty() && !belongs.empty()) hint = " (`" + key + "` belongs in [" + belongs + "])";
+    return hint;
   }
 
   static const std::set<std::string>& known_sections() {

@@ -170,7 +170,8 @@ TEST_CASE("start-up failures: one clear line and a non-zero exit") {
 
   auto bad_key = run_kpsd(base + "[queue]\nconcurency = 4\n");
   CHECK(bad_key.exit_code == 78);
-  CHECK(bad_key.err == "kpsd: " + dir.file("bad.conf") + ":9: queue.concurency: unknown key\n");
+  CHECK(bad_key.err == "kpsd: " + dir.file("bad.conf") +
+                           ":9: queue.concurency: unknown key (did you mean `concurrency`?)\n");
 
   auto no_token = run_kpsd(base + "[queue]\ndatabase = " + dir.file("j.db") + "\n");
   CHECK(no_token.exit_code == 78);

@@ -161,6 +161,16 @@ TEST_CASE("control.socket longer than a Unix socket path holds is refused at con
             "path)");
 }
 
+TEST_CASE("an unknown key or section gets a did-you-mean - or the section the key belongs in") {
+  CHECK(error_of(minimal + "[queue]\nconcurency = 4\n") ==
+        "test.conf:5: queue.concurency: unknown key (did you mean `concurrency`?)");
+  CHECK(error_of(minimal + "[queue]\nsocket = /run/k.sock\n") ==
+        "test.conf:5: queue.socket: unknown key (`socket` belongs in [control])");
+  CHECK(error_of(minimal + "[metric]\n") ==
+        "test.conf:4: [metric]: unknown section (did you mean `metrics`?)");
+  CHECK(error_of(minimal + "bogus = 1\n") == "test.conf:4: kps.bogus: unknown key");  // none near
+}
+
 TEST_CASE("the shipped example configuration parses with the documented defaults") {
   Config c = load_config(KPSD_SOURCE_DIR "/conf/kpsd.conf");
   Config defaults = parse_config(minimal, "minimal.conf");

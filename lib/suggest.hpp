@@ -1,6 +1,7 @@
 #pragma once
-// A did-you-mean for a mistyped word: kpsctl's commands, options and values, and the field
-// names of a job file's NDJSON lines. No I/O; also built into the fuzz targets' parsers.
+// A did-you-mean for a mistyped word: kpsctl's commands, options and values, the field names
+// of a job file's NDJSON lines, and the configuration file's sections and keys. One copy for
+// kpsd and kpsctl. No I/O; also built into the fuzz targets' parsers.
 #include <string>
 #include <string_view>
 #include <vector>
