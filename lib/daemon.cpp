@@ -146,9 +146,7 @@ void log_ready(const Config& config, const MetricsServer* metrics_server) {
       config.queue.rate_per_second > 0
           ? fmt::format("at most {}/s (below it, found from 429s)", config.queue.rate_per_second)
           : std::string("auto (found from 429s)"),
-      metrics_server ? fmt::format(", metrics on http://{}:{}/metrics", config.metrics.host,
-                                   metrics_server->port())
-                     : "");
+      metrics_server ? ", " + served_at(config.metrics.host, metrics_server->port()) : "");
 }
 
 }  // namespace

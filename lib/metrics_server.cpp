@@ -243,6 +243,12 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   bool stopped = false;
 };
 
+std::string served_at(const std::string& host, std::uint16_t port) {
+  std::string base = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+                     ":" + std::to_string(port) + "/";
+  return "metrics on " + base + "metrics, status page on " + base;
+}
+
 MetricsServer::MetricsServer(net::any_io_executor executor, const std::string& host,
                              std::uint16_t port, DbWorker& db, Scheduler& scheduler,
                              Metrics& metrics)

@@ -16,6 +16,10 @@ class DbWorker;
 class Scheduler;
 struct Metrics;
 
+// "metrics on http://HOST:PORT/metrics, status page on http://HOST:PORT/", for the start-up
+// line (an IPv6 address in brackets).
+std::string served_at(const std::string& host, std::uint16_t port);
+
 class MetricsServer {
  public:
   // Binds now; throws std::runtime_error naming the address on failure.

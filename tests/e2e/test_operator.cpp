@@ -375,6 +375,10 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
   rig.fake().set_behavior("m-flaky", fake::error_answers(503, 1));
   rig.start();
   auto port = rig.metrics_port();
+  // The start-up line says where both are.
+  CHECK(rig.log().find(", metrics on http://127.0.0.1:" + std::to_string(port) +
+                       "/metrics, status page on http://127.0.0.1:" + std::to_string(port) +
+                       "/\n") != std::string::npos);
   auto before = http_get(port, "/metrics");
   CHECK(before.starts_with("HTTP/1.1 200"));
   CHECK(before.find("kpsd_jobs{state=\"succeeded\"} 0") != std::string::npos);

@@ -1,4 +1,5 @@
 #include "metrics.hpp"
+#include "metrics_server.hpp"
 
 #include <doctest/doctest.h>
 
@@ -29,4 +30,11 @@ TEST_CASE("the minute history keeps six hours - oldest first - and forgets a min
   CHECK(now.back().succeeded == 0);
   CHECK(now.front().minute == later / 60000 - 359);
   CHECK(h.last(later, 1000).size() == 360);  // never more than it keeps
+}
+
+TEST_CASE("the start-up line names /metrics and the status page - an IPv6 host in brackets") {
+  CHECK(served_at("127.0.0.1", 9464) ==
+        "metrics on http://127.0.0.1:9464/metrics, status page on http://127.0.0.1:9464/");
+  CHECK(served_at("::1", 9464) ==
+        "metrics on http://[::1]:9464/metrics, status page on http://[::1]:9464/");
 }
