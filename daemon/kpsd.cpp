@@ -10,11 +10,15 @@
 #include <spdlog/spdlog.h>
 
 #include <iostream>
+#include <sys/prctl.h>
 
 int main(int argc, char** argv) {
   // Before anything else: a SIGHUP or SIGTERM while kpsd starts is held for its handlers, and
   // SIGPIPE never kills it (lib/process_signals.hpp).
   kpsd::hold_signals_until_handled();
+  // No core file and no ptrace by the same user: kpsd's memory holds the cloud credential and
+  // jobs' keys (issue 31). The unit also says LimitCORE=0.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   CLI::App app{
       "kpsd: unbinds SSH key pairs from Huawei Cloud servers in bulk through the KPS v3 API.\n"
       "Jobs arrive over the control socket (kpsctl) or as rows in the jobs table; every attempt\n"

@@ -78,6 +78,16 @@ std::string parse_endpoint(std::string_view text, Endpoint& out) {
 
 namespace {
 
+// Every call to these endpoints carries a secret (issue 31): in clear only on this machine
+// (tests, the demo); to another host only over https.
+void refuse_plain_http(Parser& p, std::string_view key, const Endpoint& e, std::string_view what) {
+  if (e.scheme != "http" || e.host.empty() || is_loopback_host(e.host)) return;
+  p.fail(p.line_of(std::string(key)), key,
+         "`" + e.text + "` is plain http to another host: " + std::string(what) +
+             " would cross the network in clear; use https:// (http:// only to a loopback "
+             "address)");
+}
+
 // An endpoint set by hand that names another known region than kps.region (a sample file's
 // endpoint left in place): calls would go to one region and IAM to another.
 void check_endpoint_region(Parser& p, const Config& c) {
@@ -113,6 +123,7 @@ void parse_kps(Parser& p, Config& c) {
     p.fail(p.line_of("kps.endpoint"), "kps.endpoint", err);
   }
   check_endpoint_region(p, c);
+  refuse_plain_http(p, "kps.endpoint", c.kps.endpoint, "the token or the signed requests");
   p.string_value("kps.project_id", c.kps.project_id, true);
   if (c.kps.project_id == "auto") {
     c.kps.project_id.clear();
@@ -168,6 +179,7 @@ void parse_iam_endpoint(Parser& p, Config& c) {
   if (auto err = parse_endpoint(iam, c.auth.iam_endpoint); !err.empty()) {
     p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint", err);
   }
+  refuse_plain_http(p, "auth.iam_endpoint", c.auth.iam_endpoint, "the IAM password and the tokens");
 }
 
 // [auth]: one method and only its keys.

@@ -110,10 +110,6 @@ net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred
     if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
     auto change =
         co_await db_.call([id = *batch, now](JobStore& s) { return s.cancel_batch(id, now); });
-    metrics_.jobs_finished[JobState::cancelled] += static_cast<std::uint64_t>(change.jobs);
-    for (std::int64_t i = 0; i < change.jobs; ++i) {
-      metrics_.history.finished(JobState::cancelled, now);
-    }
     co_return json::object{{"batch_id", *batch}, {"cancelled", change.jobs}};
   }
   json::array results;
@@ -121,8 +117,6 @@ net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred
   for (std::int64_t id : r.ids) {
     auto outcome = co_await db_.call([id, now](JobStore& s) { return s.cancel(id, now); });
     if (outcome == CancelOutcome::cancelled) {
-      ++metrics_.jobs_finished[JobState::cancelled];
-      metrics_.history.finished(JobState::cancelled, unix_ms());
       results.push_back(json::object{{"id", id}, {"result", "cancelled"}});
       continue;
     }

@@ -158,6 +158,16 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
   co_return reply;
 }
 
+std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool force) {
+  if (before_ms > now_ms)
+    return "prune: the cut-off is " + std::to_string((before_ms - now_ms) / 1000) +
+           " s in the future: only jobs that ended before now can be pruned";
+  if (!force && now_ms - before_ms < min_prune_age_ms)
+    return "prune: the cut-off is under an hour ago: jobs that ended that recently may still be "
+           "wanted (a report, a retry); check with a dry run, then force it if you mean it";
+  return {};
+}
+
 net::awaitable<json::object> ControlHandlers::execute(BatchesRequest& r, PeerCred) {
   auto recent = co_await db_.call([limit = r.limit](JobStore& s) { return s.list_batches(limit); });
   json::array out;
@@ -166,7 +176,11 @@ net::awaitable<json::object> ControlHandlers::execute(BatchesRequest& r, PeerCre
 }
 
 net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred) {
-  std::int64_t before = r.before_ms ? *r.before_ms : unix_ms() - r.older_than_ms;
+  std::int64_t now = unix_ms();
+  std::int64_t before = r.before_ms ? *r.before_ms : now - r.older_than_ms;
+  // The guard kpsctl applies holds for every client of the socket (issue 31).
+  if (std::string refused = prune_refusal(before, now, r.force || r.dry_run); !refused.empty())
+    co_return json::object{{"error", refused}};
   PruneFilter filter{r.state, std::nullopt};
   if (r.batch) {
     filter.batch_id = co_await batch_id_of(*r.batch);

@@ -18,6 +18,10 @@ class DbWorker;
 class Scheduler;
 struct Metrics;
 
+// Why a prune with this cut-off (Unix ms) may not run now, or "" when it may: a cut-off in the
+// future never; one under min_prune_age_ms ago only with `force` (or a dry run). Plain code.
+std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool force);
+
 class ControlHandlers {
  public:
   ControlHandlers(DbWorker& db, Scheduler& scheduler, Metrics& metrics);

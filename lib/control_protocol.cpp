@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace kpsd {
@@ -113,14 +114,20 @@ void reject_unknown(const json::object& o, std::initializer_list<std::string_vie
   }
 }
 
-// A batch named by id (a number, or digits in a string) or by name.
+// A batch named by id (a number, or digits in a string) or by name; a name is checked as
+// enqueue checks it, on every op, before anything logs it (issue 31).
 std::string batch_field(const json::object& o) {
   const json::value& v = o.at("batch");
   if (v.is_int64() && v.as_int64() > 0) return std::to_string(v.as_int64());
   if (!v.is_string() || v.as_string().empty() || v.as_string().size() > 64) {
     throw Invalid{"batch must be a batch id or name (1 to 64 characters)"};
   }
-  return std::string(v.as_string());
+  std::string_view text = v.as_string();
+  bool digits = std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) {
+    if (std::string problem = validate_batch_name(text); !problem.empty()) throw Invalid{problem};
+  }
+  return std::string(text);
 }
 
 NewJob parse_job(const json::value& v, std::size_t index) {
@@ -262,7 +269,7 @@ ControlRequest parse_batches(const json::object& o) {
 }
 
 ControlRequest parse_prune(const json::object& o) {
-  reject_unknown(o, {"op", "older_than_ms", "before_ms", "state", "batch", "dry_run"}, "");
+  reject_unknown(o, {"op", "older_than_ms", "before_ms", "state", "batch", "dry_run", "force"}, "");
   if (o.contains("older_than_ms") == o.contains("before_ms")) {
     throw Invalid{"give older_than_ms or before_ms"};
   }
@@ -279,6 +286,10 @@ ControlRequest parse_prune(const json::object& o) {
   if (o.contains("dry_run")) {
     if (!o.at("dry_run").is_bool()) throw Invalid{"dry_run must be true or false"};
     r.dry_run = o.at("dry_run").as_bool();
+  }
+  if (o.contains("force")) {
+    if (!o.at("force").is_bool()) throw Invalid{"force must be true or false"};
+    r.force = o.at("force").as_bool();
   }
   if (o.contains("older_than_ms")) {
     r.older_than_ms = integer_field(o, "older_than_ms", 0, INT64_MAX / 2, "");

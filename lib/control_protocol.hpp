@@ -60,8 +60,13 @@ struct PruneRequest {
   std::optional<JobState> state;          // only this final state
   std::optional<std::string> batch;       // only this batch's jobs (id or name)
   bool dry_run = false;                   // count per batch and state; delete nothing
+  // kpsd refuses a cut-off in the future, and one under min_prune_age_ms ago without this.
+  bool force = false;
   bool operator==(const PruneRequest&) const = default;
 };
+// Jobs that ended less than this long ago are pruned only with `force` (kpsctl prune --force):
+// a young cut deletes what an operator may still report on or retry.
+inline constexpr std::int64_t min_prune_age_ms = 3600 * 1000;
 struct VersionRequest {
   bool operator==(const VersionRequest&) const = default;
 };

@@ -102,6 +102,7 @@ struct ToJson {
     if (r.state) o["state"] = to_string(*r.state);
     put_batch(o, r.batch);
     if (r.dry_run) o["dry_run"] = true;
+    if (r.force) o["force"] = true;
     return o;
   }
   json::object operator()(const VersionRequest&) const { return {{"op", "version"}}; }

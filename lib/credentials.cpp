@@ -41,6 +41,32 @@ std::string resolve_credential_path(const std::string& configured, const std::st
   return std::string(dir) + "/" + configured;
 }
 
+std::vector<std::string> loose_secret_files(const Config& config) {
+  std::vector<std::pair<std::string, std::string>> files;  // key, as configured
+  const AuthConfig& a = config.auth;
+  if (a.method == AuthMethod::token) files.emplace_back("auth.token_file", a.token_file);
+  if (a.method == AuthMethod::iam_password)
+    files.emplace_back("auth.password_file", a.password_file);
+  if (a.method == AuthMethod::aksk) {
+    files.emplace_back("auth.ak_file", a.ak_file);
+    files.emplace_back("auth.sk_file", a.sk_file);
+    files.emplace_back("auth.security_token_file", a.security_token_file);
+  }
+  files.emplace_back("kps.proxy_credentials_file", config.kps.proxy_credentials_file);
+  std::vector<std::string> lines;
+  for (const auto& [key, configured] : files) {
+    if (configured.empty()) continue;
+    std::string path;
+    try {
+      path = resolve_credential_path(configured, key);
+    } catch (const std::exception&) {
+      continue;  // reported where the file is read
+    }
+    if (std::string why = loose_mode(path); !why.empty()) lines.push_back(key + ": " + why);
+  }
+  return lines;
+}
+
 namespace {
 
 class TokenFileCredentials final : public Credentials {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace kpsd {
 
@@ -36,5 +37,11 @@ std::unique_ptr<Credentials> make_credentials(boost::asio::any_io_executor execu
 
 // A relative path names a systemd credential: $CREDENTIALS_DIRECTORY/<name>.
 std::string resolve_credential_path(const std::string& configured, const std::string& key);
+
+// The configured secret files (token, IAM password, AK/SK, security token, proxy credentials)
+// that users other than kpsd's may read, one warning line each (loose_mode), for
+// --check-config and the start (issue 31: a token readable by group kpsd gave every kpsctl user
+// the cloud credential).
+std::vector<std::string> loose_secret_files(const Config& config);
 
 }  // namespace kpsd

@@ -76,6 +76,18 @@ std::string check_startup_files(const Config& config) {
   return {};
 }
 
+std::vector<std::string> startup_warnings(const Config& config) {
+  std::vector<std::string> lines = loose_secret_files(config);
+  if (config.metrics.enabled && !is_loopback_host(config.metrics.host)) {
+    lines.push_back("metrics.listen = " + config.metrics.host + ":" +
+                    std::to_string(config.metrics.port) +
+                    " is reachable from other hosts: job data (server ids, reasons, batches) goes "
+                    "to whoever reaches that port; keep it on 127.0.0.1 (or put an "
+                    "authenticating proxy in front)");
+  }
+  return lines;
+}
+
 namespace {
 
 // Enough open files for queue.concurrency calls and control.max_clients clients; 0, or 78.
@@ -111,12 +123,7 @@ int connect_kps(net::io_context& io, const Config& config, Connection& kps) {
     spdlog::critical("{}", e.what());
     return exit_config;
   }
-  if (config.kps.endpoint.scheme == "http" && !is_loopback_host(config.kps.endpoint.host)) {
-    spdlog::warn(
-        "kps.endpoint {} is plain http to another host: credentials and job keys cross "
-        "the network unencrypted. Use https:// outside tests.",
-        config.kps.endpoint.text);
-  }
+  // A plain http:// endpoint to another host is refused with the configuration (config.cpp).
   return 0;
 }
 
@@ -162,6 +169,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   net::io_context io(1);
   Connection kps;
   if (int code = connect_kps(io, config, kps)) return code;
+  for (const auto& line : startup_warnings(config)) spdlog::warn("{}", line);
   std::unique_ptr<KpsClient>& client = kps.client;
   std::unique_ptr<Credentials>& credentials = kps.credentials;
 
@@ -171,6 +179,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   bool start_paused = opened.paused;
 
   Metrics metrics;
+  metrics.endings = opened.endings;  // every ending, counted where the store commits it
   Scheduler scheduler(io.get_executor(), config, *db, *client, metrics);
   // What SIGHUP compares a fresh read with: the keys as written that are in force, and the
   // concurrency in force (a refused one keeps the old value).

@@ -3,6 +3,7 @@
 #include "exit_codes.hpp"
 
 #include <string>
+#include <vector>
 
 namespace kpsd {
 
@@ -10,6 +11,10 @@ namespace kpsd {
 // AK/SK or IAM password files, the CA file) exist and can be read. Makes no network call and
 // opens no database. Returns the reason it would not start, or empty.
 std::string check_startup_files(const Config& config);
+
+// What --check-config and the start say, without refusing (issue 31): secret files others may
+// read (loose_secret_files), and a metrics/status port that listens beyond loopback.
+std::vector<std::string> startup_warnings(const Config& config);
 
 // Runs kpsd until SIGTERM/SIGINT; returns the process exit code. Start-up failures are logged
 // as one line and mapped to an exit code. `config_path` is re-read on SIGHUP.

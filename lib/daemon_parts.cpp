@@ -69,6 +69,7 @@ OpenedStore open_store(const Config& config) {
     std::unique_ptr<JobStore> store = open_waiting(config, requeued);
     if (!store) return out;  // stopped before it started: exit 0
     out.paused = store->paused();
+    out.endings = store->endings();
     spdlog::info("database {} at schema version {}{}", config.queue.database,
                  store->schema_version(),
                  requeued ? fmt::format("; {} interrupted jobs back in the queue", requeued) : "");

@@ -17,6 +17,7 @@
 namespace kpsd {
 
 class DbWorker;
+class JobEndings;
 class Scheduler;
 class SdNotifier;
 
@@ -34,7 +35,8 @@ void keep_freed_memory();
 // `exit_code` is set (logged as one line): 65 for a malformed file, 73 for anything else.
 struct OpenedStore {
   std::unique_ptr<DbWorker> db;
-  bool paused = false;  // kpsctl pause was in effect when kpsd stopped
+  std::shared_ptr<const JobEndings> endings;  // the store's count of jobs it ended
+  bool paused = false;                        // kpsctl pause was in effect when kpsd stopped
   int exit_code = 0;
 };
 OpenedStore open_store(const Config& config);

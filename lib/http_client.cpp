@@ -74,10 +74,6 @@ void set_deadline(Stream& s, std::chrono::milliseconds d) {
 
 }  // namespace
 
-bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host.starts_with("127.") || host == "::1" || host == "[::1]";
-}
-
 struct HttpClient::Impl {
   Impl(net::any_io_executor ex, Endpoint ep, const std::string& ca_file,
        std::chrono::milliseconds t, std::optional<ProxyRoute> p)

@@ -6,6 +6,7 @@
 #include "config.hpp"
 #include "http_result.hpp"
 #include "proxy.hpp"
+#include "url.hpp"  // is_loopback_host
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -53,7 +54,5 @@ class HttpClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-bool is_loopback_host(std::string_view host);
 
 }  // namespace kpsd

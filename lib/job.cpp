@@ -1,5 +1,7 @@
 #include "job.hpp"
 
+#include "outside_text.hpp"
+
 namespace kpsd {
 
 std::string_view to_string(JobState state) noexcept {
@@ -42,11 +44,12 @@ std::string validate_server_id(std::string_view id) {
 
 std::string validate_batch_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return "batch name must be 1 to 64 characters";
+  // Shown in logs, tables and the page as it is: nothing a terminal or a reader would act on
+  // (controls, C1, bidi overrides), and UTF-8 (outside_text.hpp).
+  if (printable(name) != name)
+    return "batch name has a control character, a bidi override or a byte that is not UTF-8";
   bool all_digits = true;
-  for (unsigned char c : name) {
-    if (c < 0x20 || c == 0x7f) return "batch name has a control character";
-    all_digits = all_digits && c >= '0' && c <= '9';
-  }
+  for (unsigned char c : name) all_digits = all_digits && c >= '0' && c <= '9';
   if (all_digits) return "batch name must not be a number (numbers are batch ids)";
   return "";
 }

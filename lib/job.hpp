@@ -37,7 +37,8 @@ struct NewJob {
 // Checks a server id as the daemon accepts it; returns what is wrong, or empty.
 std::string validate_server_id(std::string_view id);
 
-// Checks a batch name: 1 to 64 printable characters, not all digits (a number is a batch id).
+// Checks a batch name: 1 to 64 bytes of UTF-8 without a control character, a C1 control or a
+// bidi override, not all digits (a number is a batch id). Returns what is wrong, or "".
 std::string validate_batch_name(std::string_view name);
 
 struct Job {

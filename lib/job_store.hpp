@@ -3,6 +3,7 @@
 // transaction committed before the caller acts on it. Used from one thread (the DB thread).
 #include "batch_brakes.hpp"
 #include "job.hpp"
+#include "job_endings.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -227,6 +228,8 @@ class JobStore {
   JobStore& operator=(const JobStore&) = delete;
 
   int schema_version() const noexcept { return schema_version_; }
+  // The jobs this store has ended, counted as each transaction commits (job_endings.hpp).
+  std::shared_ptr<const JobEndings> endings() const noexcept { return endings_; }
 
   // The WAL's bound (bytes), SQLite's own auto-checkpoint size (1,000 pages of 4 KiB): SQLite
   // truncates the WAL back to it when it restarts the log after a checkpoint
@@ -343,6 +346,7 @@ class JobStore {
                                         std::int64_t batch_id);
   std::string open_batch(const BatchTarget& batch, std::int64_t now, std::int64_t& batch_id);
   void record_without_call(const AttemptFinish& f);
+  void count_endings();  // the trigger, its function and the commit hook (constructor)
   int record_polls(std::span<const PollFinish> finished);
   // A replace-form job whose key is gone fails instead of being claimed, and the brakes count
   // it: a batch that stopped is added to `stops`.
@@ -378,6 +382,9 @@ class JobStore {
   struct Commands;
   struct Queries;
   struct BatchRoom;
+  // Before db_: the trigger's function writes into the tally while db_ lives.
+  std::shared_ptr<JobEndings> endings_;
+  JobEndings::Tally ending_now_{};  // this transaction's endings, so far
   std::unique_ptr<sql::Database> db_;
   std::unique_ptr<Upkeep> upkeep_;
   std::unique_ptr<Lifecycle> lifecycle_;

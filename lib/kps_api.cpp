@@ -1,6 +1,10 @@
 #include "kps_api.hpp"
 
+#include "zeroing_storage.hpp"
+
 #include <boost/json.hpp>
+
+#include <openssl/crypto.h>
 
 #include <cctype>
 #include <charconv>
@@ -31,6 +35,9 @@ std::optional<json::object> parse_object(std::string_view body, std::string& why
 }
 
 // A short, printable excerpt of a server's message for error_msg (no control characters).
+// What kpsd keeps of a code, a status or a name from an answer, and of a message.
+constexpr std::size_t max_code_bytes = 64;
+
 std::string excerpt(std::string_view s, std::size_t max = 200) {
   std::string out;
   for (char c : s.substr(0, max)) out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
@@ -42,18 +49,41 @@ std::string excerpt(std::string_view s, std::size_t max = 200) {
 
 std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,
                                    const JobAuth* auth) {
-  json::object server;
+  // The key passes through here: every buffer that holds it is zeroed before it is freed (the
+  // JSON values' zeroing storage; the body, which the caller cleanses after the call, is
+  // reserved once, so no smaller copy is left behind by a reallocation).
+  json::storage_ptr zeroing = zeroing_storage();
+  json::object server(zeroing);
   server["id"] = server_id;
   if (port) server["port"] = *port;
+  std::size_t key_size = 0;
   if (auth) {
-    json::object a;
+    json::object a(zeroing);
     a["type"] = auth->type;
     a["key"] = auth->key.reveal();
+    key_size = auth->key.reveal().size();
     server["auth"] = std::move(a);
   }
-  json::object root;
+  json::object root(zeroing);
   root["server"] = std::move(server);
-  return json::serialize(root);
+  std::string body;
+  body.reserve(256 + server_id.size() * 6 + key_size * 6);  // \uXXXX at worst
+  json::serializer serializer;
+  serializer.reset(&root);
+  char chunk[512];
+  while (!serializer.done()) body.append(serializer.read(chunk));
+  OPENSSL_cleanse(chunk, sizeof(chunk));
+  return body;
+}
+
+bool is_task_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > max_task_id_bytes || id.front() == '.') return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
 }
 
 std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why) {
@@ -61,11 +91,17 @@ std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::stri
   if (!o) return std::nullopt;
   AcceptedBody a;
   a.task_id = string_field(*o, "task_id");
-  a.status = string_field(*o, "status");
-  a.error_code = string_field(*o, "error_code");
-  a.error_msg = string_field(*o, "error_msg");
+  a.status = excerpt(string_field(*o, "status"), max_code_bytes);
+  a.error_code = excerpt(string_field(*o, "error_code"), max_code_bytes);
+  a.error_msg = excerpt(string_field(*o, "error_msg"));
   if (a.task_id.empty() && a.status != "FAILED") {
     why = "no task_id";
+    return std::nullopt;
+  }
+  // It becomes a URL path (GET tasks/{task_id}) sent with the credential: only a task id's shape.
+  if (!a.task_id.empty() && !is_task_id(a.task_id)) {
+    why = "task_id `" + excerpt(a.task_id, 40) + "` (" + std::to_string(a.task_id.size()) +
+          " bytes) is not a task id";
     return std::nullopt;
   }
   return a;
@@ -87,9 +123,9 @@ std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why)
   auto o = parse_object(body, why);
   if (!o) return std::nullopt;
   TaskBody t;
-  t.task_id = string_field(*o, "task_id");
-  t.server_id = string_field(*o, "server_id");
-  t.task_status = string_field(*o, "task_status");
+  t.task_id = excerpt(string_field(*o, "task_id"), max_task_id_bytes);
+  t.server_id = excerpt(string_field(*o, "server_id"), max_code_bytes);
+  t.task_status = excerpt(string_field(*o, "task_status"), max_code_bytes);
   if (t.task_status.empty()) {
     why = "task response without task_status";
     return std::nullopt;
@@ -147,10 +183,11 @@ std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::str
     const json::object& t = v.as_object();
     TaskListEntry e;
     e.task_id = string_field(t, "task_id");
-    e.server_id = string_field(t, "server_id");
-    e.error_code = string_field(t, "task_error_code");
-    e.error_msg = string_field(t, "task_error_msg");
-    e.operate_type = string_field(t, "operate_type");
+    if (!is_task_id(e.task_id)) continue;  // one kpsd could never follow (nor should ask for)
+    e.server_id = excerpt(string_field(t, "server_id"), max_code_bytes);
+    e.error_code = excerpt(string_field(t, "task_error_code"), max_code_bytes);
+    e.error_msg = excerpt(string_field(t, "task_error_msg"));
+    e.operate_type = excerpt(string_field(t, "operate_type"), max_code_bytes);
     e.task_time_ms = task_time_field(t);
     page.tasks.push_back(std::move(e));
   }

@@ -22,13 +22,23 @@ std::optional<std::chrono::system_clock::time_point> parse_iam_token_expiry(std:
 std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,
                                    const JobAuth* auth);
 
-// 202 body: {"task_id", "status"?, "error_code"?, "error_msg"?}.
+// The longest task id kpsd accepts. The vendor documents no format (shared/kps-api.md); KPS's
+// are UUID-like, 36 characters.
+inline constexpr std::size_t max_task_id_bytes = 128;
+// Whether `id` has a task id's shape: 1 to max_task_id_bytes of A-Z a-z 0-9 - _ . :, not
+// starting with a dot. A task id from an answer becomes a URL path sent with the credential
+// (GET tasks/{task_id}): `..`, a slash, a query or 200 KB never do (issue 31).
+bool is_task_id(std::string_view id) noexcept;
+
+// 202 body: {"task_id", "status"?, "error_code"?, "error_msg"?}. Codes and statuses are kept to
+// 64 bytes, messages to 200, control characters blanked.
 struct AcceptedBody {
   std::string task_id;
   std::string status;  // SUCCESS, FAILED, or empty when absent (= delivered)
   std::string error_code, error_msg;
 };
-// Returns nullopt and sets `why` when the body is not JSON or has no string task_id.
+// Returns nullopt and sets `why` when the body is not JSON, has no string task_id (unless its
+// status is FAILED), or a task_id that is not a task id's shape.
 std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why);
 
 // Error body: error_code/error_msg, falling back to code/message (as the vendor SDKs read it).

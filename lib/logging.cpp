@@ -1,5 +1,7 @@
 #include "logging.hpp"
 
+#include "outside_text.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -53,6 +55,23 @@ class PriorityPrefix final : public spdlog::custom_flag_formatter {
   }
 };
 
+// The message itself, as one record: every value from outside (API answers, database rows,
+// socket requests, files) reaches a log line through here, and a CR or LF in it would start a
+// journald record of its own, with any priority a "<N>" after it says (issue 31). Escaped
+// (outside_text.hpp) and capped, whatever the caller passed.
+class OneRecord final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view payload(msg.payload.data(), msg.payload.size());
+    std::string text = printable_capped(payload, max_log_record_bytes);
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<OneRecord>();
+  }
+};
+
 }  // namespace
 
 void setup_logging(const std::string& level) {
@@ -65,11 +84,13 @@ void setup_logging(const std::string& level) {
   if (std::getenv("JOURNAL_STREAM")) {
     // journald adds its own timestamp; the prefix carries the priority.
     auto formatter = std::make_unique<spdlog::pattern_formatter>();
-    formatter->add_flag<PriorityPrefix>('*').set_pattern("%*%l: %v");
+    formatter->add_flag<PriorityPrefix>('*').add_flag<OneRecord>('&').set_pattern("%*%l: %&");
     logger->set_formatter(std::move(formatter));
   } else {
     // RFC 3339 in UTC, as kpsctl prints times.
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<OneRecord>('&').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %&");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::trace);  // stderr: every line out at once, none lost on a kill

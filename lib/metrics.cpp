@@ -1,5 +1,6 @@
 #include "metrics.hpp"
 
+#include "job_endings.hpp"
 #include "kps_api.hpp"
 
 #include <spdlog/fmt/fmt.h>
@@ -27,11 +28,11 @@ MinuteHistory::Minute& MinuteHistory::at(std::int64_t unix_ms) {
   return m;
 }
 
-void MinuteHistory::finished(JobState state, std::int64_t unix_ms) {
+void MinuteHistory::finished(JobState state, std::int64_t unix_ms, std::uint32_t n) {
   Minute& m = at(unix_ms);
-  if (state == JobState::succeeded) ++m.succeeded;
-  if (state == JobState::failed) ++m.failed;
-  if (state == JobState::cancelled) ++m.cancelled;
+  if (state == JobState::succeeded) m.succeeded += n;
+  if (state == JobState::failed) m.failed += n;
+  if (state == JobState::cancelled) m.cancelled += n;
 }
 
 void MinuteHistory::answered(bool throttled, std::int64_t unix_ms) {
@@ -104,11 +105,11 @@ void write_work(Exposition& e, const Metrics& m, const Metrics::Gauges& g) {
       out += fmt::format("kpsd_jobs{{state=\"{}\"}} {}\n", to_string(state), n);
     }
   header("kpsd_jobs_finished_total", "counter",
-         "Jobs that reached a terminal state since kpsd started, by state.");
+         "Jobs that reached a terminal state since kpsd started, by state, counted when the "
+         "store commits each ending (outcomes, claims, restarts, cancels).");
   for (JobState s : {JobState::succeeded, JobState::failed, JobState::cancelled}) {
-    auto it = m.jobs_finished.find(s);
-    out += fmt::format("kpsd_jobs_finished_total{{state=\"{}\"}} {}\n", to_string(s),
-                       it == m.jobs_finished.end() ? 0 : it->second);
+    std::uint64_t n = m.endings ? m.endings->totals()[JobEndings::index(s)] : 0;
+    out += fmt::format("kpsd_jobs_finished_total{{state=\"{}\"}} {}\n", to_string(s), n);
   }
   single("kpsd_oldest_queued_age_seconds", "gauge",
          "How long the oldest due queued job has waited for its call (0: none waiting).",

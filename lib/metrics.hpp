@@ -1,16 +1,20 @@
 #pragma once
 // Counters kpsd keeps for Prometheus, and their text exposition format. Updated and read on
-// the network thread only, so plain integers suffice.
+// the network thread only, so plain integers suffice (the job endings, counted by the store on
+// the DB thread, are behind a mutex of their own).
 #include "job.hpp"
 
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace kpsd {
+
+class JobEndings;
 
 struct Histogram {
   // Upper bounds in seconds; the last bucket (+Inf) is implicit.
@@ -31,7 +35,7 @@ struct MinuteHistory {
   };
   std::array<Minute, minutes> ring{};
   Minute& at(std::int64_t unix_ms);  // the bucket of that minute, emptied if it held an older one
-  void finished(JobState state, std::int64_t unix_ms);
+  void finished(JobState state, std::int64_t unix_ms, std::uint32_t n = 1);
   void answered(bool throttled, std::int64_t unix_ms);
   // The minutes from `now` back over `span` minutes, oldest first, empty ones included.
   std::vector<Minute> last(std::int64_t now_unix_ms, std::size_t span) const;
@@ -46,15 +50,17 @@ struct Metrics {
   std::map<std::string, std::uint64_t> looks;
   std::map<std::string, std::uint64_t> task_list_requests;  // by list (running, failed)
   std::uint64_t retries = 0;                                // jobs sent back to `retrying`
-  std::uint64_t throttled_rate_cuts = 0;            // congestion episodes: times a 429 cut the rate
-  std::uint64_t store_outages = 0;                  // times the job store stopped being writable
-  std::uint64_t control_clients_refused = 0;        // control connections closed over the cap
-  std::uint64_t http_clients_refused = 0;           // metrics/status port connections over the cap
-  std::uint64_t jobs_pruned = 0;                    // finished jobs deleted (prune, retention)
-  std::uint64_t answers_unreadable = 0;             // requests sent whose answer could not be read
-  std::uint64_t stale_connection_resends = 0;       // requests sent again past a closed keep-alive
-  std::map<JobState, std::uint64_t> jobs_finished;  // jobs that reached a terminal state
-  MinuteHistory history;
+  std::uint64_t throttled_rate_cuts = 0;       // congestion episodes: times a 429 cut the rate
+  std::uint64_t store_outages = 0;             // times the job store stopped being writable
+  std::uint64_t control_clients_refused = 0;   // control connections closed over the cap
+  std::uint64_t http_clients_refused = 0;      // metrics/status port connections over the cap
+  std::uint64_t jobs_pruned = 0;               // finished jobs deleted (prune, retention)
+  std::uint64_t answers_unreadable = 0;        // requests sent whose answer could not be read
+  std::uint64_t stale_connection_resends = 0;  // requests sent again past a closed keep-alive
+  // Jobs that reached a final state, as the store committed them (job_endings.hpp); null: none
+  // counted (a test's Metrics without a store).
+  std::shared_ptr<const JobEndings> endings;
+  MinuteHistory history;  // answers; the endings' minutes are in `endings`
 
   struct Gauges {
     std::map<JobState, std::int64_t> jobs;

@@ -10,6 +10,7 @@
 #include "overview.hpp"
 #include "scheduler.hpp"
 #include "status_api.hpp"
+#include "url.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -157,6 +158,14 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   net::awaitable<Response> handle_request(const Request& req) {
     Response res{http::status::ok, req.version()};
     res.keep_alive(req.keep_alive());
+    if (!host_header_allowed(req[http::field::host])) {
+      // DNS rebinding: a page under another name must not read job data (issue 31).
+      res.result(http::status::misdirected_request);
+      res.set(http::field::content_type, "text/plain");
+      res.body() = "kpsd answers requests for its address (or localhost), not for a name\n";
+      res.prepare_payload();
+      co_return res;
+    }
     bool head = req.method() == http::verb::head;
     if (req.method() != http::verb::get && !head) {
       res.result(http::status::method_not_allowed);

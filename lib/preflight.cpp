@@ -103,6 +103,7 @@ int check_config(Config config, const std::string& path, bool preflight) {
     std::cerr << "kpsd: " << path << ": " << problem << "\n";
     return exit_config;
   }
+  for (const auto& line : startup_warnings(config)) std::cerr << "kpsd: warning: " << line << "\n";
   std::vector<std::string> routes;
   try {
     routes = describe_routes(config);  // the IAM route too, which start-up files do not cover

@@ -82,10 +82,6 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
   if (!call.task_error_code.empty()) f.task_error_code = call.task_error_code;
   if (!call.task_error_msg.empty()) f.task_error_msg = call.task_error_msg;
   if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
-  if (is_terminal(d.next)) {
-    ++metrics.jobs_finished[d.next];
-    metrics.history.finished(d.next, now);
-  }
   if (outcome.verdict == Verdict::blocked && !aborted) {
     // Nothing reached KPS (TLS, credentials, descriptors, proxy): the claim is undone (no
     // attempt row, no attempt used) and the job waits in the queue while dispatch is paused. A
@@ -163,10 +159,6 @@ net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call
   PollDecision d = decide_poll(call, p, now);
   ++metrics.task_polls[std::string(poll_label(p))];
   if (d.next == JobState::retrying) ++metrics.retries;
-  if (is_terminal(d.next)) {
-    ++metrics.jobs_finished[d.next];
-    metrics.history.finished(d.next, now);
-  }
   if (d.next != JobState::delivered) {
     log_transition(w.job_id, w.server_id + ", task " + w.task_id, d.next, d.error_code.value_or(""),
                    d.error_msg.value_or(""), d.next_attempt_at - now);
@@ -377,13 +369,7 @@ net::awaitable<LookDecision> Scheduler::Impl::look(const DeliveryWork& w) {
   co_return d;
 }
 
-// A record of a decision made without a call into the outbox (a job it ends is counted).
-void Scheduler::Impl::record_finished(AttemptFinish f) {
-  if (is_terminal(f.next_state)) {
-    ++metrics.jobs_finished[f.next_state];
-    metrics.history.finished(f.next_state, f.finished_at);
-  }
-  record(std::move(f));
-}
+// A record of a decision made without a call into the outbox (the store counts a job it ends).
+void Scheduler::Impl::record_finished(AttemptFinish f) { record(std::move(f)); }
 
 }  // namespace kpsd

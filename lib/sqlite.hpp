@@ -3,6 +3,7 @@
 // owned by unique_ptr with non-throwing deleters. Failures of the database itself (disk full,
 // corrupt file, misuse) are infrastructure failures and throw sql::Error.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -35,12 +36,22 @@ class Database {
   int changes() const noexcept;
   [[noreturn]] void fail(std::string_view context, int code) const;
 
+  // Called once a Transaction has ended: true after its COMMIT went through, false when it
+  // rolled back (or its COMMIT failed). One callback; setting another replaces it.
+  void on_transaction_end(std::function<void(bool committed)> callback) {
+    transaction_end_ = std::move(callback);
+  }
+  void transaction_ended(bool committed) noexcept {
+    if (transaction_end_) transaction_end_(committed);
+  }
+
  private:
   struct Closer {
     void operator()(sqlite3* db) const noexcept;
   };
   std::unique_ptr<sqlite3, Closer> db_;
   std::string path_;
+  std::function<void(bool)> transaction_end_;
 };
 
 class Statement {

@@ -2,6 +2,7 @@
 
 #include "clock.hpp"
 #include "control_protocol.hpp"
+#include "job_endings.hpp"
 #include "job_store.hpp"
 #include "metrics.hpp"
 #include "overview.hpp"
@@ -141,11 +142,16 @@ net::awaitable<WebAnswer> StatusApi::overview() {
   json::array batches;
   for (const Batch& b : batches_) batches.push_back(batch_to_json(b));
   json::array history;
-  for (const auto& m : metrics_.history.last(now, history_minutes)) {
+  auto answers = metrics_.history.last(now, history_minutes);
+  // The endings' minutes, as the store committed them, beside the answers' (same minutes).
+  auto ended = metrics_.endings ? metrics_.endings->last(now, history_minutes)
+                                : std::vector<MinuteHistory::Minute>(answers.size());
+  for (std::size_t i = 0; i < answers.size(); ++i) {
+    const auto& m = answers[i];
     history.push_back(json::object{{"minute_ms", m.minute * 60000},
-                                   {"succeeded", m.succeeded},
-                                   {"failed", m.failed},
-                                   {"cancelled", m.cancelled},
+                                   {"succeeded", ended[i].succeeded},
+                                   {"failed", ended[i].failed},
+                                   {"cancelled", ended[i].cancelled},
                                    {"answers", m.answers},
                                    {"throttled", m.throttled}});
   }

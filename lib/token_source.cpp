@@ -1,6 +1,7 @@
 #include "token_source.hpp"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -32,6 +33,17 @@ std::optional<Secret> read_secret_file(const std::string& path, std::string_view
     return std::nullopt;
   }
   return Secret(std::move(text));
+}
+
+std::string loose_mode(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
+  if ((st.st_mode & (S_IRGRP | S_IROTH)) == 0) return {};
+  char mode[8];
+  std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  std::string who = (st.st_mode & S_IROTH) ? "every user" : "its group";
+  return path + " holds a secret but " + who + " may read it (mode " + mode +
+         "): chmod go-rwx, and give it to the user that reads it (root, or kpsd)";
 }
 
 std::optional<Secret> TokenSource::current(std::string& error,

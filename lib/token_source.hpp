@@ -16,6 +16,11 @@ namespace kpsd {
 // Reads a secret file of one line (a trailing newline is not part of the secret; with
 // `one_line` false the content is kept as it is, as for a private key). On failure returns
 // nullopt with `error` naming `what` and the path, never the content.
+// "" when only its owner may read the file at `path` (or it cannot be looked at: that is said
+// where it is read); else one line naming it, its mode and who may read it, as OpenSSH does for
+// a private key.
+std::string loose_mode(const std::string& path);
+
 std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
                                        std::string& error, bool one_line = true);
 

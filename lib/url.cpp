@@ -1,5 +1,7 @@
 #include "url.hpp"
 
+#include <cctype>
+
 namespace kpsd {
 
 namespace {
@@ -46,6 +48,35 @@ std::string ascii_lower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
+}
+
+bool is_loopback_host(std::string_view host) {
+  return host == "localhost" || host.starts_with("127.") || host == "::1" || host == "[::1]";
+}
+
+bool host_header_allowed(std::string_view host) {
+  if (host.starts_with('[')) {  // an IPv6 literal, maybe with a port
+    auto close = host.find(']');
+    if (close == std::string_view::npos || close < 3) return false;
+    std::string_view rest = host.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || rest.size() == 1)) return false;
+    for (char c : host.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    return true;
+  }
+  std::string_view name = host.substr(0, host.find(':'));
+  if (name.empty()) return false;
+  if (ascii_lower(name) == "localhost") return true;
+  int dots = 0;
+  for (char c : name) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
 }
 
 }  // namespace kpsd

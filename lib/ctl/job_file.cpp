@@ -1,6 +1,7 @@
 #include "job_file.hpp"
 
 #include "job_lines.hpp"
+#include "outside_text.hpp"
 #include "suggest.hpp"
 #include "token_source.hpp"
 
@@ -22,6 +23,9 @@ std::optional<Secret> read_key_file(const std::string& type, const std::string& 
   // it is.
   auto key = read_secret_file(path, "key file", error, /*one_line=*/type == "password");
   if (!key) return key;
+  // As OpenSSH says of a private key others may read: said, not refused (issue 31).
+  if (std::string why = loose_mode(path); !why.empty())
+    std::cerr << "kpsctl: warning: key file " << printable(why) << "\n";
   if (type == "password") {
     // A private key given as a password would be sent as one, and the server left as it was.
     std::string_view k = key->reveal();

@@ -316,6 +316,7 @@ int cmd_prune(const Options& opt, const PruneArgs& a) {
     if (!a.state.empty()) req.state = parse_job_state(a.state);  // checked by the CLI
     if (!a.batch.empty()) req.batch = a.batch;
     req.dry_run = a.dry_run;
+    req.force = a.force;
     auto reply = ask(opt, client, to_json(req));
     if (!reply) return exit_failed;
     if (a.dry_run) return print_prune_preview(opt, *reply);

@@ -16,43 +16,6 @@ namespace kpsd::ctl {
 
 namespace json = boost::json;
 
-namespace {
-
-// The length of the valid UTF-8 sequence at the start of `s` (1 to 4), or 0 if there is none.
-std::size_t utf8_length(std::string_view s) {
-  auto byte = [&s](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  unsigned char c = byte(0);
-  std::size_t n = c < 0x80           ? 1
-                  : (c >> 5) == 0x6  ? 2
-                  : (c >> 4) == 0xe  ? 3
-                  : (c >> 3) == 0x1e ? 4
-                                     : 0;
-  if (n == 0 || n > s.size() || (n == 2 && c < 0xc2)) return 0;
-  for (std::size_t i = 1; i < n; ++i) {
-    if ((byte(i) >> 6) != 0x2) return 0;
-  }
-  return n;
-}
-
-}  // namespace
-
-std::string printable(std::string_view text) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  while (!text.empty()) {
-    auto c = static_cast<unsigned char>(text.front());
-    std::size_t n = utf8_length(text);
-    if (n == 0 || c < 0x20 || c == 0x7f) {
-      out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
-      n = 1;
-    } else {
-      out.append(text.substr(0, n));
-    }
-    text.remove_prefix(n);
-  }
-  return out;
-}
-
 int fail(const Options& opt, int exit_code, std::string_view message) {
   if (opt.json()) {
     print_json(
@@ -155,8 +118,10 @@ std::string to_json_text(const json::value& v) {
 
 void print_json(const json::value& v) { std::cout << to_json_text(v) << "\n"; }
 
-std::string csv_field(std::string_view text) {
-  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+std::string csv_field(std::string_view raw) {
+  // Not a formula in a spreadsheet (a cell starting =, +, -, @ ...), then RFC 4180's quoting.
+  std::string text = spreadsheet_safe(raw);
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
   std::string out = "\"";
   for (char c : text) {
     if (c == '"') out += '"';
@@ -178,7 +143,9 @@ std::string format_time(std::int64_t ms) {
 std::string text_of(const json::object& o, std::string_view key) {
   auto* v = o.if_contains(key);
   if (!v || v->is_null()) return "";
-  if (v->is_string()) return std::string(v->as_string());
+  // Every cell of every table, CSV row and `show` line comes through here: a server id, a
+  // reason or a task status from the API or the database is shown, never obeyed (issue 31).
+  if (v->is_string()) return printable(v->as_string());
   return to_json_text(*v);
 }
 

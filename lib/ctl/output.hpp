@@ -3,6 +3,7 @@
 // otherwise), JSON with integers as integers, CSV fields, times, and reading reply fields.
 #include "control_client.hpp"
 #include "exit_codes.hpp"
+#include "outside_text.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -37,9 +38,11 @@ struct Options {
 int fail(const Options& opt, int exit_code, std::string_view message);
 // A line on stderr that is an error but not the end: "kpsctl: error: …".
 void print_error(std::string_view message);
-// `text` safe for one line on a terminal: control characters and bytes that are not UTF-8 as
-// \xNN (an argument or a kpsd reply echoing one may hold an escape sequence or a newline).
-std::string printable(std::string_view text);
+// `text` safe for one line on a terminal (lib/outside_text.hpp): controls, C1 controls, bidi
+// overrides and bytes that are not UTF-8 escaped (an argument, a kpsd reply, an API answer or a
+// database row may hold an escape sequence or a newline).
+using kpsd::printable;
+using kpsd::spreadsheet_safe;
 
 // --watch: runs `once` every opt.watch_ms until interrupted; on a terminal the screen is
 // cleared and titled each time, elsewhere each turn's output follows the last (a blank line
@@ -56,10 +59,13 @@ std::optional<boost::json::object> ask(const Options& opt, ControlClient& client
 std::string to_json_text(const boost::json::value& v);
 void print_json(const boost::json::value& v);  // one line on stdout
 
-std::string csv_field(std::string_view text);  // quoted when it must be (RFC 4180)
+// A CSV field: a leading ' when a spreadsheet would run it as a formula (spreadsheet_safe), then
+// quoted when it must be (RFC 4180).
+std::string csv_field(std::string_view text);
 
-std::string format_time(std::int64_t unix_ms);                            // RFC 3339 UTC; "-" for 0
-std::string text_of(const boost::json::object& o, std::string_view key);  // "" if null/absent
+std::string format_time(std::int64_t unix_ms);  // RFC 3339 UTC; "-" for 0
+// A reply field as text to show: printable() (controls, C1, bidi escaped); "" if null/absent.
+std::string text_of(const boost::json::object& o, std::string_view key);
 std::int64_t int_of(const boost::json::object& o, std::string_view key);  // 0 if absent
 double number_of(const boost::json::object& o, std::string_view key);     // 0 if absent
 

@@ -1,6 +1,7 @@
 // End to end: HTTPS verification, the auth methods (temporary AK/SK too), and that no secret
 // leaks anywhere.
 #include "e2e_rig.hpp"
+#include "raw_client.hpp"
 #include "tls_certs.hpp"
 
 #include <boost/json.hpp>
@@ -105,13 +106,22 @@ TEST_CASE("https to a host name the certificate does not carry is refused") {
   CHECK(terminal_jobs(rig) == 0);
 }
 
-TEST_CASE("plain http to another host is allowed with a warning") {
+TEST_CASE("plain http to another host is refused naming the key - loopback is fine") {
+  // Issue 31 item 5: the token (and the IAM password) went in clear to another host with
+  // only a warning (for auth.iam_endpoint, not even that).
   Rig rig({.config = {{"kps.endpoint", "http://kms.invalid:80"}}});
-  rig.start();
-  CHECK(rig.log().find("is plain http to another host") != std::string::npos);
+  rig.launch();
+  auto code = rig.daemon().wait(10s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 78);
+  CHECK(rig.log().find("kps.endpoint: `http://kms.invalid:80` is plain http to another host") !=
+        std::string::npos);
+  auto check = run_command({KPSD_BIN, "--config", rig.config_path(), "--check-config"},
+                           rig.dir().path().string());
+  CHECK(check.exit_code == 78);
   Rig local;
   local.start();
-  CHECK(local.log().find("plain http") == std::string::npos);  // loopback: no warning
+  CHECK(local.log().find("plain http") == std::string::npos);  // loopback: allowed
 }
 
 TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothing fails") {
@@ -280,4 +290,161 @@ TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or th
   }
   CHECK(rig.stop() == 0);
   check_files("after kpsd stopped");
+}
+
+TEST_CASE("a hostile endpoint's text forges no log record - no terminal escape - no formula") {
+  // Issue 31 items 2, 3 and 8: an error code with CR/LF and "<0>" made records of any
+  // priority; kpsctl printed ESC sequences raw; report wrote =formulas as they were.
+  Rig rig;
+  rig.fake().set_behavior("hostile-1",
+                          fake::error_answers(400, -1, "KPS.4016\n<0>emerg: FORGED record\x1b[2J"));
+  rig.fake().set_behavior("hostile-2",
+                          fake::error_answers(403, -1, "=cmd|' /C calc'!A0\x1b]52;c;ZXZpbA==\x07"));
+  rig.start();
+  auto enq = rig.ctl({"enqueue", "--batch", "hostile", "hostile-1", "hostile-2"});
+  REQUIRE(enq.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", "hostile", "--timeout", "30"}).exit_code == 1);
+  std::string log = rig.log();
+  CHECK(log.find("\n<0>emerg: FORGED") == std::string::npos);  // no record of its own
+  CHECK(log.find("KPS.4016\\x0a<0>emerg: FORGED record\\x1b[2J") != std::string::npos);
+  CHECK(log.find('\x1b') == std::string::npos);
+  auto rows = read_jobs(rig.db_path());
+  std::string id = std::to_string(rows.at("hostile-1").id);
+  // Every output form of every command that shows API or database text.
+  for (std::vector<std::string> args : {std::vector<std::string>{"list"},
+                                        {"list", "-o", "wide"},
+                                        {"show", id},
+                                        {"--output", "csv", "report", "--batch", "hostile"},
+                                        {"--output", "csv", "list"},
+                                        {"batches"},
+                                        {"wait", "--batch", "hostile", "--timeout", "5"}}) {
+    auto r = rig.ctl(args);
+    CAPTURE(args[0]);
+    CHECK(r.out.find('\x1b') == std::string::npos);
+    CHECK(r.err.find('\x1b') == std::string::npos);
+    CHECK(r.out.find("\n<0>emerg") == std::string::npos);
+  }
+  auto report = rig.ctl({"--output", "csv", "report", "--batch", "hostile"});
+  CHECK(report.out.find(",=cmd") == std::string::npos);
+  CHECK(report.out.find("'=cmd|' /C calc'!A0\\x1b]52;c;ZXZpbA==\\x07") != std::string::npos);
+}
+
+TEST_CASE("audit lines cannot be forged through the socket: a batch name is checked on every op") {
+  // Issue 31 item 4: cancel/pause/resume/retry/prune logged the raw batch name first.
+  Rig rig;
+  rig.start();
+  UnixClient client(rig.socket_path());
+  for (std::string op : {"cancel", "pause", "resume", "retry", "prune"}) {
+    std::string extra = op == "prune" ? R"(,"older_than_ms":7200000)" : "";
+    auto reply = client.request(
+        R"({"op":")" + op + R"(","batch":"n\n<2>crit: FORGED audit: uid 0 (root): cancel job 1")" +
+        extra + "}");
+    REQUIRE(reply);
+    CAPTURE(*reply);
+    CHECK(reply->find("control character") != std::string::npos);
+  }
+  CHECK(rig.log().find("\n<2>crit: FORGED") == std::string::npos);
+  CHECK(rig.log().find("FORGED audit") == std::string::npos);
+}
+
+TEST_CASE("kpsd enforces the prune guard for every socket client") {
+  // Issue 31 item 11: over the raw socket a cut-off in the future, or one under an hour
+  // without force, was accepted.
+  Rig rig;
+  rig.start();
+  REQUIRE(rig.ctl({"enqueue", "pr-1"}).exit_code == 0);
+  REQUIRE(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  UnixClient client(rig.socket_path());
+  auto future = client.request(R"({"op":"prune","before_ms":9000000000000})");
+  REQUIRE(future);
+  CHECK(future->find("in the future") != std::string::npos);
+  auto young = client.request(R"({"op":"prune","older_than_ms":0})");
+  REQUIRE(young);
+  CHECK(young->find("under an hour") != std::string::npos);
+  CHECK(read_jobs(rig.db_path()).size() == 1);  // nothing was pruned
+  auto forced = client.request(R"({"op":"prune","older_than_ms":0,"force":true})");
+  REQUIRE(forced);
+  CHECK(forced->find("\"pruned\":1") != std::string::npos);
+  rig.skip_calls_check("prune deletes the job with its attempt row");
+}
+
+TEST_CASE("the HTTP port answers 421 to a request for another name (DNS rebinding)") {
+  // Issue 31 item 6: a page under any name could read /api/failures through the browser.
+  Rig rig({.config = {{"metrics.listen", "127.0.0.1:0"}}});
+  rig.start();
+  TcpClient tcp(rig.metrics_port());
+  REQUIRE(tcp.send_all("GET /api/failures HTTP/1.1\r\nHost: attacker.example:" +
+                       std::to_string(rig.metrics_port()) + "\r\nConnection: close\r\n\r\n"));
+  auto status = tcp.read_line();
+  REQUIRE(status);
+  CHECK(status->starts_with("HTTP/1.1 421"));
+  CHECK(http_get(rig.metrics_port(), "/metrics").starts_with("HTTP/1.1 200"));
+}
+
+TEST_CASE("--check-config and the start warn about a token others may read - and 0.0.0.0") {
+  // Issue 31 items 9 and 6.
+  Rig rig({.config = {{"metrics.listen", "0.0.0.0:0"}}});
+  namespace fs = std::filesystem;
+  fs::permissions(rig.dir().file("token"), fs::perms::owner_read | fs::perms::owner_write |
+                                               fs::perms::group_read | fs::perms::others_read);
+  auto check = run_command({KPSD_BIN, "--config", rig.config_path(), "--check-config"},
+                           rig.dir().path().string());
+  CHECK(check.exit_code == 0);
+  CHECK(check.err.find("kpsd: warning: auth.token_file: " + rig.dir().file("token") +
+                       " holds a secret but every user may read it (mode 0644)") !=
+        std::string::npos);
+  CHECK(check.err.find("metrics.listen = 0.0.0.0:0 is reachable from other hosts") !=
+        std::string::npos);
+  rig.start();
+  CHECK(rig.log().find("every user may read it (mode 0644)") != std::string::npos);
+}
+
+TEST_CASE("kpsd leaves no core file: it is not dumpable") {
+  // Issue 31 item 7: with RLIMIT_CORE raised, a crash wrote kpsd's memory (the credential,
+  // jobs' keys) to a core file.
+  std::string pattern = TempDir::slurp_file("/proc/sys/kernel/core_pattern");
+  if (pattern.empty() || pattern.front() != 'c') {
+    MESSAGE("SKIPPED: core_pattern is `" << pattern << "`, not a file in the working folder");
+    return;
+  }
+  TempDir cwd;
+  Rig rig({.launcher = {
+               "/bin/sh", "-c",
+               "cd " + cwd.path().string() + " && ulimit -c unlimited && exec \"$0\" \"$@\""}});
+  rig.start();
+  rig.daemon().signal(SIGSEGV);
+  REQUIRE(rig.daemon().wait(10s).has_value());
+  bool core = false;
+  for (const auto& entry : std::filesystem::directory_iterator(cwd.path()))
+    core = core || entry.path().filename().string().starts_with("core");
+  CHECK_FALSE(core);
+}
+
+TEST_CASE("three replace-form jobs ended: kpsd's memory no longer holds their key") {
+  // Issue 31 item 7: a core taken after three replace-form jobs ended still held the private
+  // key in freed heap (SQLite's copy). kpsd gives SQLite a zeroing allocator; buffers that held
+  // a key are zeroed. gcore (gdb) reads the live process as root can.
+  if (::geteuid() != 0 || !std::filesystem::exists("/usr/bin/gcore")) {
+    MESSAGE("SKIPPED: needs root and gcore (Debian package gdb) to read kpsd's memory");
+    return;
+  }
+  const std::string marker = "KEYMATERIAL-4e1d0c9a7b55";
+  Rig rig({.task_duration = 20ms});
+  std::string key_file = rig.dir().write(
+      "id_rsa", "-----BEGIN RSA PRIVATE KEY-----\n" + marker + "\n-----END RSA PRIVATE KEY-----\n");
+  rig.start();
+  auto enq = rig.ctl(
+      {"enqueue", "--auth-type", "keypair", "--key-file", key_file, "core-1", "core-2", "core-3"});
+  REQUIRE_MESSAGE(enq.exit_code == 0, enq.err);
+  REQUIRE(rig.ctl({"wait", "--timeout", "30"}).exit_code == 0);
+  std::string core = rig.dir().file("kpsd-core");
+  auto dump = run_command({"/usr/bin/gcore", "-o", core, std::to_string(rig.daemon().pid())},
+                          rig.dir().path().string());
+  REQUIRE_MESSAGE(dump.exit_code == 0, dump.out << dump.err);
+  std::string image = TempDir::slurp_file(core + "." + std::to_string(rig.daemon().pid()));
+  REQUIRE(image.size() > 100000);
+  bool held = image.find(marker) != std::string::npos;
+  CHECK_FALSE(held);
+  // Kept for a post-mortem when it held the key (the folder goes unless KPSD_TEST_KEEP).
+  if (!held) std::filesystem::remove(core + "." + std::to_string(rig.daemon().pid()));
 }

@@ -25,8 +25,12 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
 
   std::string file(const std::string& name) const { return (path_ / name).string(); }
+  // Readable by its owner only, as a credential or key file should be (kpsd and kpsctl warn
+  // about one others may read).
   std::string write(const std::string& name, const std::string& content) const {
     std::ofstream(file(name), std::ios::binary) << content;
+    std::filesystem::permissions(
+        file(name), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     return file(name);
   }
   const std::filesystem::path& path() const { return path_; }

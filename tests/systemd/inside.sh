@@ -71,7 +71,7 @@ configure() {
   useradd -m alice && usermod -aG kpsd alice && useradd -m bob || return 1
   umask 077
   echo "token-$RANDOM$RANDOM" > /opt/kpsd-test/token
-  install -m 0640 -g kpsd /opt/kpsd-test/token /etc/kpsd/kps-token
+  install -m 0600 -o kpsd -g root /opt/kpsd-test/token /etc/kpsd/kps-token
   local port
   port=$(start_fake fake-kps --token-file /opt/kpsd-test/token --task-ms 200) ||
     { echo "the fake KPS did not start"; return 1; }
@@ -103,6 +103,10 @@ kpsctl_access() {
   local rc=0
   as bob kpsctl stats >/dev/null 2>&1 || rc=$?
   [ "$rc" -eq 77 ] || { echo "bob (not in group kpsd): exit $rc, wanted 77"; return 1; }
+  # Group kpsd grants the socket, not the cloud credential (issue 31).
+  if as alice cat /etc/kpsd/kps-token >/dev/null 2>&1; then
+    echo "alice (group kpsd) can read the token file"; return 1
+  fi
   seq -f 'server-%03g' 1 40 > /tmp/servers
   as alice kpsctl enqueue --file /tmp/servers --batch first > /dev/null || return 1
   as alice kpsctl wait --batch first --timeout 60 || return 1

@@ -51,7 +51,7 @@ TEST_CASE("a minimal config gets the documented defaults") {
 
 TEST_CASE("every key is read with comments and blank lines around") {
   Config c = parse_config(
-      "# comment\n\n[kps]\nendpoint = http://kms.example.test   # trailing comment\n"
+      "# comment\n\n[kps]\nendpoint = https://kms.example.test   # trailing comment\n"
       "project_id = 0123456789abcdef0123456789abcdef\nca_file = /etc/ssl/ca.pem\n"
       "request_timeout_ms = 500\npoll_tasks = false\npoll_initial_delay_ms = 0\n"
       "poll_interval_ms = 100\npoll_timeout_ms = 9000\n"
@@ -61,7 +61,7 @@ TEST_CASE("every key is read with comments and blank lines around") {
       "[control]\nsocket = /tmp/s.sock\nsocket_mode = 0600\n"
       "[log]\nlevel = debug\n",
       "full.conf");
-  CHECK(c.kps.endpoint.port == 80);
+  CHECK(c.kps.endpoint.port == 443);
   CHECK(c.kps.ca_file == "/etc/ssl/ca.pem");
   CHECK(c.kps.request_timeout == 500ms);
   CHECK_FALSE(c.kps.poll_tasks);
@@ -130,11 +130,21 @@ TEST_CASE("errors name the file the line and the key") {
        "test.conf: kps.endpoint: required but not set"},
       {"[kps]\nendpoint = ftp://x\nproject_id = 0123456789abcdef0123456789abcdef\n",
        "test.conf:2: kps.endpoint: `ftp://x` must start with https://"},
+      // Issue 31: a secret in clear only to this machine.
+      {"[kps]\nendpoint = http://kms.example.test\nproject_id = 0123456789abcdef0123456789abcdef\n",
+       "test.conf:2: kps.endpoint: `http://kms.example.test` is plain http to another host: the "
+       "token or the signed requests would cross the network in clear; use https:// (http:// "
+       "only to a loopback address)"},
+      {minimal + "[auth]\nmethod = iam_password\niam_endpoint = http://10.1.2.3:8080\n"
+                 "domain = d\nuser = u\npassword_file = /p\nproject = cn-north-4\n",
+       "test.conf:6: auth.iam_endpoint: `http://10.1.2.3:8080` is plain http to another host: "
+       "the IAM password and the tokens would cross the network in clear; use https:// "
+       "(http:// only to a loopback address)"},
       {"[kps]\nendpoint = http://x:99999\nproject_id = 0123456789abcdef0123456789abcdef\n",
        "test.conf:2: kps.endpoint: `http://x:99999` has an invalid port"},
       {"[kps]\nendpoint = http://x/v3\nproject_id = 0123456789abcdef0123456789abcdef\n",
        "test.conf:2: kps.endpoint: `http://x/v3` must be a base URL without a path"},
-      {"[kps]\nendpoint = http://x\nproject_id = 1234\n",
+      {"[kps]\nendpoint = https://x\nproject_id = 1234\n",
        "test.conf:3: kps.project_id: `1234` must be 32 hexadecimal characters"},
       {"endpoint = http://x\n", "test.conf:1: endpoint: key outside of a [section]"},
       {"[kps\n", "test.conf:1: section header must look like [name]"},

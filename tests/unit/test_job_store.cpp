@@ -1,3 +1,4 @@
+#include "clock.hpp"
 #include "db_worker.hpp"
 #include "job_policy.hpp"
 #include "job_store.hpp"
@@ -946,4 +947,59 @@ TEST_CASE("a job that fails with its last call's outcome unknown is maybe done")
   CHECK(j.maybe_done);
   REQUIRE(j.error_msg);
   CHECK(j.error_msg->starts_with("maybe done (an earlier call's outcome was unknown"));
+}
+
+TEST_CASE("every job the store ends is counted once - when its transaction commits") {
+  // Issue 30 item 9: a replace-form job failed at its claim (key gone) and a job failed by the
+  // recovery after a restart never reached kpsd_jobs_finished_total; now every ending is
+  // counted where the store commits it (job_endings.hpp), whatever statement wrote it.
+  test::TempDir dir;
+  std::string path = dir.file("jobs.db");
+  JobStore store(path);
+  auto ended = [&](JobState s) { return store.endings()->totals()[JobEndings::index(s)]; };
+  // A call's outcome.
+  store.enqueue(std::vector<NewJob>{job("ok-1")}, 1);
+  auto w = store.claim_for_delivery(2, 1);
+  REQUIRE(w.size() == 1);
+  std::vector<AttemptFinish> done{finish(w[0], JobState::succeeded, 3)};
+  store.finish_and_claim(done, ClaimRequest{});
+  CHECK(ended(JobState::succeeded) == 1);
+  // A key gone at the claim.
+  std::vector<NewJob> keyed{NewJob{"k-1", std::nullopt, JobAuth{"keypair", Secret("k")}}};
+  store.enqueue(keyed, 10);
+  {
+    sql::Database db(path);
+    db.exec("DELETE FROM job_secrets");
+  }
+  CHECK(store.claim_for_delivery(20, 5).empty());
+  CHECK(ended(JobState::failed) == 1);
+  // The recovery after a restart, past max_attempts.
+  store.enqueue(std::vector<NewJob>{job("r-1"), job("r-2")}, 30);
+  REQUIRE(store.claim_for_delivery(40, 2).size() == 2);
+  CHECK(store.recover_after_restart(50, 1) == 2);
+  CHECK(ended(JobState::failed) == 3);
+  // Cancels: one, then the rest of a batch; a job already ended is not counted again.
+  auto c =
+      store.enqueue(std::vector<NewJob>{job("c-1"), job("c-2"), job("c-3")}, 60, BatchTarget{});
+  CHECK(store.cancel(c.jobs[0].id, 70) == CancelOutcome::cancelled);
+  CHECK(store.cancel(c.jobs[0].id, 71) == CancelOutcome::already_ended);
+  CHECK(store.cancel_batch(c.batch_id, 80).jobs == 2);
+  CHECK(ended(JobState::cancelled) == 3);
+  CHECK(ended(JobState::succeeded) == 1);
+  CHECK(ended(JobState::failed) == 3);
+  // The status page's minutes hold them at their commit's minute.
+  auto minutes = store.endings()->last(unix_ms(), 2);
+  std::uint64_t failed = 0, cancelled = 0;
+  for (const auto& m : minutes) {
+    failed += m.failed;
+    cancelled += m.cancelled;
+  }
+  CHECK(failed == 3);
+  CHECK(cancelled == 3);
+  // Another process's UPDATE is its own: not counted on this connection.
+  {
+    sql::Database db(path);
+    db.exec("UPDATE jobs SET state = 'failed' WHERE server_id = 'nothing-such'");
+  }
+  CHECK(ended(JobState::failed) == 3);
 }

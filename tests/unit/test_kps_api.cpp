@@ -233,7 +233,7 @@ TEST_CASE("failed-tasks: a total that is not an exact count is ignored without t
   for (const char* total : {"1.5", "1e30", "-3", "18446744073709551615", "\"7\""}) {
     CAPTURE(total);
     std::string body = std::string(R"({"total":)") + total +
-                       R"(,"tasks":[{"id":"t-1","operate_type":"unbind","error_code":"E1"}]})";
+                       R"(,"tasks":[{"task_id":"t-1","operate_type":"unbind","error_code":"E1"}]})";
     std::optional<FailedTasksPage> page;
     CHECK_NOTHROW(page = parse_failed_tasks_body(body, why));
     REQUIRE(page.has_value());
