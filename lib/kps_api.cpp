@@ -308,7 +308,7 @@ PollOutcome classify_task_poll(const HttpResult& r, std::string task_id) {
   } else {
     p.kind = PollOutcome::Kind::rejected;
     ApiErrorBody err = parse_error_body(r.body);
-    p.error_code = err.code;
+    p.error_code = err.code.substr(0, max_code_bytes);
     p.error_msg = "HTTP " + std::to_string(r.status) +
                   (err.message.empty() ? "" : ": " + excerpt(err.message));
   }
@@ -419,7 +419,7 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
 
   if (r.status >= 200 && r.status < 300) return classify_accepted(r, std::move(out));
   ApiErrorBody err = parse_error_body(r.body);
-  out.error_code = err.code;
+  out.error_code = err.code.substr(0, max_code_bytes);  // kept raw, capped: shown escaped
   out.error_msg = err.message.empty() ? "HTTP " + std::to_string(r.status) : excerpt(err.message);
   if (r.status == 429) {
     out.verdict = Verdict::throttled;

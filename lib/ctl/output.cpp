@@ -108,12 +108,42 @@ void write_json(std::string& out, const json::value& v) {
       out += json::serialize(v);
   }
 }
+
+// Boost.JSON escapes C0 controls; a terminal would still act on DEL, a C1 control or a bidi
+// override inside a string: those become \uXXXX too (still the same JSON value).
+std::string terminal_safe_json(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  auto hex4 = [&out](unsigned cp) {
+    static const char* hex = "0123456789abcdef";
+    out += "\\u";
+    for (int shift = 12; shift >= 0; shift -= 4) out += hex[(cp >> shift) & 15];
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    std::size_t left = text.size() - i;
+    if (b(0) == 0x7f) {
+      hex4(0x7f);
+    } else if (left >= 2 && b(0) == 0xc2 && b(1) >= 0x80 && b(1) <= 0x9f) {
+      hex4(b(1));
+      ++i;
+    } else if (left >= 3 && b(0) == 0xe2 &&
+               ((b(1) == 0x80 && b(2) >= 0xaa && b(2) <= 0xae) ||
+                (b(1) == 0x81 && b(2) >= 0xa6 && b(2) <= 0xa9))) {
+      hex4(0x2000u + ((b(1) & 0x3fu) << 6) + (b(2) & 0x3fu));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
 }  // namespace
 
 std::string to_json_text(const json::value& v) {
   std::string out;
   write_json(out, v);
-  return out;
+  return terminal_safe_json(out);
 }
 
 void print_json(const json::value& v) { std::cout << to_json_text(v) << "\n"; }

@@ -300,8 +300,13 @@ TEST_CASE("a hostile endpoint's text forges no log record - no terminal escape -
                           fake::error_answers(400, -1, "KPS.4016\n<0>emerg: FORGED record\x1b[2J"));
   rig.fake().set_behavior("hostile-2",
                           fake::error_answers(403, -1, "=cmd|' /C calc'!A0\x1b]52;c;ZXZpbA==\x07"));
+  // A bidi override and a C1 CSI (a terminal's ESC [ in one character).
+  rig.fake().set_behavior("hostile-3", fake::error_answers(404, -1,
+                                                           "KPS\xe2\x80\xae"
+                                                           "9003\xc2\x9b"
+                                                           "2J"));
   rig.start();
-  auto enq = rig.ctl({"enqueue", "--batch", "hostile", "hostile-1", "hostile-2"});
+  auto enq = rig.ctl({"enqueue", "--batch", "hostile", "hostile-1", "hostile-2", "hostile-3"});
   REQUIRE(enq.exit_code == 0);
   CHECK(rig.ctl({"wait", "--batch", "hostile", "--timeout", "30"}).exit_code == 1);
   std::string log = rig.log();
