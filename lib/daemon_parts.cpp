@@ -4,6 +4,7 @@
 #include "db_worker.hpp"
 #include "exit_codes.hpp"
 #include "logging.hpp"
+#include "outside_text.hpp"
 #include "overview.hpp"
 #include "process_signals.hpp"
 #include "scheduler.hpp"
@@ -143,7 +144,10 @@ net::awaitable<void> StatusReporter::report() {
   }
   if (finished_) co_return;
   o.scheduler = scheduler_.stats();
-  std::string msg = status_line(o, stopping_);
+  // One assignment, whatever a blocked reason (text from IAM or a proxy) holds: a newline in it
+  // would be read by systemd as another (STOPPING=1, MAINPID=...), and a long one would not fit
+  // the datagram that also carries WATCHDOG=1 (issue 31).
+  std::string msg = printable_capped(status_line(o, stopping_), 1024);
   if (systemd_.watchdog_interval()) msg += "\nWATCHDOG=1";
   systemd_.notify(msg);
 }

@@ -369,8 +369,9 @@ struct HttpClient::Impl {
       // left kpsd is an unknown outcome for the caller to record and look up (as Go's
       // net/http, which resends a POST only when none of it was written).
       if (!out.nothing_written && !idempotent(req.method())) {
-        out.result.transport_detail =
-            "the server closed the reused connection after the request, before any answer";
+        if (out.result.request_sent)
+          out.result.transport_detail =
+              "the server closed the reused connection after the request, before any answer";
         break;
       }
       spdlog::debug(

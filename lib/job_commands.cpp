@@ -2,6 +2,7 @@
 // See job_store_rooms.hpp.
 #include "job_store.hpp"
 #include "job_store_rooms.hpp"
+#include "secret_box.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -199,7 +200,7 @@ std::vector<std::int64_t> JobStore::insert_rows(const std::vector<const NewJob*>
   }
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     if (const auto& auth = fresh[i]->auth)
-      commands_->insert_secret.bind(1, ids[i]).bind_blob(2, auth->key.reveal()).run();
+      commands_->insert_secret.bind(1, ids[i]).bind_blob(2, box_->seal(auth->key.reveal())).run();
   }
   return ids;
 }

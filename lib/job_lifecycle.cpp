@@ -3,6 +3,7 @@
 #include "job_policy.hpp"
 #include "job_store.hpp"
 #include "job_store_rooms.hpp"
+#include "secret_box.hpp"
 
 #include <sstream>
 #include <stdexcept>
@@ -22,15 +23,24 @@ constexpr const char* due_columns =
     "CASE WHEN j.unknown_since IS NOT NULL THEN (SELECT group_concat(a.task_id, ' ') "
     "FROM attempts a WHERE a.job_id = j.id AND a.task_id IS NOT NULL) END ";
 
-DeliveryWork read_due(const sql::Statement& sel, std::int64_t now) {
+DeliveryWork read_due(const sql::Statement& sel, std::int64_t now, const SecretBox& box) {
   DeliveryWork w;
   w.job_id = sel.column_int(0);
   w.server_id = sel.column_text(1);
   w.port = sel.column_optional_int(2);
   auto auth_type = sel.column_optional_text(3);
   w.attempts_used = sel.column_int(4);
-  if (auth_type && !sel.column_is_null(5)) w.auth = JobAuth{*auth_type, Secret(sel.column_text(5))};
-  w.key_gone = auth_type && sel.column_is_null(5);
+  if (auth_type && !sel.column_is_null(5)) {
+    std::string stored = sel.column_text(5);
+    // Sealed since issue 31 (secret_box.hpp); a row from before holds the key itself.
+    if (!SecretBox::sealed(stored)) {
+      w.auth = JobAuth{*auth_type, Secret(std::move(stored))};
+    } else if (auto key = box.open(stored)) {
+      w.auth = JobAuth{*auth_type, std::move(*key)};
+    }
+  }
+  // Gone: deleted when the job ended, or sealed with a key file that is not this one.
+  w.key_gone = auth_type && !w.auth;
   w.previous_was_401 = sel.column_optional_int(6) == 401;
   w.unknown_since = sel.column_optional_int(7);
   w.look_waits = sel.column_int(8);
@@ -192,7 +202,7 @@ std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size
   if (limit > 0) {
     for (auto* sel : {&lifecycle_->select_due_unknown, &lifecycle_->select_due}) {
       sel->bind(1, now).bind(2, static_cast<std::int64_t>(limit - work.size()));
-      while (sel->step()) work.push_back(read_due(*sel, now));
+      while (sel->step()) work.push_back(read_due(*sel, now, *box_));
       sel->reset();
       if (work.size() >= limit) break;
     }

@@ -3,6 +3,7 @@
 #include "clock.hpp"
 #include "job_store_rooms.hpp"
 #include "migrations.hpp"
+#include "secret_box.hpp"
 #include "sqlite.hpp"
 
 #include <sqlite3.h>
@@ -115,6 +116,7 @@ JobStore::Upkeep::Upkeep(sql::Database& db)
 JobStore::JobStore(const std::string& path) : path_(path) {
   check_is_kpsd_database_file(path);
   create_private_file(path);
+  box_ = std::make_unique<SecretBox>(SecretBox::for_database(path));
   db_ = std::make_unique<sql::Database>(path);
   db_->exec("PRAGMA busy_timeout = " + std::to_string(busy_timeout_ms));
   check_is_kpsd_database(*db_, path);

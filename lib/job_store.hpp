@@ -213,6 +213,7 @@ std::string_view describe(RetryOutcome o) noexcept;
 enum class CancelOutcome { cancelled, not_found, already_ended };
 
 struct BatchBrakeRow;  // job_store_rooms.hpp
+class SecretBox;       // secret_box.hpp
 
 // A canary's first jobs: how many, how many have not ended, and how they ended.
 struct CanaryTally {
@@ -382,6 +383,8 @@ class JobStore {
   struct Commands;
   struct Queries;
   struct BatchRoom;
+  // Jobs' keys are sealed before they reach SQLite (secret_box.hpp).
+  std::unique_ptr<SecretBox> box_;
   // Before db_: the trigger's function writes into the tally while db_ lives.
   std::shared_ptr<JobEndings> endings_;
   JobEndings::Tally ending_now_{};  // this transaction's endings, so far

@@ -1,11 +1,13 @@
 #include "kps_api.hpp"
 
+#include "outside_text.hpp"
 #include "zeroing_storage.hpp"
 
 #include <boost/json.hpp>
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <ctime>
@@ -39,9 +41,13 @@ std::optional<json::object> parse_object(std::string_view body, std::string& why
 constexpr std::size_t max_code_bytes = 64;
 
 std::string excerpt(std::string_view s, std::size_t max = 200) {
+  std::size_t cut = std::min(max, s.size());
+  // At a character's start: a cut inside one would leave bytes that are not UTF-8, which
+  // kpsctl's JSON reader refuses (Huawei's messages are often Chinese).
+  while (cut > 0 && cut < s.size() && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;
   std::string out;
-  for (char c : s.substr(0, max)) out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
-  if (s.size() > max) out += "...";
+  for (char c : s.substr(0, cut)) out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+  if (s.size() > cut) out += "...";
   return out;
 }
 
@@ -116,6 +122,10 @@ ApiErrorBody parse_error_body(std::string_view body) {
   e.message = string_field(*o, "error_msg");
   if (e.code.empty()) e.code = string_field(*o, "code");
   if (e.message.empty()) e.message = string_field(*o, "message");
+  // From outside, wherever it goes next (a job's row, a log line, STATUS=, --check-config's
+  // output): escaped and capped here, at a character (issue 31).
+  e.code = printable_capped(e.code, max_code_bytes);
+  e.message = printable_capped(e.message, 500);
   return e;
 }
 
@@ -183,7 +193,11 @@ std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::str
     const json::object& t = v.as_object();
     TaskListEntry e;
     e.task_id = string_field(t, "task_id");
-    if (!is_task_id(e.task_id)) continue;  // one kpsd could never follow (nor should ask for)
+    if (e.task_id.empty()) continue;
+    if (!is_task_id(e.task_id)) {  // kept, to be seen; never followed
+      e.followable = false;
+      e.task_id = printable_capped(e.task_id, 40);
+    }
     e.server_id = excerpt(string_field(t, "server_id"), max_code_bytes);
     e.error_code = excerpt(string_field(t, "task_error_code"), max_code_bytes);
     e.error_msg = excerpt(string_field(t, "task_error_msg"));
@@ -308,7 +322,7 @@ PollOutcome classify_task_poll(const HttpResult& r, std::string task_id) {
   } else {
     p.kind = PollOutcome::Kind::rejected;
     ApiErrorBody err = parse_error_body(r.body);
-    p.error_code = err.code.substr(0, max_code_bytes);
+    p.error_code = err.code;
     p.error_msg = "HTTP " + std::to_string(r.status) +
                   (err.message.empty() ? "" : ": " + excerpt(err.message));
   }
@@ -419,7 +433,7 @@ AttemptOutcome classify_disassociate(const HttpResult& r,
 
   if (r.status >= 200 && r.status < 300) return classify_accepted(r, std::move(out));
   ApiErrorBody err = parse_error_body(r.body);
-  out.error_code = err.code.substr(0, max_code_bytes);  // kept raw, capped: shown escaped
+  out.error_code = err.code;
   out.error_msg = err.message.empty() ? "HTTP " + std::to_string(r.status) : excerpt(err.message);
   if (r.status == 429) {
     out.verdict = Verdict::throttled;

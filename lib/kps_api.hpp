@@ -63,6 +63,9 @@ struct TaskListEntry {
   // task_time in Unix ms: a string in the current Go model, an integer in older SDKs;
   // nullopt when absent or unreadable.
   std::optional<std::int64_t> task_time_ms;
+  // false: its task_id is not a task id's shape (is_task_id; task_id then holds a printable
+  // excerpt): never followed (a URL), and never taken for the absence of a task.
+  bool followable = true;
 };
 using FailedTaskEntry = TaskListEntry;
 struct TaskListPage {

@@ -2,75 +2,20 @@
 
 #include <sqlite3.h>
 
-#include <algorithm>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-
 namespace kpsd::sql {
 
 void Database::Closer::operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
 
 namespace {
-
-// SQLite's memory, zeroed before it is freed: a job's password or private key passes through
-// SQLite's buffers (a bound value, a row, a page) on its way into and out of job_secrets, and
-// must not linger in freed heap, nor in a core (issue 31). Each block carries its size ahead of
-// it (8 bytes, keeping SQLite's 8-byte alignment).
-constexpr std::size_t header = 8;
-// Blocks past this are not zeroed: measured, they are SQLite's page-cache bulk (20 pages of
-// 4,360 bytes, allocated under sqlite3BtreeBeginTrans), about ten per job, and zeroing them took
-// kpsd's CPU from 108 to 164 us a job (tests/bench/raw.sh 50000). They hold page images, in
-// which a job's secret row is zeroed when it is deleted (PRAGMA secure_delete); the buffers
-// that carry a key on its own (values, records, rows: up to a few KiB) are all zeroed.
-constexpr std::size_t max_zeroed = 64 * 1024;
-
-void* zeroing_malloc(int n) {
-  if (n <= 0) return nullptr;
-  auto* p = static_cast<unsigned char*>(std::malloc(static_cast<std::size_t>(n) + header));
-  if (!p) return nullptr;
-  std::int64_t size = n;
-  std::memcpy(p, &size, header);
-  return p + header;
-}
-
-int zeroing_size(void* block) {
-  if (!block) return 0;
-  std::int64_t size = 0;
-  std::memcpy(&size, static_cast<unsigned char*>(block) - header, header);
-  return static_cast<int>(size);
-}
-
-void zeroing_free(void* block) {
-  if (!block) return;
-  std::size_t size = static_cast<std::size_t>(zeroing_size(block));
-  if (size <= max_zeroed) explicit_bzero(block, size);
-  std::free(static_cast<unsigned char*>(block) - header);
-}
-
-void* zeroing_realloc(void* block, int n) {
-  if (!block) return zeroing_malloc(n);
-  void* fresh = zeroing_malloc(n);
-  if (!fresh) return nullptr;  // SQLite keeps the old block, as after a failed realloc
-  std::memcpy(fresh, block, static_cast<std::size_t>(std::min(n, zeroing_size(block))));
-  zeroing_free(block);
-  return fresh;
-}
-
-int zeroing_roundup(int n) { return (n + 7) & ~7; }
-int zeroing_init(void*) { return SQLITE_OK; }
-void zeroing_shutdown(void*) {}
-
-// Before SQLite's first use: the zeroing allocator, and no global memory statistics (on by
-// default, they take a global mutex on every allocation; kpsd never reads them: a profile of
-// enqueue showed 12 % of kpsd's time in that mutex). SQLITE_MISUSE if already initialised.
+// Before SQLite's first use: no global memory statistics. They are on by default and take a
+// global mutex on every allocation; kpsd never reads them (a profile of enqueue showed 12 % of
+// kpsd's time in that mutex). SQLite's memory is not zeroed when freed: jobs' keys reach it
+// only sealed (secret_box.hpp). A zeroing allocator (SQLITE_CONFIG_MALLOC) cost 40 % of kpsd's
+// CPU a job (tests/bench/raw.sh: 108 to 164 us; 21 GB zeroed per 20,000 jobs, mostly the page
+// cache's bulk of 20 pages made under sqlite3BtreeBeginTrans).
 void configure_sqlite_once() {
   static const int configured = [] {
-    static const sqlite3_mem_methods zeroing{zeroing_malloc,   zeroing_free,    zeroing_realloc,
-                                             zeroing_size,     zeroing_roundup, zeroing_init,
-                                             zeroing_shutdown, nullptr};
-    sqlite3_config(SQLITE_CONFIG_MALLOC, &zeroing);
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);  // SQLITE_MISUSE if already initialised: fine
     return 0;
   }();
   (void)configured;

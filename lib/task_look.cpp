@@ -32,7 +32,7 @@ bool candidate(const TaskListEntry& t, std::string_view server_id,
 const TaskListEntry* find_running_task(std::string_view server_id, const TaskListing& running,
                                        std::span<const std::string> known_tasks) {
   for (const TaskListEntry& t : running.tasks) {
-    if (candidate(t, server_id, known_tasks)) return &t;
+    if (t.followable && candidate(t, server_id, known_tasks)) return &t;
   }
   return nullptr;
 }
@@ -78,7 +78,14 @@ LookDecision decide_look(std::string_view server_id, std::int64_t unknown_since_
   }
   // Not found. Proof only when the running list was read in full and was not at its cap.
   std::string doubt;
-  if (!running.error.empty()) {
+  auto unfollowable = std::find_if(running.tasks.begin(), running.tasks.end(), [&](const auto& t) {
+    return !t.followable && candidate(t, server_id, known_tasks);
+  });
+  if (unfollowable != running.tasks.end()) {
+    // Its task may be running, under an id kpsd will not put in a URL: never proof of absence.
+    doubt = "a running task of this server is listed under an id kpsd cannot follow (`" +
+            unfollowable->task_id + "`)";
+  } else if (!running.error.empty()) {
     doubt = "running-task list unreadable (" + running.error + ")";
   } else if (running.total >= running_tasks_cap ||
              static_cast<std::int64_t>(running.tasks.size()) >= running_tasks_cap) {

@@ -51,7 +51,18 @@ std::string ascii_lower(std::string_view s) {
 }
 
 bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host.starts_with("127.") || host == "::1" || host == "[::1]";
+  if (ascii_lower(host) == "localhost" || host == "::1" || host == "[::1]") return true;
+  // 127.0.0.0/8 as an address, not a name that starts so (127.example.com).
+  if (!host.starts_with("127.")) return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
 }
 
 bool host_header_allowed(std::string_view host) {

@@ -6,6 +6,7 @@
 #include "job.hpp"
 #include "kps_api.hpp"
 #include "outside_text.hpp"
+#include "task_look.hpp"
 #include "temp_dir.hpp"
 #include "token_source.hpp"
 #include "url.hpp"
@@ -78,14 +79,23 @@ TEST_CASE("task ids from an answer: a strict shape - never a path - never 200 KB
   out = classify_disassociate(r, std::chrono::system_clock::now());
   CHECK(out.verdict == Verdict::unknown);
   CHECK(out.error_msg.size() < 200);
-  // A list entry with such an id is not one kpsd could follow: left out.
+  // A list entry with such an id is kept, marked: never followed, never taken for absence.
   std::string why;
   auto page = parse_task_list_body(
-      R"({"total":2,"tasks":[{"task_id":"..","server_id":"s"},{"task_id":"ok-1","server_id":"s"}]})",
+      R"({"total":2,"tasks":[{"task_id":"../x","server_id":"s"},{"task_id":"ok-1","server_id":"t"}]})",
       why);
   REQUIRE(page);
-  REQUIRE(page->tasks.size() == 1);
-  CHECK(page->tasks[0].task_id == "ok-1");
+  REQUIRE(page->tasks.size() == 2);
+  CHECK_FALSE(page->tasks[0].followable);
+  CHECK(page->tasks[1].followable);
+  TaskListing running;
+  running.tasks = page->tasks;
+  running.total = 2;
+  TaskListing failed;
+  LookSettings settings;
+  auto d = decide_look("s", 1000, running, &failed, 0, settings, {});
+  CHECK(d.kind == LookDecision::Kind::wait);  // not adopted (a URL), not "no task: send again"
+  CHECK(d.note.find("listed under an id kpsd cannot follow (`../x`)") != std::string::npos);
 }
 
 TEST_CASE("the HTTP port answers its address and localhost - not a name (DNS rebinding)") {
@@ -99,6 +109,13 @@ TEST_CASE("the HTTP port answers its address and localhost - not a name (DNS reb
     CAPTURE(host);
     CHECK_FALSE(host_header_allowed(host));
   }
+}
+
+TEST_CASE("loopback: an address in 127.0.0.0/8 - localhost - ::1 - not a name that starts 127.") {
+  for (std::string host : {"127.0.0.1", "127.1.2.3", "localhost", "LocalHost", "::1", "[::1]"})
+    CHECK(is_loopback_host(host));
+  for (std::string host : {"127.example.com", "127.0.0.1.nip.io", "10.0.0.1", "kms.example", ""})
+    CHECK_FALSE(is_loopback_host(host));
 }
 
 TEST_CASE("batch names on every op: no control character - no C1 - no bidi override") {
