@@ -50,12 +50,12 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
-bool is_loopback_host(std::string_view host) {
-  if (ascii_lower(host) == "localhost" || host == "::1" || host == "[::1]") return true;
-  // 127.0.0.0/8 as an address, not a name that starts so (127.example.com).
-  if (!host.starts_with("127.")) return false;
+namespace {
+
+// Digits and three dots: an IPv4 address as written in a URL or a Host header.
+bool ipv4_literal(std::string_view name) {
   int dots = 0;
-  for (char c : host) {
+  for (char c : name) {
     if (c == '.') {
       ++dots;
     } else if (c < '0' || c > '9') {
@@ -63,6 +63,14 @@ bool is_loopback_host(std::string_view host) {
     }
   }
   return dots == 3;
+}
+
+}  // namespace
+
+bool is_loopback_host(std::string_view host) {
+  if (ascii_lower(host) == "localhost" || host == "::1" || host == "[::1]") return true;
+  // 127.0.0.0/8 as an address, not a name that starts so (127.example.com).
+  return host.starts_with("127.") && ipv4_literal(host);
 }
 
 bool host_header_allowed(std::string_view host) {
@@ -78,16 +86,7 @@ bool host_header_allowed(std::string_view host) {
   }
   std::string_view name = host.substr(0, host.find(':'));
   if (name.empty()) return false;
-  if (ascii_lower(name) == "localhost") return true;
-  int dots = 0;
-  for (char c : name) {
-    if (c == '.') {
-      ++dots;
-    } else if (c < '0' || c > '9') {
-      return false;
-    }
-  }
-  return dots == 3;
+  return ascii_lower(name) == "localhost" || ipv4_literal(name);
 }
 
 }  // namespace kpsd
