@@ -185,6 +185,7 @@ BatchChange JobStore::cancel_batch(std::int64_t batch_id, std::int64_t now) {
   c.bind(1, batch_id).bind(2, row->first).bind(3, row->last).bind(4, now);
   while (c.step()) ids.push_back(c.column_int(0));
   c.reset();
+  note_ended(JobState::cancelled, static_cast<std::int64_t>(ids.size()));
   int deleted = 0;
   for (std::int64_t id : ids) deleted += delete_secret(id);  // a terminal job keeps no key
   apply_brakes(ids, now);  // other batches' canaries may have ended with their jobs

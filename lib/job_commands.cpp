@@ -297,6 +297,7 @@ CancelOutcome JobStore::cancel(std::int64_t id, std::int64_t now) {
   }
   int deleted = 0;
   if (o == CancelOutcome::cancelled) {
+    note_ended(JobState::cancelled, 1);
     deleted = delete_secret(id);  // a terminal job keeps no key
     std::int64_t ended[] = {id};
     apply_brakes(ended, now);  // it may be its canary's last unfinished job

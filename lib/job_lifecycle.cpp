@@ -174,6 +174,7 @@ int JobStore::recover_after_restart(std::int64_t now, std::int64_t max_attempts,
     if (requeue.column_text(1) == "failed") failed.push_back(requeue.column_int(0));
   }
   requeue.reset();
+  note_ended(JobState::failed, static_cast<std::int64_t>(failed.size()));
   auto stopped = apply_brakes(failed, now);
   if (stops) stops->insert(stops->end(), stopped.begin(), stopped.end());
   lifecycle_->release_poll_leases.bind(1, now).run();
@@ -210,6 +211,7 @@ std::vector<DeliveryWork> JobStore::claim_deliveries(std::int64_t now, std::size
     std::erase_if(work, [&](const DeliveryWork& w) {
       if (!w.key_gone) return false;
       lifecycle_->fail_key_gone.bind(1, w.job_id).bind(2, now).run();
+      note_ended(JobState::failed, db_->changes());
       failed.push_back(w.job_id);
       return true;
     });
@@ -292,6 +294,7 @@ void JobStore::update_job_after_attempt(const AttemptFinish& f) {
       .bind(15, f.task_error_code)
       .bind(16, f.task_error_msg)
       .run();
+  if (is_terminal(f.next_state)) note_ended(f.next_state, db_->changes());
 }
 
 // The look decided without a call: the job moves as decided while the claimed attempt row
@@ -360,7 +363,10 @@ int JobStore::record_polls(std::span<const PollFinish> finished) {
         .bind(11, f.poll_refusals)
         .bind(12, f.task_failures)
         .run();
-    if (is_terminal(f.next_state)) deleted += delete_secret(f.job_id);
+    if (is_terminal(f.next_state)) {
+      note_ended(f.next_state, db_->changes());
+      deleted += delete_secret(f.job_id);
+    }
   }
   return deleted;
 }

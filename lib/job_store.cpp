@@ -6,8 +6,6 @@
 #include "secret_box.hpp"
 #include "sqlite.hpp"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -142,40 +140,20 @@ JobStore::JobStore(const std::string& path) : path_(path) {
 
 JobStore::~JobStore() = default;
 
-namespace {
-
-// kpsd_job_ended(state): one job reached `state` in the transaction now open.
-void job_ended(sqlite3_context* context, int, sqlite3_value** argv) {
-  auto* tally = static_cast<JobEndings::Tally*>(sqlite3_user_data(context));
-  const unsigned char* text = sqlite3_value_text(argv[0]);
-  if (text) {
-    auto state = parse_job_state(reinterpret_cast<const char*>(text));
-    std::size_t i = state ? JobEndings::index(*state) : JobEndings::final_states.size();
-    if (i < tally->size()) ++(*tally)[i];
-  }
-  sqlite3_result_null(context);
-}
-
-}  // namespace
-
-// Every ending is counted here, whatever statement writes it (job_endings.hpp). The trigger is
-// TEMP: it lives on this connection only, so the database file and other readers and writers
-// (sqlite3 by hand) are untouched.
+// Every statement that ends jobs tells note_ended() how many rows it changed; the tally counts
+// once its transaction commits (job_endings.hpp), and is dropped when it rolls back.
 void JobStore::count_endings() {
   endings_ = std::make_shared<JobEndings>();
-  int rc = sqlite3_create_function_v2(db_->handle(), "kpsd_job_ended", 1, SQLITE_UTF8, &ending_now_,
-                                      job_ended, nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) db_->fail("kpsd_job_ended", rc);
-  db_->exec(
-      "CREATE TEMP TRIGGER kpsd_job_ended AFTER UPDATE OF state ON main.jobs "
-      "WHEN NEW.state IN ('succeeded', 'failed', 'cancelled') "
-      "AND OLD.state NOT IN ('succeeded', 'failed', 'cancelled') "
-      "BEGIN SELECT kpsd_job_ended(NEW.state); END");
   db_->on_transaction_end([this](bool committed) {
     if (committed && ending_now_ != JobEndings::Tally{})
       endings_->committed(ending_now_, unix_ms());
     ending_now_ = {};
   });
+}
+
+void JobStore::note_ended(JobState state, std::int64_t jobs) {
+  std::size_t i = JobEndings::index(state);
+  if (i < ending_now_.size() && jobs > 0) ending_now_[i] += static_cast<std::uint64_t>(jobs);
 }
 
 int JobStore::delete_secret(std::int64_t job_id) {

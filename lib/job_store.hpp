@@ -347,7 +347,10 @@ class JobStore {
                                         std::int64_t batch_id);
   std::string open_batch(const BatchTarget& batch, std::int64_t now, std::int64_t& batch_id);
   void record_without_call(const AttemptFinish& f);
-  void count_endings();  // the trigger, its function and the commit hook (constructor)
+  void count_endings();  // the tally's commit hook (constructor)
+  // `jobs` rows just moved to final `state` in the open transaction (db changes, not intents: a
+  // fenced outcome that changed nothing ends nothing).
+  void note_ended(JobState state, std::int64_t jobs);
   int record_polls(std::span<const PollFinish> finished);
   // A replace-form job whose key is gone fails instead of being claimed, and the brakes count
   // it: a batch that stopped is added to `stops`.
@@ -385,7 +388,7 @@ class JobStore {
   struct BatchRoom;
   // Jobs' keys are sealed before they reach SQLite (secret_box.hpp).
   std::unique_ptr<SecretBox> box_;
-  // Before db_: the trigger's function writes into the tally while db_ lives.
+  // Before db_: its transaction-end callback writes the tally while db_ lives.
   std::shared_ptr<JobEndings> endings_;
   JobEndings::Tally ending_now_{};  // this transaction's endings, so far
   std::unique_ptr<sql::Database> db_;

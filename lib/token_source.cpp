@@ -1,5 +1,7 @@
 #include "token_source.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -76,6 +78,8 @@ std::optional<Secret> TokenSource::current(std::string& error,
       return std::nullopt;
     }
     token_ = Secret(std::move(text));
+    // A rotation written by a tool with umask 022 leaves the credential readable by all.
+    if (std::string why = loose_mode(path_); !why.empty()) spdlog::warn("{}: {}", what_, why);
     mtime_ = st.st_mtim;
     size_ = st.st_size;
   }
