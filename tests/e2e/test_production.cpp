@@ -44,8 +44,9 @@ TEST_CASE("a retry in 1 ms goes out within milliseconds: 100 calls with a 1-30 m
   rig.fake().set_behavior("always-500", fake::error_answers(500, -1));
   rig.start();
   auto started = std::chrono::steady_clock::now();
-  REQUIRE(rig.ctl({"enqueue", "always-500"}).exit_code == 0);
-  CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 1);
+  auto enq = rig.ctl({"enqueue", "always-500"});
+  REQUIRE(enq.exit_code == 0);
+  CHECK(rig.ctl({"wait", "--batch", Rig::batch_of(enq), "--timeout", "60"}).exit_code == 1);
   double took = seconds_since(started);
   auto row = read_jobs(rig.db_path()).at("always-500");
   CHECK(row.state == "failed");
