@@ -58,7 +58,15 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
   DeliveryWork& w = call.work;
   if (w.unknown_since) {
     auto look = look_before_sending(call, recorded);
-    if (co_await std::move(look)) co_return;  // decided without a call, and recorded
+    if (co_await std::move(look)) {  // decided without a call, and recorded
+      // A probe that made no call proved nothing: the gate must not wait for its answer, or
+      // every call stays held (the next due call probes at once).
+      if (call.probe) {
+        gate.on_inconclusive(true, std::chrono::steady_clock::now());
+        wake();
+      }
+      co_return;
+    }
   }
   std::string body = make_disassociate_body(w.server_id, w.port, w.auth ? &*w.auth : nullptr);
   HttpResult result = co_await client.disassociate(body);
