@@ -349,7 +349,7 @@ net::awaitable<bool> Scheduler::Impl::look_before_sending(Dispatched<DeliveryWor
     wake();
   }
   recorded = true;
-  record_finished(std::move(*f));
+  record(std::move(*f));  // the store counts a job it ends
   co_return true;
 }
 
@@ -376,8 +376,5 @@ net::awaitable<LookDecision> Scheduler::Impl::look(const DeliveryWork& w) {
   spdlog::info("job {} ({}): {}", w.job_id, w.server_id, d.note);
   co_return d;
 }
-
-// A record of a decision made without a call into the outbox (the store counts a job it ends).
-void Scheduler::Impl::record_finished(AttemptFinish f) { record(std::move(f)); }
 
 }  // namespace kpsd

@@ -107,7 +107,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   boost::asio::awaitable<TaskListing> fetch_task_list(TaskList list);
   boost::asio::awaitable<bool> look_before_sending(Dispatched<DeliveryWork>& call, bool& recorded);
   boost::asio::awaitable<LookDecision> look(const DeliveryWork& w);
-  void record_finished(AttemptFinish f);
 
   // --- scheduler_commit.cpp: outcomes to the store ---
   void record(AttemptFinish f);
