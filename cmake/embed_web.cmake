@@ -1,4 +1,4 @@
-# Turns lib/web/* (the status page's HTML, CSS and JS) into a C++ source with one table of
+# Turns lib/web/assets/* (the status page's HTML, CSS and JS) into a C++ source with one table of
 # {path, content type, body}, at build time, so kpsd serves the page with no files besides its
 # binary and nothing is fetched from anywhere. index.html is served at /, the rest at /static/.
 # Inputs: WEB_DIR, OUTPUT.
@@ -32,5 +32,5 @@ foreach(file IN LISTS web_files)
   endif()
   string(APPEND body "    {\"${path}\", \"${type}\", R\"kpsd_web(${text})kpsd_web\"},\n")
 endforeach()
-set(content "// Generated from lib/web/ by cmake/embed_web.cmake. Do not edit.\n#include \"web_assets.hpp\"\n\nnamespace kpsd {\n\nstd::span<const WebAsset> web_assets() {\n  static const WebAsset table[] = {\n${body}  };\n  return table;\n}\n\n}  // namespace kpsd\n")
+set(content "// Generated from lib/web/assets/ by cmake/embed_web.cmake. Do not edit.\n#include \"web/web_assets.hpp\"\n\nnamespace kpsd {\n\nstd::span<const WebAsset> web_assets() {\n  static const WebAsset table[] = {\n${body}  };\n  return table;\n}\n\n}  // namespace kpsd\n")
 write_if_changed("${OUTPUT}" "${content}")

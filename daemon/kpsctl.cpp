@@ -1,3 +1,3 @@
-#include "kpsctl.hpp"
+#include "ctl/kpsctl.hpp"
 
 int main(int argc, char** argv) { return kpsd::run_kpsctl(argc, argv); }

@@ -1,10 +1,10 @@
-// kpsd: the daemon. Parses its command line and configuration, then runs (lib/daemon.cpp).
-#include "config.hpp"
-#include "daemon.hpp"
-#include "logging.hpp"
-#include "preflight.hpp"
-#include "process_signals.hpp"
-#include "project_lookup.hpp"
+// kpsd: the daemon. Parses its command line and configuration, then runs (lib/app/daemon.cpp).
+#include "app/daemon.hpp"
+#include "app/preflight.hpp"
+#include "auth/project_lookup.hpp"
+#include "config/config.hpp"
+#include "core/logging.hpp"
+#include "core/process_signals.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -14,7 +14,7 @@
 
 int main(int argc, char** argv) {
   // Before anything else: a SIGHUP or SIGTERM while kpsd starts is held for its handlers, and
-  // SIGPIPE never kills it (lib/process_signals.hpp).
+  // SIGPIPE never kills it (lib/core/process_signals.hpp).
   kpsd::hold_signals_until_handled();
   // No core file and no ptrace by the same user: kpsd's memory holds the cloud credential and
   // jobs' keys (issue 31). The unit also says LimitCORE=0.

@@ -1,7 +1,7 @@
 // kpsctl retry, cancel, pause and resume: one job, several, every job in a state, or a batch.
-#include "commands.hpp"
-#include "control_client.hpp"
-#include "control_protocol.hpp"
+#include "ctl/commands.hpp"
+#include "ctl/control_client.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <boost/json.hpp>
 

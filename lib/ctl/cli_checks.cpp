@@ -1,4 +1,4 @@
-#include "cli_checks.hpp"
+#include "ctl/cli_checks.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -3,8 +3,8 @@
 // line naming the offending word, with a did-you-mean for a mistyped command, option or value.
 // CLI11 parses; these check what it would say in its own words ("Could not convert: job_id =
 // abc", "A subcommand is required") before it gets the chance, and reword what is left.
-#include "durations.hpp"
-#include "suggest.hpp"
+#include "core/suggest.hpp"
+#include "ctl/durations.hpp"
 
 #include <CLI/CLI.hpp>
 

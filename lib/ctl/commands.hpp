@@ -1,7 +1,7 @@
 #pragma once
 // kpsctl's commands, one function each; the command line (kpsctl.cpp) fills their arguments.
 // Each returns the process exit code.
-#include "output.hpp"
+#include "ctl/output.hpp"
 
 #include <cstdint>
 #include <optional>

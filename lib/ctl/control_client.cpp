@@ -1,4 +1,4 @@
-#include "control_client.hpp"
+#include "ctl/control_client.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "durations.hpp"
+#include "ctl/durations.hpp"
 
 #include <array>
 #include <charconv>

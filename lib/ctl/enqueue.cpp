@@ -1,7 +1,7 @@
 // kpsctl enqueue: check every input, then queue it into one batch, in chunks.
-#include "commands.hpp"
-#include "control_protocol.hpp"
-#include "job_file.hpp"
+#include "ctl/commands.hpp"
+#include "ctl/job_file.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <boost/json.hpp>
 

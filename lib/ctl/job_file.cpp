@@ -1,9 +1,9 @@
-#include "job_file.hpp"
+#include "ctl/job_file.hpp"
 
-#include "job_lines.hpp"
-#include "outside_text.hpp"
-#include "suggest.hpp"
-#include "token_source.hpp"
+#include "core/outside_text.hpp"
+#include "core/secret_file.hpp"
+#include "core/suggest.hpp"
+#include "ctl/job_lines.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -3,7 +3,7 @@
 // job_lines.hpp). Every line is checked before any job is queued, so a bad line 4,501 leaves
 // nothing half-queued; then the file is read a second time and sent in chunks. Standard input
 // ("-") cannot be read twice and is held in memory.
-#include "job.hpp"
+#include "model/job.hpp"
 
 #include <cstddef>
 #include <functional>

@@ -1,6 +1,6 @@
-#include "job_lines.hpp"
+#include "ctl/job_lines.hpp"
 
-#include "suggest.hpp"
+#include "core/suggest.hpp"
 
 #include <boost/json.hpp>
 

@@ -2,7 +2,7 @@
 // One line of a `kpsctl enqueue --file` file: a server id, or an NDJSON object
 // {"server_id": ..., "port": ..., "auth": {"type": ..., "key_file": ...}}. Parsing only; the
 // key file is read by the caller. No I/O, so it is fuzzed on its own (tests/fuzz).
-#include "job.hpp"
+#include "model/job.hpp"
 
 #include <string>
 #include <string_view>

@@ -1,8 +1,8 @@
 // kpsctl list, show, report, batches, prune and reload (retry, cancel, pause: batch_ops.cpp).
-#include "commands.hpp"
-#include "control_protocol.hpp"
-#include "durations.hpp"
-#include "job.hpp"
+#include "ctl/commands.hpp"
+#include "ctl/durations.hpp"
+#include "model/job.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,8 +1,8 @@
-#include "kpsctl.hpp"
+#include "ctl/kpsctl.hpp"
 
-#include "cli_checks.hpp"
-#include "commands.hpp"
-#include "control_protocol.hpp"
+#include "ctl/cli_checks.hpp"
+#include "ctl/commands.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <CLI/CLI.hpp>
 

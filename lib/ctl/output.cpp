@@ -1,6 +1,6 @@
-#include "output.hpp"
+#include "ctl/output.hpp"
 
-#include "durations.hpp"
+#include "ctl/durations.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,9 +1,9 @@
 #pragma once
 // How kpsctl prints: the output format, errors (JSON on stdout under --json, a line on stderr
 // otherwise), JSON with integers as integers, CSV fields, times, and reading reply fields.
-#include "control_client.hpp"
-#include "exit_codes.hpp"
-#include "outside_text.hpp"
+#include "core/exit_codes.hpp"
+#include "core/outside_text.hpp"
+#include "ctl/control_client.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -38,7 +38,7 @@ struct Options {
 int fail(const Options& opt, int exit_code, std::string_view message);
 // A line on stderr that is an error but not the end: "kpsctl: error: …".
 void print_error(std::string_view message);
-// `text` safe for one line on a terminal (lib/outside_text.hpp): controls, C1 controls, bidi
+// `text` safe for one line on a terminal (lib/core/outside_text.hpp): controls, C1 controls, bidi
 // overrides and bytes that are not UTF-8 escaped (an argument, a kpsd reply, an API answer or a
 // database row may hold an escape sequence or a newline).
 using kpsd::printable;

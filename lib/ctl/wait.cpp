@@ -1,8 +1,8 @@
 // kpsctl wait: block until jobs have ended, through kpsd restarts, with progress on a terminal.
-#include "commands.hpp"
-#include "control_protocol.hpp"
-#include "durations.hpp"
-#include "job.hpp"
+#include "ctl/commands.hpp"
+#include "ctl/durations.hpp"
+#include "model/job.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,7 +1,7 @@
 // `kpsctl reload` (what systemctl reload runs): it answers once kpsd has applied the file, or
 // fails with kpsd's reason and changes nothing. And the audit line's user name.
+#include "control/peer_identity.hpp"
 #include "e2e_rig.hpp"
-#include "peer_identity.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,7 +1,7 @@
 #include "fake_kps.hpp"
 
-#include "aksk_signer.hpp"
-#include "url.hpp"
+#include "auth/aksk_signer.hpp"
+#include "core/url.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -1,5 +1,5 @@
 // libFuzzer: the INI configuration parser. Bad input is a ConfigError, nothing else.
-#include "config.hpp"
+#include "config/config.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -4,7 +4,7 @@
 // truncated, chunked and close-delimited bodies, over-long headers, raw garbage. The answer a
 // request is handed must be its own (X-Request-Id: seq-K for request K, never another's);
 // nothing may crash.
-#include "answer_reader.hpp"
+#include "net/answer_reader.hpp"
 
 #include <cstdlib>
 #include <fuzzer/FuzzedDataProvider.h>

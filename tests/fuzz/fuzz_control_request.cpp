@@ -1,6 +1,6 @@
 // libFuzzer: one control-socket request line (parse_control_request, with the duplicate-key
 // check). Any input must give a request or an error message, never a crash or an exception.
-#include "control_protocol.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <cstddef>
 #include <cstdint>

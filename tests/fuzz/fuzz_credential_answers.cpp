@@ -1,7 +1,7 @@
 // libFuzzer: what credential services and the environment hand kpsd: the metadata service's
 // securitykey answer and expires_at, IAM's project list, and proxy URLs and no_proxy lists.
-#include "credential_answers.hpp"
-#include "proxy.hpp"
+#include "auth/credential_answers.hpp"
+#include "config/proxy.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // libFuzzer: one line of a `kpsctl enqueue --file` file (a server id or an NDJSON object).
-#include "job_lines.hpp"
+#include "ctl/job_lines.hpp"
 
 #include <cstddef>
 #include <cstdint>

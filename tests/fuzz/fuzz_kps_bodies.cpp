@@ -1,7 +1,8 @@
 // libFuzzer: every KPS and IAM body parser kpsd has (202, error, task, failed-tasks, IAM
 // token) on the same bytes, and the classifiers (disassociate, task poll) over answers carrying
 // them.
-#include "kps_api.hpp"
+#include "auth/credential_answers.hpp"
+#include "kps/kps_api.hpp"
 
 #include <cstddef>
 #include <cstdint>

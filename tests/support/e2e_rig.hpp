@@ -3,7 +3,7 @@
 // socket, log) talking to an in-process fake KPS, and kpsctl to drive it.
 #include "fake_kps.hpp"
 #include "process.hpp"
-#include "sqlite.hpp"
+#include "store/sqlite.hpp"
 #include "temp_dir.hpp"
 
 #include <boost/json.hpp>

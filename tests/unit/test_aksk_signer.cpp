@@ -1,6 +1,6 @@
 // The signer against vectors computed independently by tests/data/aksk_vectors.py (Python's
 // hmac/hashlib/urllib, written from the algorithm's description, not from this C++).
-#include "aksk_signer.hpp"
+#include "auth/aksk_signer.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,6 +1,6 @@
 // AnswerReader and the pool's keep/close rule, fed bytes as real servers send them: interim
 // answers, large headers, answers split anywhere, extra bytes, close-delimited bodies.
-#include "answer_reader.hpp"
+#include "net/answer_reader.hpp"
 
 #include <doctest/doctest.h>
 

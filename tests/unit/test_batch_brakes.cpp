@@ -1,9 +1,9 @@
 // Batch brakes: the failure-budget rule, and the store's holding of a paused batch's jobs
 // (migration 0009): claims skip them, a retry of one stays held, resume gives them back, a
 // canary lets its first jobs run, a spent budget stops the batch in the same transaction.
-#include "batch_brakes.hpp"
-#include "job_store.hpp"
-#include "sqlite.hpp"
+#include "model/batch_brakes.hpp"
+#include "store/job_store.hpp"
+#include "store/sqlite.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>

@@ -1,6 +1,6 @@
 // CallGate on a virtual clock: one refusal holds everyone, one probe at a time, at most 2
 // refused calls per refresh whatever the queue, and the blocked machine's backoff.
-#include "call_gate.hpp"
+#include "scheduling/call_gate.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
-// kpsd's clock (lib/clock.hpp): Unix ms that follow the monotonic clock, and the rule for
+// kpsd's clock (lib/core/clock.hpp): Unix ms that follow the monotonic clock, and the rule for
 // saying a wall-clock step once.
-#include "clock.hpp"
+#include "core/clock.hpp"
 
 #include <doctest/doctest.h>
 

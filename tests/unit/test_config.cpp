@@ -1,7 +1,7 @@
-#include "config.hpp"
-#include "credential_answers.hpp"
-#include "fd_limit.hpp"
-#include "regions.hpp"
+#include "auth/credential_answers.hpp"
+#include "config/config.hpp"
+#include "config/regions.hpp"
+#include "net/fd_limit.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>

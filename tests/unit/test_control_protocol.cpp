@@ -1,6 +1,6 @@
-#include "control_protocol.hpp"
-#include "job_lines.hpp"
-#include "zeroing_storage.hpp"
+#include "core/zeroing_storage.hpp"
+#include "ctl/job_lines.hpp"
+#include "protocol/control_protocol.hpp"
 
 #include <boost/json.hpp>
 

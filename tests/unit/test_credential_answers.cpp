@@ -1,6 +1,6 @@
-// The metadata service's answers as the SDKs read them (lib/credential_answers.hpp): the
+// The metadata service's answers as the SDKs read them (lib/auth/credential_answers.hpp): the
 // expires_at forms IAM writes, the securitykey body, and when kpsd fetches a new key pair.
-#include "credential_answers.hpp"
+#include "auth/credential_answers.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-#include "db_lock.hpp"
+#include "store/db_lock.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>

@@ -1,10 +1,10 @@
 // The dispatch arithmetic, alone and driving a model of the scheduler's loop on a virtual clock
 // with the real RateLimiter and CallGate: running <= concurrency at every step, one probe at a
 // time, and task polls never starved by paced deliveries. No socket, no sleep.
-#include "call_gate.hpp"
-#include "dispatch_plan.hpp"
-#include "dispatcher.hpp"
-#include "rate_limiter.hpp"
+#include "scheduling/call_gate.hpp"
+#include "scheduling/dispatch_plan.hpp"
+#include "scheduling/dispatcher.hpp"
+#include "scheduling/rate_limiter.hpp"
 
 #include <doctest/doctest.h>
 

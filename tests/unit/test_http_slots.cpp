@@ -1,6 +1,6 @@
 // The metrics/status port's slots: which connection makes room for a newcomer, and a full house
 // said once per episode.
-#include "http_slots.hpp"
+#include "net/http_slots.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
-#include "backoff.hpp"
-#include "job_policy.hpp"
-#include "rate_limiter.hpp"
+#include "core/backoff.hpp"
+#include "scheduling/job_policy.hpp"
+#include "scheduling/rate_limiter.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,9 +1,9 @@
-#include "clock.hpp"
-#include "db_worker.hpp"
-#include "job_policy.hpp"
-#include "job_store.hpp"
-#include "migrations.hpp"
-#include "sqlite.hpp"
+#include "core/clock.hpp"
+#include "scheduling/job_policy.hpp"
+#include "store/db_worker.hpp"
+#include "store/job_store.hpp"
+#include "store/migrations.hpp"
+#include "store/sqlite.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>

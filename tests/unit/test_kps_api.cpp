@@ -1,6 +1,7 @@
-#include "kps_api.hpp"
-#include "preflight.hpp"
-#include "status_api.hpp"
+#include "app/preflight.hpp"
+#include "auth/credential_answers.hpp"
+#include "kps/kps_api.hpp"
+#include "web/status_api.hpp"
 
 #include <boost/json.hpp>
 

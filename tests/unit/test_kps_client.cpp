@@ -1,10 +1,10 @@
 // KpsClient against the fake KPS on 127.0.0.1: request shape, keep-alive, deadlines, errors.
-#include "credentials.hpp"
+#include "auth/credentials.hpp"
+#include "auth/token_source.hpp"
+#include "core/url.hpp"
 #include "fake_kps.hpp"
-#include "kps_client.hpp"
+#include "kps/kps_client.hpp"
 #include "temp_dir.hpp"
-#include "token_source.hpp"
-#include "url.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

@@ -1,6 +1,6 @@
 // kpsctl's words: durations in and out, and the did-you-mean of its error lines.
-#include "cli_checks.hpp"
-#include "durations.hpp"
+#include "ctl/cli_checks.hpp"
+#include "ctl/durations.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
-#include "metrics.hpp"
-#include "metrics_server.hpp"
+#include "model/metrics.hpp"
+#include "web/metrics_server.hpp"
 
 #include <doctest/doctest.h>
 

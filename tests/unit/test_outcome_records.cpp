@@ -1,5 +1,5 @@
 // The records written when a call or a poll ends, each built in one place.
-#include "outcome_records.hpp"
+#include "scheduling/outcome_records.hpp"
 
 #include <doctest/doctest.h>
 

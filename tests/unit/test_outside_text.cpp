@@ -1,15 +1,15 @@
-// Text from outside shown safely (lib/outside_text.hpp, issue 31), and the plain checks around
+// Text from outside shown safely (lib/core/outside_text.hpp, issue 31), and the plain checks around
 // it: task ids that become URL paths, Host headers on the HTTP port, batch names, the prune
 // guard, secret files others may read.
-#include "control_handlers.hpp"
-#include "control_protocol.hpp"
-#include "job.hpp"
-#include "kps_api.hpp"
-#include "outside_text.hpp"
-#include "task_look.hpp"
+#include "auth/token_source.hpp"
+#include "control/control_handlers.hpp"
+#include "core/outside_text.hpp"
+#include "core/url.hpp"
+#include "kps/kps_api.hpp"
+#include "kps/task_look.hpp"
+#include "model/job.hpp"
+#include "protocol/control_protocol.hpp"
 #include "temp_dir.hpp"
-#include "token_source.hpp"
-#include "url.hpp"
 
 #include <boost/json/serialize.hpp>
 

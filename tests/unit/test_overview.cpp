@@ -1,5 +1,5 @@
 // The three readers of one Overview: stats JSON, the /metrics gauges and systemd's STATUS= line.
-#include "overview.hpp"
+#include "control/overview.hpp"
 
 #include <boost/json.hpp>
 

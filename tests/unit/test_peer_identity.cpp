@@ -1,4 +1,4 @@
-#include "peer_identity.hpp"
+#include "control/peer_identity.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

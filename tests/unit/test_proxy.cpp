@@ -1,6 +1,6 @@
-// Proxy choice (lib/proxy.hpp) against curl's documented rules: which variable for which
+// Proxy choice (lib/config/proxy.hpp) against curl's documented rules: which variable for which
 // scheme, no_proxy's forms, the precedence of kps.proxy, and URLs that must be refused.
-#include "proxy.hpp"
+#include "config/proxy.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
-#include "clock.hpp"
-#include "db_worker.hpp"
-#include "pruning.hpp"
+#include "core/clock.hpp"
+#include "store/db_worker.hpp"
+#include "store/pruning.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

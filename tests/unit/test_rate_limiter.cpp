@@ -1,5 +1,5 @@
 // The rate controller, alone and against simulated gateways (a virtual clock, no sockets).
-#include "rate_limiter.hpp"
+#include "scheduling/rate_limiter.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,7 +1,7 @@
-// Jobs' keys sealed before SQLite sees them (lib/secret_box.hpp, issue 31).
-#include "job_store.hpp"
-#include "secret_box.hpp"
-#include "sqlite.hpp"
+// Jobs' keys sealed before SQLite sees them (lib/core/secret_box.hpp, issue 31).
+#include "core/secret_box.hpp"
+#include "store/job_store.hpp"
+#include "store/sqlite.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-#include "store_health.hpp"
+#include "store/store_health.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,9 +1,9 @@
 // Look before sending again: the decision from the two task lists (task_look), the record it
 // leads to (outcome_records' look_finish), and the shared list fetches (task_lists), on a
 // virtual fetch without sockets.
-#include "outcome_records.hpp"
-#include "task_lists.hpp"
-#include "task_look.hpp"
+#include "kps/task_lists.hpp"
+#include "kps/task_look.hpp"
+#include "scheduling/outcome_records.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

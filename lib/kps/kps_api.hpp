@@ -1,0 +1,139 @@
+#pragma once
+// The KPS v3 wire format, without I/O: request bodies, response parsing, the task-status rule,
+// and the one classifier that turns a call's result into what the scheduler does next.
+#include "model/job.hpp"
+#include "net/api_error.hpp"
+#include "net/http_result.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kpsd {
+
+// Body of POST /v3/{project_id}/keypairs/disassociate. The auth key is written into the body
+// (that is the API); the body is never logged.
+std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,
+                                   const JobAuth* auth);
+
+// The longest task id kpsd accepts. The vendor documents no format (shared/kps-api.md); KPS's
+// are UUID-like, 36 characters.
+inline constexpr std::size_t max_task_id_bytes = 128;
+// Whether `id` has a task id's shape: 1 to max_task_id_bytes of A-Z a-z 0-9 - _ . :, not
+// starting with a dot. A task id from an answer becomes a URL path sent with the credential
+// (GET tasks/{task_id}): `..`, a slash, a query or 200 KB never do (issue 31).
+bool is_task_id(std::string_view id) noexcept;
+
+// 202 body: {"task_id", "status"?, "error_code"?, "error_msg"?}. Codes and statuses are kept to
+// 64 bytes, messages to 200, control characters blanked.
+struct AcceptedBody {
+  std::string task_id;
+  std::string status;  // SUCCESS, FAILED, or empty when absent (= delivered)
+  std::string error_code, error_msg;
+};
+// Returns nullopt and sets `why` when the body is not JSON, has no string task_id (unless its
+// status is FAILED), or a task_id that is not a task id's shape.
+std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why);
+
+// GET /v3/{project_id}/tasks/{task_id} → {"server_id", "task_id", "task_status"}.
+struct TaskBody {
+  std::string task_id, server_id, task_status;
+};
+std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why);
+
+// A task as GET /v3/{project_id}/failed-tasks and GET /v3/{project_id}/running-tasks list it
+// (shared/kps-api.md; Go SDK model_failed_task.go, model_running_tasks.go): {"total", "tasks":
+// [{task_id, operate_type, task_time, server_id, server_name, keypair_name, and for failures
+// task_error_code, task_error_msg}]}.
+struct TaskListEntry {
+  std::string task_id, server_id, error_code, error_msg;
+  std::string operate_type;  // as KPS writes it ("UNBIND" ...); may be empty
+  // task_time in Unix ms: a string in the current Go model, an integer in older SDKs;
+  // nullopt when absent or unreadable.
+  std::optional<std::int64_t> task_time_ms;
+  // false: its task_id is not a task id's shape (is_task_id; task_id then holds a printable
+  // excerpt): never followed (a URL), and never taken for the absence of a task.
+  bool followable = true;
+};
+using FailedTaskEntry = TaskListEntry;
+struct TaskListPage {
+  std::int64_t total = 0;  // 0 when absent or not an exact non-negative integer
+  std::vector<TaskListEntry> tasks;
+};
+using FailedTasksPage = TaskListPage;
+// Either list's page. Returns nullopt and sets `why` when the body is not a JSON object with a
+// tasks array; entries that are not objects are skipped.
+std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::string& why);
+inline std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body,
+                                                              std::string& why) {
+  return parse_task_list_body(body, why);
+}
+
+enum class TaskPhase { pending, succeeded, failed };
+// SUCCESS_* = succeeded, FAILED_* = failed, anything else = still pending.
+TaskPhase task_phase(std::string_view task_status) noexcept;
+
+// Retry-After as delta-seconds or an HTTP-date; nullopt when absent or unreadable.
+std::optional<std::chrono::milliseconds> parse_retry_after(
+    std::string_view value, std::chrono::system_clock::time_point now);
+
+enum class Verdict {
+  delivered,       // 2xx (202 documented) with a task id and no FAILED status
+  retryable,       // try again after backoff; uses up an attempt
+  permanent,       // the request itself is wrong: fail the job now
+  throttled,       // 429: wait, slow down, try again; does not use up an attempt
+  reauthenticate,  // 401: refresh credentials once, then retry
+  blocked,         // TLS verification failed or no credentials: nothing was sent; wait for the
+                   // operator to fix it, without using up attempts
+  unknown,         // the request was sent but no readable answer came back (unreadable, cut
+                   // short, timed out): the server may have acted. Retried like `retryable`
+                   // (it uses up an attempt); never taken for a refusal.
+};
+std::string_view to_string(Verdict v) noexcept;
+
+// Why calls are paused, as the kpsd_blocked metric labels it: "tls", "credentials",
+// "descriptors" or "proxy" for a transport that sent nothing; "" for any other.
+std::string_view blocked_cause(HttpResult::Transport t) noexcept;
+
+struct AttemptOutcome {
+  Verdict verdict = Verdict::retryable;
+  std::optional<std::int64_t> http_status;  // nullopt: no response arrived
+  std::string request_id;
+  std::string task_id, delivery_status;
+  std::string error_code, error_msg;  // from KPS, or kpsd's own reason
+  std::optional<std::chrono::milliseconds> retry_after;
+};
+
+// Whether an answer's Content-Encoding leaves its body readable: absent or `identity` (RFC 9110
+// §8.4; case-insensitive). kpsd sends Accept-Encoding: identity and decodes nothing.
+bool readable_coding(std::string_view content_encoding) noexcept;
+
+// The one place that maps a disassociate call's result to an outcome. Any 2xx with a task id
+// is delivered (the API documents 202); a 2xx without a readable one, or in a content coding,
+// is unknown (the server may be unbinding): never a blind retry.
+AttemptOutcome classify_disassociate(const HttpResult& result,
+                                     std::chrono::system_clock::time_point now);
+
+// A task poll's result (GET /v3/{project_id}/tasks/{task_id}), as the job's rules see it.
+struct PollOutcome {
+  enum class Kind { answered, no_answer, rejected };
+  std::string task_id;
+  Kind kind = Kind::no_answer;  // no_answer: transport error, 5xx, 429, 401, bad body → ask again
+  std::string task_status;      // when answered
+  std::string error_code, error_msg;
+  // For FAILED_* tasks: the server's reason from failed-tasks (empty when not found).
+  std::string task_error_code, task_error_msg;
+};
+
+// The one place that maps a task poll's result to an outcome: 200 with a task body is
+// answered; 401, 429, 5xx, a transport failure or an unreadable body is no answer (asked
+// again); any other status is a refusal, with the API's error_code and error_msg.
+PollOutcome classify_task_poll(const HttpResult& result, std::string task_id);
+
+// The metric label of a poll outcome: succeeded, failed, pending (answered), rejected, no_answer.
+std::string_view poll_label(const PollOutcome& poll) noexcept;
+
+}  // namespace kpsd

@@ -1,0 +1,3 @@
+#pragma once
+// A test fixture: the store may include core.
+#include "core/clock.hpp"
