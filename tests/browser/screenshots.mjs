@@ -1,4 +1,4 @@
-// Screenshots of every view while a batch is in progress (for the README and for looking at):
+// Screenshots of every view while a batch is in progress (for the docs and for looking at):
 //   BROWSER_JOBS=20000 BROWSER_RATE=400 BROWSER_SCRIPT=tests/browser/screenshots.mjs tests/browser/run
 import { chromium } from 'playwright-core';
 
