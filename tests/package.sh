@@ -22,6 +22,8 @@ expected=(
   etc/kpsd/kpsd.conf usr/bin/kpsd usr/bin/kpsctl
   usr/lib/systemd/system/kpsd.service usr/lib/systemd/system/kpsd@.service
   usr/lib/sysusers.d/kpsd.conf usr/share/doc/kpsd/README.md
+  usr/share/doc/kpsd/docs/operator-guide.md usr/share/doc/kpsd/docs/failure-modes.md
+  usr/share/doc/kpsd/docs/database.md usr/share/doc/kpsd/docs/architecture.md
   usr/share/man/man8/kpsd.8 usr/share/man/man1/kpsctl.1 usr/share/man/man5/kpsd.conf.5
   usr/share/bash-completion/completions/kpsctl
   usr/share/kpsd/prometheus/kpsd-alerts.yml usr/share/kpsd/grafana/kpsd-dashboard.json)

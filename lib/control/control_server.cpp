@@ -4,6 +4,7 @@
 #include "core/logging.hpp"
 #include "model/metrics.hpp"
 #include "net/accept_loop.hpp"
+#include "net/use_tuple.hpp"
 #include "protocol/control_protocol.hpp"
 #include "scheduling/scheduler.hpp"
 #include "store/db_worker.hpp"
@@ -37,7 +38,6 @@ using local = net::local::stream_protocol;
 
 namespace {
 
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 // A client may sit quietly (kpsctl wait polls every few hundred ms); one that stays silent this
 // long is gone. A client that does not read its reply within write_deadline is dropped.
 constexpr std::chrono::seconds idle_deadline{600};

@@ -69,7 +69,7 @@ namespace {
 
 // The offending text as an error shows it: in backquotes, at most 64 characters, control
 // characters as \xNN (a file line is not a secret; a key file's content never gets here).
-std::string quoted(std::string_view text) {
+std::string backquoted(std::string_view text) {
   std::string out = "`";
   std::size_t shown = 0;
   for (unsigned char c : text) {
@@ -102,7 +102,8 @@ bool looks_like_header(std::string_view line) {
 
 std::string header_problem(std::string_view line) {
   bool csv = line.find(',') != std::string_view::npos;
-  return quoted(line) + ": the first line looks like a CSV header, not a server; skip it with " +
+  return backquoted(line) +
+         ": the first line looks like a CSV header, not a server; skip it with " +
          (csv ? "`tail -n +2 FILE | cut -d, -f1 | kpsctl enqueue --file -`"
               : "`tail -n +2 FILE | kpsctl enqueue --file -`");
 }
@@ -118,18 +119,18 @@ std::string job_of_line(const std::string& line, NewJob& job, bool& skip) {
     if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
     if (t.starts_with("{")) return error;
     if (t.find(',') != std::string_view::npos) {
-      return quoted(t) +
+      return backquoted(t) +
              ": a CSV row, not one server id: take its first column with `cut -d, -f1 FILE | "
              "kpsctl enqueue --file -`";
     }
-    return quoted(t) + ": " + error;
+    return backquoted(t) + ": " + error;
   }
   skip = parsed.kind == JobLine::Kind::skip;
   if (skip) return "";
   job = std::move(parsed.job);
   if (!parsed.key_file.empty()) {
     if (parsed.key_type != "password" && parsed.key_type != "keypair") {
-      return "auth.type " + quoted(parsed.key_type) + " must be password or keypair" +
+      return "auth.type " + backquoted(parsed.key_type) + " must be password or keypair" +
              did_you_mean(parsed.key_type, {"password", "keypair"});
     }
     auto key = read_key_file(parsed.key_type, parsed.key_file, error);

@@ -3,6 +3,7 @@
 #include "net/answer_reader.hpp"
 #include "net/http_connection.hpp"
 #include "net/proxy_tunnel.hpp"
+#include "net/use_tuple.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -34,7 +35,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 // Bytes asked of the socket per read: an answer's header and body usually arrive in one.
 constexpr std::size_t read_chunk = 16 * 1024;
 

@@ -8,6 +8,7 @@
 #include "net/accept_loop.hpp"
 #include "net/fd_limit.hpp"
 #include "net/http_slots.hpp"
+#include "net/use_tuple.hpp"
 #include "scheduling/scheduler.hpp"
 #include "store/db_worker.hpp"
 #include "web/status_api.hpp"
@@ -35,11 +36,10 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 namespace {
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 constexpr std::size_t first_read = 4096;  // what a request's first read may take at most
 
-struct Client {
-  explicit Client(tcp::socket s) : stream(std::move(s)) {}
+struct ScrapeClient {
+  explicit ScrapeClient(tcp::socket s) : stream(std::move(s)) {}
   beast::tcp_stream stream;
   SlotState slot{SlotState::Phase::waiting, std::chrono::steady_clock::now()};
   bool closed() const { return slot.phase == SlotState::Phase::closed; }
@@ -82,14 +82,14 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   std::size_t slots_in_use() const {
-    return static_cast<std::size_t>(
-        std::count_if(clients.begin(), clients.end(), [](const Client& c) { return !c.closed(); }));
+    return static_cast<std::size_t>(std::count_if(
+        clients.begin(), clients.end(), [](const ScrapeClient& c) { return !c.closed(); }));
   }
 
   bool make_room() {
-    std::vector<Client*> open;
+    std::vector<ScrapeClient*> open;
     std::vector<SlotState> slots;
-    for (Client& c : clients) {
+    for (ScrapeClient& c : clients) {
       if (c.closed()) continue;
       open.push_back(&c);
       slots.push_back(c.slot);
@@ -104,7 +104,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
     }
     auto victim = slot_to_evict(slots);
     if (!victim) return false;
-    Client& c = *open[*victim];
+    ScrapeClient& c = *open[*victim];
     c.slot.phase = SlotState::Phase::closed;
     boost::system::error_code ignored;
     c.stream.socket().close(ignored);  // its serve() wakes and ends; the descriptor is free now
@@ -114,9 +114,9 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   using Request = http::request<http::empty_body>;
   using Response = http::response<http::string_body>;
 
-  net::awaitable<void> serve(std::list<Client>::iterator it) {
+  net::awaitable<void> serve(std::list<ScrapeClient>::iterator it) {
     auto self = shared_from_this();
-    Client& client = *it;
+    ScrapeClient& client = *it;
     beast::flat_buffer buffer;
     while (!stopped) {
       Request req;
@@ -138,7 +138,8 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
 
   // The next request: its first byte within http_idle_timeout, then its whole header within
   // http_header_deadline. False when the client left or stalled, or was closed to make room.
-  net::awaitable<bool> read_request(Client& client, beast::flat_buffer& buffer, Request& req) {
+  net::awaitable<bool> read_request(ScrapeClient& client, beast::flat_buffer& buffer,
+                                    Request& req) {
     client.enter(SlotState::Phase::waiting);
     if (buffer.size() == 0) {
       client.stream.expires_after(http_idle_timeout);
@@ -247,7 +248,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   Scheduler& scheduler;
   Metrics& metrics;
   StatusApi status;
-  std::list<Client> clients;
+  std::list<ScrapeClient> clients;
   FullHouse house{max_metrics_clients};
   bool stopped = false;
 };
