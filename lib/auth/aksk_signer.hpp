@@ -1,5 +1,6 @@
 #pragma once
-// SDK-HMAC-SHA256 request signing for AK/SK authentication (shared/kps-api.md), without I/O.
+// SDK-HMAC-SHA256 request signing for AK/SK authentication (docs/vendor-api.md, "AK/SK
+// signing"), without I/O.
 #include "core/secret.hpp"
 
 #include <chrono>

@@ -1,6 +1,6 @@
 #pragma once
-// kpsd's configuration: one struct with typed fields, parsed once from the INI file of
-// design.md. Every field says its default and what 0 means where 0 is allowed.
+// kpsd's configuration: one struct with typed fields, parsed once from the INI file
+// documented in conf/kpsd.conf. Every field says its default and what 0 means where 0 is allowed.
 #include "model/batch_brakes.hpp"
 
 #include <chrono>

@@ -19,7 +19,7 @@ namespace kpsd {
 std::string make_disassociate_body(std::string_view server_id, std::optional<std::int64_t> port,
                                    const JobAuth* auth);
 
-// The longest task id kpsd accepts. The vendor documents no format (shared/kps-api.md); KPS's
+// The longest task id kpsd accepts. The vendor documents no format (docs/vendor-api.md); KPS's
 // are UUID-like, 36 characters.
 inline constexpr std::size_t max_task_id_bytes = 128;
 // Whether `id` has a task id's shape: 1 to max_task_id_bytes of A-Z a-z 0-9 - _ . :, not
@@ -45,7 +45,7 @@ struct TaskBody {
 std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why);
 
 // A task as GET /v3/{project_id}/failed-tasks and GET /v3/{project_id}/running-tasks list it
-// (shared/kps-api.md; Go SDK model_failed_task.go, model_running_tasks.go): {"total", "tasks":
+// (docs/vendor-api.md; Go SDK model_failed_task.go, model_running_tasks.go): {"total", "tasks":
 // [{task_id, operate_type, task_time, server_id, server_name, keypair_name, and for failures
 // task_error_code, task_error_msg}]}.
 struct TaskListEntry {

@@ -3,7 +3,7 @@
 // that needs a list while one fetch runs waits for the next fetch, which serves them all, and a
 // fetch is reused by jobs that accept a listing that old. So the list requests grow with the
 // fetches, not with the jobs: one page-through of N failed tasks costs ceil(N / 1,000) requests
-// (1,000 is the API's page limit, shared/kps-api.md) and serves every job whose task failed
+// (1,000 is the API's page limit, docs/vendor-api.md) and serves every job whose task failed
 // before it started. At most one fetch per list runs at a time.
 #include "kps/task_look.hpp"
 

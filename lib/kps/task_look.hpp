@@ -1,11 +1,11 @@
 #pragma once
-// Look before sending again (design.md, "Effectively once"): when a job's previous call has an
-// unknown outcome (in flight at a crash, an answer unreadable after the request was sent, a
-// timeout after sending), kpsd looks for the server's task in KPS's running-task and
-// failed-task lists before it sends another disassociate. Plain code: the lists come in, the
-// decision goes out; the scheduler fetches the lists (task_lists.hpp) and does what this says.
+// Look before sending again (docs/failure-modes.md, "Effectively once"): when a job's previous call
+// has an unknown outcome (in flight at a crash, an answer unreadable after the request was sent, a
+// timeout after sending), kpsd looks for the server's task in KPS's running-task and failed-task
+// lists before it sends another disassociate. Plain code: the lists come in, the decision goes out;
+// the scheduler fetches the lists (task_lists.hpp) and does what this says.
 //
-// Vendor facts it follows (shared/kps-api.md): GET /v3/{project_id}/running-tasks lists at most
+// Vendor facts it follows (docs/vendor-api.md): GET /v3/{project_id}/running-tasks lists at most
 // 1,000 tasks (the Go SDK model caps `total` there), so a server missing from a full list is no
 // proof that it has no task; a finished SUCCESS task is listed nowhere; failed tasks stay in
 // GET /v3/{project_id}/failed-tasks until deleted, in an undocumented order.
@@ -35,7 +35,7 @@ inline constexpr std::int64_t running_tasks_cap = 1000;
 
 struct LookSettings {
   // A full or unreadable running-task list is looked at again this many times, this far apart,
-  // before the call is sent anyway. 4 x 20 s outlasts a task (about a minute, kps-api.md).
+  // before the call is sent anyway. 4 x 20 s outlasts a task (about a minute, docs/vendor-api.md).
   std::int64_t max_waits = 4;
   std::chrono::milliseconds wait{20000};
   // A failed task counts as the lost call's when its task_time is no older than the call's

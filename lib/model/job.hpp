@@ -1,5 +1,6 @@
 #pragma once
-// What a job is: its states (design.md's state machine) and the records the store keeps.
+// What a job is: its states (docs/operator-guide.md, "What kpsd does with a job") and the
+// records the store keeps.
 #include "core/secret.hpp"
 
 #include <cstdint>

@@ -3,10 +3,11 @@
 // I/O; and the one rule for reusing a keep-alive connection. HttpClient feeds the reader what
 // its socket gives (every call kpsd makes: KPS, IAM); the fuzz target feeds it random answers.
 //
-// What real peers send (shared/kps-api.md): interim 1xx answers before the final one (RFC 9110
-// §15.2: 100 Continue, 102 Processing, 103 Early Hints; read past, never the answer), IAM PKI
-// tokens past 8 KiB in X-Subject-Token, load balancers' cookies of 10 KB and more. Beast's
-// parser allows 8 KiB of headers by default; kpsd allows max_response_header_bytes.
+// What real peers send (docs/vendor-api.md, "What real gateways and proxies send"): interim 1xx
+// answers before the final one (RFC 9110 §15.2: 100 Continue, 102 Processing, 103 Early Hints; read
+// past, never the answer), IAM PKI tokens past 8 KiB in X-Subject-Token, load balancers' cookies of
+// 10 KB and more. Beast's parser allows 8 KiB of headers by default; kpsd allows
+// max_response_header_bytes.
 #include "net/http_result.hpp"
 
 #include <boost/beast/http/parser.hpp>

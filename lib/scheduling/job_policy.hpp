@@ -1,6 +1,7 @@
 #pragma once
-// Where a job goes after a call or a poll: design.md's state machine as plain functions of the
-// outcome, the job's history, the settings and the time (all passed in; no I/O, no clock).
+// Where a job goes after a call or a poll: the state machine of docs/operator-guide.md ("What
+// kpsd does with a job") as plain functions of the outcome, the job's history, the settings and
+// the time (all passed in; no I/O, no clock).
 #include "core/backoff.hpp"
 #include "kps/kps_api.hpp"
 #include "model/job.hpp"

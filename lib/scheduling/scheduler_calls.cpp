@@ -279,7 +279,8 @@ net::awaitable<std::optional<FailedTaskEntry>> Scheduler::Impl::find_failed_task
 
 // One whole task list, page by page (each page takes a rate token like any call). The order of
 // either list is not documented, so every page is read until one comes back short or `total`
-// is reached (shared/kps-api.md; the vendor's Terraform data source pages the same way).
+// is reached (docs/vendor-api.md, "The failed-task list"; the vendor's Terraform data source
+// pages the same way).
 net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
   const bool running = list == TaskList::running;
   const std::string label = running ? "running" : "failed";

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Independent SDK-HMAC-SHA256 vectors for kpsd's signer (tests/unit/test_aksk_signer.cpp).
 
-Written from the algorithm in shared/kps-api.md, not from kpsd's C++: it only uses Python's
-hmac, hashlib and urllib. Regenerate with:  python3 aksk_vectors.py > aksk_vectors.json
+Written from the algorithm in docs/vendor-api.md ("AK/SK signing"), not from kpsd's C++: it
+only uses Python's hmac, hashlib and urllib. Regenerate with:
+python3 aksk_vectors.py > aksk_vectors.json
 """
 import hashlib
 import hmac

@@ -3,7 +3,8 @@
 // must end in the state its faults call for, and every server called more often than its
 // faults explain must show an "outcome lost" attempt for each extra call. Tasks run 4 s and the
 // fake lists them as KPS does, so a call in flight at a kill is found by the look before
-// sending again and adopted: at most one double delivery per kill (design.md, effectively once).
+// sending again and adopted: at most one double delivery per kill (docs/failure-modes.md,
+// "Effectively once").
 //
 // CI runs a short form. The long form, run before a release:
 //   KPSD_CHAOS_JOBS=20000 KPSD_CHAOS_KILLS=12 build/tests/kpsd_e2e_tests -tc='chaos*'

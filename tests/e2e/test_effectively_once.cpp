@@ -1,8 +1,8 @@
-// Effectively once (design.md): before a job whose previous call has an unknown outcome is
-// sent again, kpsd looks for its server's task in KPS's running-task and failed-task lists and
+// Effectively once (docs/failure-modes.md): before a job whose previous call has an unknown outcome
+// is sent again, kpsd looks for its server's task in KPS's running-task and failed-task lists and
 // adopts what it finds; a task that ends FAILED_* has its own small budget; the failed task's
-// reason is found wherever the list has it. The fake lists tasks as KPS does: running ones
-// capped at 1,000, failed ones oldest first behind older failures of other servers.
+// reason is found wherever the list has it. The fake lists tasks as KPS does: running ones capped
+// at 1,000, failed ones oldest first behind older failures of other servers.
 #include "e2e_rig.hpp"
 
 #include <doctest/doctest.h>

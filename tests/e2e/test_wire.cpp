@@ -1,6 +1,6 @@
-// End to end: what real gateways, IAM and proxies send (shared/kps-api.md), against the built
-// kpsd. Large tokens and headers, interim answers, connections closed under kpsd, tokens
-// refused with a queue waiting.
+// End to end: what real gateways, IAM and proxies send (docs/vendor-api.md, "What real gateways
+// and proxies send"), against the built kpsd. Large tokens and headers, interim answers,
+// connections closed under kpsd, tokens refused with a queue waiting.
 #include "e2e_rig.hpp"
 #include "raw_client.hpp"
 #include "tls_certs.hpp"

@@ -541,7 +541,7 @@ struct FakeKps::Impl {
       co_return error(404, "APIGW.0101", "The API does not exist or has not been published", v, ka);
     }
     if (options.window_quota > 0 && !admitted_by_quota()) {
-      // As API Gateway words it (kps-api.md), with this quota's numbers.
+      // As API Gateway words it (docs/vendor-api.md), with this quota's numbers.
       co_return error(429, "APIGW.0308",
                       "The throttling threshold has been reached: policy user over ratelimit,"
                       "limit:" +

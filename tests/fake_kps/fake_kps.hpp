@@ -2,7 +2,7 @@
 // A fake KPS endpoint for tests and the demo: a small Beast server on 127.0.0.1 that checks
 // what kpsd sends (token, project id, request shape) and answers per server id with the
 // behaviour a test chose. Serves on its own thread; counters are safe to read from any thread.
-// Tasks are listed as real KPS lists them (shared/kps-api.md): GET running-tasks while they run,
+// Tasks are listed as real KPS lists them (docs/vendor-api.md): GET running-tasks while they run,
 // GET failed-tasks once they end FAILED_UNBIND (polled or not); a SUCCESS task nowhere.
 #include <chrono>
 #include <cstdint>
@@ -30,7 +30,7 @@ struct Behavior {
   int task_failed_times = 0;           // this server's first N tasks end FAILED_UNBIND (-1: all)
   int task_poll_status = 0;            // answer polls of this server's tasks with this status
   int task_poll_times = 0;             // ... this many times (-1: every poll)
-  // As real gateways and proxies answer (shared/kps-api.md), on this server's disassociate
+  // As real gateways and proxies answer (docs/vendor-api.md), on this server's disassociate
   // answers: a Set-Cookie of this many bytes (load balancers add 10 KB and more), and an
   // interim answer (100 Continue, 103 Early Hints) sent before the final one.
   int set_cookie_bytes = 0;
@@ -111,7 +111,7 @@ struct IamOptions {
   std::size_t token_bytes = 0;
 };
 
-// The order GET failed-tasks lists in. The vendor does not document it (shared/kps-api.md), so
+// The order GET failed-tasks lists in. The vendor does not document it (docs/vendor-api.md), so
 // kpsd must find its task whichever it is: tests can try both.
 enum class FailedTasksOrder { oldest_first, newest_first };
 
@@ -125,14 +125,14 @@ struct Options {
   std::string ak{}, sk{};            // set both to require AK/SK signatures instead
   std::string security_token{};      // with ak/sk: a temporary key pair's X-Security-Token
   std::string failed_tasks_total{};  // raw JSON for failed-tasks' "total" ("1.5", "1e30" ...)
-  // GET failed-tasks order; oldest first by default, as ended (order undocumented: kps-api.md).
+  // GET failed-tasks order; oldest first by default, as ended (order undocumented: vendor-api.md).
   FailedTasksOrder failed_tasks_order = FailedTasksOrder::oldest_first;
   // This many failed tasks of other servers are listed from the start, as on a project whose
-  // failures nobody deleted (the list keeps every failure: kps-api.md). Ids "seeded-N", servers
+  // failures nobody deleted (the list keeps every failure: vendor-api.md). Ids "seeded-N", servers
   // "seeded-server-N", ended before the fake started; listed before kpsd's own (oldest first).
   int seeded_failed_tasks = 0;
   // GET running-tasks lists at most this many (the oldest), and says at most this many in
-  // "total", however many run: the vendor's model caps it at 1,000 (kps-api.md).
+  // "total", however many run: the vendor's model caps it at 1,000 (vendor-api.md).
   std::int64_t running_tasks_cap = 1000;
   // A gateway quota in fixed windows: this many API calls per window, then 429 APIGW.0308 to
   // every call until the window turns (0 = none). Windows start when the fake does.
@@ -175,7 +175,7 @@ class FakeKps {
   std::int64_t failed_task_lookups() const;                       // GET failed-tasks
   std::int64_t running_task_lookups() const;                      // GET running-tasks
   // Tasks not ended yet (READY_UNBIND or RUNNING_UNBIND), as running-tasks counts them before
-  // its cap (kps-api.md): created less than task_duration ago.
+  // its cap (docs/vendor-api.md): created less than task_duration ago.
   std::int64_t tasks_running() const;
   std::int64_t iam_tokens_issued() const;
   std::int64_t project_lookups() const;           // GET /v3/projects

@@ -1,6 +1,6 @@
 #pragma once
 // A fake ECS metadata service for [auth] method = ecs_agency, on 127.0.0.1, as the vendor's
-// SDKs use it (shared/kps-api.md; Go core/auth/internal/metadata_accessor.go):
+// SDKs use it (docs/vendor-api.md; Go core/auth/internal/metadata_accessor.go):
 //   PUT /meta-data/latest/api/token with X-Metadata-Token-Ttl-Seconds -> a session token;
 //   GET /openstack/latest/securitykey with X-Metadata-Token ->
 //     {"credential": {"access", "secret", "securitytoken", "expires_at"}}.

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--close-announced", close_announced,
                "with --close-after: say Connection: close on the last answer");
-  // The task lists as shared/kps-api.md describes them.
+  // The task lists as docs/vendor-api.md describes them.
   app.add_option("--running-tasks-cap", running_tasks_cap,
                  "GET running-tasks lists and counts at most this many running tasks, the "
                  "oldest (default 1000, the vendor's cap on total)")

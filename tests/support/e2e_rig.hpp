@@ -41,7 +41,7 @@ struct RigOptions {
   int close_after = 0;               // fake: close connections after N answers
   bool close_announced = false;      // ... saying Connection: close on the last
   // fake: the failed-task list's order and older failures of other servers listed first, and
-  // the running-task list's cap (shared/kps-api.md)
+  // the running-task list's cap (docs/vendor-api.md)
   fake::FailedTasksOrder failed_tasks_order = fake::FailedTasksOrder::oldest_first;
   int seeded_failed_tasks = 0;
   std::int64_t running_tasks_cap = 1000;
