@@ -24,6 +24,7 @@ expected=(
   usr/lib/sysusers.d/kpsd.conf usr/share/doc/kpsd/README.md
   usr/share/doc/kpsd/docs/operator-guide.md usr/share/doc/kpsd/docs/failure-modes.md
   usr/share/doc/kpsd/docs/database.md usr/share/doc/kpsd/docs/architecture.md
+  usr/share/doc/kpsd/docs/vendor-api.md
   usr/share/man/man8/kpsd.8 usr/share/man/man1/kpsctl.1 usr/share/man/man5/kpsd.conf.5
   usr/share/bash-completion/completions/kpsctl
   usr/share/kpsd/prometheus/kpsd-alerts.yml usr/share/kpsd/grafana/kpsd-dashboard.json)
