@@ -1,5 +1,6 @@
 #include "auth/aksk_signer.hpp"
 
+#include "core/text.hpp"
 #include "core/url.hpp"
 
 #include <openssl/crypto.h>
@@ -40,17 +41,11 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   return parts;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Sorted lower-case (name, trimmed value) pairs.
 std::vector<std::pair<std::string, std::string>> normalized(const SigningRequest& r) {
   std::vector<std::pair<std::string, std::string>> h;
   for (const auto& [name, value] : r.headers)
-    h.emplace_back(ascii_lower(name), std::string(trim(value)));
+    h.emplace_back(ascii_lower(name), std::string(trim_ows(value)));
   std::sort(h.begin(), h.end());
   return h;
 }
@@ -118,7 +113,7 @@ std::string authorization_header(const SigningRequest& r, std::string_view acces
                                  const Secret& secret_key) {
   std::string date;
   for (const auto& [name, value] : r.headers) {
-    if (ascii_lower(name) == "x-sdk-date") date = std::string(trim(value));
+    if (ascii_lower(name) == "x-sdk-date") date = std::string(trim_ows(value));
   }
   std::string signature = hex_hmac_sha256(secret_key, string_to_sign(canonical_request(r), date));
   return "SDK-HMAC-SHA256 Access=" + std::string(access_key) +

@@ -102,6 +102,10 @@ void check_endpoint_region(Parser& p, const Config& c) {
   }
 }
 
+}  // namespace
+
+namespace detail {
+
 // [kps]: where the API is and how tasks are followed.
 void parse_kps(Parser& p, Config& c) {
   p.string_value("kps.region", c.kps.region);
@@ -163,7 +167,7 @@ void parse_kps(Parser& p, Config& c) {
 
 // auth.iam_endpoint: as written, else derived from kps.region; used by iam_password and by
 // project_id = auto.
-void parse_iam_endpoint(Parser& p, Config& c) {
+static void parse_iam_endpoint(Parser& p, Config& c) {
   std::string iam;
   p.string_value("auth.iam_endpoint", iam);
   if (iam.empty()) {
@@ -339,66 +343,6 @@ void parse_log(Parser& p, Config& c) {
   }
 }
 
-}  // namespace
-
-Config parse_config(std::string_view text, std::string_view file_name) {
-  Parser p(file_name);
-  p.read(text);
-  Config c;
-  parse_kps(p, c);
-  parse_auth(p, c);
-  parse_queue(p, c);
-  parse_control(p, c);
-  parse_metrics(p, c);
-  parse_log(p, c);
-  c.written = p.written();
-  return c;
-}
-
-std::vector<std::string> changed_keys(const Config& before, const Config& after) {
-  std::vector<std::string> changed;
-  for (const auto& [key, value] : before.written) {
-    auto it = after.written.find(key);
-    if (it == after.written.end() || it->second != value) changed.push_back(key);
-  }
-  for (const auto& [key, value] : after.written) {
-    if (!before.written.contains(key)) changed.push_back(key);
-  }
-  std::sort(changed.begin(), changed.end());
-  return changed;
-}
-
-bool applies_on_reload(std::string_view key) {
-  static constexpr std::string_view live[] = {"kps.ca_file",
-                                              "kps.poll_tasks",
-                                              "kps.poll_initial_delay_ms",
-                                              "kps.poll_interval_ms",
-                                              "kps.poll_timeout_ms",
-                                              "queue.concurrency",
-                                              "queue.rate_per_second",
-                                              "queue.max_attempts",
-                                              "queue.backoff_initial_ms",
-                                              "queue.backoff_max_ms",
-                                              "queue.retry_after_max_ms",
-                                              "queue.task_failure_retries",
-                                              "log.level"};
-  return std::find(std::begin(live), std::end(live), key) != std::end(live);
-}
-
-Config load_config(const std::string& path) {
-  auto cannot_read = [&path](int error) {
-    return ConfigError("cannot read the configuration file " + path + ": " + std::strerror(error));
-  };
-  // A directory opens and reads as empty (then "kps.endpoint: required"): say what it is.
-  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    throw cannot_read(EISDIR);
-  }
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw cannot_read(errno ? errno : ENOENT);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), path);
-}
+}  // namespace detail
 
 }  // namespace kpsd

@@ -3,7 +3,9 @@
 // typed reads with their range checks that name the file, the line and the key in every error.
 // Used by config.cpp only; covered by its unit tests and fuzz_config.
 #include "config/config.hpp"
+#include "config/config_keys.hpp"
 #include "core/suggest.hpp"
+#include "core/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -15,12 +17,6 @@
 #include <vector>
 
 namespace kpsd::detail {
-
-inline std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 // Strips a `#` comment. A `#` only starts a comment at the line start or after whitespace,
 // so values such as URLs with fragments are not cut (none of ours has one, but paths may).
@@ -107,51 +103,21 @@ class Parser {
     return hint;
   }
 
+  // Both from the one table of keys (config/config_keys.cpp).
   static const std::set<std::string>& known_sections() {
-    static const std::set<std::string> s{"kps", "auth", "queue", "control", "metrics", "log"};
+    static const std::set<std::string> s = [] {
+      std::set<std::string> out;
+      for (const ConfigKey& k : config_keys()) out.emplace(k.section());
+      return out;
+    }();
     return s;
   }
   static const std::set<std::string>& known_keys() {
-    static const std::set<std::string> k{"kps.region",
-                                         "kps.endpoint",
-                                         "kps.project_id",
-                                         "kps.ca_file",
-                                         "kps.request_timeout_ms",
-                                         "kps.poll_tasks",
-                                         "kps.poll_initial_delay_ms",
-                                         "kps.poll_interval_ms",
-                                         "kps.poll_timeout_ms",
-                                         "kps.proxy",
-                                         "kps.proxy_credentials_file",
-                                         "auth.method",
-                                         "auth.token_file",
-                                         "auth.iam_endpoint",
-                                         "auth.domain",
-                                         "auth.user",
-                                         "auth.password_file",
-                                         "auth.project",
-                                         "auth.ak_file",
-                                         "auth.sk_file",
-                                         "auth.security_token_file",
-                                         "auth.metadata_endpoint",
-                                         "queue.database",
-                                         "queue.concurrency",
-                                         "queue.rate_per_second",
-                                         "queue.max_attempts",
-                                         "queue.task_failure_retries",
-                                         "queue.backoff_initial_ms",
-                                         "queue.backoff_max_ms",
-                                         "queue.throttle_backoff_ms",
-                                         "queue.drain_grace_ms",
-                                         "queue.retry_after_max_ms",
-                                         "queue.retention_days",
-                                         "queue.canary",
-                                         "queue.max_failures",
-                                         "control.socket",
-                                         "metrics.listen",
-                                         "control.socket_mode",
-                                         "control.max_clients",
-                                         "log.level"};
+    static const std::set<std::string> k = [] {
+      std::set<std::string> out;
+      for (const ConfigKey& key : config_keys()) out.emplace(key.name);
+      return out;
+    }();
     return k;
   }
 
@@ -219,5 +185,13 @@ class Parser {
   std::map<std::string, Setting> settings_;
   std::map<std::string, std::string> written_;
 };
+
+// The section readers (config/config.cpp), one per section, named in the table of keys.
+void parse_kps(Parser& p, Config& c);
+void parse_auth(Parser& p, Config& c);
+void parse_queue(Parser& p, Config& c);
+void parse_control(Parser& p, Config& c);
+void parse_metrics(Parser& p, Config& c);
+void parse_log(Parser& p, Config& c);
 
 }  // namespace kpsd::detail

@@ -1,5 +1,6 @@
 #include "config/proxy.hpp"
 
+#include "core/text.hpp"
 #include "core/url.hpp"
 
 #include <boost/asio/ip/address.hpp>
@@ -15,12 +16,6 @@
 namespace kpsd {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 // Splits "host[:port]" or "[v6]:port"; false when the port is not 1..65535.
 bool split_host_port(std::string_view hp, std::string& host, std::uint16_t& port) {
