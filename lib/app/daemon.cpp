@@ -156,6 +156,48 @@ void log_ready(const Config& config, const MetricsServer* metrics_server) {
       metrics_server ? ", " + served_at(config.metrics.host, metrics_server->port()) : "");
 }
 
+struct Servers {
+  std::unique_ptr<ControlServer> control;
+  std::unique_ptr<MetricsServer> metrics;
+};
+
+// The control socket and, when configured, the metrics port. False (said at critical) when
+// one cannot be opened: exit 73 (EX_CANTCREAT).
+bool open_servers(net::io_context& io, const Config& config, DbWorker& db, Scheduler& scheduler,
+                  Metrics& metrics, Servers& out) {
+  try {
+    out.control =
+        std::make_unique<ControlServer>(io.get_executor(), config.control, db, scheduler, metrics);
+    if (config.metrics.enabled) {
+      out.metrics = std::make_unique<MetricsServer>(io.get_executor(), config.metrics.host,
+                                                    config.metrics.port, db, scheduler, metrics);
+    }
+    return true;
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return false;
+  }
+}
+
+// READY, then the network thread until the scheduler has ended and everything after it; the
+// exit code: 65 (EX_DATAERR) for a malformed database, 70 (EX_SOFTWARE) when the scheduler
+// failed, else 0.
+int serve(net::io_context& io, Scheduler& scheduler, SdNotifier& systemd, StatusReporter& status,
+          const bool& scheduler_failed) {
+  systemd.notify("READY=1\nSTATUS=ready");
+  status.start();
+  // The handlers are in place (stop_sequence): a signal held since main's first line is
+  // delivered now and acted on as io.run() starts.
+  release_held_signals();
+  io.run();
+  if (!scheduler.fatal_error().empty()) {
+    spdlog::info("kpsd stopped (exit {}: malformed database)", exit_data_err);
+    return exit_data_err;
+  }
+  spdlog::info("kpsd stopped");
+  return scheduler_failed ? exit_software : exit_ok;
+}
+
 }  // namespace
 
 // A short script of named parts: limits, the lock, the KPS client, the store, the servers, the
@@ -188,19 +230,10 @@ int run_daemon(const Config& config, const std::string& config_path) {
     spdlog::warn("starting paused (kpsctl pause was in effect): no calls until kpsctl resume");
     scheduler.set_paused(true);
   }
-  std::unique_ptr<ControlServer> control;
-  std::unique_ptr<MetricsServer> metrics_server;
-  try {
-    control =
-        std::make_unique<ControlServer>(io.get_executor(), config.control, *db, scheduler, metrics);
-    if (config.metrics.enabled) {
-      metrics_server = std::make_unique<MetricsServer>(
-          io.get_executor(), config.metrics.host, config.metrics.port, *db, scheduler, metrics);
-    }
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return exit_cant_create;
-  }
+  Servers servers;
+  if (!open_servers(io, config, *db, scheduler, metrics, servers)) return exit_cant_create;
+  std::unique_ptr<ControlServer>& control = servers.control;
+  std::unique_ptr<MetricsServer>& metrics_server = servers.metrics;
 
   SdNotifier systemd;
   StatusReporter status(io, *db, scheduler, systemd);
@@ -242,18 +275,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
     wall_clock.stop();
   });
   log_ready(config, metrics_server.get());
-  systemd.notify("READY=1\nSTATUS=ready");
-  status.start();
-  // The handlers are in place (stop_sequence): a signal held since main's first line is
-  // delivered now and acted on as io.run() starts.
-  release_held_signals();
-  io.run();
-  if (!scheduler.fatal_error().empty()) {
-    spdlog::info("kpsd stopped (exit {}: malformed database)", exit_data_err);
-    return exit_data_err;
-  }
-  spdlog::info("kpsd stopped");
-  return scheduler_failed ? exit_software : exit_ok;
+  return serve(io, scheduler, systemd, status, scheduler_failed);
 }
 
 }  // namespace kpsd

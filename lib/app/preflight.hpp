@@ -2,7 +2,7 @@
 // kpsd --check-config --preflight: one read-only authenticated call (GET failed-tasks, limit 1)
 // with the configured endpoint, project and credentials, before a batch is trusted to them.
 #include "config/config.hpp"
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 
 #include <string>
 

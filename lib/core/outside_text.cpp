@@ -1,5 +1,6 @@
 #include "core/outside_text.hpp"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace kpsd {
@@ -90,6 +91,15 @@ std::string spreadsheet_safe(std::string_view cell) {
                         cell.front() == '@' || cell.front() == '\t' || cell.front() == '\r'))
     return "'" + std::string(cell);
   return std::string(cell);
+}
+
+std::string excerpt(std::string_view s, std::size_t max_bytes) {
+  std::size_t cut = std::min(max_bytes, s.size());
+  while (cut > 0 && cut < s.size() && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;
+  std::string out;
+  for (char c : s.substr(0, cut)) out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+  if (s.size() > cut) out += "...";
+  return out;
 }
 
 }  // namespace kpsd

@@ -22,4 +22,9 @@ std::string printable_capped(std::string_view text, std::size_t max_bytes);
 // leading ' (OWASP, "CSV Injection"). Other cells are returned as they are.
 std::string spreadsheet_safe(std::string_view cell);
 
+// A short excerpt of a server's text for a job's error_msg: at most `max_bytes`, cut at a
+// character (Huawei's messages are often Chinese; kpsctl's JSON reader refuses broken UTF-8),
+// control characters blanked, "..." when cut. Never throws.
+std::string excerpt(std::string_view text, std::size_t max_bytes = 200);
+
 }  // namespace kpsd

@@ -7,8 +7,9 @@ namespace kpsd {
 
 // Keeps the unreserved characters A-Za-z0-9-_.~; everything else becomes %XX (upper case).
 std::string percent_encode(std::string_view s);
-// Turns %XX back into bytes; a '%' not followed by two hex digits is kept as it is.
-std::string percent_decode(std::string_view s);
+// Turns %XX back into bytes; a '%' not followed by two hex digits is kept as it is. With
+// `plus_as_space`, '+' is a space too, as in a form-encoded query string (the status page's).
+std::string percent_decode(std::string_view s, bool plus_as_space = false);
 // ASCII lower case (header names, host names), whatever the locale.
 std::string ascii_lower(std::string_view s);
 // localhost, 127.0.0.0/8 or ::1: a host whose traffic never leaves the machine.

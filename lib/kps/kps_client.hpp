@@ -3,7 +3,7 @@
 // the credentials (which refresh once); every failure comes back as a value.
 #include "config/config.hpp"
 #include "config/proxy.hpp"
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -9,7 +9,7 @@
 // 1,000 tasks (the Go SDK model caps `total` there), so a server missing from a full list is no
 // proof that it has no task; a finished SUCCESS task is listed nowhere; failed tasks stay in
 // GET /v3/{project_id}/failed-tasks until deleted, in an undocumented order.
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 
 #include <chrono>
 #include <cstdint>

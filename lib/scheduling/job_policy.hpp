@@ -3,7 +3,7 @@
 // kpsd does with a job") as plain functions of the outcome, the job's history, the settings and
 // the time (all passed in; no I/O, no clock).
 #include "core/backoff.hpp"
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 #include "model/job.hpp"
 
 #include <chrono>

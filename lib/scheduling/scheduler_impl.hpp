@@ -7,7 +7,7 @@
 //                         the release of claimed work that must not go out
 // The decisions live in plain code: Dispatcher (dispatch_plan), CallGate, RateLimiter,
 // job_policy, outcome_records and StoreHealth; this shell holds their state and the I/O.
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 #include "kps/kps_client.hpp"
 #include "kps/task_lists.hpp"
 #include "kps/task_look.hpp"

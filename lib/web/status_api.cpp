@@ -2,6 +2,7 @@
 
 #include "control/overview.hpp"
 #include "core/clock.hpp"
+#include "core/url.hpp"
 #include "model/job_endings.hpp"
 #include "model/metrics.hpp"
 #include "protocol/control_protocol.hpp"
@@ -24,30 +25,6 @@ constexpr std::int64_t default_page = 50;
 constexpr std::int64_t max_page = 500;
 constexpr std::size_t history_minutes = 360;
 constexpr std::int64_t recent_batches = 20;
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 &&
-               hex_value(in[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
-      i += 2;
-    } else {
-      out += in[i];
-    }
-  }
-  return out;
-}
 
 std::optional<std::int64_t> to_int(std::string_view text) {
   std::int64_t v = 0;
@@ -74,8 +51,9 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (pair.empty()) continue;
     auto eq = pair.find('=');
-    std::string key = percent_decode(pair.substr(0, eq));
-    std::string value = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    std::string key = percent_decode(pair.substr(0, eq), /*plus_as_space=*/true);
+    std::string value =
+        eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1), true);
     out[std::move(key)] = std::move(value);
   }
   return out;

@@ -1,6 +1,6 @@
 // libFuzzer: raw bytes from a KPS server through Beast's response parser with kpsd's limits
 // (1 MiB body), then the classifier, as HttpClient hands them over.
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 
 #include <boost/beast/http.hpp>
 

@@ -2,7 +2,7 @@
 // token) on the same bytes, and the classifiers (disassociate, task poll) over answers carrying
 // them.
 #include "auth/credential_answers.hpp"
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // libFuzzer: the Retry-After parser (delta-seconds and RFC 9110's three HTTP-date forms).
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 
 #include <cstddef>
 #include <cstdint>

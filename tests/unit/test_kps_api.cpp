@@ -1,6 +1,6 @@
 #include "app/preflight.hpp"
 #include "auth/credential_answers.hpp"
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 #include "web/status_api.hpp"
 
 #include <boost/json.hpp>

@@ -5,7 +5,7 @@
 #include "control/control_handlers.hpp"
 #include "core/outside_text.hpp"
 #include "core/url.hpp"
-#include "kps/kps_api.hpp"
+#include "kps/classify.hpp"
 #include "kps/task_look.hpp"
 #include "model/job.hpp"
 #include "protocol/control_protocol.hpp"
