@@ -116,8 +116,8 @@ struct IamOptions {
 enum class FailedTasksOrder { oldest_first, newest_first };
 
 struct Options {
-  std::string project_id;
-  std::string token;                            // the accepted X-Auth-Token (method token)
+  std::string project_id{};
+  std::string token{};                          // the accepted X-Auth-Token (method token)
   std::chrono::milliseconds task_duration{0};   // a task runs this long, then SUCCESS (or FAILED)
   std::chrono::milliseconds call_delay{0};      // every disassociate call takes at least this
   std::string tls_cert_file{}, tls_key_file{};  // set both to serve https
