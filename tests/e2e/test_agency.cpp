@@ -16,13 +16,11 @@ namespace {
 // kpsd on method ecs_agency against `metadata`; the fake KPS checks AK/SK signatures (its own
 // initial key pair is never handed out: only the metadata service's are used).
 RigOptions agency_options(const fake::FakeMetadata& metadata, std::string rate) {
-  return {.task_duration = 20ms,
+  return {.fake = {.task_duration = 20ms, .ak = "HSTNEVERHANDEDOUT", .sk = "never-handed-out"},
           .config = {{"auth.method", "ecs_agency"},
                      {"auth.metadata_endpoint", metadata.url()},
                      {"queue.rate_per_second", std::move(rate)},
-                     {"queue.backoff_initial_ms", "200"}},
-          .ak = "HSTNEVERHANDEDOUT",
-          .sk = "never-handed-out"};
+                     {"queue.backoff_initial_ms", "200"}}};
 }
 
 void check_all_succeeded_first_time(Rig& rig) {

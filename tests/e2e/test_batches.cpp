@@ -87,7 +87,7 @@ TEST_CASE("enqueue --file checks every line first: a bad line 4501 queues nothin
 }
 
 TEST_CASE("a named batch: list - stats - wait - report and batches take it") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.fake().set_behavior("b-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
   auto first = rig.ctl({"enqueue", "--batch", "night run", "b-1", "b-2", "b-bad"});
@@ -141,7 +141,7 @@ TEST_CASE("a named batch: list - stats - wait - report and batches take it") {
 }
 
 TEST_CASE("a bare wait follows the jobs unfinished when it starts - old failures do not count") {
-  Rig rig({.task_duration = 1500ms});
+  Rig rig({.fake = {.task_duration = 1500ms}});
   rig.fake().set_behavior("old-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
   auto old = rig.ctl({"enqueue", "old-bad"});

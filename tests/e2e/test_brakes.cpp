@@ -51,7 +51,7 @@ std::size_t occurrences(const std::string& text, const std::string& what) {
 }  // namespace
 
 TEST_CASE("pause --batch holds one batch while another goes on - across a restart - resume") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.start();
   REQUIRE(rig.ctl({"pause"}).exit_code == 0);  // both batches queued before anything runs
   auto a_ids = servers("held-", 20), b_ids = servers("free-", 20);
@@ -104,7 +104,7 @@ TEST_CASE("pause --batch holds one batch while another goes on - across a restar
 }
 
 TEST_CASE("cancel and retry take several job ids and a batch") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.start();
   REQUIRE(rig.ctl({"pause"}).exit_code == 0);
   auto one = enqueue(rig, {"multi-1", "multi-2", "multi-3"});
@@ -137,7 +137,7 @@ TEST_CASE("cancel and retry take several job ids and a batch") {
 }
 
 TEST_CASE("enqueue --canary 3: three jobs run - the others wait for resume --batch - said once") {
-  Rig rig({.task_duration = 30ms});
+  Rig rig({.fake = {.task_duration = 30ms}});
   rig.start();
   auto ids = servers("canary-", 12);
   std::string batch = Rig::batch_of(enqueue(rig, ids, {"--canary", "3", "--batch", "canary"}));

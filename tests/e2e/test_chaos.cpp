@@ -65,8 +65,7 @@ TEST_CASE("chaos: faults - SIGKILLs at random moments - sqlite3 inserts: nothing
       "throttled-retry-after", fake::error_answers(429, 1, "APIGW.0308", "1"), "succeeded", 1};
   const ChaosGroup throttled_plain{"throttled-plain", fake::error_answers(429, 1, "APIGW.0308"),
                                    "succeeded", 1};
-  Rig rig({.task_duration = 4s,
-           .call_delay = 2ms,
+  Rig rig({.fake = {.task_duration = 4s, .call_delay = 2ms},
            .config = {{"queue.concurrency", std::to_string(concurrency)},
                       {"queue.max_attempts", "10"},
                       {"queue.rate_per_second", "3000"},

@@ -176,7 +176,7 @@ TEST_CASE("transcript: the common mistakes each get one kpsctl error line naming
 }
 
 TEST_CASE("durations in and out - wait --timeout 5m - stats prints 1h02m not seconds") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.start();
   rig.ctl({"pause"});
   REQUIRE(rig.ctl({"enqueue", "old-1", "old-2"}).exit_code == 0);
@@ -202,7 +202,7 @@ TEST_CASE("durations in and out - wait --timeout 5m - stats prints 1h02m not sec
 }
 
 TEST_CASE("tables: --no-headers - -o wide - list and batches - empty results on stderr") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.start();
   auto none = rig.ctl({"list"});
   CHECK(none.out.empty());
@@ -292,7 +292,7 @@ TEST_CASE("--watch prints stats again every interval until interrupted") {
 }
 
 TEST_CASE("repeated servers: --dry-run and the summary name them - each is queued once") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.start();
   std::string file =
       rig.dir().write("ids", "r-1\nr-2\nr-1\n{\"server_id\":\"r-2\",\"port\":2222}\nr-3\n");
@@ -327,7 +327,7 @@ TEST_CASE("wait on a terminal shows progress and names the failed jobs") {
     MESSAGE("SKIPPED: script (util-linux) is not installed to give kpsctl a terminal");
     return;
   }
-  Rig rig({.task_duration = 300ms});
+  Rig rig({.fake = {.task_duration = 300ms}});
   rig.fake().set_behavior("p-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
   std::vector<std::string> args{"enqueue", "--batch", "prog", "p-bad"};

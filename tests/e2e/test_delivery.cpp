@@ -42,7 +42,7 @@ TEST_CASE("one mixed batch with every fault ends each job as the rules say") {
       {"task-failed", fake::failed_tasks(1), "succeeded", 2, 2},
       {"always-500", fake::error_answers(500, -1), "failed", 5, 5},
   };
-  Rig rig({.task_duration = 30ms,
+  Rig rig({.fake = {.task_duration = 30ms},
            .config = {{"kps.request_timeout_ms", "1000"}, {"queue.max_attempts", "5"}}});
   std::string ids;
   for (const auto& g : groups) {
@@ -118,8 +118,7 @@ TEST_CASE("one mixed batch with every fault ends each job as the rules say") {
 
 TEST_CASE("kpsd killed with SIGKILL three times loses no job") {
   constexpr int job_count = 2000;
-  Rig rig({.task_duration = 20ms,
-           .call_delay = 15ms,
+  Rig rig({.fake = {.task_duration = 20ms, .call_delay = 15ms},
            .config = {{"queue.concurrency", "24"}, {"kps.poll_interval_ms", "50"}}});
   std::string ids;
   for (int i = 0; i < job_count; ++i) ids += "crash-" + std::to_string(i) + "\n";
@@ -219,7 +218,7 @@ TEST_CASE("at the end of the grace period calls are cancelled and their jobs req
 }
 
 TEST_CASE("a second SIGTERM cancels at once") {
-  Rig rig({.call_delay = 20000ms,
+  Rig rig({.fake = {.call_delay = 20000ms},
            .config = {{"kps.request_timeout_ms", "30000"}, {"queue.drain_grace_ms", "60000"}}});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "stuck-1"}).exit_code == 0);
@@ -277,11 +276,10 @@ TEST_CASE(
   // quota is well under what kpsd sends even under a sanitizer on a busy machine (a 60/s
   // quota was passed only just, once, and never seen as a wall).
   constexpr int concurrency = 8;
-  Rig rig({.config = {{"queue.concurrency", std::to_string(concurrency)},
+  Rig rig({.fake = {.window_quota = 30, .quota_window = 1000ms},
+           .config = {{"queue.concurrency", std::to_string(concurrency)},
                       {"queue.rate_per_second", "auto"},
-                      {"kps.poll_tasks", "false"}},
-           .window_quota = 30,
-           .quota_window = 1000ms});
+                      {"kps.poll_tasks", "false"}}});
   rig.start();
   std::string ids;
   for (int i = 0; i < 180; ++i) ids += "quota-" + std::to_string(i) + "\n";

@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 namespace json = boost::json;
 
 TEST_CASE("1000 jobs from kpsctl enqueue --file all succeed each server called exactly once") {
-  Rig rig({.task_duration = 30ms});
+  Rig rig({.fake = {.task_duration = 30ms}});
   rig.start();
   std::string ids;
   for (int i = 0; i < 1000; ++i) ids += "srv-" + std::to_string(i) + "\n";
@@ -112,7 +112,7 @@ TEST_CASE("rows inserted with the sqlite3 shell while kpsd runs are picked up an
 
 TEST_CASE("enqueueing a server that already has an open job returns that job") {
   // Tasks stay RUNNING long enough for the second enqueue to see the open job.
-  Rig rig({.task_duration = 5000ms});
+  Rig rig({.fake = {.task_duration = 5000ms}});
   rig.start();
   auto first = rig.ctl_json({"enqueue", "srv-dup"});
   auto second = rig.ctl_json({"enqueue", "srv-dup"});

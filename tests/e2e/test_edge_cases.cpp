@@ -28,7 +28,7 @@ std::string state_of(Rig& rig, const std::string& server) {
 
 TEST_CASE(
     "a refused task poll never unbinds again: it fails 'cannot follow task' and retry re-checks") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.fake().set_behavior("poll-403", fake::refused_polls(403, -1));
   rig.fake().set_behavior("poll-404-once", fake::refused_polls(404, 1));
   rig.start();
@@ -60,7 +60,7 @@ TEST_CASE(
 }
 
 TEST_CASE("a replace-form job whose key is gone is never sent in reset form") {
-  Rig rig({.task_duration = 1500ms, .config = {{"kps.poll_timeout_ms", "400"}}});
+  Rig rig({.fake = {.task_duration = 1500ms}, .config = {{"kps.poll_timeout_ms", "400"}}});
   rig.fake().set_behavior("rk-1", fake::failed_tasks(1));
   rig.start();
   std::string key = rig.dir().write("rk.pw", "S3cret-Passw0rd\n");
@@ -109,7 +109,7 @@ TEST_CASE("cancel with a call in flight: retry waits for that call and calls nev
 }
 
 TEST_CASE("a failed-tasks body with total 1e30 does not strand the job") {
-  Rig rig({.task_duration = 20ms, .failed_tasks_total = "1e30"});
+  Rig rig({.fake = {.task_duration = 20ms, .failed_tasks_total = "1e30"}});
   rig.fake().set_behavior("ft-1", fake::failed_tasks(1));
   rig.fake().set_behavior("ft-2", fake::failed_tasks(1));
   rig.start();
@@ -181,8 +181,8 @@ TEST_CASE(
     "broken credentials pause dispatch: no attempt rows - no attempts used - resume by itself") {
   // About 200 calls/s, so the batch (7 s of calls) outlasts both outages: a token file change
   // is noticed within a second (TokenSource::check_interval).
-  Rig rig(
-      {.call_delay = 20ms, .config = {{"queue.concurrency", "4"}, {"kps.poll_tasks", "false"}}});
+  Rig rig({.fake = {.call_delay = 20ms},
+           .config = {{"queue.concurrency", "4"}, {"kps.poll_tasks", "false"}}});
   rig.start();
   std::string ids;
   for (int i = 0; i < 1500; ++i) ids += "cred-" + std::to_string(i) + "\n";

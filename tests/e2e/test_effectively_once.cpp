@@ -12,7 +12,7 @@ using namespace kpsd::test;
 using namespace std::chrono_literals;
 
 TEST_CASE("a call in flight at a SIGKILL: after the restart the job adopts its running task") {
-  Rig rig({.task_duration = 8s});
+  Rig rig({.fake = {.task_duration = 8s}});
   fake::Behavior slow_relay;  // the task exists at once; its answer comes 5 s later
   slow_relay.answer_delay = 5s;
   slow_relay.answer_delay_times = 1;
@@ -42,7 +42,7 @@ TEST_CASE("a call in flight at a SIGKILL: after the restart the job adopts its r
 }
 
 TEST_CASE("a task that always ends FAILED_UNBIND: 2 calls and the job fails with its reason") {
-  Rig rig({.task_duration = 50ms});
+  Rig rig({.fake = {.task_duration = 50ms}});
   rig.fake().set_behavior("always-fails", fake::failed_tasks(-1));
   rig.start();
   auto enq = rig.ctl({"enqueue", "always-fails"});
@@ -60,9 +60,8 @@ TEST_CASE("a task that always ends FAILED_UNBIND: 2 calls and the job fails with
 }
 
 TEST_CASE("the failed task's reason is found on page 3 of 2500 older failures listed first") {
-  Rig rig({.task_duration = 50ms,
-           .config = {{"queue.task_failure_retries", "0"}},
-           .seeded_failed_tasks = 2500});
+  Rig rig({.fake = {.task_duration = 50ms, .seeded_failed_tasks = 2500},
+           .config = {{"queue.task_failure_retries", "0"}}});
   rig.fake().set_behavior("fails-1", fake::failed_tasks(-1));
   rig.fake().set_behavior("fails-2", fake::failed_tasks(-1));
   rig.start();
@@ -88,7 +87,7 @@ TEST_CASE("the failed task's reason is found on page 3 of 2500 older failures li
 }
 
 TEST_CASE("maybe done: a call sent again after an unknown outcome and refused is marked") {
-  Rig rig({.task_duration = 50ms});
+  Rig rig({.fake = {.task_duration = 50ms}});
   fake::Behavior b;  // the first call's connection drops after the request: outcome unknown
   b.drop_times = 1;  // then every call is refused: no key pair left (the first did the work)
   b.error_status = 400;

@@ -31,7 +31,7 @@ using namespace std::chrono_literals;
 
 TEST_CASE("write lock held 7 s and then 20 s mid-batch: no exit - all delivered once") {
   constexpr int job_count = 1500;
-  Rig rig({.call_delay = 5ms,
+  Rig rig({.fake = {.call_delay = 5ms},
            .config = {{"queue.concurrency", "16"},
                       {"queue.rate_per_second", "150"},
                       {"kps.poll_interval_ms", "50"}}});
@@ -86,7 +86,7 @@ TEST_CASE("write lock held 7 s and then 20 s mid-batch: no exit - all delivered 
 TEST_CASE("SIGKILL in the middle of a 20 s write lock: doubles no more than concurrency") {
   constexpr int concurrency = 16;
   constexpr int job_count = 400;
-  Rig rig({.call_delay = 300ms,
+  Rig rig({.fake = {.call_delay = 300ms},
            .config = {{"queue.concurrency", std::to_string(concurrency)},
                       {"kps.poll_interval_ms", "50"}}});
   rig.start();
@@ -139,7 +139,7 @@ TEST_CASE("disk full on a small tmpfs: kpsd waits with its outcomes and recovers
   }
   constexpr int concurrency = 16;
   {
-    Rig rig({.call_delay = 1500ms,
+    Rig rig({.fake = {.call_delay = 1500ms},
              .config = {{"queue.database", mnt + "/jobs.db"},
                         {"queue.concurrency", std::to_string(concurrency)},
                         {"kps.poll_tasks", "false"}}});
@@ -175,7 +175,7 @@ TEST_CASE("an immutable WAL (chattr +i): said once everywhere - recovered withou
     return;
   }
   constexpr int concurrency = 16;
-  Rig rig({.call_delay = 1500ms,
+  Rig rig({.fake = {.call_delay = 1500ms},
            .config = {{"queue.concurrency", std::to_string(concurrency)},
                       {"kps.poll_tasks", "false"},
                       {"metrics.listen", "127.0.0.1:0"}}});

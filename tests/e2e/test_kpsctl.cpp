@@ -33,7 +33,7 @@ std::int64_t id_of(const json::object& enqueue_reply, std::size_t i) {
 }  // namespace
 
 TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - stdin") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.start();
   auto args = rig.ctl({"enqueue", "a-1", "a-2"});
   CHECK(args.exit_code == 0);
@@ -104,7 +104,7 @@ TEST_CASE("kpsctl enqueue: ids - a file of ids - NDJSON with keys and ports - st
 }
 
 TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.fake().set_behavior("bad-1", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
   std::string ids;
@@ -174,7 +174,7 @@ TEST_CASE("kpsctl list - show - stats - wait in human and JSON form") {
 }
 
 TEST_CASE("kpsctl retry - cancel - pause - resume") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.fake().set_behavior("bad-1", fake::error_answers(400, 1, "KPS.4016"));  // fails once
   rig.fake().set_behavior("bad-2", fake::error_answers(400, 1, "KPS.4016"));
   rig.start();
@@ -235,7 +235,7 @@ TEST_CASE("kpsctl retry - cancel - pause - resume") {
 }
 
 TEST_CASE("one unfinished job per server: a retry is refused naming it - sqlite3 cannot add one") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   rig.fake().set_behavior("dup-1", fake::error_answers(400, 1, "KPS.4016"));  // fails once
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "dup-1"}).exit_code == 0);

@@ -34,7 +34,7 @@ json::object api_json(std::uint16_t port, const std::string& path) {
 }  // namespace
 
 TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
-  Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
+  Rig rig({.fake = {.task_duration = 20ms}, .config = {{"metrics.listen", "127.0.0.1:0"}}});
   rig.fake().set_behavior("m-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.fake().set_behavior("m-flaky", fake::error_answers(503, 1));
   rig.start();
@@ -86,7 +86,7 @@ TEST_CASE("the metrics endpoint counts calls and jobs as they complete") {
 TEST_CASE(
     "metrics for alerting: known labels from 0 - finished jobs - blocked reason - every name the "
     "rules use") {
-  Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
+  Rig rig({.fake = {.task_duration = 20ms}, .config = {{"metrics.listen", "127.0.0.1:0"}}});
   rig.fake().set_behavior("a-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.start();
   auto port = rig.metrics_port();
@@ -151,7 +151,7 @@ TEST_CASE(
 }
 
 TEST_CASE("the status page's API: overview - failures paged and filtered - job detail - headers") {
-  Rig rig({.task_duration = 20ms, .config = {{"metrics.listen", "127.0.0.1:0"}}});
+  Rig rig({.fake = {.task_duration = 20ms}, .config = {{"metrics.listen", "127.0.0.1:0"}}});
   rig.fake().set_behavior("w-bad-1", fake::error_answers(400, -1, "KPS.4016"));
   rig.fake().set_behavior("w-bad-2", fake::error_answers(400, -1, "KPS.6004"));
   rig.start();

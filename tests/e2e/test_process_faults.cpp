@@ -29,7 +29,7 @@ using namespace std::chrono_literals;
 
 TEST_CASE("SIGTERM during a store outage drains for the grace then exits 0 - nothing lost") {
   constexpr int concurrency = 16;
-  Rig rig({.call_delay = 300ms,
+  Rig rig({.fake = {.call_delay = 300ms},
            .config = {{"queue.concurrency", std::to_string(concurrency)},
                       {"queue.drain_grace_ms", "2000"},
                       {"kps.poll_interval_ms", "50"}}});
@@ -70,7 +70,7 @@ TEST_CASE("SIGTERM during a store outage drains for the grace then exits 0 - not
 }
 
 TEST_CASE("a second kpsd on the same database is refused before it touches anything") {
-  Rig rig({.call_delay = 600ms, .config = {{"queue.concurrency", "16"}}});
+  Rig rig({.fake = {.call_delay = 600ms}, .config = {{"queue.concurrency", "16"}}});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "--file", enqueue_file(rig, "second-", 64)}).exit_code == 0);
   wait_for_calls(rig, 16);
@@ -110,7 +110,7 @@ TEST_CASE("1000 idle control connections under a 1024-descriptor limit: calls ke
     MESSAGE("SKIPPED: this process may open only " << lim.rlim_cur << " files");
     return;
   }
-  Rig rig({.call_delay = 5ms,
+  Rig rig({.fake = {.call_delay = 5ms},
            .config = {{"queue.concurrency", "32"}, {"queue.rate_per_second", "400"}},
            .launcher = {"/usr/bin/prlimit", "--nofile=1024:1024", "--"}});
   rig.start();

@@ -70,7 +70,7 @@ TEST_CASE("the wall clock steps back 10 min then forward 1 h: no wait freezes, n
     MESSAGE("SKIPPED: " << libfaketime << " is missing (Debian package faketime)");
     return;
   }
-  Rig rig({.task_duration = 2s,
+  Rig rig({.fake = {.task_duration = 2s},
            .config = {{"kps.poll_initial_delay_ms", "300"},
                       {"kps.poll_interval_ms", "300"},
                       {"kps.poll_timeout_ms", "30000"},

@@ -26,14 +26,14 @@ CommandResult run_kpsd(Rig& rig) {
 
 TEST_CASE(
     "project_id auto: the region's one project is used - signed with AK/SK - no X-Project-Id") {
-  Rig rig({.task_duration = 20ms,
+  Rig rig({.fake = {.task_duration = 20ms,
+                    .ak = "AKPROJECTLOOKUP01",
+                    .sk = "sk-project-lookup",
+                    .projects = {{"ffffffffffffffffffffffffffffffff", "cn-north-1"},
+                                 {project, "cn-north-4"},
+                                 {"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "cn-north-4_sub"}}},
            .config = auto_config(
-               {{"auth.method", "aksk"}, {"auth.ak_file", "ak"}, {"auth.sk_file", "sk"}}),
-           .ak = "AKPROJECTLOOKUP01",
-           .sk = "sk-project-lookup",
-           .projects = {{"ffffffffffffffffffffffffffffffff", "cn-north-1"},
-                        {project, "cn-north-4"},
-                        {"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "cn-north-4_sub"}}});
+               {{"auth.method", "aksk"}, {"auth.ak_file", "ak"}, {"auth.sk_file", "sk"}})});
   rig.dir().write("ak", "AKPROJECTLOOKUP01\n");
   rig.dir().write("sk", "sk-project-lookup\n");
   std::vector<std::string> env{"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()};
@@ -50,16 +50,16 @@ TEST_CASE(
 
 TEST_CASE("project_id auto: no project or two named after the region is exit 78 naming them") {
   {
-    Rig rig({.config = auto_config(),
-             .projects = {{"ffffffffffffffffffffffffffffffff", "cn-north-1"}}});
+    Rig rig({.fake = {.projects = {{"ffffffffffffffffffffffffffffffff", "cn-north-1"}}},
+             .config = auto_config()});
     auto r = run_kpsd(rig);
     CHECK(r.exit_code == 78);
     CHECK(r.err.find("has no project named cn-north-4") != std::string::npos);
     CHECK(rig.fake().project_lookups() == 1);
   }
-  Rig rig(
-      {.config = auto_config(),
-       .projects = {{project, "cn-north-4"}, {"dddddddddddddddddddddddddddddddd", "cn-north-4"}}});
+  Rig rig({.fake = {.projects = {{project, "cn-north-4"},
+                                 {"dddddddddddddddddddddddddddddddd", "cn-north-4"}}},
+           .config = auto_config()});
   auto r = run_kpsd(rig);
   CHECK(r.exit_code == 78);
   CHECK(r.err.find("has 2 projects named cn-north-4 (" + project +

@@ -86,10 +86,9 @@ void wait_for_log(Rig& rig, const std::string& text, std::chrono::seconds limit 
 // An https fake KPS (certificate for 127.0.0.1) and kpsd trusting its CA.
 RigOptions tls_options(const CertFiles& certs, std::map<std::string, std::string> config) {
   config["kps.ca_file"] = certs.ca;
-  return {.task_duration = 20ms,
-          .config = std::move(config),
-          .tls_cert = certs.leaf,
-          .tls_key = certs.leaf_key};
+  return {
+      .fake = {.task_duration = 20ms, .tls_cert_file = certs.leaf, .tls_key_file = certs.leaf_key},
+      .config = std::move(config)};
 }
 
 }  // namespace
@@ -228,7 +227,7 @@ TEST_CASE("proxy: plain http in the absolute form - IAM calls through it too") {
   TinyProxy proxy(dir);
   fake::IamOptions iam{"acct", "ops", "pw-proxy-iam", "cn-north-4"};
   RigOptions options = iam_password_options(iam);
-  options.task_duration = 20ms;
+  options.fake.task_duration = 20ms;
   options.config["kps.proxy"] = proxy.url();
   Rig rig(options);
   rig.dir().write("iam-password", "pw-proxy-iam\n");

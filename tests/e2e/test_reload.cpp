@@ -90,7 +90,7 @@ TEST_CASE("the audit line names the caller by uid and user name") {
 
 TEST_CASE("SIGHUP applies concurrency and rate_per_second and names the keys that need a restart") {
   // Under a 1024-descriptor limit, so that a concurrency too high for it can be refused.
-  RigOptions options{.call_delay = 150ms};
+  RigOptions options{.fake = {.call_delay = 150ms}};
   if (std::filesystem::exists("/usr/bin/prlimit")) {
     options.launcher = {"/usr/bin/prlimit", "--nofile=1024:1024", "--"};
   }

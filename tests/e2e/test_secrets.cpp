@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 TEST_CASE("job secrets are found nowhere: not in the log - kpsctl output - or the database files") {
   const std::string password = "Pa55w0rd-unique-7f3a9c";
   const std::string key_marker = "KEYMATERIAL9b1e77";
-  Rig rig({.task_duration = 20ms, .config = {{"log.level", "trace"}}});
+  Rig rig({.fake = {.task_duration = 20ms}, .config = {{"log.level", "trace"}}});
   rig.fake().set_behavior("sec-pw-bad", fake::error_answers(400, -1, "KPS.4016"));
   rig.fake().set_behavior("sec-key-bad", fake::error_answers(403, -1, "KPS.6009"));
   rig.fake().set_behavior("sec-pw-flaky", fake::failed_deliveries(1));
@@ -239,7 +239,7 @@ TEST_CASE("three replace-form jobs ended: kpsd's memory no longer holds their ke
     return;
   }
   const std::string marker = "KEYMATERIAL-4e1d0c9a7b55";
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   std::string key_file = rig.dir().write(
       "id_rsa", "-----BEGIN RSA PRIVATE KEY-----\n" + marker + "\n-----END RSA PRIVATE KEY-----\n");
   rig.start();

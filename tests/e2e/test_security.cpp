@@ -43,11 +43,10 @@ std::int64_t terminal_jobs(Rig& rig) {
 TEST_CASE("https with the right CA: every job succeeds") {
   TempDir certs;
   auto good = make_certs(certs, "good-", "DNS:localhost,IP:127.0.0.1");
-  Rig rig({.task_duration = 20ms,
-           .config = {{"kps.ca_file", good.ca}},
-           .tls_cert = good.leaf,
-           .tls_key = good.leaf_key,
-           .endpoint_host = "localhost"});
+  Rig rig(
+      {.fake = {.task_duration = 20ms, .tls_cert_file = good.leaf, .tls_key_file = good.leaf_key},
+       .config = {{"kps.ca_file", good.ca}},
+       .endpoint_host = "localhost"});
   rig.start();
   std::vector<std::string> args{"enqueue"};
   for (int i = 0; i < 20; ++i) args.push_back("tls-" + std::to_string(i));
@@ -66,10 +65,10 @@ TEST_CASE(
   auto other = make_certs(certs, "other-", "DNS:localhost", "some other CA");
   std::string ca_file = certs.file("trusted-ca.pem");
   std::filesystem::copy_file(other.ca, ca_file);
-  Rig rig({.task_duration = 20ms,
+  Rig rig({.fake = {.task_duration = 20ms,
+                    .tls_cert_file = server.leaf,
+                    .tls_key_file = server.leaf_key},
            .config = {{"kps.ca_file", ca_file}},
-           .tls_cert = server.leaf,
-           .tls_key = server.leaf_key,
            .endpoint_host = "localhost"});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "w-1", "w-2", "w-3", "w-4", "w-5"}).exit_code == 0);
@@ -94,9 +93,8 @@ TEST_CASE(
 TEST_CASE("https to a host name the certificate does not carry is refused") {
   TempDir certs;
   auto wrong = make_certs(certs, "wrong-", "DNS:other.test");
-  Rig rig({.config = {{"kps.ca_file", wrong.ca}},
-           .tls_cert = wrong.leaf,
-           .tls_key = wrong.leaf_key,
+  Rig rig({.fake = {.tls_cert_file = wrong.leaf, .tls_key_file = wrong.leaf_key},
+           .config = {{"kps.ca_file", wrong.ca}},
            .endpoint_host = "localhost"});
   rig.start();
   REQUIRE(rig.ctl({"enqueue", "h-1"}).exit_code == 0);
@@ -128,8 +126,8 @@ TEST_CASE("plain http to another host is refused naming the key - loopback is fi
 TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothing fails") {
   fake::IamOptions iam{"acct", "ops", "pw-123", "cn-north-4", 400ms};
   RigOptions options = iam_password_options(iam);
-  options.task_duration = 20ms;
-  options.call_delay = 25ms;
+  options.fake.task_duration = 20ms;
+  options.fake.call_delay = 25ms;
   Rig rig(options);
   rig.dir().write("iam-password", "pw-123\n");
   rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
@@ -152,10 +150,9 @@ TEST_CASE("iam_password: a token that dies mid-batch is refreshed once and nothi
 }
 
 TEST_CASE("aksk: every request is signed and the fake checks each signature") {
-  Rig rig({.task_duration = 20ms,
-           .config = {{"auth.method", "aksk"}, {"auth.ak_file", "ak"}, {"auth.sk_file", "sk"}},
-           .ak = "AKTESTACCESSKEY0001",
-           .sk = "sk-secret-0123456789"});
+  Rig rig(
+      {.fake = {.task_duration = 20ms, .ak = "AKTESTACCESSKEY0001", .sk = "sk-secret-0123456789"},
+       .config = {{"auth.method", "aksk"}, {"auth.ak_file", "ak"}, {"auth.sk_file", "sk"}}});
   rig.dir().write("ak", "AKTESTACCESSKEY0001\n");
   rig.dir().write("sk", "sk-secret-0123456789\n");
   rig.fake().set_behavior("ak-failed-task", fake::failed_tasks(1));
@@ -174,16 +171,16 @@ TEST_CASE("aksk: every request is signed and the fake checks each signature") {
 TEST_CASE("temporary aksk: X-Security-Token signed - a rotated key pair is used without SIGHUP") {
   const std::string token1 = "STS-TOKEN-ONE-" + std::string(3000, 'a');
   const std::string token2 = "STS-TOKEN-TWO-" + std::string(3000, 'b');
-  Rig rig({.task_duration = 20ms,
+  Rig rig({.fake = {.task_duration = 20ms,
+                    .ak = "HSTTEMPAK000001",
+                    .sk = "temp-sk-secret-0001",
+                    .security_token = token1},
            .config = {{"auth.method", "aksk"},
                       {"auth.ak_file", "ak"},
                       {"auth.sk_file", "sk"},
                       {"auth.security_token_file", "security-token"},
                       {"queue.rate_per_second", "40"},
-                      {"log.level", "debug"}},
-           .ak = "HSTTEMPAK000001",
-           .sk = "temp-sk-secret-0001",
-           .security_token = token1});
+                      {"log.level", "debug"}}});
   rig.dir().write("ak", "HSTTEMPAK000001\n");
   rig.dir().write("sk", "temp-sk-secret-0001\n");
   rig.dir().write("security-token", token1 + "\n");

@@ -86,7 +86,7 @@ TEST_CASE("the systemd unit passes systemd-analyze verify") {
 }
 
 TEST_CASE("log lines: a syslog priority under journald - UTC times otherwise - the server named") {
-  Rig journal({.task_duration = 20ms});
+  Rig journal({.fake = {.task_duration = 20ms}});
   journal.fake().set_behavior("srv-bad", fake::error_answers(400, -1, "KPS.4016"));
   journal.start({"JOURNAL_STREAM=8:12345"});
   REQUIRE(journal.ctl({"enqueue", "srv-ok", "srv-bad"}).exit_code == 0);

@@ -42,7 +42,7 @@ TEST_CASE("iam_password with a 30 KB token: jobs succeed and every call carries 
   fake::IamOptions iam{"acct", "ops", "pw-123", "cn-north-4"};
   iam.token_bytes = 30000;
   RigOptions options = iam_password_options(iam);
-  options.task_duration = 20ms;
+  options.fake.task_duration = 20ms;
   Rig rig(options);
   rig.dir().write("iam-password", "pw-123\n");
   rig.start({"CREDENTIALS_DIRECTORY=" + rig.dir().path().string()});
@@ -57,7 +57,7 @@ TEST_CASE("iam_password with a 30 KB token: jobs succeed and every call carries 
 }
 
 TEST_CASE("a 10 KB Set-Cookie on every 202: each server is called exactly once") {
-  Rig rig({.task_duration = 20ms});
+  Rig rig({.fake = {.task_duration = 20ms}});
   for (int i = 0; i < 40; ++i)
     rig.fake().set_behavior("cookie-" + std::to_string(i), fake::big_cookie(10 * 1024));
   rig.start();
@@ -71,9 +71,8 @@ TEST_CASE("an interim answer before every answer: calls = jobs and each job has 
     for (const char* concurrency : {"1", "16"}) {
       CAPTURE(interim);
       CAPTURE(concurrency);
-      Rig rig({.task_duration = 10ms,
-               .config = {{"queue.concurrency", concurrency}},
-               .interim_status = interim});
+      Rig rig({.fake = {.task_duration = 10ms, .interim_status = interim},
+               .config = {{"queue.concurrency", concurrency}}});
       rig.start();
       enqueue_ids(rig, "interim-", 60);
       CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);
@@ -95,13 +94,12 @@ TEST_CASE(
     CAPTURE(announced);
     // A job meets a silent close on about a third of its calls: 12 attempts make one that
     // meets it every time (and fails) a one-in-a-million event.
-    Rig rig({.config = {{"queue.max_attempts", "12"},
+    Rig rig({.fake = {.close_after = 3, .close_announced = announced},
+             .config = {{"queue.max_attempts", "12"},
                         {"queue.concurrency", "8"},
                         {"kps.poll_tasks", "false"},
                         {"kps.request_timeout_ms", "500"},
-                        {"metrics.listen", "127.0.0.1:0"}},
-             .close_after = 3,
-             .close_announced = announced});
+                        {"metrics.listen", "127.0.0.1:0"}}});
     rig.start();
     enqueue_ids(rig, "closing-", 200);
     auto wait = rig.ctl({"wait", "--timeout", "90"});
@@ -175,7 +173,7 @@ TEST_CASE("a POST read and dropped on a reused connection is not resent blind: 2
 TEST_CASE("an unbind accepted with 200 or 201 is delivered: one call each, no retry") {
   // Issue 30 item 4: only 202 counted; a 200 {"task_id","status":"SUCCESS"} was retried 4
   // times as "unexpected HTTP 200" and ended failed.
-  Rig rig({.task_duration = 30ms});
+  Rig rig({.fake = {.task_duration = 30ms}});
   for (int status : {200, 201}) {
     fake::Behavior b;
     b.accept_status = status;
@@ -200,7 +198,7 @@ TEST_CASE("a gzipped 202 kpsd did not ask for: unknown outcome named so - its ta
   // times and failed with no word of gzip. kpsd asks for identity (the fake checks every
   // request); an answer in a coding is an unknown outcome, looked for before any second call:
   // here the task is still running, so it is adopted and no second call goes out.
-  Rig rig({.task_duration = 6s, .config = {{"kps.request_timeout_ms", "1000"}}});
+  Rig rig({.fake = {.task_duration = 6s}, .config = {{"kps.request_timeout_ms", "1000"}}});
   fake::Behavior b;
   b.gzip_times = 1;
   rig.fake().set_behavior("gzipped", b);
@@ -253,8 +251,8 @@ TEST_CASE("a token refused with 2000 jobs queued: 2 refused calls then one per r
 }
 
 TEST_CASE("a token revoked while calls flow costs the calls in flight and one probe") {
-  Rig rig(
-      {.call_delay = 5ms, .config = {{"kps.poll_tasks", "false"}, {"queue.concurrency", "16"}}});
+  Rig rig({.fake = {.call_delay = 5ms},
+           .config = {{"kps.poll_tasks", "false"}, {"queue.concurrency", "16"}}});
   rig.start();
   enqueue_ids(rig, "revoked-", 1500);
   wait_until([&] { return rig.fake().disassociate_calls() >= 300; }, 30s, "calls to flow");
@@ -279,15 +277,15 @@ TEST_CASE("over https too: 103 before every answer and a silent close every 3rd 
   // Twelve attempts: a POST met by a silent close is an unknown outcome and an attempt of its
   // own (issue 30), and about a third of the calls meet one; the fake never read those, so
   // each job is still one call it acted on.
-  Rig rig({.task_duration = 10ms,
+  Rig rig({.fake = {.task_duration = 10ms,
+                    .tls_cert_file = good.leaf,
+                    .tls_key_file = good.leaf_key,
+                    .interim_status = 103,
+                    .close_after = 3},
            .config = {{"kps.ca_file", good.ca},
                       {"queue.concurrency", "16"},
                       {"queue.max_attempts", "12"}},
-           .tls_cert = good.leaf,
-           .tls_key = good.leaf_key,
-           .endpoint_host = "localhost",
-           .interim_status = 103,
-           .close_after = 3});
+           .endpoint_host = "localhost"});
   rig.start();
   enqueue_ids(rig, "tls-wire-", 120);
   CHECK(rig.ctl({"wait", "--timeout", "60"}).exit_code == 0);

@@ -23,28 +23,13 @@ inline const std::string project = "0123456789abcdef0123456789abcdef";
 inline const std::string token = "e2e-token-0123";
 
 struct RigOptions {
-  std::chrono::milliseconds task_duration{0};   // fake: how long a task runs
-  std::chrono::milliseconds call_delay{0};      // fake: every disassociate call takes this long
+  // The fake KPS's options as they are (tests/fake_kps/fake_kps.hpp): task_duration, call_delay,
+  // tls_cert_file/tls_key_file (it serves https), iam, ak/sk, projects, window_quota ... A
+  // project_id or token left empty is the rig's `project` and `token`.
+  fake::Options fake{};
   std::map<std::string, std::string> config{};  // "section.key" → value, over the defaults
-  std::string tls_cert{}, tls_key{};            // fake serves https with these
   std::string endpoint_host{"127.0.0.1"};       // the host name kpsd is told to use
-  std::optional<fake::IamOptions> iam{};        // fake accepts only its IAM's tokens
-  std::string ak{}, sk{};                       // fake requires AK/SK signatures
-  std::string security_token{};                 // ... with this X-Security-Token (temporary)
-  std::vector<std::pair<std::string, std::string>> projects{};  // fake IAM: (id, name)
-  std::vector<std::string> launcher{};  // runs kpsd under this (e.g. prlimit ...)
-  std::string failed_tasks_total{};     // fake: raw JSON for failed-tasks' total
-  std::int64_t window_quota = 0;        // fake: calls per quota window (0: none)
-  std::chrono::milliseconds quota_window{10000};
-  std::size_t set_cookie_bytes = 0;  // fake: a Set-Cookie this long on every answer
-  unsigned interim_status = 0;       // fake: 100 or 103 before every answer
-  int close_after = 0;               // fake: close connections after N answers
-  bool close_announced = false;      // ... saying Connection: close on the last
-  // fake: the failed-task list's order and older failures of other servers listed first, and
-  // the running-task list's cap (docs/vendor-api.md)
-  fake::FailedTasksOrder failed_tasks_order = fake::FailedTasksOrder::oldest_first;
-  int seeded_failed_tasks = 0;
-  std::int64_t running_tasks_cap = 1000;
+  std::vector<std::string> launcher{};          // runs kpsd under this (e.g. prlimit ...)
 };
 
 // [auth] method = iam_password against the fake's IAM as `iam` says; the password file is
@@ -58,29 +43,15 @@ inline RigOptions iam_password_options(fake::IamOptions iam, std::string concurr
               {"auth.password_file", "iam-password"},
               {"auth.project", iam.project},
               {"queue.concurrency", std::move(concurrency)}};
-  o.iam = std::move(iam);
+  o.fake.iam = std::move(iam);
   return o;
 }
 
+// The fake's options with the rig's project and token where a test left them empty.
 inline fake::Options fake_options(const RigOptions& o) {
-  fake::Options f{project, token, o.task_duration, o.call_delay};
-  f.tls_cert_file = o.tls_cert;
-  f.tls_key_file = o.tls_key;
-  f.iam = o.iam;
-  f.ak = o.ak;
-  f.sk = o.sk;
-  f.security_token = o.security_token;
-  f.projects = o.projects;
-  f.failed_tasks_total = o.failed_tasks_total;
-  f.window_quota = o.window_quota;
-  f.quota_window = o.quota_window;
-  f.set_cookie_bytes = o.set_cookie_bytes;
-  f.interim_status = o.interim_status;
-  f.close_after = o.close_after;
-  f.close_announced = o.close_announced;
-  f.failed_tasks_order = o.failed_tasks_order;
-  f.seeded_failed_tasks = o.seeded_failed_tasks;
-  f.running_tasks_cap = o.running_tasks_cap;
+  fake::Options f = o.fake;
+  if (f.project_id.empty()) f.project_id = project;
+  if (f.token.empty()) f.token = token;
   return f;
 }
 
@@ -89,7 +60,7 @@ class Rig {
   explicit Rig(RigOptions options = {})
       : fake_(fake_options(options)), launcher_(options.launcher) {
     dir_.write("token", token + "\n");
-    std::string scheme = options.tls_cert.empty() ? "http" : "https";
+    std::string scheme = options.fake.tls_cert_file.empty() ? "http" : "https";
     std::map<std::string, std::string> cfg{
         {"kps.endpoint",
          scheme + "://" + options.endpoint_host + ":" + std::to_string(fake_.port())},

@@ -22,7 +22,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-
 namespace kpsd::test {
 
 using namespace std::chrono_literals;
