@@ -146,6 +146,16 @@ void RateLimiter::give_back(std::size_t tokens) {
   tokens_ += static_cast<double>(tokens);  // capped at the next refill
 }
 
+void RateLimiter::unsent(Clock::time_point sent_at) {
+  if (!holding_) {
+    give_back(1);
+    return;
+  }
+  if (!probe_out_ || sent_at < probe_sent_) return;  // not the probe: tokens are 0 in a hold
+  probe_out_ = false;
+  count_sent(last_refill_, -1);
+}
+
 Clock::duration RateLimiter::time_until_available(Clock::time_point now) {
   return time_until_available(now, 1);
 }

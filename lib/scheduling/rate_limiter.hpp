@@ -49,6 +49,11 @@ class RateLimiter {
 
   bool try_acquire(Clock::time_point now);  // takes one token (a call may start) if there is one
   void give_back(std::size_t tokens);       // tokens taken but not used
+  // The call that took its token at `sent_at` was not sent after all (a look decided without
+  // it): a held probe's token frees the probe (or the hold would wait for an answer that never
+  // comes, up to probe_timeout); a token taken while calls flow goes back to the bucket; one
+  // taken before a hold that still runs is simply dropped. Safe to call for any call once.
+  void unsent(Clock::time_point sent_at);
   Clock::duration time_until_available(Clock::time_point now);  // 0 when one is there
   // Until `tokens` are there (at most what the bucket holds): waking once for several calls
   // costs a fraction of waking for each.

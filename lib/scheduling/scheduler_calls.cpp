@@ -57,6 +57,12 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
                                                          bool& recorded) {
   DeliveryWork& w = call.work;
   if (w.unknown_since) {
+    // A look is not a call: the rate token claimed for this job goes back (in a Retry-After or
+    // quota hold it is the one probe, and the rate controller would wait for an answer that
+    // never comes), the look's list reads take their own, and the call, if the look sends
+    // one, takes a fresh token when it goes.
+    limiter.unsent(call.sent_at);
+    wake();
     auto look = look_before_sending(call, recorded);
     if (co_await std::move(look)) {  // decided without a call, and recorded
       // A probe that made no call proved nothing: the gate must not wait for its answer, or
@@ -67,6 +73,14 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
       }
       co_return;
     }
+    auto token = co_await acquire_token(Until::stop);
+    if (!token) {  // stopping while it waited: no new call; the look comes again after
+      if (call.probe) gate.probe_unsent();
+      recorded = true;
+      record(claim_released(w, unix_ms()));
+      co_return;
+    }
+    call.sent_at = *token;
   }
   std::string body = make_disassociate_body(w.server_id, w.port, w.auth ? &*w.auth : nullptr);
   HttpResult result = co_await client.disassociate(body);
@@ -250,14 +264,16 @@ void Scheduler::Impl::answered(RateLimiter::Clock::time_point sent_at, const Htt
   if (rate_report.changed(change, limiter, now, wait)) wake();
 }
 
-// Waits for a rate token (calls outside the dispatch loop, like failed-task lookups); returns
-// the time it was taken.
-net::awaitable<RateLimiter::Clock::time_point> Scheduler::Impl::acquire_token() {
+// Waits for a rate token (calls outside the dispatch loop: task-list reads, a call sent after
+// its look); returns the time it was taken, or nothing once kpsd aborts (Until::abort) or
+// stops (Until::stop): a Retry-After hold can be an hour.
+net::awaitable<std::optional<RateLimiter::Clock::time_point>> Scheduler::Impl::acquire_token(
+    Until until) {
   net::steady_timer wait(executor);
   for (;;) {
+    if (aborted || (until == Until::stop && stopping)) co_return std::nullopt;
     auto now = RateLimiter::Clock::now();
-    // A stop ends the wait (the caller checks `aborted`): a Retry-After hold can be an hour.
-    if (aborted || limiter.try_acquire(now)) co_return now;
+    if (limiter.try_acquire(now)) co_return now;
     wait.expires_after(std::min<RateLimiter::Clock::duration>(limiter.time_until_available(now),
                                                               std::chrono::milliseconds(200)));
     co_await wait.async_wait(net::as_tuple(net::use_awaitable));
@@ -286,8 +302,8 @@ net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
   const std::string label = running ? "running" : "failed";
   TaskListing out;
   for (int page = 0; page < max_task_list_pages; ++page) {
-    auto sent_at = co_await acquire_token();
-    if (aborted) {
+    auto sent_at = co_await acquire_token(Until::abort);
+    if (!sent_at) {
       out.error = "kpsd is stopping";
       co_return out;
     }
@@ -298,7 +314,7 @@ net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
     ++out.requests;
     ++metrics.task_list_requests[label];
     metrics.latency[running ? "running_tasks" : "failed_tasks"].observe(r.latency);
-    answered(sent_at, r, std::nullopt);
+    answered(*sent_at, r, std::nullopt);
     count_transport(r);
     if (r.transport != HttpResult::Transport::ok || r.status != 200) {
       out.error = r.transport == HttpResult::Transport::ok ? "HTTP " + std::to_string(r.status)

@@ -101,7 +101,8 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   void count_transport(const HttpResult& r);
   void answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
                 std::optional<std::chrono::milliseconds> retry_after);
-  boost::asio::awaitable<RateLimiter::Clock::time_point> acquire_token();
+  enum class Until { abort, stop };  // what ends a wait for a token
+  boost::asio::awaitable<std::optional<RateLimiter::Clock::time_point>> acquire_token(Until until);
   boost::asio::awaitable<std::optional<FailedTaskEntry>> find_failed_task(
       std::string task_id, TaskLists::Clock::time_point seen_at);
   boost::asio::awaitable<TaskListing> fetch_task_list(TaskList list);

@@ -51,3 +51,27 @@ TEST_CASE("under a 40 per second ceiling a finished task is noticed within about
   CHECK(p95 <= 3000);
   CHECK(rig.fake().violations().empty());
 }
+
+// A call that a look decides without sending gives its rate token back. While a Retry-After
+// held every call, the one probe token went to a job whose earlier call was lost; its look
+// found it too early to read the task lists (no call), and the rate controller waited for that
+// probe's answer for its 2-minute timeout: every call held (CI, the mixed-fault batch).
+TEST_CASE("a look that sends nothing during a Retry-After hold does not hold the calls") {
+  // One slot: the lost call's retry is due first when the hold ends, so it gets the probe.
+  Rig rig({.config = {{"queue.concurrency", "1"},
+                      {"kps.request_timeout_ms", "3000"},
+                      {"queue.backoff_initial_ms", "20"}}});
+  rig.fake().set_behavior("lost-once", fake::dropped_connections(1));
+  rig.fake().set_behavior("held-once", fake::error_answers(429, 1, "APIGW.0308", "1"));
+  rig.start();
+  // lost-once goes first and is lost; held-once's 429 holds every call for 1 s; when the hold
+  // ends the probe token goes to lost-once (due long before), whose look must wait 3 s.
+  REQUIRE(rig.ctl({"enqueue", "lost-once", "held-once"}).exit_code == 0);
+  auto wait = rig.ctl({"wait", "--timeout", "30"});
+  CHECK(wait.exit_code == 0);
+  auto rows = read_jobs(rig.db_path());
+  CHECK(rows["lost-once"].state == "succeeded");
+  CHECK(rows["held-once"].state == "succeeded");
+  CHECK(rig.fake().calls_for("held-once") == 2);
+  CHECK(rig.stop() == 0);
+}

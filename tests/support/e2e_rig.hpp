@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -79,7 +80,9 @@ class Rig {
         {"queue.throttle_backoff_ms", "300"},
         {"queue.drain_grace_ms", "10000"},
         {"control.socket", socket_path()},
-        {"log.level", "info"},
+        // KPSD_TEST_LOG_LEVEL=debug: a post-mortem's log (with KPSD_TEST_KEEP to keep it).
+        {"log.level",
+         std::getenv("KPSD_TEST_LOG_LEVEL") ? std::getenv("KPSD_TEST_LOG_LEVEL") : "info"},
     };
     // "{fake}" in a value stands for the fake's 127.0.0.1:PORT (e.g. for auth.iam_endpoint).
     for (auto [k, v] : options.config) {

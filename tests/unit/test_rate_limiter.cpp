@@ -211,6 +211,29 @@ TEST_CASE("rate limiter: a probe that gets no answer is sent again later") {
   CHECK(r.try_acquire(t0 + 1300ms));  // first_probe (100 ms) later
 }
 
+TEST_CASE("rate limiter: a probe not sent after all frees the hold's probe at once") {
+  RateLimiter r(0, t0);
+  REQUIRE(r.try_acquire(t0));        // a call from before the hold
+  REQUIRE(r.try_acquire(t0 + 1ms));  // another, unsent later: nothing to give back in a hold
+  r.on_answer(t0, t0 + 10ms, RateLimiter::Answer::throttled, 1s);
+  REQUIRE(r.try_acquire(t0 + 1010ms));  // the probe ...
+  r.unsent(t0 + 1ms);                   // (the older call: the probe stays out)
+  CHECK_FALSE(r.try_acquire(t0 + 1020ms));
+  r.unsent(t0 + 1010ms);  // ... went to a job whose look sent nothing
+  CHECK(r.holding());
+  CHECK(r.try_acquire(t0 + 1020ms));  // the next probe, now: not after the 2-minute timeout
+  r.unsent(t0 + 1010ms);              // told twice: the new probe is still out
+  CHECK_FALSE(r.try_acquire(t0 + 1030ms));
+  CHECK(r.on_answer(t0 + 1020ms, t0 + 1040ms, RateLimiter::Answer::admitted) ==
+        RateLimiter::Change::resumed);
+  // While calls flow at a ceiling, an unsent call's token goes back to the bucket.
+  RateLimiter paced(40, t0);
+  REQUIRE(paced.try_acquire(t0));
+  CHECK_FALSE(paced.try_acquire(t0));
+  paced.unsent(t0);
+  CHECK(paced.try_acquire(t0));
+}
+
 TEST_CASE("rate limiter: finds a leaky-bucket gateway's limit without being told") {
   // nginx limit_req: 200/s, burst 20; 4,000 jobs at concurrency 64, answers after 2 or 50 ms.
   for (auto latency : {2ms, 50ms}) {
