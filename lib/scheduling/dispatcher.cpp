@@ -92,6 +92,15 @@ bool Dispatcher::claim_ended(const DispatchStep& claim, std::size_t started,
   return started > 0 || claimed_ahead > 0;
 }
 
+Placement Dispatcher::place(const DispatchStep& claim, std::size_t polls,
+                            std::size_t deliveries) const {
+  return place_claimed(claim.size, polls, deliveries, !claim.probe && gate_.holding());
+}
+
+bool Dispatcher::hold_committed_claim(const DispatchView& v) const noexcept {
+  return v.stopping || v.paused || gate_.holding();
+}
+
 std::size_t Dispatcher::commit_claim(const DispatchView& v, std::size_t outcomes,
                                      Clock::time_point now) {
   if (v.stopping || v.paused || v.store_failing || gate_.holding() || limiter_.holding() ||

@@ -65,6 +65,16 @@ class Dispatcher {
   // next due job (at most idle_check).
   bool claim_ended(const DispatchStep& claim, std::size_t started, std::size_t claimed_ahead);
 
+  // Of what a claim step returned (`polls`, then `deliveries`), which start now with its
+  // tokens (polls first); the rest wait claimed ahead for theirs. Nothing starts when the gate
+  // closed while the claim ran (a 401, a TLS failure): the next turn gives it all back. A probe
+  // goes all the same: it is the call the gate waits for.
+  Placement place(const DispatchStep& claim, std::size_t polls, std::size_t deliveries) const;
+
+  // Whether what an outcome commit claimed must go back unsent: kpsd is stopping, dispatch is
+  // paused, or the gate holds calls (it closed while the commit ran).
+  bool hold_committed_claim(const DispatchView& view) const noexcept;
+
   // The claim an outcome commit makes for the slots its `outcomes` free: tokens taken now for
   // that many calls (0: none). Only while calls flow unpaced and nothing holds them; paced, the
   // loop claims at the pace.

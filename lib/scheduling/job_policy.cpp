@@ -23,6 +23,27 @@ Decision decide_after_cancelled_call(std::int64_t now) {
   return d;
 }
 
+DeliveryDecision decide_delivery(AttemptOutcome& o, const CallFacts& facts, const RetrySettings& s,
+                                 std::int64_t now, double u) {
+  DeliveryDecision dd;
+  if (facts.cut_short) {
+    dd.decision = decide_after_cancelled_call(now);
+    dd.counted_as = "cancelled";
+    return dd;
+  }
+  if (o.verdict == Verdict::reauthenticate &&
+      (facts.previous_was_401 || facts.probe_blocked_gate)) {
+    o.verdict = Verdict::blocked;
+    o.error_msg = "credentials refused: HTTP 401 again after a refresh";
+  }
+  dd.counted_as = to_string(o.verdict);
+  dd.decision = decide_after_call(o, facts.attempts_used, s, now, u, facts.previous_was_401);
+  // A 401 after a refresh did reach KPS: it keeps its attempt row (every call on record).
+  dd.releases_claim = o.verdict == Verdict::blocked && !o.http_status;
+  dd.counts_retry = dd.decision.next == JobState::retrying && o.verdict != Verdict::blocked;
+  return dd;
+}
+
 Decision decide_after_call(const AttemptOutcome& o, std::int64_t attempts_used,
                            const RetrySettings& s, std::int64_t now, double u,
                            bool previous_was_401) {
@@ -149,6 +170,29 @@ PollDecision decide_after_poll(const PollOutcome& p, std::int64_t attempts_used,
   }
   d.next = JobState::delivered;
   d.next_attempt_at = now + s.poll_interval.count();
+  return d;
+}
+
+PollDecision decide_poll(const PollOutcome& p, const PollFacts& f, const RetrySettings& s,
+                         std::int64_t now, double u) {
+  if (f.cut_short && p.kind == PollOutcome::Kind::no_answer) {
+    PollDecision d;
+    d.next = JobState::delivered;  // ask again after the restart
+    d.next_attempt_at = now;
+    d.poll_refusals = f.poll_refusals;
+    d.task_failures = f.task_failures;
+    return d;
+  }
+  return decide_after_poll(p, f.attempts_used, f.delivered_at, s, now, u, f.poll_refusals,
+                           f.task_failures);
+}
+
+PollDecision decide_poll_again(const PollFacts& f, const RetrySettings& s, std::int64_t now) {
+  PollDecision d;
+  d.next = JobState::delivered;
+  d.next_attempt_at = now + s.poll_interval.count();
+  d.poll_refusals = f.poll_refusals;
+  d.task_failures = f.task_failures;
   return d;
 }
 

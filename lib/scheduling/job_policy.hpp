@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace kpsd {
 
@@ -50,6 +51,33 @@ Decision decide_after_call(const AttemptOutcome& outcome, std::int64_t attempts_
 // the queue without using up an attempt (delivery is at-least-once).
 Decision decide_after_cancelled_call(std::int64_t now_ms);
 
+// What the scheduler knows of a disassociate call besides its answer.
+struct CallFacts {
+  std::int64_t attempts_used = 0;  // jobs.attempts before this call
+  bool previous_was_401 = false;   // the job's last attempt was answered 401
+  // The call was the call gate's probe and the gate, told of this answer, now blocks: a 401
+  // after the credentials were refreshed.
+  bool probe_blocked_gate = false;
+  bool cut_short = false;  // kpsd aborted (a stop's grace ran out) and the call got no answer
+};
+
+struct DeliveryDecision {
+  Decision decision;
+  std::string_view counted_as;  // kpsd_calls_total's label: the verdict, or "cancelled"
+  // Nothing reached KPS (TLS, credentials, descriptors, proxy): the claim is undone (no attempt
+  // row, no attempt used) and the job waits in the queue while the gate holds calls.
+  bool releases_claim = false;
+  bool counts_retry = false;  // kpsd_retries_total: the job goes back for another call
+};
+
+// After a disassociate call, all of it: a call cut short by abort() goes back to the queue; a
+// 401 after a refresh (the job's second in a row, or the gate's probe) means the credentials
+// are wrong, not this job: `outcome` becomes blocked (it waits for the operator, no attempt
+// used); otherwise decide_after_call. `outcome` may be rewritten so (its verdict and message).
+DeliveryDecision decide_delivery(AttemptOutcome& outcome, const CallFacts& facts,
+                                 const RetrySettings& settings, std::int64_t now_ms,
+                                 double uniform01);
+
 struct PollDecision {
   JobState next = JobState::delivered;
   std::int64_t next_attempt_at = 0;
@@ -76,6 +104,24 @@ PollDecision decide_after_poll(const PollOutcome& poll, std::int64_t attempts_us
                                std::int64_t delivered_at, const RetrySettings& settings,
                                std::int64_t now_ms, double uniform01,
                                std::int64_t poll_refusals = 0, std::int64_t task_failures = 0);
+
+// What the scheduler knows of a task poll besides its answer.
+struct PollFacts {
+  std::int64_t attempts_used = 0;  // jobs.attempts
+  std::int64_t delivered_at = 0;   // Unix ms: when the task's call was accepted
+  std::int64_t poll_refusals = 0;  // refused polls in a row before this one
+  std::int64_t task_failures = 0;  // the job's FAILED_* tasks before this one
+  bool cut_short = false;          // kpsd aborted (a stop's grace ran out) during the poll
+};
+
+// After a task poll: a poll cut short by abort() that got no answer is asked again after the
+// restart (at once, with nothing counted); otherwise decide_after_poll.
+PollDecision decide_poll(const PollOutcome& poll, const PollFacts& facts,
+                         const RetrySettings& settings, std::int64_t now_ms, double uniform01);
+// A poll that ended without an answer or a verdict (an internal error): asked again after
+// poll_interval, nothing counted.
+PollDecision decide_poll_again(const PollFacts& facts, const RetrySettings& settings,
+                               std::int64_t now_ms);
 
 // Retry-After beyond settings.retry_after_max is cut to it (the caller warns).
 bool retry_after_capped(std::optional<std::chrono::milliseconds>& retry_after,

@@ -206,7 +206,7 @@ net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
       [now, lease, n = step.size.total()](JobStore& s) { return s.claim_for_poll(now, lease, n); });
   // A 401 or a TLS failure may have closed the gate while the claim ran: then what was claimed
   // waits (and is given back by the next turn of the loop).
-  Placement place = place_claimed(step.size, due_polls.size(), 0, !step.probe && gate.holding());
+  Placement place = dispatcher.place(step, due_polls.size(), 0);
   start_or_hold(due_polls, step, place.polls_now, ready_polls);
   started = place.polls_now;
   reserved -= due_polls.size();  // now in flight, or waiting in ready_polls
@@ -220,7 +220,7 @@ net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
     };
     auto [work, stops] = co_await db.call(std::move(claim));
     for (const BatchStop& stop : stops) announce(stop);
-    place = place_claimed(step.size, started, work.size(), !step.probe && gate.holding());
+    place = dispatcher.place(step, started, work.size());
     start_or_hold(work, step, place.deliveries_now, ready);
     started += place.deliveries_now;
     spdlog::trace("claimed {} job(s), {} of them ahead of their rate tokens", work.size(),

@@ -17,44 +17,53 @@ namespace net = boost::asio;
 
 namespace {
 
-// Runs `op` to its end; what it threw, as a message (empty when it threw nothing).
-net::awaitable<std::string> what_it_threw(net::awaitable<void> op) {
-  std::string failure;
+// Runs `op` to its end: its record, or nothing and `failure` says what it threw.
+template <class Finish>
+net::awaitable<std::optional<Finish>> caught(net::awaitable<Finish> op, std::string& failure) {
   try {
-    co_await std::move(op);
+    co_return co_await std::move(op);
   } catch (const std::exception& e) {
     failure = e.what();
   } catch (...) {
     failure = "unknown exception";
   }
-  co_return failure;
+  co_return std::nullopt;
+}
+
+PollFacts poll_facts(const PollWork& w, bool aborted) {
+  return {w.attempts_used, w.delivered_at, w.poll_refusals, w.task_failures, aborted};
 }
 
 }  // namespace
 
-// Any exception inside a call becomes a recorded, retryable outcome of that call: the job is
-// never left `running` until a restart.
+// One call: its exchange gives the record, which goes to the committer. An exception inside
+// it (a bug) becomes a recorded, retryable outcome: the job is never left `running` until a
+// restart.
 net::awaitable<void> Scheduler::Impl::deliver(Dispatched<DeliveryWork> call) {
-  bool recorded = false;
-  auto op = deliver_and_record(call, recorded);  // named: see DbWorker::call on GCC 12
-  std::string failure = co_await what_it_threw(std::move(op));
-  if (failure.empty() || recorded) co_return;
-  const DeliveryWork& w = call.work;
-  spdlog::error("job {} ({}): internal error during its call: {}; recorded as a retryable failure",
-                w.job_id, w.server_id, failure);
-  if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
-  AttemptOutcome outcome;
-  outcome.verdict = Verdict::retryable;
-  outcome.error_msg = "internal error: " + failure;
-  std::int64_t now = unix_ms();
-  Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
-  AttemptFinish f = attempt_finish(w, outcome, d, now);
-  if (w.unknown_since) f.unknown_since = w.unknown_since;  // not looked for yet: still unknown
-  record(std::move(f));
+  std::string failure;
+  auto op = exchange(call);  // named: see DbWorker::call on GCC 12
+  std::optional<AttemptFinish> f = co_await caught(std::move(op), failure);
+  if (!f) {
+    const DeliveryWork& w = call.work;
+    spdlog::error(
+        "job {} ({}): internal error during its call: {}; recorded as a retryable failure",
+        w.job_id, w.server_id, failure);
+    if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
+    limiter.unsent(call.sent_at);  // a held probe must not wait for an answer never told
+    AttemptOutcome outcome;
+    outcome.verdict = Verdict::retryable;
+    outcome.error_msg = "internal error: " + failure;
+    std::int64_t now = unix_ms();
+    Decision d = decide_after_call(outcome, w.attempts_used, settings, now, uniform());
+    f = attempt_finish(w, outcome, d, now);
+    if (w.unknown_since) f->unknown_since = w.unknown_since;  // not looked for yet: still unknown
+  }
+  record(std::move(*f));
 }
 
-net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork>& call,
-                                                         bool& recorded) {
+// The look (after an unknown outcome), the call, its answer classified and decided: the
+// attempt's record. Tells the gate and the rate controller what the answer says of them.
+net::awaitable<AttemptFinish> Scheduler::Impl::exchange(Dispatched<DeliveryWork>& call) {
   DeliveryWork& w = call.work;
   if (w.unknown_since) {
     // A look is not a call: the rate token claimed for this job goes back (in a Retry-After or
@@ -63,22 +72,20 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
     // one, takes a fresh token when it goes.
     limiter.unsent(call.sent_at);
     wake();
-    auto look = look_before_sending(call, recorded);
-    if (co_await std::move(look)) {  // decided without a call, and recorded
+    auto look = look_before_sending(call);
+    if (std::optional<AttemptFinish> decided = co_await std::move(look)) {
       // A probe that made no call proved nothing: the gate must not wait for its answer, or
       // every call stays held (the next due call probes at once).
       if (call.probe) {
         gate.on_inconclusive(true, std::chrono::steady_clock::now());
         wake();
       }
-      co_return;
+      co_return std::move(*decided);
     }
     auto token = co_await acquire_token(Until::stop);
     if (!token) {  // stopping while it waited: no new call; the look comes again after
       if (call.probe) gate.probe_unsent();
-      recorded = true;
-      record(claim_released(w, unix_ms()));
-      co_return;
+      co_return claim_released(w, unix_ms());
     }
     call.sent_at = *token;
   }
@@ -86,7 +93,14 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
   HttpResult result = co_await client.disassociate(body);
   OPENSSL_cleanse(body.data(), body.size());  // the body may hold a password or private key
   w.auth.reset();
+  co_return call_finish(call, result);
+}
 
+// A disassociate call's answer, told to the gate and the rate controller, counted, decided
+// (job_policy) and logged: its attempt's record.
+AttemptFinish Scheduler::Impl::call_finish(const Dispatched<DeliveryWork>& call,
+                                           const HttpResult& result) {
+  const DeliveryWork& w = call.work;
   AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
   answered(call.sent_at, result, outcome.retry_after);
   if (auto asked = outcome.retry_after; retry_after_capped(outcome.retry_after, settings)) {
@@ -96,72 +110,58 @@ net::awaitable<void> Scheduler::Impl::deliver_and_record(Dispatched<DeliveryWork
   }
   std::int64_t now = unix_ms();
   metrics.latency["disassociate"].observe(result.latency);
-  Decision d = decide_delivery(call, result, outcome, now);
+  CallFacts facts;
+  facts.attempts_used = w.attempts_used;
+  facts.previous_was_401 = w.previous_was_401;
+  facts.cut_short = aborted && result.transport != HttpResult::Transport::ok;
+  if (!facts.cut_short) {
+    tell_gate(result, call.probe, outcome.error_msg);
+    facts.probe_blocked_gate = call.probe && gate.mode() == CallGate::Mode::blocked;
+  }
+  DeliveryDecision dd = decide_delivery(outcome, facts, settings, now, uniform());
+  ++metrics.calls[std::string(dd.counted_as)];
+  if (dd.counts_retry) ++metrics.retries;
   count_transport(result);
 
-  AttemptFinish f = attempt_finish(w, outcome, d, now, result.latency);
+  AttemptFinish f = attempt_finish(w, outcome, dd.decision, now, result.latency);
   f.look = call.look;
   if (!call.task_error_code.empty()) f.task_error_code = call.task_error_code;
   if (!call.task_error_msg.empty()) f.task_error_msg = call.task_error_msg;
-  if (d.next == JobState::retrying && outcome.verdict != Verdict::blocked) ++metrics.retries;
-  if (outcome.verdict == Verdict::blocked && !aborted) {
-    // Nothing reached KPS (TLS, credentials, descriptors, proxy): the claim is undone (no
-    // attempt row, no attempt used) and the job waits in the queue while dispatch is paused. A
-    // call refused 401 after a refresh did reach it: it keeps its attempt row (every call on
-    // record), uses no attempt, and waits the same way. The cause is logged once, by the gate.
-    if (!outcome.http_status) f = claim_released(w, now);
+  if (dd.releases_claim) f = claim_released(w, now);
+  if (outcome.verdict == Verdict::blocked && !facts.cut_short) {
+    // The cause is logged once, by the gate.
     spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, outcome.error_msg);
   } else {
     log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
                    f.next_attempt_at - now);
   }
-  recorded = true;  // before record(): whatever it does, this attempt has its outcome
-  record(std::move(f));
-}
-
-// Where the job goes after its call: a call cut short by abort() goes back to the queue; a
-// second 401 right after a refresh means the credentials are wrong, not this job.
-Decision Scheduler::Impl::decide_delivery(const Dispatched<DeliveryWork>& call,
-                                          const HttpResult& result, AttemptOutcome& outcome,
-                                          std::int64_t now) {
-  const DeliveryWork& w = call.work;
-  if (aborted && result.transport != HttpResult::Transport::ok) {
-    ++metrics.calls["cancelled"];
-    return decide_after_cancelled_call(now);
-  }
-  tell_gate(result, call.probe, outcome.error_msg);
-  if (outcome.verdict == Verdict::reauthenticate &&
-      (w.previous_was_401 || (call.probe && gate.mode() == CallGate::Mode::blocked))) {
-    outcome.verdict = Verdict::blocked;
-    outcome.error_msg = "credentials refused: HTTP 401 again after a refresh";
-  }
-  ++metrics.calls[std::string(to_string(outcome.verdict))];
-  return decide_after_call(outcome, w.attempts_used, settings, now, uniform(), w.previous_was_401);
+  return f;
 }
 
 // As for calls: an exception inside a poll becomes a recorded outcome (the job stays
 // `delivered` and is asked again), never a job stuck until a restart.
 net::awaitable<void> Scheduler::Impl::poll(Dispatched<PollWork> call) {
-  bool recorded = false;
-  auto op = poll_and_record(call, recorded);
-  std::string failure = co_await what_it_threw(std::move(op));
-  if (failure.empty() || recorded) co_return;
-  const PollWork& w = call.work;
-  spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
-                w.job_id, w.server_id, w.task_id, failure);
-  if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
-  std::int64_t now = unix_ms();
-  PollOutcome p;  // no answer: asked again, neither a refusal nor an answer
-  p.task_id = w.task_id;
-  p.error_msg = "internal error: " + failure;
-  PollDecision d;
-  d.next_attempt_at = now + settings.poll_interval.count();
-  d.poll_refusals = w.poll_refusals;
-  d.task_failures = w.task_failures;
-  record(poll_finish(w, p, d, now));
+  std::string failure;
+  auto op = exchange(call);
+  std::optional<PollFinish> f = co_await caught(std::move(op), failure);
+  if (!f) {
+    const PollWork& w = call.work;
+    spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
+                  w.job_id, w.server_id, w.task_id, failure);
+    if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
+    limiter.unsent(call.sent_at);
+    std::int64_t now = unix_ms();
+    PollOutcome p;  // no answer: asked again, neither a refusal nor an answer
+    p.task_id = w.task_id;
+    p.error_msg = "internal error: " + failure;
+    f = poll_finish(w, p, decide_poll_again(poll_facts(w, false), settings, now), now);
+  }
+  record(std::move(*f));
 }
 
-net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call, bool& recorded) {
+// The task poll, its answer classified (and a failed task's reason looked up) and decided: the
+// poll's record.
+net::awaitable<PollFinish> Scheduler::Impl::exchange(Dispatched<PollWork>& call) {
   const PollWork& w = call.work;
   HttpResult result = co_await client.get_task(w.task_id);
   metrics.latency["task"].observe(result.latency);
@@ -178,7 +178,7 @@ net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call
     }
   }
   std::int64_t now = unix_ms();
-  PollDecision d = decide_poll(call, p, now);
+  PollDecision d = decide_poll(p, poll_facts(w, aborted), settings, now, uniform());
   ++metrics.task_polls[std::string(poll_label(p))];
   if (d.next == JobState::retrying) ++metrics.retries;
   if (d.next != JobState::delivered) {
@@ -187,23 +187,7 @@ net::awaitable<void> Scheduler::Impl::poll_and_record(Dispatched<PollWork>& call
   } else if (p.kind != PollOutcome::Kind::answered) {
     spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
   }
-  recorded = true;
-  record(poll_finish(w, p, d, now));
-}
-
-PollDecision Scheduler::Impl::decide_poll(const Dispatched<PollWork>& call, const PollOutcome& p,
-                                          std::int64_t now) {
-  const PollWork& w = call.work;
-  if (aborted && p.kind == PollOutcome::Kind::no_answer) {
-    PollDecision d;
-    d.next = JobState::delivered;  // ask again after the restart
-    d.next_attempt_at = now;
-    d.poll_refusals = w.poll_refusals;
-    d.task_failures = w.task_failures;
-    return d;
-  }
-  return decide_after_poll(p, w.attempts_used, w.delivered_at, settings, now, uniform(),
-                           w.poll_refusals, w.task_failures);
+  co_return poll_finish(w, p, d, now);
 }
 
 // Tells the gate how a call or poll's answer went: a 401, a transport that sent nothing (TLS,
@@ -340,8 +324,8 @@ net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
 // The look before sending again after an unknown outcome (task_look.hpp): the running-task
 // list (and, when the server has no running task, the failed-task list), each shared with
 // every job looking within look_reuse. True when it decided without a call (and recorded it).
-net::awaitable<bool> Scheduler::Impl::look_before_sending(Dispatched<DeliveryWork>& call,
-                                                          bool& recorded) {
+net::awaitable<std::optional<AttemptFinish>> Scheduler::Impl::look_before_sending(
+    Dispatched<DeliveryWork>& call) {
   DeliveryWork& w = call.work;
   std::optional<LookDecision> early = settle_first(w.lost_at, unix_ms(), look_settings);
   std::optional<AttemptFinish> f;
@@ -358,16 +342,14 @@ net::awaitable<bool> Scheduler::Impl::look_before_sending(Dispatched<DeliveryWor
       call.task_error_msg = found.task.error_msg;
     }
   }
-  if (!f && !stopping && !aborted) co_return false;  // send
-  if (!f) f = claim_released(w, unix_ms());          // stopping: no new call; the look comes after
+  if (!f && !stopping && !aborted) co_return std::nullopt;  // send
+  if (!f) f = claim_released(w, unix_ms());  // stopping: no new call; the look comes after
   // No call went out: a probe was not used (the next claim may probe at once).
   if (call.probe) {
     gate.probe_unsent();
     wake();
   }
-  recorded = true;
-  record(std::move(*f));  // the store counts a job it ends
-  co_return true;
+  co_return f;
 }
 
 // Reads the task lists for one job's look and decides (task_look.hpp). Each list is shared with

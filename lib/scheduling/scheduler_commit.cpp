@@ -130,7 +130,7 @@ void Scheduler::Impl::start_claimed(const ClaimPlan& plan, Claimed claimed) {
   std::size_t got = claimed.polls.size() + claimed.deliveries.size();
   limiter.give_back(asked - got);
   // Stopping, paused or blocked meanwhile: what was claimed must not go out.
-  bool hold_back = stopping || paused || gate.holding();
+  bool hold_back = dispatcher.hold_committed_claim(view());
   for (auto& w : claimed.polls) {
     if (hold_back) {
       record(lease_released(w, unix_ms()));

@@ -89,14 +89,13 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   void health_changed();
 
   // --- scheduler_calls.cpp: one call or poll ---
+  // A call or poll: its exchange's record to the committer (an exception: a retryable one).
   boost::asio::awaitable<void> deliver(Dispatched<DeliveryWork> call);
-  boost::asio::awaitable<void> deliver_and_record(Dispatched<DeliveryWork>& call, bool& recorded);
-  Decision decide_delivery(const Dispatched<DeliveryWork>& call, const HttpResult& result,
-                           AttemptOutcome& outcome, std::int64_t now);
   boost::asio::awaitable<void> poll(Dispatched<PollWork> call);
-  boost::asio::awaitable<void> poll_and_record(Dispatched<PollWork>& call, bool& recorded);
-  PollDecision decide_poll(const Dispatched<PollWork>& call, const PollOutcome& p,
-                           std::int64_t now);
+  // The I/O of one call or poll, to the record of how it ended (nothing recorded here).
+  boost::asio::awaitable<AttemptFinish> exchange(Dispatched<DeliveryWork>& call);
+  boost::asio::awaitable<PollFinish> exchange(Dispatched<PollWork>& call);
+  AttemptFinish call_finish(const Dispatched<DeliveryWork>& call, const HttpResult& result);
   void tell_gate(const HttpResult& r, bool probe, std::string_view blocked_reason_text);
   void count_transport(const HttpResult& r);
   void answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
@@ -106,7 +105,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   boost::asio::awaitable<std::optional<FailedTaskEntry>> find_failed_task(
       std::string task_id, TaskLists::Clock::time_point seen_at);
   boost::asio::awaitable<TaskListing> fetch_task_list(TaskList list);
-  boost::asio::awaitable<bool> look_before_sending(Dispatched<DeliveryWork>& call, bool& recorded);
+  // Decided without a call (its record), or nothing: send.
+  boost::asio::awaitable<std::optional<AttemptFinish>> look_before_sending(
+      Dispatched<DeliveryWork>& call);
   boost::asio::awaitable<LookDecision> look(const DeliveryWork& w);
 
   // --- scheduler_commit.cpp: outcomes to the store ---

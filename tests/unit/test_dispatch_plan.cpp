@@ -89,7 +89,8 @@ struct Model {
   std::size_t max_busy = 0, probes_out = 0, max_probes_out = 0;
   std::int64_t refused_until_probe = 0;  // 401s to send before a probe admits
   bool paused = false;
-  std::size_t released = 0;  // calls claimed ahead and given back unsent
+  std::size_t released = 0;          // calls claimed ahead and given back unsent
+  bool refuse_during_claim = false;  // a 401 arrives while the next claim's transaction runs
   Dispatcher dispatcher{limiter, gate};
 
   explicit Model(double ceiling) : limiter(ceiling, Clock::time_point{} + 1h) {}
@@ -184,26 +185,32 @@ struct Model {
     }
     if (step.kind != DispatchStep::Kind::claim) return;
     REQUIRE(step.size.total() <= free_slots(slots(), concurrency));
+    // As Scheduler::Impl::claim_and_start: polls in one transaction, then deliveries in a
+    // second, each placed by the Dispatcher as it returns (a 401 may arrive in between).
     std::vector<int> polls = due_polls(step.size.total());
-    std::vector<int> deliveries;
-    while (deliveries.size() < step.size.total() - polls.size() && !queued.empty()) {
-      deliveries.push_back(queued.front());
-      queued.pop_front();
-    }
-    Placement p = place_claimed(step.size, polls.size(), deliveries.size(), false);
+    if (refuse_during_claim) gate.on_refused(false, now, 0);
+    Placement p = dispatcher.place(step, polls.size(), 0);
     for (std::size_t i = 0; i < polls.size(); ++i) {
       if (i < p.polls_now)
         start(polls[i], true, step.probe);
       else
         ready_polls.push_back(polls[i]);
     }
+    std::size_t started = p.polls_now;
+    std::vector<int> deliveries;
+    while (deliveries.size() < step.size.total() - polls.size() && !queued.empty()) {
+      deliveries.push_back(queued.front());
+      queued.pop_front();
+    }
+    p = dispatcher.place(step, started, deliveries.size());
     for (std::size_t i = 0; i < deliveries.size(); ++i) {
       if (i < p.deliveries_now)
         start(deliveries[i], false, step.probe);
       else
         ready.push_back(deliveries[i]);
     }
-    dispatcher.claim_ended(step, p.started(), ready_polls.size() + ready.size());
+    started += p.deliveries_now;
+    dispatcher.claim_ended(step, started, ready_polls.size() + ready.size());
   }
 
   // Runs until every job's task was seen ended (or `limit` of virtual time).
@@ -349,6 +356,40 @@ TEST_CASE("a 401 gives back the calls claimed ahead and only one probe goes out"
   for (auto end = m.now + 500ms; m.now < end; m.now += 5ms) m.turn();
   CHECK(m.max_probes_out == 1);
   CHECK(m.gate.probe_in_flight());  // the probe is out (its call has not ended: no commit here)
+}
+
+TEST_CASE("a 401 during a claim: nothing it claimed starts, all goes back, then one probe") {
+  Model m(0);
+  for (int j = 0; j < 100; ++j) m.queued.push_back(j);
+  m.refuse_during_claim = true;
+  m.turn();  // the claim: the gate closes while it runs
+  m.refuse_during_claim = false;
+  CHECK(m.calls.empty());
+  CHECK(m.ready.size() == 64);  // every free slot was claimed, none started
+  m.turn();                     // the next turn gives them back, unsent
+  CHECK(m.released == 64);
+  CHECK(m.ready.empty());
+  CHECK(m.calls.empty());
+  m.turn();  // (the shell's loop turns again when their release is committed) the probe
+  REQUIRE(m.calls.size() == 1);
+  CHECK(m.calls.front().probe);
+  CHECK(m.gate.probe_in_flight());
+}
+
+TEST_CASE("what an outcome commit claimed goes back while stopping, paused or held") {
+  RateLimiter limiter(0, Clock::time_point{} + 1h);
+  CallGate gate(false);
+  Dispatcher d(limiter, gate);
+  DispatchView v;
+  CHECK_FALSE(d.hold_committed_claim(v));
+  v.paused = true;
+  CHECK(d.hold_committed_claim(v));
+  v.paused = false;
+  v.stopping = true;
+  CHECK(d.hold_committed_claim(v));
+  v.stopping = false;
+  gate.on_refused(false, Clock::time_point{} + 1h, 0);
+  CHECK(d.hold_committed_claim(v));
 }
 
 TEST_CASE("claim_ended gives back unused tokens and an unsent probe") {

@@ -108,6 +108,72 @@ TEST_CASE("after a call: 401 retries at once for free the first time then counts
   CHECK(d.next == JobState::failed);
 }
 
+TEST_CASE("a 401 after a refresh blocks for the operator: the job's second or the gate's probe") {
+  auto s = settings();
+  CallFacts first{.attempts_used = 2};
+  AttemptOutcome o = outcome(Verdict::reauthenticate);
+  o.http_status = 401;
+  DeliveryDecision dd = decide_delivery(o, first, s, 1000, 0.5);
+  CHECK(o.verdict == Verdict::reauthenticate);  // the first: refresh and send again, for free
+  CHECK(dd.counted_as == "reauthenticate");
+  CHECK(dd.decision.next == JobState::retrying);
+  CHECK_FALSE(dd.decision.counts_attempt);
+  CHECK(dd.counts_retry);
+  for (CallFacts again : {CallFacts{.attempts_used = 2, .previous_was_401 = true},
+                          CallFacts{.attempts_used = 2, .probe_blocked_gate = true}}) {
+    o = outcome(Verdict::reauthenticate);
+    o.http_status = 401;
+    dd = decide_delivery(o, again, s, 1000, 0.5);
+    CHECK(o.verdict == Verdict::blocked);
+    CHECK(o.error_msg == "credentials refused: HTTP 401 again after a refresh");
+    CHECK(dd.counted_as == "blocked");
+    CHECK(dd.decision.next == JobState::retrying);  // waits, whatever its attempts
+    CHECK_FALSE(dd.decision.counts_attempt);
+    CHECK_FALSE(dd.releases_claim);  // it reached KPS: its attempt row stays
+    CHECK_FALSE(dd.counts_retry);
+  }
+}
+
+TEST_CASE("a call that reached nothing releases its claim; one cut short by a stop is cancelled") {
+  auto s = settings();
+  AttemptOutcome tls = outcome(Verdict::blocked);  // TLS failed: no answer
+  DeliveryDecision dd = decide_delivery(tls, CallFacts{.attempts_used = 1}, s, 1000, 0.5);
+  CHECK(dd.releases_claim);
+  CHECK(dd.counted_as == "blocked");
+  CHECK_FALSE(dd.decision.counts_attempt);
+  AttemptOutcome lost = outcome(Verdict::unknown);
+  dd = decide_delivery(lost, CallFacts{.attempts_used = 1, .cut_short = true}, s, 1000, 0.5);
+  CHECK(dd.counted_as == "cancelled");
+  CHECK(dd.decision.next == JobState::queued);
+  CHECK_FALSE(dd.decision.counts_attempt);
+  CHECK_FALSE(dd.releases_claim);
+  CHECK_FALSE(dd.counts_retry);
+  AttemptOutcome failed = outcome(Verdict::retryable);
+  dd = decide_delivery(failed, CallFacts{.attempts_used = 0}, s, 1000, 0.5);
+  CHECK(dd.counted_as == "retryable");
+  CHECK(dd.counts_retry);
+  CHECK(dd.decision.counts_attempt);
+}
+
+TEST_CASE("a poll cut short by a stop is asked again after the restart, nothing counted") {
+  auto s = settings();
+  PollOutcome none;
+  none.kind = PollOutcome::Kind::no_answer;
+  PollFacts f{.attempts_used = 1, .delivered_at = 0, .poll_refusals = 2, .task_failures = 1};
+  f.cut_short = true;
+  PollDecision d = decide_poll(none, f, s, 5000, 0.5);  // past poll_timeout (1 s): not failed
+  CHECK(d.next == JobState::delivered);
+  CHECK(d.next_attempt_at == 5000);
+  CHECK(d.poll_refusals == 2);
+  CHECK(d.task_failures == 1);
+  f.cut_short = false;
+  CHECK(decide_poll(none, f, s, 5000, 0.5).next == JobState::failed);  // the timeout holds
+  d = decide_poll_again(f, s, 5000);
+  CHECK(d.next == JobState::delivered);
+  CHECK(d.next_attempt_at == 5020);
+  CHECK(d.poll_refusals == 2);
+}
+
 TEST_CASE("a call cancelled by a stop goes back to the queue without using an attempt") {
   auto d = decide_after_cancelled_call(777);
   CHECK(d.next == JobState::queued);
