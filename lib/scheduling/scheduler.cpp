@@ -36,7 +36,7 @@ Scheduler::Impl::Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, K
       metrics(m),
       timer(ex),
       limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now(), limiter_tuning(cfg)),
-      task_lists(ex, [this](TaskList list) { return fetch_task_list(list); }),
+      tasks(ex, c, m, *this),
       rng(std::random_device{}()),
       concurrency(cfg.queue.concurrency) {
   apply_settings(cfg);

@@ -171,7 +171,7 @@ net::awaitable<PollFinish> Scheduler::Impl::exchange(Dispatched<PollWork>& call)
   count_transport(result);
   PollOutcome p = classify_task_poll(result, w.task_id);
   if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
-    auto reason = co_await find_failed_task(w.task_id, TaskLists::Clock::now());
+    auto reason = co_await tasks.failed_task(w.task_id, TaskLists::Clock::now());
     if (reason) {
       p.task_error_code = reason->error_code;
       p.task_error_msg = reason->error_msg;
@@ -264,61 +264,13 @@ net::awaitable<std::optional<RateLimiter::Clock::time_point>> Scheduler::Impl::a
   }
 }
 
-// The server's reason for a FAILED_* task, from GET failed-tasks: a page-through that started
-// after the poll saw the failure (`seen_at`), shared with every poll that saw one meanwhile.
-// Best effort: a failure here only means the reason is not kept.
-net::awaitable<std::optional<FailedTaskEntry>> Scheduler::Impl::find_failed_task(
-    std::string task_id, TaskLists::Clock::time_point seen_at) {
-  auto get = task_lists.get(TaskList::failed, seen_at);
-  std::shared_ptr<const TaskListing> listing = co_await std::move(get);
-  if (const TaskListEntry* t = find_task(task_id, *listing)) co_return *t;
-  if (!listing->error.empty())
-    spdlog::debug("failed-tasks lookup for task {}: {}", task_id, listing->error);
-  co_return std::nullopt;
+net::awaitable<std::optional<RateLimiter::Clock::time_point>> Scheduler::Impl::list_token() {
+  return acquire_token(Until::abort);
 }
 
-// One whole task list, page by page (each page takes a rate token like any call). The order of
-// either list is not documented, so every page is read until one comes back short or `total`
-// is reached (docs/vendor-api.md, "The failed-task list"; the vendor's Terraform data source
-// pages the same way).
-net::awaitable<TaskListing> Scheduler::Impl::fetch_task_list(TaskList list) {
-  const bool running = list == TaskList::running;
-  const std::string label = running ? "running" : "failed";
-  TaskListing out;
-  for (int page = 0; page < max_task_list_pages; ++page) {
-    auto sent_at = co_await acquire_token(Until::abort);
-    if (!sent_at) {
-      out.error = "kpsd is stopping";
-      co_return out;
-    }
-    std::int64_t offset = std::int64_t{page} * task_list_page_size;
-    auto get = running ? client.get_running_tasks(task_list_page_size, offset)
-                       : client.get_failed_tasks(task_list_page_size, offset);
-    HttpResult r = co_await std::move(get);
-    ++out.requests;
-    ++metrics.task_list_requests[label];
-    metrics.latency[running ? "running_tasks" : "failed_tasks"].observe(r.latency);
-    answered(*sent_at, r, std::nullopt);
-    count_transport(r);
-    if (r.transport != HttpResult::Transport::ok || r.status != 200) {
-      out.error = r.transport == HttpResult::Transport::ok ? "HTTP " + std::to_string(r.status)
-                                                           : r.transport_detail;
-      co_return out;
-    }
-    std::string why;
-    auto body = parse_task_list_body(r.body, why);
-    if (!body) {
-      out.error = why;
-      co_return out;
-    }
-    if (page == 0) out.total = body->total;
-    std::size_t got = body->tasks.size();
-    for (auto& t : body->tasks) out.tasks.push_back(std::move(t));
-    bool short_page = got < static_cast<std::size_t>(task_list_page_size);
-    if (short_page || (body->total > 0 && offset + std::int64_t(got) >= body->total)) co_return out;
-  }
-  out.error = "longer than " + std::to_string(max_task_list_pages) + " pages; read in part";
-  co_return out;
+void Scheduler::Impl::list_answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r) {
+  answered(sent_at, r, std::nullopt);
+  count_transport(r);
 }
 
 // The look before sending again after an unknown outcome (task_look.hpp): the running-task
@@ -333,7 +285,7 @@ net::awaitable<std::optional<AttemptFinish>> Scheduler::Impl::look_before_sendin
     spdlog::debug("job {} ({}): {}", w.job_id, w.server_id, early->note);
     f = look_finish(w, *early, settings, look_settings, unix_ms());
   } else if (!stopping && !aborted) {
-    auto op = look(w);
+    auto op = tasks.look(w, look_settings);
     LookDecision found = co_await std::move(op);
     f = look_finish(w, found, settings, look_settings, unix_ms());
     if (!f) {
@@ -350,30 +302,6 @@ net::awaitable<std::optional<AttemptFinish>> Scheduler::Impl::look_before_sendin
     wake();
   }
   co_return f;
-}
-
-// Reads the task lists for one job's look and decides (task_look.hpp). Each list is shared with
-// every job looking within look_reuse, but never one read before the lost call's deadline (it
-// might predate a task the server created late), and the failed list is read after the running
-// one (a task that failed between the two reads would be in neither).
-net::awaitable<LookDecision> Scheduler::Impl::look(const DeliveryWork& w) {
-  constexpr auto look_reuse = std::chrono::seconds(5);
-  auto steady_now = TaskLists::Clock::now();
-  auto settled_at = steady_now - std::chrono::milliseconds(
-                                     unix_ms() - (w.lost_at + look_settings.settle.count()));
-  auto not_before = std::max(steady_now - look_reuse, settled_at);
-  auto get_running = task_lists.get(TaskList::running, not_before);
-  std::shared_ptr<const TaskListing> running = co_await std::move(get_running);
-  std::shared_ptr<const TaskListing> failed;
-  if (!find_running_task(w.server_id, *running, w.known_tasks)) {
-    auto get_failed = task_lists.get(TaskList::failed, std::max(not_before, running->read_started));
-    failed = co_await std::move(get_failed);
-  }
-  LookDecision d = decide_look(w.server_id, *w.unknown_since, *running, failed.get(), w.look_waits,
-                               look_settings, w.known_tasks);
-  ++metrics.looks[std::string(look_label(d.kind))];
-  spdlog::info("job {} ({}): {}", w.job_id, w.server_id, d.note);
-  co_return d;
 }
 
 }  // namespace kpsd

@@ -9,7 +9,6 @@
 // job_policy, outcome_records and StoreHealth; this shell holds their state and the I/O.
 #include "kps/classify.hpp"
 #include "kps/kps_client.hpp"
-#include "kps/task_lists.hpp"
 #include "kps/task_look.hpp"
 #include "model/metrics.hpp"
 #include "scheduling/call_gate.hpp"
@@ -18,6 +17,7 @@
 #include "scheduling/rate_limiter.hpp"
 #include "scheduling/scheduler.hpp"
 #include "scheduling/scheduler_log.hpp"
+#include "scheduling/task_finder.hpp"
 #include "store/db_worker.hpp"
 #include "store/job_store.hpp"
 #include "store/store_health.hpp"
@@ -56,7 +56,7 @@ struct Outbox {
   std::string_view what;  // for log lines: "call outcomes", "task poll outcomes"
 };
 
-struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
+struct Scheduler::Impl : std::enable_shared_from_this<Impl>, CallPace {
   Impl(boost::asio::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, Metrics& m);
 
   // --- scheduler.cpp: the loop and its slots ---
@@ -102,13 +102,12 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
                 std::optional<std::chrono::milliseconds> retry_after);
   enum class Until { abort, stop };  // what ends a wait for a token
   boost::asio::awaitable<std::optional<RateLimiter::Clock::time_point>> acquire_token(Until until);
-  boost::asio::awaitable<std::optional<FailedTaskEntry>> find_failed_task(
-      std::string task_id, TaskLists::Clock::time_point seen_at);
-  boost::asio::awaitable<TaskListing> fetch_task_list(TaskList list);
   // Decided without a call (its record), or nothing: send.
   boost::asio::awaitable<std::optional<AttemptFinish>> look_before_sending(
       Dispatched<DeliveryWork>& call);
-  boost::asio::awaitable<LookDecision> look(const DeliveryWork& w);
+  // CallPace: the task finder's list reads take tokens and report answers like any call.
+  boost::asio::awaitable<std::optional<RateLimiter::Clock::time_point>> list_token() override;
+  void list_answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r) override;
 
   // --- scheduler_commit.cpp: outcomes to the store ---
   void record(AttemptFinish f);
@@ -134,7 +133,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   RateLimiter limiter;
   CallGate gate;  // open, verifying the credentials, or blocked; starts verifying
   Dispatcher dispatcher{limiter, gate};
-  TaskLists task_lists;  // running-tasks and failed-tasks, read in full and shared
+  TaskFinder tasks;  // failed tasks' reasons and the looks: the task lists, read and shared
   LookSettings look_settings;
   RateReport rate_report;
   RetrySettings settings;

@@ -134,7 +134,7 @@ TEST_CASE("a 401 after a refresh blocks for the operator: the job's second or th
   }
 }
 
-TEST_CASE("a call that reached nothing releases its claim; one cut short by a stop is cancelled") {
+TEST_CASE("a call that reached nothing releases its claim - one cut short by a stop is cancelled") {
   auto s = settings();
   AttemptOutcome tls = outcome(Verdict::blocked);  // TLS failed: no answer
   DeliveryDecision dd = decide_delivery(tls, CallFacts{.attempts_used = 1}, s, 1000, 0.5);
