@@ -16,17 +16,6 @@ namespace kpsd {
 
 namespace net = boost::asio;
 
-namespace {
-
-RateLimiter::Tuning limiter_tuning(const Config& cfg) {
-  RateLimiter::Tuning t;
-  // While the gateway refuses everything (a quota window), probes go at most this far apart.
-  t.max_probe_gap = cfg.queue.throttle_backoff;
-  return t;
-}
-
-}  // namespace
-
 Scheduler::Impl::Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c,
                       Metrics& m)
     : executor(ex),
@@ -35,8 +24,9 @@ Scheduler::Impl::Impl(net::any_io_executor ex, const Config& cfg, DbWorker& d, K
       client(c),
       metrics(m),
       timer(ex),
-      limiter(cfg.queue.rate_per_second, RateLimiter::Clock::now(), limiter_tuning(cfg)),
-      tasks(ex, c, m, *this),
+      pacing(ex, cfg, settings, m, {stopping, aborted},
+             {[this] { wake(); }, [this] { health_changed(); }}),
+      tasks(ex, c, m, pacing),
       rng(std::random_device{}()),
       concurrency(cfg.queue.concurrency) {
   apply_settings(cfg);
@@ -135,7 +125,7 @@ void Scheduler::Impl::send_ready(const DispatchStep& step) {
   // The step counted the queues a moment ago; a token for a call no longer there goes back.
   std::size_t unused = send_from(ready_polls, step.send_polls, step.sent_at);
   unused += send_from(ready, step.send_deliveries, step.sent_at);
-  limiter.give_back(unused);
+  pacing.limiter.give_back(unused);
 }
 
 // Starts up to `n` calls from the front of `queue` with their token's time; returns how many of
@@ -339,14 +329,14 @@ void Scheduler::abort() {
 
 void Scheduler::apply(const Config& fresh) {
   impl_->concurrency = fresh.queue.concurrency;
-  impl_->limiter.set_ceiling(fresh.queue.rate_per_second);
+  impl_->pacing.limiter.set_ceiling(fresh.queue.rate_per_second);
   impl_->apply_settings(fresh);
   impl_->wake();  // a higher concurrency or ceiling has free slots at once
 }
 
 void Scheduler::probe_now() {
-  if (!impl_->gate.holding()) return;
-  impl_->gate.probe_now(std::chrono::steady_clock::now());
+  if (!impl_->pacing.gate.holding()) return;
+  impl_->pacing.gate.probe_now(std::chrono::steady_clock::now());
   impl_->wake();
 }
 
@@ -359,13 +349,13 @@ Scheduler::Stats Scheduler::stats() const {
   Stats s;
   s.in_flight = static_cast<std::int64_t>(impl_->in_flight);
   auto now = RateLimiter::Clock::now();
-  s.rate_per_second = impl_->limiter.rate(now);
-  s.configured_rate_per_second = impl_->limiter.ceiling();
-  s.throttled_share = impl_->limiter.throttled_share(now);
-  s.holding_for_quota = impl_->limiter.holding();
-  if (auto w = impl_->limiter.window()) {
+  s.rate_per_second = impl_->pacing.limiter.rate(now);
+  s.configured_rate_per_second = impl_->pacing.limiter.ceiling();
+  s.throttled_share = impl_->pacing.limiter.throttled_share(now);
+  s.holding_for_quota = impl_->pacing.limiter.holding();
+  if (auto w = impl_->pacing.limiter.window()) {
     s.quota_window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*w).count();
-    s.quota_calls = impl_->limiter.window_quota();
+    s.quota_calls = impl_->pacing.limiter.window_quota();
   }
   s.stopping = impl_->stopping;
   s.paused = impl_->paused;
@@ -373,10 +363,10 @@ Scheduler::Stats Scheduler::stats() const {
   s.store_problem = impl_->store.problem();
   s.store_down_since_ms = impl_->store.writable() ? 0 : impl_->store.down_since_ms();
   s.outcomes_waiting = static_cast<std::int64_t>(impl_->outcomes_waiting());
-  s.blocked_reason = impl_->gate.blocked_reason();
-  s.blocked_cause = impl_->gate.blocked_cause();
-  s.send_rate_per_second = impl_->limiter.observed_send_rate(now);
-  s.blocked_since_ms = impl_->gate.blocked_since_ms();
+  s.blocked_reason = impl_->pacing.gate.blocked_reason();
+  s.blocked_cause = impl_->pacing.gate.blocked_cause();
+  s.send_rate_per_second = impl_->pacing.limiter.observed_send_rate(now);
+  s.blocked_since_ms = impl_->pacing.gate.blocked_since_ms();
   return s;
 }
 

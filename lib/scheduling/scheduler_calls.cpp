@@ -5,7 +5,6 @@
 #include "scheduling/outcome_records.hpp"
 #include "scheduling/scheduler_impl.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <openssl/crypto.h>
@@ -48,8 +47,8 @@ net::awaitable<void> Scheduler::Impl::deliver(Dispatched<DeliveryWork> call) {
     spdlog::error(
         "job {} ({}): internal error during its call: {}; recorded as a retryable failure",
         w.job_id, w.server_id, failure);
-    if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
-    limiter.unsent(call.sent_at);  // a held probe must not wait for an answer never told
+    if (call.probe) pacing.gate.on_inconclusive(true, std::chrono::steady_clock::now());
+    pacing.limiter.unsent(call.sent_at);  // a held probe must not wait for an answer never told
     AttemptOutcome outcome;
     outcome.verdict = Verdict::retryable;
     outcome.error_msg = "internal error: " + failure;
@@ -70,21 +69,21 @@ net::awaitable<AttemptFinish> Scheduler::Impl::exchange(Dispatched<DeliveryWork>
     // quota hold it is the one probe, and the rate controller would wait for an answer that
     // never comes), the look's list reads take their own, and the call, if the look sends
     // one, takes a fresh token when it goes.
-    limiter.unsent(call.sent_at);
+    pacing.limiter.unsent(call.sent_at);
     wake();
     auto look = look_before_sending(call);
     if (std::optional<AttemptFinish> decided = co_await std::move(look)) {
       // A probe that made no call proved nothing: the gate must not wait for its answer, or
       // every call stays held (the next due call probes at once).
       if (call.probe) {
-        gate.on_inconclusive(true, std::chrono::steady_clock::now());
+        pacing.gate.on_inconclusive(true, std::chrono::steady_clock::now());
         wake();
       }
       co_return std::move(*decided);
     }
-    auto token = co_await acquire_token(Until::stop);
+    auto token = co_await pacing.token(CallPacing::Until::stop);
     if (!token) {  // stopping while it waited: no new call; the look comes again after
-      if (call.probe) gate.probe_unsent();
+      if (call.probe) pacing.gate.probe_unsent();
       co_return claim_released(w, unix_ms());
     }
     call.sent_at = *token;
@@ -102,7 +101,7 @@ AttemptFinish Scheduler::Impl::call_finish(const Dispatched<DeliveryWork>& call,
                                            const HttpResult& result) {
   const DeliveryWork& w = call.work;
   AttemptOutcome outcome = classify_disassociate(result, std::chrono::system_clock::now());
-  answered(call.sent_at, result, outcome.retry_after);
+  pacing.answered(call.sent_at, result, outcome.retry_after);
   if (auto asked = outcome.retry_after; retry_after_capped(outcome.retry_after, settings)) {
     spdlog::warn(
         "job {} ({}): Retry-After of {} s is longer than queue.retry_after_max_ms; waiting {} s",
@@ -115,13 +114,13 @@ AttemptFinish Scheduler::Impl::call_finish(const Dispatched<DeliveryWork>& call,
   facts.previous_was_401 = w.previous_was_401;
   facts.cut_short = aborted && result.transport != HttpResult::Transport::ok;
   if (!facts.cut_short) {
-    tell_gate(result, call.probe, outcome.error_msg);
-    facts.probe_blocked_gate = call.probe && gate.mode() == CallGate::Mode::blocked;
+    pacing.tell_gate(result, call.probe, outcome.error_msg);
+    facts.probe_blocked_gate = call.probe && pacing.gate.mode() == CallGate::Mode::blocked;
   }
   DeliveryDecision dd = decide_delivery(outcome, facts, settings, now, uniform());
   ++metrics.calls[std::string(dd.counted_as)];
   if (dd.counts_retry) ++metrics.retries;
-  count_transport(result);
+  pacing.count_transport(result);
 
   AttemptFinish f = attempt_finish(w, outcome, dd.decision, now, result.latency);
   f.look = call.look;
@@ -129,7 +128,7 @@ AttemptFinish Scheduler::Impl::call_finish(const Dispatched<DeliveryWork>& call,
   if (!call.task_error_msg.empty()) f.task_error_msg = call.task_error_msg;
   if (dd.releases_claim) f = claim_released(w, now);
   if (outcome.verdict == Verdict::blocked && !facts.cut_short) {
-    // The cause is logged once, by the gate.
+    // The cause is logged once, by the pacing.gate.
     spdlog::debug("job {} ({}): waiting: {}", w.job_id, w.server_id, outcome.error_msg);
   } else {
     log_transition(w.job_id, w.server_id, f.next_state, f.error_code, f.error_msg,
@@ -148,8 +147,8 @@ net::awaitable<void> Scheduler::Impl::poll(Dispatched<PollWork> call) {
     const PollWork& w = call.work;
     spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
                   w.job_id, w.server_id, w.task_id, failure);
-    if (call.probe) gate.on_inconclusive(true, std::chrono::steady_clock::now());
-    limiter.unsent(call.sent_at);
+    if (call.probe) pacing.gate.on_inconclusive(true, std::chrono::steady_clock::now());
+    pacing.limiter.unsent(call.sent_at);
     std::int64_t now = unix_ms();
     PollOutcome p;  // no answer: asked again, neither a refusal nor an answer
     p.task_id = w.task_id;
@@ -165,10 +164,10 @@ net::awaitable<PollFinish> Scheduler::Impl::exchange(Dispatched<PollWork>& call)
   const PollWork& w = call.work;
   HttpResult result = co_await client.get_task(w.task_id);
   metrics.latency["task"].observe(result.latency);
-  answered(call.sent_at, result,
-           parse_retry_after(result.retry_after, std::chrono::system_clock::now()));
-  tell_gate(result, call.probe, result.transport_detail);
-  count_transport(result);
+  pacing.answered(call.sent_at, result,
+                  parse_retry_after(result.retry_after, std::chrono::system_clock::now()));
+  pacing.tell_gate(result, call.probe, result.transport_detail);
+  pacing.count_transport(result);
   PollOutcome p = classify_task_poll(result, w.task_id);
   if (p.kind == PollOutcome::Kind::answered && task_phase(p.task_status) == TaskPhase::failed) {
     auto reason = co_await tasks.failed_task(w.task_id, TaskLists::Clock::now());
@@ -188,89 +187,6 @@ net::awaitable<PollFinish> Scheduler::Impl::exchange(Dispatched<PollWork>& call)
     spdlog::debug("job {}: task poll got no answer ({}), asking again", w.job_id, p.error_msg);
   }
   co_return poll_finish(w, p, d, now);
-}
-
-// Tells the gate how a call or poll's answer went: a 401, a transport that sent nothing (TLS,
-// credentials, descriptors), an answer that proves the credentials, or nothing known.
-void Scheduler::Impl::tell_gate(const HttpResult& r, bool probe,
-                                std::string_view blocked_reason_text) {
-  auto now = std::chrono::steady_clock::now();
-  std::string reason_was = gate.blocked_reason();
-  std::int64_t since_was = gate.blocked_since_ms();
-  CallGate::Change change = CallGate::Change::none;
-  std::string_view cause = blocked_cause(r.transport);
-  if (!cause.empty()) {
-    if (aborted) return;
-    change = gate.on_blocked(std::string(blocked_reason_text), cause, probe, now, unix_ms());
-  } else if (r.transport == HttpResult::Transport::ok && r.status == 401) {
-    change = gate.on_refused(probe, now, unix_ms());
-  } else if (r.transport == HttpResult::Transport::ok && r.status != 429 && r.status < 500) {
-    change = gate.on_admitted(probe);
-  } else if (probe) {
-    gate.on_inconclusive(probe, now);  // proved nothing either way: back off, try again
-    wake();
-    return;
-  }
-  if (change == CallGate::Change::none) return;
-  log_gate_change(change, gate, reason_was, unix_ms() - since_was);
-  if (change != CallGate::Change::verifying) health_changed();
-  wake();
-}
-
-// Counts what the wire did beyond the call's outcome: an answer lost after the request was
-// sent, and a stale keep-alive connection the request was sent again past.
-void Scheduler::Impl::count_transport(const HttpResult& r) {
-  if (r.request_sent && r.transport == HttpResult::Transport::io_error)
-    ++metrics.answers_unreadable;
-  if (r.resent_on_fresh_connection) ++metrics.stale_connection_resends;
-}
-
-// Tells the rate controller how the gateway answered a call that took its token at `sent_at`.
-void Scheduler::Impl::answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
-                               std::optional<std::chrono::milliseconds> retry_after) {
-  auto answer = RateLimiter::Answer::admitted;
-  if (r.transport != HttpResult::Transport::ok) {
-    answer = RateLimiter::Answer::none;  // nothing known of the gateway (or nothing sent)
-  } else if (r.status == 429) {
-    answer = RateLimiter::Answer::throttled;
-  }
-  if (answer != RateLimiter::Answer::none) {
-    metrics.history.answered(answer == RateLimiter::Answer::throttled, unix_ms());
-  }
-  auto now = RateLimiter::Clock::now();
-  std::optional<RateLimiter::Clock::duration> wait;
-  if (answer == RateLimiter::Answer::throttled && retry_after) {
-    retry_after_capped(retry_after, settings);
-    wait = *retry_after;
-  }
-  RateLimiter::Change change = limiter.on_answer(sent_at, now, answer, wait);
-  if (change == RateLimiter::Change::cut) ++metrics.throttled_rate_cuts;
-  if (rate_report.changed(change, limiter, now, wait)) wake();
-}
-
-// Waits for a rate token (calls outside the dispatch loop: task-list reads, a call sent after
-// its look); returns the time it was taken, or nothing once kpsd aborts (Until::abort) or
-// stops (Until::stop): a Retry-After hold can be an hour.
-net::awaitable<std::optional<RateLimiter::Clock::time_point>> Scheduler::Impl::acquire_token(
-    Until until) {
-  net::steady_timer wait(executor);
-  for (;;) {
-    if (aborted || (until == Until::stop && stopping)) co_return std::nullopt;
-    auto now = RateLimiter::Clock::now();
-    if (limiter.try_acquire(now)) co_return now;
-    wait.expires_after(std::min<RateLimiter::Clock::duration>(limiter.time_until_available(now),
-                                                              std::chrono::milliseconds(200)));
-    co_await wait.async_wait(net::as_tuple(net::use_awaitable));
-  }
-}
-
-net::awaitable<std::optional<RateLimiter::Clock::time_point>> Scheduler::Impl::list_token() {
-  return acquire_token(Until::abort);
-}
-
-void Scheduler::Impl::list_answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r) {
-  answered(sent_at, r, std::nullopt);
-  count_transport(r);
 }
 
 // The look before sending again after an unknown outcome (task_look.hpp): the running-task
@@ -298,7 +214,7 @@ net::awaitable<std::optional<AttemptFinish>> Scheduler::Impl::look_before_sendin
   if (!f) f = claim_released(w, unix_ms());  // stopping: no new call; the look comes after
   // No call went out: a probe was not used (the next claim may probe at once).
   if (call.probe) {
-    gate.probe_unsent();
+    pacing.gate.probe_unsent();
     wake();
   }
   co_return f;

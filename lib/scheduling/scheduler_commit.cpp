@@ -128,7 +128,7 @@ void Scheduler::Impl::start_claimed(const ClaimPlan& plan, Claimed claimed) {
   if (asked == 0) return;
   reserved -= asked;
   std::size_t got = claimed.polls.size() + claimed.deliveries.size();
-  limiter.give_back(asked - got);
+  pacing.limiter.give_back(asked - got);
   // Stopping, paused or blocked meanwhile: what was claimed must not go out.
   bool hold_back = dispatcher.hold_committed_claim(view());
   for (auto& w : claimed.polls) {

@@ -5,16 +5,17 @@
 //   scheduler_calls.cpp   one call or task poll: send, classify, decide, report, record
 //   scheduler_commit.cpp  group commit of outcomes (with a claim for the slots they free) and
 //                         the release of claimed work that must not go out
-// The decisions live in plain code: Dispatcher (dispatch_plan), CallGate, RateLimiter,
-// job_policy, outcome_records and StoreHealth; this shell holds their state and the I/O.
+// Beside it: CallPacing (the rate controller and the gate, told every answer) and TaskFinder
+// (the task lists' reads and the looks). The decisions live in plain code: Dispatcher
+// (dispatch_plan), CallGate, RateLimiter, job_policy, outcome_records and StoreHealth; this
+// shell holds their state and the I/O.
 #include "kps/classify.hpp"
 #include "kps/kps_client.hpp"
 #include "kps/task_look.hpp"
 #include "model/metrics.hpp"
-#include "scheduling/call_gate.hpp"
+#include "scheduling/call_pacing.hpp"
 #include "scheduling/dispatcher.hpp"
 #include "scheduling/job_policy.hpp"
-#include "scheduling/rate_limiter.hpp"
 #include "scheduling/scheduler.hpp"
 #include "scheduling/scheduler_log.hpp"
 #include "scheduling/task_finder.hpp"
@@ -56,7 +57,7 @@ struct Outbox {
   std::string_view what;  // for log lines: "call outcomes", "task poll outcomes"
 };
 
-struct Scheduler::Impl : std::enable_shared_from_this<Impl>, CallPace {
+struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   Impl(boost::asio::any_io_executor ex, const Config& cfg, DbWorker& d, KpsClient& c, Metrics& m);
 
   // --- scheduler.cpp: the loop and its slots ---
@@ -96,18 +97,9 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl>, CallPace {
   boost::asio::awaitable<AttemptFinish> exchange(Dispatched<DeliveryWork>& call);
   boost::asio::awaitable<PollFinish> exchange(Dispatched<PollWork>& call);
   AttemptFinish call_finish(const Dispatched<DeliveryWork>& call, const HttpResult& result);
-  void tell_gate(const HttpResult& r, bool probe, std::string_view blocked_reason_text);
-  void count_transport(const HttpResult& r);
-  void answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r,
-                std::optional<std::chrono::milliseconds> retry_after);
-  enum class Until { abort, stop };  // what ends a wait for a token
-  boost::asio::awaitable<std::optional<RateLimiter::Clock::time_point>> acquire_token(Until until);
   // Decided without a call (its record), or nothing: send.
   boost::asio::awaitable<std::optional<AttemptFinish>> look_before_sending(
       Dispatched<DeliveryWork>& call);
-  // CallPace: the task finder's list reads take tokens and report answers like any call.
-  boost::asio::awaitable<std::optional<RateLimiter::Clock::time_point>> list_token() override;
-  void list_answered(RateLimiter::Clock::time_point sent_at, const HttpResult& r) override;
 
   // --- scheduler_commit.cpp: outcomes to the store ---
   void record(AttemptFinish f);
@@ -130,20 +122,18 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl>, CallPace {
   KpsClient& client;
   Metrics& metrics;
   boost::asio::steady_timer timer;
-  RateLimiter limiter;
-  CallGate gate;  // open, verifying the credentials, or blocked; starts verifying
-  Dispatcher dispatcher{limiter, gate};
-  TaskFinder tasks;  // failed tasks' reasons and the looks: the task lists, read and shared
-  LookSettings look_settings;
-  RateReport rate_report;
   RetrySettings settings;
+  LookSettings look_settings;
+  bool stopping = false;
+  bool aborted = false;
+  CallPacing pacing;  // the rate controller and the call gate, told every answer
+  Dispatcher dispatcher{pacing.limiter, pacing.gate};
+  TaskFinder tasks;  // failed tasks' reasons and the looks: the task lists, read and shared
   std::mt19937_64 rng;
   // queue.concurrency, changed by SIGHUP. Lowered, it takes effect as calls end: no call is
   // cut short, and calls in flight never exceed the value they were started under.
   std::size_t concurrency;
   std::size_t in_flight = 0;
-  bool stopping = false;
-  bool aborted = false;
   bool paused = false;
   bool wake_pending = false;
   std::deque<Dispatched<DeliveryWork>> ready;    // claimed ahead of their rate tokens (paced)
