@@ -62,6 +62,8 @@ DispatchStep Dispatcher::next(const DispatchView& v, Clock::time_point now) {
   // Paced: the next 100 ms of calls are claimed in the same transaction (one fsync for many
   // jobs, not one per token); they wait in the ready queues for their tokens.
   step.size = claim_size(free, tokens, limiter_.rate(now), probing, limiter_.holding());
+  reserved_ += step.size.total();  // until claim_ended()
+  loop_claim_left_ = step.size.total();
   return step;
 }
 
@@ -85,8 +87,16 @@ DispatchStep Dispatcher::send_ready(const DispatchView& v, Clock::time_point now
   return step;
 }
 
+void Dispatcher::claimed(std::size_t calls) noexcept {
+  calls = std::min(calls, loop_claim_left_);
+  loop_claim_left_ -= calls;
+  reserved_ -= calls;
+}
+
 bool Dispatcher::claim_ended(const DispatchStep& claim, std::size_t started,
                              std::size_t claimed_ahead) {
+  reserved_ -= std::min(reserved_, loop_claim_left_);
+  loop_claim_left_ = 0;
   limiter_.give_back(claim.tokens - std::min(started, claim.tokens));
   if (claim.probe && started == 0) gate_.probe_unsent();
   return started > 0 || claimed_ahead > 0;
@@ -109,7 +119,12 @@ std::size_t Dispatcher::commit_claim(const DispatchView& v, std::size_t outcomes
   std::size_t free = commit_claim_slots(v.slots, outcomes, v.concurrency);
   std::size_t tokens = 0;
   while (tokens < free && limiter_.try_acquire(now)) ++tokens;
+  reserved_ += tokens;  // until commit_claim_ended()
   return tokens;
+}
+
+void Dispatcher::commit_claim_ended(std::size_t asked) noexcept {
+  reserved_ -= std::min(reserved_, asked);
 }
 
 bool Dispatcher::gather_outcomes(const DispatchView& v, std::size_t waiting,

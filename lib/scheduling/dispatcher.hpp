@@ -3,7 +3,7 @@
 // claimed ahead and the flags, it asks the rate limiter and the call gate (both plain code with
 // the clock passed in) and returns what the coroutine shell does next: sleep, send calls that
 // waited for their rate tokens, or claim. No I/O and no clock of its own; the unit tests drive
-// it on a virtual clock (tests/unit/test_dispatch_plan.cpp).
+// it on a virtual clock (tests/unit/test_dispatch_loop.cpp).
 //
 // Every token it takes is either used by the step it returns or given back by claim_ended()
 // (or, for an outcome commit's claim, by the shell for what the commit did not claim).
@@ -59,10 +59,20 @@ class Dispatcher {
   // claim_batch free slots while calls are in flight; while the gate holds, one probe at a time.
   DispatchStep next(const DispatchView& view, RateLimiter::Clock::time_point now);
 
-  // After a claim step (committed or not): `started` calls went out now. Gives back the tokens
-  // not used and, for a probe that found nothing to send, the probe. Returns whether the loop
-  // goes on at once; false: nothing started and nothing waits ahead, so it sleeps until the
-  // next due job (at most idle_check).
+  // Slots reserved by claims in progress: a claim step's from next() to claim_ended(), an
+  // outcome commit's from commit_claim() to commit_claim_ended(). The shell counts them in
+  // DispatchView::slots, so a commit claiming while the loop's claim runs (or the other way
+  // round) never sees them as free: jobs `running` never exceed concurrency.
+  std::size_t reserved() const noexcept { return reserved_; }
+
+  // `calls` that the running claim step returned now hold slots of their own (started, or
+  // claimed ahead): they leave its reservation.
+  void claimed(std::size_t calls) noexcept;
+
+  // After a claim step (committed or not): `started` calls went out now. Ends its reservation
+  // and gives back the tokens not used and, for a probe that found nothing to send, the probe.
+  // Returns whether the loop goes on at once; false: nothing started and nothing waits ahead,
+  // so it sleeps until the next due job (at most idle_check).
   bool claim_ended(const DispatchStep& claim, std::size_t started, std::size_t claimed_ahead);
 
   // Of what a claim step returned (`polls`, then `deliveries`), which start now with its
@@ -80,6 +90,9 @@ class Dispatcher {
   // loop claims at the pace.
   std::size_t commit_claim(const DispatchView& view, std::size_t outcomes,
                            RateLimiter::Clock::time_point now);
+  // The commit that claimed `asked` (commit_claim's result) ended: its reservation ends. Of
+  // what it asked, the shell gives back the tokens for the calls it did not get.
+  void commit_claim_ended(std::size_t asked) noexcept;
 
   // Whether a commit of `waiting` outcomes should wait a moment for more: only while calls are
   // paced (so they trickle in), never while stopping, and only when the slots they hold are not
@@ -93,6 +106,8 @@ class Dispatcher {
 
   RateLimiter& limiter_;
   CallGate& gate_;
+  std::size_t reserved_ = 0;
+  std::size_t loop_claim_left_ = 0;  // the loop claim's reservation its calls did not take yet
 };
 
 }  // namespace kpsd

@@ -74,7 +74,7 @@ net::awaitable<void> Scheduler::Impl::sleep(std::chrono::milliseconds wait) {
 // Slots taken (dispatch_plan): a slot is free only once its call's outcome is committed, so
 // jobs `running` in the database never exceed `concurrency`, nor do the calls a crash repeats.
 SlotCount Scheduler::Impl::slot_count() const {
-  return {in_flight, outcomes_waiting(), claimed_ahead(), reserved};
+  return {in_flight, outcomes_waiting(), claimed_ahead(), dispatcher.reserved()};
 }
 
 std::size_t Scheduler::Impl::outcomes_waiting() const {
@@ -148,12 +148,9 @@ net::awaitable<void> Scheduler::Impl::claim(const DispatchStep& step) {
   std::string problem;
   int code = 0;
   bool failed = false;
-  // The slots this claim may fill are taken while it runs: an outcome commit claiming at the
-  // same time must not count them as free (jobs `running` never exceed concurrency).
-  std::size_t claiming = step.size.total();
-  reserved += claiming;
+  // The slots this claim may fill stay reserved (Dispatcher::reserved) while it runs.
   try {
-    co_await claim_and_start(step, claiming, started);
+    co_await claim_and_start(step, started);
   } catch (const sql::Error& e) {
     failed = true;
     problem = e.what();
@@ -162,7 +159,6 @@ net::awaitable<void> Scheduler::Impl::claim(const DispatchStep& step) {
     failed = true;
     problem = e.what();
   }
-  reserved -= claiming;
   bool go_on = dispatcher.claim_ended(step, started, claimed_ahead());
   if (failed) {
     // Nothing was claimed (the transaction rolled back): try again after a pause.
@@ -189,7 +185,7 @@ net::awaitable<void> Scheduler::Impl::claim(const DispatchStep& step) {
 // in the ready queues for their tokens; `started` counts the calls started, also when the second
 // transaction throws (what the first one started runs on).
 net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
-                                                      std::size_t& claiming, std::size_t& started) {
+                                                      std::size_t& started) {
   std::int64_t now = unix_ms();
   std::int64_t lease = poll_lease_until(now);
   auto due_polls = co_await db.call(
@@ -199,8 +195,7 @@ net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
   Placement place = dispatcher.place(step, due_polls.size(), 0);
   start_or_hold(due_polls, step, place.polls_now, ready_polls);
   started = place.polls_now;
-  reserved -= due_polls.size();  // now in flight, or waiting in ready_polls
-  claiming -= due_polls.size();
+  dispatcher.claimed(due_polls.size());  // now in flight, or waiting in ready_polls
   if (std::size_t want = step.size.total() - due_polls.size(); want > 0 && !stopping) {
     // A replace-form job whose key is gone fails in the claim, and may spend a budget.
     auto claim = [now, want](JobStore& s) {

@@ -110,7 +110,6 @@ Scheduler::Impl::ClaimPlan Scheduler::Impl::plan_claim(std::size_t outcomes) {
   std::int64_t unix_now = unix_ms();
   plan.request = {unix_now, poll_lease_until(unix_now), tokens};
   plan.sent_at = now;
-  reserved += tokens;
   return plan;
 }
 
@@ -126,7 +125,7 @@ void Scheduler::Impl::announce(const BatchStop& stop) {
 void Scheduler::Impl::start_claimed(const ClaimPlan& plan, Claimed claimed) {
   std::size_t asked = plan.request.limit;
   if (asked == 0) return;
-  reserved -= asked;
+  dispatcher.commit_claim_ended(asked);
   std::size_t got = claimed.polls.size() + claimed.deliveries.size();
   pacing.limiter.give_back(asked - got);
   // Stopping, paused or blocked meanwhile: what was claimed must not go out.

@@ -76,8 +76,7 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   std::size_t send_from(std::deque<Dispatched<Work>>& queue, std::size_t n,
                         RateLimiter::Clock::time_point sent_at);
   boost::asio::awaitable<void> claim(const DispatchStep& step);
-  boost::asio::awaitable<void> claim_and_start(const DispatchStep& step, std::size_t& claiming,
-                                               std::size_t& started);
+  boost::asio::awaitable<void> claim_and_start(const DispatchStep& step, std::size_t& started);
   template <class Work>
   void start_or_hold(std::vector<Work>& claimed, const DispatchStep& step, std::size_t now,
                      std::deque<Dispatched<Work>>& ready_queue);
@@ -138,7 +137,6 @@ struct Scheduler::Impl : std::enable_shared_from_this<Impl> {
   bool wake_pending = false;
   std::deque<Dispatched<DeliveryWork>> ready;    // claimed ahead of their rate tokens (paced)
   std::deque<Dispatched<PollWork>> ready_polls;  // ... polls, which go first
-  std::size_t reserved = 0;  // slots a claim in progress (loop or outcome commit) may fill
   Outbox<AttemptFinish> attempts{{}, false, "call outcomes"};
   Outbox<PollFinish> polls{{}, false, "task poll outcomes"};
   std::size_t recording = 0;  // outcomes in the commit now running
