@@ -48,10 +48,9 @@ PreflightVerdict judge_preflight(const HttpResult& r, const std::string& endpoin
   }
   std::string latency = " in " + std::to_string(r.latency.count()) + " ms";
   if (r.status == 200) {
-    std::string why;
-    auto page = parse_failed_tasks_body(r.body, why);
+    auto page = parse_failed_tasks_body(r.body);
     if (!page) {
-      return {exit_unavailable, "HTTP 200 but not a failed-tasks answer (" + why +
+      return {exit_unavailable, "HTTP 200 but not a failed-tasks answer (" + page.error().message +
                                     "): is kps.endpoint the KPS (KMS) endpoint?"};
     }
     return {exit_ok, "ok: " + endpoint + " accepted the credentials (GET failed-tasks: HTTP 200" +

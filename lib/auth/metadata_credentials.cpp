@@ -115,10 +115,10 @@ class MetadataCredentials final : public Credentials {
       co_return "GET " + std::string(securitykey_path) + " on " + metadata_.endpoint().text + ": " +
           describe(r) + agency;
     }
-    std::string why;
-    auto credential = parse_securitykey_body(r.body, why);
+    auto credential = parse_securitykey_body(r.body);
     OPENSSL_cleanse(r.body.data(), r.body.size());
-    if (!credential) co_return "the securitykey answer cannot be used: " + why;
+    if (!credential)
+      co_return "the securitykey answer cannot be used: " + credential.error().message;
     auto now = SysClock::now();
     // The margin is set by the pair's life when first seen (the service hands out the same pair
     // until it renews it): 5 s, or a quarter of the life of a short-lived pair.

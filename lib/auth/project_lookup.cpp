@@ -41,9 +41,10 @@ ProjectLookup judge(const HttpResult& r, const Config& config) {
     return {"", "project_id = auto: " + where + " refused: " + answer_reason(r), exit_no_perm};
   if (r.status != 200)
     return {"", "project_id = auto: " + where + " answered " + answer_reason(r), exit_config};
-  std::string why;
-  auto found = matching_projects(r.body, region, why);
-  if (!why.empty()) return {"", "project_id = auto: " + where + ": " + why, exit_unavailable};
+  auto answer = matching_projects(r.body, region);
+  if (!answer)
+    return {"", "project_id = auto: " + where + ": " + answer.error().message, exit_unavailable};
+  const std::vector<ProjectMatch>& found = *answer;
   if (found.empty()) {
     return {"",
             "project_id = auto: " + where + " has no project named " + region +

@@ -4,6 +4,7 @@
 #include "core/url.hpp"
 #include "fake_kps.hpp"
 #include "kps/kps_client.hpp"
+#include "result_strings.hpp"
 #include "temp_dir.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -82,8 +83,7 @@ TEST_CASE("disassociate sends the documented request and reads the 202") {
 
   auto t = rig.run(rig.client->get_task(task));
   CHECK(t.status == 200);
-  std::string why;
-  auto parsed = parse_task_body(t.body, why);
+  auto parsed = parse_task_body(t.body);
   REQUIRE(parsed);
   CHECK(parsed->task_status == "SUCCESS_UNBIND");
   CHECK(rig.fake.task_polls() == 1);

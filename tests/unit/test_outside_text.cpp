@@ -9,6 +9,7 @@
 #include "kps/task_look.hpp"
 #include "model/job.hpp"
 #include "protocol/control_protocol.hpp"
+#include "result_strings.hpp"
 #include "temp_dir.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -80,10 +81,8 @@ TEST_CASE("task ids from an answer: a strict shape - never a path - never 200 KB
   CHECK(out.verdict == Verdict::unknown);
   CHECK(out.error_msg.size() < 200);
   // A list entry with such an id is kept, marked: never followed, never taken for absence.
-  std::string why;
   auto page = parse_task_list_body(
-      R"({"total":2,"tasks":[{"task_id":"../x","server_id":"s"},{"task_id":"ok-1","server_id":"t"}]})",
-      why);
+      R"({"total":2,"tasks":[{"task_id":"../x","server_id":"s"},{"task_id":"ok-1","server_id":"t"}]})");
   REQUIRE(page);
   REQUIRE(page->tasks.size() == 2);
   CHECK_FALSE(page->tasks[0].followable);
