@@ -84,10 +84,9 @@ ProjectLookup look_up_project(const Config& config) {
       req.target = "/v3/projects?name=" + percent_encode(config.kps.region);
       req.headers.emplace_back("Accept", "application/json");
       std::uint64_t generation = 0;
-      std::string error = co_await credentials->apply(req, generation);
-      if (!error.empty()) {
+      if (auto applied = co_await credentials->apply(req, generation); !applied) {
         result.transport = HttpResult::Transport::no_credentials;
-        result.transport_detail = error;
+        result.transport_detail = applied.error().message;
         co_return;
       }
       result = co_await iam.exchange(req);

@@ -17,8 +17,8 @@ std::optional<ProxyRoute> proxy_for(const KpsConfig& kps, const Endpoint& target
   if (!route || kps.proxy_credentials_file.empty()) return route;
   std::string path =
       resolve_credential_path(kps.proxy_credentials_file, "kps.proxy_credentials_file");
-  auto credentials = read_secret_file(path, "", error);
-  if (!credentials) throw ConfigError("kps.proxy_credentials_file: " + error);
+  auto credentials = read_secret_file(path, "");
+  if (!credentials) throw ConfigError("kps.proxy_credentials_file: " + credentials.error().message);
   if (credentials->reveal().find(':') == std::string_view::npos)
     throw ConfigError("kps.proxy_credentials_file: " + path + " must hold user:password");
   route->credentials = std::move(*credentials);

@@ -68,8 +68,8 @@ ReloadOutcome reload(const std::string& config_path, Config& running, Credential
     spdlog::error("{}: {}", origin, out.error);
     return out;
   }
-  if (std::string error = credentials.reload(); !error.empty()) {
-    add_error(out, error + "; keeping the credentials in use");
+  if (auto reloaded = credentials.reload(); !reloaded) {
+    add_error(out, reloaded.error().message + "; keeping the credentials in use");
   }
   spdlog::set_level(spdlog::level::from_str(fresh.log.level));
   if (auto ca_error = client.reload_ca(fresh.kps.ca_file); !ca_error.empty()) {

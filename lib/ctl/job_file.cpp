@@ -21,8 +21,12 @@ std::optional<Secret> read_key_file(const std::string& type, const std::string& 
                                     std::string& error) {
   // A password file's trailing newline is not part of the password; a private key is sent as
   // it is.
-  auto key = read_secret_file(path, "key file", error, /*one_line=*/type == "password");
-  if (!key) return key;
+  auto read = read_secret_file(path, "key file", /*one_line=*/type == "password");
+  if (!read) {
+    error = read.error().message;
+    return std::nullopt;
+  }
+  std::optional<Secret> key = std::move(*read);
   // As OpenSSH says of a private key others may read: said, not refused (issue 31).
   if (std::string why = loose_mode(path); !why.empty())
     std::cerr << "kpsctl: warning: key file " << printable(why) << "\n";

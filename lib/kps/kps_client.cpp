@@ -32,9 +32,10 @@ net::awaitable<HttpResult> KpsClient::call(std::string method, std::string targe
   if (req.method == "POST") req.headers.emplace_back("Content-Type", "application/json");
   req.body = std::move(body);
   std::uint64_t generation = 0;
-  std::string error = co_await credentials_->apply(req, generation);
+  auto applied = co_await credentials_->apply(req, generation);
   HttpResult r;
-  if (!error.empty()) {
+  if (!applied) {
+    const std::string& error = applied.error().message;
     r.transport = HttpResult::Transport::no_credentials;
     r.transport_detail = error;
     if (error != last_credentials_error_) {  // once per cause, not once per call

@@ -203,18 +203,18 @@ TEST_CASE("the token file is looked at once a second and not once per call and a
   auto write = [&](const char* text) { std::ofstream(path, std::ios::trunc) << text << "\n"; };
   write("first-token");
   TokenSource tokens(path);
-  std::string error;
   auto t0 = std::chrono::steady_clock::now();
-  REQUIRE(tokens.current(error, t0));
-  CHECK(tokens.current(error, t0)->reveal() == "first-token");
+  REQUIRE(tokens.current(t0));
+  CHECK(tokens.current(t0)->reveal() == "first-token");
   write("second-token-longer");  // rotated (another size, so the change is seen whatever mtime)
-  CHECK(tokens.current(error, t0 + 500ms)->reveal() == "first-token");  // within the second
-  CHECK(tokens.current(error, t0 + 1001ms)->reveal() == "second-token-longer");
+  CHECK(tokens.current(t0 + 500ms)->reveal() == "first-token");  // within the second
+  CHECK(tokens.current(t0 + 1001ms)->reveal() == "second-token-longer");
   write("third-token-even-longer");
   tokens.invalidate();  // what a 401 does
-  CHECK(tokens.current(error, t0 + 1100ms)->reveal() == "third-token-even-longer");
+  CHECK(tokens.current(t0 + 1100ms)->reveal() == "third-token-even-longer");
   std::filesystem::remove(path);
-  CHECK(tokens.current(error, t0 + 1200ms));  // cached within the second
-  CHECK_FALSE(tokens.current(error, t0 + 2200ms));
-  CHECK(error.find("cannot read token file") != std::string::npos);
+  CHECK(tokens.current(t0 + 1200ms));  // cached within the second
+  auto gone = tokens.current(t0 + 2200ms);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().message.find("cannot read token file") != std::string::npos);
 }
