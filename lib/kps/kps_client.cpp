@@ -78,7 +78,7 @@ net::awaitable<HttpResult> KpsClient::get_running_tasks(int limit, std::int64_t 
               {});
 }
 
-std::string KpsClient::reload_ca(const std::string& ca_file) { return http_->reload_ca(ca_file); }
+Result<void> KpsClient::reload_ca(const std::string& ca_file) { return http_->reload_ca(ca_file); }
 void KpsClient::close_idle() { http_->close_idle(); }
 void KpsClient::cancel_all() { http_->cancel_all(); }
 
