@@ -56,9 +56,8 @@ struct Connection {
 };
 Connection make_connection(net::any_io_executor executor, const Config& config) {
   Connection c;
-  std::string route;
   c.client = std::make_unique<KpsClient>(executor, config.kps,
-                                         proxy_for(config.kps, config.kps.endpoint, route));
+                                         proxy_for(config.kps, config.kps.endpoint).route);
   c.credentials = make_credentials(executor, config, c.client->host_header());
   c.client->set_credentials(*c.credentials);
   return c;

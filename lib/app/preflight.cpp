@@ -80,8 +80,9 @@ PreflightVerdict run_preflight(const Config& config) {
   std::unique_ptr<Credentials> credentials;
   std::string route;
   try {
-    client = std::make_unique<KpsClient>(io.get_executor(), config.kps,
-                                         proxy_for(config.kps, config.kps.endpoint, route));
+    ProxyChoice proxy = proxy_for(config.kps, config.kps.endpoint);
+    route = proxy.why;
+    client = std::make_unique<KpsClient>(io.get_executor(), config.kps, std::move(proxy.route));
     credentials = make_credentials(io.get_executor(), config, client->host_header());
     client->set_credentials(*credentials);
   } catch (const std::exception& e) {

@@ -268,8 +268,7 @@ std::unique_ptr<Credentials> make_credentials(net::any_io_executor executor, con
           resolve_credential_path(config.auth.token_file, "auth.token_file"));
     case AuthMethod::iam_password: {
       // IAM is reached the way KPS is: through the same proxy rules.
-      std::string why;
-      auto proxy = proxy_for(config.kps, config.auth.iam_endpoint, why);
+      auto proxy = proxy_for(config.kps, config.auth.iam_endpoint).route;
       return std::make_unique<IamPasswordCredentials>(executor, config, std::move(proxy));
     }
     case AuthMethod::aksk:

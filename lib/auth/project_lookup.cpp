@@ -69,10 +69,9 @@ ProjectLookup look_up_project(const Config& config) {
   net::io_context io(1);
   HttpResult result;
   try {
-    std::string route;
     HttpClient iam(io.get_executor(), config.auth.iam_endpoint, config.kps.ca_file,
                    config.kps.request_timeout,
-                   proxy_for(config.kps, config.auth.iam_endpoint, route));
+                   proxy_for(config.kps, config.auth.iam_endpoint).route);
     // The same credentials as KPS calls, signed for the IAM host and without X-Project-Id
     // (the project is what is asked for).
     Config unscoped = config;

@@ -17,8 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto found = kpsd::matching_projects(text, "cn-north-4"))
     for (const auto& p : *found)
       if (p.name != "cn-north-4") __builtin_trap();  // only exact names
-  kpsd::ProxyRoute route;
-  if (kpsd::parse_proxy_url(text, true, route).empty() && (route.port == 0 || route.host.empty()))
+  if (auto route = kpsd::parse_proxy_url(text, true);
+      route && (route->port == 0 || route->host.empty()))
     __builtin_trap();
   kpsd::no_proxy_matches(text, "kms.cn-north-4.myhuaweicloud.com");
   kpsd::no_proxy_matches(text, "10.1.2.3");

@@ -31,8 +31,9 @@ struct Rig {
   explicit Rig(std::chrono::milliseconds timeout = 2000ms, std::string token = "tok-123")
       : fake(fake::Options{project, "tok-123", 0ms}) {
     config.kps.project_id = project;
-    REQUIRE(parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()), config.kps.endpoint)
-                .empty());
+    auto endpoint = parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()));
+    REQUIRE(endpoint);
+    config.kps.endpoint = *endpoint;
     config.kps.request_timeout = timeout;
     config.auth.token_file = dir.write("token", token + "\n");
     client = make_client(config);
