@@ -318,21 +318,13 @@ constexpr std::pair<std::string_view, OpParser> op_parsers[] = {
 
 }  // namespace
 
-std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error) {
+Result<ControlRequest> parse_control_request(std::string_view line) {
   boost::system::error_code ec;
   json::value v = parse_json_zeroing(line, ec);  // it may carry a job's key
-  if (ec) {
-    error = "request is not valid JSON: " + ec.message();
-    return std::nullopt;
-  }
-  if (!v.is_object()) {
-    error = "request must be a JSON object";
-    return std::nullopt;
-  }
-  if (auto key = find_duplicate_key(line)) {
-    error = "duplicate key \"" + *key + "\" in the request";
-    return std::nullopt;
-  }
+  if (ec) return fail("request is not valid JSON: " + ec.message());
+  if (!v.is_object()) return fail("request must be a JSON object");
+  if (auto key = find_duplicate_key(line))
+    return fail("duplicate key \"" + *key + "\" in the request");
   const json::object& o = v.as_object();
   try {
     if (!o.contains("op")) throw Invalid{"op is missing"};
@@ -342,8 +334,7 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
     }
     throw Invalid{"unknown op \"" + op + "\""};
   } catch (const Invalid& e) {
-    error = e.message;
-    return std::nullopt;
+    return fail(e.message);
   }
 }
 

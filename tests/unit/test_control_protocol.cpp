@@ -1,6 +1,7 @@
 #include "core/zeroing_storage.hpp"
 #include "ctl/job_lines.hpp"
 #include "protocol/control_protocol.hpp"
+#include "result_strings.hpp"
 
 #include <boost/json.hpp>
 
@@ -12,28 +13,26 @@
 using namespace kpsd;
 
 TEST_CASE("control requests parse into typed values") {
-  std::string error;
   auto r = parse_control_request(
       R"({"op":"enqueue","jobs":[{"server_id":"a"},{"server_id":"b","port":22,)"
-      R"("auth":{"type":"password","key":"pw"}}]})",
-      error);
-  REQUIRE_MESSAGE(r, error);
+      R"("auth":{"type":"password","key":"pw"}}]})");
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
   auto& e = std::get<EnqueueRequest>(*r);
   REQUIRE(e.jobs.size() == 2);
   CHECK(e.jobs[1].port == 22);
   CHECK(e.jobs[1].auth->key.reveal() == "pw");
 
-  r = parse_control_request(R"({"op":"list","state":"failed","limit":5,"after_id":10})", error);
+  r = parse_control_request(R"({"op":"list","state":"failed","limit":5,"after_id":10})");
   REQUIRE(r);
   auto& l = std::get<ListRequest>(*r);
   CHECK(l.query.state == JobState::failed);
   CHECK(l.query.limit == 5);
   CHECK(l.query.after_id == 10);
 
-  r = parse_control_request(R"({"op":"show","id":7})", error);
+  r = parse_control_request(R"({"op":"show","id":7})");
   REQUIRE(r);
   CHECK(std::get<ShowRequest>(*r).id == 7);
-  r = parse_control_request(R"({"op":"stats"})", error);
+  r = parse_control_request(R"({"op":"stats"})");
   REQUIRE(r);
   CHECK(std::holds_alternative<StatsRequest>(*r));
 }
@@ -88,18 +87,18 @@ TEST_CASE("bad control requests get a message that names what is wrong") {
   };
   for (const Case& c : cases) {
     CAPTURE(c.line);
-    std::string error;
-    CHECK_FALSE(parse_control_request(c.line, error));
+    auto r = parse_control_request(c.line);
+    REQUIRE_FALSE(r);
+    const std::string& error = r.error().message;
     CHECK_MESSAGE(error.starts_with(c.expected), error);
   }
 }
 
 TEST_CASE("an auth key never appears in an error message") {
-  std::string error;
-  CHECK_FALSE(parse_control_request(
-      R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"bogus","key":"TOPSECRET"}}]})",
-      error));
-  CHECK(error.find("TOPSECRET") == std::string::npos);
+  auto r = parse_control_request(
+      R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"bogus","key":"TOPSECRET"}}]})");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("TOPSECRET") == std::string::npos);
 }
 
 TEST_CASE("job JSON carries the auth type but never a key") {
@@ -172,11 +171,9 @@ TEST_CASE("zeroing JSON storage parses like the default") {
 }
 
 TEST_CASE("the same key in different objects is not a duplicate") {
-  std::string error;
   auto r = parse_control_request(
-      R"({"op":"enqueue","jobs":[{"server_id":"a","port":22},{"server_id":"b","port":23}]})",
-      error);
-  REQUIRE_MESSAGE(r.has_value(), error);
+      R"({"op":"enqueue","jobs":[{"server_id":"a","port":22},{"server_id":"b","port":23}]})");
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
   CHECK(std::get<EnqueueRequest>(*r).jobs.size() == 2);
 }
 
@@ -293,9 +290,8 @@ TEST_CASE("every control request survives to_json then parse unchanged") {
   for (const ControlRequest& r : requests) {
     std::string line = boost::json::serialize(to_json(r));
     CAPTURE(r.index());
-    std::string error;
-    auto back = parse_control_request(line, error);
-    REQUIRE_MESSAGE(back.has_value(), error);
+    auto back = parse_control_request(line);
+    REQUIRE_MESSAGE(back.has_value(), (back ? "" : back.error().message));
     CHECK(*back == r);
   }
 }

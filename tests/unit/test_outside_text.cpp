@@ -125,13 +125,12 @@ TEST_CASE("batch names on every op: no control character - no C1 - no bidi overr
   CHECK_FALSE(validate_batch_name("n\xc2\x9b").empty());
   CHECK_FALSE(validate_batch_name("n\xff").empty());
   // The socket's batch field is checked the same way, before any op logs it.
-  std::string error;
   auto forged = parse_control_request(
-      R"({"op":"cancel","batch":"n\n<2>crit: FORGED audit: uid 0 (root): cancel job 1"})", error);
-  CHECK_FALSE(forged);
-  CHECK(error.find("control character") != std::string::npos);
-  CHECK(parse_control_request(R"({"op":"cancel","batch":"42"})", error));
-  CHECK(parse_control_request(R"({"op":"pause","batch":"night-run"})", error));
+      R"({"op":"cancel","batch":"n\n<2>crit: FORGED audit: uid 0 (root): cancel job 1"})");
+  REQUIRE_FALSE(forged);
+  CHECK(forged.error().message.find("control character") != std::string::npos);
+  CHECK(parse_control_request(R"({"op":"cancel","batch":"42"})"));
+  CHECK(parse_control_request(R"({"op":"pause","batch":"night-run"})"));
 }
 
 TEST_CASE("prune: kpsd refuses a cut-off in the future - under an hour unless forced") {
@@ -145,8 +144,7 @@ TEST_CASE("prune: kpsd refuses a cut-off in the future - under an hour unless fo
   PruneRequest r;
   r.older_than_ms = 60'000;
   r.force = true;
-  std::string error;
-  auto back = parse_control_request(boost::json::serialize(to_json(ControlRequest{r})), error);
+  auto back = parse_control_request(boost::json::serialize(to_json(ControlRequest{r})));
   REQUIRE(back);
   CHECK(std::get<PruneRequest>(*back).force);
 }
