@@ -62,7 +62,7 @@ std::string batch_field(const json::object& o) {
   std::string_view text = v.as_string();
   bool digits = std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits) {
-    if (std::string problem = validate_batch_name(text); !problem.empty()) throw Invalid{problem};
+    if (auto valid = validate_batch_name(text); !valid) throw Invalid{valid.error().message};
   }
   return std::string(text);
 }
@@ -75,8 +75,8 @@ NewJob parse_job(const json::value& v, std::size_t index) {
   if (!o.contains("server_id")) throw Invalid{where + "server_id is missing"};
   NewJob job;
   job.server_id = string_field(o, "server_id", where);
-  if (auto problem = validate_server_id(job.server_id); !problem.empty()) {
-    throw Invalid{where + problem};
+  if (auto valid = validate_server_id(job.server_id); !valid) {
+    throw Invalid{where + valid.error().message};
   }
   if (o.contains("port")) job.port = integer_field(o, "port", 1, 65535, where);
   if (o.contains("auth")) {
@@ -138,7 +138,7 @@ ControlRequest parse_enqueue(const json::object& o) {
   if (o.contains("batch_id")) r.batch.id = integer_field(o, "batch_id", 1, INT64_MAX, "");
   if (o.contains("batch")) {
     std::string name = string_field(o, "batch", "");
-    if (auto problem = validate_batch_name(name); !problem.empty()) throw Invalid{problem};
+    if (auto valid = validate_batch_name(name); !valid) throw Invalid{valid.error().message};
     r.batch.name = name;
   }
   parse_brakes(o, r.batch.brakes);

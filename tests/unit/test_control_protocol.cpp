@@ -178,35 +178,39 @@ TEST_CASE("the same key in different objects is not a duplicate") {
 }
 
 TEST_CASE("kpsctl job file lines: ids - comments - NDJSON - errors that name the problem") {
-  JobLine l;
-  CHECK(parse_job_line("   ", l).empty());
-  CHECK(l.kind == JobLine::Kind::skip);
-  CHECK(parse_job_line("# inventory", l).empty());
-  CHECK(l.kind == JobLine::Kind::skip);
-  CHECK(parse_job_line("  srv-1\r", l).empty());
-  CHECK(l.kind == JobLine::Kind::job);
-  CHECK(l.job.server_id == "srv-1");
-  CHECK(parse_job_line(
-            R"({"server_id":"s2","port":2222,"auth":{"type":"keypair","key_file":"/k"}})", l)
-            .empty());
-  CHECK(l.job.port == 2222);
-  CHECK(l.key_type == "keypair");
-  CHECK(l.key_file == "/k");
+  auto l = parse_job_line("   ");
+  REQUIRE(l);
+  CHECK(l->kind == JobLine::Kind::skip);
+  l = parse_job_line("# inventory");
+  REQUIRE(l);
+  CHECK(l->kind == JobLine::Kind::skip);
+  l = parse_job_line("  srv-1\r");
+  REQUIRE(l);
+  CHECK(l->kind == JobLine::Kind::job);
+  CHECK(l->job.server_id == "srv-1");
+  l = parse_job_line(R"({"server_id":"s2","port":2222,"auth":{"type":"keypair","key_file":"/k"}})");
+  REQUIRE(l);
+  CHECK(l->job.port == 2222);
+  CHECK(l->key_type == "keypair");
+  CHECK(l->key_file == "/k");
   // Each error quotes the offending value; a mistyped field name gets a did-you-mean.
-  CHECK(parse_job_line(R"({"server_id":"s","port":0})", l) ==
+  auto refusal = [](std::string_view line) {
+    auto parsed = parse_job_line(line);
+    return parsed ? std::string() : parsed.error().message;
+  };
+  CHECK(refusal(R"({"server_id":"s","port":0})") ==
         "port `0` must be a whole number from 1 to 65535");
-  CHECK(parse_job_line(R"({"server_id":"s","port":"22"})", l) ==
+  CHECK(refusal(R"({"server_id":"s","port":"22"})") ==
         "port `\"22\"` must be a whole number from 1 to 65535");
-  CHECK(parse_job_line(R"({"server_id":"s","prot":22})", l) ==
-        "unknown field `prot` (did you mean `port`?)");
-  CHECK(parse_job_line(R"({"server_id":"s","colour":1})", l) == "unknown field `colour`");
-  CHECK(parse_job_line(R"({"port":22})", l) == "server_id missing");
-  CHECK(parse_job_line(R"({"server_id":7})", l) == "server_id `7` is not a string");
-  CHECK(parse_job_line("{nope", l) == "not a JSON object");
-  CHECK(parse_job_line(R"({"server_id":"s","auth":{"type":"password"}})", l) ==
+  CHECK(refusal(R"({"server_id":"s","prot":22})") == "unknown field `prot` (did you mean `port`?)");
+  CHECK(refusal(R"({"server_id":"s","colour":1})") == "unknown field `colour`");
+  CHECK(refusal(R"({"port":22})") == "server_id missing");
+  CHECK(refusal(R"({"server_id":7})") == "server_id `7` is not a string");
+  CHECK(refusal("{nope") == "not a JSON object");
+  CHECK(refusal(R"({"server_id":"s","auth":{"type":"password"}})") ==
         "auth `{\"type\":\"password\"}` must be {\"type\": \"password\"|\"keypair\", "
         "\"key_file\": PATH}");
-  CHECK_FALSE(parse_job_line("a b", l).empty());
+  CHECK_FALSE(parse_job_line("a b"));
 }
 
 // kpsctl builds its requests with to_json from the typed values kpsd parses: one definition of

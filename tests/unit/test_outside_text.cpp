@@ -118,12 +118,12 @@ TEST_CASE("loopback: an address in 127.0.0.0/8 - localhost - ::1 - not a name th
 }
 
 TEST_CASE("batch names on every op: no control character - no C1 - no bidi override") {
-  CHECK(validate_batch_name("night-run 2") == "");
-  CHECK(validate_batch_name("ночь") == "");
-  CHECK_FALSE(validate_batch_name("n\n<2>crit: FORGED").empty());
-  CHECK_FALSE(validate_batch_name("n\xe2\x80\xae").empty());
-  CHECK_FALSE(validate_batch_name("n\xc2\x9b").empty());
-  CHECK_FALSE(validate_batch_name("n\xff").empty());
+  CHECK(validate_batch_name("night-run 2"));
+  CHECK(validate_batch_name("ночь"));
+  CHECK_FALSE(validate_batch_name("n\n<2>crit: FORGED"));
+  CHECK_FALSE(validate_batch_name("n\xe2\x80\xae"));
+  CHECK_FALSE(validate_batch_name("n\xc2\x9b"));
+  CHECK_FALSE(validate_batch_name("n\xff"));
   // The socket's batch field is checked the same way, before any op logs it.
   auto forged = parse_control_request(
       R"({"op":"cancel","batch":"n\n<2>crit: FORGED audit: uid 0 (root): cancel job 1"})");
