@@ -99,8 +99,8 @@ PreflightVerdict run_preflight(const Config& config) {
 
 int check_config(Config config, const std::string& path, bool preflight) {
   // Also the files kpsd reads at start, so "ok" means it would start (no call is made).
-  if (std::string problem = check_startup_files(config); !problem.empty()) {
-    std::cerr << "kpsd: " << path << ": " << problem << "\n";
+  if (auto files = check_startup_files(config); !files) {
+    std::cerr << "kpsd: " << path << ": " << files.error().message << "\n";
     return exit_config;
   }
   for (const auto& line : startup_warnings(config)) std::cerr << "kpsd: warning: " << line << "\n";
