@@ -56,9 +56,8 @@ struct Connection {
 };
 Connection make_connection(net::any_io_executor executor, const Config& config) {
   Connection c;
-  std::string route;
   c.client = std::make_unique<KpsClient>(executor, config.kps,
-                                         proxy_for(config.kps, config.kps.endpoint, route));
+                                         proxy_for(config.kps, config.kps.endpoint).route);
   c.credentials = make_credentials(executor, config, c.client->host_header());
   c.client->set_credentials(*c.credentials);
   return c;
@@ -66,12 +65,12 @@ Connection make_connection(net::any_io_executor executor, const Config& config) 
 
 }  // namespace
 
-std::string check_startup_files(const Config& config) {
+Result<void> check_startup_files(const Config& config) {
   try {
     net::io_context io(1);  // never run: the checks only read files
     make_connection(io.get_executor(), config);
   } catch (const std::exception& e) {
-    return e.what();
+    return fail(e.what());
   }
   return {};
 }
@@ -90,41 +89,35 @@ std::vector<std::string> startup_warnings(const Config& config) {
 
 namespace {
 
-// Enough open files for queue.concurrency calls and control.max_clients clients; 0, or 78.
-int check_descriptors(const Config& config, const FdLimit& fds) {
+// Enough open files for queue.concurrency calls and control.max_clients clients (else 78).
+Result<void> check_descriptors(const Config& config, const FdLimit& fds) {
   std::uint64_t need = descriptors_needed(config);
-  if (need <= fds.soft) return 0;
-  spdlog::critical(
+  if (need <= fds.soft) return {};
+  return fail(fmt::format(
       "queue.concurrency = {} with control.max_clients = {} needs up to {} open files, but "
       "the limit is {} (hard limit {}): lower queue.concurrency or raise LimitNOFILE= in the "
       "unit",
-      config.queue.concurrency, config.control.max_clients, need, fds.soft, fds.hard);
-  return exit_config;
+      config.queue.concurrency, config.control.max_clients, need, fds.soft, fds.hard));
 }
 
 // One daemon per database, decided before anything opens the file: a second kpsd must not run
-// crash recovery on the first one's jobs, or switch the file's journal mode. 0, 75 (held by
-// another kpsd) or 73.
-int lock_database(const Config& config, std::optional<DatabaseLock>& lock) {
-  if (config.queue.database == ":memory:") return 0;
-  std::string lock_error;
-  bool held_by_other = false;
-  lock = DatabaseLock::acquire(config.queue.database, lock_error, held_by_other);
-  if (lock) return 0;
-  spdlog::critical("{}", lock_error);
-  return held_by_other ? exit_temp_fail : exit_cant_create;
+// crash recovery on the first one's jobs, or switch the file's journal mode. No lock for an
+// in-memory database. Refused: 75 when another kpsd holds it, else 73.
+Result<std::optional<DatabaseLock>, LockRefusal> lock_database(const Config& config) {
+  if (config.queue.database == ":memory:") return std::optional<DatabaseLock>();
+  auto taken = DatabaseLock::acquire(config.queue.database);
+  if (!taken) return taken.error();
+  return std::optional<DatabaseLock>(std::move(*taken));
 }
 
-// The KPS client and credentials from the configuration (files read, no call made); 0 or 78.
-int connect_kps(net::io_context& io, const Config& config, Connection& kps) {
+// The KPS client and credentials from the configuration (files read, no call made); else 78.
+// A plain http:// endpoint to another host is refused with the configuration (config.cpp).
+Result<Connection> connect_kps(net::io_context& io, const Config& config) {
   try {
-    kps = make_connection(io.get_executor(), config);
+    return make_connection(io.get_executor(), config);
   } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return exit_config;
+    return fail(e.what());
   }
-  // A plain http:// endpoint to another host is refused with the configuration (config.cpp).
-  return 0;
 }
 
 // [queue] retention_days: deletes finished jobs older than that, hourly (null when 0).
@@ -161,22 +154,27 @@ struct Servers {
   std::unique_ptr<MetricsServer> metrics;
 };
 
-// The control socket and, when configured, the metrics port. False (said at critical) when
-// one cannot be opened: exit 73 (EX_CANTCREAT).
-bool open_servers(net::io_context& io, const Config& config, DbWorker& db, Scheduler& scheduler,
-                  Metrics& metrics, Servers& out) {
+// The control socket and, when configured, the metrics port; else 73 (EX_CANTCREAT).
+Result<Servers> open_servers(net::io_context& io, const Config& config, DbWorker& db,
+                             Scheduler& scheduler, Metrics& metrics) {
   try {
+    Servers out;
     out.control =
         std::make_unique<ControlServer>(io.get_executor(), config.control, db, scheduler, metrics);
     if (config.metrics.enabled) {
       out.metrics = std::make_unique<MetricsServer>(io.get_executor(), config.metrics.host,
                                                     config.metrics.port, db, scheduler, metrics);
     }
-    return true;
+    return out;
   } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return false;
+    return fail(e.what());
   }
+}
+
+// A start-up failure: said once at critical; `exit_code` is the one run_daemon chose for it.
+int startup_failed(const Failure& failure, int exit_code) {
+  spdlog::critical("{}", failure.message);
+  return exit_code;
 }
 
 // READY, then the network thread until the scheduler has ended and everything after it; the
@@ -205,15 +203,20 @@ int serve(net::io_context& io, Scheduler& scheduler, SdNotifier& systemd, Status
 int run_daemon(const Config& config, const std::string& config_path) {
   keep_freed_memory();
   FdLimit fds = raise_fd_limit();
-  if (int code = check_descriptors(config, fds)) return code;
-  std::optional<DatabaseLock> db_lock;
-  if (int code = lock_database(config, db_lock)) return code;
+  // Each start-up step says what failed; the exit code for it is chosen here, and only here.
+  if (auto fits = check_descriptors(config, fds); !fits)
+    return startup_failed(fits.error(), exit_config);
+  auto db_lock = lock_database(config);
+  if (!db_lock) {
+    return startup_failed(db_lock.error(),
+                          db_lock.error().held_by_other ? exit_temp_fail : exit_cant_create);
+  }
   net::io_context io(1);
-  Connection kps;
-  if (int code = connect_kps(io, config, kps)) return code;
+  auto kps = connect_kps(io, config);
+  if (!kps) return startup_failed(kps.error(), exit_config);
   for (const auto& line : startup_warnings(config)) spdlog::warn("{}", line);
-  std::unique_ptr<KpsClient>& client = kps.client;
-  std::unique_ptr<Credentials>& credentials = kps.credentials;
+  std::unique_ptr<KpsClient>& client = kps->client;
+  std::unique_ptr<Credentials>& credentials = kps->credentials;
 
   OpenedStore opened = open_store(config);
   if (!opened.db) return opened.exit_code;
@@ -230,10 +233,10 @@ int run_daemon(const Config& config, const std::string& config_path) {
     spdlog::warn("starting paused (kpsctl pause was in effect): no calls until kpsctl resume");
     scheduler.set_paused(true);
   }
-  Servers servers;
-  if (!open_servers(io, config, *db, scheduler, metrics, servers)) return exit_cant_create;
-  std::unique_ptr<ControlServer>& control = servers.control;
-  std::unique_ptr<MetricsServer>& metrics_server = servers.metrics;
+  auto servers = open_servers(io, config, *db, scheduler, metrics);
+  if (!servers) return startup_failed(servers.error(), exit_cant_create);
+  std::unique_ptr<ControlServer>& control = servers->control;
+  std::unique_ptr<MetricsServer>& metrics_server = servers->metrics;
 
   SdNotifier systemd;
   StatusReporter status(io, *db, scheduler, systemd);

@@ -1,6 +1,7 @@
 #pragma once
 #include "config/config.hpp"
 #include "core/exit_codes.hpp"
+#include "core/result.hpp"
 
 #include <string>
 #include <vector>
@@ -9,8 +10,8 @@ namespace kpsd {
 
 // What `kpsd --check-config` checks beyond parsing: the files kpsd reads at start (the token,
 // AK/SK or IAM password files, the CA file) exist and can be read. Makes no network call and
-// opens no database. Returns the reason it would not start, or empty.
-std::string check_startup_files(const Config& config);
+// opens no database. A failure says why it would not start.
+Result<void> check_startup_files(const Config& config);
 
 // What --check-config and the start say, without refusing (issue 31): secret files others may
 // read (loose_secret_files), and a metrics/status port that listens beyond loopback.

@@ -48,10 +48,9 @@ PreflightVerdict judge_preflight(const HttpResult& r, const std::string& endpoin
   }
   std::string latency = " in " + std::to_string(r.latency.count()) + " ms";
   if (r.status == 200) {
-    std::string why;
-    auto page = parse_failed_tasks_body(r.body, why);
+    auto page = parse_failed_tasks_body(r.body);
     if (!page) {
-      return {exit_unavailable, "HTTP 200 but not a failed-tasks answer (" + why +
+      return {exit_unavailable, "HTTP 200 but not a failed-tasks answer (" + page.error().message +
                                     "): is kps.endpoint the KPS (KMS) endpoint?"};
     }
     return {exit_ok, "ok: " + endpoint + " accepted the credentials (GET failed-tasks: HTTP 200" +
@@ -81,8 +80,9 @@ PreflightVerdict run_preflight(const Config& config) {
   std::unique_ptr<Credentials> credentials;
   std::string route;
   try {
-    client = std::make_unique<KpsClient>(io.get_executor(), config.kps,
-                                         proxy_for(config.kps, config.kps.endpoint, route));
+    ProxyChoice proxy = proxy_for(config.kps, config.kps.endpoint);
+    route = proxy.why;
+    client = std::make_unique<KpsClient>(io.get_executor(), config.kps, std::move(proxy.route));
     credentials = make_credentials(io.get_executor(), config, client->host_header());
     client->set_credentials(*credentials);
   } catch (const std::exception& e) {
@@ -99,8 +99,8 @@ PreflightVerdict run_preflight(const Config& config) {
 
 int check_config(Config config, const std::string& path, bool preflight) {
   // Also the files kpsd reads at start, so "ok" means it would start (no call is made).
-  if (std::string problem = check_startup_files(config); !problem.empty()) {
-    std::cerr << "kpsd: " << path << ": " << problem << "\n";
+  if (auto files = check_startup_files(config); !files) {
+    std::cerr << "kpsd: " << path << ": " << files.error().message << "\n";
     return exit_config;
   }
   for (const auto& line : startup_warnings(config)) std::cerr << "kpsd: warning: " << line << "\n";

@@ -41,7 +41,7 @@ std::optional<SysClock::time_point> parse_expires_at(std::string_view text) {
   return SysClock::from_time_t(seconds) + fraction;
 }
 
-std::optional<MetadataCredential> parse_securitykey_body(std::string_view body, std::string& why) {
+Result<MetadataCredential> parse_securitykey_body(std::string_view body) {
   boost::system::error_code ec;
   // Zeroing storage: the tree and the parser's scratch hold the secret key and token.
   json::value v = parse_json_zeroing(body, ec);
@@ -50,25 +50,18 @@ std::optional<MetadataCredential> parse_securitykey_body(std::string_view body, 
     if (auto* c = v.as_object().if_contains("credential"); c && c->is_object())
       credential = &c->as_object();
   }
-  if (!credential) {
-    why = "the answer is not {\"credential\": {...}}";
-    return std::nullopt;
-  }
+  if (!credential) return fail("the answer is not {\"credential\": {...}}");
   auto field = [&](const char* name) -> const json::string* {
     auto* f = credential->if_contains(name);
     return f && f->is_string() && !f->as_string().empty() ? &f->as_string() : nullptr;
   };
   for (const char* name : {"access", "secret", "securitytoken", "expires_at"}) {
-    if (!field(name)) {
-      why = std::string("credential.") + name + " is missing, empty or not a string";
-      return std::nullopt;
-    }
+    if (!field(name))
+      return fail(std::string("credential.") + name + " is missing, empty or not a string");
   }
   auto expires = parse_expires_at(*field("expires_at"));
-  if (!expires) {
-    why = "credential.expires_at is not a UTC time like 2020-01-08T03:50:07.574000Z";
-    return std::nullopt;
-  }
+  if (!expires)
+    return fail("credential.expires_at is not a UTC time like 2020-01-08T03:50:07.574000Z");
   MetadataCredential out;
   out.keys.access_key = Secret(std::string(*field("access")));
   out.keys.secret_key = Secret(std::string(*field("secret")));
@@ -98,8 +91,8 @@ SysClock::time_point refresh_time(SysClock::time_point fetched, SysClock::time_p
   return expires - ahead;
 }
 
-std::vector<ProjectMatch> matching_projects(std::string_view body, std::string_view region,
-                                            std::string& why) {
+Result<std::vector<ProjectMatch>> matching_projects(std::string_view body,
+                                                    std::string_view region) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   const json::array* projects = nullptr;
@@ -107,10 +100,7 @@ std::vector<ProjectMatch> matching_projects(std::string_view body, std::string_v
     if (auto* p = v.as_object().if_contains("projects"); p && p->is_array())
       projects = &p->as_array();
   }
-  if (!projects) {
-    why = "the answer is not {\"projects\": [...]}";
-    return {};
-  }
+  if (!projects) return fail("the answer is not {\"projects\": [...]}");
   std::vector<ProjectMatch> out;
   for (const auto& p : *projects) {
     if (!p.is_object()) continue;

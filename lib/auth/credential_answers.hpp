@@ -3,6 +3,7 @@
 // service's securitykey (Go core/auth/internal/metadata_accessor.go), IAM's expires_at form,
 // and IAM's project list (Go core/auth/internal/iam_service.go).
 #include "auth/aksk_signer.hpp"
+#include "core/result.hpp"
 
 #include <chrono>
 #include <optional>
@@ -22,9 +23,9 @@ struct MetadataCredential {
 std::optional<std::chrono::system_clock::time_point> parse_expires_at(std::string_view text);
 
 // The securitykey answer {"credential": {"access", "secret", "securitytoken", "expires_at"}};
-// nullopt with `why` (which never holds a value from the body) when a field is missing, empty
-// or not a string, or expires_at is unreadable.
-std::optional<MetadataCredential> parse_securitykey_body(std::string_view body, std::string& why);
+// a failure (whose message never holds a value from the body) when a field is missing, empty or
+// not a string, or expires_at is unreadable.
+Result<MetadataCredential> parse_securitykey_body(std::string_view body);
 
 // When to fetch a new key pair, for one fetched at `fetched` that expires at `expires`: 2 hours
 // before expiry, as the Go SDK does, or halfway for a shorter-lived pair.
@@ -41,9 +42,8 @@ struct ProjectMatch {
 };
 
 // The projects of a {"projects": [{"id", "name"}, ...]} answer named exactly `region` (IAM
-// filters by name, but an answer is not trusted to). Empty with `why` set when the body is not
-// that shape.
-std::vector<ProjectMatch> matching_projects(std::string_view body, std::string_view region,
-                                            std::string& why);
+// filters by name, but an answer is not trusted to); possibly none. A failure when the body is
+// not that shape.
+Result<std::vector<ProjectMatch>> matching_projects(std::string_view body, std::string_view region);
 
 }  // namespace kpsd

@@ -73,19 +73,17 @@ namespace {
 class TokenFileCredentials final : public Credentials {
  public:
   explicit TokenFileCredentials(std::string path) : tokens_(std::move(path)) {
-    std::string error;
-    if (!tokens_.current(error)) throw ConfigError(error);
+    if (auto token = tokens_.current(); !token) throw ConfigError(token.error().message);
   }
-  net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
-    std::string error;
-    auto token = tokens_.current(error);
-    if (!token) co_return error;
+  net::awaitable<Result<void>> apply(HttpRequest& request, std::uint64_t& generation) override {
+    auto token = tokens_.current();
+    if (!token) co_return token.error();
     request.headers.emplace_back("X-Auth-Token", std::string(token->reveal()));
     generation = 0;
-    co_return std::string{};
+    co_return Result<void>{};
   }
   void rejected(std::uint64_t) override { tokens_.invalidate(); }
-  std::string reload() override {
+  Result<void> reload() override {
     tokens_.invalidate();
     return {};
   }
@@ -108,16 +106,15 @@ class AkSkCredentials final : public Credentials {
       token_.emplace(resolve_credential_path(auth.security_token_file, "auth.security_token_file"),
                      "file");
     }
-    AkSkKeys keys;
-    if (auto error = read(keys); !error.empty()) throw ConfigError(error);
+    if (auto keys = read(); !keys) throw ConfigError(keys.error().message);
   }
-  net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
+  net::awaitable<Result<void>> apply(HttpRequest& request, std::uint64_t& generation) override {
     generation = 0;
-    AkSkKeys keys;
-    if (auto error = read(keys); !error.empty()) co_return error;
+    auto keys = read();
+    if (!keys) co_return keys.error();
     sign_request({request.method, request.target, host_header_, request.headers, request.body},
-                 keys, project_id_, std::chrono::system_clock::now());
-    co_return std::string{};
+                 *keys, project_id_, std::chrono::system_clock::now());
+    co_return Result<void>{};
   }
   void rejected(std::uint64_t) override {
     // Read every file again at the next call (a rotated key pair is picked up at once), and
@@ -129,10 +126,10 @@ class AkSkCredentials final : public Credentials {
     spdlog::warn("KPS rejected an AK/SK signature (401): check ak_file, sk_file{} and the clock",
                  token_ ? ", security_token_file (a temporary key pair may have expired)" : "");
   }
-  std::string reload() override {
+  Result<void> reload() override {
     invalidate();
-    AkSkKeys keys;
-    return read(keys);
+    if (auto keys = read(); !keys) return keys.error();
+    return {};
   }
 
  private:
@@ -142,20 +139,20 @@ class AkSkCredentials final : public Credentials {
     if (token_) token_->invalidate();
   }
   // The current keys; an error names the key and the file, never the content.
-  std::string read(AkSkKeys& keys) {
-    std::string error;
-    auto ak = ak_.current(error);
-    if (!ak) return "auth.ak_file: " + error;
-    auto sk = sk_.current(error);
-    if (!sk) return "auth.sk_file: " + error;
+  Result<AkSkKeys> read() {
+    AkSkKeys keys;
+    auto ak = ak_.current();
+    if (!ak) return fail("auth.ak_file: " + ak.error().message);
+    auto sk = sk_.current();
+    if (!sk) return fail("auth.sk_file: " + sk.error().message);
     if (token_) {
-      auto token = token_->current(error);
-      if (!token) return "auth.security_token_file: " + error;
+      auto token = token_->current();
+      if (!token) return fail("auth.security_token_file: " + token.error().message);
       keys.security_token = std::move(*token);
     }
     keys.access_key = std::move(*ak);
     keys.secret_key = std::move(*sk);
-    return {};
+    return keys;
   }
 
   TokenSource ak_, sk_;
@@ -171,17 +168,18 @@ class IamPasswordCredentials final : public Credentials {
         auth_(c.auth),
         iam_(ex, c.auth.iam_endpoint, c.kps.ca_file, c.kps.request_timeout, std::move(proxy)) {
     password_file_ = resolve_credential_path(c.auth.password_file, "auth.password_file");
-    if (auto error = reload(); !error.empty()) throw ConfigError(error);
+    if (auto read = reload(); !read) throw ConfigError(read.error().message);
   }
 
-  net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
+  net::awaitable<Result<void>> apply(HttpRequest& request, std::uint64_t& generation) override {
     if (token_.empty() || std::chrono::system_clock::now() >= refresh_at_) {
+      // SharedRefresh shares one refresh's words among its waiters: empty means it worked.
       std::string error = co_await refresh();
-      if (!error.empty()) co_return error;
+      if (!error.empty()) co_return fail(std::move(error));
     }
     request.headers.emplace_back("X-Auth-Token", std::string(token_.reveal()));
     generation = generation_;
-    co_return std::string{};
+    co_return Result<void>{};
   }
 
   void rejected(std::uint64_t generation) override {
@@ -193,10 +191,9 @@ class IamPasswordCredentials final : public Credentials {
     }
   }
 
-  std::string reload() override {
-    std::string error;
-    auto pw = read_secret_file(password_file_, "", error);
-    if (!pw) return "auth.password_file: " + error;
+  Result<void> reload() override {
+    auto pw = read_secret_file(password_file_, "");
+    if (!pw) return fail("auth.password_file: " + pw.error().message);
     password_ = std::move(*pw);
     token_ = Secret();  // the next call gets a token with the (new) password
     return {};
@@ -271,8 +268,7 @@ std::unique_ptr<Credentials> make_credentials(net::any_io_executor executor, con
           resolve_credential_path(config.auth.token_file, "auth.token_file"));
     case AuthMethod::iam_password: {
       // IAM is reached the way KPS is: through the same proxy rules.
-      std::string why;
-      auto proxy = proxy_for(config.kps, config.auth.iam_endpoint, why);
+      auto proxy = proxy_for(config.kps, config.auth.iam_endpoint).route;
       return std::make_unique<IamPasswordCredentials>(executor, config, std::move(proxy));
     }
     case AuthMethod::aksk:

@@ -3,6 +3,7 @@
 // obtained with a user's password, or AK/SK request signing. Secrets stay in Secret values and
 // never reach a message. Used from the network thread only.
 #include "config/config.hpp"
+#include "core/result.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -20,14 +21,14 @@ class Credentials {
  public:
   virtual ~Credentials() = default;
   // Adds what authenticates `request` (a header, or a signature over it; may wait for a token
-  // refresh). Returns empty on success, else why not (never holding a secret). `generation`
-  // identifies the credential used, for rejected().
-  virtual boost::asio::awaitable<std::string> apply(HttpRequest& request,
-                                                    std::uint64_t& generation) = 0;
+  // refresh). A failure says why not (never holding a secret). `generation` identifies the
+  // credential used, for rejected().
+  virtual boost::asio::awaitable<Result<void>> apply(HttpRequest& request,
+                                                     std::uint64_t& generation) = 0;
   // A 401 came back for a request made with `generation`: refresh once for that generation.
   virtual void rejected(std::uint64_t generation) = 0;
-  // SIGHUP: re-read the files. Returns an error message, or empty.
-  virtual std::string reload() = 0;
+  // SIGHUP: re-read the files; a failure says which and why.
+  virtual Result<void> reload() = 0;
 };
 
 // `host_header` is what Host: says for the KPS endpoint (signed by AK/SK). Throws ConfigError

@@ -36,7 +36,7 @@ class MetadataCredentials final : public Credentials {
         host_header_(std::move(host_header)),
         refresh_(ex) {}
 
-  net::awaitable<std::string> apply(HttpRequest& request, std::uint64_t& generation) override {
+  net::awaitable<Result<void>> apply(HttpRequest& request, std::uint64_t& generation) override {
     auto now = SysClock::now();
     if (!usable(now) || now >= refresh_at_) {
       // While the pair in hand is good, only this call waits for the renewal; the others
@@ -44,14 +44,14 @@ class MetadataCredentials final : public Credentials {
       if (usable(now)) refresh_at_ = now + retry_after_failure;
       std::string error = co_await refresh_.run([this] { return fetch(); });
       if (!usable(SysClock::now())) {
-        co_return "ECS metadata credentials: " +
-            (error.empty() ? std::string("no usable key pair") : error);
+        co_return fail("ECS metadata credentials: " +
+                       (error.empty() ? std::string("no usable key pair") : error));
       }
     }
     sign_request({request.method, request.target, host_header_, request.headers, request.body},
                  keys_, project_id_, SysClock::now());
     generation = generation_;
-    co_return std::string{};
+    co_return Result<void>{};
   }
 
   void rejected(std::uint64_t generation) override {
@@ -61,7 +61,7 @@ class MetadataCredentials final : public Credentials {
     refresh_at_ = {};
   }
 
-  std::string reload() override {
+  Result<void> reload() override {
     refresh_at_ = {};  // SIGHUP: fetch at the next call
     return {};
   }
@@ -115,10 +115,10 @@ class MetadataCredentials final : public Credentials {
       co_return "GET " + std::string(securitykey_path) + " on " + metadata_.endpoint().text + ": " +
           describe(r) + agency;
     }
-    std::string why;
-    auto credential = parse_securitykey_body(r.body, why);
+    auto credential = parse_securitykey_body(r.body);
     OPENSSL_cleanse(r.body.data(), r.body.size());
-    if (!credential) co_return "the securitykey answer cannot be used: " + why;
+    if (!credential)
+      co_return "the securitykey answer cannot be used: " + credential.error().message;
     auto now = SysClock::now();
     // The margin is set by the pair's life when first seen (the service hands out the same pair
     // until it renews it): 5 s, or a quarter of the life of a short-lived pair.

@@ -41,9 +41,10 @@ ProjectLookup judge(const HttpResult& r, const Config& config) {
     return {"", "project_id = auto: " + where + " refused: " + answer_reason(r), exit_no_perm};
   if (r.status != 200)
     return {"", "project_id = auto: " + where + " answered " + answer_reason(r), exit_config};
-  std::string why;
-  auto found = matching_projects(r.body, region, why);
-  if (!why.empty()) return {"", "project_id = auto: " + where + ": " + why, exit_unavailable};
+  auto answer = matching_projects(r.body, region);
+  if (!answer)
+    return {"", "project_id = auto: " + where + ": " + answer.error().message, exit_unavailable};
+  const std::vector<ProjectMatch>& found = *answer;
   if (found.empty()) {
     return {"",
             "project_id = auto: " + where + " has no project named " + region +
@@ -68,10 +69,9 @@ ProjectLookup look_up_project(const Config& config) {
   net::io_context io(1);
   HttpResult result;
   try {
-    std::string route;
     HttpClient iam(io.get_executor(), config.auth.iam_endpoint, config.kps.ca_file,
                    config.kps.request_timeout,
-                   proxy_for(config.kps, config.auth.iam_endpoint, route));
+                   proxy_for(config.kps, config.auth.iam_endpoint).route);
     // The same credentials as KPS calls, signed for the IAM host and without X-Project-Id
     // (the project is what is asked for).
     Config unscoped = config;
@@ -83,10 +83,9 @@ ProjectLookup look_up_project(const Config& config) {
       req.target = "/v3/projects?name=" + percent_encode(config.kps.region);
       req.headers.emplace_back("Accept", "application/json");
       std::uint64_t generation = 0;
-      std::string error = co_await credentials->apply(req, generation);
-      if (!error.empty()) {
+      if (auto applied = co_await credentials->apply(req, generation); !applied) {
         result.transport = HttpResult::Transport::no_credentials;
-        result.transport_detail = error;
+        result.transport_detail = applied.error().message;
         co_return;
       }
       result = co_await iam.exchange(req);

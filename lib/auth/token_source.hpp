@@ -20,9 +20,9 @@ class TokenSource {
   explicit TokenSource(std::string path, std::string what = "token file")
       : path_(std::move(path)), what_(std::move(what)) {}
 
-  // The current token, or nullopt with `error` saying why (the message never holds the token).
-  std::optional<Secret> current(std::string& error, std::chrono::steady_clock::time_point now =
-                                                        std::chrono::steady_clock::now());
+  // The current token, or a failure saying why (the message never holds the token).
+  Result<Secret> current(
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
   // Forces a re-read on the next call (after a 401).
   void invalidate() noexcept {
     mtime_ = {};

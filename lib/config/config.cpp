@@ -35,7 +35,7 @@ bool is_hex(std::string_view s) {
 
 }  // namespace
 
-std::string parse_endpoint(std::string_view text, Endpoint& out) {
+Result<Endpoint> parse_endpoint(std::string_view text) {
   Endpoint e;
   e.text = std::string(text);
   std::string_view rest = text;
@@ -48,11 +48,11 @@ std::string parse_endpoint(std::string_view text, Endpoint& out) {
     e.port = 80;
     rest.remove_prefix(7);
   } else {
-    return "`" + e.text + "` must start with https:// (or http:// for tests)";
+    return fail("`" + e.text + "` must start with https:// (or http:// for tests)");
   }
   while (rest.ends_with('/')) rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) {
-    return "`" + e.text + "` must be a base URL without a path (kpsd adds /v3/...)";
+    return fail("`" + e.text + "` must be a base URL without a path (kpsd adds /v3/...)");
   }
   std::string_view host = rest;
   if (auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.front() != '[') {
@@ -61,19 +61,18 @@ std::string parse_endpoint(std::string_view text, Endpoint& out) {
     unsigned p = 0;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
     if (ec != std::errc{} || ptr != port.data() + port.size() || p == 0 || p > 65535) {
-      return "`" + e.text + "` has an invalid port";
+      return fail("`" + e.text + "` has an invalid port");
     }
     e.port = static_cast<std::uint16_t>(p);
   }
-  if (host.empty()) return "`" + e.text + "` has no host";
+  if (host.empty()) return fail("`" + e.text + "` has no host");
   for (char c : host) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-')) {
-      return "`" + e.text + "` has an invalid host name";
+      return fail("`" + e.text + "` has an invalid host name");
     }
   }
   e.host = std::string(host);
-  out = std::move(e);
-  return {};
+  return e;
 }
 
 namespace {
@@ -123,9 +122,10 @@ void parse_kps(Parser& p, Config& c) {
   std::string endpoint;
   p.string_value("kps.endpoint", endpoint, !derived);
   if (endpoint.empty() && derived) endpoint = derived->kps;
-  if (auto err = parse_endpoint(endpoint, c.kps.endpoint); !err.empty()) {
-    p.fail(p.line_of("kps.endpoint"), "kps.endpoint", err);
-  }
+  auto kps_endpoint = parse_endpoint(endpoint);
+  if (!kps_endpoint)
+    p.fail(p.line_of("kps.endpoint"), "kps.endpoint", kps_endpoint.error().message);
+  c.kps.endpoint = std::move(*kps_endpoint);
   check_endpoint_region(p, c);
   refuse_plain_http(p, "kps.endpoint", c.kps.endpoint, "the token or the signed requests");
   p.string_value("kps.project_id", c.kps.project_id, true);
@@ -150,10 +150,10 @@ void parse_kps(Parser& p, Config& c) {
   p.string_value("kps.proxy", c.kps.proxy);
   if (ascii_lower(c.kps.proxy) == "none") c.kps.proxy = "none";
   if (!c.kps.proxy.empty() && c.kps.proxy != "none") {
-    ProxyRoute route;
-    std::string err = parse_proxy_url(c.kps.proxy, false, route);
+    auto route = parse_proxy_url(c.kps.proxy, false);
+    std::string err = route ? "" : route.error().message;
     // In the file the scheme is required: a bare word (a misspelt "none") is not a host.
-    if (err.empty() && !ascii_lower(c.kps.proxy).starts_with("http://"))
+    if (route && !ascii_lower(c.kps.proxy).starts_with("http://"))
       err = "`" + c.kps.proxy + "` has no http:// scheme";
     if (!err.empty())
       p.fail(p.line_of("kps.proxy"), "kps.proxy", err + " (expected http://HOST:PORT or none)");
@@ -180,9 +180,11 @@ static void parse_iam_endpoint(Parser& p, Config& c) {
     }
     return;
   }
-  if (auto err = parse_endpoint(iam, c.auth.iam_endpoint); !err.empty()) {
-    p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint", err);
+  auto iam_endpoint = parse_endpoint(iam);
+  if (!iam_endpoint) {
+    p.fail(p.line_of("auth.iam_endpoint"), "auth.iam_endpoint", iam_endpoint.error().message);
   }
+  c.auth.iam_endpoint = std::move(*iam_endpoint);
   refuse_plain_http(p, "auth.iam_endpoint", c.auth.iam_endpoint, "the IAM password and the tokens");
 }
 
@@ -236,8 +238,12 @@ void parse_auth(Parser& p, Config& c) {
   if (c.auth.method == AuthMethod::ecs_agency) {
     std::string metadata = "http://169.254.169.254";
     p.string_value("auth.metadata_endpoint", metadata);
-    if (auto err = parse_endpoint(metadata, c.auth.metadata_endpoint); !err.empty())
-      p.fail(p.line_of("auth.metadata_endpoint"), "auth.metadata_endpoint", err);
+    auto metadata_endpoint = parse_endpoint(metadata);
+    if (!metadata_endpoint) {
+      p.fail(p.line_of("auth.metadata_endpoint"), "auth.metadata_endpoint",
+             metadata_endpoint.error().message);
+    }
+    c.auth.metadata_endpoint = std::move(*metadata_endpoint);
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // kpsd's configuration: one struct with typed fields, parsed once from the INI file
 // documented in conf/kpsd.conf. Every field says its default and what 0 means where 0 is allowed.
+#include "core/result.hpp"
 #include "model/batch_brakes.hpp"
 
 #include <chrono>
@@ -127,7 +128,7 @@ Config parse_config(std::string_view text, std::string_view file_name);
 // Reads and parses a file. Throws ConfigError (also when the file cannot be read).
 Config load_config(const std::string& path);
 
-// Parses "http[s]://host[:port]" with no path. Returns an error message, or empty on success.
-std::string parse_endpoint(std::string_view text, Endpoint& out);
+// Parses "http[s]://host[:port]" with no path; a failure says what is wrong with it.
+Result<Endpoint> parse_endpoint(std::string_view text);
 
 }  // namespace kpsd

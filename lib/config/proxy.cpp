@@ -116,7 +116,7 @@ std::string ProxyRoute::text() const {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRoute& out) {
+Result<ProxyRoute> parse_proxy_url(std::string_view text, bool allow_userinfo) {
   std::string_view rest = trim(text);
   std::size_t after_scheme = scheme_length(rest);
   std::string shown(rest);
@@ -124,7 +124,7 @@ std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRou
     // Whatever comes between the scheme and the '@' may be a password, "://" in it included.
     shown = std::string(rest.substr(0, after_scheme)) + "***@" + std::string(rest.substr(at + 1));
   }
-  auto bad = [&](std::string_view what) { return "`" + shown + "` " + std::string(what); };
+  auto bad = [&](std::string_view what) { return fail("`" + shown + "` " + std::string(what)); };
   if (after_scheme > 0) {
     std::string scheme = ascii_lower(rest.substr(0, after_scheme - 3));
     if (scheme != "http")
@@ -151,8 +151,7 @@ std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRou
   r.port = 1080;
   if (!split_host_port(rest, r.host, r.port)) return bad("has an invalid port");
   if (!valid_host(r.host)) return bad("has no valid host");
-  out = std::move(r);
-  return {};
+  return r;
 }
 
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
@@ -201,44 +200,33 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host_in) {
   return false;
 }
 
-std::optional<ProxyRoute> choose_proxy(std::string_view configured, const Endpoint& target,
-                                       const EnvLookup& env, std::string& why, std::string& error) {
-  if (ascii_lower(configured) == "none") {
-    why = "direct (kps.proxy = none; the environment is not read)";
-    return std::nullopt;
-  }
+Result<ProxyChoice> choose_proxy(std::string_view configured, const Endpoint& target,
+                                 const EnvLookup& env) {
+  if (ascii_lower(configured) == "none")
+    return ProxyChoice{std::nullopt, "direct (kps.proxy = none; the environment is not read)"};
   if (!configured.empty()) {
-    ProxyRoute r;
-    error = parse_proxy_url(configured, false, r);
-    if (!error.empty()) return std::nullopt;
-    r.source = "kps.proxy";
-    why = "through proxy " + r.text() + " (kps.proxy)";
-    return r;
+    auto r = parse_proxy_url(configured, false);
+    if (!r) return r.error();
+    r->source = "kps.proxy";
+    std::string why = "through proxy " + r->text() + " (kps.proxy)";
+    return ProxyChoice{std::move(*r), std::move(why)};
   }
   std::string name;
   const char* url = proxy_variable(env, target.scheme, name);
-  if (!url) {
-    why = "direct (no kps.proxy, no proxy in the environment)";
-    return std::nullopt;
-  }
+  if (!url) return ProxyChoice{std::nullopt, "direct (no kps.proxy, no proxy in the environment)"};
   for (const char* n : {"no_proxy", "NO_PROXY"}) {
     const char* v = env(n);
     if (!v) continue;
-    if (no_proxy_matches(v, target.host)) {
-      why = "direct (" + std::string(n) + " matches " + target.host + ")";
-      return std::nullopt;
-    }
+    if (no_proxy_matches(v, target.host))
+      return ProxyChoice{std::nullopt,
+                         "direct (" + std::string(n) + " matches " + target.host + ")"};
     break;  // the lower-case form, once set (even empty), wins, as curl
   }
-  ProxyRoute r;
-  error = parse_proxy_url(url, true, r);
-  if (!error.empty()) {
-    error = "$" + name + ": " + error;
-    return std::nullopt;
-  }
-  r.source = name;
-  why = "through proxy " + r.text() + " ($" + name + ")";
-  return r;
+  auto r = parse_proxy_url(url, true);
+  if (!r) return fail("$" + name + ": " + r.error().message);
+  r->source = name;
+  std::string why = "through proxy " + r->text() + " ($" + name + ")";
+  return ProxyChoice{std::move(*r), std::move(why)};
 }
 
 Secret proxy_authorization(const ProxyRoute& route) {

@@ -4,6 +4,7 @@
 // ENVIRONMENT; libcurl's no_proxy rules). Plain code without I/O: the environment is passed in.
 // Metadata-service calls never use a proxy (they do not ask).
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "core/secret.hpp"
 
 #include <cstdint>
@@ -31,9 +32,9 @@ using EnvLookup = std::function<const char*(const char*)>;
 
 // Parses "http://[user:password@]HOST[:PORT][/]". Userinfo is accepted only when
 // `allow_userinfo` (the environment, as curl; the configuration file must not hold a secret:
-// kps.proxy_credentials_file does), and is percent-decoded. Returns an error naming `text`
-// without its userinfo, or empty.
-std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRoute& out);
+// kps.proxy_credentials_file does), and is percent-decoded. A failure names `text` without its
+// userinfo.
+Result<ProxyRoute> parse_proxy_url(std::string_view text, bool allow_userinfo);
 
 // no_proxy as libcurl reads it: "*" as the whole value matches every host; otherwise
 // comma-separated entries: a name matches itself and its subdomains (leading and trailing dots
@@ -41,16 +42,22 @@ std::string parse_proxy_url(std::string_view text, bool allow_userinfo, ProxyRou
 // it. Names compare case-insensitively; a ":port" on an entry is ignored.
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host);
 
-// The proxy for `target`, or nullopt for a direct connection. `configured` is kps.proxy as
+// The route to a target and the rule that chose it.
+struct ProxyChoice {
+  std::optional<ProxyRoute> route;  // nullopt: a direct connection
+  std::string why;                  // for the start-up log line; never a credential
+};
+
+// The proxy for `target`, or no route for a direct connection. `configured` is kps.proxy as
 // written ("" unset, "none" in any case, or a URL checked by the config parser). Precedence:
 // kps.proxy = URL: that proxy, the environment is not read; kps.proxy = none: direct;
 // unset: https_proxy, HTTPS_PROXY (https targets) or http_proxy (http targets; no upper-case
 // form, as curl, since CGI sets HTTP_PROXY from a request header), then all_proxy, ALL_PROXY;
 // a target matched by no_proxy (or NO_PROXY when no_proxy is unset) is reached directly. `why` says
-// which rule applied (for the start-up log line; never a credential). Returns an error when an
-// environment value is not a usable proxy URL (a start-up failure, EX_CONFIG).
-std::optional<ProxyRoute> choose_proxy(std::string_view configured, const Endpoint& target,
-                                       const EnvLookup& env, std::string& why, std::string& error);
+// which rule applied. A failure when an environment value is not a usable proxy URL (a start-up
+// failure, EX_CONFIG, where proxy_for throws it).
+Result<ProxyChoice> choose_proxy(std::string_view configured, const Endpoint& target,
+                                 const EnvLookup& env);
 
 // The Proxy-Authorization value for `route` ("Basic " + base64), or empty without credentials.
 Secret proxy_authorization(const ProxyRoute& route);
@@ -62,9 +69,9 @@ namespace kpsd {
 // The proxy for kpsd's calls to `target` (KPS or IAM) as kpsd starts them: choose_proxy with
 // the process's environment, plus the credentials of kps.proxy_credentials_file ("user:password",
 // one line; they replace any in an environment URL). `why` says the route, as choose_proxy.
-// Throws ConfigError: an environment URL that is not usable, an unreadable credentials file.
-// Does I/O (the environment, one file): in proxy_setup.cpp.
-std::optional<ProxyRoute> proxy_for(const KpsConfig& kps, const Endpoint& target, std::string& why);
+// Throws ConfigError (a start-up failure): an environment URL that is not usable, an unreadable
+// credentials file. Does I/O (the environment, one file): in proxy_setup.cpp.
+ProxyChoice proxy_for(const KpsConfig& kps, const Endpoint& target);
 
 // One line per endpoint kpsd will call (KPS, and IAM when it is used), with its route, for the
 // start-up log and --check-config: "KPS https://... (region r): through proxy h:p ($https_proxy)".

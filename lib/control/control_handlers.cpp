@@ -40,9 +40,8 @@ ControlHandlers::ControlHandlers(DbWorker& db, Scheduler& scheduler, Metrics& me
     : db_(db), scheduler_(scheduler), metrics_(metrics) {}
 
 net::awaitable<std::string> ControlHandlers::handle(const std::string& line, PeerCred peer) {
-  std::string error;
-  auto request = parse_control_request(line, error);
-  if (!request) co_return error_reply(error);
+  auto request = parse_control_request(line);
+  if (!request) co_return error_reply(request.error().message);
   if (changes_state(*request) && !std::holds_alternative<EnqueueRequest>(*request)) {
     // Who changed what: the peer's credentials, as the kernel vouches for them.
     peer.name = co_await names_.name_of(peer.uid);

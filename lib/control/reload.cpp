@@ -68,12 +68,12 @@ ReloadOutcome reload(const std::string& config_path, Config& running, Credential
     spdlog::error("{}: {}", origin, out.error);
     return out;
   }
-  if (std::string error = credentials.reload(); !error.empty()) {
-    add_error(out, error + "; keeping the credentials in use");
+  if (auto reloaded = credentials.reload(); !reloaded) {
+    add_error(out, reloaded.error().message + "; keeping the credentials in use");
   }
   spdlog::set_level(spdlog::level::from_str(fresh.log.level));
-  if (auto ca_error = client.reload_ca(fresh.kps.ca_file); !ca_error.empty()) {
-    add_error(out, ca_error + "; keeping the CA in use");
+  if (auto ca = client.reload_ca(fresh.kps.ca_file); !ca) {
+    add_error(out, ca.error().message + "; keeping the CA in use");
   }
   spdlog::info("{}: reloaded log level ({}), credentials and CA file", origin, fresh.log.level);
 

@@ -9,29 +9,20 @@
 
 namespace kpsd {
 
-std::optional<Secret> read_secret_file(const std::string& path, std::string_view what,
-                                       std::string& error, bool one_line) {
+Result<Secret> read_secret_file(const std::string& path, std::string_view what, bool one_line) {
   std::string name = what.empty() ? path : std::string(what) + " " + path;
   // A directory opens and reads as empty: say what it is.
-  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    error = "cannot read " + name + ": it is a directory";
-    return std::nullopt;
-  }
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    return fail("cannot read " + name + ": it is a directory");
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot read " + name + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
+  if (!in) return fail("cannot read " + name + ": " + std::strerror(errno));
   std::ostringstream buf;
   buf << in.rdbuf();
   std::string text = buf.str();
   while (one_line && !text.empty() && (text.back() == '\n' || text.back() == '\r')) {
     text.pop_back();
   }
-  if (text.empty()) {
-    error = name + " is empty";
-    return std::nullopt;
-  }
+  if (text.empty()) return fail(name + " is empty");
   return Secret(std::move(text));
 }
 

@@ -103,8 +103,8 @@ std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
     return "enqueue: --key-file needs --auth-type (password or keypair)";
   }
   if (!a.batch.empty()) {
-    if (auto problem = validate_batch_name(a.batch); !problem.empty()) {
-      return "enqueue: --batch `" + a.batch + "`: " + problem;
+    if (auto valid = validate_batch_name(a.batch); !valid) {
+      return "enqueue: --batch `" + a.batch + "`: " + valid.error().message;
     }
   }
   if (opt.format == Format::csv) return "enqueue: --output csv is not offered (table or json)";
@@ -285,9 +285,8 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
   }
   std::optional<JobAuth> common_auth;
   if (!a.auth_type.empty()) {
-    std::string error;
-    auto key = read_key_file(a.auth_type, a.key_file, error);
-    if (!key) return fail(opt, exit_cli_usage, error);
+    auto key = read_key_file(a.auth_type, a.key_file);
+    if (!key) return fail(opt, exit_cli_usage, key.error().message);
     common_auth = JobAuth{a.auth_type, std::move(*key)};
   }
 
@@ -303,8 +302,8 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
   } else {
     check = repeated_arguments(a.server_ids);
     for (const auto& id : a.server_ids) {
-      if (auto problem = validate_server_id(id); !problem.empty()) {
-        return fail(opt, exit_cli_usage, "enqueue: `" + id + "`: " + problem);
+      if (auto valid = validate_server_id(id); !valid) {
+        return fail(opt, exit_cli_usage, "enqueue: `" + id + "`: " + valid.error().message);
       }
     }
   }
@@ -323,11 +322,10 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
   // (`enqueue --file f > map.tsv`); only on a terminal does the progress line stand in for them.
   sender.job_lines = !sender.progress || !::isatty(STDOUT_FILENO);
   if (opt.json()) std::cout << "{\"jobs\":[";
-  std::string error;
-  bool ok = file ? file->send(enqueue_chunk, enqueue_chunk_bytes, std::ref(sender), error)
-                 : sender.send_ids();
-  if (error.empty()) error = sender.refusal;
-  return sender.finish(ok, error);
+  Result<bool> sent = file ? file->send(enqueue_chunk, enqueue_chunk_bytes, std::ref(sender))
+                           : Result<bool>(sender.send_ids());
+  if (!sent) return sender.finish(false, sent.error().message);
+  return sender.finish(*sent, sender.refusal);
 }
 
 }  // namespace kpsd::ctl

@@ -17,11 +17,10 @@
 
 namespace kpsd::ctl {
 
-std::optional<Secret> read_key_file(const std::string& type, const std::string& path,
-                                    std::string& error) {
+Result<Secret> read_key_file(const std::string& type, const std::string& path) {
   // A password file's trailing newline is not part of the password; a private key is sent as
   // it is.
-  auto key = read_secret_file(path, "key file", error, /*one_line=*/type == "password");
+  auto key = read_secret_file(path, "key file", /*one_line=*/type == "password");
   if (!key) return key;
   // As OpenSSH says of a private key others may read: said, not refused (issue 31).
   if (std::string why = loose_mode(path); !why.empty())
@@ -30,8 +29,8 @@ std::optional<Secret> read_key_file(const std::string& type, const std::string& 
     // A private key given as a password would be sent as one, and the server left as it was.
     std::string_view k = key->reveal();
     if (k.starts_with("-----BEGIN ") && k.find("PRIVATE KEY-----") != std::string_view::npos) {
-      error = "key file " + path + " holds a private key, not a password: use --auth-type keypair";
-      return std::nullopt;
+      return kpsd::fail("key file " + path +
+                        " holds a private key, not a password: use --auth-type keypair");
     }
     return key;
   }
@@ -43,20 +42,18 @@ std::optional<Secret> read_key_file(const std::string& type, const std::string& 
     k.remove_prefix(1);
   }
   if (k.starts_with("ssh-") || k.starts_with("ecdsa-sha2-") || k.starts_with("sk-ssh-")) {
-    error = "key file " + path +
-            " holds a public key (an id_*.pub file): give the private key file it pairs with";
-    return std::nullopt;
+    return kpsd::fail("key file " + path +
+                      " holds a public key (an id_*.pub file): give the private key file it "
+                      "pairs with");
   }
   if (k.starts_with("PuTTY-User-Key-File-")) {
-    error = "key file " + path +
-            " is a PuTTY key (.ppk): convert it with PuTTYgen first, e.g. `puttygen KEY.ppk -O "
-            "private-openssh -o KEY`";
-    return std::nullopt;
+    return kpsd::fail("key file " + path +
+                      " is a PuTTY key (.ppk): convert it with PuTTYgen first, e.g. `puttygen "
+                      "KEY.ppk -O private-openssh -o KEY`");
   }
   if (!k.starts_with("-----BEGIN ") || k.find("PRIVATE KEY-----") == std::string_view::npos) {
-    error = "key file " + path +
-            " is not a private key (PEM or OpenSSH: -----BEGIN ... PRIVATE KEY-----)";
-    return std::nullopt;
+    return kpsd::fail("key file " + path +
+                      " is not a private key (PEM or OpenSSH: -----BEGIN ... PRIVATE KEY-----)");
   }
   return key;
 }
@@ -97,7 +94,7 @@ bool looks_like_header(std::string_view line) {
                                 "instance_id", "instance", "uuid", "host", "hostname", "name"}) {
     if (lower == name) return true;
   }
-  return first.size() != line.size() && !validate_server_id(first).empty();
+  return first.size() != line.size() && !validate_server_id(first);
 }
 
 std::string header_problem(std::string_view line) {
@@ -108,41 +105,42 @@ std::string header_problem(std::string_view line) {
               : "`tail -n +2 FILE | kpsctl enqueue --file -`");
 }
 
-// One line as a job, its key file read; "" or the reason it is not a job. `skip`: blank line.
-std::string job_of_line(const std::string& line, NewJob& job, bool& skip) {
-  JobLine parsed;
-  std::string error = parse_job_line(line, parsed);
-  if (!error.empty()) {
+// One line as a job, its key file read; nullopt for a blank line or a comment; a failure says
+// why it is not a job.
+Result<std::optional<NewJob>> job_of_line(const std::string& line) {
+  auto parsed = parse_job_line(line);
+  if (!parsed) {
+    const std::string& error = parsed.error().message;
     // A plain line: name the value it held. A JSON line's own error names its field.
     std::string_view t = line;
     while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
     if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
-    if (t.starts_with("{")) return error;
+    if (t.starts_with("{")) return parsed.error();
     if (t.find(',') != std::string_view::npos) {
-      return backquoted(t) +
-             ": a CSV row, not one server id: take its first column with `cut -d, -f1 FILE | "
-             "kpsctl enqueue --file -`";
+      return kpsd::fail(backquoted(t) +
+                        ": a CSV row, not one server id: take its first column with `cut -d, "
+                        "-f1 FILE | kpsctl enqueue --file -`");
     }
-    return backquoted(t) + ": " + error;
+    return kpsd::fail(backquoted(t) + ": " + error);
   }
-  skip = parsed.kind == JobLine::Kind::skip;
-  if (skip) return "";
-  job = std::move(parsed.job);
-  if (!parsed.key_file.empty()) {
-    if (parsed.key_type != "password" && parsed.key_type != "keypair") {
-      return "auth.type " + backquoted(parsed.key_type) + " must be password or keypair" +
-             did_you_mean(parsed.key_type, {"password", "keypair"});
+  if (parsed->kind == JobLine::Kind::skip) return std::optional<NewJob>();
+  NewJob job = std::move(parsed->job);
+  if (!parsed->key_file.empty()) {
+    if (parsed->key_type != "password" && parsed->key_type != "keypair") {
+      return kpsd::fail("auth.type " + backquoted(parsed->key_type) +
+                        " must be password or keypair" +
+                        did_you_mean(parsed->key_type, {"password", "keypair"}));
     }
-    auto key = read_key_file(parsed.key_type, parsed.key_file, error);
-    if (!key) return error;
-    job.auth = JobAuth{parsed.key_type, std::move(*key)};
+    auto key = read_key_file(parsed->key_type, parsed->key_file);
+    if (!key) return key.error();
+    job.auth = JobAuth{parsed->key_type, std::move(*key)};
   }
-  return "";
+  return std::optional<NewJob>(std::move(job));
 }
 }  // namespace
 
-bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::string&)>& fn,
-                            std::string& error) {
+Result<bool> JobFile::for_each_line(
+    const std::function<bool(std::size_t, const std::string&)>& fn) {
   std::ifstream file;
   std::istringstream text;
   std::istream* in = nullptr;
@@ -150,9 +148,8 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
   bool directory = name_ == "-" ? ::fstat(STDIN_FILENO, &st) == 0 && S_ISDIR(st.st_mode)
                                 : ::stat(name_.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
   if (directory) {  // it opens, and reads as nothing or as an error after line 0
-    error = "cannot read " + std::string(name_ == "-" ? "standard input" : name_) +
-            ": it is a directory";
-    return false;
+    return kpsd::fail("cannot read " + std::string(name_ == "-" ? "standard input" : name_) +
+                      ": it is a directory");
   }
   if (name_ == "-") {
     if (!stdin_text_) {
@@ -164,10 +161,7 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
     in = &text;
   } else {
     file.open(name_);
-    if (!file) {
-      error = "cannot read " + name_ + ": " + std::strerror(errno);
-      return false;
-    }
+    if (!file) return kpsd::fail("cannot read " + name_ + ": " + std::strerror(errno));
     in = &file;
   }
   std::string line;
@@ -178,36 +172,34 @@ bool JobFile::for_each_line(const std::function<bool(std::size_t, const std::str
     if (!line.empty() && line.back() == '\r') line.pop_back();  // a CRLF file (Windows)
     if (!fn(++line_no, line)) return false;
   }
-  if (in->bad()) {
-    error = "error reading " + name_ + " after line " + std::to_string(line_no);
-    return false;
-  }
+  if (in->bad())
+    return kpsd::fail("error reading " + name_ + " after line " + std::to_string(line_no));
   return true;
 }
 
 JobFileCheck JobFile::check() {
   JobFileCheck result;
   std::vector<std::pair<std::size_t, std::uint32_t>> servers;  // (hash of the id, line)
-  for_each_line(
-      [&](std::size_t line_no, const std::string& line) {
-        NewJob job;
-        bool skip = false;
-        std::string error = line_no == 1 && looks_like_header(line) ? header_problem(line)
-                                                                    : job_of_line(line, job, skip);
-        if (!error.empty()) {
-          ++result.bad_line_count;
-          if (result.bad_lines.size() < max_reported_bad_lines) {
-            result.bad_lines.push_back({line_no, error});
-          }
-        } else if (!skip) {
-          ++result.jobs;
-          servers.emplace_back(std::hash<std::string>{}(job.server_id),
-                               static_cast<std::uint32_t>(line_no));
-        }
-        return true;
-      },
-      result.error);
-  if (!result.error.empty()) return result;
+  auto read = for_each_line([&](std::size_t line_no, const std::string& line) {
+    auto job = line_no == 1 && looks_like_header(line)
+                   ? Result<std::optional<NewJob>>(kpsd::fail(header_problem(line)))
+                   : job_of_line(line);
+    if (!job) {
+      ++result.bad_line_count;
+      if (result.bad_lines.size() < max_reported_bad_lines) {
+        result.bad_lines.push_back({line_no, job.error().message});
+      }
+    } else if (*job) {
+      ++result.jobs;
+      servers.emplace_back(std::hash<std::string>{}((*job)->server_id),
+                           static_cast<std::uint32_t>(line_no));
+    }
+    return true;
+  });
+  if (!read) {
+    result.error = read.error().message;
+    return result;
+  }
   // Equal hashes sit together, each run in line order: every line after a run's first repeats it.
   std::sort(servers.begin(), servers.end());
   std::vector<std::pair<std::uint32_t, std::uint32_t>> repeats;  // (line, first line)
@@ -230,48 +222,43 @@ JobFileCheck JobFile::check() {
 }
 
 void JobFile::name_repeats(JobFileCheck& result) {
-  std::string ignored;
   std::size_t next = 0;  // result.repeated is in line order
-  for_each_line(
-      [&](std::size_t line_no, const std::string& line) {
-        while (next < result.repeated.size() && result.repeated[next].line == line_no) {
-          JobLine parsed;
-          if (parse_job_line(line, parsed).empty()) {
-            result.repeated[next].server_id = parsed.job.server_id;
-          }
-          ++next;
-        }
-        return next < result.repeated.size();
-      },
-      ignored);
+  // A file unreadable now was read a moment ago: its repeats stay unnamed.
+  (void)for_each_line([&](std::size_t line_no, const std::string& line) {
+    while (next < result.repeated.size() && result.repeated[next].line == line_no) {
+      if (auto parsed = parse_job_line(line))
+        result.repeated[next].server_id = parsed->job.server_id;
+      ++next;
+    }
+    return next < result.repeated.size();
+  });
 }
 
-bool JobFile::send(std::size_t chunk_jobs, std::size_t chunk_bytes, const Sink& sink,
-                   std::string& error) {
+Result<bool> JobFile::send(std::size_t chunk_jobs, std::size_t chunk_bytes, const Sink& sink) {
   std::vector<NewJob> chunk;
   std::size_t bytes = 0;
-  bool ok = for_each_line(
-      [&](std::size_t line_no, const std::string& line) {
-        NewJob job;
-        bool skip = false;
-        if (std::string problem = job_of_line(line, job, skip); !problem.empty()) {
-          // Checked a moment ago: the file (or a key file) changed since.
-          error = name_ + ":" + std::to_string(line_no) + ": " + problem +
-                  " (it changed after the check)";
-          return false;
-        }
-        if (skip) return true;
-        bytes += request_bytes(job);
-        chunk.push_back(std::move(job));
-        if (chunk.size() >= chunk_jobs || bytes >= chunk_bytes) {
-          if (!sink(chunk)) return false;
-          chunk.clear();
-          bytes = 0;
-        }
-        return true;
-      },
-      error);
-  if (!ok) return false;
+  std::string changed;
+  auto read = for_each_line([&](std::size_t line_no, const std::string& line) {
+    auto job = job_of_line(line);
+    if (!job) {
+      // Checked a moment ago: the file (or a key file) changed since.
+      changed = name_ + ":" + std::to_string(line_no) + ": " + job.error().message +
+                " (it changed after the check)";
+      return false;
+    }
+    if (!*job) return true;
+    bytes += request_bytes(**job);
+    chunk.push_back(std::move(**job));
+    if (chunk.size() >= chunk_jobs || bytes >= chunk_bytes) {
+      if (!sink(chunk)) return false;
+      chunk.clear();
+      bytes = 0;
+    }
+    return true;
+  });
+  if (!changed.empty()) return kpsd::fail(std::move(changed));
+  if (!read) return read.error();
+  if (!*read) return false;
   return chunk.empty() || sink(chunk);
 }
 

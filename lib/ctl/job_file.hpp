@@ -3,6 +3,7 @@
 // job_lines.hpp). Every line is checked before any job is queued, so a bad line 4,501 leaves
 // nothing half-queued; then the file is read a second time and sent in chunks. Standard input
 // ("-") cannot be read twice and is held in memory.
+#include "core/result.hpp"
 #include "model/job.hpp"
 
 #include <cstddef>
@@ -14,10 +15,9 @@
 namespace kpsd::ctl {
 
 // Reads a password or private key file for the replace form. A password file's trailing
-// newline is not part of the password; a private key is sent as it is. On failure returns
-// nullopt and says why in `error` (the path, never the content).
-std::optional<Secret> read_key_file(const std::string& type, const std::string& path,
-                                    std::string& error);
+// newline is not part of the password; a private key is sent as it is. A failure says why
+// (the path, never the content).
+Result<Secret> read_key_file(const std::string& type, const std::string& path);
 
 struct BadLine {
   std::size_t line = 0;
@@ -53,15 +53,16 @@ class JobFile {
   // a line number per job, 16 bytes, to find repeated servers: a million lines need 16 MB).
   // Repeats found are read once more for their server ids.
   JobFileCheck check();
-  // Pass 2: the jobs, a chunk at a time (sink returns false to stop). False if reading failed
-  // or the sink stopped.
+  // Pass 2: the jobs, a chunk at a time (sink returns false to stop). True when every job was
+  // sent, false when the sink stopped (it says why itself); a failure when reading failed or a
+  // line no longer passes the check.
   using Sink = std::function<bool(std::vector<NewJob>&)>;
-  bool send(std::size_t chunk_jobs, std::size_t chunk_bytes, const Sink& sink, std::string& error);
+  Result<bool> send(std::size_t chunk_jobs, std::size_t chunk_bytes, const Sink& sink);
 
  private:
-  // Calls `fn(line_no, line)` for each line; false if the input could not be read.
-  bool for_each_line(const std::function<bool(std::size_t, const std::string&)>& fn,
-                     std::string& error);
+  // Calls `fn(line_no, line)` for each line: true when it saw them all, false when `fn`
+  // stopped; a failure when the input could not be read.
+  Result<bool> for_each_line(const std::function<bool(std::size_t, const std::string&)>& fn);
   void name_repeats(JobFileCheck& result);
   std::string name_;
   std::optional<std::string> stdin_text_;  // "-": read once, kept for the second pass

@@ -2,6 +2,7 @@
 // One line of a `kpsctl enqueue --file` file: a server id, or an NDJSON object
 // {"server_id": ..., "port": ..., "auth": {"type": ..., "key_file": ...}}. Parsing only; the
 // key file is read by the caller. No I/O, so it is fuzzed on its own (tests/fuzz).
+#include "core/result.hpp"
 #include "model/job.hpp"
 
 #include <string>
@@ -17,8 +18,8 @@ struct JobLine {
   std::string key_file;  // auth.key_file
 };
 
-// Returns an error message naming what is wrong and quoting the offending field's value (a
-// plain line's caller quotes the line), or empty.
-std::string parse_job_line(std::string_view line, JobLine& out);
+// A failure names what is wrong and quotes the offending field's value (a plain line's caller
+// quotes the line).
+Result<JobLine> parse_job_line(std::string_view line);
 
 }  // namespace kpsd

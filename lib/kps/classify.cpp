@@ -47,12 +47,11 @@ PollOutcome classify_task_poll(const HttpResult& r, std::string task_id) {
   } else if (r.status == 200 && !readable_coding(r.content_encoding)) {
     p.error_msg = "answer in content coding " + excerpt(r.content_encoding, 40);
   } else if (r.status == 200) {
-    std::string why;
-    if (auto body = parse_task_body(r.body, why)) {
+    if (auto body = parse_task_body(r.body)) {
       p.kind = PollOutcome::Kind::answered;
       p.task_status = body->task_status;
     } else {
-      p.error_msg = why;
+      p.error_msg = body.error().message;
     }
   } else if (r.status == 401 || r.status == 429 || r.status >= 500) {
     p.error_msg = "HTTP " + std::to_string(r.status);
@@ -93,11 +92,10 @@ AttemptOutcome classify_accepted(const HttpResult& r, AttemptOutcome out) {
                     status + "): kpsd asked for identity and cannot read it";
     return out;
   }
-  std::string why;
-  auto body = parse_accepted_body(r.body, why);
+  auto body = parse_accepted_body(r.body);
   if (!body) {
     out.verdict = Verdict::unknown;
-    out.error_msg = status + " with an unreadable body: " + why;
+    out.error_msg = status + " with an unreadable body: " + body.error().message;
     return out;
   }
   out.task_id = body->task_id;

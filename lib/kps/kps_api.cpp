@@ -23,17 +23,11 @@ std::string string_field(const json::object& o, std::string_view key) {
   return {};
 }
 
-std::optional<json::object> parse_object(std::string_view body, std::string& why) {
+Result<json::object> parse_object(std::string_view body) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
-  if (ec) {
-    why = body.empty() ? "empty response body" : "response body is not JSON";
-    return std::nullopt;
-  }
-  if (!v.is_object()) {
-    why = "response body is not a JSON object";
-    return std::nullopt;
-  }
+  if (ec) return fail(body.empty() ? "empty response body" : "response body is not JSON");
+  if (!v.is_object()) return fail("response body is not a JSON object");
   return std::move(v.as_object());
 }
 
@@ -81,38 +75,31 @@ bool is_task_id(std::string_view id) noexcept {
   return true;
 }
 
-std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why) {
-  auto o = parse_object(body, why);
-  if (!o) return std::nullopt;
+Result<AcceptedBody> parse_accepted_body(std::string_view body) {
+  auto o = parse_object(body);
+  if (!o) return o.error();
   AcceptedBody a;
   a.task_id = string_field(*o, "task_id");
   a.status = excerpt(string_field(*o, "status"), max_code_bytes);
   a.error_code = excerpt(string_field(*o, "error_code"), max_code_bytes);
   a.error_msg = excerpt(string_field(*o, "error_msg"));
-  if (a.task_id.empty() && a.status != "FAILED") {
-    why = "no task_id";
-    return std::nullopt;
-  }
+  if (a.task_id.empty() && a.status != "FAILED") return fail("no task_id");
   // It becomes a URL path (GET tasks/{task_id}) sent with the credential: only a task id's shape.
   if (!a.task_id.empty() && !is_task_id(a.task_id)) {
-    why = "task_id `" + excerpt(a.task_id, 40) + "` (" + std::to_string(a.task_id.size()) +
-          " bytes) is not a task id";
-    return std::nullopt;
+    return fail("task_id `" + excerpt(a.task_id, 40) + "` (" + std::to_string(a.task_id.size()) +
+                " bytes) is not a task id");
   }
   return a;
 }
 
-std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why) {
-  auto o = parse_object(body, why);
-  if (!o) return std::nullopt;
+Result<TaskBody> parse_task_body(std::string_view body) {
+  auto o = parse_object(body);
+  if (!o) return o.error();
   TaskBody t;
   t.task_id = excerpt(string_field(*o, "task_id"), max_task_id_bytes);
   t.server_id = excerpt(string_field(*o, "server_id"), max_code_bytes);
   t.task_status = excerpt(string_field(*o, "task_status"), max_code_bytes);
-  if (t.task_status.empty()) {
-    why = "task response without task_status";
-    return std::nullopt;
-  }
+  if (t.task_status.empty()) return fail("task response without task_status");
   return t;
 }
 
@@ -143,9 +130,9 @@ std::optional<std::int64_t> task_time_field(const json::object& t) {
 
 }  // namespace
 
-std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::string& why) {
-  auto o = parse_object(body, why);
-  if (!o) return std::nullopt;
+Result<TaskListPage> parse_task_list_body(std::string_view body) {
+  auto o = parse_object(body);
+  if (!o) return o.error();
   TaskListPage page;
   // Only an exact, non-negative integer counts; 1.5, 1e30 or -3 leave it unknown (never a
   // throwing conversion: a bad number in a body is the server's fault, not kpsd's end).
@@ -157,10 +144,7 @@ std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::str
     }
   }
   auto* tasks = o->if_contains("tasks");
-  if (!tasks || !tasks->is_array()) {
-    why = "task list response without a tasks array";
-    return std::nullopt;
-  }
+  if (!tasks || !tasks->is_array()) return fail("task list response without a tasks array");
   for (const json::value& v : tasks->as_array()) {
     if (!v.is_object()) continue;
     const json::object& t = v.as_object();

@@ -1,6 +1,7 @@
 #pragma once
 // The KPS v3 wire format, without I/O: request bodies, response parsing and the task-status
 // rule. What a call's result means for the job is kps/classify.hpp.
+#include "core/result.hpp"
 #include "model/job.hpp"
 #include "net/api_error.hpp"
 #include "net/http_result.hpp"
@@ -34,15 +35,15 @@ struct AcceptedBody {
   std::string status;  // SUCCESS, FAILED, or empty when absent (= delivered)
   std::string error_code, error_msg;
 };
-// Returns nullopt and sets `why` when the body is not JSON, has no string task_id (unless its
-// status is FAILED), or a task_id that is not a task id's shape.
-std::optional<AcceptedBody> parse_accepted_body(std::string_view body, std::string& why);
+// Fails, saying why, when the body is not JSON, has no string task_id (unless its status is
+// FAILED), or a task_id that is not a task id's shape.
+Result<AcceptedBody> parse_accepted_body(std::string_view body);
 
 // GET /v3/{project_id}/tasks/{task_id} → {"server_id", "task_id", "task_status"}.
 struct TaskBody {
   std::string task_id, server_id, task_status;
 };
-std::optional<TaskBody> parse_task_body(std::string_view body, std::string& why);
+Result<TaskBody> parse_task_body(std::string_view body);
 
 // A task as GET /v3/{project_id}/failed-tasks and GET /v3/{project_id}/running-tasks list it
 // (docs/vendor-api.md; Go SDK model_failed_task.go, model_running_tasks.go): {"total", "tasks":
@@ -64,12 +65,11 @@ struct TaskListPage {
   std::vector<TaskListEntry> tasks;
 };
 using FailedTasksPage = TaskListPage;
-// Either list's page. Returns nullopt and sets `why` when the body is not a JSON object with a
-// tasks array; entries that are not objects are skipped.
-std::optional<TaskListPage> parse_task_list_body(std::string_view body, std::string& why);
-inline std::optional<FailedTasksPage> parse_failed_tasks_body(std::string_view body,
-                                                              std::string& why) {
-  return parse_task_list_body(body, why);
+// Either list's page. Fails, saying why, when the body is not a JSON object with a tasks array;
+// entries that are not objects are skipped.
+Result<TaskListPage> parse_task_list_body(std::string_view body);
+inline Result<FailedTasksPage> parse_failed_tasks_body(std::string_view body) {
+  return parse_task_list_body(body);
 }
 
 enum class TaskPhase { pending, succeeded, failed };

@@ -32,9 +32,10 @@ net::awaitable<HttpResult> KpsClient::call(std::string method, std::string targe
   if (req.method == "POST") req.headers.emplace_back("Content-Type", "application/json");
   req.body = std::move(body);
   std::uint64_t generation = 0;
-  std::string error = co_await credentials_->apply(req, generation);
+  auto applied = co_await credentials_->apply(req, generation);
   HttpResult r;
-  if (!error.empty()) {
+  if (!applied) {
+    const std::string& error = applied.error().message;
     r.transport = HttpResult::Transport::no_credentials;
     r.transport_detail = error;
     if (error != last_credentials_error_) {  // once per cause, not once per call
@@ -77,7 +78,7 @@ net::awaitable<HttpResult> KpsClient::get_running_tasks(int limit, std::int64_t 
               {});
 }
 
-std::string KpsClient::reload_ca(const std::string& ca_file) { return http_->reload_ca(ca_file); }
+Result<void> KpsClient::reload_ca(const std::string& ca_file) { return http_->reload_ca(ca_file); }
 void KpsClient::close_idle() { http_->close_idle(); }
 void KpsClient::cancel_all() { http_->cancel_all(); }
 

@@ -3,6 +3,7 @@
 // the credentials (which refresh once); every failure comes back as a value.
 #include "config/config.hpp"
 #include "config/proxy.hpp"
+#include "core/result.hpp"
 #include "kps/classify.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -38,7 +39,7 @@ class KpsClient {
   // GET /v3/{project_id}/running-tasks?limit=N&offset=M (at most 1,000 tasks are ever listed)
   boost::asio::awaitable<HttpResult> get_running_tasks(int limit, std::int64_t offset);
 
-  std::string reload_ca(const std::string& ca_file);  // SIGHUP; error message or empty
+  Result<void> reload_ca(const std::string& ca_file);  // SIGHUP; the old CA stays on a failure
   void close_idle();
   // Aborts every call in flight (they end with a transport error) and refuses new ones:
   // the end of a graceful stop.

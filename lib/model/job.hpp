@@ -1,6 +1,7 @@
 #pragma once
 // What a job is: its states (docs/operator-guide.md, "What kpsd does with a job") and the
 // records the store keeps.
+#include "core/result.hpp"
 #include "core/secret.hpp"
 
 #include <cstdint>
@@ -35,12 +36,12 @@ struct NewJob {
   bool operator==(const NewJob&) const = default;
 };
 
-// Checks a server id as the daemon accepts it; returns what is wrong, or empty.
-std::string validate_server_id(std::string_view id);
+// Checks a server id as the daemon accepts it; a failure says what is wrong.
+Result<void> validate_server_id(std::string_view id);
 
 // Checks a batch name: 1 to 64 bytes of UTF-8 without a control character, a C1 control or a
-// bidi override, not all digits (a number is a batch id). Returns what is wrong, or "".
-std::string validate_batch_name(std::string_view name);
+// bidi override, not all digits (a number is a batch id). A failure says what is wrong.
+Result<void> validate_batch_name(std::string_view name);
 
 // A job that fails after a call was sent again past an unknown outcome: the earlier call may
 // have done the unbind. Its message starts with this (jobs.maybe_done is 1).

@@ -188,12 +188,11 @@ net::awaitable<HttpResult> HttpClient::exchange(const HttpRequest& request) {
 const std::string& HttpClient::host_header() const { return impl_->host_header; }
 const Endpoint& HttpClient::endpoint() const { return impl_->endpoint; }
 
-std::string HttpClient::reload_ca(const std::string& ca_file) {
+Result<void> HttpClient::reload_ca(const std::string& ca_file) {
   if (!impl_->tls_context) return {};
-  std::string error;
-  auto ctx = detail::make_tls_context(ca_file, error);
-  if (!ctx) return error;
-  impl_->tls_context = std::move(ctx);
+  auto ctx = detail::make_tls_context(ca_file);
+  if (!ctx) return ctx.error();
+  impl_->tls_context = std::move(*ctx);
   impl_->idle.clear();  // new connections verify against the new store
   impl_->last_tls_error.clear();
   return {};

@@ -5,6 +5,7 @@
 // returns every failure as a value. Used from one thread (the network thread).
 #include "config/config.hpp"
 #include "config/proxy.hpp"
+#include "core/result.hpp"
 #include "core/url.hpp"  // is_loopback_host
 #include "net/http_result.hpp"
 
@@ -44,9 +45,9 @@ class HttpClient {
   const std::string& host_header() const;  // what Host: says (host, plus :port if not default)
   const Endpoint& endpoint() const;
 
-  // Re-reads ca_file into a new TLS context for new connections (SIGHUP). Returns an error
-  // message, or empty on success (the old context stays on failure).
-  std::string reload_ca(const std::string& ca_file);
+  // Re-reads ca_file into a new TLS context for new connections (SIGHUP). On a failure the
+  // old context stays.
+  Result<void> reload_ca(const std::string& ca_file);
   void close_idle();
   void cancel_all();  // aborts calls in flight and refuses new ones (end of a stop)
 

@@ -17,9 +17,9 @@ HttpClient::Impl::Impl(net::any_io_executor ex, Endpoint ep, const std::string& 
                       (endpoint.scheme == "https" && endpoint.port == 443);
   if (!default_port) host_header += ":" + std::to_string(endpoint.port);
   if (endpoint.scheme == "https") {
-    std::string error;
-    tls_context = detail::make_tls_context(ca_file, error);
-    if (!tls_context) throw std::runtime_error(error);
+    auto ctx = detail::make_tls_context(ca_file);
+    if (!ctx) throw std::runtime_error(ctx.error().message);  // a start-up failure
+    tls_context = std::move(*ctx);
   }
 }
 

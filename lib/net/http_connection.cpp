@@ -22,17 +22,14 @@ bool closed_by_peer(Connection& c) {
   return true;  // unsolicited bytes on an idle connection: not a state to reuse
 }
 
-std::shared_ptr<ssl::context> make_tls_context(const std::string& ca_file, std::string& error) {
+Result<std::shared_ptr<ssl::context>> make_tls_context(const std::string& ca_file) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
   boost::system::error_code ec;
   ctx->set_default_verify_paths(ec);  // the system trust store ...
   if (!ca_file.empty()) {
     ctx->load_verify_file(ca_file, ec);  // ... plus a private CA
-    if (ec) {
-      error = "cannot load CA file " + ca_file + ": " + ec.message();
-      return nullptr;
-    }
+    if (ec) return fail("cannot load CA file " + ca_file + ": " + ec.message());
   }
   ctx->set_verify_mode(ssl::verify_peer);
   return ctx;

@@ -2,6 +2,8 @@
 // One keep-alive connection of HttpClient's pool (plain TCP or TLS), and what the pool asks of
 // it: bytes waiting unread (the socket peek, and what OpenSSL holds), the TLS client context.
 // Beast types: included by http_client.cpp only.
+#include "core/result.hpp"
+
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -52,9 +54,8 @@ struct Connection {
 };
 
 // The TLS client context for new connections: the system trust store plus `ca_file` (PEM),
-// peer verification on, TLS 1.2 or newer. Null with `error` naming the file when it cannot be
-// loaded.
-std::shared_ptr<ssl::context> make_tls_context(const std::string& ca_file, std::string& error);
+// peer verification on, TLS 1.2 or newer. A failure names the file when it cannot be loaded.
+Result<std::shared_ptr<ssl::context>> make_tls_context(const std::string& ca_file);
 
 // Bytes the TLS layer has read from the socket but kpsd has not: a decrypted record waiting in
 // OpenSSL, or raw bytes in its read BIO. The socket peek cannot see them.

@@ -62,7 +62,7 @@ std::string batch_field(const json::object& o) {
   std::string_view text = v.as_string();
   bool digits = std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits) {
-    if (std::string problem = validate_batch_name(text); !problem.empty()) throw Invalid{problem};
+    if (auto valid = validate_batch_name(text); !valid) throw Invalid{valid.error().message};
   }
   return std::string(text);
 }
@@ -75,8 +75,8 @@ NewJob parse_job(const json::value& v, std::size_t index) {
   if (!o.contains("server_id")) throw Invalid{where + "server_id is missing"};
   NewJob job;
   job.server_id = string_field(o, "server_id", where);
-  if (auto problem = validate_server_id(job.server_id); !problem.empty()) {
-    throw Invalid{where + problem};
+  if (auto valid = validate_server_id(job.server_id); !valid) {
+    throw Invalid{where + valid.error().message};
   }
   if (o.contains("port")) job.port = integer_field(o, "port", 1, 65535, where);
   if (o.contains("auth")) {
@@ -138,7 +138,7 @@ ControlRequest parse_enqueue(const json::object& o) {
   if (o.contains("batch_id")) r.batch.id = integer_field(o, "batch_id", 1, INT64_MAX, "");
   if (o.contains("batch")) {
     std::string name = string_field(o, "batch", "");
-    if (auto problem = validate_batch_name(name); !problem.empty()) throw Invalid{problem};
+    if (auto valid = validate_batch_name(name); !valid) throw Invalid{valid.error().message};
     r.batch.name = name;
   }
   parse_brakes(o, r.batch.brakes);
@@ -318,21 +318,13 @@ constexpr std::pair<std::string_view, OpParser> op_parsers[] = {
 
 }  // namespace
 
-std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error) {
+Result<ControlRequest> parse_control_request(std::string_view line) {
   boost::system::error_code ec;
   json::value v = parse_json_zeroing(line, ec);  // it may carry a job's key
-  if (ec) {
-    error = "request is not valid JSON: " + ec.message();
-    return std::nullopt;
-  }
-  if (!v.is_object()) {
-    error = "request must be a JSON object";
-    return std::nullopt;
-  }
-  if (auto key = find_duplicate_key(line)) {
-    error = "duplicate key \"" + *key + "\" in the request";
-    return std::nullopt;
-  }
+  if (ec) return fail("request is not valid JSON: " + ec.message());
+  if (!v.is_object()) return fail("request must be a JSON object");
+  if (auto key = find_duplicate_key(line))
+    return fail("duplicate key \"" + *key + "\" in the request");
   const json::object& o = v.as_object();
   try {
     if (!o.contains("op")) throw Invalid{"op is missing"};
@@ -342,8 +334,7 @@ std::optional<ControlRequest> parse_control_request(std::string_view line, std::
     }
     throw Invalid{"unknown op \"" + op + "\""};
   } catch (const Invalid& e) {
-    error = e.message;
-    return std::nullopt;
+    return fail(e.message);
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The control protocol's requests and replies as values: parsing and validation of one request
 // line, and the JSON shapes of jobs and attempts. No I/O; the ControlServer does that.
+#include "core/result.hpp"
 #include "model/job.hpp"
 #include "model/job_records.hpp"
 #include "protocol/job_json.hpp"
@@ -106,9 +107,9 @@ inline bool changes_state(const ControlRequest& r) {
          !std::holds_alternative<VersionRequest>(r);
 }
 
-// Parses one request line. On failure returns nullopt and sets `error` to a message naming the
-// offending field (never its value when the field is a secret).
-std::optional<ControlRequest> parse_control_request(std::string_view line, std::string& error);
+// Parses one request line. A failure names the offending field (never its value when the field
+// is a secret).
+Result<ControlRequest> parse_control_request(std::string_view line);
 
 // The request as one line's JSON object, as kpsctl sends it and parse_control_request reads it
 // back: parse(to_json(r)) == r for every op. An enqueue's object uses zeroing storage (it may

@@ -52,10 +52,9 @@ net::awaitable<TaskListing> TaskFinder::fetch(TaskList list) {
                                                            : r.transport_detail;
       co_return out;
     }
-    std::string why;
-    auto body = parse_task_list_body(r.body, why);
+    auto body = parse_task_list_body(r.body);
     if (!body) {
-      out.error = why;
+      out.error = body.error().message;
       co_return out;
     }
     if (page == 0) out.total = body->total;

@@ -26,28 +26,27 @@ std::string read_holder_pid(int fd) {
 
 }  // namespace
 
-std::optional<DatabaseLock> DatabaseLock::acquire(const std::string& database_path,
-                                                  std::string& error, bool& held_by_other) {
-  held_by_other = false;
+Result<DatabaseLock, LockRefusal> DatabaseLock::acquire(const std::string& database_path) {
+  LockRefusal refusal;
   std::string path = database_path + ".lock";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    error = "cannot open lock file " + path + ": " + std::strerror(errno);
-    return std::nullopt;
+    refusal.message = "cannot open lock file " + path + ": " + std::strerror(errno);
+    return refusal;
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err == EWOULDBLOCK) {
-      held_by_other = true;
+      refusal.held_by_other = true;
       std::string pid = read_holder_pid(fd);
-      error = "database " + database_path + " is in use by another kpsd" +
-              (pid.empty() ? "" : " (pid " + pid + ")") + ": it holds the lock " + path +
-              "; one kpsd per database";
+      refusal.message = "database " + database_path + " is in use by another kpsd" +
+                        (pid.empty() ? "" : " (pid " + pid + ")") + ": it holds the lock " + path +
+                        "; one kpsd per database";
     } else {
-      error = "cannot lock " + path + ": " + std::strerror(err);
+      refusal.message = "cannot lock " + path + ": " + std::strerror(err);
     }
     ::close(fd);
-    return std::nullopt;
+    return refusal;
   }
   // The pid is informational (for the message above); failing to write it is not fatal.
   std::string pid = std::to_string(::getpid()) + "\n";

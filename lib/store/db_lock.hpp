@@ -3,19 +3,23 @@
 // opens the database. The lock file holds the owner's pid, so a second kpsd can name it. The
 // lock ends with the process (also on SIGKILL); the file stays, empty of meaning until locked.
 // Plain sqlite3 shells never look at it: readers and writers of the database are unaffected.
-#include <optional>
+#include "core/result.hpp"
+
 #include <string>
 
 namespace kpsd {
 
+// Why the lock was not taken: one line naming the lock file (and the holder's pid when it is
+// known). `held_by_other` tells the two failures apart (exit 75 or 73): another kpsd holds it,
+// or the lock file cannot be made at all (a missing or unwritable folder).
+struct LockRefusal : Failure {
+  bool held_by_other = false;
+};
+
 class DatabaseLock {
  public:
-  // Takes the lock for `database_path` without waiting. On failure returns nullopt and sets
-  // `error` to one line naming the lock file (and the holder's pid when it is known).
-  // `held_by_other` tells the two failures apart: another kpsd holds it, or the lock file
-  // cannot be made at all (a missing or unwritable folder).
-  static std::optional<DatabaseLock> acquire(const std::string& database_path, std::string& error,
-                                             bool& held_by_other);
+  // Takes the lock for `database_path` without waiting.
+  static Result<DatabaseLock, LockRefusal> acquire(const std::string& database_path);
   DatabaseLock(DatabaseLock&& other) noexcept;
   DatabaseLock& operator=(DatabaseLock&& other) noexcept;
   DatabaseLock(const DatabaseLock&) = delete;

@@ -6,9 +6,8 @@
 #include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::string error;
-  auto request = kpsd::parse_control_request(
-      std::string_view(reinterpret_cast<const char*>(data), size), error);
-  if (!request && error.empty()) __builtin_trap();  // a refusal always says why
+  auto request =
+      kpsd::parse_control_request(std::string_view(reinterpret_cast<const char*>(data), size));
+  if (!request && request.error().message.empty()) __builtin_trap();  // a refusal always says why
   return 0;
 }

@@ -8,17 +8,17 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  std::string why;
-  if (auto c = kpsd::parse_securitykey_body(text, why)) {
+  if (auto c = kpsd::parse_securitykey_body(text)) {
     if (c->keys.access_key.empty() || c->keys.secret_key.empty()) __builtin_trap();
-  } else if (why.empty()) {
+  } else if (c.error().message.empty()) {
     __builtin_trap();  // a refusal always says why
   }
   kpsd::parse_expires_at(text);
-  for (const auto& p : kpsd::matching_projects(text, "cn-north-4", why))
-    if (p.name != "cn-north-4") __builtin_trap();  // only exact names
-  kpsd::ProxyRoute route;
-  if (kpsd::parse_proxy_url(text, true, route).empty() && (route.port == 0 || route.host.empty()))
+  if (auto found = kpsd::matching_projects(text, "cn-north-4"))
+    for (const auto& p : *found)
+      if (p.name != "cn-north-4") __builtin_trap();  // only exact names
+  if (auto route = kpsd::parse_proxy_url(text, true);
+      route && (route->port == 0 || route->host.empty()))
     __builtin_trap();
   kpsd::no_proxy_matches(text, "kms.cn-north-4.myhuaweicloud.com");
   kpsd::no_proxy_matches(text, "10.1.2.3");

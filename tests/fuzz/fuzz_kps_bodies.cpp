@@ -9,11 +9,10 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view body(reinterpret_cast<const char*>(data), size);
-  std::string why;
-  if (auto a = kpsd::parse_accepted_body(body, why); !a && why.empty()) __builtin_trap();
+  if (auto a = kpsd::parse_accepted_body(body); !a && a.error().message.empty()) __builtin_trap();
   kpsd::parse_error_body(body);
-  if (auto t = kpsd::parse_task_body(body, why); t) (void)kpsd::task_phase(t->task_status);
-  if (auto f = kpsd::parse_failed_tasks_body(body, why); f && f->total < 0) __builtin_trap();
+  if (auto t = kpsd::parse_task_body(body); t) (void)kpsd::task_phase(t->task_status);
+  if (auto f = kpsd::parse_failed_tasks_body(body); f && f->total < 0) __builtin_trap();
   kpsd::parse_iam_token_expiry(body);
   for (unsigned status : {202u, 400u, 429u, 503u}) {
     kpsd::HttpResult r;

@@ -1,6 +1,7 @@
 #include "core/zeroing_storage.hpp"
 #include "ctl/job_lines.hpp"
 #include "protocol/control_protocol.hpp"
+#include "result_strings.hpp"
 
 #include <boost/json.hpp>
 
@@ -12,28 +13,26 @@
 using namespace kpsd;
 
 TEST_CASE("control requests parse into typed values") {
-  std::string error;
   auto r = parse_control_request(
       R"({"op":"enqueue","jobs":[{"server_id":"a"},{"server_id":"b","port":22,)"
-      R"("auth":{"type":"password","key":"pw"}}]})",
-      error);
-  REQUIRE_MESSAGE(r, error);
+      R"("auth":{"type":"password","key":"pw"}}]})");
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
   auto& e = std::get<EnqueueRequest>(*r);
   REQUIRE(e.jobs.size() == 2);
   CHECK(e.jobs[1].port == 22);
   CHECK(e.jobs[1].auth->key.reveal() == "pw");
 
-  r = parse_control_request(R"({"op":"list","state":"failed","limit":5,"after_id":10})", error);
+  r = parse_control_request(R"({"op":"list","state":"failed","limit":5,"after_id":10})");
   REQUIRE(r);
   auto& l = std::get<ListRequest>(*r);
   CHECK(l.query.state == JobState::failed);
   CHECK(l.query.limit == 5);
   CHECK(l.query.after_id == 10);
 
-  r = parse_control_request(R"({"op":"show","id":7})", error);
+  r = parse_control_request(R"({"op":"show","id":7})");
   REQUIRE(r);
   CHECK(std::get<ShowRequest>(*r).id == 7);
-  r = parse_control_request(R"({"op":"stats"})", error);
+  r = parse_control_request(R"({"op":"stats"})");
   REQUIRE(r);
   CHECK(std::holds_alternative<StatsRequest>(*r));
 }
@@ -88,18 +87,18 @@ TEST_CASE("bad control requests get a message that names what is wrong") {
   };
   for (const Case& c : cases) {
     CAPTURE(c.line);
-    std::string error;
-    CHECK_FALSE(parse_control_request(c.line, error));
+    auto r = parse_control_request(c.line);
+    REQUIRE_FALSE(r);
+    const std::string& error = r.error().message;
     CHECK_MESSAGE(error.starts_with(c.expected), error);
   }
 }
 
 TEST_CASE("an auth key never appears in an error message") {
-  std::string error;
-  CHECK_FALSE(parse_control_request(
-      R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"bogus","key":"TOPSECRET"}}]})",
-      error));
-  CHECK(error.find("TOPSECRET") == std::string::npos);
+  auto r = parse_control_request(
+      R"({"op":"enqueue","jobs":[{"server_id":"a","auth":{"type":"bogus","key":"TOPSECRET"}}]})");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("TOPSECRET") == std::string::npos);
 }
 
 TEST_CASE("job JSON carries the auth type but never a key") {
@@ -172,44 +171,46 @@ TEST_CASE("zeroing JSON storage parses like the default") {
 }
 
 TEST_CASE("the same key in different objects is not a duplicate") {
-  std::string error;
   auto r = parse_control_request(
-      R"({"op":"enqueue","jobs":[{"server_id":"a","port":22},{"server_id":"b","port":23}]})",
-      error);
-  REQUIRE_MESSAGE(r.has_value(), error);
+      R"({"op":"enqueue","jobs":[{"server_id":"a","port":22},{"server_id":"b","port":23}]})");
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
   CHECK(std::get<EnqueueRequest>(*r).jobs.size() == 2);
 }
 
 TEST_CASE("kpsctl job file lines: ids - comments - NDJSON - errors that name the problem") {
-  JobLine l;
-  CHECK(parse_job_line("   ", l).empty());
-  CHECK(l.kind == JobLine::Kind::skip);
-  CHECK(parse_job_line("# inventory", l).empty());
-  CHECK(l.kind == JobLine::Kind::skip);
-  CHECK(parse_job_line("  srv-1\r", l).empty());
-  CHECK(l.kind == JobLine::Kind::job);
-  CHECK(l.job.server_id == "srv-1");
-  CHECK(parse_job_line(
-            R"({"server_id":"s2","port":2222,"auth":{"type":"keypair","key_file":"/k"}})", l)
-            .empty());
-  CHECK(l.job.port == 2222);
-  CHECK(l.key_type == "keypair");
-  CHECK(l.key_file == "/k");
+  auto l = parse_job_line("   ");
+  REQUIRE(l);
+  CHECK(l->kind == JobLine::Kind::skip);
+  l = parse_job_line("# inventory");
+  REQUIRE(l);
+  CHECK(l->kind == JobLine::Kind::skip);
+  l = parse_job_line("  srv-1\r");
+  REQUIRE(l);
+  CHECK(l->kind == JobLine::Kind::job);
+  CHECK(l->job.server_id == "srv-1");
+  l = parse_job_line(R"({"server_id":"s2","port":2222,"auth":{"type":"keypair","key_file":"/k"}})");
+  REQUIRE(l);
+  CHECK(l->job.port == 2222);
+  CHECK(l->key_type == "keypair");
+  CHECK(l->key_file == "/k");
   // Each error quotes the offending value; a mistyped field name gets a did-you-mean.
-  CHECK(parse_job_line(R"({"server_id":"s","port":0})", l) ==
+  auto refusal = [](std::string_view line) {
+    auto parsed = parse_job_line(line);
+    return parsed ? std::string() : parsed.error().message;
+  };
+  CHECK(refusal(R"({"server_id":"s","port":0})") ==
         "port `0` must be a whole number from 1 to 65535");
-  CHECK(parse_job_line(R"({"server_id":"s","port":"22"})", l) ==
+  CHECK(refusal(R"({"server_id":"s","port":"22"})") ==
         "port `\"22\"` must be a whole number from 1 to 65535");
-  CHECK(parse_job_line(R"({"server_id":"s","prot":22})", l) ==
-        "unknown field `prot` (did you mean `port`?)");
-  CHECK(parse_job_line(R"({"server_id":"s","colour":1})", l) == "unknown field `colour`");
-  CHECK(parse_job_line(R"({"port":22})", l) == "server_id missing");
-  CHECK(parse_job_line(R"({"server_id":7})", l) == "server_id `7` is not a string");
-  CHECK(parse_job_line("{nope", l) == "not a JSON object");
-  CHECK(parse_job_line(R"({"server_id":"s","auth":{"type":"password"}})", l) ==
+  CHECK(refusal(R"({"server_id":"s","prot":22})") == "unknown field `prot` (did you mean `port`?)");
+  CHECK(refusal(R"({"server_id":"s","colour":1})") == "unknown field `colour`");
+  CHECK(refusal(R"({"port":22})") == "server_id missing");
+  CHECK(refusal(R"({"server_id":7})") == "server_id `7` is not a string");
+  CHECK(refusal("{nope") == "not a JSON object");
+  CHECK(refusal(R"({"server_id":"s","auth":{"type":"password"}})") ==
         "auth `{\"type\":\"password\"}` must be {\"type\": \"password\"|\"keypair\", "
         "\"key_file\": PATH}");
-  CHECK_FALSE(parse_job_line("a b", l).empty());
+  CHECK_FALSE(parse_job_line("a b"));
 }
 
 // kpsctl builds its requests with to_json from the typed values kpsd parses: one definition of
@@ -293,9 +294,8 @@ TEST_CASE("every control request survives to_json then parse unchanged") {
   for (const ControlRequest& r : requests) {
     std::string line = boost::json::serialize(to_json(r));
     CAPTURE(r.index());
-    std::string error;
-    auto back = parse_control_request(line, error);
-    REQUIRE_MESSAGE(back.has_value(), error);
+    auto back = parse_control_request(line);
+    REQUIRE_MESSAGE(back.has_value(), (back ? "" : back.error().message));
     CHECK(*back == r);
   }
 }

@@ -1,6 +1,7 @@
 // The metadata service's answers as the SDKs read them (lib/auth/credential_answers.hpp): the
 // expires_at forms IAM writes, the securitykey body, and when kpsd fetches a new key pair.
 #include "auth/credential_answers.hpp"
+#include "result_strings.hpp"
 
 #include <doctest/doctest.h>
 
@@ -33,11 +34,9 @@ TEST_CASE("expires_at: IAM's form with microseconds - without a fraction - refus
 }
 
 TEST_CASE("securitykey answer: the four fields - a clear reason without any value") {
-  std::string why;
   auto c = parse_securitykey_body(
       R"({"credential":{"access":"HSTAK","secret":"sk-value","securitytoken":"tok-value",)"
-      R"("expires_at":"2026-11-30T12:00:00.000000Z"}})",
-      why);
+      R"("expires_at":"2026-11-30T12:00:00.000000Z"}})");
   REQUIRE(c);
   CHECK(c->keys.access_key.reveal() == "HSTAK");
   CHECK(c->keys.secret_key.reveal() == "sk-value");
@@ -63,7 +62,9 @@ TEST_CASE("securitykey answer: the four fields - a clear reason without any valu
   };
   for (const Bad& b : bad) {
     CAPTURE(b.body);
-    CHECK_FALSE(parse_securitykey_body(b.body, why));
+    auto refused = parse_securitykey_body(b.body);
+    REQUIRE_FALSE(refused);
+    const std::string& why = refused.error().message;
     CHECK(why.find(b.why) != std::string::npos);
     CHECK(why.find("s-") == std::string::npos);  // no secret value in the reason
   }

@@ -1,6 +1,7 @@
 #include "app/preflight.hpp"
 #include "auth/credential_answers.hpp"
 #include "kps/classify.hpp"
+#include "result_strings.hpp"
 #include "web/status_api.hpp"
 
 #include <boost/json.hpp>
@@ -43,25 +44,20 @@ TEST_CASE("disassociate body: reset form port and replace form") {
 }
 
 TEST_CASE("202 bodies: task_id with or without status") {
-  std::string why;
-  auto a = parse_accepted_body(R"({"task_id":"t1","status":"SUCCESS","server_id":"s"})", why);
+  auto a = parse_accepted_body(R"({"task_id":"t1","status":"SUCCESS","server_id":"s"})");
   REQUIRE(a);
   CHECK(a->task_id == "t1");
   CHECK(a->status == "SUCCESS");
-  auto b = parse_accepted_body(R"({"task_id":"t2"})", why);
+  auto b = parse_accepted_body(R"({"task_id":"t2"})");
   REQUIRE(b);
   CHECK(b->status.empty());
-  auto c =
-      parse_accepted_body(R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"x"})", why);
+  auto c = parse_accepted_body(R"({"status":"FAILED","error_code":"KPS.0003","error_msg":"x"})");
   REQUIRE(c);
   CHECK(c->error_code == "KPS.0003");
-  CHECK_FALSE(parse_accepted_body(R"({"status":"SUCCESS"})", why));
-  CHECK(why == "no task_id");
-  CHECK_FALSE(parse_accepted_body(R"({"task_id":)", why));
-  CHECK(why == "response body is not JSON");
-  CHECK_FALSE(parse_accepted_body("", why));
-  CHECK(why == "empty response body");
-  CHECK_FALSE(parse_accepted_body("[1]", why));
+  CHECK(parse_accepted_body(R"({"status":"SUCCESS"})").error().message == "no task_id");
+  CHECK(parse_accepted_body(R"({"task_id":)").error().message == "response body is not JSON");
+  CHECK(parse_accepted_body("").error().message == "empty response body");
+  CHECK_FALSE(parse_accepted_body("[1]"));
 }
 
 TEST_CASE("error bodies: error_code/error_msg falling back to code/message") {
@@ -83,12 +79,10 @@ TEST_CASE("task status rule: SUCCESS_x done FAILED_x failed anything else pendin
   CHECK(task_phase("READY_UNBIND") == TaskPhase::pending);
   CHECK(task_phase("RUNNING_UNBIND") == TaskPhase::pending);
   CHECK(task_phase("") == TaskPhase::pending);
-  std::string why;
-  auto t =
-      parse_task_body(R"({"server_id":"s","task_id":"t","task_status":"RUNNING_UNBIND"})", why);
+  auto t = parse_task_body(R"({"server_id":"s","task_id":"t","task_status":"RUNNING_UNBIND"})");
   REQUIRE(t);
   CHECK(t->task_status == "RUNNING_UNBIND");
-  CHECK_FALSE(parse_task_body(R"({"task_id":"t"})", why));
+  CHECK_FALSE(parse_task_body(R"({"task_id":"t"})"));
 }
 
 TEST_CASE("Retry-After in seconds and as an HTTP date") {
@@ -214,34 +208,31 @@ TEST_CASE("an answer in a content coding kpsd did not ask for is unknown - named
 }
 
 TEST_CASE("failed-tasks bodies keep each task's reason") {
-  std::string why;
   auto page = parse_failed_tasks_body(
       R"({"total":2,"tasks":[{"task_id":"t1","server_id":"s1","operate_type":"unbind",)"
-      R"("task_error_code":"KPS.0003","task_error_msg":"ssh refused"},{"task_id":"t2"}]})",
-      why);
+      R"("task_error_code":"KPS.0003","task_error_msg":"ssh refused"},{"task_id":"t2"}]})");
   REQUIRE(page);
   CHECK(page->total == 2);
   REQUIRE(page->tasks.size() == 2);
   CHECK(page->tasks[0].task_id == "t1");
   CHECK(page->tasks[0].error_code == "KPS.0003");
   CHECK(page->tasks[0].error_msg == "ssh refused");
-  CHECK_FALSE(parse_failed_tasks_body(R"({"total":0})", why));
-  CHECK(why == "task list response without a tasks array");
+  CHECK(parse_failed_tasks_body(R"({"total":0})").error().message ==
+        "task list response without a tasks array");
 }
 
 TEST_CASE("failed-tasks: a total that is not an exact count is ignored without throwing") {
-  std::string why;
   for (const char* total : {"1.5", "1e30", "-3", "18446744073709551615", "\"7\""}) {
     CAPTURE(total);
     std::string body = std::string(R"({"total":)") + total +
                        R"(,"tasks":[{"task_id":"t-1","operate_type":"unbind","error_code":"E1"}]})";
-    std::optional<FailedTasksPage> page;
-    CHECK_NOTHROW(page = parse_failed_tasks_body(body, why));
+    Result<FailedTasksPage> page = fail("not parsed");
+    CHECK_NOTHROW(page = parse_failed_tasks_body(body));
     REQUIRE(page.has_value());
     CHECK(page->total == 0);
     CHECK(page->tasks.size() == 1);
   }
-  auto exact = parse_failed_tasks_body(R"({"total":12,"tasks":[]})", why);
+  auto exact = parse_failed_tasks_body(R"({"total":12,"tasks":[]})");
   REQUIRE(exact.has_value());
   CHECK(exact->total == 12);
 }
@@ -349,13 +340,11 @@ TEST_CASE("an answer unreadable after the request was sent is an unknown outcome
 }
 
 TEST_CASE("task lists: task_time as a string or an integer - operate_type - running tasks") {
-  std::string why;
   auto page = parse_task_list_body(
       R"({"total":3,"tasks":[)"
       R"({"task_id":"a","server_id":"s1","operate_type":"UNBIND","task_time":"1764500000000"},)"
       R"({"task_id":"b","server_id":"s2","task_time":1764500000001,"server_name":"ecs"},)"
-      R"({"task_id":"c","server_id":"s3","task_time":"yesterday"},7]})",
-      why);
+      R"({"task_id":"c","server_id":"s3","task_time":"yesterday"},7]})");
   REQUIRE(page);
   CHECK(page->total == 3);
   REQUIRE(page->tasks.size() == 3);  // the 7 is not a task: skipped
@@ -363,14 +352,13 @@ TEST_CASE("task lists: task_time as a string or an integer - operate_type - runn
   CHECK(page->tasks[0].task_time_ms == 1764500000000);
   CHECK(page->tasks[1].task_time_ms == 1764500000001);
   CHECK_FALSE(page->tasks[2].task_time_ms.has_value());
-  auto seconds =
-      parse_task_list_body(R"({"tasks":[{"task_id":"s","task_time":"1764500000"}]})", why);
+  auto seconds = parse_task_list_body(R"({"tasks":[{"task_id":"s","task_time":"1764500000"}]})");
   REQUIRE(seconds);
   CHECK(seconds->tasks.at(0).task_time_ms == 1764500000000);  // seconds, read as such
   for (const char* bad : {"\"-5\"", "\"12abc\"", "\"\"", "1.5", "true", "-1"}) {
     CAPTURE(bad);
-    auto p = parse_task_list_body(
-        std::string(R"({"tasks":[{"task_id":"x","task_time":)") + bad + "}]}", why);
+    auto p =
+        parse_task_list_body(std::string(R"({"tasks":[{"task_id":"x","task_time":)") + bad + "}]}");
     REQUIRE(p);
     CHECK_FALSE(p->tasks.at(0).task_time_ms.has_value());
   }

@@ -4,6 +4,7 @@
 #include "core/url.hpp"
 #include "fake_kps.hpp"
 #include "kps/kps_client.hpp"
+#include "result_strings.hpp"
 #include "temp_dir.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -30,8 +31,9 @@ struct Rig {
   explicit Rig(std::chrono::milliseconds timeout = 2000ms, std::string token = "tok-123")
       : fake(fake::Options{project, "tok-123", 0ms}) {
     config.kps.project_id = project;
-    REQUIRE(parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()), config.kps.endpoint)
-                .empty());
+    auto endpoint = parse_endpoint("http://127.0.0.1:" + std::to_string(fake.port()));
+    REQUIRE(endpoint);
+    config.kps.endpoint = *endpoint;
     config.kps.request_timeout = timeout;
     config.auth.token_file = dir.write("token", token + "\n");
     client = make_client(config);
@@ -82,8 +84,7 @@ TEST_CASE("disassociate sends the documented request and reads the 202") {
 
   auto t = rig.run(rig.client->get_task(task));
   CHECK(t.status == 200);
-  std::string why;
-  auto parsed = parse_task_body(t.body, why);
+  auto parsed = parse_task_body(t.body);
   REQUIRE(parsed);
   CHECK(parsed->task_status == "SUCCESS_UNBIND");
   CHECK(rig.fake.task_polls() == 1);
@@ -203,18 +204,18 @@ TEST_CASE("the token file is looked at once a second and not once per call and a
   auto write = [&](const char* text) { std::ofstream(path, std::ios::trunc) << text << "\n"; };
   write("first-token");
   TokenSource tokens(path);
-  std::string error;
   auto t0 = std::chrono::steady_clock::now();
-  REQUIRE(tokens.current(error, t0));
-  CHECK(tokens.current(error, t0)->reveal() == "first-token");
+  REQUIRE(tokens.current(t0));
+  CHECK(tokens.current(t0)->reveal() == "first-token");
   write("second-token-longer");  // rotated (another size, so the change is seen whatever mtime)
-  CHECK(tokens.current(error, t0 + 500ms)->reveal() == "first-token");  // within the second
-  CHECK(tokens.current(error, t0 + 1001ms)->reveal() == "second-token-longer");
+  CHECK(tokens.current(t0 + 500ms)->reveal() == "first-token");  // within the second
+  CHECK(tokens.current(t0 + 1001ms)->reveal() == "second-token-longer");
   write("third-token-even-longer");
   tokens.invalidate();  // what a 401 does
-  CHECK(tokens.current(error, t0 + 1100ms)->reveal() == "third-token-even-longer");
+  CHECK(tokens.current(t0 + 1100ms)->reveal() == "third-token-even-longer");
   std::filesystem::remove(path);
-  CHECK(tokens.current(error, t0 + 1200ms));  // cached within the second
-  CHECK_FALSE(tokens.current(error, t0 + 2200ms));
-  CHECK(error.find("cannot read token file") != std::string::npos);
+  CHECK(tokens.current(t0 + 1200ms));  // cached within the second
+  auto gone = tokens.current(t0 + 2200ms);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().message.find("cannot read token file") != std::string::npos);
 }

@@ -9,6 +9,7 @@
 #include "kps/task_look.hpp"
 #include "model/job.hpp"
 #include "protocol/control_protocol.hpp"
+#include "result_strings.hpp"
 #include "temp_dir.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -80,10 +81,8 @@ TEST_CASE("task ids from an answer: a strict shape - never a path - never 200 KB
   CHECK(out.verdict == Verdict::unknown);
   CHECK(out.error_msg.size() < 200);
   // A list entry with such an id is kept, marked: never followed, never taken for absence.
-  std::string why;
   auto page = parse_task_list_body(
-      R"({"total":2,"tasks":[{"task_id":"../x","server_id":"s"},{"task_id":"ok-1","server_id":"t"}]})",
-      why);
+      R"({"total":2,"tasks":[{"task_id":"../x","server_id":"s"},{"task_id":"ok-1","server_id":"t"}]})");
   REQUIRE(page);
   REQUIRE(page->tasks.size() == 2);
   CHECK_FALSE(page->tasks[0].followable);
@@ -119,20 +118,19 @@ TEST_CASE("loopback: an address in 127.0.0.0/8 - localhost - ::1 - not a name th
 }
 
 TEST_CASE("batch names on every op: no control character - no C1 - no bidi override") {
-  CHECK(validate_batch_name("night-run 2") == "");
-  CHECK(validate_batch_name("ночь") == "");
-  CHECK_FALSE(validate_batch_name("n\n<2>crit: FORGED").empty());
-  CHECK_FALSE(validate_batch_name("n\xe2\x80\xae").empty());
-  CHECK_FALSE(validate_batch_name("n\xc2\x9b").empty());
-  CHECK_FALSE(validate_batch_name("n\xff").empty());
+  CHECK(validate_batch_name("night-run 2"));
+  CHECK(validate_batch_name("ночь"));
+  CHECK_FALSE(validate_batch_name("n\n<2>crit: FORGED"));
+  CHECK_FALSE(validate_batch_name("n\xe2\x80\xae"));
+  CHECK_FALSE(validate_batch_name("n\xc2\x9b"));
+  CHECK_FALSE(validate_batch_name("n\xff"));
   // The socket's batch field is checked the same way, before any op logs it.
-  std::string error;
   auto forged = parse_control_request(
-      R"({"op":"cancel","batch":"n\n<2>crit: FORGED audit: uid 0 (root): cancel job 1"})", error);
-  CHECK_FALSE(forged);
-  CHECK(error.find("control character") != std::string::npos);
-  CHECK(parse_control_request(R"({"op":"cancel","batch":"42"})", error));
-  CHECK(parse_control_request(R"({"op":"pause","batch":"night-run"})", error));
+      R"({"op":"cancel","batch":"n\n<2>crit: FORGED audit: uid 0 (root): cancel job 1"})");
+  REQUIRE_FALSE(forged);
+  CHECK(forged.error().message.find("control character") != std::string::npos);
+  CHECK(parse_control_request(R"({"op":"cancel","batch":"42"})"));
+  CHECK(parse_control_request(R"({"op":"pause","batch":"night-run"})"));
 }
 
 TEST_CASE("prune: kpsd refuses a cut-off in the future - under an hour unless forced") {
@@ -146,8 +144,7 @@ TEST_CASE("prune: kpsd refuses a cut-off in the future - under an hour unless fo
   PruneRequest r;
   r.older_than_ms = 60'000;
   r.force = true;
-  std::string error;
-  auto back = parse_control_request(boost::json::serialize(to_json(ControlRequest{r})), error);
+  auto back = parse_control_request(boost::json::serialize(to_json(ControlRequest{r})));
   REQUIRE(back);
   CHECK(std::get<PruneRequest>(*back).force);
 }

@@ -1,6 +1,7 @@
 // Proxy choice (lib/config/proxy.hpp) against curl's documented rules: which variable for which
 // scheme, no_proxy's forms, the precedence of kps.proxy, and URLs that must be refused.
 #include "config/proxy.hpp"
+#include "result_strings.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,9 +12,9 @@ using namespace kpsd;
 namespace {
 
 Endpoint endpoint(const std::string& url) {
-  Endpoint e;
-  REQUIRE(parse_endpoint(url, e).empty());
-  return e;
+  auto e = parse_endpoint(url);
+  REQUIRE(e);
+  return *e;
 }
 
 struct Env {
@@ -28,41 +29,47 @@ struct Env {
 
 // "host:port" of the proxy chosen, or "direct".
 std::string route_for(const std::string& configured, const std::string& url, const Env& env) {
-  std::string why, error;
-  auto r = choose_proxy(configured, endpoint(url), env.lookup(), why, error);
-  REQUIRE_MESSAGE(error.empty(), error);
-  CHECK(!why.empty());
-  return r ? r->text() : "direct";
+  auto r = choose_proxy(configured, endpoint(url), env.lookup());
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+  CHECK(!r->why.empty());
+  return r->route ? r->route->text() : "direct";
 }
 
 }  // namespace
 
 TEST_CASE("proxy URLs: the port defaults to 1080 - credentials only from the environment") {
-  ProxyRoute r;
-  CHECK(parse_proxy_url("http://proxy.corp:3128", false, r).empty());
-  CHECK(r.text() == "proxy.corp:3128");
-  CHECK(r.credentials.empty());
-  CHECK(parse_proxy_url("proxy.corp", false, r).empty());  // no scheme: http, as curl
-  CHECK(r.text() == "proxy.corp:1080");
-  CHECK(parse_proxy_url("http://[::1]:8080/", false, r).empty());
-  CHECK(r.host == "::1");
-  CHECK(r.text() == "[::1]:8080");
+  auto r = parse_proxy_url("http://proxy.corp:3128", false);
+  REQUIRE(r);
+  CHECK(r->text() == "proxy.corp:3128");
+  CHECK(r->credentials.empty());
+  r = parse_proxy_url("proxy.corp", false);  // no scheme: http, as curl
+  REQUIRE(r);
+  CHECK(r->text() == "proxy.corp:1080");
+  r = parse_proxy_url("http://[::1]:8080/", false);
+  REQUIRE(r);
+  CHECK(r->host == "::1");
+  CHECK(r->text() == "[::1]:8080");
 
-  CHECK(parse_proxy_url("http://alice:p%40ss@10.0.0.1:3128", true, r).empty());
-  CHECK(r.credentials.reveal() == "alice:p@ss");
-  CHECK(proxy_authorization(r).reveal() == "Basic YWxpY2U6cEBzcw==");  // base64("alice:p@ss")
+  r = parse_proxy_url("http://alice:p%40ss@10.0.0.1:3128", true);
+  REQUIRE(r);
+  CHECK(r->credentials.reveal() == "alice:p@ss");
+  CHECK(proxy_authorization(*r).reveal() == "Basic YWxpY2U6cEBzcw==");  // base64("alice:p@ss")
 
-  std::string error = parse_proxy_url("http://alice:s3cret@10.0.0.1:3128", false, r);
+  // The refusal's words, "" when the URL was taken.
+  auto refusal = [](std::string_view url) {
+    auto refused = parse_proxy_url(url, false);
+    return refused ? std::string() : refused.error().message;
+  };
+  std::string error = refusal("http://alice:s3cret@10.0.0.1:3128");
   CHECK(error.find("kps.proxy_credentials_file") != std::string::npos);
   CHECK(error.find("s3cret") == std::string::npos);  // the refused URL is shown without it
-  CHECK(parse_proxy_url("https://proxy:443", false, r).find("not an http://") != std::string::npos);
-  CHECK(parse_proxy_url("socks5://proxy:1080", false, r).find("not an http://") !=
-        std::string::npos);
-  CHECK(parse_proxy_url("http://proxy:0", false, r).find("invalid port") != std::string::npos);
-  CHECK(parse_proxy_url("http://proxy:99999", false, r).find("invalid port") != std::string::npos);
-  CHECK(parse_proxy_url("http://proxy:3128/path", false, r).find("path") != std::string::npos);
-  CHECK(parse_proxy_url("http://:3128", false, r).find("no valid host") != std::string::npos);
-  CHECK(parse_proxy_url("http://pro xy:3128", false, r).find("no valid host") != std::string::npos);
+  CHECK(refusal("https://proxy:443").find("not an http://") != std::string::npos);
+  CHECK(refusal("socks5://proxy:1080").find("not an http://") != std::string::npos);
+  CHECK(refusal("http://proxy:0").find("invalid port") != std::string::npos);
+  CHECK(refusal("http://proxy:99999").find("invalid port") != std::string::npos);
+  CHECK(refusal("http://proxy:3128/path").find("path") != std::string::npos);
+  CHECK(refusal("http://:3128").find("no valid host") != std::string::npos);
+  CHECK(refusal("http://pro xy:3128").find("no valid host") != std::string::npos);
 }
 
 TEST_CASE("no_proxy as libcurl reads it") {
@@ -133,19 +140,20 @@ TEST_CASE("proxy precedence: kps.proxy - none - then the environment as curl") {
 TEST_CASE("proxy from the environment: credentials kept secret - a bad URL is an error") {
   Env env;
   env.vars = {{"https_proxy", "http://bob:hunter2@proxy.corp:3128"}};
-  std::string why, error;
-  auto r = choose_proxy("", endpoint("https://kms.example"), env.lookup(), why, error);
+  auto r = choose_proxy("", endpoint("https://kms.example"), env.lookup());
   REQUIRE(r);
-  CHECK(r->credentials.reveal() == "bob:hunter2");
-  CHECK(r->source == "https_proxy");
-  CHECK(why == "through proxy proxy.corp:3128 ($https_proxy)");
+  REQUIRE(r->route);
+  CHECK(r->route->credentials.reveal() == "bob:hunter2");
+  CHECK(r->route->source == "https_proxy");
+  CHECK(r->why == "through proxy proxy.corp:3128 ($https_proxy)");
   env.vars["https_proxy"] = "bob:hunt://er2@proxy.corp:99999";  // a "://" inside the password
-  CHECK_FALSE(choose_proxy("", endpoint("https://kms.example"), env.lookup(), why, error));
-  CHECK(error.find("hunt") == std::string::npos);
-  CHECK(error.find("er2") == std::string::npos);
+  r = choose_proxy("", endpoint("https://kms.example"), env.lookup());
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("hunt") == std::string::npos);
+  CHECK(r.error().message.find("er2") == std::string::npos);
   env.vars["https_proxy"] = "socks5h://bob:hunter2@proxy.corp:1080";
-  r = choose_proxy("", endpoint("https://kms.example"), env.lookup(), why, error);
-  CHECK_FALSE(r);
-  CHECK(error.find("$https_proxy") != std::string::npos);
-  CHECK(error.find("hunter2") == std::string::npos);
+  r = choose_proxy("", endpoint("https://kms.example"), env.lookup());
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("$https_proxy") != std::string::npos);
+  CHECK(r.error().message.find("hunter2") == std::string::npos);
 }

@@ -5,6 +5,7 @@
 #include "config/config_keys.hpp"
 #include "config/regions.hpp"
 #include "net/fd_limit.hpp"
+#include "result_strings.hpp"
 #include "temp_dir.hpp"
 #include "config_helpers.hpp"
 
@@ -109,21 +110,22 @@ TEST_CASE("kps.proxy: a URL - none - or unset - credentials never in the file") 
 }
 
 TEST_CASE("project lookup: only projects named exactly after the region - odd answers refused") {
-  std::string why;
   auto found = matching_projects(
       R"({"projects":[{"id":"a1","name":"cn-north-4"},{"id":"b2","name":"cn-north-4_sub"},)"
       R"({"id":"c3","name":"CN-NORTH-4"},{"id":4,"name":"cn-north-4"},{"name":"cn-north-4"},)"
       R"("x",{"id":"d5","name":"cn-north-4","enabled":false}]})",
-      "cn-north-4", why);
-  CHECK(why.empty());
-  REQUIRE(found.size() == 2);
-  CHECK(found[0].id == "a1");
-  CHECK(found[1].id == "d5");
-  CHECK(matching_projects(R"({"projects":[]})", "cn-north-4", why).empty());
-  CHECK(why.empty());
-  CHECK(matching_projects(R"({"project":[]})", "cn-north-4", why).empty());
-  CHECK(why.find("not {\"projects\"") != std::string::npos);
-  CHECK(matching_projects("<html>", "cn-north-4", why).empty());
+      "cn-north-4");
+  REQUIRE(found);
+  REQUIRE(found->size() == 2);
+  CHECK((*found)[0].id == "a1");
+  CHECK((*found)[1].id == "d5");
+  auto none = matching_projects(R"({"projects":[]})", "cn-north-4");
+  REQUIRE(none);
+  CHECK(none->empty());
+  auto wrong = matching_projects(R"({"project":[]})", "cn-north-4");
+  REQUIRE_FALSE(wrong);
+  CHECK(wrong.error().message.find("not {\"projects\"") != std::string::npos);
+  CHECK_FALSE(matching_projects("<html>", "cn-north-4"));
 }
 
 TEST_CASE("config traps: an endpoint of another region - a bare word as proxy - an empty project") {

@@ -2,6 +2,7 @@
 // batch_controls.cpp): enqueue, batches, pages and reads, prune, one unfinished job per
 // server, ids never reused.
 #include "core/clock.hpp"
+#include "result_strings.hpp"
 #include "scheduling/job_policy.hpp"
 #include "store/db_worker.hpp"
 #include "store/job_store.hpp"
@@ -145,11 +146,11 @@ TEST_CASE("batches: each enqueue makes one and a later chunk joins it by id") {
 }
 
 TEST_CASE("batch names: printable and not a number") {
-  CHECK(validate_batch_name("night-run 2026-11-26").empty());
-  CHECK_FALSE(validate_batch_name("").empty());
-  CHECK_FALSE(validate_batch_name("1234").empty());
-  CHECK_FALSE(validate_batch_name(std::string(65, 'x')).empty());
-  CHECK_FALSE(validate_batch_name("a\nb").empty());
+  CHECK(validate_batch_name("night-run 2026-11-26"));
+  CHECK_FALSE(validate_batch_name(""));
+  CHECK_FALSE(validate_batch_name("1234"));
+  CHECK_FALSE(validate_batch_name(std::string(65, 'x')));
+  CHECK_FALSE(validate_batch_name("a\nb"));
 }
 
 TEST_CASE("a bare wait counts the jobs unfinished when it started - not history") {
