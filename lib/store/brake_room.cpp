@@ -68,15 +68,18 @@ BrakeRoom::BrakeRoom(StoreConnection& connection)
       brake_row_(connection.db(), brake_columns),
       batch_of_job_(connection.db(), "SELECT batch_id FROM jobs WHERE id = ?1"),
       canary_tally_(connection.db(),
-                    "SELECT count(*), coalesce(sum(state IN ('queued','running','retrying',"
-                    "'delivered')), 0), coalesce(sum(state = 'succeeded'), 0), "
-                    "coalesce(sum(state = 'failed'), 0) FROM jobs "
+                    "SELECT count(*) AS total, coalesce(sum(state IN ('queued','running',"
+                    "'retrying','delivered')), 0) AS still_open, "
+                    "coalesce(sum(state = 'succeeded'), 0) AS succeeded, "
+                    "coalesce(sum(state = 'failed'), 0) AS failed FROM jobs "
                     "WHERE id BETWEEN ?2 AND ?3 AND batch_id = ?1"),
       nth_own_job_(connection.db(),
                    "SELECT id FROM jobs WHERE id BETWEEN ?2 AND ?3 AND batch_id = ?1 "
                    "ORDER BY id LIMIT 1 OFFSET ?4"),
       set_canary_last_(connection.db(), "UPDATE batches SET canary_last_id = ?2 WHERE id = ?1"),
-      row_(brake_row_) {}
+      row_(brake_row_),
+      tally_{canary_tally_.column_index("total"), canary_tally_.column_index("still_open"),
+             canary_tally_.column_index("succeeded"), canary_tally_.column_index("failed")} {}
 
 BrakeRoom::~BrakeRoom() = default;
 
@@ -191,7 +194,8 @@ CanaryTally BrakeRoom::canary_tally(const BatchBrakeRow& row, std::int64_t batch
   auto& t = canary_tally_;
   t.bind(1, batch_id).bind(2, row.first).bind(3, row.canary_last_id.value_or(0));
   t.step();  // an aggregate: always one row
-  CanaryTally out{t.column_int(0), t.column_int(1), t.column_int(2), t.column_int(3)};
+  CanaryTally out{t.column_int(tally_.total), t.column_int(tally_.open),
+                  t.column_int(tally_.succeeded), t.column_int(tally_.failed)};
   t.reset();
   return out;
 }

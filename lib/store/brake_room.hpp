@@ -79,6 +79,9 @@ class BrakeRoom {
     int name, reason, detail, canary, canary_last_id, max_failures, max_failure_pct, ended, failed,
         first, last;
   } row_;
+  struct TallyColumns {  // canary_tally_'s columns, by name
+    int total, open, succeeded, failed;
+  } tally_;
 };
 
 }  // namespace kpsd

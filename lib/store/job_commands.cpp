@@ -59,10 +59,13 @@ struct JobCommands::Statements {
                    "error_msg = 'cancelled by the operator' WHERE id = ?1 AND state IN "
                    "('queued','running','retrying','delivered')"),
         job_exists(db, "SELECT 1 FROM jobs WHERE id = ?1"),
-        retry(db) {}
+        retry(db),
+        active_id(find_active_by_server.column_index("id")),
+        active_batch_id(find_active_by_server.column_index("batch_id")) {}
   sql::Statement find_active_by_server, insert_jobs, insert_secret, insert_batch, batch_by_id,
       batch_by_name, add_to_batch, extend_batch, ids_in_state, cancel_job, job_exists;
   JobRetry retry;
+  int active_id, active_batch_id;  // find_active_by_server's columns, by name
 };
 
 JobCommands::JobCommands(StoreConnection& connection, BrakeRoom& brakes)
@@ -133,8 +136,8 @@ EnqueueBatchResult JobCommands::enqueue(std::span<const NewJob> jobs, std::int64
     auto& find = sql_->find_active_by_server;
     find.bind(1, std::string_view(job.server_id));
     if (find.step()) {
-      out.jobs[i] = {find.column_int(0), true};
-      bool same_batch = find.column_optional_int(1) == out.batch_id;
+      out.jobs[i] = {find.column_int(sql_->active_id), true};
+      bool same_batch = find.column_optional_int(sql_->active_batch_id) == out.batch_id;
       find.reset();
       // Already queued by another batch (or by plain SQL): it joins this one too.
       if (!same_batch) {
@@ -191,7 +194,8 @@ std::vector<std::int64_t> JobCommands::insert_rows(const std::vector<const NewJo
           .bind(p + 2, job.auth ? std::optional<std::string>(job.auth->type) : std::nullopt);
     }
     // RETURNING's order is not promised: each row is matched by its server id (unique here).
-    while (ins.step()) ids[index.at(ins.column_text(1))] = ins.column_int(0);
+    int id_column = ins.column_index("id"), server_column = ins.column_index("server_id");
+    while (ins.step()) ids[index.at(ins.column_text(server_column))] = ins.column_int(id_column);
     ins.reset();
   }
   for (std::size_t i = 0; i < fresh.size(); ++i) {

@@ -78,13 +78,16 @@ struct WorkQueue::Statements {
         close_lost_attempts(db, work_queue_sql::close_lost_attempts),
         due_columns(select_due),
         due_unknown_columns(select_due_unknown),
-        poll_columns(select_polls) {}
+        poll_columns(select_polls),
+        requeued_id(requeue_running.column_index("id")),
+        requeued_state(requeue_running.column_index("state")) {}
   sql::Statement promote_retries, select_due, select_due_unknown, mark_running, fail_key_gone,
       open_attempt, close_attempt, update_after_attempt, write_look, delete_open_attempt,
       release_claim, select_polls, lease_poll, update_after_poll, min_due, requeue_running,
       release_poll_leases, delete_ended_secrets, close_lost_attempts;
   work_queue_sql::DueColumns due_columns, due_unknown_columns;
   work_queue_sql::PollColumns poll_columns;
+  int requeued_id, requeued_state;  // requeue_running's RETURNING columns, by name
 };
 
 WorkQueue::WorkQueue(StoreConnection& connection, BrakeRoom& brakes)
@@ -104,7 +107,8 @@ int WorkQueue::recover_after_restart(std::int64_t now, std::int64_t max_attempts
   std::vector<std::int64_t> failed;  // gave up: their batches' budgets count them
   while (requeue.step()) {
     ++requeued;
-    if (requeue.column_text(1) == "failed") failed.push_back(requeue.column_int(0));
+    if (requeue.column_text(sql_->requeued_state) == "failed")
+      failed.push_back(requeue.column_int(sql_->requeued_id));
   }
   requeue.reset();
   connection_.note_ended(JobState::failed, static_cast<std::int64_t>(failed.size()));
