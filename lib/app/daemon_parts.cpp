@@ -37,7 +37,8 @@ std::unique_ptr<JobStore> open_waiting(const Config& config, int& requeued) {
     try {
       auto store = std::make_unique<JobStore>(config.queue.database);
       std::vector<BatchStop> stops;  // jobs that gave up may have spent a batch's budget
-      requeued = store->recover_after_restart(unix_ms(), config.queue.max_attempts, &stops);
+      requeued =
+          store->work_queue().recover_after_restart(unix_ms(), config.queue.max_attempts, &stops);
       for (const BatchStop& stop : stops) spdlog::warn("{}", describe(stop));
       return store;
     } catch (const sql::Error& e) {
@@ -69,7 +70,7 @@ OpenedStore open_store(const Config& config) {
     int requeued = 0;
     std::unique_ptr<JobStore> store = open_waiting(config, requeued);
     if (!store) return out;  // stopped before it started: exit 0
-    out.paused = store->paused();
+    out.paused = store->batch_controls().paused();
     out.endings = store->endings();
     spdlog::info("database {} at schema version {}{}", config.queue.database,
                  store->schema_version(),
@@ -133,7 +134,7 @@ net::awaitable<void> StatusReporter::loop() {
 net::awaitable<void> StatusReporter::report() {
   Overview o;
   try {
-    auto read = co_await db_.call([](JobStore& s) {
+    auto read = co_await db_.call([](JobQueries& s) {
       return std::pair{s.count_by_state(), s.paused_batches()};
     });
     o.counts = std::move(read.first);

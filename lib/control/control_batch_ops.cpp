@@ -53,7 +53,7 @@ json::object per_job_reply(json::array results, const std::string& first_error) 
 net::awaitable<std::optional<std::int64_t>> ControlHandlers::batch_id_of(const std::string& b) {
   // Named, not a temporary inside co_await: GCC 12 destroys those twice (see DbWorker::call),
   // and this one holds a string.
-  auto find = [b](JobStore& s) { return s.find_batch(b, /*count=*/false); };
+  auto find = [b](JobQueries& s) { return s.find_batch(b, /*count=*/false); };
   auto found = co_await db_.call(std::move(find));
   co_return found ? std::optional<std::int64_t>(found->id) : std::nullopt;
 }
@@ -65,15 +65,15 @@ net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred)
     if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
     JobState state = r.state.value_or(JobState::failed);
     auto counts = co_await db_.call(
-        [id = *batch, state, now](JobStore& s) { return s.retry_batch(id, state, now); });
+        [id = *batch, state, now](BatchControls& s) { return s.retry_batch(id, state, now); });
     scheduler_.wake();
     json::object reply = retry_counts(counts);
     reply.emplace("batch_id", *batch);
     co_return reply;
   }
   if (r.ids.empty()) {
-    auto counts =
-        co_await db_.call([state = *r.state, now](JobStore& s) { return s.retry_all(state, now); });
+    auto counts = co_await db_.call(
+        [state = *r.state, now](JobCommands& s) { return s.retry_all(state, now); });
     scheduler_.wake();
     co_return retry_counts(counts);
   }
@@ -81,11 +81,11 @@ net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred)
   json::array results;
   std::string first_error;
   for (std::int64_t id : r.ids) {
-    auto retry_one = [id, now](JobStore& s) {
+    auto retry_one = [id, now](JobCommands& s, JobQueries& q) {
       std::int64_t unfinished = 0;
       RetryOutcome o = s.retry(id, now, &unfinished);
       // Requeued into a paused batch: it waits for the batch's resume, and says so.
-      bool held = o == RetryOutcome::requeued && s.find(id).value_or(Job{}).held;
+      bool held = o == RetryOutcome::requeued && q.find(id).value_or(Job{}).held;
       return std::tuple{o, unfinished, held};
     };
     auto [outcome, other, held] = co_await db_.call(std::move(retry_one));
@@ -109,13 +109,13 @@ net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred
     auto batch = co_await batch_id_of(*r.batch);
     if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
     auto change =
-        co_await db_.call([id = *batch, now](JobStore& s) { return s.cancel_batch(id, now); });
+        co_await db_.call([id = *batch, now](BatchControls& s) { return s.cancel_batch(id, now); });
     co_return json::object{{"batch_id", *batch}, {"cancelled", change.jobs}};
   }
   json::array results;
   std::string first_error;
   for (std::int64_t id : r.ids) {
-    auto outcome = co_await db_.call([id, now](JobStore& s) { return s.cancel(id, now); });
+    auto outcome = co_await db_.call([id, now](JobCommands& s) { return s.cancel(id, now); });
     if (outcome == CancelOutcome::cancelled) {
       results.push_back(json::object{{"id", id}, {"result", "cancelled"}});
       continue;
@@ -132,14 +132,14 @@ net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred
 net::awaitable<json::object> ControlHandlers::execute(PauseRequest& r, PeerCred) {
   if (!r.batch) {
     // Committed first, so a restart keeps the operator's choice.
-    co_await db_.call([pause = r.pause](JobStore& s) { s.set_paused(pause); });
+    co_await db_.call([pause = r.pause](BatchControls& s) { s.set_paused(pause); });
     scheduler_.set_paused(r.pause);
     co_return json::object{{"paused", r.pause}};
   }
   auto batch = co_await batch_id_of(*r.batch);
   if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
   std::int64_t now = unix_ms();
-  auto change = co_await db_.call([id = *batch, pause = r.pause, now](JobStore& s) {
+  auto change = co_await db_.call([id = *batch, pause = r.pause, now](BatchControls& s) {
     return pause ? s.pause_batch(id, now) : s.resume_batch(id, now);
   });
   if (!r.pause) scheduler_.wake();

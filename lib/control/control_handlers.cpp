@@ -76,7 +76,7 @@ net::awaitable<json::object> ControlHandlers::execute(EnqueueRequest& r, PeerCre
     if (b.max_failures == 0) b.max_failures.reset();
   }
   // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
-  auto store_jobs = [jobs = std::move(r.jobs), now, batch = r.batch](JobStore& s) {
+  auto store_jobs = [jobs = std::move(r.jobs), now, batch = r.batch](JobCommands& s) {
     return s.enqueue(jobs, now, batch);
   };
   auto results = co_await db_.call(std::move(store_jobs));
@@ -96,7 +96,7 @@ net::awaitable<json::object> ControlHandlers::execute(EnqueueRequest& r, PeerCre
 
 net::awaitable<json::object> ControlHandlers::execute(ListRequest& r, PeerCred) {
   // The batch is resolved in the same DB call as the list: one round trip.
-  auto read_page = [q = r.query, batch = r.batch](JobStore& s) {
+  auto read_page = [q = r.query, batch = r.batch](JobQueries& s) {
     return s.list_page(q, batch, /*with_request_ids=*/false);
   };
   JobPage page = co_await db_.call(std::move(read_page));
@@ -105,7 +105,7 @@ net::awaitable<json::object> ControlHandlers::execute(ListRequest& r, PeerCred) 
 }
 
 net::awaitable<json::object> ControlHandlers::execute(ShowRequest& r, PeerCred) {
-  auto found = co_await db_.call([id = r.id](JobStore& s) { return s.job_with_attempts(id); });
+  auto found = co_await db_.call([id = r.id](JobQueries& s) { return s.job_with_attempts(id); });
   if (!found) co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
   co_return job_detail_to_json(*found);
 }
@@ -115,7 +115,7 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
   std::string read_problem;
   std::int64_t now = unix_ms();
   try {
-    auto read_stats = [r](JobStore& s) {
+    auto read_stats = [r](JobQueries& s) {
       StoreStats out;
       out.max_id = s.max_job_id();
       out.min_unfinished_id = s.min_unfinished_id();
@@ -168,7 +168,8 @@ std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool forc
 }
 
 net::awaitable<json::object> ControlHandlers::execute(BatchesRequest& r, PeerCred) {
-  auto recent = co_await db_.call([limit = r.limit](JobStore& s) { return s.list_batches(limit); });
+  auto recent =
+      co_await db_.call([limit = r.limit](JobQueries& s) { return s.list_batches(limit); });
   json::array out;
   for (const Batch& b : recent) out.push_back(batch_to_json(b));
   co_return json::object{{"batches", std::move(out)}};
@@ -187,7 +188,7 @@ net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred)
   }
   if (r.dry_run) {
     auto counts = co_await db_.call(
-        [before, filter](JobStore& s) { return s.count_prunable(before, filter); });
+        [before, filter](Pruning& s) { return s.count_prunable(before, filter); });
     json::array rows;
     std::int64_t total = 0;
     for (const auto& [key, n] : counts) {
@@ -207,7 +208,7 @@ net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred)
 }
 
 net::awaitable<json::object> ControlHandlers::execute(VersionRequest&, PeerCred) {
-  int schema = co_await db_.call([](JobStore& s) { return s.schema_version(); });
+  int schema = db_.schema_version();
   co_return json::object{{"version", KPSD_VERSION},
                          {"schema_version", schema},
                          {"pid", static_cast<std::int64_t>(::getpid())}};

@@ -3,7 +3,7 @@
 // work it belongs to, its outcome, the decision taken and the time (Unix ms). No I/O.
 #include "kps/task_look.hpp"
 #include "scheduling/job_policy.hpp"
-#include "store/job_store.hpp"
+#include "store/work_records.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -172,7 +172,7 @@ net::awaitable<void> Scheduler::Impl::claim(const DispatchStep& step) {
   auto wait = Dispatcher::idle_check;
   std::optional<std::int64_t> next;
   try {
-    next = co_await db.call([](JobStore& s) { return s.next_due_at(); });
+    next = co_await db.call([](WorkQueue& s) { return s.next_due_at(); });
   } catch (const std::exception& e) {
     spdlog::debug("next due time: {}", e.what());  // the periodic check covers it
   }
@@ -188,8 +188,9 @@ net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
                                                       std::size_t& started) {
   std::int64_t now = unix_ms();
   std::int64_t lease = poll_lease_until(now);
-  auto due_polls = co_await db.call(
-      [now, lease, n = step.size.total()](JobStore& s) { return s.claim_for_poll(now, lease, n); });
+  auto due_polls = co_await db.call([now, lease, n = step.size.total()](WorkQueue& s) {
+    return s.claim_for_poll(now, lease, n);
+  });
   // A 401 or a TLS failure may have closed the gate while the claim ran: then what was claimed
   // waits (and is given back by the next turn of the loop).
   Placement place = dispatcher.place(step, due_polls.size(), 0);
@@ -198,7 +199,7 @@ net::awaitable<void> Scheduler::Impl::claim_and_start(const DispatchStep& step,
   dispatcher.claimed(due_polls.size());  // now in flight, or waiting in ready_polls
   if (std::size_t want = step.size.total() - due_polls.size(); want > 0 && !stopping) {
     // A replace-form job whose key is gone fails in the claim, and may spend a budget.
-    auto claim = [now, want](JobStore& s) {
+    auto claim = [now, want](WorkQueue& s) {
       std::vector<BatchStop> stopped;
       auto claimed = s.claim_for_delivery(now, want, &stopped);
       return std::pair{std::move(claimed), std::move(stopped)};

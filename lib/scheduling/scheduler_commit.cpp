@@ -60,7 +60,7 @@ net::awaitable<void> Scheduler::Impl::flush(Outbox<Finish>& box) {
     Claimed claimed;
     try {
       // Named, not a temporary inside co_await (see DbWorker::call on GCC 12).
-      auto commit = [batch, next = plan.request](JobStore& s) {
+      auto commit = [batch, next = plan.request](WorkQueue& s) {
         return s.finish_and_claim(*batch, next);
       };
       claimed = co_await db.call(std::move(commit));

@@ -20,8 +20,8 @@
 #include "scheduling/scheduler_log.hpp"
 #include "scheduling/task_finder.hpp"
 #include "store/db_worker.hpp"
-#include "store/job_store.hpp"
 #include "store/store_health.hpp"
+#include "store/work_queue.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -6,6 +6,7 @@ namespace kpsd {
 
 DbWorker::DbWorker(std::unique_ptr<JobStore> store, std::chrono::milliseconds wal_trim_period)
     : store_(std::move(store)),
+      schema_version_(store_->schema_version()),
       context_(1),
       work_(context_.get_executor()),
       wal_trim_period_(wal_trim_period),

@@ -1,7 +1,8 @@
 #pragma once
 // The DB thread: owns the JobStore and runs every store call on its own thread, so SQLite
 // (fsync on commit, busy waits) never blocks the network thread. Coroutines on the network
-// thread `co_await db.call(...)` and resume on their own executor with the result.
+// thread `co_await db.call(...)` and resume on their own executor with the result; each call
+// reaches only the rooms it names (job_store.hpp), never the whole store.
 #include "store/job_store.hpp"
 
 #include <boost/asio/async_result.hpp>
@@ -17,6 +18,34 @@
 
 namespace kpsd {
 
+namespace db_worker_detail {
+
+// A DbWorker::call lambda's operator(): the rooms it takes, and how to call it with them.
+template <class Member>
+struct RoomsOf;
+
+template <class Lambda, class R, class... Rooms>
+struct RoomsOf<R (Lambda::*)(Rooms...) const> {
+  static_assert((std::is_lvalue_reference_v<Rooms> && ...) &&
+                    (is_store_room_v<std::remove_cvref_t<Rooms>> && ...),
+                "a DbWorker::call lambda takes rooms by reference: WorkQueue&, JobCommands&, "
+                "JobQueries&, BatchControls& or Pruning&");
+  using Result = R;
+  template <class Fn>
+  static R invoke(Fn& fn, JobStore& store) {
+    return fn(store.room<std::remove_cvref_t<Rooms>>()...);
+  }
+};
+
+template <class Lambda, class R, class... Rooms>
+struct RoomsOf<R (Lambda::*)(Rooms...)> : RoomsOf<R (Lambda::*)(Rooms...) const> {};
+template <class Lambda, class R, class... Rooms>
+struct RoomsOf<R (Lambda::*)(Rooms...) const noexcept> : RoomsOf<R (Lambda::*)(Rooms...) const> {};
+template <class Lambda, class R, class... Rooms>
+struct RoomsOf<R (Lambda::*)(Rooms...) noexcept> : RoomsOf<R (Lambda::*)(Rooms...) const> {};
+
+}  // namespace db_worker_detail
+
 class DbWorker {
  public:
   // Every `wal_trim_period` on the DB thread, between calls: JobStore::trim_wal(), so a WAL
@@ -27,30 +56,40 @@ class DbWorker {
   DbWorker(const DbWorker&) = delete;
   DbWorker& operator=(const DbWorker&) = delete;
 
-  // Runs `f(store)` on the DB thread and completes on the awaiting coroutine's executor.
-  // Exceptions thrown by `f` rethrow in the caller. Written with async_initiate rather than as
-  // a coroutine: GCC 12 destroys some temporaries of a co_await expression twice, and a
-  // coroutine here would put the caller's lambda in exactly such a temporary.
+  // Runs `f` on the DB thread with the store's rooms its parameters name, and completes on the
+  // awaiting coroutine's executor with what it returns: `db.call([](WorkQueue& q) {...})` gets
+  // the work queue and nothing else; `[](JobCommands& c, JobQueries& q)` gets both (a room per
+  // parameter, each a reference to WorkQueue, JobCommands, JobQueries, BatchControls or
+  // Pruning; `f` must not be generic). Exceptions thrown by `f` (sql::Error from a room) rethrow
+  // in the caller. Written with async_initiate rather than as a coroutine: GCC 12 destroys some
+  // temporaries of a co_await expression twice, and a coroutine here would put the caller's
+  // lambda in exactly such a temporary.
   template <class F>
   auto call(F f) {
-    using R = std::invoke_result_t<F&, JobStore&>;
+    using Rooms = db_worker_detail::RoomsOf<decltype(&F::operator())>;
+    using R = typename Rooms::Result;
+    auto in_rooms = [fn = std::move(f)](JobStore& s) mutable { return Rooms::invoke(fn, s); };
+    using G = decltype(in_rooms);
     if constexpr (std::is_void_v<R>) {
       return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>,
                                          void(std::exception_ptr)>(
-          [this](auto handler, F fn) {
+          [this](auto handler, G fn) {
             start<true>(std::move(handler), [fn = std::move(fn)](JobStore& s) mutable {
               fn(s);
               return 0;
             });
           },
-          boost::asio::use_awaitable, std::move(f));
+          boost::asio::use_awaitable, std::move(in_rooms));
     } else {
       return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>,
                                          void(std::exception_ptr, R)>(
-          [this](auto handler, F fn) { start<false>(std::move(handler), std::move(fn)); },
-          boost::asio::use_awaitable, std::move(f));
+          [this](auto handler, G fn) { start<false>(std::move(handler), std::move(fn)); },
+          boost::asio::use_awaitable, std::move(in_rooms));
     }
   }
+
+  // The database's schema version, read when it was opened (it does not change while it runs).
+  int schema_version() const noexcept { return schema_version_; }
 
  private:
   template <bool void_result, class Handler, class Fn>
@@ -80,6 +119,7 @@ class DbWorker {
   void schedule_wal_trim();
 
   std::unique_ptr<JobStore> store_;
+  int schema_version_ = 0;
   boost::asio::io_context context_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::chrono::milliseconds wal_trim_period_;

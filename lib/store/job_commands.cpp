@@ -1,8 +1,12 @@
 // The operator's writes: enqueue (into a batch), retry and cancel, each in one transaction.
-// See job_store_rooms.hpp.
+// See job_commands.hpp.
+#include "store/job_commands.hpp"
+
 #include "core/secret_box.hpp"
-#include "store/job_store.hpp"
-#include "store/job_store_rooms.hpp"
+#include "store/brake_room.hpp"
+#include "store/job_retry.hpp"
+#include "store/sqlite.hpp"
+#include "store/store_connection.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -29,61 +33,58 @@ std::string insert_rows_sql(std::size_t rows) {
 
 }  // namespace
 
-JobStore::Commands::Commands(sql::Database& db)
-    : find_active_by_server(db,
-                            // One seek in jobs_one_unfinished (0008).
-                            "SELECT id, batch_id FROM jobs WHERE server_id = ?1 "
-                            "AND one_unfinished = 0 LIMIT 1"),
-      insert_jobs(db, insert_rows_sql(100)),
-      insert_secret(db, "INSERT INTO job_secrets (job_id, key) VALUES (?1, ?2)"),
-      // A canary batch starts paused by its canary: its first jobs run, the others are held.
-      insert_batch(db,
-                   "INSERT INTO batches (name, created_at, canary, max_failures, "
-                   "max_failure_pct, paused_reason, paused_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-                   "CASE WHEN ?3 IS NULL THEN NULL ELSE 'canary' END, "
-                   "CASE WHEN ?3 IS NULL THEN NULL ELSE ?2 END)"),
-      batch_by_id(db, "SELECT id, name, created_at FROM batches WHERE id = ?1"),
-      batch_by_name(db, "SELECT id, name, created_at FROM batches WHERE name = ?1"),
-      add_to_batch(db, "INSERT OR IGNORE INTO batch_jobs (batch_id, job_id) VALUES (?1, ?2)"),
-      extend_batch(db,
-                   "UPDATE batches SET first_job_id = min(coalesce(first_job_id, ?2), ?2), "
-                   "last_job_id = max(coalesce(last_job_id, ?3), ?3) WHERE id = ?1"),
-      retry_target(db,
-                   "SELECT state, auth_type IS NOT NULL AND NOT EXISTS "
-                   "(SELECT 1 FROM job_secrets s WHERE s.job_id = jobs.id), "
-                   "task_id IS NOT NULL AND (coalesce(error_msg, '') LIKE 'task still pending%' "
-                   "OR coalesce(error_msg, '') LIKE 'cannot follow task%'), "
-                   "EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = jobs.id "
-                   "AND a.finished_at IS NULL), "
-                   // The server's unfinished job, if it has one (jobs_one_unfinished).
-                   "(SELECT o.id FROM jobs o WHERE o.server_id = jobs.server_id AND o.state IN "
-                   "('queued','running','retrying','delivered') AND o.id != jobs.id) "
-                   "FROM jobs WHERE id = ?1"),
-      requeue_job(db,
-                  "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?2, "
-                  "task_failures = 0, look_waits = 0, "
-                  "error_code = NULL, error_msg = NULL, updated_at = ?2 WHERE id = ?1"),
-      recheck_job(db,
-                  "UPDATE jobs SET state = 'delivered', next_attempt_at = ?2, delivered_at = ?2, "
-                  "poll_refusals = 0, error_code = NULL, error_msg = NULL, updated_at = ?2 "
-                  "WHERE id = ?1"),
-      ids_in_state(db, "SELECT id FROM jobs WHERE state = ?1 ORDER BY id"),
-      cancel_job(db,
-                 "UPDATE jobs SET state = 'cancelled', updated_at = ?2, "
-                 "error_msg = 'cancelled by the operator' WHERE id = ?1 AND state IN "
-                 "('queued','running','retrying','delivered')"),
-      job_exists(db, "SELECT 1 FROM jobs WHERE id = ?1") {}
+struct JobCommands::Statements {
+  explicit Statements(sql::Database& db)
+      : find_active_by_server(db,
+                              // One seek in jobs_one_unfinished (0008).
+                              "SELECT id, batch_id FROM jobs WHERE server_id = ?1 "
+                              "AND one_unfinished = 0 LIMIT 1"),
+        insert_jobs(db, insert_rows_sql(100)),
+        insert_secret(db, "INSERT INTO job_secrets (job_id, key) VALUES (?1, ?2)"),
+        // A canary batch starts paused by its canary: its first jobs run, the others are held.
+        insert_batch(db,
+                     "INSERT INTO batches (name, created_at, canary, max_failures, "
+                     "max_failure_pct, paused_reason, paused_at) VALUES (?1, ?2, ?3, ?4, ?5, "
+                     "CASE WHEN ?3 IS NULL THEN NULL ELSE 'canary' END, "
+                     "CASE WHEN ?3 IS NULL THEN NULL ELSE ?2 END)"),
+        batch_by_id(db, "SELECT id, name, created_at FROM batches WHERE id = ?1"),
+        batch_by_name(db, "SELECT id, name, created_at FROM batches WHERE name = ?1"),
+        add_to_batch(db, "INSERT OR IGNORE INTO batch_jobs (batch_id, job_id) VALUES (?1, ?2)"),
+        extend_batch(db,
+                     "UPDATE batches SET first_job_id = min(coalesce(first_job_id, ?2), ?2), "
+                     "last_job_id = max(coalesce(last_job_id, ?3), ?3) WHERE id = ?1"),
+        ids_in_state(db, "SELECT id FROM jobs WHERE state = ?1 ORDER BY id"),
+        cancel_job(db,
+                   "UPDATE jobs SET state = 'cancelled', updated_at = ?2, "
+                   "error_msg = 'cancelled by the operator' WHERE id = ?1 AND state IN "
+                   "('queued','running','retrying','delivered')"),
+        job_exists(db, "SELECT 1 FROM jobs WHERE id = ?1"),
+        retry(db),
+        active_id(find_active_by_server.column_index("id")),
+        active_batch_id(find_active_by_server.column_index("batch_id")) {}
+  sql::Statement find_active_by_server, insert_jobs, insert_secret, insert_batch, batch_by_id,
+      batch_by_name, add_to_batch, extend_batch, ids_in_state, cancel_job, job_exists;
+  JobRetry retry;
+  int active_id, active_batch_id;  // find_active_by_server's columns, by name
+};
 
-std::vector<EnqueueResult> JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now) {
+JobCommands::JobCommands(StoreConnection& connection, BrakeRoom& brakes)
+    : connection_(connection),
+      brakes_(brakes),
+      sql_(std::make_unique<Statements>(connection.db())) {}
+
+JobCommands::~JobCommands() = default;
+
+std::vector<EnqueueResult> JobCommands::enqueue(std::span<const NewJob> jobs, std::int64_t now) {
   return enqueue(jobs, now, BatchTarget{}).jobs;
 }
 
 // The batch an enqueue adds to: an existing one (batch.id) or a new one (named or not, with
 // its brakes), inside the caller's transaction. Returns why not (empty: `batch_id` is set).
-std::string JobStore::open_batch(const BatchTarget& batch, std::int64_t now,
-                                 std::int64_t& batch_id) {
+std::string JobCommands::open_batch(const BatchTarget& batch, std::int64_t now,
+                                    std::int64_t& batch_id) {
   if (batch.id) {
-    auto& find = commands_->batch_by_id;
+    auto& find = sql_->batch_by_id;
     find.bind(1, *batch.id);
     bool found = find.step();
     find.reset();
@@ -92,7 +93,7 @@ std::string JobStore::open_batch(const BatchTarget& batch, std::int64_t now,
     return {};
   }
   if (batch.name) {
-    auto& find = commands_->batch_by_name;
+    auto& find = sql_->batch_by_name;
     find.bind(1, std::string_view(*batch.name));
     if (find.step()) {
       std::string taken = "batch name `" + *batch.name + "` is taken (batch " +
@@ -102,21 +103,21 @@ std::string JobStore::open_batch(const BatchTarget& batch, std::int64_t now,
     }
     find.reset();
   }
-  commands_->insert_batch.bind(1, batch.name)
+  sql_->insert_batch.bind(1, batch.name)
       .bind(2, now)
       .bind(3, batch.brakes.canary)
       .bind(4, batch.brakes.max_failures)
       .bind_double(5, batch.brakes.max_failure_pct)
       .run();
-  batch_id = db_->last_insert_rowid();
+  batch_id = connection_.db().last_insert_rowid();
   return {};
 }
 
-EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t now,
-                                     const BatchTarget& batch) {
+EnqueueBatchResult JobCommands::enqueue(std::span<const NewJob> jobs, std::int64_t now,
+                                        const BatchTarget& batch) {
   EnqueueBatchResult out;
   out.jobs.reserve(jobs.size());
-  sql::Transaction tx(*db_);
+  sql::Transaction tx(connection_.db());
   out.error = open_batch(batch, now, out.batch_id);
   if (!out.error.empty()) return out;
   // Each job: an unfinished job of its server (it joins this batch), an earlier line of this
@@ -132,15 +133,15 @@ EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t 
       fresh_of[i] = it->second;
       continue;
     }
-    auto& find = commands_->find_active_by_server;
+    auto& find = sql_->find_active_by_server;
     find.bind(1, std::string_view(job.server_id));
     if (find.step()) {
-      out.jobs[i] = {find.column_int(0), true};
-      bool same_batch = find.column_optional_int(1) == out.batch_id;
+      out.jobs[i] = {find.column_int(sql_->active_id), true};
+      bool same_batch = find.column_optional_int(sql_->active_batch_id) == out.batch_id;
       find.reset();
       // Already queued by another batch (or by plain SQL): it joins this one too.
       if (!same_batch) {
-        commands_->add_to_batch.bind(1, out.batch_id).bind(2, out.jobs[i].id).run();
+        sql_->add_to_batch.bind(1, out.batch_id).bind(2, out.jobs[i].id).run();
         joined.push_back(out.jobs[i].id);
       }
       continue;
@@ -162,21 +163,18 @@ EnqueueBatchResult JobStore::enqueue(std::span<const NewJob> jobs, std::int64_t 
     if (!last_created || id > *last_created) last_created = id;
   }
   if (first_created) {
-    commands_->extend_batch.bind(1, out.batch_id)
-        .bind(2, *first_created)
-        .bind(3, *last_created)
-        .run();
+    sql_->extend_batch.bind(1, out.batch_id).bind(2, *first_created).bind(3, *last_created).run();
   }
   // A canary's or a paused batch's new jobs are held before anything can claim them.
-  hold_new_jobs(out.batch_id, first_created.value_or(1), last_created.value_or(0), joined);
+  brakes_.hold_new_jobs(out.batch_id, first_created.value_or(1), last_created.value_or(0), joined);
   tx.commit();
   return out;
 }
 
 // New jobs (servers without an unfinished job, each once), and their secrets; their ids, in the
 // order of `fresh`.
-std::vector<std::int64_t> JobStore::insert_rows(const std::vector<const NewJob*>& fresh,
-                                                std::int64_t now, std::int64_t batch_id) {
+std::vector<std::int64_t> JobCommands::insert_rows(const std::vector<const NewJob*>& fresh,
+                                                   std::int64_t now, std::int64_t batch_id) {
   std::vector<std::int64_t> ids(fresh.size());
   std::unordered_map<std::string_view, std::size_t> index;  // server → position in `fresh`
   for (std::size_t i = 0; i < fresh.size(); ++i) index.emplace(fresh[i]->server_id, i);
@@ -184,8 +182,9 @@ std::vector<std::int64_t> JobStore::insert_rows(const std::vector<const NewJob*>
   std::unique_ptr<sql::Statement> tail;  // the last, shorter statement
   for (std::size_t start = 0; start < fresh.size(); start += per_statement) {
     std::size_t n = std::min(per_statement, fresh.size() - start);
-    if (n != per_statement) tail = std::make_unique<sql::Statement>(*db_, insert_rows_sql(n));
-    sql::Statement& ins = n == per_statement ? commands_->insert_jobs : *tail;
+    if (n != per_statement)
+      tail = std::make_unique<sql::Statement>(connection_.db(), insert_rows_sql(n));
+    sql::Statement& ins = n == per_statement ? sql_->insert_jobs : *tail;
     ins.bind(1, now).bind(2, batch_id);
     for (std::size_t r = 0; r < n; ++r) {
       const NewJob& job = *fresh[start + r];
@@ -195,105 +194,61 @@ std::vector<std::int64_t> JobStore::insert_rows(const std::vector<const NewJob*>
           .bind(p + 2, job.auth ? std::optional<std::string>(job.auth->type) : std::nullopt);
     }
     // RETURNING's order is not promised: each row is matched by its server id (unique here).
-    while (ins.step()) ids[index.at(ins.column_text(1))] = ins.column_int(0);
+    int id_column = ins.column_index("id"), server_column = ins.column_index("server_id");
+    while (ins.step()) ids[index.at(ins.column_text(server_column))] = ins.column_int(id_column);
     ins.reset();
   }
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     if (const auto& auth = fresh[i]->auth)
-      commands_->insert_secret.bind(1, ids[i]).bind_blob(2, box_->seal(auth->key.reveal())).run();
+      sql_->insert_secret.bind(1, ids[i])
+          .bind_blob(2, connection_.box().seal(auth->key.reveal()))
+          .run();
   }
   return ids;
 }
 
-namespace {
-// Applies a retry to one job inside the caller's transaction. `unfinished_job`: set to the
-// server's unfinished job when that refuses the retry.
-RetryOutcome retry_one(sql::Statement& target, sql::Statement& requeue, sql::Statement& recheck,
-                       std::int64_t id, std::int64_t now, std::int64_t* unfinished_job) {
-  target.bind(1, id);
-  if (!target.step()) {
-    target.reset();
-    return RetryOutcome::not_found;
-  }
-  auto state = parse_job_state(target.column_text(0));
-  bool key_gone = target.column_int(1) != 0;
-  bool task_pending = target.column_int(2) != 0;
-  bool call_in_flight = target.column_int(3) != 0;
-  std::optional<std::int64_t> other = target.column_optional_int(4);
-  target.reset();
-  if (state == JobState::succeeded) return RetryOutcome::succeeded;
-  if (state != JobState::failed && state != JobState::cancelled) return RetryOutcome::not_ended;
-  if (other) {
-    if (unfinished_job) *unfinished_job = *other;
-    return RetryOutcome::server_busy;
-  }
-  if (call_in_flight) return RetryOutcome::call_in_flight;
-  if (task_pending) {
-    recheck.bind(1, id).bind(2, now).run();
-    return RetryOutcome::rechecking;
-  }
-  if (key_gone) return RetryOutcome::key_gone;
-  requeue.bind(1, id).bind(2, now).run();
-  return RetryOutcome::requeued;
-}
-}  // namespace
-
-RetryOutcome JobStore::retry(std::int64_t id, std::int64_t now, std::int64_t* unfinished_job) {
-  sql::Transaction tx(*db_);
-  RetryOutcome o = retry_one(commands_->retry_target, commands_->requeue_job,
-                             commands_->recheck_job, id, now, unfinished_job);
+RetryOutcome JobCommands::retry(std::int64_t id, std::int64_t now, std::int64_t* unfinished_job) {
+  sql::Transaction tx(connection_.db());
+  RetryOutcome o = sql_->retry.retry_one(id, now, unfinished_job);
   tx.commit();
   return o;
 }
 
-std::map<RetryOutcome, std::int64_t> JobStore::retry_all(JobState state, std::int64_t now) {
+std::map<RetryOutcome, std::int64_t> JobCommands::retry_all(JobState state, std::int64_t now) {
   std::map<RetryOutcome, std::int64_t> counts;
-  sql::Transaction tx(*db_);
+  sql::Transaction tx(connection_.db());
   std::vector<std::int64_t> ids;
-  auto& sel = commands_->ids_in_state;
+  auto& sel = sql_->ids_in_state;
   sel.bind(1, to_string(state));
   while (sel.step()) ids.push_back(sel.column_int(0));
   sel.reset();
   for (std::int64_t id : ids) {
-    ++counts[retry_one(commands_->retry_target, commands_->requeue_job, commands_->recheck_job, id,
-                       now, nullptr)];
+    ++counts[sql_->retry.retry_one(id, now, nullptr)];
   }
   tx.commit();
   return counts;
 }
 
-CancelOutcome JobStore::cancel(std::int64_t id, std::int64_t now) {
-  sql::Transaction tx(*db_);
-  commands_->cancel_job.bind(1, id).bind(2, now).run();
+CancelOutcome JobCommands::cancel(std::int64_t id, std::int64_t now) {
+  sql::Transaction tx(connection_.db());
+  sql_->cancel_job.bind(1, id).bind(2, now).run();
   CancelOutcome o = CancelOutcome::cancelled;
-  if (db_->changes() == 0) {
-    auto& e = commands_->job_exists;
+  if (connection_.db().changes() == 0) {
+    auto& e = sql_->job_exists;
     e.bind(1, id);
     o = e.step() ? CancelOutcome::already_ended : CancelOutcome::not_found;
     e.reset();
   }
   int deleted = 0;
   if (o == CancelOutcome::cancelled) {
-    note_ended(JobState::cancelled, 1);
-    deleted = delete_secret(id);  // a terminal job keeps no key
+    connection_.note_ended(JobState::cancelled, 1);
+    deleted = connection_.delete_secret(id);  // a terminal job keeps no key
     std::int64_t ended[] = {id};
-    apply_brakes(ended, now);  // it may be its canary's last unfinished job
+    brakes_.apply(ended, now);  // it may be its canary's last unfinished job
   }
   tx.commit();
-  if (deleted) scrub_wal();
+  if (deleted) connection_.scrub_wal();
   return o;
-}
-
-std::map<RetryOutcome, std::int64_t> JobStore::retry_batch(std::int64_t batch_id, JobState state,
-                                                           std::int64_t now) {
-  std::map<RetryOutcome, std::int64_t> counts;
-  sql::Transaction tx(*db_);
-  for (std::int64_t id : batch_members(batch_id, state)) {
-    ++counts[retry_one(commands_->retry_target, commands_->requeue_job, commands_->recheck_job, id,
-                       now, nullptr)];
-  }
-  tx.commit();
-  return counts;
 }
 
 }  // namespace kpsd

@@ -17,7 +17,7 @@ net::awaitable<PruneProgress> prune_finished_jobs(DbWorker& db, std::int64_t bef
   PruneProgress progress;
   auto started = std::chrono::steady_clock::now();
   for (;;) {
-    auto prune_chunk_of_jobs = [before, filter](JobStore& s) {
+    auto prune_chunk_of_jobs = [before, filter](Pruning& s) {
       return s.prune_finished(before, prune_chunk, filter);
     };
     std::int64_t n = co_await db.call(std::move(prune_chunk_of_jobs));

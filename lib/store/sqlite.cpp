@@ -140,6 +140,16 @@ void Statement::run() {
   reset();
 }
 
+int Statement::column_index(std::string_view name) const {
+  int n = sqlite3_column_count(stmt_.get());
+  for (int i = 0; i < n; ++i) {
+    const char* c = sqlite3_column_name(stmt_.get(), i);
+    if (c && name == c) return i;
+  }
+  throw std::logic_error("statement has no column " + std::string(name) + ": " +
+                         sqlite3_sql(stmt_.get()));
+}
+
 std::int64_t Statement::column_int(int index) const {
   return sqlite3_column_int64(stmt_.get(), index);
 }

@@ -72,6 +72,10 @@ class Statement {
   void reset();  // also clears bindings, so a statement never carries a stale value
   void run();    // step until done, then reset
 
+  // The 0-based index of the result column called `name` (its alias, or the column's own name),
+  // for a reader to look up once after preparing, so adding a column to a SELECT cannot shift
+  // the others. Throws std::logic_error when the statement has no such column (a bug).
+  int column_index(std::string_view name) const;
   std::int64_t column_int(int index) const;
   std::string column_text(int index) const;  // "" for NULL
   std::optional<std::string> column_optional_text(int index) const;

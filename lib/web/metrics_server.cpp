@@ -211,7 +211,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<Impl> {
   net::awaitable<std::string> metrics_page() {
     Overview o;
     try {
-      auto read = co_await db.call([](JobStore& s) {
+      auto read = co_await db.call([](JobQueries& s) {
         return std::tuple{s.count_by_state(), s.oldest_queued_due(), s.paused_batches()};
       });
       o.counts = std::move(std::get<0>(read));

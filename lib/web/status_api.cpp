@@ -100,7 +100,7 @@ net::awaitable<WebAnswer> StatusApi::overview() {
   Read read;
   std::string read_problem;
   try {
-    auto read_store = [refresh_batches](JobStore& s) {
+    auto read_store = [refresh_batches](JobQueries& s) {
       Read r;
       r.counts = s.count_by_state();
       r.oldest = s.oldest_queued_due();
@@ -174,7 +174,7 @@ net::awaitable<WebAnswer> StatusApi::failures(const std::map<std::string, std::s
     if (!parsed) co_return error_answer(400, "state must be a job state or any");
     q.state = parsed;
   }
-  auto read_page = [q, batch](JobStore& s) {
+  auto read_page = [q, batch](JobQueries& s) {
     return s.list_page(q, batch, /*with_request_ids=*/true);
   };
   JobPage page = co_await db_.call(std::move(read_page));
@@ -183,7 +183,7 @@ net::awaitable<WebAnswer> StatusApi::failures(const std::map<std::string, std::s
 }
 
 net::awaitable<WebAnswer> StatusApi::job(std::int64_t id) {
-  auto read_job = [id](JobStore& s) { return s.job_with_attempts(id); };
+  auto read_job = [id](JobQueries& s) { return s.job_with_attempts(id); };
   auto found = co_await db_.call(std::move(read_job));
   if (!found) co_return error_answer(404, "no job with id " + std::to_string(id));
   co_return json_answer(job_detail_to_json(*found));

@@ -1,5 +1,5 @@
 #pragma once
-// What the job store's tests share (tests/unit/test_store_*.cpp): SQL run from a second
+// What the job store's tests share (tests/unit/test_job_store_*.cpp): SQL run from a second
 // connection as sqlite3 would, and the outcomes the scheduler would record.
 #include "core/clock.hpp"
 #include "scheduling/job_policy.hpp"
@@ -53,7 +53,7 @@ inline AttemptFinish finish(const DeliveryWork& w, JobState next, std::int64_t a
 }
 
 inline PollFinish poll_finish(std::int64_t id, std::int64_t at, std::string status, JobState next,
-                       std::int64_t next_at) {
+                              std::int64_t next_at) {
   PollFinish f;
   f.job_id = id;
   f.at = at;
@@ -72,9 +72,9 @@ inline std::int64_t file_size(const std::string& path) {
 inline void run_thousand_jobs(JobStore& store, int round) {
   std::vector<NewJob> jobs;
   for (int i = 0; i < 1000; ++i) jobs.push_back(job("wal-" + std::to_string(round * 1000 + i)));
-  store.enqueue(jobs, 0);
+  store.commands().enqueue(jobs, 0);
   std::vector<AttemptFinish> done;
-  for (const DeliveryWork& w : store.claim_for_delivery(1, 1000)) {
+  for (const DeliveryWork& w : store.work_queue().claim_for_delivery(1, 1000)) {
     AttemptFinish f;
     f.job_id = w.job_id;
     f.attempt_n = w.attempt_n;
@@ -85,7 +85,7 @@ inline void run_thousand_jobs(JobStore& store, int round) {
     f.next_attempt_at = 3;
     done.push_back(f);
   }
-  store.finish_attempts(done);
+  store.work_queue().finish_attempts(done);
 }
 
 }  // namespace kpsd::test

@@ -46,9 +46,10 @@ TEST_CASE("the store seals a job's key in job_secrets - and reads a row written 
   std::string path = dir.file("jobs.db");
   JobStore store(path);
   const std::string key = "Pa55w0rd-sealed-3c1d";
-  store.enqueue(std::vector<NewJob>{NewJob{"s-1", std::nullopt, JobAuth{"password", Secret(key)}},
-                                    NewJob{"s-2", std::nullopt, JobAuth{"password", Secret(key)}}},
-                1);
+  store.commands().enqueue(
+      std::vector<NewJob>{NewJob{"s-1", std::nullopt, JobAuth{"password", Secret(key)}},
+                          NewJob{"s-2", std::nullopt, JobAuth{"password", Secret(key)}}},
+      1);
   {
     sql::Database db(path, sql::Database::Mode::read_only);
     sql::Statement s(db, "SELECT key FROM job_secrets");
@@ -64,7 +65,7 @@ TEST_CASE("the store seals a job's key in job_secrets - and reads a row written 
     sql::Database db(path);
     db.exec("UPDATE job_secrets SET key = CAST('legacy-plain-key' AS BLOB) WHERE job_id = 2");
   }
-  auto work = store.claim_for_delivery(2, 2);
+  auto work = store.work_queue().claim_for_delivery(2, 2);
   REQUIRE(work.size() == 2);
   REQUIRE(work[0].auth);
   CHECK(work[0].auth->key.reveal() == key);

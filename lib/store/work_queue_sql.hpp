@@ -1,23 +1,26 @@
 #pragma once
-// The SQL of the scheduler's room (store/job_lifecycle.cpp), one constant per statement, named
-// as the statement it prepares (store/job_store_rooms.hpp). Included by job_lifecycle.cpp only.
+// The SQL of the scheduler's room (store/work_queue.cpp), one constant per statement, named as
+// the statement it prepares. Included by work_queue.cpp only. Computed columns carry an alias:
+// the room reads every multi-column row by column name.
 #include "store/job_store.hpp"
+#include "store/sqlite.hpp"
 
 #include <string>
 #include <string_view>
 
-namespace kpsd::lifecycle_sql {
+namespace kpsd::work_queue_sql {
 
 // A due job as a claim reads it, before its attempt is opened.
 inline constexpr std::string_view due_columns =
     "SELECT j.id, j.server_id, j.port, j.auth_type, j.attempts, s.key, "
-    "(SELECT a.http_status FROM attempts a WHERE a.job_id = j.id ORDER BY a.n DESC LIMIT 1), "
-    "j.unknown_since, j.look_waits, j.task_failures, j.sent_after_unknown, "
+    "(SELECT a.http_status FROM attempts a WHERE a.job_id = j.id ORDER BY a.n DESC LIMIT 1) "
+    "AS last_http_status, j.unknown_since, j.look_waits, j.task_failures, "
+    "j.sent_after_unknown, "
     // Only for a job to look for: when its last call was lost, and the tasks it already knows.
     "CASE WHEN j.unknown_since IS NOT NULL THEN (SELECT a.finished_at FROM attempts a "
-    "WHERE a.job_id = j.id ORDER BY a.n DESC LIMIT 1) END, "
+    "WHERE a.job_id = j.id ORDER BY a.n DESC LIMIT 1) END AS lost_at, "
     "CASE WHEN j.unknown_since IS NOT NULL THEN (SELECT group_concat(a.task_id, ' ') "
-    "FROM attempts a WHERE a.job_id = j.id AND a.task_id IS NOT NULL) END ";
+    "FROM attempts a WHERE a.job_id = j.id AND a.task_id IS NOT NULL) END AS known_tasks ";
 
 inline constexpr std::string_view promote_retries =
     "UPDATE jobs SET state = 'queued', updated_at = ?1 "
@@ -84,7 +87,7 @@ inline constexpr std::string_view release_claim =
     "AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ?1 AND a.n > ?2)";
 
 inline constexpr std::string_view select_polls =
-    "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at), "
+    "SELECT id, attempts, task_id, coalesce(delivered_at, updated_at) AS delivered_since, "
     "poll_refusals, server_id, task_failures, sent_after_unknown FROM jobs "
     "WHERE state = 'delivered' AND next_attempt_at <= ?1 "
     "ORDER BY next_attempt_at, id LIMIT ?2";
@@ -136,4 +139,39 @@ inline constexpr std::string_view close_lost_attempts =
     "error_msg = 'outcome lost: daemon stopped' "
     "WHERE finished_at IS NULL";
 
-}  // namespace kpsd::lifecycle_sql
+// A due job's columns (due_columns above), looked up by name once per statement.
+struct DueColumns {
+  explicit DueColumns(const sql::Statement& s)
+      : id(s.column_index("id")),
+        server_id(s.column_index("server_id")),
+        port(s.column_index("port")),
+        auth_type(s.column_index("auth_type")),
+        attempts(s.column_index("attempts")),
+        key(s.column_index("key")),
+        last_http_status(s.column_index("last_http_status")),
+        unknown_since(s.column_index("unknown_since")),
+        look_waits(s.column_index("look_waits")),
+        task_failures(s.column_index("task_failures")),
+        sent_after_unknown(s.column_index("sent_after_unknown")),
+        lost_at(s.column_index("lost_at")),
+        known_tasks(s.column_index("known_tasks")) {}
+  int id, server_id, port, auth_type, attempts, key, last_http_status, unknown_since, look_waits,
+      task_failures, sent_after_unknown, lost_at, known_tasks;
+};
+
+// A poll's columns (select_polls above), looked up by name once.
+struct PollColumns {
+  explicit PollColumns(const sql::Statement& s)
+      : id(s.column_index("id")),
+        attempts(s.column_index("attempts")),
+        task_id(s.column_index("task_id")),
+        delivered_since(s.column_index("delivered_since")),
+        poll_refusals(s.column_index("poll_refusals")),
+        server_id(s.column_index("server_id")),
+        task_failures(s.column_index("task_failures")),
+        sent_after_unknown(s.column_index("sent_after_unknown")) {}
+  int id, attempts, task_id, delivered_since, poll_refusals, server_id, task_failures,
+      sent_after_unknown;
+};
+
+}  // namespace kpsd::work_queue_sql

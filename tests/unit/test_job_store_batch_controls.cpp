@@ -1,4 +1,5 @@
-// Batch brakes: the failure-budget rule, and the store's holding of a paused batch's jobs
+// The batch controls' room of the job store (store/batch_controls.hpp) and the brakes under it
+// (store/brake_room.cpp): the failure-budget rule, and the holding of a paused batch's jobs
 // (migration 0009): claims skip them, a retry of one stays held, resume gives them back, a
 // canary lets its first jobs run, a spent budget stops the batch in the same transaction.
 #include "model/batch_brakes.hpp"
@@ -84,39 +85,39 @@ TEST_CASE("failure budget: spent at the count - past the percentage once 20 have
 TEST_CASE("a paused batch's jobs are held: not claimed - a retry stays held - resume") {
   test::TempDir dir;
   JobStore store(dir.file("jobs.db"));
-  auto a = store.enqueue(jobs("a-", 3), 100, BatchTarget{});
-  auto b = store.enqueue(jobs("b-", 2), 100, BatchTarget{});
-  auto first = store.claim_for_delivery(1000, 1);  // a-1 on the wire when a is paused
+  auto a = store.commands().enqueue(jobs("a-", 3), 100, BatchTarget{});
+  auto b = store.commands().enqueue(jobs("b-", 2), 100, BatchTarget{});
+  auto first = store.work_queue().claim_for_delivery(1000, 1);  // a-1 on the wire when a is paused
   REQUIRE(first.size() == 1);
   CHECK(first[0].server_id == "a-1");
-  auto paused = store.pause_batch(a.batch_id, 1000);
+  auto paused = store.batch_controls().pause_batch(a.batch_id, 1000);
   CHECK(paused.found);
-  CHECK(paused.jobs == 2);            // a-2 and a-3; a-1 is running
-  CHECK(store.next_due_at() == 100);  // b's jobs; the held ones are due never
-  auto work = store.claim_for_delivery(2000, 10);
+  CHECK(paused.jobs == 2);                         // a-2 and a-3; a-1 is running
+  CHECK(store.work_queue().next_due_at() == 100);  // b's jobs; the held ones are due never
+  auto work = store.work_queue().claim_for_delivery(2000, 10);
   CHECK(servers_of(work) == std::set<std::string>{"b-1", "b-2"});
   // a-1's call fails and is retried: it comes back held, as its batch is paused.
   std::vector<AttemptFinish> out{ended(first[0], JobState::retrying, 2100)};
-  store.finish_and_claim(out, ClaimRequest{});
-  CHECK(store.claim_for_delivery(999999, 10).empty());
+  store.work_queue().finish_and_claim(out, ClaimRequest{});
+  CHECK(store.work_queue().claim_for_delivery(999999, 10).empty());
   ListQuery of_a;
   of_a.batch_id = a.batch_id;
-  auto listed = store.list(of_a);
+  auto listed = store.queries().list(of_a);
   REQUIRE(listed.size() == 3);
   for (const Job& j : listed) {
     CHECK(j.held);
     CHECK(j.next_attempt_at < held_offset);  // shown as the due time it had
   }
-  auto paused_list = store.paused_batches();
+  auto paused_list = store.queries().paused_batches();
   REQUIRE(paused_list.size() == 1);
   CHECK(paused_list[0].paused == PauseReason::operator_asked);
 
-  auto resumed = store.resume_batch(a.batch_id, 3000);
+  auto resumed = store.batch_controls().resume_batch(a.batch_id, 3000);
   CHECK(resumed.jobs == 3);
-  CHECK(servers_of(store.claim_for_delivery(999999, 10)) ==
+  CHECK(servers_of(store.work_queue().claim_for_delivery(999999, 10)) ==
         std::set<std::string>{"a-1", "a-2", "a-3"});
-  CHECK(store.paused_batches().empty());
-  CHECK(!store.pause_batch(424242, 1).found);
+  CHECK(store.queries().paused_batches().empty());
+  CHECK(!store.batch_controls().pause_batch(424242, 1).found);
 }
 
 TEST_CASE("a canary of 3: three jobs claimable - then it says so once - resume gives the rest") {
@@ -124,19 +125,19 @@ TEST_CASE("a canary of 3: three jobs claimable - then it says so once - resume g
   JobStore store(dir.file("jobs.db"));
   BatchTarget target;
   target.brakes.canary = 3;
-  auto batch = store.enqueue(jobs("c-", 5), 100, target);
+  auto batch = store.commands().enqueue(jobs("c-", 5), 100, target);
   // A later chunk of the same enqueue is held too.
   BatchTarget later_chunk;
   later_chunk.id = batch.batch_id;
-  store.enqueue(jobs("c-late-", 4), 100, later_chunk);
-  auto work = store.claim_for_delivery(1000, 20);
+  store.commands().enqueue(jobs("c-late-", 4), 100, later_chunk);
+  auto work = store.work_queue().claim_for_delivery(1000, 20);
   REQUIRE(work.size() == 3);
   std::vector<AttemptFinish> two{ended(work[0], JobState::succeeded, 1100),
                                  ended(work[1], JobState::failed, 1100)};
-  auto c = store.finish_and_claim(two, ClaimRequest{.now = 1100});
+  auto c = store.work_queue().finish_and_claim(two, ClaimRequest{.now = 1100});
   CHECK(c.stops.empty());  // one canary job is still out
   std::vector<AttemptFinish> last{ended(work[2], JobState::succeeded, 1200)};
-  c = store.finish_and_claim(last, ClaimRequest{.now = 1200, .limit = 10});
+  c = store.work_queue().finish_and_claim(last, ClaimRequest{.now = 1200, .limit = 10});
   REQUIRE(c.stops.size() == 1);
   CHECK(c.stops[0].reason == PauseReason::canary);
   CHECK(c.stops[0].line ==
@@ -144,32 +145,33 @@ TEST_CASE("a canary of 3: three jobs claimable - then it says so once - resume g
         "others wait for kpsctl resume --batch " +
             std::to_string(batch.batch_id));
   CHECK(c.deliveries.empty());
-  auto found = store.find_batch(std::to_string(batch.batch_id));
+  auto found = store.queries().find_batch(std::to_string(batch.batch_id));
   REQUIRE(found);
   CHECK(found->ended == 3);
   CHECK(found->failed == 1);
-  CHECK(store.resume_batch(batch.batch_id, 1300).jobs == 6);
-  CHECK(store.claim_for_delivery(999999, 20).size() == 6);
+  CHECK(store.batch_controls().resume_batch(batch.batch_id, 1300).jobs == 6);
+  CHECK(store.work_queue().claim_for_delivery(999999, 20).size() == 6);
 }
 
 TEST_CASE("a batch cancelled while its canary holds it - or paused - is no longer paused") {
   test::TempDir dir;
   JobStore store(dir.file("jobs.db"));
-  auto held = store.enqueue(jobs("ch-", 3), 100, BatchTarget{});
-  REQUIRE(store.pause_batch(held.batch_id, 100).jobs == 3);  // by the operator
+  auto held = store.commands().enqueue(jobs("ch-", 3), 100, BatchTarget{});
+  REQUIRE(store.batch_controls().pause_batch(held.batch_id, 100).jobs == 3);  // by the operator
   BatchTarget with_canary;
   with_canary.brakes.canary = 2;
-  auto canary = store.enqueue(jobs("cc-", 5), 100, with_canary);
-  REQUIRE(store.paused_batches().size() == 2);
-  CHECK(store.cancel_batch(canary.batch_id, 200).jobs == 5);
-  CHECK(store.cancel_batch(held.batch_id, 200).jobs == 3);
+  auto canary = store.commands().enqueue(jobs("cc-", 5), 100, with_canary);
+  REQUIRE(store.queries().paused_batches().size() == 2);
+  CHECK(store.batch_controls().cancel_batch(canary.batch_id, 200).jobs == 5);
+  CHECK(store.batch_controls().cancel_batch(held.batch_id, 200).jobs == 3);
   // Nothing is left to hold: neither counts as paused (kpsctl stats, kpsd_batches_paused).
-  CHECK(store.paused_batches().empty());
-  CHECK_FALSE(store.find_batch(std::to_string(canary.batch_id))->paused);
-  CHECK_FALSE(store.find_batch(std::to_string(held.batch_id))->paused);
+  CHECK(store.queries().paused_batches().empty());
+  CHECK_FALSE(store.queries().find_batch(std::to_string(canary.batch_id))->paused);
+  CHECK_FALSE(store.queries().find_batch(std::to_string(held.batch_id))->paused);
   // A retry runs them: the cancel was the operator's last word on the pause.
-  CHECK(store.retry_batch(held.batch_id, JobState::cancelled, 300)[RetryOutcome::requeued] == 3);
-  CHECK(servers_of(store.claim_for_delivery(999999, 20)) ==
+  CHECK(store.batch_controls().retry_batch(held.batch_id, JobState::cancelled,
+                                           300)[RetryOutcome::requeued] == 3);
+  CHECK(servers_of(store.work_queue().claim_for_delivery(999999, 20)) ==
         std::set<std::string>{"ch-1", "ch-2", "ch-3"});
 }
 
@@ -178,32 +180,32 @@ TEST_CASE("a spent failure budget stops its batch in the transaction that spent 
   JobStore store(dir.file("jobs.db"));
   BatchTarget target;
   target.brakes.max_failures = 2;
-  auto bad = store.enqueue(jobs("f-", 10), 100, target);
-  auto other = store.enqueue(jobs("o-", 3), 100, BatchTarget{});
-  auto work = store.claim_for_delivery(1000, 3);  // f-1, f-2, f-3
+  auto bad = store.commands().enqueue(jobs("f-", 10), 100, target);
+  auto other = store.commands().enqueue(jobs("o-", 3), 100, BatchTarget{});
+  auto work = store.work_queue().claim_for_delivery(1000, 3);  // f-1, f-2, f-3
   REQUIRE(work.size() == 3);
   std::vector<AttemptFinish> one{ended(work[0], JobState::failed, 1100)};
-  CHECK(store.finish_and_claim(one, ClaimRequest{.now = 1100}).stops.empty());
+  CHECK(store.work_queue().finish_and_claim(one, ClaimRequest{.now = 1100}).stops.empty());
   std::vector<AttemptFinish> two{ended(work[1], JobState::failed, 1200)};
-  auto c = store.finish_and_claim(two, ClaimRequest{.now = 1200, .limit = 20});
+  auto c = store.work_queue().finish_and_claim(two, ClaimRequest{.now = 1200, .limit = 20});
   REQUIRE(c.stops.size() == 1);
   CHECK(c.stops[0].reason == PauseReason::failures);
   CHECK(c.stops[0].line == "2 of 2 ended jobs failed (budget: 2)");
   // The same transaction claimed only the other batch's jobs.
   CHECK(servers_of(c.deliveries) == std::set<std::string>{"o-1", "o-2", "o-3"});
-  CHECK(store.claim_for_delivery(999999, 20).empty());
+  CHECK(store.work_queue().claim_for_delivery(999999, 20).empty());
   // The call in flight (f-3) ends too: counted, no second stop.
   std::vector<AttemptFinish> three{ended(work[2], JobState::failed, 1300)};
-  CHECK(store.finish_and_claim(three, ClaimRequest{.now = 1300}).stops.empty());
-  auto found = store.find_batch(std::to_string(bad.batch_id));
+  CHECK(store.work_queue().finish_and_claim(three, ClaimRequest{.now = 1300}).stops.empty());
+  auto found = store.queries().find_batch(std::to_string(bad.batch_id));
   REQUIRE(found);
   CHECK(found->paused == PauseReason::failures);
   CHECK(found->failed == 3);
   CHECK(found->paused_detail == "2 of 2 ended jobs failed (budget: 2)");
   // The operator's pause over it changes nothing: the reason and detail still say why.
-  auto again = store.pause_batch(bad.batch_id, 1400);
+  auto again = store.batch_controls().pause_batch(bad.batch_id, 1400);
   CHECK_FALSE(again.changed);
-  found = store.find_batch(std::to_string(bad.batch_id));
+  found = store.queries().find_batch(std::to_string(bad.batch_id));
   CHECK(found->paused == PauseReason::failures);
   CHECK(found->paused_detail == "2 of 2 ended jobs failed (budget: 2)");
   (void)other;
@@ -212,26 +214,28 @@ TEST_CASE("a spent failure budget stops its batch in the transaction that spent 
 TEST_CASE("cancel_batch and retry_batch act on the batch's jobs only - counts follow") {
   test::TempDir dir;
   JobStore store(dir.file("jobs.db"));
-  auto a = store.enqueue(jobs("x-", 4), 100, BatchTarget{});
-  auto b = store.enqueue(jobs("y-", 2), 100, BatchTarget{});
+  auto a = store.commands().enqueue(jobs("x-", 4), 100, BatchTarget{});
+  auto b = store.commands().enqueue(jobs("y-", 2), 100, BatchTarget{});
   // A job of batch b named again by a later batch joins it: cancel --batch of the later batch
   // reaches it too.
-  auto joined = store.enqueue(std::vector<NewJob>{job("y-1"), job("z-1")}, 100, BatchTarget{});
-  auto c = store.cancel_batch(a.batch_id, 200);
+  auto joined =
+      store.commands().enqueue(std::vector<NewJob>{job("y-1"), job("z-1")}, 100, BatchTarget{});
+  auto c = store.batch_controls().cancel_batch(a.batch_id, 200);
   CHECK(c.jobs == 4);
-  CHECK(store.count_batch(b.batch_id)[JobState::queued] == 2);
-  CHECK(store.cancel_batch(joined.batch_id, 200).jobs == 2);  // y-1 (joined) and z-1
-  CHECK(store.count_batch(b.batch_id)[JobState::queued] == 1);
-  auto found = store.find_batch(std::to_string(a.batch_id));
+  CHECK(store.queries().count_batch(b.batch_id)[JobState::queued] == 2);
+  CHECK(store.batch_controls().cancel_batch(joined.batch_id, 200).jobs ==
+        2);  // y-1 (joined) and z-1
+  CHECK(store.queries().count_batch(b.batch_id)[JobState::queued] == 1);
+  auto found = store.queries().find_batch(std::to_string(a.batch_id));
   CHECK(found->ended == 4);
-  auto r = store.retry_batch(a.batch_id, JobState::cancelled, 300);
+  auto r = store.batch_controls().retry_batch(a.batch_id, JobState::cancelled, 300);
   CHECK(r[RetryOutcome::requeued] == 4);
-  CHECK(store.find_batch(std::to_string(a.batch_id))->ended == 0);
+  CHECK(store.queries().find_batch(std::to_string(a.batch_id))->ended == 0);
   // Prune: y-1 and z-1 (cancelled) go; batch b keeps its row while y-2 remains, the later
   // batch, left without jobs, goes.
-  CHECK(store.prune_finished(1000, 100) == 2);
-  CHECK(store.find_batch(std::to_string(b.batch_id)));
-  CHECK(!store.find_batch(std::to_string(joined.batch_id)));
+  CHECK(store.pruning().prune_finished(1000, 100) == 2);
+  CHECK(store.queries().find_batch(std::to_string(b.batch_id)));
+  CHECK(!store.queries().find_batch(std::to_string(joined.batch_id)));
 }
 
 TEST_CASE("failures outside an outcome commit spend the budget too: a key gone - a restart") {
@@ -243,13 +247,13 @@ TEST_CASE("failures outside an outcome commit spend the budget too: a key gone -
   keyed.brakes.max_failures = 1;
   std::vector<NewJob> with_key{NewJob{"k-1", std::nullopt, JobAuth{"keypair", Secret("k")}},
                                NewJob{"k-2", std::nullopt, JobAuth{"keypair", Secret("k")}}};
-  auto k = store.enqueue(with_key, 10, keyed);
+  auto k = store.commands().enqueue(with_key, 10, keyed);
   {
     sql::Database db(path);
     db.exec("DELETE FROM job_secrets WHERE job_id = (SELECT min(id) FROM jobs)");
   }
   std::vector<BatchStop> stops;
-  auto claimed = store.claim_for_delivery(20, 1, &stops);
+  auto claimed = store.work_queue().claim_for_delivery(20, 1, &stops);
   CHECK(claimed.empty());  // k-1 failed; k-2 is held by the stop in the same transaction
   REQUIRE(stops.size() == 1);
   CHECK(stops[0].batch_id == k.batch_id);
@@ -258,19 +262,19 @@ TEST_CASE("failures outside an outcome commit spend the budget too: a key gone -
                                   " paused itself: 1 of 1 ended jobs failed (budget: 1); its "
                                   "queued jobs wait for kpsctl resume --batch " +
                                   std::to_string(k.batch_id));
-  CHECK(store.claim_for_delivery(30, 10).empty());
+  CHECK(store.work_queue().claim_for_delivery(30, 10).empty());
 
   // A restart: a job whose last attempt was in flight and used the last of max_attempts fails
   // in the recovery, and its batch's budget counts it.
   BatchTarget budget;
   budget.brakes.max_failures = 1;
-  auto r = store.enqueue(jobs("r-", 3), 40, budget);
-  auto work = store.claim_for_delivery(50, 1);
+  auto r = store.commands().enqueue(jobs("r-", 3), 40, budget);
+  auto work = store.work_queue().claim_for_delivery(50, 1);
   REQUIRE(work.size() == 1);  // r-1, now running with attempt 1 of 1
   std::vector<BatchStop> at_restart;
-  CHECK(store.recover_after_restart(60, 1, &at_restart) == 1);
+  CHECK(store.work_queue().recover_after_restart(60, 1, &at_restart) == 1);
   REQUIRE(at_restart.size() == 1);
   CHECK(at_restart[0].batch_id == r.batch_id);
-  CHECK(store.find(work[0].job_id)->state == JobState::failed);
-  CHECK(store.claim_for_delivery(70, 10).empty());  // r-2 and r-3 are held
+  CHECK(store.queries().find(work[0].job_id)->state == JobState::failed);
+  CHECK(store.work_queue().claim_for_delivery(70, 10).empty());  // r-2 and r-3 are held
 }

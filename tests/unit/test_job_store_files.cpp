@@ -7,8 +7,8 @@
 #include "store/job_store.hpp"
 #include "store/migrations.hpp"
 #include "store/sqlite.hpp"
-#include "temp_dir.hpp"
 #include "store_helpers.hpp"
+#include "temp_dir.hpp"
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
@@ -115,7 +115,7 @@ TEST_CASE("a kpsd database written before the application id is recognised and u
   JobStore store(path);
   CHECK(store.schema_version() >= 4);
   CHECK(external_int(path, "PRAGMA application_id") == 1802531684);
-  CHECK(store.list({}).size() == 1);
+  CHECK(store.queries().list({}).size() == 1);
 }
 
 TEST_CASE("the WAL shrinks back under its bound once a reader that held it for 16000 jobs closes") {
@@ -162,7 +162,7 @@ TEST_CASE(
   }
   JobStore store(path);
   CHECK(store.schema_version() >= 7);
-  auto jobs = store.list({});
+  auto jobs = store.queries().list({});
   REQUIRE(jobs.size() == 8);
   CHECK(jobs[0].state == JobState::queued);  // dup-A, the oldest, stays
   CHECK(jobs[1].state == JobState::cancelled);
@@ -193,20 +193,20 @@ TEST_CASE("migration 0008 keeps every id and attempt and makes ids never reused"
   }
   JobStore store(path);
   CHECK(store.schema_version() >= 8);
-  auto jobs = store.list({});
+  auto jobs = store.queries().list({});
   REQUIRE(jobs.size() == 2);
   CHECK(jobs[0].id == 3);
   CHECK(jobs[1].id == 9);
-  CHECK(store.attempts_of(3).at(0).error_msg == "gone");
-  CHECK(store.attempts_of(9).at(0).error_msg == "outcome lost: daemon stopped");
+  CHECK(store.queries().attempts_of(3).at(0).error_msg == "gone");
+  CHECK(store.queries().attempts_of(9).at(0).error_msg == "outcome lost: daemon stopped");
   CHECK(external_int(path, "SELECT count(*) FROM batch_jobs WHERE job_id = 9") == 1);
   CHECK(external_int(path, "SELECT n FROM job_counts WHERE state = 'queued'") == 1);
   // Foreign keys hold after the rebuild: deleting a job still takes its attempts with it.
   CHECK(external_int(path, "PRAGMA foreign_keys") == 0);  // (a fresh connection's default)
-  CHECK(store.prune_finished(std::numeric_limits<std::int64_t>::max(), 10) == 1);
+  CHECK(store.pruning().prune_finished(std::numeric_limits<std::int64_t>::max(), 10) == 1);
   CHECK(external_int(path, "SELECT count(*) FROM attempts WHERE job_id = 3") == 0);
   external_exec(path, "DELETE FROM jobs WHERE id = 9");
-  auto next = store.enqueue(std::vector<NewJob>{job("s10")}, 0, {});
+  auto next = store.commands().enqueue(std::vector<NewJob>{job("s10")}, 0, {});
   CHECK(next.jobs.at(0).id == 10);
   CHECK(next.batch_id == 6);
 }
@@ -216,10 +216,10 @@ TEST_CASE("secrets are deleted from the file when the job ends") {
   std::string path = dir.file("jobs.db");
   JobStore store(path);
   std::vector<NewJob> batch{NewJob{"srv-s", std::nullopt, JobAuth{"keypair", Secret("KEY")}}};
-  store.enqueue(batch, 0);
+  store.commands().enqueue(batch, 0);
   CHECK(external_int(path, "SELECT count(*) FROM job_secrets") == 1);
-  auto w = store.claim_for_delivery(0, 1);
+  auto w = store.work_queue().claim_for_delivery(0, 1);
   std::vector<AttemptFinish> fs{finish(w[0], JobState::succeeded, 5)};
-  store.finish_attempts(fs);
+  store.work_queue().finish_attempts(fs);
   CHECK(external_int(path, "SELECT count(*) FROM job_secrets") == 0);
 }
