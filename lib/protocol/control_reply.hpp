@@ -198,6 +198,9 @@ struct ReloadReply {
   bool operator==(const ReloadReply&) const = default;
 };
 
+// The envelope alone, "ok" first: what the server sends when a request line is not even read
+// (error_reply).
+boost::json::object to_json(const ReplyEnvelope& r);
 // Each reply's fields as JSON, without "ok" (control_reply_json.cpp, stats_reply_json.cpp).
 boost::json::object to_json(const ErrorReply& r);
 boost::json::object to_json(const EnqueueReply& r);

@@ -10,6 +10,12 @@ namespace kpsd {
 
 namespace json = boost::json;
 
+json::object to_json(const ReplyEnvelope& r) {
+  json::object o{{"ok", r.ok}};
+  if (!r.ok || !r.error.empty()) o["error"] = r.error;
+  return o;
+}
+
 json::object to_json(const ErrorReply& r) { return {{"error", r.error}}; }
 
 json::object to_json(const EnqueueReply& r) {

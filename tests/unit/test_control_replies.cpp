@@ -1,6 +1,7 @@
 // The typed control replies (protocol/control_reply.hpp): every reply survives to_json then
 // parse_reply unchanged, with a value other than the default in every field, and a reply that
 // lacks a field or has one of the wrong type is refused with a message that names it.
+#include "protocol/control_protocol.hpp"
 #include "protocol/control_reply.hpp"
 #include "protocol/job_json.hpp"
 
@@ -169,12 +170,17 @@ TEST_CASE("every control reply survives to_json then parse unchanged") {
   ReloadReply reload{{"queue.concurrency 64 -> 128"}, {"control.socket"}, "ca_file: unreadable"};
   CHECK(round_trip(reload) == reload);
   CHECK(round_trip(ErrorReply{"no batch night"}) == ErrorReply{"no batch night"});
+  CHECK(round_trip(ReplyEnvelope{false, "no batch night"}) ==
+        ReplyEnvelope{false, "no batch night"});
+  CHECK(round_trip(ReplyEnvelope{true, ""}) == ReplyEnvelope{true, ""});
 }
 
 TEST_CASE("replies keep the wire's shapes: one job's retry - pause keys - stats total") {
   using boost::json::serialize;
   CHECK(serialize(to_json(PerJobReply{{{5, "requeued", std::nullopt}}, std::nullopt})) ==
         R"({"id":5,"result":"requeued"})");
+  CHECK(error_reply("too many control clients") ==
+        "{\"ok\":false,\"error\":\"too many control clients\"}\n");
   CHECK(serialize(to_json(PerJobReply{{}, "no job with id 5"})) ==
         R"({"error":"no job with id 5"})");
   CHECK(serialize(to_json(PauseReply{false, PauseReply::OfBatch{7, 3, true}})) ==
