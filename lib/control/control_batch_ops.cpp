@@ -15,12 +15,10 @@ namespace json = boost::json;
 
 namespace {
 
-json::object retry_counts(std::map<RetryOutcome, std::int64_t> counts) {
-  return json::object{{"requeued", counts[RetryOutcome::requeued]},
-                      {"rechecking", counts[RetryOutcome::rechecking]},
-                      {"skipped_key_gone", counts[RetryOutcome::key_gone]},
-                      {"skipped_call_in_flight", counts[RetryOutcome::call_in_flight]},
-                      {"skipped_server_busy", counts[RetryOutcome::server_busy]}};
+RetryCountsReply retry_counts(std::map<RetryOutcome, std::int64_t> counts) {
+  return {counts[RetryOutcome::requeued],    counts[RetryOutcome::rechecking],
+          counts[RetryOutcome::key_gone],    counts[RetryOutcome::call_in_flight],
+          counts[RetryOutcome::server_busy], std::nullopt};
 }
 
 std::string retry_refusal(std::int64_t id, RetryOutcome outcome, std::int64_t other) {
@@ -35,17 +33,13 @@ std::string retry_refusal(std::int64_t id, RetryOutcome outcome, std::int64_t ot
 }
 
 // The answer to several job ids: one result each, and the first refusal as the error (so
-// ok is false when any was refused). One job gets the answer it got before several could be
-// given: {"id", "result"} or {"error"}.
-json::object per_job_reply(json::array results, const std::string& first_error) {
-  if (results.size() == 1) {
-    const json::object& only = results.front().as_object();
-    if (only.contains("error")) return json::object{{"error", first_error}};
-    return only;
-  }
-  json::object reply{{"results", std::move(results)}};
-  if (!first_error.empty()) reply.emplace("error", first_error);
-  return reply;
+// ok is false when any was refused). One job refused gets the answer it got before several
+// could be given: the error alone.
+json::object per_job_reply(std::vector<JobResult> results, const std::string& first_error) {
+  PerJobReply reply;
+  if (!first_error.empty()) reply.error = first_error;
+  if (results.size() != 1 || !results.front().error) reply.results = std::move(results);
+  return to_json(reply);
 }
 
 }  // namespace
@@ -62,23 +56,23 @@ net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred)
   std::int64_t now = unix_ms();
   if (r.batch) {
     auto batch = co_await batch_id_of(*r.batch);
-    if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
+    if (!batch) co_return to_json(ErrorReply{"no batch " + *r.batch});
     JobState state = r.state.value_or(JobState::failed);
     auto counts = co_await db_.call(
         [id = *batch, state, now](BatchControls& s) { return s.retry_batch(id, state, now); });
     scheduler_.wake();
-    json::object reply = retry_counts(counts);
-    reply.emplace("batch_id", *batch);
-    co_return reply;
+    RetryCountsReply reply = retry_counts(counts);
+    reply.batch_id = *batch;
+    co_return to_json(reply);
   }
   if (r.ids.empty()) {
     auto counts = co_await db_.call(
         [state = *r.state, now](JobCommands& s) { return s.retry_all(state, now); });
     scheduler_.wake();
-    co_return retry_counts(counts);
+    co_return to_json(retry_counts(counts));
   }
   // Each job as `retry ID` does it, one transaction each; one answer per job.
-  json::array results;
+  std::vector<JobResult> results;
   std::string first_error;
   for (std::int64_t id : r.ids) {
     auto retry_one = [id, now](JobCommands& s, JobQueries& q) {
@@ -92,11 +86,11 @@ net::awaitable<json::object> ControlHandlers::execute(RetryRequest& r, PeerCred)
     if (outcome == RetryOutcome::requeued || outcome == RetryOutcome::rechecking) {
       std::string result(describe(outcome));
       if (held) result += " (held: its batch is paused; kpsctl resume --batch to send it)";
-      results.push_back(json::object{{"id", id}, {"result", result}});
+      results.push_back({id, result, std::nullopt});
     } else {
       std::string why = retry_refusal(id, outcome, other);
       if (first_error.empty()) first_error = why;
-      results.push_back(json::object{{"id", id}, {"error", why}});
+      results.push_back({id, std::nullopt, why});
     }
   }
   scheduler_.wake();
@@ -107,24 +101,24 @@ net::awaitable<json::object> ControlHandlers::execute(CancelRequest& r, PeerCred
   std::int64_t now = unix_ms();
   if (r.batch) {
     auto batch = co_await batch_id_of(*r.batch);
-    if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
+    if (!batch) co_return to_json(ErrorReply{"no batch " + *r.batch});
     auto change =
         co_await db_.call([id = *batch, now](BatchControls& s) { return s.cancel_batch(id, now); });
-    co_return json::object{{"batch_id", *batch}, {"cancelled", change.jobs}};
+    co_return to_json(CancelBatchReply{*batch, change.jobs});
   }
-  json::array results;
+  std::vector<JobResult> results;
   std::string first_error;
   for (std::int64_t id : r.ids) {
     auto outcome = co_await db_.call([id, now](JobCommands& s) { return s.cancel(id, now); });
     if (outcome == CancelOutcome::cancelled) {
-      results.push_back(json::object{{"id", id}, {"result", "cancelled"}});
+      results.push_back({id, "cancelled", std::nullopt});
       continue;
     }
     std::string why = outcome == CancelOutcome::not_found
                           ? "no job with id " + std::to_string(id)
                           : "job " + std::to_string(id) + " has already ended";
     if (first_error.empty()) first_error = why;
-    results.push_back(json::object{{"id", id}, {"error", why}});
+    results.push_back({id, std::nullopt, why});
   }
   co_return per_job_reply(std::move(results), first_error);
 }
@@ -134,19 +128,16 @@ net::awaitable<json::object> ControlHandlers::execute(PauseRequest& r, PeerCred)
     // Committed first, so a restart keeps the operator's choice.
     co_await db_.call([pause = r.pause](BatchControls& s) { s.set_paused(pause); });
     scheduler_.set_paused(r.pause);
-    co_return json::object{{"paused", r.pause}};
+    co_return to_json(PauseReply{r.pause, std::nullopt});
   }
   auto batch = co_await batch_id_of(*r.batch);
-  if (!batch) co_return json::object{{"error", "no batch " + *r.batch}};
+  if (!batch) co_return to_json(ErrorReply{"no batch " + *r.batch});
   std::int64_t now = unix_ms();
   auto change = co_await db_.call([id = *batch, pause = r.pause, now](BatchControls& s) {
     return pause ? s.pause_batch(id, now) : s.resume_batch(id, now);
   });
   if (!r.pause) scheduler_.wake();
-  co_return json::object{{"batch_id", *batch},
-                         {"paused", r.pause},
-                         {r.pause ? "held" : "released", change.jobs},
-                         {"changed", change.changed}};
+  co_return to_json(PauseReply{r.pause, PauseReply::OfBatch{*batch, change.jobs, change.changed}});
 }
 
 }  // namespace kpsd

@@ -80,18 +80,13 @@ net::awaitable<json::object> ControlHandlers::execute(EnqueueRequest& r, PeerCre
     return s.enqueue(jobs, now, batch);
   };
   auto results = co_await db_.call(std::move(store_jobs));
-  if (!results.error.empty()) co_return json::object{{"error", results.error}};
+  if (!results.error.empty()) co_return to_json(ErrorReply{results.error});
   std::size_t existing = 0;
-  json::array out;
-  out.reserve(results.jobs.size());
-  for (const auto& res : results.jobs) {
-    existing += res.existing ? 1 : 0;
-    out.push_back(json::object{{"id", res.id}, {"existing", res.existing}});
-  }
+  for (const auto& res : results.jobs) existing += res.existing ? 1 : 0;
   spdlog::info("enqueue from {}: {} jobs ({} new, {} already queued) into batch {}", describe(peer),
                count, count - existing, existing, results.batch_id);
   scheduler_.wake();
-  co_return json::object{{"jobs", std::move(out)}, {"batch_id", results.batch_id}};
+  co_return to_json(EnqueueReply{std::move(results.jobs), results.batch_id});
 }
 
 net::awaitable<json::object> ControlHandlers::execute(ListRequest& r, PeerCred) {
@@ -100,14 +95,14 @@ net::awaitable<json::object> ControlHandlers::execute(ListRequest& r, PeerCred) 
     return s.list_page(q, batch, /*with_request_ids=*/false);
   };
   JobPage page = co_await db_.call(std::move(read_page));
-  if (page.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
+  if (page.batch_missing) co_return to_json(ErrorReply{"no batch " + *r.batch});
   co_return job_page_to_json(page, r.query.limit);
 }
 
 net::awaitable<json::object> ControlHandlers::execute(ShowRequest& r, PeerCred) {
   auto found = co_await db_.call([id = r.id](JobQueries& s) { return s.job_with_attempts(id); });
-  if (!found) co_return json::object{{"error", "no job with id " + std::to_string(r.id)}};
-  co_return job_detail_to_json(*found);
+  if (!found) co_return to_json(ErrorReply{"no job with id " + std::to_string(r.id)});
+  co_return to_json(ShowReply(std::move(*found)));
 }
 
 net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred) {
@@ -144,17 +139,17 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
     // Stats are what an operator asks for during an outage: answer with what is known.
     read_problem = e.what();
   }
-  if (read.batch_missing) co_return json::object{{"error", "no batch " + *r.batch}};
-  json::object reply = stats_json(Overview{read.counts, read.oldest, read_problem,
-                                           scheduler_.stats(), std::move(read.paused_batches)},
-                                  now);
-  reply["now_ms"] = now;
-  reply["max_id"] = read.max_id;
-  reply["min_unfinished_id"] =
-      read.min_unfinished_id ? json::value(*read.min_unfinished_id) : json::value(nullptr);
-  if (read.batch) reply["batch"] = batch_to_json(*read.batch);
-  if (r.wait) reply["waiting"] = read.waiting;
-  co_return reply;
+  if (read.batch_missing) co_return to_json(ErrorReply{"no batch " + *r.batch});
+  StatsReply reply;
+  reply.view = stats_view(Overview{read.counts, read.oldest, read_problem, scheduler_.stats(),
+                                   std::move(read.paused_batches)},
+                          now);
+  reply.now_ms = now;
+  reply.max_id = read.max_id;
+  reply.min_unfinished_id = read.min_unfinished_id;
+  reply.batch = std::move(read.batch);
+  if (r.wait) reply.waiting = read.waiting;
+  co_return to_json(reply);
 }
 
 std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool force) {
@@ -170,9 +165,7 @@ std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool forc
 net::awaitable<json::object> ControlHandlers::execute(BatchesRequest& r, PeerCred) {
   auto recent =
       co_await db_.call([limit = r.limit](JobQueries& s) { return s.list_batches(limit); });
-  json::array out;
-  for (const Batch& b : recent) out.push_back(batch_to_json(b));
-  co_return json::object{{"batches", std::move(out)}};
+  co_return to_json(BatchesReply{std::move(recent)});
 }
 
 net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred) {
@@ -180,38 +173,32 @@ net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred)
   std::int64_t before = r.before_ms ? *r.before_ms : now - r.older_than_ms;
   // The guard kpsctl applies holds for every client of the socket (issue 31).
   if (std::string refused = prune_refusal(before, now, r.force || r.dry_run); !refused.empty())
-    co_return json::object{{"error", refused}};
+    co_return to_json(ErrorReply{refused});
   PruneFilter filter{r.state, std::nullopt};
   if (r.batch) {
     filter.batch_id = co_await batch_id_of(*r.batch);
-    if (!filter.batch_id) co_return json::object{{"error", "no batch " + *r.batch}};
+    if (!filter.batch_id) co_return to_json(ErrorReply{"no batch " + *r.batch});
   }
   if (r.dry_run) {
     auto counts = co_await db_.call(
         [before, filter](Pruning& s) { return s.count_prunable(before, filter); });
-    json::array rows;
-    std::int64_t total = 0;
+    PrunePreviewReply preview;
     for (const auto& [key, n] : counts) {
-      rows.push_back(
-          json::object{{"batch_id", key.first}, {"state", to_string(key.second)}, {"jobs", n}});
-      total += n;
+      preview.counts.push_back({key.first, key.second, n});
+      preview.would_prune += n;
     }
-    co_return json::object{{"dry_run", true},
-                           {"would_prune", total},
-                           {"counts", std::move(rows)},
-                           {"before_ms", before}};
+    preview.before_ms = before;
+    co_return to_json(preview);
   }
   // Well inside kpsctl's 60 s reply timeout; kpsctl asks again while "more" is true.
   PruneProgress p = co_await prune_finished_jobs(db_, before, std::chrono::seconds(20), filter);
   metrics_.jobs_pruned += static_cast<std::uint64_t>(p.pruned);
-  co_return json::object{{"pruned", p.pruned}, {"more", p.more}, {"before_ms", before}};
+  co_return to_json(PruneReply{p.pruned, p.more, before});
 }
 
 net::awaitable<json::object> ControlHandlers::execute(VersionRequest&, PeerCred) {
   int schema = db_.schema_version();
-  co_return json::object{{"version", KPSD_VERSION},
-                         {"schema_version", schema},
-                         {"pid", static_cast<std::int64_t>(::getpid())}};
+  co_return to_json(VersionReply{KPSD_VERSION, schema, static_cast<std::int64_t>(::getpid())});
 }
 
 std::string ControlHandlers::summary(const ControlRequest& r) {
@@ -250,14 +237,11 @@ std::string ControlHandlers::summary(const ControlRequest& r) {
 }
 
 net::awaitable<json::object> ControlHandlers::execute(ReloadRequest&, PeerCred) {
-  if (!reload_) co_return json::object{{"error", "reload is not available here"}};
+  if (!reload_) co_return to_json(ErrorReply{"reload is not available here"});
   ReloadOutcome outcome = reload_();
-  json::array applied, need_restart;
-  for (const auto& a : outcome.applied) applied.emplace_back(a);
-  for (const auto& n : outcome.need_restart) need_restart.emplace_back(n);
-  json::object reply{{"applied", std::move(applied)}, {"need_restart", std::move(need_restart)}};
-  if (!outcome.error.empty()) reply.emplace("error", outcome.error);
-  co_return reply;
+  ReloadReply reply{std::move(outcome.applied), std::move(outcome.need_restart), std::nullopt};
+  if (!outcome.error.empty()) reply.error = outcome.error;
+  co_return to_json(reply);
 }
 
 }  // namespace kpsd

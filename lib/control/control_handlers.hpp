@@ -5,6 +5,7 @@
 #include "control/peer_identity.hpp"
 #include "control/reload.hpp"
 #include "protocol/control_protocol.hpp"
+#include "protocol/control_reply.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 
 namespace kpsd {
 
@@ -13,23 +12,11 @@ namespace json = boost::json;
 
 namespace {
 
-// A rate or share as JSON: a whole value as an integer (Boost.JSON writes the double 40 as
-// `4E1`), another one as the double it is.
-json::value number(double d) {
-  constexpr double exact = 9007199254740992.0;  // 2^53: every integer below is a double
-  if (std::trunc(d) == d && std::fabs(d) < exact) return static_cast<std::int64_t>(d);
-  return d;
-}
-
-json::array paused_batches_json(const std::vector<Batch>& batches) {
-  json::array out;
+std::vector<PausedBatchView> paused_batches_view(const std::vector<Batch>& batches) {
+  std::vector<PausedBatchView> out;
   for (const Batch& b : batches) {
-    json::object o{{"id", b.id},
-                   {"reason", b.paused ? to_string(*b.paused) : "operator"},
-                   {"paused_at", b.paused_at}};
-    o["name"] = b.name ? json::value(*b.name) : json::value(nullptr);
-    o["detail"] = b.paused_detail ? json::value(*b.paused_detail) : json::value(nullptr);
-    out.push_back(std::move(o));
+    out.push_back({b.id, b.name, std::string(b.paused ? to_string(*b.paused) : "operator"),
+                   b.paused_at, b.paused_detail});
   }
   return out;
 }
@@ -50,46 +37,36 @@ std::string paused_batches_text(const std::vector<Batch>& batches) {
 
 }  // namespace
 
-json::object stats_json(const Overview& o, std::int64_t now) {
+StatsView stats_view(const Overview& o, std::int64_t now) {
   const Scheduler::Stats& st = o.scheduler;
   auto since = [now](std::int64_t at) { return std::max<std::int64_t>(0, now - at); };
-  json::object states;
-  std::int64_t total = 0;
-  for (const auto& [state, n] : o.counts) {
-    states[to_string(state)] = n;
-    total += n;
-  }
-  json::object store{{"writable", st.store_writable}, {"outcomes_waiting", st.outcomes_waiting}};
+  StatsView v;
+  v.states = o.counts;
+  v.in_flight = st.in_flight;
+  v.rate_per_second = st.rate_per_second;
+  v.send_rate_per_second = st.send_rate_per_second;
+  v.configured_rate_per_second = st.configured_rate_per_second;
+  v.throttled_share = st.throttled_share;
+  v.quota = {st.holding_for_quota, st.quota_window_ms, st.quota_calls};
+  v.paused = st.paused;
+  v.stopping = st.stopping;
+  if (o.oldest_queued_due) v.oldest_queued_ms = since(*o.oldest_queued_due);
+  v.store.writable = st.store_writable;
+  v.store.outcomes_waiting = st.outcomes_waiting;
   if (!st.store_writable) {
-    store["problem"] = st.store_problem;
-    store["down_ms"] = since(st.store_down_since_ms);
+    v.store.problem = st.store_problem;
+    v.store.down_ms = since(st.store_down_since_ms);
   }
-  if (!o.read_problem.empty()) store["read_problem"] = o.read_problem;
-  json::value blocked = nullptr;
+  if (!o.read_problem.empty()) v.store.read_problem = o.read_problem;
   if (!st.blocked_reason.empty()) {
-    blocked = json::object{{"reason", st.blocked_reason},
-                           {"cause", st.blocked_cause},
-                           {"for_ms", since(st.blocked_since_ms)}};
+    v.blocked = StatsView::Blocked{st.blocked_reason, std::string(st.blocked_cause),
+                                   since(st.blocked_since_ms)};
   }
-  return json::object{
-      {"states", std::move(states)},
-      {"total", total},
-      {"in_flight", st.in_flight},
-      {"rate_per_second", number(st.rate_per_second)},
-      {"send_rate_per_second", number(st.send_rate_per_second)},
-      {"configured_rate_per_second", number(st.configured_rate_per_second)},
-      {"throttled_share", number(st.throttled_share)},
-      {"quota", json::object{{"holding", st.holding_for_quota},
-                             {"window_ms", st.quota_window_ms},
-                             {"calls", st.quota_calls}}},
-      {"paused", st.paused},
-      {"stopping", st.stopping},
-      {"oldest_queued_ms",
-       o.oldest_queued_due ? json::value(since(*o.oldest_queued_due)) : json::value(nullptr)},
-      {"store", std::move(store)},
-      {"blocked", std::move(blocked)},
-      {"paused_batches", paused_batches_json(o.paused_batches)}};
+  v.paused_batches = paused_batches_view(o.paused_batches);
+  return v;
 }
+
+json::object stats_json(const Overview& o, std::int64_t now) { return to_json(stats_view(o, now)); }
 
 Metrics::Gauges metrics_gauges(const Overview& o, std::int64_t now) {
   const Scheduler::Stats& st = o.scheduler;

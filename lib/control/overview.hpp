@@ -4,6 +4,7 @@
 // /api/overview), the gauges of /metrics, and systemd's STATUS= line. No I/O.
 #include "model/job.hpp"
 #include "model/metrics.hpp"
+#include "protocol/control_reply.hpp"
 #include "scheduling/scheduler.hpp"
 #include "store/job_store.hpp"
 
@@ -24,9 +25,11 @@ struct Overview {
   std::vector<Batch> paused_batches;  // batches whose jobs are held (JobStore::paused_batches)
 };
 
-// Jobs per state and their total, the oldest queued job's wait, and the scheduler's state
-// (rates, quota, pause, store, blocked). Each caller adds its own fields. Fields are only ever
-// added: scripts read them. `now_ms`: Unix ms.
+// Jobs per state, the oldest queued job's wait, and the scheduler's state (rates, quota, pause,
+// store, blocked), as the stats reply's view (protocol/control_reply.hpp). `now_ms`: Unix ms.
+StatsView stats_view(const Overview& overview, std::int64_t now_ms);
+// The view as JSON, with the jobs' total. Each caller adds its own fields. Fields are only ever
+// added: scripts read them.
 boost::json::object stats_json(const Overview& overview, std::int64_t now_ms);
 
 // The gauges /metrics renders (Metrics::render); jobs_known is false when the store could not

@@ -13,18 +13,18 @@ namespace json = boost::json;
 
 namespace {
 
-void print_retry_counts(const json::object& reply) {
-  std::cout << "requeued " << int_of(reply, "requeued") << ", rechecking "
-            << int_of(reply, "rechecking") << " pending tasks";
-  if (auto skipped = int_of(reply, "skipped_key_gone")) {
+void print_retry_counts(const RetryCountsReply& reply) {
+  std::cout << "requeued " << reply.requeued << ", rechecking " << reply.rechecking
+            << " pending tasks";
+  if (auto skipped = reply.skipped_key_gone) {
     std::cout << "; skipped " << skipped
               << " replace-form jobs whose key is gone (enqueue them again with their key)";
   }
-  if (auto skipped = int_of(reply, "skipped_call_in_flight")) {
+  if (auto skipped = reply.skipped_call_in_flight) {
     std::cout << "; skipped " << skipped
               << " cancelled jobs whose call is still in flight (retry once it has ended)";
   }
-  if (auto skipped = int_of(reply, "skipped_server_busy")) {
+  if (auto skipped = reply.skipped_server_busy) {
     std::cout << "; skipped " << skipped
               << " jobs whose server already has an unfinished job (one per server)";
   }
@@ -33,25 +33,25 @@ void print_retry_counts(const json::object& reply) {
 
 // A reply to several job ids: one line per job ("job 7: cancelled"), refusals on stderr; exit
 // 1 when any was refused.
-int print_per_job(const Options& opt, const json::object& reply, const std::string& done_key) {
-  bool all_ok = !reply.contains("error");
+int print_per_job(const Options& opt, const json::object& raw) {
+  PerJobReply reply;
+  if (std::string why = parse_reply(raw, reply); !why.empty()) {
+    return fail(opt, exit_failed, bad_reply(why));
+  }
+  bool all_ok = !reply.error;
   if (opt.json()) {
-    print_json(reply);
+    print_json(raw);
     return all_ok ? exit_ok : exit_failed;
   }
-  if (auto* results = reply.if_contains("results"); results && results->is_array()) {
-    for (const auto& v : results->as_array()) {
-      const json::object& r = v.as_object();
-      if (r.contains("error")) {
-        print_error(text_of(r, "error"));
-      } else {
-        std::cout << "job " << int_of(r, "id") << ": " << text_of(r, done_key) << "\n";
-      }
+  if (reply.results.empty() && reply.error) {  // one job, refused
+    print_error("kpsd refused the request: " + printable(*reply.error));
+  }
+  for (const JobResult& r : reply.results) {
+    if (r.error) {
+      print_error(text_of(r.error));
+    } else {
+      std::cout << "job " << r.id << ": " << text_of(r.result) << "\n";
     }
-  } else if (!all_ok) {  // one job, refused
-    print_error("kpsd refused the request: " + text_of(reply, "error"));
-  } else {
-    std::cout << "job " << int_of(reply, "id") << ": " << text_of(reply, done_key) << "\n";
   }
   return all_ok ? exit_ok : exit_failed;
 }
@@ -62,25 +62,26 @@ namespace {
 
 // retry and cancel have one shape: several job ids get a line each; a state or a batch gets
 // counts, printed by `print_counts`.
-template <class Request>
+template <class Request, class Counts>
 int send_bulk(const Options& opt, const BulkArgs& a, Request req,
-              void (*print_counts)(const json::object&)) {
+              void (*print_counts)(const Counts&)) {
   ControlClient client(opt.socket);
   req.ids = a.ids;
   if (!a.batch.empty()) req.batch = a.batch;
-  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)), "result");
-  auto reply = ask(opt, client, to_json(req));
+  if (!a.ids.empty()) return print_per_job(opt, client.request(to_json(req)));
+  json::object raw;
+  auto reply = ask_for<Counts>(opt, client, to_json(req), &raw);
   if (!reply) return exit_failed;
   if (opt.json()) {
-    print_json(*reply);
+    print_json(raw);
   } else {
     print_counts(*reply);
   }
   return exit_ok;
 }
 
-void print_cancel_counts(const json::object& reply) {
-  std::cout << "batch " << int_of(reply, "batch_id") << ": cancelled " << int_of(reply, "cancelled")
+void print_cancel_counts(const CancelBatchReply& reply) {
+  std::cout << "batch " << reply.batch_id << ": cancelled " << reply.cancelled
             << " unfinished jobs\n";
 }
 
@@ -108,15 +109,14 @@ namespace {
 
 // After a global resume: the batches that are still paused (a batch's pause is its own).
 void name_paused_batches(ControlClient& client) {
-  json::object reply = client.request(to_json(StatsRequest{}));
-  auto* batches = reply.if_contains("paused_batches");
-  if (!batches || !batches->is_array()) return;
-  for (const auto& v : batches->as_array()) {
-    const json::object& b = v.as_object();
-    std::string name = text_of(b, "name");
-    std::cout << "batch " << int_of(b, "id") << (name.empty() ? "" : " (" + printable(name) + ")")
-              << " is still paused (" << text_of(b, "reason") << "): kpsctl resume --batch "
-              << int_of(b, "id") << "\n";
+  StatsReply stats;
+  // A courtesy: a reply that does not say (or does not parse) names none.
+  if (!parse_reply(client.request(to_json(StatsRequest{})), stats).empty()) return;
+  for (const PausedBatchView& b : stats.view.paused_batches) {
+    std::string name = text_of(b.name);
+    std::cout << "batch " << b.id << (name.empty() ? "" : " (" + printable(name) + ")")
+              << " is still paused (" << printable(b.reason) << "): kpsctl resume --batch " << b.id
+              << "\n";
   }
 }
 
@@ -126,30 +126,33 @@ int cmd_pause(const Options& opt, bool pause, const std::string& batch) {
   ControlClient client(opt.socket);
   PauseRequest req{pause, std::nullopt};
   if (!batch.empty()) req.batch = batch;
-  auto reply = ask(opt, client, to_json(req));
+  json::object raw;
+  auto reply = ask_for<PauseReply>(opt, client, to_json(req), &raw);
   if (!reply) return exit_failed;
-  std::string id = text_of(*reply, "batch_id");
+  // A batch's pause says what it did to the batch (a reply without it: as if it held none).
+  PauseReply::OfBatch of = reply->batch.value_or(PauseReply::OfBatch{0, 0, true});
+  std::string id = reply->batch ? std::to_string(of.batch_id) : std::string();
   if (opt.json()) {
-    print_json(*reply);
+    print_json(raw);
   } else if (batch.empty() && pause) {
     std::cout << "paused: no new calls until kpsctl resume\n";
   } else if (batch.empty()) {
     std::cout << "resumed\n";
     name_paused_batches(client);
-  } else if (pause && text_of(*reply, "changed") == "false") {
+  } else if (pause && !of.changed) {
     std::cout << "batch " << id
               << " was already paused (kpsctl stats says why); its jobs stay held until kpsctl "
                  "resume --batch "
               << batch << "\n";
-  } else if (pause && int_of(*reply, "held") == 0) {
+  } else if (pause && of.jobs == 0) {
     std::cout << "batch " << id << " paused: its queued jobs were already held (a canary); none "
               << "starts until kpsctl resume --batch " << batch << " (calls in flight finish)\n";
   } else if (pause) {
-    std::cout << "batch " << id << " paused: " << int_of(*reply, "held")
+    std::cout << "batch " << id << " paused: " << of.jobs
               << " queued jobs held until kpsctl resume --batch " << batch
               << " (calls in flight finish)\n";
   } else {
-    std::cout << "batch " << id << " resumed: " << int_of(*reply, "released") << " jobs released\n";
+    std::cout << "batch " << id << " resumed: " << of.jobs << " jobs released\n";
   }
   return exit_ok;
 }

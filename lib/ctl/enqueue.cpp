@@ -125,10 +125,10 @@ std::string taken_batch_name(const Options& opt, const EnqueueArgs& a) {
     ControlClient client(opt.socket);
     StatsRequest req;
     req.batch = a.batch;
-    json::object reply = client.request(to_json(req));
-    auto* b = reply.if_contains("batch");
-    if (!b || !b->is_object()) return {};
-    return "enqueue: --batch `" + a.batch + "` is taken (batch " + text_of(b->as_object(), "id") +
+    // A refusal ("no batch ...") has no batch: the name is free.
+    StatsReply reply;
+    if (!parse_reply(client.request(to_json(req)), reply).empty() || !reply.batch) return {};
+    return "enqueue: --batch `" + a.batch + "` is taken (batch " + std::to_string(reply.batch->id) +
            "); choose another name";
   } catch (const NotPermitted&) {
     throw;  // said by the caller, as for every command
@@ -180,29 +180,42 @@ struct BatchSender {
       if (!args.batch.empty()) request.batch.name = args.batch;
       request.batch.brakes = brakes;
     }
-    json::object reply = client.request(to_json(request));
-    if (auto* ok = reply.if_contains("ok"); !ok || !ok->is_bool() || !ok->as_bool()) {
-      refusal = "kpsd refused the request: " + text_of(reply, "error");
-      return false;
-    }
-    batch_id = int_of(reply, "batch_id");
-    const json::array& res = reply.at("jobs").as_array();
+    auto reply = typed_reply(client.request(to_json(request)));
+    if (!reply) return false;
+    batch_id = reply->batch_id;
+    const std::vector<EnqueueResult>& res = reply->jobs;
     for (std::size_t i = 0; i < res.size() && i < chunk.size(); ++i) {
-      const json::object& r = res[i].as_object();
-      bool dup = r.at("existing").as_bool();
+      bool dup = res[i].existing;
       existing += dup ? 1 : 0;
       if (opt.json()) {
         std::cout << (total ? "," : "")
                   << to_json_text(json::object{
-                         {"id", r.at("id")}, {"server_id", chunk[i].server_id}, {"existing", dup}});
+                         {"id", res[i].id}, {"server_id", chunk[i].server_id}, {"existing", dup}});
       } else if (job_lines) {
-        std::cout << int_of(r, "id") << "\t" << chunk[i].server_id
+        std::cout << res[i].id << "\t" << chunk[i].server_id
                   << (dup ? "\talready queued" : "\tqueued") << "\n";
       }
       ++total;
     }
     if (progress) std::cerr << "\renqueued " << total << " jobs..." << std::flush;
     return true;
+  }
+
+  // An enqueue's reply, or nullopt with `refusal` saying why not (refused, or not readable).
+  std::optional<EnqueueReply> typed_reply(const json::object& raw) {
+    ReplyEnvelope envelope;
+    EnqueueReply reply;
+    std::string why = parse_reply(raw, envelope);
+    if (why.empty() && !envelope.ok) {
+      refusal = "kpsd refused the request: " + printable(envelope.error);
+      return std::nullopt;
+    }
+    if (why.empty()) why = parse_reply(raw, reply);
+    if (!why.empty()) {
+      refusal = bad_reply(why);
+      return std::nullopt;
+    }
+    return reply;
   }
 
   // The ids given as arguments, in chunks.

@@ -53,12 +53,21 @@ int watch(const Options& opt, const std::string& title, const std::function<int(
 std::optional<json::object> ask(const Options& opt, ControlClient& client,
                                 const json::object& req) {
   json::object reply = client.request(req);
-  auto* ok = reply.if_contains("ok");
-  if (!ok || !ok->is_bool() || !ok->as_bool()) {
-    fail(opt, exit_failed, "kpsd refused the request: " + text_of(reply, "error"));
+  ReplyEnvelope envelope;
+  if (std::string why = parse_reply(reply, envelope); !why.empty()) {
+    fail(opt, exit_failed, bad_reply(why));
+    return std::nullopt;
+  }
+  if (!envelope.ok) {
+    fail(opt, exit_failed, "kpsd refused the request: " + printable(envelope.error));
     return std::nullopt;
   }
   return reply;
+}
+
+std::string bad_reply(std::string_view why) {
+  // A kpsd and a kpsctl of different versions, most likely: say which field, not a crash.
+  return "kpsd sent a reply kpsctl cannot read: " + std::string(why);
 }
 
 namespace {
@@ -170,37 +179,27 @@ std::string format_time(std::int64_t ms) {
   return buf;
 }
 
-std::string text_of(const json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  if (!v || v->is_null()) return "";
+std::string text_of(const std::optional<std::string>& v) {
   // Every cell of every table, CSV row and `show` line comes through here: a server id, a
   // reason or a task status from the API or the database is shown, never obeyed (issue 31).
-  if (v->is_string()) return printable(v->as_string());
-  return to_json_text(*v);
+  return v ? printable(*v) : std::string();
 }
 
-std::int64_t int_of(const json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  if (v && v->is_int64()) return v->as_int64();
-  if (v && v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
-  return 0;
+std::string text_of(const std::optional<std::int64_t>& v) {
+  return v ? std::to_string(*v) : std::string();
 }
 
-double number_of(const json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  if (!v) return 0;
-  if (v->is_double()) return v->as_double();
-  if (v->is_int64()) return static_cast<double>(v->as_int64());
-  if (v->is_uint64()) return static_cast<double>(v->as_uint64());
-  return 0;
+std::int64_t count_of(const std::map<JobState, std::int64_t>& states, JobState s) {
+  auto it = states.find(s);
+  return it == states.end() ? 0 : it->second;
 }
 
-std::string reason_of(const json::object& j) {
-  std::string reason = text_of(j, "error_code");
-  std::string msg = text_of(j, "error_msg");
+std::string reason_of(const Job& j) {
+  std::string reason = text_of(j.error_code);
+  std::string msg = text_of(j.error_msg);
   if (!msg.empty()) reason += (reason.empty() ? "" : " ") + msg;
-  std::string task = text_of(j, "task_error_code");
-  std::string task_msg = text_of(j, "task_error_msg");
+  std::string task = text_of(j.task_error_code);
+  std::string task_msg = text_of(j.task_error_msg);
   if (!task_msg.empty()) task += (task.empty() ? "" : " ") + task_msg;
   if (!task.empty()) reason += (reason.empty() ? "" : "; ") + ("task: " + task);
   return reason;

@@ -1,9 +1,11 @@
 #pragma once
 // How kpsctl prints: the output format, errors (JSON on stdout under --json, a line on stderr
-// otherwise), JSON with integers as integers, CSV fields, times, and reading reply fields.
+// otherwise), JSON with integers as integers, CSV fields, times, and reading typed replies.
 #include "core/exit_codes.hpp"
 #include "core/outside_text.hpp"
 #include "ctl/control_client.hpp"
+#include "model/job.hpp"
+#include "protocol/control_reply.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -11,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,9 +53,36 @@ using kpsd::spreadsheet_safe;
 // out; bad input (2) and no permission (77) end it with that code.
 int watch(const Options& opt, const std::string& title, const std::function<int()>& once);
 
-// Sends a request; a refused one is reported through fail() and yields nullopt.
+// Sends a request; a refused one (or one whose envelope does not parse) is reported through
+// fail() and yields nullopt. The reply as kpsd sent it: --json prints it so.
 std::optional<boost::json::object> ask(const Options& opt, ControlClient& client,
                                        const boost::json::object& req);
+
+// What kpsctl says of a reply that does not parse as the one asked for (`why` names the field).
+std::string bad_reply(std::string_view why);
+
+// `reply` read as a `Reply`; one that does not parse is reported through fail() (one error
+// line, exit 1 by the caller): nullopt.
+template <class Reply>
+std::optional<Reply> read_as(const Options& opt, const boost::json::object& reply) {
+  Reply out;
+  if (std::string why = parse_reply(reply, out); !why.empty()) {
+    fail(opt, exit_failed, bad_reply(why));
+    return std::nullopt;
+  }
+  return out;
+}
+
+// ask(), then read_as<Reply>(); `raw` (when given) gets the reply as sent, for --json.
+template <class Reply>
+std::optional<Reply> ask_for(const Options& opt, ControlClient& client,
+                             const boost::json::object& req, boost::json::object* raw = nullptr) {
+  auto reply = ask(opt, client, req);
+  if (!reply) return std::nullopt;
+  auto typed = read_as<Reply>(opt, *reply);
+  if (typed && raw) *raw = std::move(*reply);
+  return typed;
+}
 
 // JSON text with every whole number written as an integer (Boost.JSON writes 13.0 as 1.3E1)
 // and other numbers in their shortest form.
@@ -64,12 +94,14 @@ void print_json(const boost::json::value& v);  // one line on stdout
 std::string csv_field(std::string_view text);
 
 std::string format_time(std::int64_t unix_ms);  // RFC 3339 UTC; "-" for 0
-// A reply field as text to show: printable() (controls, C1, bidi escaped); "" if null/absent.
-std::string text_of(const boost::json::object& o, std::string_view key);
-std::int64_t int_of(const boost::json::object& o, std::string_view key);  // 0 if absent
-double number_of(const boost::json::object& o, std::string_view key);     // 0 if absent
+// A reply's field as text to show: printable() (controls, C1, bidi escaped); "" when unset.
+std::string text_of(const std::optional<std::string>& v);
+std::string text_of(const std::optional<std::int64_t>& v);
+
+// Jobs in state `s` of a reply's counts (0 when it has none).
+std::int64_t count_of(const std::map<JobState, std::int64_t>& states, JobState s);
 
 // Why a job ended as it did: its error, or the task's reason for a FAILED_* task.
-std::string reason_of(const boost::json::object& job);
+std::string reason_of(const Job& job);
 
 }  // namespace kpsd::ctl

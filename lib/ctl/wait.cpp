@@ -3,6 +3,7 @@
 #include "ctl/durations.hpp"
 #include "model/job.hpp"
 #include "protocol/control_protocol.hpp"
+#include "protocol/job_json.hpp"
 
 #include <boost/json.hpp>
 
@@ -21,11 +22,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// What one look at the waited-for jobs found.
+using StateCounts = std::map<JobState, std::int64_t>;
+
+// What one look at the waited-for jobs found: the jobs (ids) or their counts (a batch, a bare
+// wait), as printed at the end.
 struct WaitLook {
   bool done = true;
   bool all_succeeded = true;
-  json::object summary;  // "states" or "jobs", as printed at the end
+  std::optional<std::vector<Job>> jobs;
+  StateCounts states;
+  std::optional<Batch> batch;
 };
 
 // A connection that comes back: kpsd may restart while an operator waits for a batch.
@@ -43,10 +49,13 @@ class Reconnecting {
         if (away_) std::cerr << "kpsctl: warning: wait: kpsd is back\n";
         away_ = false;
         reached_ = true;
-        auto* ok = reply.if_contains("ok");
-        if (!ok || !ok->is_bool() || !ok->as_bool()) {
+        ReplyEnvelope envelope;
+        std::string why = parse_reply(reply, envelope);
+        if (!why.empty() || !envelope.ok) {
           refused = true;
-          fail(opt_, exit_failed, "kpsd refused the request: " + text_of(reply, "error"));
+          fail(opt_, exit_failed,
+               !why.empty() ? bad_reply(why)
+                            : "kpsd refused the request: " + printable(envelope.error));
           return std::nullopt;
         }
         return reply;
@@ -69,6 +78,15 @@ class Reconnecting {
       }
     }
   }
+  // ask_until(), read as a Reply; one that does not parse is reported and counts as refused.
+  template <class Reply>
+  std::optional<Reply> ask_for(const json::object& req, Clock::time_point deadline, bool& refused) {
+    auto reply = ask_until(req, deadline, refused);
+    if (!reply) return std::nullopt;
+    auto typed = read_as<Reply>(opt_, *reply);
+    if (!typed) refused = true;
+    return typed;
+  }
   const std::string& last_error() const { return last_error_; }
 
  private:
@@ -86,11 +104,11 @@ class Progress {
   explicit Progress(const Options& opt)
       : on_(!opt.json() && ::isatty(STDERR_FILENO) == 1), start_(Clock::now()) {}
   bool on() const { return on_; }
-  void show(const json::object& states) {
+  void show(const StateCounts& states) {
     if (!on_) return;
     std::int64_t ended = 0, total = 0;
     for (JobState s : all_job_states) {
-      std::int64_t n = int_of(states, to_string(s));
+      std::int64_t n = count_of(states, s);
       total += n;
       if (is_terminal(s)) ended += n;
     }
@@ -99,10 +117,12 @@ class Progress {
                  "\r\033[Kwaiting: %lld/%lld ended (%lld failed, %lld cancelled), %lld "
                  "running, %lld queued or retrying; %s",
                  static_cast<long long>(ended), static_cast<long long>(total),
-                 static_cast<long long>(int_of(states, "failed")),
-                 static_cast<long long>(int_of(states, "cancelled")),
-                 static_cast<long long>(int_of(states, "running") + int_of(states, "delivered")),
-                 static_cast<long long>(int_of(states, "queued") + int_of(states, "retrying")),
+                 static_cast<long long>(count_of(states, JobState::failed)),
+                 static_cast<long long>(count_of(states, JobState::cancelled)),
+                 static_cast<long long>(count_of(states, JobState::running) +
+                                        count_of(states, JobState::delivered)),
+                 static_cast<long long>(count_of(states, JobState::queued) +
+                                        count_of(states, JobState::retrying)),
                  format_duration_ms(elapsed.count()).c_str());
     shown_ = true;
   }
@@ -123,20 +143,36 @@ bool fails_wait(JobState s, bool strict) {
   return s == JobState::failed || (strict && s == JobState::cancelled);
 }
 
-WaitLook look_at_states(const json::object& states, bool strict) {
+WaitLook look_at_states(const StateCounts& states, bool strict) {
   WaitLook look;
   for (JobState s : all_job_states) {
-    std::int64_t n = int_of(states, to_string(s));
+    std::int64_t n = count_of(states, s);
     if (!is_terminal(s) && n > 0) look.done = false;
     if (fails_wait(s, strict) && n > 0) look.all_succeeded = false;
   }
-  look.summary["states"] = states;
+  look.states = states;
   return look;
+}
+
+// The --json document's fields from the reply: the jobs, or the counts and the batch.
+json::object summary_json(const WaitLook& look) {
+  json::object out;
+  if (look.jobs) {
+    json::array jobs;
+    for (const Job& j : *look.jobs) jobs.push_back(job_to_json(j));
+    out["jobs"] = std::move(jobs);
+    return out;
+  }
+  json::object states;
+  for (const auto& [state, n] : look.states) states[to_string(state)] = n;
+  out["states"] = std::move(states);
+  if (look.batch) out["batch"] = batch_to_json(*look.batch);
+  return out;
 }
 
 void print_wait_summary(const Options& opt, const WaitLook& look) {
   if (opt.json()) {
-    json::object out = look.summary;
+    json::object out = summary_json(look);
     // ok follows the exit code, as in every kpsctl document: a wait over a failure is not ok.
     out["ok"] = look.all_succeeded;
     out["all_succeeded"] = look.all_succeeded;
@@ -144,25 +180,22 @@ void print_wait_summary(const Options& opt, const WaitLook& look) {
     print_json(out);
     return;
   }
-  if (auto* jobs = look.summary.if_contains("jobs")) {
+  if (look.jobs) {
     if (opt.format == Format::csv && opt.headers) std::cout << "id,state,reason\n";
-    for (const auto& v : jobs->as_array()) {
-      const json::object& j = v.as_object();
+    for (const Job& j : *look.jobs) {
       if (opt.format == Format::csv) {
-        std::cout << int_of(j, "id") << "," << text_of(j, "state") << "," << csv_field(reason_of(j))
-                  << "\n";
+        std::cout << j.id << "," << to_string(j.state) << "," << csv_field(reason_of(j)) << "\n";
       } else {
-        std::printf("job %lld %s%s\n", static_cast<long long>(int_of(j, "id")),
-                    text_of(j, "state").c_str(),
+        std::printf("job %lld %s%s\n", static_cast<long long>(j.id),
+                    std::string(to_string(j.state)).c_str(),
                     reason_of(j).empty() ? "" : (": " + reason_of(j)).c_str());
       }
     }
     return;
   }
-  const json::object& states = look.summary.at("states").as_object();
   if (opt.format == Format::csv && opt.headers) std::cout << "state,jobs\n";
   for (JobState s : all_job_states) {
-    std::int64_t n = int_of(states, to_string(s));
+    std::int64_t n = count_of(look.states, s);
     if (opt.format == Format::csv) {
       std::cout << to_string(s) << "," << n << "\n";
     } else if (n > 0 || is_terminal(s)) {
@@ -183,15 +216,13 @@ void name_failures(const Options& opt, const WaitArgs& a,
   if (bare) req.query.after_id = bare->min_id - 1;
   try {
     ControlClient client(opt.socket);
-    json::object reply = client.request(to_json(req));
-    auto* jobs = reply.if_contains("jobs");
-    if (!jobs || !jobs->is_array()) return;
+    ListReply reply;
+    if (!parse_reply(client.request(to_json(req)), reply).empty()) return;
     std::string lines;
     std::int64_t n = 0;
-    for (const auto& v : jobs->as_array()) {
-      const json::object& j = v.as_object();
-      if (bare && int_of(j, "id") > bare->max_id) break;
-      lines += "  job " + std::to_string(int_of(j, "id")) + " (" + text_of(j, "server_id") +
+    for (const Job& j : reply.jobs) {
+      if (bare && j.id > bare->max_id) break;
+      lines += "  job " + std::to_string(j.id) + " (" + printable(j.server_id) +
                "): " + reason_of(j) + "\n";
       ++n;
     }
@@ -253,36 +284,30 @@ class Waiter {
   // A bare wait follows the jobs that are unfinished now: failures from before it started are
   // history, and jobs queued after it are someone else's.
   bool start_bare() {
-    auto start = kpsd_.ask_until(to_json(StatsRequest{}), deadline_, refused_);
+    auto start = kpsd_.ask_for<StatsReply>(to_json(StatsRequest{}), deadline_, refused_);
     if (!start) return false;
     // Nothing unfinished: nothing to wait for (min_id past max_id counts no job).
-    std::int64_t max_id = int_of(*start, "max_id");
-    std::int64_t min_id =
-        start->at("min_unfinished_id").is_null() ? max_id + 1 : int_of(*start, "min_unfinished_id");
-    bare_filter_ = StatsRequest::UnfinishedSince{min_id, max_id, int_of(*start, "now_ms")};
+    std::int64_t max_id = start->max_id;
+    std::int64_t min_id = start->min_unfinished_id.value_or(max_id + 1);
+    bare_filter_ = StatsRequest::UnfinishedSince{min_id, max_id, start->now_ms};
     return true;
   }
 
   std::optional<WaitLook> look_at_ids() {
     WaitLook look;
-    json::array jobs;
-    json::object counts;
+    look.jobs.emplace();
+    StateCounts counts;
     bool held = false;
     for (std::int64_t id : a_.ids) {
-      auto reply = kpsd_.ask_until(to_json(ShowRequest{id}), deadline_, refused_);
+      auto reply = kpsd_.ask_for<ShowReply>(to_json(ShowRequest{id}), deadline_, refused_);
       if (!reply) return std::nullopt;
-      const json::object& j = reply->at("job").as_object();
-      auto state = parse_job_state(text_of(j, "state"));
-      if (!state || !is_terminal(*state)) look.done = false;
-      if (state && fails_wait(*state, a_.strict)) look.all_succeeded = false;
-      held = held || j.contains("held");
-      jobs.push_back(j);
-      if (state) {
-        json::value& n = counts[to_string(*state)];
-        n = (n.is_int64() ? n.as_int64() : 0) + 1;
-      }
+      const Job& j = reply->job;
+      if (!is_terminal(j.state)) look.done = false;
+      if (fails_wait(j.state, a_.strict)) look.all_succeeded = false;
+      held = held || j.held;
+      look.jobs->push_back(j);
+      ++counts[j.state];
     }
-    look.summary["jobs"] = std::move(jobs);
     progress_.show(counts);
     notice(held ? "a job is held: its batch is paused (kpsctl batches says which; kpsctl resume "
                   "--batch B sends it)"
@@ -297,35 +322,29 @@ class Waiter {
     req.wait = !progress_.on();
     if (!a_.batch.empty()) req.batch = a_.batch;
     req.unfinished_since = bare_filter_;
-    auto reply = kpsd_.ask_until(to_json(req), deadline_, refused_);
+    auto reply = kpsd_.ask_for<StatsReply>(to_json(req), deadline_, refused_);
     if (!reply) return std::nullopt;
     WaitLook look;
-    auto* waiting = reply->if_contains("waiting");
-    if (waiting && waiting->is_bool() && waiting->as_bool()) {
+    if (reply->waiting.value_or(false)) {
       look.done = false;
     } else {
-      look = look_at_states(reply->at("states").as_object(), a_.strict);
-      if (!look.done) progress_.show(reply->at("states").as_object());
+      look = look_at_states(reply->view.states, a_.strict);
+      if (!look.done) progress_.show(reply->view.states);
     }
-    if (auto* b = reply->if_contains("batch")) look.summary["batch"] = *b;
+    look.batch = reply->batch;
     if (!look.done) notice(pause_of(*reply));
     return look;
   }
 
   // Why the jobs waited for cannot end: kpsd paused, or the batch paused. "" if neither.
-  static std::string pause_of(const json::object& reply) {
-    if (auto* b = reply.if_contains("batch"); b && b->is_object()) {
-      const json::object& batch = b->as_object();
-      if (std::string reason = text_of(batch, "paused"); !reason.empty()) {
-        std::string id = text_of(batch, "id");
-        return "batch " + id + " is paused (" + reason + "): its held jobs wait for kpsctl " +
-               "resume --batch " + id;
-      }
+  static std::string pause_of(const StatsReply& reply) {
+    if (reply.batch && reply.batch->paused) {
+      std::string reason(to_string(*reply.batch->paused));
+      std::string id = std::to_string(reply.batch->id);
+      return "batch " + id + " is paused (" + reason + "): its held jobs wait for kpsctl " +
+             "resume --batch " + id;
     }
-    auto* paused = reply.if_contains("paused");
-    if (paused && paused->is_bool() && paused->as_bool()) {
-      return "kpsd is paused: no calls start until kpsctl resume";
-    }
+    if (reply.view.paused) return "kpsd is paused: no calls start until kpsctl resume";
     return "";
   }
 

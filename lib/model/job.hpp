@@ -67,6 +67,7 @@ struct Job {
   // Queued or retrying in a paused batch: not claimed until it resumes (next_attempt_at is then
   // the due time it had).
   bool held = false;
+  bool operator==(const Job&) const = default;
 };
 
 struct Attempt {
@@ -76,6 +77,7 @@ struct Attempt {
   std::optional<std::int64_t> finished_at, http_status, latency_ms;
   std::optional<std::string> task_id, delivery_status, error_code, error_msg, request_id;
   std::optional<std::string> look;  // what the look before the next call found (attempts.look)
+  bool operator==(const Attempt&) const = default;
 };
 
 }  // namespace kpsd

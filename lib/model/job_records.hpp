@@ -16,6 +16,7 @@ namespace kpsd {
 struct EnqueueResult {
   std::int64_t id = 0;
   bool existing = false;  // the server already had a non-terminal job: this is its id
+  bool operator==(const EnqueueResult&) const = default;
 };
 
 // Which batch an enqueue adds its jobs to: an existing one (a later chunk of the same
@@ -43,6 +44,7 @@ struct Batch {
   std::optional<std::string> paused_detail;  // what kpsd said when it paused itself
   Brakes brakes;
   std::int64_t ended = 0, failed = 0;  // its own jobs that ended, and failed (migration 0009)
+  bool operator==(const Batch&) const = default;
 };
 
 // A batch that paused itself, or whose canary ended, in a transaction of outcomes: the
@@ -86,6 +88,7 @@ struct JobPage {
 struct JobDetail {
   Job job;
   std::vector<Attempt> attempts;
+  bool operator==(const JobDetail&) const = default;
 };
 
 // Which finished jobs a prune takes (besides their age): one final state, one batch's own jobs.

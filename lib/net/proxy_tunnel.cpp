@@ -12,7 +12,7 @@ namespace net = boost::asio;
 
 namespace {
 
-HttpResult failure(HttpResult::Transport kind, std::string detail) {
+HttpResult tunnel_failure(HttpResult::Transport kind, std::string detail) {
   HttpResult r;
   r.transport = kind;
   r.transport_detail = std::move(detail);
@@ -23,10 +23,11 @@ HttpResult failure(HttpResult::Transport kind, std::string detail) {
 
 HttpResult credentials_refused(const ProxyRoute& proxy, const std::string& answer) {
   std::string who = "proxy " + proxy.text();
-  return failure(HttpResult::Transport::proxy_refused,
-                 proxy.credentials.empty() ? who + " asks for credentials (" + answer +
-                                                 "): set kps.proxy_credentials_file"
-                                           : who + " refused the credentials (" + answer + ")");
+  return tunnel_failure(
+      HttpResult::Transport::proxy_refused,
+      proxy.credentials.empty()
+          ? who + " asks for credentials (" + answer + "): set kps.proxy_credentials_file"
+          : who + " refused the credentials (" + answer + ")");
 }
 
 namespace {
@@ -41,11 +42,11 @@ HttpResult refused(unsigned status, std::string_view reason, const ProxyRoute& p
   // comes from the proxy here: nothing reached the API yet.
   if (status == 407 || status == 401) return credentials_refused(proxy, answer);
   if (status >= 500) {
-    return failure(HttpResult::Transport::connect_failed,
-                   who + " could not reach " + authority + " (" + answer + ")");
+    return tunnel_failure(HttpResult::Transport::connect_failed,
+                          who + " could not reach " + authority + " (" + answer + ")");
   }
-  return failure(HttpResult::Transport::proxy_refused,
-                 who + " refused CONNECT to " + authority + " (" + answer + ")");
+  return tunnel_failure(HttpResult::Transport::proxy_refused,
+                        who + " refused CONNECT to " + authority + " (" + answer + ")");
 }
 
 }  // namespace
@@ -65,9 +66,9 @@ net::awaitable<HttpResult> open_tunnel(beast::tcp_stream& stream, const ProxyRou
   stream.expires_after(timeout);
   auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
   if (wec) {
-    co_return failure(wec == beast::error::timeout ? HttpResult::Transport::timed_out
-                                                   : HttpResult::Transport::connect_failed,
-                      who + ": sending CONNECT: " + wec.message());
+    co_return tunnel_failure(wec == beast::error::timeout ? HttpResult::Transport::timed_out
+                                                          : HttpResult::Transport::connect_failed,
+                             who + ": sending CONNECT: " + wec.message());
   }
   beast::flat_buffer buffer;
   http::response_parser<http::empty_body> parser;
@@ -75,17 +76,17 @@ net::awaitable<HttpResult> open_tunnel(beast::tcp_stream& stream, const ProxyRou
   parser.header_limit(64 * 1024);
   auto [rec, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
   if (rec) {
-    co_return failure(rec == beast::error::timeout ? HttpResult::Transport::timed_out
-                                                   : HttpResult::Transport::connect_failed,
-                      who + ": no answer to CONNECT " + authority + ": " + rec.message());
+    co_return tunnel_failure(rec == beast::error::timeout ? HttpResult::Transport::timed_out
+                                                          : HttpResult::Transport::connect_failed,
+                             who + ": no answer to CONNECT " + authority + ": " + rec.message());
   }
   unsigned status = parser.get().result_int();
   if (status / 100 != 2) co_return refused(status, parser.get().reason(), proxy, authority);
   // The server speaks first in nothing: TLS starts with kpsd's ClientHello. Bytes already here
   // would be read as the handshake's answer: a broken proxy, not one to trust.
   if (buffer.size() > 0) {
-    co_return failure(HttpResult::Transport::connect_failed,
-                      who + " sent data after its CONNECT answer");
+    co_return tunnel_failure(HttpResult::Transport::connect_failed,
+                             who + " sent data after its CONNECT answer");
   }
   co_return HttpResult{};
 }

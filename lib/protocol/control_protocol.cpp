@@ -1,6 +1,7 @@
 #include "protocol/control_protocol.hpp"
 
 #include "core/zeroing_storage.hpp"
+#include "protocol/control_reply.hpp"
 #include "protocol/duplicate_keys.hpp"
 
 #include <boost/json.hpp>
@@ -339,10 +340,7 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
 }
 
 std::string error_reply(std::string_view message) {
-  json::object o;
-  o["ok"] = false;
-  o["error"] = message;
-  return json::serialize(o) + "\n";
+  return json::serialize(to_json(ReplyEnvelope{false, std::string(message)})) + "\n";
 }
 
 }  // namespace kpsd

@@ -1,5 +1,7 @@
 #include "protocol/job_json.hpp"
 
+#include "protocol/control_reply.hpp"
+
 #include <boost/json.hpp>
 
 namespace kpsd {
@@ -89,23 +91,12 @@ json::object job_detail_to_json(const JobDetail& detail) {
 }
 
 json::object job_page_to_json(const JobPage& page, std::int64_t limit) {
-  json::array jobs;
-  jobs.reserve(page.jobs.size());
-  bool with_request_ids = page.request_ids.size() == page.jobs.size() && !page.jobs.empty();
-  for (std::size_t i = 0; i < page.jobs.size(); ++i) {
-    json::object j = job_to_json(page.jobs[i]);
-    if (with_request_ids) {
-      const auto& id = page.request_ids[i];
-      j["last_request_id"] = id ? json::value(*id) : json::value(nullptr);
-    }
-    jobs.push_back(std::move(j));
-  }
-  json::object reply{{"jobs", std::move(jobs)}};
+  ListReply reply{page.jobs, page.request_ids, std::nullopt};
   // A full page: there may be more after its last id.
   if (!page.jobs.empty() && static_cast<std::int64_t>(page.jobs.size()) == limit) {
-    reply["next_after_id"] = page.jobs.back().id;
+    reply.next_after_id = page.jobs.back().id;
   }
-  return reply;
+  return to_json(reply);
 }
 
 }  // namespace kpsd

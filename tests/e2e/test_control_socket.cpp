@@ -1,20 +1,25 @@
 // End to end: the control socket under abuse: bad request lines, 100 clients at once and one
-// that never reads.
+// that never reads; and kpsctl given a reply it cannot read.
 #include "e2e_rig.hpp"
 #include "notify_listener.hpp"
 #include "raw_client.hpp"
+#include "temp_dir.hpp"
 
 #include <boost/json.hpp>
 
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <thread>
+#include <unistd.h>
 
 using namespace kpsd;
 using namespace kpsd::test;
@@ -134,4 +139,83 @@ TEST_CASE("100 clients at once and one that never reads do not stall the daemon"
   std::this_thread::sleep_until(started + 12s);
   CHECK(stalled.closed_by_server(5s));
   CHECK(rig.ctl({"stats"}).exit_code == 0);
+}
+
+namespace {
+
+// A control socket that answers every request line with one fixed reply: a kpsd of another
+// version, or a broken one, as kpsctl would meet it.
+class FixedReplySocket {
+ public:
+  FixedReplySocket(const std::string& path, std::string reply) : reply_(std::move(reply) + "\n") {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(path.size() < sizeof(addr.sun_path));
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FixedReplySocket() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes the accept
+    thread_.join();
+    ::close(fd_);
+  }
+  FixedReplySocket(const FixedReplySocket&) = delete;
+  FixedReplySocket& operator=(const FixedReplySocket&) = delete;
+
+ private:
+  void serve() {
+    for (;;) {
+      int client = ::accept(fd_, nullptr, nullptr);
+      if (client < 0) return;
+      std::string pending;
+      char buf[65536];
+      for (ssize_t n; (n = ::recv(client, buf, sizeof(buf), 0)) > 0;) {
+        pending.append(buf, static_cast<std::size_t>(n));
+        for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+          pending.erase(0, nl + 1);
+          ::send(client, reply_.data(), reply_.size(), MSG_NOSIGNAL);
+        }
+      }
+      ::close(client);
+    }
+  }
+
+  std::string reply_;
+  int fd_ = -1;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("kpsctl says a reply it cannot read in one error line naming the field") {
+  TempDir dir;
+  const std::string socket = dir.file("kpsd.sock");
+  struct Case {
+    std::vector<std::string> args;
+    std::string reply;
+    std::string field;  // what the error line ends with
+  };
+  const Case cases[] = {
+      {{"stats"}, R"({"ok":true,"states":{}})", "in_flight is missing"},
+      {{"list"}, R"({"ok":true,"jobs":[{"id":"7"}]})", "jobs[0].id must be an integer"},
+      {{"show", "7"}, R"({"ok":true,"job":{}})", "job.id is missing"},
+      {{"wait", "7"}, R"({"ok":true,"job":{}})", "job.id is missing"},
+      {{"batches"}, R"({"ok":true,"batches":{}})", "batches must be an array"},
+      {{"pause"}, R"({"ok":true,"paused":"yes"})", "paused must be true or false"},
+      {{"list"}, R"({"jobs":[]})", "ok is missing"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.reply);
+    FixedReplySocket kpsd(socket, c.reply);
+    std::vector<std::string> argv{KPSCTL_BIN, "--socket", socket};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    auto r = run_command(argv, dir.path().string(), 30s);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err == "kpsctl: error: kpsd sent a reply kpsctl cannot read: " + c.field + "\n");
+    std::filesystem::remove(socket);
+  }
 }

@@ -77,7 +77,9 @@ TEST_CASE("the wall clock steps back 10 min then forward 1 h: no wait freezes, n
                       {"queue.backoff_initial_ms", "500"},
                       {"queue.backoff_max_ms", "500"}}});
   std::string step = rig.dir().write("faketime", "+0\n");
-  rig.fake().set_behavior("back-retrying", fake::error_answers(500, 1));
+  // Its retry is due 2 s after the 500 (Retry-After): with the backoff's full jitter alone it
+  // could come within 10 ms, before the test saw both first calls (a flake under load).
+  rig.fake().set_behavior("back-retrying", fake::error_answers(500, 1, "", "2"));
   rig.start(faketime_env(step));
 
   // Back 10 minutes, with one job delivered and polled and one waiting for its retry.
