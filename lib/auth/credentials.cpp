@@ -173,9 +173,7 @@ class IamPasswordCredentials final : public Credentials {
 
   net::awaitable<Result<void>> apply(HttpRequest& request, std::uint64_t& generation) override {
     if (token_.empty() || std::chrono::system_clock::now() >= refresh_at_) {
-      // SharedRefresh shares one refresh's words among its waiters: empty means it worked.
-      std::string error = co_await refresh();
-      if (!error.empty()) co_return fail(std::move(error));
+      if (auto refreshed = co_await refresh(); !refreshed) co_return refreshed.error();
     }
     request.headers.emplace_back("X-Auth-Token", std::string(token_.reveal()));
     generation = generation_;
@@ -201,11 +199,11 @@ class IamPasswordCredentials final : public Credentials {
 
  private:
   // One refresh at a time (SharedRefresh): a burst of calls or 401s makes one IAM request.
-  net::awaitable<std::string> refresh() {
+  net::awaitable<Result<void>> refresh() {
     co_return co_await refresh_.run([this] { return request_token(); });
   }
 
-  net::awaitable<std::string> request_token() {
+  net::awaitable<Result<void>> request_token() {
     json::object user{{"name", auth_.user},
                       {"password", password_.reveal()},
                       {"domain", json::object{{"name", auth_.domain}}}};
@@ -226,11 +224,12 @@ class IamPasswordCredentials final : public Credentials {
     OPENSSL_cleanse(req.body.data(), req.body.size());
     std::string where = "IAM token request to " + iam_.endpoint().host;
     if (r.transport != HttpResult::Transport::ok)
-      co_return where + " failed: " + r.transport_detail;
+      co_return fail(where + " failed: " + r.transport_detail);
     if (r.status != 201 || r.subject_token.empty()) {
       ApiErrorBody e = parse_error_body(r.body);
-      co_return where + " answered HTTP " + std::to_string(r.status) +
-          (e.code.empty() ? "" : " " + e.code) + (e.message.empty() ? "" : ": " + e.message);
+      co_return fail(where + " answered HTTP " + std::to_string(r.status) +
+                     (e.code.empty() ? "" : " " + e.code) +
+                     (e.message.empty() ? "" : ": " + e.message));
     }
     auto now = std::chrono::system_clock::now();
     auto expires = now + std::chrono::hours(24);  // the documented lifetime, if the body is silent
@@ -244,7 +243,7 @@ class IamPasswordCredentials final : public Credentials {
     spdlog::info(
         "IAM token obtained for user {} (project {}), valid until {}", auth_.user, auth_.project,
         std::chrono::duration_cast<std::chrono::seconds>(expires.time_since_epoch()).count());
-    co_return std::string{};
+    co_return Result<void>{};
   }
 
   net::any_io_executor executor_;

@@ -42,10 +42,10 @@ class MetadataCredentials final : public Credentials {
       // While the pair in hand is good, only this call waits for the renewal; the others
       // sign with the current pair meanwhile (a slow metadata service stalls one slot).
       if (usable(now)) refresh_at_ = now + retry_after_failure;
-      std::string error = co_await refresh_.run([this] { return fetch(); });
+      auto fetched = co_await refresh_.run([this] { return fetch(); });
       if (!usable(SysClock::now())) {
         co_return fail("ECS metadata credentials: " +
-                       (error.empty() ? std::string("no usable key pair") : error));
+                       (fetched ? std::string("no usable key pair") : fetched.error().message));
       }
     }
     sign_request({request.method, request.target, host_header_, request.headers, request.body},
@@ -72,13 +72,13 @@ class MetadataCredentials final : public Credentials {
     return !keys_.access_key.empty() && now < expires_at_ - margin_;
   }
 
-  // One fetch (SharedRefresh runs one at a time). Empty on success, else why not.
-  net::awaitable<std::string> fetch() {
-    std::string error = co_await read_securitykey();
+  // One fetch (SharedRefresh runs one at a time).
+  net::awaitable<Result<void>> fetch() {
+    Result<void> read = co_await read_securitykey();
     auto now = SysClock::now();
-    if (error.empty()) {
+    if (read) {
       failing_since_.reset();
-      co_return error;
+      co_return read;
     }
     // Keep the key pair while it is valid; try again 10 s after this failure, not at every call.
     refresh_at_ = now + retry_after_failure;
@@ -88,23 +88,23 @@ class MetadataCredentials final : public Credentials {
         spdlog::warn(
             "cannot refresh the agency's credentials ({}); the current key pair stays "
             "in use while it is valid",
-            error);
+            read.error().message);
       }
     }
-    co_return error;
+    co_return read;
   }
 
   // The session token, then the key pair; one new session token after a 401 (it may have
   // expired), as the SDK does.
-  net::awaitable<std::string> read_securitykey() {
+  net::awaitable<Result<void>> read_securitykey() {
     if (session_token_.empty() && !token_unneeded_) {
-      if (auto error = co_await get_session_token(); !error.empty()) co_return error;
+      if (auto token = co_await get_session_token(); !token) co_return token;
     }
     HttpResult r = co_await get_securitykey();
     if (r.transport == HttpResult::Transport::ok && r.status == 401 &&
         r.body.find("Please configure Cloud Service Agency first") == std::string::npos) {
       token_unneeded_ = false;
-      if (auto error = co_await get_session_token(); !error.empty()) co_return error;
+      if (auto token = co_await get_session_token(); !token) co_return token;
       r = co_await get_securitykey();
     }
     if (r.transport != HttpResult::Transport::ok || r.status != 200) {
@@ -112,13 +112,13 @@ class MetadataCredentials final : public Credentials {
           r.body.find("Please configure Cloud Service Agency first") != std::string::npos
               ? " (this ECS has no agency: attach one with KPS rights)"
               : "";
-      co_return "GET " + std::string(securitykey_path) + " on " + metadata_.endpoint().text + ": " +
-          describe(r) + agency;
+      co_return fail("GET " + std::string(securitykey_path) + " on " + metadata_.endpoint().text +
+                     ": " + describe(r) + agency);
     }
     auto credential = parse_securitykey_body(r.body);
     OPENSSL_cleanse(r.body.data(), r.body.size());
     if (!credential)
-      co_return "the securitykey answer cannot be used: " + credential.error().message;
+      co_return fail("the securitykey answer cannot be used: " + credential.error().message);
     auto now = SysClock::now();
     // The margin is set by the pair's life when first seen (the service hands out the same pair
     // until it renews it): 5 s, or a quarter of the life of a short-lived pair.
@@ -127,10 +127,11 @@ class MetadataCredentials final : public Credentials {
         same_pair ? margin_
                   : std::min<SysClock::duration>(expiry_margin, (credential->expires_at - now) / 4);
     if (credential->expires_at - std::max<SysClock::duration>(margin, {}) <= now) {
-      co_return "the metadata service handed out a key pair that has already expired here "
-                "(expires_at " +
+      co_return fail(
+          "the metadata service handed out a key pair that has already expired here "
+          "(expires_at " +
           std::to_string(SysClock::to_time_t(credential->expires_at)) +
-          "): check this machine's clock";
+          "): check this machine's clock");
     }
     keys_ = std::move(credential->keys);
     expires_at_ = credential->expires_at;
@@ -143,10 +144,10 @@ class MetadataCredentials final : public Credentials {
         "{} s)",
         std::chrono::duration_cast<std::chrono::seconds>(expires_at_.time_since_epoch()).count(),
         std::chrono::duration_cast<std::chrono::seconds>(refresh_at_ - SysClock::now()).count());
-    co_return std::string{};
+    co_return Result<void>{};
   }
 
-  net::awaitable<std::string> get_session_token() {
+  net::awaitable<Result<void>> get_session_token() {
     HttpRequest req;
     req.method = "PUT";
     req.target = token_path;
@@ -154,14 +155,14 @@ class MetadataCredentials final : public Credentials {
     HttpResult r = co_await metadata_.exchange(req);
     if (r.transport == HttpResult::Transport::ok && (r.status == 404 || r.status == 405)) {
       token_unneeded_ = true;  // an older metadata service: no session tokens
-      co_return std::string{};
+      co_return Result<void>{};
     }
     if (r.transport != HttpResult::Transport::ok || r.status != 200 || r.body.empty()) {
-      co_return "PUT " + std::string(token_path) + " on " + metadata_.endpoint().text + ": " +
-          describe(r);
+      co_return fail("PUT " + std::string(token_path) + " on " + metadata_.endpoint().text + ": " +
+                     describe(r));
     }
     session_token_ = Secret(std::move(r.body));
-    co_return std::string{};
+    co_return Result<void>{};
   }
 
   net::awaitable<HttpResult> get_securitykey() {

@@ -279,9 +279,9 @@ void parse_queue(Parser& p, Config& c) {
   p.unsigned_value("queue.canary", canary, 0, 1000000);
   c.queue.default_canary = canary;
   if (const auto* s = p.get("queue.max_failures"); s && !s->value.empty()) {
-    if (auto problem = parse_max_failures(s->value, c.queue.default_brakes); !problem.empty()) {
-      p.fail(s->line, "queue.max_failures", problem);
-    }
+    auto with_budget = parse_max_failures(s->value, c.queue.default_brakes);
+    if (!with_budget) p.fail(s->line, "queue.max_failures", with_budget.error().message);
+    c.queue.default_brakes = *with_budget;
   }
   if (c.queue.backoff_max < c.queue.backoff_initial) {
     p.fail(p.line_of("queue.backoff_max_ms"), "queue.backoff_max_ms",

@@ -109,9 +109,8 @@ std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
   }
   if (opt.format == Format::csv) return "enqueue: --output csv is not offered (table or json)";
   if (!a.max_failures.empty()) {
-    Brakes b;
-    if (auto problem = parse_max_failures(a.max_failures, b); !problem.empty()) {
-      return "enqueue: --max-failures " + problem;
+    if (auto budget = parse_max_failures(a.max_failures, Brakes{}); !budget) {
+      return "enqueue: --max-failures " + budget.error().message;
     }
   }
   return {};
@@ -144,7 +143,8 @@ std::string taken_batch_name(const Options& opt, const EnqueueArgs& a) {
 Brakes brakes_of(const EnqueueArgs& a) {
   Brakes b;
   b.canary = a.canary;
-  if (!a.max_failures.empty()) parse_max_failures(a.max_failures, b);  // checked before
+  // Checked before (usage_problem): value() throws only on a bug.
+  if (!a.max_failures.empty()) b = parse_max_failures(a.max_failures, b).value();
   return b;
 }
 

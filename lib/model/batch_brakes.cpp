@@ -36,9 +36,9 @@ std::string percent_text(double p) {
 
 }  // namespace
 
-std::string parse_max_failures(std::string_view text, Brakes& brakes) {
+Result<Brakes> parse_max_failures(std::string_view text, Brakes brakes) {
   const std::string quoted = "`" + std::string(text) + "`";
-  if (text.empty()) return "give a count of failed jobs (10) or a percentage (5%)";
+  if (text.empty()) return fail("give a count of failed jobs (10) or a percentage (5%)");
   if (text.back() == '%') {
     std::string number(text.substr(0, text.size() - 1));
     // Digits and one point only: strtod alone would take " 5", "0x10" and "1e1".
@@ -48,20 +48,20 @@ std::string parse_max_failures(std::string_view text, Brakes& brakes) {
     double p = plain ? std::strtod(number.c_str(), &end) : NAN;
     if (!plain || end != number.c_str() + number.size() || !std::isfinite(p) || p <= 0 ||
         p >= 100) {
-      return quoted + ": a percentage must be over 0% and under 100%";
+      return fail(quoted + ": a percentage must be over 0% and under 100%");
     }
     brakes.max_failure_pct = p;
     brakes.max_failures.reset();
-    return {};
+    return brakes;
   }
   std::int64_t n = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec != std::errc{} || ptr != text.data() + text.size() || n < 0) {
-    return quoted + ": give a count of failed jobs (10), a percentage (5%), or 0 for none";
+    return fail(quoted + ": give a count of failed jobs (10), a percentage (5%), or 0 for none");
   }
   brakes.max_failures = n;  // 0: none (turns off a [queue] default)
   brakes.max_failure_pct.reset();
-  return {};
+  return brakes;
 }
 
 std::string describe_max_failures(const Brakes& brakes) {

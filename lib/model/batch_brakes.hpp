@@ -3,6 +3,8 @@
 // them in the transaction that records each outcome (migration 0009 holds a paused batch's jobs).
 // Modeled on the controls operators already trust for rollouts: AWS Systems Manager's
 // MaxErrors (a count or a percentage), Ansible's max_fail_percentage, a canary step.
+#include "core/result.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,10 +34,10 @@ struct Brakes {
 // among the first two jobs is 50 %, and says nothing yet.
 inline constexpr std::int64_t min_ended_for_percentage = 20;
 
-// "N" or "P%" (P may have decimals: "2.5%") as a failure budget, into `brakes`; "0" is none
-// (it turns off a [queue] default). Returns the reason it is not one (quoting the text), or
-// empty.
-std::string parse_max_failures(std::string_view text, Brakes& brakes);
+// "N" or "P%" (P may have decimals: "2.5%") as a failure budget: `brakes` with that budget in
+// place of any other; "0" is none (it turns off a [queue] default). A failure says why it is
+// not one (quoting the text).
+Result<Brakes> parse_max_failures(std::string_view text, Brakes brakes);
 // The budget as the operator wrote it: "10", "5%", "2.5%"; empty when none is set.
 std::string describe_max_failures(const Brakes& brakes);
 

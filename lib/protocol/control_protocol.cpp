@@ -113,9 +113,9 @@ void parse_brakes(const json::object& o, Brakes& brakes) {
     std::string text = v.is_string()  ? std::string(v.as_string())
                        : v.is_int64() ? std::to_string(v.as_int64())
                                       : std::string();
-    if (auto problem = parse_max_failures(text, brakes); !problem.empty()) {
-      throw Invalid{"max_failures " + problem};
-    }
+    auto with_budget = parse_max_failures(text, brakes);
+    if (!with_budget) throw Invalid{"max_failures " + with_budget.error().message};
+    brakes = *with_budget;
   }
   if ((brakes.canary || brakes.max_failures || brakes.max_failure_pct) && o.contains("batch_id")) {
     throw Invalid{"canary and max_failures are set when a batch is made, not with batch_id"};

@@ -3,6 +3,7 @@
 // (migration 0009): claims skip them, a retry of one stays held, resume gives them back, a
 // canary lets its first jobs run, a spent budget stops the batch in the same transaction.
 #include "model/batch_brakes.hpp"
+#include "result_strings.hpp"
 #include "store/job_store.hpp"
 #include "store/sqlite.hpp"
 #include "temp_dir.hpp"
@@ -44,24 +45,31 @@ std::set<std::string> servers_of(const std::vector<DeliveryWork>& work) {
 
 TEST_CASE("failure budget: a count or a percentage - parsed with the value named") {
   Brakes b;
-  CHECK(parse_max_failures("10", b).empty());
+  auto parsed = parse_max_failures("10", b);
+  REQUIRE(parsed);
+  b = *parsed;
   CHECK(b.max_failures == 10);
-  CHECK(parse_max_failures("2.5%", b).empty());
+  parsed = parse_max_failures("2.5%", b);
+  REQUIRE(parsed);
+  b = *parsed;
   CHECK(b.max_failure_pct == 2.5);
   CHECK(!b.max_failures);  // one or the other
   CHECK(describe_max_failures(b) == "2.5%");
-  CHECK(parse_max_failures("0", b).empty());
-  CHECK(b.max_failures == 0);
-  CHECK(parse_max_failures("0%", b) == "`0%`: a percentage must be over 0% and under 100%");
-  CHECK(parse_max_failures("100%", b) == "`100%`: a percentage must be over 0% and under 100%");
-  CHECK(parse_max_failures("lots", b) ==
+  parsed = parse_max_failures("0", b);
+  REQUIRE(parsed);
+  CHECK(parsed->max_failures == 0);
+  auto refusal = [](std::string_view text) {
+    auto budget = parse_max_failures(text, Brakes{});
+    return budget ? std::string() : budget.error().message;
+  };
+  CHECK(refusal("0%") == "`0%`: a percentage must be over 0% and under 100%");
+  CHECK(refusal("100%") == "`100%`: a percentage must be over 0% and under 100%");
+  CHECK(refusal("lots") ==
         "`lots`: give a count of failed jobs (10), a percentage (5%), or 0 for none");
-  CHECK(!parse_max_failures("-1", b).empty());
-  CHECK(!parse_max_failures("%", b).empty());
-  CHECK(!parse_max_failures(" 5%", b).empty());
-  CHECK(!parse_max_failures("1e1%", b).empty());
-  CHECK(!parse_max_failures("1.2.3%", b).empty());
-  CHECK(!parse_max_failures("", b).empty());
+  for (const char* bad : {"-1", "%", " 5%", "1e1%", "1.2.3%", ""}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_max_failures(bad, b));
+  }
 }
 
 TEST_CASE("failure budget: spent at the count - past the percentage once 20 have ended") {
