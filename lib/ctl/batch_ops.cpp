@@ -34,10 +34,9 @@ void print_retry_counts(const RetryCountsReply& reply) {
 // A reply to several job ids: one line per job ("job 7: cancelled"), refusals on stderr; exit
 // 1 when any was refused.
 int print_per_job(const Options& opt, const json::object& raw) {
-  PerJobReply reply;
-  if (std::string why = parse_reply(raw, reply); !why.empty()) {
-    return fail(opt, exit_failed, bad_reply(why));
-  }
+  auto parsed = parse_reply<PerJobReply>(raw);
+  if (!parsed) return fail(opt, exit_failed, bad_reply(parsed.error().message));
+  const PerJobReply& reply = *parsed;
   bool all_ok = !reply.error;
   if (opt.json()) {
     print_json(raw);
@@ -109,9 +108,10 @@ namespace {
 
 // After a global resume: the batches that are still paused (a batch's pause is its own).
 void name_paused_batches(ControlClient& client) {
-  StatsReply stats;
   // A courtesy: a reply that does not say (or does not parse) names none.
-  if (!parse_reply(client.request(to_json(StatsRequest{})), stats).empty()) return;
+  auto parsed = parse_reply<StatsReply>(client.request(to_json(StatsRequest{})));
+  if (!parsed) return;
+  const StatsReply& stats = *parsed;
   for (const PausedBatchView& b : stats.view.paused_batches) {
     std::string name = text_of(b.name);
     std::cout << "batch " << b.id << (name.empty() ? "" : " (" + printable(name) + ")")

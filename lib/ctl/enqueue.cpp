@@ -125,10 +125,10 @@ std::string taken_batch_name(const Options& opt, const EnqueueArgs& a) {
     StatsRequest req;
     req.batch = a.batch;
     // A refusal ("no batch ...") has no batch: the name is free.
-    StatsReply reply;
-    if (!parse_reply(client.request(to_json(req)), reply).empty() || !reply.batch) return {};
-    return "enqueue: --batch `" + a.batch + "` is taken (batch " + std::to_string(reply.batch->id) +
-           "); choose another name";
+    auto reply = parse_reply<StatsReply>(client.request(to_json(req)));
+    if (!reply || !reply->batch) return {};
+    return "enqueue: --batch `" + a.batch + "` is taken (batch " +
+           std::to_string(reply->batch->id) + "); choose another name";
   } catch (const NotPermitted&) {
     throw;  // said by the caller, as for every command
   } catch (const Unreachable&) {
@@ -203,19 +203,17 @@ struct BatchSender {
 
   // An enqueue's reply, or nullopt with `refusal` saying why not (refused, or not readable).
   std::optional<EnqueueReply> typed_reply(const json::object& raw) {
-    ReplyEnvelope envelope;
-    EnqueueReply reply;
-    std::string why = parse_reply(raw, envelope);
-    if (why.empty() && !envelope.ok) {
-      refusal = "kpsd refused the request: " + printable(envelope.error);
+    auto envelope = parse_reply<ReplyEnvelope>(raw);
+    if (envelope && !envelope->ok) {
+      refusal = "kpsd refused the request: " + printable(envelope->error);
       return std::nullopt;
     }
-    if (why.empty()) why = parse_reply(raw, reply);
-    if (!why.empty()) {
-      refusal = bad_reply(why);
+    auto reply = envelope ? parse_reply<EnqueueReply>(raw) : Result<EnqueueReply>(envelope.error());
+    if (!reply) {
+      refusal = bad_reply(reply.error().message);
       return std::nullopt;
     }
-    return reply;
+    return *reply;
   }
 
   // The ids given as arguments, in chunks.

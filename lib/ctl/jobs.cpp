@@ -350,14 +350,15 @@ int cmd_prune(const Options& opt, const PruneArgs& a) {
 int cmd_reload(const Options& opt) {
   ControlClient client(opt.socket);
   json::object raw = client.request(to_json(ReloadRequest{}));
-  ReplyEnvelope envelope;
-  if (std::string why = parse_reply(raw, envelope); !why.empty()) {
-    return fail(opt, exit_failed, bad_reply(why));
-  }
+  auto parsed_envelope = parse_reply<ReplyEnvelope>(raw);
+  if (!parsed_envelope) return fail(opt, exit_failed, bad_reply(parsed_envelope.error().message));
+  const ReplyEnvelope& envelope = *parsed_envelope;
   // A refusal before any reload ("not available here") has no lists: none are printed.
   ReloadReply reply;
-  if (std::string why = parse_reply(raw, reply); !why.empty() && envelope.ok) {
-    return fail(opt, exit_failed, bad_reply(why));
+  if (auto parsed = parse_reply<ReloadReply>(raw)) {
+    reply = std::move(*parsed);
+  } else if (envelope.ok) {
+    return fail(opt, exit_failed, bad_reply(parsed.error().message));
   }
   if (envelope.ok && opt.json()) {
     print_json(raw);

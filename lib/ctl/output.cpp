@@ -53,13 +53,13 @@ int watch(const Options& opt, const std::string& title, const std::function<int(
 std::optional<json::object> ask(const Options& opt, ControlClient& client,
                                 const json::object& req) {
   json::object reply = client.request(req);
-  ReplyEnvelope envelope;
-  if (std::string why = parse_reply(reply, envelope); !why.empty()) {
-    fail(opt, exit_failed, bad_reply(why));
+  auto envelope = parse_reply<ReplyEnvelope>(reply);
+  if (!envelope) {
+    fail(opt, exit_failed, bad_reply(envelope.error().message));
     return std::nullopt;
   }
-  if (!envelope.ok) {
-    fail(opt, exit_failed, "kpsd refused the request: " + printable(envelope.error));
+  if (!envelope->ok) {
+    fail(opt, exit_failed, "kpsd refused the request: " + printable(envelope->error));
     return std::nullopt;
   }
   return reply;

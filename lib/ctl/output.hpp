@@ -65,12 +65,12 @@ std::string bad_reply(std::string_view why);
 // line, exit 1 by the caller): nullopt.
 template <class Reply>
 std::optional<Reply> read_as(const Options& opt, const boost::json::object& reply) {
-  Reply out;
-  if (std::string why = parse_reply(reply, out); !why.empty()) {
-    fail(opt, exit_failed, bad_reply(why));
+  auto out = parse_reply<Reply>(reply);
+  if (!out) {
+    fail(opt, exit_failed, bad_reply(out.error().message));
     return std::nullopt;
   }
-  return out;
+  return std::move(*out);
 }
 
 // ask(), then read_as<Reply>(); `raw` (when given) gets the reply as sent, for --json.

@@ -165,21 +165,27 @@ int cmd_version(const Options& opt) {
   try {
     ControlClient client(opt.socket);
     json::object reply = client.request(to_json(VersionRequest{}));
-    ReplyEnvelope envelope;
+    auto envelope = parse_reply<ReplyEnvelope>(reply);
     VersionReply version;
-    std::string why = parse_reply(reply, envelope);
-    if (why.empty() && envelope.ok) why = parse_reply(reply, version);
+    std::string why = envelope ? "" : envelope.error().message;
+    if (envelope && envelope->ok) {
+      if (auto parsed = parse_reply<VersionReply>(reply)) {
+        version = *parsed;
+      } else {
+        why = parsed.error().message;
+      }
+    }
     if (!why.empty()) {
       daemon_error = bad_reply(why);
       rc = exit_failed;
-    } else if (envelope.ok) {
+    } else if (envelope->ok) {
       out["kpsd"] = json::object{{"version", version.version},
                                  {"schema_version", version.schema_version},
                                  {"pid", version.pid}};
       daemon = version;
     } else {
       // A kpsd older than the version request.
-      daemon_error = "kpsd did not say its version: " + printable(envelope.error);
+      daemon_error = "kpsd did not say its version: " + printable(envelope->error);
       rc = exit_failed;
     }
   } catch (const NotPermitted& e) {

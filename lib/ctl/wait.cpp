@@ -49,13 +49,12 @@ class Reconnecting {
         if (away_) std::cerr << "kpsctl: warning: wait: kpsd is back\n";
         away_ = false;
         reached_ = true;
-        ReplyEnvelope envelope;
-        std::string why = parse_reply(reply, envelope);
-        if (!why.empty() || !envelope.ok) {
+        auto envelope = parse_reply<ReplyEnvelope>(reply);
+        if (!envelope || !envelope->ok) {
           refused = true;
           fail(opt_, exit_failed,
-               !why.empty() ? bad_reply(why)
-                            : "kpsd refused the request: " + printable(envelope.error));
+               !envelope ? bad_reply(envelope.error().message)
+                         : "kpsd refused the request: " + printable(envelope->error));
           return std::nullopt;
         }
         return reply;
@@ -216,8 +215,9 @@ void name_failures(const Options& opt, const WaitArgs& a,
   if (bare) req.query.after_id = bare->min_id - 1;
   try {
     ControlClient client(opt.socket);
-    ListReply reply;
-    if (!parse_reply(client.request(to_json(req)), reply).empty()) return;
+    auto parsed = parse_reply<ListReply>(client.request(to_json(req)));
+    if (!parsed) return;
+    const ListReply& reply = *parsed;
     std::string lines;
     std::int64_t n = 0;
     for (const Job& j : reply.jobs) {

@@ -5,6 +5,7 @@
 // (the server adds it last: false when "error" is there); parse_reply reads them back, so
 // parse(to_json(r)) == r for every reply (a round-trip test covers each). The wire is what
 // docs/ and scripts read: fields are only ever added, never renamed. No I/O.
+#include "core/result.hpp"
 #include "model/job.hpp"
 #include "model/job_records.hpp"
 
@@ -218,24 +219,42 @@ boost::json::object to_json(const PerJobReply& r);
 boost::json::object to_json(const PauseReply& r);
 boost::json::object to_json(const ReloadReply& r);
 
-// A reply read into `out` (control_reply_parse.cpp): "" when it parsed, else why not, naming
+// A reply read (control_reply_parse.cpp, stats_reply_json.cpp): the struct, or why not, naming
 // the field ("jobs[2].state must be a string"). Fields kpsd added later are ignored; "ok" is
-// the envelope's.
-std::string parse_reply(const boost::json::value& v, ReplyEnvelope& out);
-std::string parse_reply(const boost::json::value& v, ErrorReply& out);
-std::string parse_reply(const boost::json::value& v, EnqueueReply& out);
-std::string parse_reply(const boost::json::value& v, ListReply& out);
-std::string parse_reply(const boost::json::value& v, ShowReply& out);
-std::string parse_reply(const boost::json::value& v, StatsView& out);
-std::string parse_reply(const boost::json::value& v, StatsReply& out);
-std::string parse_reply(const boost::json::value& v, BatchesReply& out);
-std::string parse_reply(const boost::json::value& v, PrunePreviewReply& out);
-std::string parse_reply(const boost::json::value& v, PruneReply& out);
-std::string parse_reply(const boost::json::value& v, VersionReply& out);
-std::string parse_reply(const boost::json::value& v, RetryCountsReply& out);
-std::string parse_reply(const boost::json::value& v, CancelBatchReply& out);
-std::string parse_reply(const boost::json::value& v, PerJobReply& out);
-std::string parse_reply(const boost::json::value& v, PauseReply& out);
-std::string parse_reply(const boost::json::value& v, ReloadReply& out);
+// the envelope's. Defined for each reply type below.
+template <class Reply>
+Result<Reply> parse_reply(const boost::json::value& v);
+template <>
+Result<ReplyEnvelope> parse_reply(const boost::json::value& v);
+template <>
+Result<ErrorReply> parse_reply(const boost::json::value& v);
+template <>
+Result<EnqueueReply> parse_reply(const boost::json::value& v);
+template <>
+Result<ListReply> parse_reply(const boost::json::value& v);
+template <>
+Result<ShowReply> parse_reply(const boost::json::value& v);
+template <>
+Result<StatsView> parse_reply(const boost::json::value& v);
+template <>
+Result<StatsReply> parse_reply(const boost::json::value& v);
+template <>
+Result<BatchesReply> parse_reply(const boost::json::value& v);
+template <>
+Result<PrunePreviewReply> parse_reply(const boost::json::value& v);
+template <>
+Result<PruneReply> parse_reply(const boost::json::value& v);
+template <>
+Result<VersionReply> parse_reply(const boost::json::value& v);
+template <>
+Result<RetryCountsReply> parse_reply(const boost::json::value& v);
+template <>
+Result<CancelBatchReply> parse_reply(const boost::json::value& v);
+template <>
+Result<PerJobReply> parse_reply(const boost::json::value& v);
+template <>
+Result<PauseReply> parse_reply(const boost::json::value& v);
+template <>
+Result<ReloadReply> parse_reply(const boost::json::value& v);
 
 }  // namespace kpsd

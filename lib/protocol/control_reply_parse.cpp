@@ -21,20 +21,23 @@ JobResult job_result_of(const JsonFields& f) {
 
 }  // namespace
 
-std::string parse_reply(const json::value& v, ReplyEnvelope& out) {
-  return read_reply(v, out, [](const JsonFields& f, ReplyEnvelope& r) {
+template <>
+Result<ReplyEnvelope> parse_reply(const json::value& v) {
+  return read_reply<ReplyEnvelope>(v, [](const JsonFields& f, ReplyEnvelope& r) {
     r.ok = f.boolean("ok");
     r.error = f.opt_string("error").value_or("");
   });
 }
 
-std::string parse_reply(const json::value& v, ErrorReply& out) {
-  return read_reply(v, out,
-                    [](const JsonFields& f, ErrorReply& r) { r.error = f.string("error"); });
+template <>
+Result<ErrorReply> parse_reply(const json::value& v) {
+  return read_reply<ErrorReply>(
+      v, [](const JsonFields& f, ErrorReply& r) { r.error = f.string("error"); });
 }
 
-std::string parse_reply(const json::value& v, EnqueueReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, EnqueueReply& r) {
+template <>
+Result<EnqueueReply> parse_reply(const json::value& v) {
+  return read_reply<EnqueueReply>(v, [](const JsonFields& f, EnqueueReply& r) {
     r.jobs = f.objects("jobs", [](const JsonFields& j) {
       return EnqueueResult{j.int64("id"), j.boolean("existing")};
     });
@@ -42,8 +45,9 @@ std::string parse_reply(const json::value& v, EnqueueReply& out) {
   });
 }
 
-std::string parse_reply(const json::value& v, ListReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, ListReply& r) {
+template <>
+Result<ListReply> parse_reply(const json::value& v) {
+  return read_reply<ListReply>(v, [](const JsonFields& f, ListReply& r) {
     r.jobs = f.objects("jobs", job_from_json);
     // Request ids come with every job of the page, or with none.
     auto ids = f.objects("jobs", [](const JsonFields& j) {
@@ -56,21 +60,24 @@ std::string parse_reply(const json::value& v, ListReply& out) {
   });
 }
 
-std::string parse_reply(const json::value& v, ShowReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, ShowReply& r) {
+template <>
+Result<ShowReply> parse_reply(const json::value& v) {
+  return read_reply<ShowReply>(v, [](const JsonFields& f, ShowReply& r) {
     r.job = job_from_json(f.object("job"));
     r.attempts = f.objects("attempts", attempt_from_json);
   });
 }
 
-std::string parse_reply(const json::value& v, BatchesReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, BatchesReply& r) {
+template <>
+Result<BatchesReply> parse_reply(const json::value& v) {
+  return read_reply<BatchesReply>(v, [](const JsonFields& f, BatchesReply& r) {
     r.batches = f.objects("batches", batch_from_json);
   });
 }
 
-std::string parse_reply(const json::value& v, PrunePreviewReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, PrunePreviewReply& r) {
+template <>
+Result<PrunePreviewReply> parse_reply(const json::value& v) {
+  return read_reply<PrunePreviewReply>(v, [](const JsonFields& f, PrunePreviewReply& r) {
     if (!f.boolean("dry_run")) f.fail("dry_run", "must be true in a dry run's reply");
     r.would_prune = f.int64("would_prune");
     r.counts = f.objects("counts", [](const JsonFields& c) {
@@ -82,24 +89,27 @@ std::string parse_reply(const json::value& v, PrunePreviewReply& out) {
   });
 }
 
-std::string parse_reply(const json::value& v, PruneReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, PruneReply& r) {
+template <>
+Result<PruneReply> parse_reply(const json::value& v) {
+  return read_reply<PruneReply>(v, [](const JsonFields& f, PruneReply& r) {
     r.pruned = f.int64("pruned");
     r.more = f.boolean("more");
     r.before_ms = f.int64("before_ms");
   });
 }
 
-std::string parse_reply(const json::value& v, VersionReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, VersionReply& r) {
+template <>
+Result<VersionReply> parse_reply(const json::value& v) {
+  return read_reply<VersionReply>(v, [](const JsonFields& f, VersionReply& r) {
     r.version = f.string("version");
     r.schema_version = f.int64("schema_version");
     r.pid = f.int64("pid");
   });
 }
 
-std::string parse_reply(const json::value& v, RetryCountsReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, RetryCountsReply& r) {
+template <>
+Result<RetryCountsReply> parse_reply(const json::value& v) {
+  return read_reply<RetryCountsReply>(v, [](const JsonFields& f, RetryCountsReply& r) {
     r.requeued = f.int64("requeued");
     r.rechecking = f.int64("rechecking");
     r.skipped_key_gone = f.int64("skipped_key_gone");
@@ -109,15 +119,17 @@ std::string parse_reply(const json::value& v, RetryCountsReply& out) {
   });
 }
 
-std::string parse_reply(const json::value& v, CancelBatchReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, CancelBatchReply& r) {
+template <>
+Result<CancelBatchReply> parse_reply(const json::value& v) {
+  return read_reply<CancelBatchReply>(v, [](const JsonFields& f, CancelBatchReply& r) {
     r.batch_id = f.int64("batch_id");
     r.cancelled = f.int64("cancelled");
   });
 }
 
-std::string parse_reply(const json::value& v, PerJobReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, PerJobReply& r) {
+template <>
+Result<PerJobReply> parse_reply(const json::value& v) {
+  return read_reply<PerJobReply>(v, [](const JsonFields& f, PerJobReply& r) {
     if (f.has("results")) {
       r.results = f.objects("results", job_result_of);
       r.error = f.opt_string("error");
@@ -129,8 +141,9 @@ std::string parse_reply(const json::value& v, PerJobReply& out) {
   });
 }
 
-std::string parse_reply(const json::value& v, PauseReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, PauseReply& r) {
+template <>
+Result<PauseReply> parse_reply(const json::value& v) {
+  return read_reply<PauseReply>(v, [](const JsonFields& f, PauseReply& r) {
     r.paused = f.boolean("paused");
     if (f.has("batch_id")) {
       r.batch = PauseReply::OfBatch{f.int64("batch_id"), f.int64(r.paused ? "held" : "released"),
@@ -139,8 +152,9 @@ std::string parse_reply(const json::value& v, PauseReply& out) {
   });
 }
 
-std::string parse_reply(const json::value& v, ReloadReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, ReloadReply& r) {
+template <>
+Result<ReloadReply> parse_reply(const json::value& v) {
+  return read_reply<ReloadReply>(v, [](const JsonFields& f, ReloadReply& r) {
     r.applied = f.strings("applied");
     r.need_restart = f.strings("need_restart");
     r.error = f.opt_string("error");

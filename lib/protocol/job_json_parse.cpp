@@ -75,9 +75,9 @@ Batch batch_from_json(const JsonFields& f) {
   b.paused_detail = f.opt_string("paused_detail");
   b.brakes.canary = f.opt_int64("canary");
   if (auto budget = f.opt_string("max_failures")) {
-    if (auto problem = parse_max_failures(*budget, b.brakes); !problem.empty()) {
-      f.fail("max_failures", problem);
-    }
+    auto with_budget = parse_max_failures(*budget, b.brakes);
+    if (!with_budget) f.fail("max_failures", with_budget.error().message);
+    b.brakes = *with_budget;
   }
   b.ended = f.int64("ended");
   b.failed = f.int64("failed");

@@ -2,6 +2,8 @@
 // Reading the fields of a control reply by name, for kpsctl's side of the typed replies: each
 // problem names the field's path ("jobs[2].state must be a string"), so a kpsd and a kpsctl
 // that disagree about a field say which. No I/O.
+#include "core/result.hpp"
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -67,18 +69,16 @@ class JsonFields {
   std::string path_;
 };
 
-// Runs `read(fields, reply)` over a reply: "" when it parsed (and `out` holds it), else the
-// BadReply's message (`out` untouched).
+// Runs `read(fields, reply)` over a reply: the reply, or the BadReply's message.
 template <class Reply, class Read>
-std::string read_reply(const boost::json::value& v, Reply& out, Read read) {
+Result<Reply> read_reply(const boost::json::value& v, Read read) {
   try {
     JsonFields f(v, "");
     Reply parsed;
     read(f, parsed);
-    out = std::move(parsed);
-    return {};
+    return parsed;
   } catch (const BadReply& e) {
-    return e.message;
+    return fail(e.message);
   }
 }
 

@@ -120,12 +120,14 @@ json::object to_json(const StatsReply& r) {
   return reply;
 }
 
-std::string parse_reply(const json::value& v, StatsView& out) {
-  return read_reply(v, out, read_view);
+template <>
+Result<StatsView> parse_reply(const json::value& v) {
+  return read_reply<StatsView>(v, read_view);
 }
 
-std::string parse_reply(const json::value& v, StatsReply& out) {
-  return read_reply(v, out, [](const JsonFields& f, StatsReply& r) {
+template <>
+Result<StatsReply> parse_reply(const json::value& v) {
+  return read_reply<StatsReply>(v, [](const JsonFields& f, StatsReply& r) {
     read_view(f, r.view);
     r.now_ms = f.int64("now_ms");
     r.max_id = f.int64("max_id");

@@ -17,17 +17,20 @@ namespace {
 template <class Reply>
 Reply round_trip(const Reply& r) {
   boost::json::value v = boost::json::parse(boost::json::serialize(to_json(r)));
-  Reply back;
-  std::string why = parse_reply(v, back);
-  REQUIRE_MESSAGE(why.empty(), why);
-  return back;
+  Result<Reply> back = parse_reply<Reply>(v);
+  REQUIRE_MESSAGE(back.has_value(), (back ? "" : back.error().message));
+  return *back;
 }
 
 // `text` parsed as a Reply: the reason it was refused ("" when it parsed).
 template <class Reply>
+std::string refusal_of(const boost::json::value& v) {
+  Result<Reply> out = parse_reply<Reply>(v);
+  return out ? "" : out.error().message;
+}
+template <class Reply>
 std::string refusal(std::string_view text) {
-  Reply out;
-  return parse_reply(boost::json::parse(text), out);
+  return refusal_of<Reply>(boost::json::parse(text));
 }
 
 Job full_job(std::int64_t id) {
@@ -194,9 +197,10 @@ TEST_CASE("replies keep the wire's shapes: one job's retry - pause keys - stats 
 }
 
 TEST_CASE("a reply without a field or with one of the wrong type is refused, naming it") {
-  ReplyEnvelope envelope;
-  CHECK(parse_reply(boost::json::parse(R"({"ok":false,"error":"no"})"), envelope).empty());
-  CHECK(envelope == ReplyEnvelope{false, "no"});
+  Result<ReplyEnvelope> envelope =
+      parse_reply<ReplyEnvelope>(boost::json::parse(R"({"ok":false,"error":"no"})"));
+  REQUIRE(envelope.has_value());
+  CHECK(*envelope == ReplyEnvelope{false, "no"});
   CHECK(refusal<ReplyEnvelope>(R"({"error":"x"})") == "ok is missing");
   CHECK(refusal<ReplyEnvelope>(R"({"ok":"yes"})") == "ok must be true or false");
   CHECK(refusal<EnqueueReply>("[1]") == "the reply must be an object");
@@ -208,28 +212,26 @@ TEST_CASE("a reply without a field or with one of the wrong type is refused, nam
 
   auto show = to_json(ShowReply{full_job(4), {full_attempt()}});
   show.at("job").as_object().erase("server_id");
-  ShowReply out;
-  CHECK(parse_reply(show, out) == "job.server_id is missing");
+  CHECK(refusal_of<ShowReply>(show) == "job.server_id is missing");
   show = to_json(ShowReply{full_job(4), {full_attempt()}});
   show.at("attempts").as_array()[0].as_object()["http_status"] = "202";
-  CHECK(parse_reply(show, out) == "attempts[0].http_status must be an integer");
+  CHECK(refusal_of<ShowReply>(show) == "attempts[0].http_status must be an integer");
   show = to_json(ShowReply{full_job(4), {}});
   show.at("job").as_object()["state"] = "exploded";
-  CHECK(parse_reply(show, out) == "job.state is not a job state");
+  CHECK(refusal_of<ShowReply>(show) == "job.state is not a job state");
 
   auto stats = to_json(full_stats());
   stats.at("store").as_object().erase("writable");
-  StatsReply s;
-  CHECK(parse_reply(stats, s) == "store.writable is missing");
+  CHECK(refusal_of<StatsReply>(stats) == "store.writable is missing");
   stats = to_json(full_stats());
   stats.at("batch").as_object()["paused"] = "bored";
-  CHECK(parse_reply(stats, s) == "batch.paused is not a pause reason");
+  CHECK(refusal_of<StatsReply>(stats) == "batch.paused is not a pause reason");
   stats = to_json(full_stats());
   stats["rate_per_second"] = "fast";
-  CHECK(parse_reply(stats, s) == "rate_per_second must be a number");
+  CHECK(refusal_of<StatsReply>(stats) == "rate_per_second must be a number");
   stats = to_json(full_stats());
   stats.at("paused_batches").as_array()[1].as_object().erase("reason");
-  CHECK(parse_reply(stats, s) == "paused_batches[1].reason is missing");
+  CHECK(refusal_of<StatsReply>(stats) == "paused_batches[1].reason is missing");
 
   CHECK(refusal<ReloadReply>(R"({"applied":["a",2],"need_restart":[]})") ==
         "applied[1] must be a string");
