@@ -152,13 +152,14 @@ net::awaitable<json::object> ControlHandlers::execute(StatsRequest& r, PeerCred)
   co_return to_json(reply);
 }
 
-std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool force) {
+Result<> prune_allowed(std::int64_t before_ms, std::int64_t now_ms, bool force) {
   if (before_ms > now_ms)
-    return "prune: the cut-off is " + std::to_string((before_ms - now_ms) / 1000) +
-           " s in the future: only jobs that ended before now can be pruned";
+    return fail("prune: the cut-off is " + std::to_string((before_ms - now_ms) / 1000) +
+                " s in the future: only jobs that ended before now can be pruned");
   if (!force && now_ms - before_ms < min_prune_age_ms)
-    return "prune: the cut-off is under an hour ago: jobs that ended that recently may still be "
-           "wanted (a report, a retry); check with a dry run, then force it if you mean it";
+    return fail(
+        "prune: the cut-off is under an hour ago: jobs that ended that recently may still be "
+        "wanted (a report, a retry); check with a dry run, then force it if you mean it");
   return {};
 }
 
@@ -172,8 +173,8 @@ net::awaitable<json::object> ControlHandlers::execute(PruneRequest& r, PeerCred)
   std::int64_t now = unix_ms();
   std::int64_t before = r.before_ms ? *r.before_ms : now - r.older_than_ms;
   // The guard kpsctl applies holds for every client of the socket (issue 31).
-  if (std::string refused = prune_refusal(before, now, r.force || r.dry_run); !refused.empty())
-    co_return to_json(ErrorReply{refused});
+  if (auto allowed = prune_allowed(before, now, r.force || r.dry_run); !allowed)
+    co_return to_json(ErrorReply{allowed.error().message});
   PruneFilter filter{r.state, std::nullopt};
   if (r.batch) {
     filter.batch_id = co_await batch_id_of(*r.batch);

@@ -4,6 +4,7 @@
 // a reply line out.
 #include "control/peer_identity.hpp"
 #include "control/reload.hpp"
+#include "core/result.hpp"
 #include "protocol/control_protocol.hpp"
 #include "protocol/control_reply.hpp"
 
@@ -19,9 +20,9 @@ class DbWorker;
 class Scheduler;
 struct Metrics;
 
-// Why a prune with this cut-off (Unix ms) may not run now, or "" when it may: a cut-off in the
-// future never; one under min_prune_age_ms ago only with `force` (or a dry run). Plain code.
-std::string prune_refusal(std::int64_t before_ms, std::int64_t now_ms, bool force);
+// Whether a prune with this cut-off (Unix ms) may run now, or why not: a cut-off in the future
+// never; one under min_prune_age_ms ago only with `force` (or a dry run). Plain code.
+Result<> prune_allowed(std::int64_t before_ms, std::int64_t now_ms, bool force);
 
 class ControlHandlers {
  public:

@@ -81,8 +81,8 @@ namespace {
 
 // The words before the command: a command's own option put first ("kpsctl --batch x stats"),
 // or kpsctl's option that took the command as its value ("kpsctl -o stats"). "" if neither.
-std::string before_command(const CLI::App& app, int argc, char** argv,
-                           const std::vector<std::string>& commands) {
+Result<> before_command(const CLI::App& app, int argc, char** argv,
+                        const std::vector<std::string>& commands) {
   std::vector<const CLI::App*> top{&app};
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -101,11 +101,12 @@ std::string before_command(const CLI::App& app, int argc, char** argv,
       }
       const CLI::App* owner = typed ? typed : first;
       if (owner) {
-        return "`" + std::string(name) + "` is an option of a command: put it after the " +
-               "command (kpsctl " + owner->get_name() + " " + std::string(name) + " ...)";
+        return kpsd::fail("`" + std::string(name) +
+                          "` is an option of a command: put it after the " + "command (kpsctl " +
+                          owner->get_name() + " " + std::string(name) + " ...)");
       }
-      return "unknown option `" + std::string(name) + "`" + did_you_mean(name, option_names(top)) +
-             " (kpsctl --help lists them)";
+      return kpsd::fail("unknown option `" + std::string(name) + "`" +
+                        did_you_mean(name, option_names(top)) + " (kpsctl --help lists them)");
     }
     if (arg.find('=') != std::string_view::npos || i + 1 >= argc || !takes_next(o, argv[i + 1])) {
       continue;
@@ -113,9 +114,9 @@ std::string before_command(const CLI::App& app, int argc, char** argv,
     std::string value = argv[++i];
     bool is_command = std::find(commands.begin(), commands.end(), value) != commands.end();
     if (is_command && command_word(app, argc - i, argv + i).empty()) {
-      return "`" + std::string(name) + "` took `" + value +
-             "` as its value and no command is left: give " + std::string(name) +
-             " its value first (kpsctl " + std::string(name) + " VALUE " + value + ")";
+      return kpsd::fail("`" + std::string(name) + "` took `" + value +
+                        "` as its value and no command is left: give " + std::string(name) +
+                        " its value first (kpsctl " + std::string(name) + " VALUE " + value + ")");
     }
   }
   return {};
@@ -123,24 +124,24 @@ std::string before_command(const CLI::App& app, int argc, char** argv,
 
 }  // namespace
 
-std::string precheck(const CLI::App& app, int argc, char** argv) {
+Result<> precheck(const CLI::App& app, int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (is_help_or_version(argv[i])) return {};
   }
   std::string command = command_word(app, argc, argv);
   std::vector<std::string> commands = command_names(app);
-  if (auto problem = before_command(app, argc, argv, commands); !problem.empty()) return problem;
+  if (auto fine = before_command(app, argc, argv, commands); !fine) return fine;
   if (command.empty()) {
-    return "no command given; kpsctl needs one of: " + joined(commands) +
-           " (kpsctl --help says what each does)";
+    return kpsd::fail("no command given; kpsctl needs one of: " + joined(commands) +
+                      " (kpsctl --help says what each does)");
   }
   const CLI::App* sub = nullptr;
   for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
     if (s->get_name() == command) sub = s;
   }
   if (!sub) {
-    return "unknown command `" + command + "`" + did_you_mean(command, commands) +
-           "; the commands are: " + joined(commands);
+    return kpsd::fail("unknown command `" + command + "`" + did_you_mean(command, commands) +
+                      "; the commands are: " + joined(commands));
   }
   std::vector<const CLI::App*> apps{sub, &app};
   for (int i = 1; i < argc; ++i) {
@@ -152,9 +153,9 @@ std::string precheck(const CLI::App& app, int argc, char** argv) {
     std::string_view name = arg.substr(0, arg.find('='));
     const CLI::Option* o = find_option(apps, name);
     if (!o) {
-      return command + ": unknown option `" + std::string(name) + "`" +
-             did_you_mean(name, option_names(apps)) + " (kpsctl " + command +
-             " --help lists its options)";
+      return kpsd::fail(command + ": unknown option `" + std::string(name) + "`" +
+                        did_you_mean(name, option_names(apps)) + " (kpsctl " + command +
+                        " --help lists its options)");
     }
     if (arg.find('=') == std::string_view::npos && i + 1 < argc && takes_next(o, argv[i + 1])) {
       ++i;

@@ -3,6 +3,7 @@
 // line naming the offending word, with a did-you-mean for a mistyped command, option or value.
 // CLI11 parses; these check what it would say in its own words ("Could not convert: job_id =
 // abc", "A subcommand is required") before it gets the chance, and reword what is left.
+#include "core/result.hpp"
 #include "core/suggest.hpp"
 #include "ctl/durations.hpp"
 
@@ -21,9 +22,9 @@ using kpsd::did_you_mean;
 std::string command_word(const CLI::App& app, int argc, char** argv);
 
 // The first problem of argv that CLI11 would word badly: no command, an unknown command, or an
-// option that neither the command nor kpsctl knows. "" when there is none (or --help/--version
+// option that neither the command nor kpsctl knows. Fine when there is none (or --help/--version
 // is asked for, which needs none).
-std::string precheck(const CLI::App& app, int argc, char** argv);
+Result<> precheck(const CLI::App& app, int argc, char** argv);
 
 // What CLI11's error says, reworded where its words are its own ("The following argument was
 // not expected: 2" becomes "unexpected argument `2`").

@@ -91,34 +91,37 @@ json::array repeats_json(const JobFileCheck& check) {
   return out;
 }
 
-// The checks of the command line alone, before any file is read: the problem, or empty.
-std::string usage_problem(const Options& opt, const EnqueueArgs& a) {
-  if (a.server_ids.empty() && a.file.empty()) return "enqueue: give server ids or --file FILE";
+// The checks of the command line alone, before any file is read: fine, or the problem.
+Result<> usage_checked(const Options& opt, const EnqueueArgs& a) {
+  if (a.server_ids.empty() && a.file.empty())
+    return kpsd::fail("enqueue: give server ids or --file FILE");
   if (!a.server_ids.empty() && !a.file.empty()) {
-    return "enqueue: give server ids or --file FILE, not both";
+    return kpsd::fail("enqueue: give server ids or --file FILE, not both");
   }
-  if (!a.auth_type.empty() && a.key_file.empty()) return "enqueue: --auth-type needs --key-file";
+  if (!a.auth_type.empty() && a.key_file.empty())
+    return kpsd::fail("enqueue: --auth-type needs --key-file");
   if (a.auth_type.empty() && !a.key_file.empty()) {
     // Without a type the key would be dropped and the job sent in reset form: refuse.
-    return "enqueue: --key-file needs --auth-type (password or keypair)";
+    return kpsd::fail("enqueue: --key-file needs --auth-type (password or keypair)");
   }
   if (!a.batch.empty()) {
     if (auto valid = validate_batch_name(a.batch); !valid) {
-      return "enqueue: --batch `" + a.batch + "`: " + valid.error().message;
+      return kpsd::fail("enqueue: --batch `" + a.batch + "`: " + valid.error().message);
     }
   }
-  if (opt.format == Format::csv) return "enqueue: --output csv is not offered (table or json)";
+  if (opt.format == Format::csv)
+    return kpsd::fail("enqueue: --output csv is not offered (table or json)");
   if (!a.max_failures.empty()) {
     if (auto budget = parse_max_failures(a.max_failures, Brakes{}); !budget) {
-      return "enqueue: --max-failures " + budget.error().message;
+      return kpsd::fail("enqueue: --max-failures " + budget.error().message);
     }
   }
   return {};
 }
 
 // A --batch name kpsd already has: the request would be refused, after every line was read.
-// "" when the name is free, or when kpsd cannot be asked (a dry run says it did not check).
-std::string taken_batch_name(const Options& opt, const EnqueueArgs& a) {
+// Fine when the name is free, or when kpsd cannot be asked (a dry run says it did not check).
+Result<> batch_name_free(const Options& opt, const EnqueueArgs& a) {
   if (a.batch.empty()) return {};
   try {
     ControlClient client(opt.socket);
@@ -127,8 +130,8 @@ std::string taken_batch_name(const Options& opt, const EnqueueArgs& a) {
     // A refusal ("no batch ...") has no batch: the name is free.
     auto reply = parse_reply<StatsReply>(client.request(to_json(req)));
     if (!reply || !reply->batch) return {};
-    return "enqueue: --batch `" + a.batch + "` is taken (batch " +
-           std::to_string(reply->batch->id) + "); choose another name";
+    return kpsd::fail("enqueue: --batch `" + a.batch + "` is taken (batch " +
+                      std::to_string(reply->batch->id) + "); choose another name");
   } catch (const NotPermitted&) {
     throw;  // said by the caller, as for every command
   } catch (const Unreachable&) {
@@ -291,8 +294,8 @@ int print_dry_run(const Options& opt, const EnqueueArgs& a, std::size_t checked,
 }  // namespace
 
 int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
-  if (auto problem = usage_problem(opt, a); !problem.empty()) {
-    return fail(opt, exit_cli_usage, problem);
+  if (auto checked = usage_checked(opt, a); !checked) {
+    return fail(opt, exit_cli_usage, checked.error().message);
   }
   std::optional<JobAuth> common_auth;
   if (!a.auth_type.empty()) {
@@ -319,8 +322,8 @@ int cmd_enqueue(const Options& opt, const EnqueueArgs& a) {
     }
   }
   if (checked == 0) return fail(opt, exit_cli_usage, "enqueue: " + a.file + " holds no jobs");
-  if (auto taken = taken_batch_name(opt, a); !taken.empty()) {
-    return fail(opt, exit_cli_usage, taken);
+  if (auto free = batch_name_free(opt, a); !free) {
+    return fail(opt, exit_cli_usage, free.error().message);
   }
   warn_repeats(opt, a.file, check);
   if (a.dry_run) return print_dry_run(opt, a, checked, check);

@@ -322,8 +322,8 @@ int run_kpsctl(int argc, char** argv) {
 
   opt.format = format_in(argc, argv);
   std::string command = command_word(app, argc, argv);
-  if (auto problem = precheck(app, argc, argv); !problem.empty()) {
-    return fail(opt, exit_cli_usage, problem);
+  if (auto fine = precheck(app, argc, argv); !fine) {
+    return fail(opt, exit_cli_usage, fine.error().message);
   }
   try {
     app.parse(argc, argv);

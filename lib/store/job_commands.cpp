@@ -80,17 +80,15 @@ std::vector<EnqueueResult> JobCommands::enqueue(std::span<const NewJob> jobs, st
 }
 
 // The batch an enqueue adds to: an existing one (batch.id) or a new one (named or not, with
-// its brakes), inside the caller's transaction. Returns why not (empty: `batch_id` is set).
-std::string JobCommands::open_batch(const BatchTarget& batch, std::int64_t now,
-                                    std::int64_t& batch_id) {
+// its brakes), inside the caller's transaction: its id, or why not.
+Result<std::int64_t> JobCommands::open_batch(const BatchTarget& batch, std::int64_t now) {
   if (batch.id) {
     auto& find = sql_->batch_by_id;
     find.bind(1, *batch.id);
     bool found = find.step();
     find.reset();
-    if (!found) return "no batch " + std::to_string(*batch.id);
-    batch_id = *batch.id;
-    return {};
+    if (!found) return fail("no batch " + std::to_string(*batch.id));
+    return *batch.id;
   }
   if (batch.name) {
     auto& find = sql_->batch_by_name;
@@ -99,7 +97,7 @@ std::string JobCommands::open_batch(const BatchTarget& batch, std::int64_t now,
       std::string taken = "batch name `" + *batch.name + "` is taken (batch " +
                           std::to_string(find.column_int(0)) + "); choose another";
       find.reset();
-      return taken;
+      return fail(std::move(taken));
     }
     find.reset();
   }
@@ -109,8 +107,7 @@ std::string JobCommands::open_batch(const BatchTarget& batch, std::int64_t now,
       .bind(4, batch.brakes.max_failures)
       .bind_double(5, batch.brakes.max_failure_pct)
       .run();
-  batch_id = connection_.db().last_insert_rowid();
-  return {};
+  return connection_.db().last_insert_rowid();
 }
 
 EnqueueBatchResult JobCommands::enqueue(std::span<const NewJob> jobs, std::int64_t now,
@@ -118,8 +115,12 @@ EnqueueBatchResult JobCommands::enqueue(std::span<const NewJob> jobs, std::int64
   EnqueueBatchResult out;
   out.jobs.reserve(jobs.size());
   sql::Transaction tx(connection_.db());
-  out.error = open_batch(batch, now, out.batch_id);
-  if (!out.error.empty()) return out;
+  auto opened = open_batch(batch, now);
+  if (!opened) {
+    out.error = opened.error().message;
+    return out;
+  }
+  out.batch_id = *opened;
   // Each job: an unfinished job of its server (it joins this batch), an earlier line of this
   // call (the same new job), or a new row. New rows go in by insert_rows, many per statement.
   std::vector<const NewJob*> fresh;

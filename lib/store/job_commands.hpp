@@ -3,6 +3,7 @@
 // transaction, committed before it returns. Times are Unix ms; every operation throws sql::Error
 // when the database fails (nothing of it is then committed). Used on the DB thread only
 // (DbWorker::call with a `JobCommands&` parameter).
+#include "core/result.hpp"
 #include "model/job.hpp"
 #include "model/job_records.hpp"
 
@@ -45,7 +46,7 @@ class JobCommands {
   // Inside the caller's transaction.
   std::vector<std::int64_t> insert_rows(const std::vector<const NewJob*>& fresh, std::int64_t now,
                                         std::int64_t batch_id);
-  std::string open_batch(const BatchTarget& batch, std::int64_t now, std::int64_t& batch_id);
+  Result<std::int64_t> open_batch(const BatchTarget& batch, std::int64_t now);
 
   StoreConnection& connection_;
   BrakeRoom& brakes_;

@@ -135,11 +135,15 @@ TEST_CASE("batch names on every op: no control character - no C1 - no bidi overr
 
 TEST_CASE("prune: kpsd refuses a cut-off in the future - under an hour unless forced") {
   const std::int64_t now = 1'800'000'000'000;
-  CHECK(prune_refusal(now + 5000, now, true) ==
+  auto future = prune_allowed(now + 5000, now, true);
+  REQUIRE_FALSE(future.has_value());
+  CHECK(future.error().message ==
         "prune: the cut-off is 5 s in the future: only jobs that ended before now can be pruned");
-  CHECK(prune_refusal(now - 60'000, now, false).starts_with("prune: the cut-off is under an hour"));
-  CHECK(prune_refusal(now - 60'000, now, true) == "");
-  CHECK(prune_refusal(now - min_prune_age_ms, now, false) == "");
+  auto recent = prune_allowed(now - 60'000, now, false);
+  REQUIRE_FALSE(recent.has_value());
+  CHECK(recent.error().message.starts_with("prune: the cut-off is under an hour"));
+  CHECK(prune_allowed(now - 60'000, now, true).has_value());
+  CHECK(prune_allowed(now - min_prune_age_ms, now, false).has_value());
   // `force` travels with the request.
   PruneRequest r;
   r.older_than_ms = 60'000;
