@@ -22,7 +22,7 @@ struct Overview {
   std::optional<std::int64_t> oldest_queued_due;  // Unix ms; nullopt: nothing queued
   std::string read_problem;                       // why the store could not be read (empty: it was)
   Scheduler::Stats scheduler;
-  std::vector<Batch> paused_batches;  // batches whose jobs are held (JobStore::paused_batches)
+  std::vector<Batch> paused_batches;  // batches whose jobs are held (JobQueries::paused_batches)
 };
 
 // Jobs per state, the oldest queued job's wait, and the scheduler's state (rates, quota, pause,

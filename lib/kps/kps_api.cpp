@@ -18,11 +18,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string string_field(const json::object& o, std::string_view key) {
-  if (auto* v = o.if_contains(key); v && v->is_string()) return std::string(v->as_string());
-  return {};
-}
-
 Result<json::object> parse_object(std::string_view body) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);

@@ -7,12 +7,10 @@
 namespace kpsd {
 namespace json = boost::json;
 
-namespace {
 std::string string_field(const json::object& o, std::string_view key) {
   if (auto* v = o.if_contains(key); v && v->is_string()) return std::string(v->as_string());
   return {};
 }
-}  // namespace
 
 ApiErrorBody parse_error_body(std::string_view body) {
   ApiErrorBody e;
