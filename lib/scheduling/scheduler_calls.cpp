@@ -48,7 +48,6 @@ net::awaitable<void> Scheduler::Impl::deliver(Dispatched<DeliveryWork> call) {
         "job {} ({}): internal error during its call: {}; recorded as a retryable failure",
         w.job_id, w.server_id, failure);
     if (call.probe) pacing.gate.on_inconclusive(true, std::chrono::steady_clock::now());
-    pacing.limiter.unsent(call.sent_at);  // a held probe must not wait for an answer never told
     AttemptOutcome outcome;
     outcome.verdict = Verdict::retryable;
     outcome.error_msg = "internal error: " + failure;
@@ -148,7 +147,6 @@ net::awaitable<void> Scheduler::Impl::poll(Dispatched<PollWork> call) {
     spdlog::error("job {} ({}, task {}): internal error during its task poll: {}; asking again",
                   w.job_id, w.server_id, w.task_id, failure);
     if (call.probe) pacing.gate.on_inconclusive(true, std::chrono::steady_clock::now());
-    pacing.limiter.unsent(call.sent_at);
     std::int64_t now = unix_ms();
     PollOutcome p;  // no answer: asked again, neither a refusal nor an answer
     p.task_id = w.task_id;
